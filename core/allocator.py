@@ -1,0 +1,273 @@
+"""The Python face of the core: ``Allocator(site).step(now_ms, meters=..., chargers=...)``.
+
+Two backends share one contract: ``"c"`` (the C library through cffi, the default) and
+``"reference"`` (:mod:`dlbrig.core.reference`, the executable specification). Readings are converted
+from amps to integer milliamps once; NaN, infinite or out-of-range readings are rejected (treated as
+"no new reading", so they age toward the failsafe ladder) and listed in ``Result.rejected``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import model
+from .reference import ReferenceCore
+from .site import PHASE_NAMES, Site
+
+LANE_NAMES = PHASE_NAMES + ("power",)
+
+
+@dataclass
+class ChargerResult:
+    current_a: float          # set-point (0.0 = paused)
+    phases: int
+    reason: str               # e.g. "circuit garage L2", "charger max", "rotation"
+    reason_code: int
+    limit_circuit: str | None
+    limit_phase: str | None   # "L1" | "L2" | "L3" | "power" | None
+    setpoint_ma: int
+    flags: int
+
+    @property
+    def admitted(self) -> bool:
+        return bool(self.flags & model.CHARGER_ADMITTED)
+
+    @property
+    def lost(self) -> bool:
+        return bool(self.flags & model.CHARGER_LOST)
+
+
+@dataclass
+class CircuitResult:
+    allocated_a: list
+    headroom_a: list
+    base_a: list
+    power_headroom_a: float | None
+    status: str               # "ok" | "overloaded" | "meter_stale" | "meter_recovering"
+    flags: set
+
+
+@dataclass
+class Result:
+    now_ms: int
+    chargers: dict
+    circuits: dict
+    rejected: list = field(default_factory=list)   # (device, why) of readings not trusted this step
+
+
+def _status_name(bits: int) -> tuple:
+    flags = set()
+    for bit, name in ((model.CIRCUIT_OVERLOADED, "overloaded"), (model.CIRCUIT_BASE_OVERLOAD, "base_overload"),
+                      (model.CIRCUIT_METER_STALE, "meter_stale"),
+                      (model.CIRCUIT_METER_RECOVERING, "meter_recovering"),
+                      (model.CIRCUIT_LIMITING, "limiting")):
+        if bits & bit:
+            flags.add(name)
+    if bits & (model.CIRCUIT_OVERLOADED | model.CIRCUIT_BASE_OVERLOAD):
+        status = "overloaded"
+    elif bits & model.CIRCUIT_METER_STALE:
+        status = "meter_stale"
+    elif bits & model.CIRCUIT_METER_RECOVERING:
+        status = "meter_recovering"
+    else:
+        status = "ok"
+    return status, flags
+
+
+def _to_ma(values, lo, hi):
+    """Three finite amps within [lo, hi] -> mA, or None if the reading cannot be trusted."""
+    if not isinstance(values, (list, tuple)) or len(values) != 3:
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return None
+        ma = int(round(v * 1000))
+        if not lo <= ma <= hi:
+            return None
+        out.append(ma)
+    return out
+
+
+class _CBackend:
+    """State, inputs and outputs live in cffi-owned arrays; one dlb_step call per cycle."""
+
+    def __init__(self, site: Site):
+        from ._dlb import ffi, lib
+        self.ffi, self.lib = ffi, lib
+        nc, nk = len(site.circuits), len(site.chargers)
+        self.nc, self.nk = nc, nk
+        p = ffi.new("dlb_params *")
+        for name in model.Params.__dataclass_fields__:
+            setattr(p, name, getattr(site.params, name))
+        circ = ffi.new("dlb_circuit[]", nc)
+        for i, c in enumerate(site.circuits):
+            circ[i].parent = c.parent
+            circ[i].limit_ma = c.limit_ma
+            circ[i].margin_ma = c.margin_ma
+            circ[i].power_limit_w = c.power_limit_w
+            circ[i].fallback_base_ma = c.fallback_base_ma
+            circ[i].unbalance_limit_ma = c.unbalance_limit_ma
+            circ[i].has_meter = c.has_meter
+        chg = ffi.new("dlb_charger[]", max(nk, 1))
+        for i, k in enumerate(site.chargers):
+            for name in model.Charger.__dataclass_fields__:
+                setattr(chg[i], name, getattr(k, name))
+        size = lib.dlb_memory_size(nc, nk)
+        if size == 0:
+            raise ValueError("site too large for the core (see DLB_MAX_CIRCUITS / DLB_MAX_CHARGERS)")
+        self.mem = ffi.new("uint64_t[]", (size + 7) // 8)   # 8-byte aligned
+        site_pp = ffi.new("dlb_site **")
+        rc = lib.dlb_init(self.mem, size, p, circ, nc, chg, nk, site_pp)
+        if rc != 0:
+            raise _config_error(ffi, lib, self.mem, rc)
+        self.site = site_pp[0]
+        self.meters_in = ffi.new("dlb_meter_input[]", nc)
+        self.chargers_in = ffi.new("dlb_charger_input[]", max(nk, 1))
+        self.chargers_out = ffi.new("dlb_charger_output[]", max(nk, 1))
+        self.circuits_out = ffi.new("dlb_circuit_output[]", nc)
+        self.step_c = lib.dlb_step
+
+    def step_raw(self, now_ms, meters, chargers):
+        mi, ci = self.meters_in, self.chargers_in
+        for c in range(self.nc):
+            m = meters[c]
+            mi[c].fresh = m.fresh
+            mi[c].current_ma = m.current_ma
+        for k in range(self.nk):
+            r = chargers[k]
+            d = ci[k]
+            d.fresh, d.state, d.current_ma = r.fresh, r.state, r.current_ma
+            d.session_update, d.departure_in_ms, d.energy_need_wh = \
+                r.session_update, r.departure_in_ms, r.energy_need_wh
+        self._call(now_ms)
+        return self.outputs()
+
+    def _call(self, now_ms):
+        rc = self.step_c(self.site, now_ms, self.meters_in, self.chargers_in, self.chargers_out,
+                         self.circuits_out)
+        if rc != 0:
+            raise ValueError(f"dlb_step failed ({rc}): now_ms earlier than the previous step, or negative")
+
+    def outputs(self):
+        outs = []
+        for k in range(self.nk):
+            o = self.chargers_out[k]
+            outs.append(model.ChargerOutput(o.setpoint_ma, o.phases, o.reason, o.limit_circuit,
+                                            o.limit_lane, o.flags))
+        couts = []
+        for c in range(self.nc):
+            o = self.circuits_out[c]
+            couts.append(model.CircuitOutput(list(o.allocated_ma), list(o.headroom_ma), list(o.base_ma),
+                                             o.power_headroom_ma, o.status))
+        return outs, couts
+
+    def session_energy_wh(self, k):
+        return self.lib.dlb_session_energy_wh(self.site, k)
+
+
+def _config_error(ffi, lib, mem, rc):
+    if rc != -3:
+        return ValueError(f"dlb_init failed ({rc})")
+    scope, index, fld, problem = (ffi.new("char **"), ffi.new("int32_t *"), ffi.new("char **"),
+                                  ffi.new("char **"))
+    lib.dlb_config_error(mem, scope, index, fld, problem)
+    s, f = ffi.string(scope[0]).decode(), ffi.string(fld[0]).decode()
+    name = f"{s}[{index[0]}]" if index[0] >= 0 else s
+    if f:
+        name += "." + f
+    return model.ConfigError(name, ffi.string(problem[0]).decode())
+
+
+class _ReferenceBackend:
+    def __init__(self, site: Site):
+        self.core = ReferenceCore(site.params, site.circuits, site.chargers)
+
+    def step_raw(self, now_ms, meters, chargers):
+        return self.core.step(now_ms, meters, chargers)
+
+    def session_energy_wh(self, k):
+        return self.core.session_energy_wh(k)
+
+
+class Allocator:
+    """One site's allocator. ``backend="c"`` (default) or ``"reference"``."""
+
+    def __init__(self, site, backend: str = "c"):
+        if isinstance(site, dict):
+            site = Site.from_dict(site)
+        self.site = site
+        if backend == "c":
+            self._backend = _CBackend(site)
+        elif backend == "reference":
+            self._backend = _ReferenceBackend(site)
+        else:
+            raise ValueError(f"backend: unknown backend {backend!r} (c or reference)")
+        self.backend = backend
+        self._circuit_index = {n: i for i, n in enumerate(site.circuit_names)}
+        self._charger_index = {n: i for i, n in enumerate(site.charger_names)}
+
+    def step_raw(self, now_ms: int, meters: list, chargers: list):
+        """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
+        return self._backend.step_raw(now_ms, meters, chargers)
+
+    def session_energy_wh(self, charger: str) -> int:
+        return self._backend.session_energy_wh(self._charger_index[charger])
+
+    def step(self, now_ms: int, meters: dict | None = None, chargers: dict | None = None) -> Result:
+        site = self.site
+        rejected = []
+        m_in = [model.MeterInput() for _ in site.circuits]
+        for name, values in (meters or {}).items():
+            c = self._circuit_index.get(name)
+            if c is None or not site.circuits[c].has_meter:
+                raise ValueError(f"meters: {name!r} is not a metered circuit of this site")
+            ma = _to_ma(values, -model.MAX_CURRENT_MA, model.MAX_CURRENT_MA)
+            if ma is None:
+                rejected.append((name, f"meter reading not trusted: {values!r}"))
+                continue
+            m_in[c] = model.MeterInput(1, ma)
+        k_in = [model.ChargerInput() for _ in site.chargers]
+        for name, reading in (chargers or {}).items():
+            k = self._charger_index.get(name)
+            if k is None:
+                raise ValueError(f"chargers: {name!r} is not a charger of this site")
+            state = model.STATES.get(reading.get("state")) if isinstance(reading, dict) else None
+            ma = _to_ma(reading.get("current_a", [0, 0, 0]), 0, model.MAX_CURRENT_MA) \
+                if isinstance(reading, dict) else None
+            if state is None or ma is None:
+                rejected.append((name, f"charger reading not trusted: {reading!r}"))
+                continue
+            ci = model.ChargerInput(1, state, ma)
+            if "departure_s" in reading or "energy_need_kwh" in reading:
+                dep, need = reading.get("departure_s"), reading.get("energy_need_kwh")
+                ok = all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 2e6)
+                         for v in (dep, need))
+                if ok:
+                    ci.session_update = 1
+                    ci.departure_in_ms = int(round(dep * 1000)) if dep is not None else -1
+                    ci.energy_need_wh = int(round(need * 1000)) if need is not None else -1
+                else:
+                    rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+            k_in[k] = ci
+        outs, couts = self._backend.step_raw(now_ms, m_in, k_in)
+        return self._result(now_ms, outs, couts, rejected)
+
+    def _result(self, now_ms, outs, couts, rejected) -> Result:
+        site = self.site
+        cres = {}
+        for name, o in zip(site.charger_names, outs):
+            lc = site.circuit_names[o.limit_circuit] if o.limit_circuit >= 0 else None
+            lp = LANE_NAMES[o.limit_lane] if o.limit_lane >= 0 else None
+            reason = model.REASON_NAMES[o.reason]
+            if lc is not None:
+                reason = f"{reason} {lc} {lp}"
+            cres[name] = ChargerResult(o.setpoint_ma / 1000, o.phases, reason, o.reason, lc, lp,
+                                       o.setpoint_ma, o.flags)
+        circ = {}
+        for name, c, o in zip(site.circuit_names, site.circuits, couts):
+            status, flags = _status_name(o.status)
+            ph = None if c.power_limit_w == 0 else o.power_headroom_ma / 1000
+            circ[name] = CircuitResult([v / 1000 for v in o.allocated_ma], [v / 1000 for v in o.headroom_ma],
+                                       [v / 1000 for v in o.base_ma], ph, status, flags)
+        return Result(now_ms, cres, circ, rejected)

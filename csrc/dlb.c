@@ -1,0 +1,1574 @@
+/*
+ * dlb.c - the allocator core. See dlb.h for the contract; core/reference.py is the same algorithm in
+ * readable Python and the two must agree bit for bit (tests/core/test_differential.py).
+ *
+ * Stage numbers in the comments match the reference. Everything lives in the caller's buffer:
+ *   [dlb_site header][circuit configs][charger configs][circuit state][charger state][scratch ...]
+ */
+#include "dlb.h"
+
+#include <string.h>
+
+#define HOUR_MS 3600000
+#define INF ((int64_t)1 << 62)
+#define KEY_PKEY_BITS 52
+#define KEY_PKEY_MAX (((int64_t)1 << KEY_PKEY_BITS) - 1)
+#define LAXITY_OFFSET ((int64_t)1 << 51)
+#define TNONE ((int64_t)-1) /* "no time": every stored timestamp is >= 0 */
+
+enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
+enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
+
+typedef struct {
+    int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
+    int64_t delivered_mams, last_switch, up_since, below_since, reclaimed_at, probe_since;
+    int64_t starts[DLB_MAX_STARTS];
+    int32_t meas[DLB_PHASES];
+    int32_t state, sp, mode, energy_need_wh, switches, reclaim_cap, n_starts;
+    uint8_t seen, lost, recover_at_once, in_session, probing;
+} charger_state;
+
+typedef struct {
+    int64_t t_last, ok_since;
+    int32_t ma[DLB_PHASES];
+    int32_t probe_owner;
+    uint8_t seen, stale, recover_at_once;
+} meter_state;
+
+/* per-charger scratch of one step */
+typedef struct {
+    int64_t m;          /* counted draw on each used phase */
+    int64_t hi;         /* ceiling this step */
+    int64_t ideal, sp, value;
+    uint32_t used;      /* bit p set: loads site phase p */
+    int32_t n_used, kind, hi_reason, tier;
+    uint8_t admitted, started, frozen, in_group;
+} charger_scratch;
+
+/* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
+typedef struct {
+    int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
+    int64_t alloc[DLB_PHASES];
+    int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
+    int64_t D[DLB_LANES], W[DLB_LANES], lam[DLB_LANES];
+    int32_t heap_pos[DLB_LANES];
+    uint32_t status;
+} circuit_scratch;
+
+struct dlb_site {
+    const char *err_scope, *err_field, *err_problem;
+    int32_t err_index;
+    dlb_params p;
+    int32_t nc, nk;
+    int64_t last_now; /* TNONE before the first step */
+    dlb_circuit *circ;
+    dlb_charger *chg;
+    int64_t *power_cap;
+    int32_t *dfs, *range_start, *range_end;
+    meter_state *ms;
+    charger_state *ks;
+    charger_scratch *kx;
+    circuit_scratch *cx;
+    int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
+    uint64_t *key;
+    int32_t n_heap;
+    int32_t prio_count[257];
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* small helpers */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* floor division (C division truncates toward zero; the specification floors) */
+static int64_t fdiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) {
+        q--;
+    }
+    return q;
+}
+
+static int64_t floor_grid(int64_t v, int64_t step) { return fdiv(v, step) * step; }
+static int64_t ceil_grid(int64_t v, int64_t step) { return -fdiv(-v, step) * step; }
+
+static int32_t clamp32(int64_t v)
+{
+    if (v > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (v < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)v;
+}
+
+static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static int is_demanding(int32_t st)
+{
+    return st == DLB_STATE_CONNECTED_IDLE || st == DLB_STATE_CHARGING || st == DLB_STATE_EV_SUSPENDED;
+}
+
+/* Sort items[0..n) by (key[item], item). Insertion sort repairs a nearly sorted order in O(N + moves);
+ * past a budget of moves it switches to a bottom-up merge sort, O(N log N). The result is the unique
+ * order, whichever path ran. */
+static int item_less(const uint64_t *key, int32_t a, int32_t b)
+{
+    return key[a] < key[b] || (key[a] == key[b] && a < b);
+}
+
+static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
+{
+    int32_t *src = a, *dst = tmp;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                dst[o++] = item_less(key, src[j], src[i]) ? src[j++] : src[i++];
+            }
+            while (i < mid) {
+                dst[o++] = src[i++];
+            }
+            while (j < hi) {
+                dst[o++] = src[j++];
+            }
+        }
+        int32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) {
+        memcpy(a, src, n * sizeof(int32_t));
+    }
+}
+
+static void sort_items(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
+{
+    size_t budget = 8u * n + 64u;
+    for (size_t i = 1; i < n; i++) {
+        int32_t x = a[i];
+        size_t j = i;
+        while (j > 0 && item_less(key, x, a[j - 1])) {
+            a[j] = a[j - 1];
+            j--;
+            if (--budget == 0) {
+                a[j] = x;
+                merge_sort(a, tmp, n, key);
+                return;
+            }
+        }
+        a[j] = x;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* indexed min-heap over lanes (id = circuit * 4 + lane), ordered by (lam, id) */
+
+static int lane_less(const dlb_site *s, int32_t a, int32_t b)
+{
+    int64_t la = s->cx[a / 4].lam[a % 4], lb = s->cx[b / 4].lam[b % 4];
+    return la < lb || (la == lb && a < b);
+}
+
+static void heap_swap(dlb_site *s, int32_t i, int32_t j)
+{
+    int32_t a = s->heap[i], b = s->heap[j];
+    s->heap[i] = b;
+    s->heap[j] = a;
+    s->cx[b / 4].heap_pos[b % 4] = i;
+    s->cx[a / 4].heap_pos[a % 4] = j;
+}
+
+static void heap_sift(dlb_site *s, int32_t i)
+{
+    while (i > 0 && lane_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
+        heap_swap(s, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->n_heap && lane_less(s, s->heap[l], s->heap[m])) {
+            m = l;
+        }
+        if (r < s->n_heap && lane_less(s, s->heap[r], s->heap[m])) {
+            m = r;
+        }
+        if (m == i) {
+            break;
+        }
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+/* re-key lane j after D or W changed: in the heap while W > 0 */
+static void heap_update(dlb_site *s, int32_t j)
+{
+    circuit_scratch *c = &s->cx[j / 4];
+    int ln = j % 4;
+    int32_t pos = c->heap_pos[ln];
+    if (c->W[ln] > 0) {
+        c->lam[ln] = fdiv(c->D[ln], c->W[ln]);
+        if (pos < 0) {
+            pos = s->n_heap++;
+            s->heap[pos] = j;
+            c->heap_pos[ln] = pos;
+        }
+        heap_sift(s, pos);
+    } else if (pos >= 0) {
+        int32_t last = --s->n_heap;
+        if (pos != last) {
+            heap_swap(s, pos, last);
+        }
+        c->heap_pos[ln] = -1;
+        if (pos != last) {
+            heap_sift(s, pos);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* lanes of a charger: for every circuit on its path, the used phases (factor 1), then the power lane
+ * (factor n_used) where the circuit has a power cap. Callers iterate with these macros. */
+
+#define FOR_PATH(s, k, c) for (int32_t c = (s)->chg[k].circuit; c != DLB_NONE; c = (s)->circ[c].parent)
+
+static int has_power(const dlb_site *s, int32_t c) { return s->power_cap[c] != INF; }
+
+/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
+static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+{
+    FOR_PATH(s, k, c) {
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((used >> ph) & 1u) {
+                if (s->cx[c].run[ph] < amount) {
+                    return c * 4 + ph;
+                }
+            }
+        }
+        if (has_power(s, c) && s->cx[c].run[DLB_LANE_POWER] < amount * n) {
+            return c * 4 + DLB_LANE_POWER;
+        }
+    }
+    return -1;
+}
+
+static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+{
+    FOR_PATH(s, k, c) {
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((used >> ph) & 1u) {
+                s->cx[c].run[ph] -= amount;
+            }
+        }
+        if (has_power(s, c)) {
+            s->cx[c].run[DLB_LANE_POWER] -= amount * n;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* configuration */
+
+void dlb_params_default(dlb_params *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    p->voltage_v = 230;
+    p->policy = DLB_POLICY_FAIR;
+    p->meter_timeout_ms = 10000;
+    p->charger_timeout_ms = 10000;
+    p->recovery_hold_ms = 10000;
+    p->rotation_period_ms = 900000;
+    p->min_on_ms = 120000;
+    p->min_off_ms = 60000;
+    p->max_starts_per_hour = 6;
+    p->ramp_up_ma_per_s = 0;
+    p->reclaim_hold_ms = 60000;
+    p->reclaim_margin_ma = 1000;
+    p->probe_interval_ms = 300000;
+    p->phase_switch_hold_ms = 300000;
+    p->max_phase_switches = 4;
+    p->active_threshold_ma = 1000;
+}
+
+typedef struct {
+    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
+        heap, key, child_off, child_list, pre, adm, group, total;
+} layout;
+
+static int make_layout(size_t nc, size_t nk, layout *l)
+{
+    if (nc < 1 || nc > DLB_MAX_CIRCUITS || nk > DLB_MAX_CHARGERS) {
+        return 0;
+    }
+    size_t n_items = 2 * nk + 1; /* events of the fill: two per charger; also the admission keys */
+    size_t o = 0;
+    l->site = o;
+    o += align8(sizeof(dlb_site));
+    l->circ = o;
+    o += align8(nc * sizeof(dlb_circuit));
+    l->chg = o;
+    o += align8(nk * sizeof(dlb_charger));
+    l->power_cap = o;
+    o += align8(nc * sizeof(int64_t));
+    l->dfs = o;
+    o += align8(nk * sizeof(int32_t));
+    l->range_start = o;
+    o += align8(nc * sizeof(int32_t));
+    l->range_end = o;
+    o += align8(nc * sizeof(int32_t));
+    l->ms = o;
+    o += align8(nc * sizeof(meter_state));
+    l->ks = o;
+    o += align8(nk * sizeof(charger_state));
+    l->kx = o;
+    o += align8(nk * sizeof(charger_scratch));
+    l->cx = o;
+    o += align8(nc * sizeof(circuit_scratch));
+    l->order = o;
+    o += align8(nk * sizeof(int32_t));
+    l->items = o;
+    o += align8(n_items * sizeof(int32_t));
+    l->tmp = o;
+    o += align8(n_items * sizeof(int32_t));
+    l->heap = o;
+    o += align8(4 * nc * sizeof(int32_t));
+    l->key = o;
+    o += align8(n_items * sizeof(uint64_t));
+    l->child_off = o;
+    o += align8((nc + 1) * sizeof(int32_t));
+    l->child_list = o;
+    o += align8(nc * sizeof(int32_t));
+    l->pre = o;
+    o += align8(nc * sizeof(int32_t));
+    l->adm = o;
+    o += align8(nk * sizeof(int32_t));
+    l->group = o;
+    o += align8(nk * sizeof(int32_t));
+    l->total = o;
+    return 1;
+}
+
+size_t dlb_memory_size(size_t n_circuits, size_t n_chargers)
+{
+    layout l;
+    return make_layout(n_circuits, n_chargers, &l) ? l.total : 0;
+}
+
+void dlb_config_error(const void *mem, const char **scope, int32_t *index, const char **field,
+                      const char **problem)
+{
+    const dlb_site *s = (const dlb_site *)mem;
+    if (scope != NULL) {
+        *scope = s != NULL && s->err_scope != NULL ? s->err_scope : "";
+    }
+    if (index != NULL) {
+        *index = s != NULL ? s->err_index : -1;
+    }
+    if (field != NULL) {
+        *field = s != NULL && s->err_field != NULL ? s->err_field : "";
+    }
+    if (problem != NULL) {
+        *problem = s != NULL && s->err_problem != NULL ? s->err_problem : "";
+    }
+}
+
+static int fail(dlb_site *s, const char *scope, int32_t index, const char *field, const char *problem)
+{
+    s->err_scope = scope;
+    s->err_index = index;
+    s->err_field = field;
+    s->err_problem = problem;
+    return DLB_ERR_CONFIG;
+}
+
+#define CHECK(cond, scope, index, field, problem)                                                     \
+    do {                                                                                              \
+        if (!(cond)) {                                                                                \
+            return fail(s, scope, index, field, problem);                                             \
+        }                                                                                             \
+    } while (0)
+
+static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
+
+static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, size_t nc,
+                    const dlb_charger *chg, size_t nk)
+{
+    CHECK(nc >= 1 && nc <= DLB_MAX_CIRCUITS, "circuits", -1, "", "count out of range");
+    CHECK(nk <= DLB_MAX_CHARGERS, "chargers", -1, "", "count out of range");
+    CHECK(in_range(p->voltage_v, 100, 1000), "params", -1, "voltage_v", "out of range");
+    CHECK(in_range(p->policy, 0, DLB_POLICY_LLF), "params", -1, "policy", "unknown policy");
+    {
+        const int32_t durations[] = {p->meter_timeout_ms,  p->charger_timeout_ms, p->recovery_hold_ms,
+                                     p->rotation_period_ms, p->min_on_ms,         p->min_off_ms,
+                                     p->reclaim_hold_ms,    p->probe_interval_ms, p->phase_switch_hold_ms};
+        static const char *const names[] = {"meter_timeout_ms",   "charger_timeout_ms", "recovery_hold_ms",
+                                            "rotation_period_ms", "min_on_ms",          "min_off_ms",
+                                            "reclaim_hold_ms",    "probe_interval_ms",  "phase_switch_hold_ms"};
+        for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+            CHECK(in_range(durations[i], 0, DLB_MAX_DURATION_MS), "params", -1, names[i], "out of range");
+        }
+    }
+    CHECK(in_range(p->max_starts_per_hour, 0, DLB_MAX_STARTS), "params", -1, "max_starts_per_hour",
+          "out of range");
+    CHECK(in_range(p->ramp_up_ma_per_s, 0, DLB_MAX_CURRENT_MA), "params", -1, "ramp_up_ma_per_s",
+          "out of range");
+    CHECK(in_range(p->reclaim_margin_ma, 0, DLB_MAX_CURRENT_MA), "params", -1, "reclaim_margin_ma",
+          "out of range");
+    CHECK(in_range(p->max_phase_switches, 0, 1000), "params", -1, "max_phase_switches", "out of range");
+    CHECK(in_range(p->active_threshold_ma, 0, DLB_MAX_CURRENT_MA), "params", -1, "active_threshold_ma",
+          "out of range");
+    for (size_t i = 0; i < nc; i++) {
+        const dlb_circuit *c = &circ[i];
+        int32_t ix = (int32_t)i;
+        CHECK(c->parent == DLB_NONE || (c->parent >= 0 && c->parent < ix), "circuits", ix, "parent",
+              "must be an earlier circuit or none");
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            CHECK(in_range(c->limit_ma[ph], 0, DLB_MAX_CURRENT_MA), "circuits", ix, "limit_ma", "out of range");
+            CHECK(in_range(c->fallback_base_ma[ph], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA), "circuits", ix,
+                  "fallback_base_ma", "out of range");
+        }
+        CHECK(in_range(c->margin_ma, 0, DLB_MAX_CURRENT_MA), "circuits", ix, "margin_ma", "out of range");
+        CHECK(in_range(c->power_limit_w, 0, DLB_MAX_POWER_W), "circuits", ix, "power_limit_w", "out of range");
+        CHECK(in_range(c->unbalance_limit_ma, 0, DLB_MAX_CURRENT_MA), "circuits", ix, "unbalance_limit_ma",
+              "out of range");
+        CHECK(c->has_meter == 0 || c->has_meter == 1, "circuits", ix, "has_meter", "must be 0 or 1");
+    }
+    for (size_t i = 0; i < nc; i++) {
+        int depth = 0;
+        for (int32_t c = (int32_t)i; c != DLB_NONE; c = circ[c].parent) {
+            depth++;
+        }
+        CHECK(depth <= DLB_MAX_DEPTH, "circuits", (int32_t)i, "parent", "tree deeper than DLB_MAX_DEPTH");
+    }
+    for (size_t i = 0; i < nk; i++) {
+        const dlb_charger *k = &chg[i];
+        int32_t ix = (int32_t)i;
+        CHECK(k->circuit >= 0 && (size_t)k->circuit < nc, "chargers", ix, "circuit", "unknown circuit");
+        CHECK(k->phases == 1 || k->phases == 3, "chargers", ix, "phases", "must be 1 or 3");
+        for (int ph = 0; ph < k->phases; ph++) {
+            CHECK(in_range(k->phase_map[ph], 0, DLB_PHASES - 1), "chargers", ix, "phase_map", "phase out of range");
+        }
+        if (k->phases == 3) {
+            unsigned seen = (1u << k->phase_map[0]) | (1u << k->phase_map[1]) | (1u << k->phase_map[2]);
+            CHECK(seen == 7u, "chargers", ix, "phase_map", "must be a permutation of L1, L2, L3");
+        }
+        CHECK(in_range(k->step_ma, 1, DLB_MAX_CURRENT_MA), "chargers", ix, "step_ma", "out of range");
+        CHECK(in_range(k->min_ma, 1, DLB_MAX_CURRENT_MA), "chargers", ix, "min_ma", "out of range");
+        CHECK(k->max_ma >= k->min_ma && k->max_ma <= DLB_MAX_CURRENT_MA, "chargers", ix, "max_ma",
+              "must be >= min_ma");
+        CHECK(k->min_ma % k->step_ma == 0, "chargers", ix, "min_ma", "not a multiple of step_ma");
+        CHECK(k->max_ma % k->step_ma == 0, "chargers", ix, "max_ma", "not a multiple of step_ma");
+        CHECK(in_range(k->priority, 0, 255), "chargers", ix, "priority", "out of range");
+        CHECK(in_range(k->weight, 1, DLB_MAX_WEIGHT), "chargers", ix, "weight", "out of range");
+        CHECK(in_range(k->failsafe_ma, 0, DLB_MAX_CURRENT_MA), "chargers", ix, "failsafe_ma", "out of range");
+        CHECK(k->can_switch_phases == 0 || k->can_switch_phases == 1, "chargers", ix, "can_switch_phases",
+              "must be 0 or 1");
+        CHECK(!k->can_switch_phases || k->phases == 3, "chargers", ix, "can_switch_phases",
+              "only a 3-phase charger can switch phases");
+    }
+    return DLB_OK;
+}
+
+int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
+             size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
+{
+    layout l;
+    if (site != NULL) {
+        *site = NULL;
+    }
+    if (mem == NULL || params == NULL || circuits == NULL || (chargers == NULL && n_chargers > 0) ||
+        site == NULL) {
+        return DLB_ERR_ARGUMENT;
+    }
+    if (((uintptr_t)mem & 7u) != 0 || mem_size < sizeof(dlb_site)) {
+        return DLB_ERR_MEMORY;
+    }
+    dlb_site *s = (dlb_site *)mem;
+    memset(s, 0, sizeof(*s));
+    s->err_index = -1;
+    int rc = validate(s, params, circuits, n_circuits, chargers, n_chargers);
+    if (rc != DLB_OK) {
+        return rc;
+    }
+    if (!make_layout(n_circuits, n_chargers, &l) || mem_size < l.total) {
+        return DLB_ERR_MEMORY;
+    }
+    unsigned char *base = (unsigned char *)mem;
+    memset(base + sizeof(dlb_site), 0, l.total - sizeof(dlb_site));
+    s->p = *params;
+    s->nc = (int32_t)n_circuits;
+    s->nk = (int32_t)n_chargers;
+    s->last_now = TNONE;
+    s->circ = (dlb_circuit *)(void *)(base + l.circ);
+    s->chg = (dlb_charger *)(void *)(base + l.chg);
+    s->power_cap = (int64_t *)(void *)(base + l.power_cap);
+    s->dfs = (int32_t *)(void *)(base + l.dfs);
+    s->range_start = (int32_t *)(void *)(base + l.range_start);
+    s->range_end = (int32_t *)(void *)(base + l.range_end);
+    s->ms = (meter_state *)(void *)(base + l.ms);
+    s->ks = (charger_state *)(void *)(base + l.ks);
+    s->kx = (charger_scratch *)(void *)(base + l.kx);
+    s->cx = (circuit_scratch *)(void *)(base + l.cx);
+    s->order = (int32_t *)(void *)(base + l.order);
+    s->items = (int32_t *)(void *)(base + l.items);
+    s->tmp = (int32_t *)(void *)(base + l.tmp);
+    s->heap = (int32_t *)(void *)(base + l.heap);
+    s->key = (uint64_t *)(void *)(base + l.key);
+    s->child_off = (int32_t *)(void *)(base + l.child_off);
+    s->child_list = (int32_t *)(void *)(base + l.child_list);
+    s->pre = (int32_t *)(void *)(base + l.pre);
+    s->adm = (int32_t *)(void *)(base + l.adm);
+    s->group = (int32_t *)(void *)(base + l.group);
+    memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
+    if (n_chargers > 0) {
+        memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
+    }
+    for (int32_t c = 0; c < s->nc; c++) {
+        s->power_cap[c] = s->circ[c].power_limit_w > 0
+                              ? (int64_t)s->circ[c].power_limit_w * 1000 / s->p.voltage_v
+                              : INF;
+        meter_state *m = &s->ms[c];
+        m->stale = 1;
+        m->recover_at_once = 1;
+        m->ok_since = TNONE;
+        m->probe_owner = DLB_NONE;
+    }
+    for (int32_t k = 0; k < s->nk; k++) {
+        charger_state *st = &s->ks[k];
+        st->lost = 1;
+        st->recover_at_once = 1;
+        st->ok_since = st->on_since = st->off_since = st->wait_since = TNONE;
+        st->departure = st->last_switch = st->up_since = st->below_since = TNONE;
+        st->reclaimed_at = st->probe_since = TNONE;
+        st->state = DLB_STATE_DISCONNECTED;
+        st->mode = s->chg[k].phases;
+        st->energy_need_wh = -1;
+        s->order[k] = k;
+    }
+    /* Depth-first pre-order of circuits (lowest index first among siblings, as the reference does);
+     * chargers laid out in that order make every subtree one contiguous range of dfs[]. Child lists
+     * are built by counting (O(C)); the traversal stack borrows the heap array (4C entries). */
+    {
+        int32_t *off = s->child_off, *list = s->child_list, *stack = s->heap, *pre = s->pre;
+        for (int32_t c = 0; c <= s->nc; c++) {
+            off[c] = 0;
+        }
+        for (int32_t c = 0; c < s->nc; c++) {
+            if (s->circ[c].parent != DLB_NONE) {
+                off[s->circ[c].parent + 1]++;
+            }
+        }
+        for (int32_t c = 0; c < s->nc; c++) {
+            off[c + 1] += off[c];
+        }
+        for (int32_t c = 0; c < s->nc; c++) { /* ascending: each child list is in index order */
+            int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE) {
+                list[s->range_start[par]++ + off[par]] = c;
+            }
+        }
+        int32_t top = 0, n_pre = 0;
+        for (int32_t c = s->nc - 1; c >= 0; c--) {
+            if (s->circ[c].parent == DLB_NONE) {
+                stack[top++] = c;
+            }
+        }
+        while (top > 0) {
+            int32_t c = stack[--top];
+            pre[n_pre++] = c;
+            for (int32_t i = off[c + 1] - 1; i >= off[c]; i--) {
+                stack[top++] = list[i];
+            }
+        }
+        int32_t *count = s->range_end;
+        for (int32_t c = 0; c < s->nc; c++) {
+            count[c] = 0;
+        }
+        for (int32_t k = 0; k < s->nk; k++) {
+            count[s->chg[k].circuit]++;
+        }
+        int32_t acc = 0;
+        for (int32_t i = 0; i < n_pre; i++) {
+            int32_t c = pre[i], n = count[c];
+            s->range_start[c] = acc;
+            count[c] = acc; /* fill cursor; ends as the end of c's own chargers */
+            acc += n;
+        }
+        for (int32_t k = 0; k < s->nk; k++) {
+            s->dfs[count[s->chg[k].circuit]++] = k;
+        }
+        /* extend each end over the descendants: children have larger indices, so they are final first */
+        for (int32_t c = s->nc - 1; c >= 0; c--) {
+            int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE && count[c] > count[par]) {
+                count[par] = count[c];
+            }
+        }
+    }
+    for (int32_t c = 0; c < s->nc; c++) {
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            s->cx[c].heap_pos[ln] = -1;
+        }
+    }
+    *site = s;
+    return DLB_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* stage 1: ingest */
+
+static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int64_t now)
+{
+    meter_state *ms = &s->ms[c];
+    if (!s->circ[c].has_meter) {
+        return;
+    }
+    if (mi->fresh) {
+        int ok = 1;
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            ok = ok && in_range(mi->current_ma[ph], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA);
+        }
+        if (ok) {
+            memcpy(ms->ma, mi->current_ma, sizeof(ms->ma));
+            ms->t_last = now;
+            ms->seen = 1;
+        }
+    }
+    if (!(ms->seen && now - ms->t_last <= s->p.meter_timeout_ms)) {
+        if (!ms->stale) {
+            ms->recover_at_once = 0;
+        }
+        ms->stale = 1;
+        ms->ok_since = TNONE;
+    } else {
+        if (ms->ok_since == TNONE) {
+            ms->ok_since = now;
+        }
+        if (ms->stale && (ms->recover_at_once || now - ms->ok_since >= s->p.recovery_hold_ms)) {
+            ms->stale = 0;
+        }
+    }
+}
+
+static void stop_probe(dlb_site *s, int32_t k)
+{
+    charger_state *st = &s->ks[k];
+    if (st->probing) {
+        meter_state *owner = &s->ms[s->chg[k].circuit];
+        if (owner->probe_owner == k) {
+            owner->probe_owner = DLB_NONE;
+        }
+    }
+    st->probing = 0;
+    st->probe_since = TNONE;
+}
+
+static void start_session(dlb_site *s, int32_t k, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    st->in_session = 1;
+    st->arrival = now;
+    st->departure = TNONE;
+    st->energy_need_wh = -1;
+    st->delivered_mams = 0;
+    st->switches = 0;
+    st->last_switch = st->up_since = TNONE;
+    st->n_starts = 0;
+    st->mode = s->chg[k].phases;
+    st->below_since = st->reclaimed_at = TNONE;
+    st->reclaim_cap = 0;
+    stop_probe(s, k);
+    st->wait_since = now;
+}
+
+static void end_session(dlb_site *s, int32_t k)
+{
+    charger_state *st = &s->ks[k];
+    st->in_session = 0;
+    st->below_since = st->reclaimed_at = TNONE;
+    st->reclaim_cap = 0;
+    stop_probe(s, k);
+    st->wait_since = TNONE;
+}
+
+static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    if (ci->fresh && in_range(ci->state, 0, DLB_STATE_UNAVAILABLE)) {
+        int ok = 1;
+        for (int i = 0; i < DLB_PHASES; i++) {
+            ok = ok && in_range(ci->current_ma[i], 0, DLB_MAX_CURRENT_MA);
+        }
+        if (ok) {
+            if (is_demanding(ci->state) && !st->in_session) {
+                start_session(s, k, now);
+            }
+            if (ci->state == DLB_STATE_DISCONNECTED && st->in_session) {
+                end_session(s, k);
+            }
+            if (ci->session_update && st->in_session) {
+                st->departure = ci->departure_in_ms >= 0 ? now + ci->departure_in_ms : TNONE;
+                st->energy_need_wh = ci->energy_need_wh >= 0 ? ci->energy_need_wh : -1;
+            }
+            st->state = ci->state;
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            st->t_last = now;
+            st->seen = 1;
+        }
+    }
+    if (!(st->seen && now - st->t_last <= s->p.charger_timeout_ms)) {
+        if (!st->lost) {
+            st->recover_at_once = 0;
+        }
+        st->lost = 1;
+        st->ok_since = TNONE;
+    } else {
+        if (st->ok_since == TNONE) {
+            st->ok_since = now;
+        }
+        if (st->lost && (st->recover_at_once || now - st->ok_since >= s->p.recovery_hold_ms)) {
+            st->lost = 0;
+        }
+    }
+}
+
+/* stage 2: what a charger wants and which site phases it loads */
+static void classify(dlb_site *s, int32_t k)
+{
+    const charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    x->used = 0;
+    x->n_used = 0;
+    x->m = 0;
+    if (st->lost) {
+        x->kind = KIND_LOST;
+        return;
+    }
+    if (!is_demanding(st->state)) {
+        x->kind = KIND_NODEMAND;
+        return;
+    }
+    x->kind = KIND_DEMAND;
+    int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
+    uint32_t active = n_cond == 3 ? 7u : 1u;
+    if (st->state == DLB_STATE_CHARGING) {
+        uint32_t drawing = 0;
+        for (int i = 0; i < n_cond; i++) {
+            if (st->meas[i] >= s->p.active_threshold_ma) {
+                drawing |= 1u << i;
+            }
+        }
+        if (drawing != 0) {
+            active = drawing; /* e.g. a 1-phase EV on a 3-phase charger */
+        }
+    }
+    for (int i = 0; i < n_cond; i++) {
+        if ((active >> i) & 1u) {
+            x->used |= 1u << kc->phase_map[i];
+            x->n_used++;
+            x->m = max64(x->m, st->meas[i]);
+        }
+    }
+}
+
+/* stage 4 detail: reclaim and probing */
+static void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    const dlb_params *p = &s->p;
+    if (st->sp > 0 && mk + p->reclaim_margin_ma < st->sp) {
+        if (st->below_since == TNONE) {
+            st->below_since = now;
+        } else if (now - st->below_since >= p->reclaim_hold_ms) {
+            int64_t cap = max64(kc->min_ma, ceil_grid(mk + p->reclaim_margin_ma, kc->step_ma));
+            st->reclaim_cap = (int32_t)min64(cap, kc->max_ma);
+            st->reclaimed_at = now;
+            st->below_since = TNONE;
+            stop_probe(s, k);
+        }
+    } else {
+        st->below_since = TNONE;
+        if (st->probing && now - st->probe_since >= p->reclaim_hold_ms) {
+            stop_probe(s, k);
+        }
+    }
+    if (st->reclaim_cap > 0 && now - st->reclaimed_at >= p->probe_interval_ms) {
+        meter_state *ms = &s->ms[kc->circuit];
+        if (ms->probe_owner == DLB_NONE) {
+            ms->probe_owner = k;
+            st->reclaim_cap = 0;
+            st->probing = 1;
+            st->probe_since = now;
+        }
+    }
+}
+
+static int64_t session_energy_wh(const dlb_site *s, int32_t k)
+{
+    return s->ks[k].delivered_mams * s->p.voltage_v / 3600000000LL;
+}
+
+/* stage 5 detail: the admission key (smaller first) */
+static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier_out)
+{
+    const charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    const dlb_params *p = &s->p;
+    int on = st->sp > 0;
+    int must_stay = on && now - st->on_since < p->min_on_ms;
+    int64_t cls = p->policy == DLB_POLICY_PRIORITY ? 255 - kc->priority : 0;
+    int32_t tier;
+    int64_t pkey;
+    if (must_stay) {
+        tier = 0;
+    } else if (st->reclaim_cap > 0 && s->kx[k].m < p->active_threshold_ma) {
+        tier = TIER_IDLE;
+    } else if (!on && st->wait_since != TNONE && now - st->wait_since >= p->rotation_period_ms) {
+        tier = TIER_STARVING;
+    } else if (on && now - st->on_since < p->rotation_period_ms) {
+        tier = TIER_STICKY;
+    } else {
+        tier = TIER_OTHER;
+    }
+    if (!must_stay && tier == TIER_STARVING) {
+        pkey = st->wait_since;
+    } else if (p->policy == DLB_POLICY_FIFO) {
+        pkey = st->arrival;
+    } else if (p->policy == DLB_POLICY_EDF) {
+        pkey = st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
+    } else if (p->policy == DLB_POLICY_LLF) {
+        if (st->departure == TNONE || st->energy_need_wh < 0) {
+            pkey = KEY_PKEY_MAX;
+        } else {
+            int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
+            int64_t rate_w = (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000;
+            pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
+        }
+    } else {
+        pkey = (st->delivered_mams / kc->weight) >> 20;
+    }
+    pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
+    *tier_out = tier;
+    return ((uint64_t)(must_stay ? 0 : 1) << 62) | ((uint64_t)cls << 54) | ((uint64_t)tier << KEY_PKEY_BITS) |
+           (uint64_t)pkey;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
+
+static void lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+{
+    const charger_scratch *x = &s->kx[k];
+    FOR_PATH(s, k, c) {
+        circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((x->used >> ph) & 1u) {
+                cs->W[ph] += dW;
+                cs->D[ph] += dD;
+                heap_update(s, c * 4 + ph);
+            }
+        }
+        if (has_power(s, c)) {
+            cs->W[DLB_LANE_POWER] += dW * x->n_used;
+            cs->D[DLB_LANE_POWER] += dD * x->n_used;
+            heap_update(s, c * 4 + DLB_LANE_POWER);
+        }
+    }
+}
+
+static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
+{
+    for (int32_t c = 0; c < s->nc; c++) {
+        circuit_scratch *cs = &s->cx[c];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            cs->D[ln] = (ln < DLB_PHASES || has_power(s, c)) ? cs->run[ln] * DLB_Q : 0;
+            cs->W[ln] = 0;
+            cs->heap_pos[ln] = -1;
+        }
+    }
+    s->n_heap = 0;
+    /* events: key = level << 17 | type << 16 | charger; END (type 0) before START (type 1) */
+    int32_t n_ev = 0;
+    for (int32_t i = 0; i < n_group; i++) {
+        int32_t k = group[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        x->started = 0;
+        x->frozen = 0;
+        x->value = kc->min_ma;
+        if (kc->min_ma < x->hi) {
+            uint64_t start = (uint64_t)((int64_t)kc->min_ma * DLB_Q / kc->weight);
+            uint64_t end = (uint64_t)(x->hi * DLB_Q / kc->weight);
+            s->key[n_ev] = (start << 17) | (1u << 16) | (uint64_t)k;
+            s->items[n_ev] = n_ev;
+            n_ev++;
+            s->key[n_ev] = (end << 17) | (uint64_t)k;
+            s->items[n_ev] = n_ev;
+            n_ev++;
+        } else {
+            x->value = x->hi;
+        }
+    }
+    merge_sort(s->items, s->tmp, (size_t)n_ev, s->key);
+    int32_t ei = 0;
+    for (;;) {
+        int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0] / 4].lam[s->heap[0] % 4] : INF;
+        int64_t ev_level = ei < n_ev ? (int64_t)(s->key[s->items[ei]] >> 17) : INF;
+        if (lane_level == INF && ev_level == INF) {
+            break;
+        }
+        if (ev_level <= lane_level) {
+            uint64_t e = s->key[s->items[ei++]];
+            int32_t k = (int32_t)(e & 0xFFFFu);
+            charger_scratch *x = &s->kx[k];
+            const dlb_charger *kc = &s->chg[k];
+            if (x->frozen) {
+                continue;
+            }
+            if ((e >> 16) & 1u) { /* START: grows past its minimum */
+                x->started = 1;
+                lanes_adjust(s, k, kc->weight, (int64_t)kc->min_ma * DLB_Q);
+            } else { /* END: reaches its ceiling */
+                x->frozen = 1;
+                x->value = x->hi;
+                lanes_adjust(s, k, -(int64_t)kc->weight, -x->hi * DLB_Q);
+            }
+        } else { /* the lowest lane saturates: freeze every charger on it */
+            int32_t j = s->heap[0];
+            int32_t c = j / 4, ln = j % 4;
+            int64_t level = lane_level;
+            for (int32_t pos = s->range_start[c]; pos < s->range_end[c]; pos++) {
+                int32_t k = s->dfs[pos];
+                charger_scratch *x = &s->kx[k];
+                if (!x->in_group || x->frozen) {
+                    continue;
+                }
+                if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
+                    continue;
+                }
+                x->frozen = 1;
+                if (x->started) {
+                    int64_t w = s->chg[k].weight;
+                    x->value = w * level / DLB_Q;
+                    lanes_adjust(s, k, -w, -w * level);
+                } else {
+                    x->value = s->chg[k].min_ma;
+                }
+            }
+            heap_update(s, j);
+        }
+    }
+    for (int32_t i = 0; i < n_group; i++) {
+        int32_t k = group[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
+        run_take(s, k, x->used, x->n_used, v - kc->min_ma);
+        x->ideal = v;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* stages 7-8: real headroom */
+
+typedef struct {
+    int64_t room;
+    int32_t lane;   /* binding lane id or -1 */
+    int32_t unbal;  /* 1 if the unbalance limit binds */
+} room_t;
+
+static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
+{
+    const charger_scratch *x = &s->kx[k];
+    room_t r = {want, -1, 0};
+    FOR_PATH(s, k, c) {
+        const circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((x->used >> ph) & 1u) {
+                if (cs->hr[ph] < r.room) {
+                    r.room = cs->hr[ph];
+                    r.lane = c * 4 + ph;
+                    r.unbal = 0;
+                }
+            }
+        }
+        if (has_power(s, c)) {
+            int64_t v = fdiv(cs->hr[DLB_LANE_POWER], x->n_used);
+            if (v < r.room) {
+                r.room = v;
+                r.lane = c * 4 + DLB_LANE_POWER;
+                r.unbal = 0;
+            }
+        }
+    }
+    if (x->n_used < DLB_PHASES) {
+        FOR_PATH(s, k, c) {
+            int64_t u = s->circ[c].unbalance_limit_ma;
+            if (u <= 0) {
+                continue;
+            }
+            const circuit_scratch *cs = &s->cx[c];
+            int64_t low = INF;
+            for (int q = 0; q < DLB_PHASES; q++) {
+                if (!((x->used >> q) & 1u)) {
+                    low = min64(low, cs->evl[q]);
+                }
+            }
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                if ((x->used >> ph) & 1u) {
+                    int64_t v = u + low - cs->evl[ph];
+                    if (v < r.room) {
+                        r.room = v;
+                        r.lane = c * 4 + ph;
+                        r.unbal = 1;
+                    }
+                }
+            }
+        }
+    }
+    return r;
+}
+
+static void pay(dlb_site *s, int32_t k, int64_t cost)
+{
+    const charger_scratch *x = &s->kx[k];
+    if (cost <= 0) {
+        return;
+    }
+    FOR_PATH(s, k, c) {
+        circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((x->used >> ph) & 1u) {
+                cs->hr[ph] -= cost;
+                cs->evl[ph] += cost;
+            }
+        }
+        if (has_power(s, c)) {
+            cs->hr[DLB_LANE_POWER] -= cost * x->n_used;
+        }
+    }
+}
+
+static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
+{
+    if (r.lane < 0) {
+        o->reason = reason;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        return;
+    }
+    o->reason = r.unbal ? DLB_REASON_UNBALANCE : reason;
+    o->limit_circuit = r.lane / 4;
+    o->limit_lane = r.lane % 4;
+}
+
+static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    const dlb_params *p = &s->p;
+    if (!(kc->can_switch_phases && st->mode == 1 && st->switches < p->max_phase_switches)) {
+        return;
+    }
+    int room = spk == kc->max_ma;
+    FOR_PATH(s, k, c) {
+        const circuit_scratch *cs = &s->cx[c];
+        room = room && cs->hr[kc->phase_map[1]] >= kc->min_ma && cs->hr[kc->phase_map[2]] >= kc->min_ma;
+        if (has_power(s, c)) {
+            room = room && cs->hr[DLB_LANE_POWER] >= 2 * (int64_t)kc->min_ma;
+        }
+    }
+    if (!room) {
+        st->up_since = TNONE;
+        return;
+    }
+    if (st->up_since == TNONE) {
+        st->up_since = now;
+    } else if (now - st->up_since >= p->phase_switch_hold_ms &&
+               (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
+        st->mode = 3;
+        st->switches++;
+        st->last_switch = now;
+        st->up_since = TNONE;
+    }
+}
+
+static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    if (spk > 0 && st->sp == 0) {
+        st->on_since = now;
+        st->off_since = TNONE;
+        st->wait_since = TNONE;
+        if (st->n_starts == DLB_MAX_STARTS) {
+            memmove(st->starts, st->starts + 1, (DLB_MAX_STARTS - 1) * sizeof(int64_t));
+            st->n_starts--;
+        }
+        st->starts[st->n_starts++] = now;
+    } else if (spk == 0 && st->sp > 0) {
+        st->off_since = now;
+        st->on_since = TNONE;
+    }
+    if (kind == KIND_DEMAND && spk == 0 && st->wait_since == TNONE) {
+        st->wait_since = now;
+    }
+    if (kind == KIND_NODEMAND) {
+        st->wait_since = TNONE;
+        if (st->probing) {
+            stop_probe(s, k);
+        }
+    }
+    st->sp = spk;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_charger_input *chargers,
+             dlb_charger_output *out, dlb_circuit_output *cout)
+{
+    if (s == NULL || meters == NULL || out == NULL || cout == NULL || (chargers == NULL && s->nk > 0)) {
+        return DLB_ERR_ARGUMENT;
+    }
+    if (now < 0 || (s->last_now != TNONE && now < s->last_now)) {
+        return DLB_ERR_TIME;
+    }
+    const dlb_params *p = &s->p;
+    const int32_t nc = s->nc, nk = s->nk;
+    const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
+    s->last_now = now;
+
+    /* 1. ingest */
+    for (int32_t k = 0; k < nk; k++) {
+        charger_state *st = &s->ks[k];
+        if (st->in_session && !st->lost) {
+            int64_t sum = 0;
+            for (int i = 0; i < s->chg[k].phases; i++) {
+                sum += st->meas[i];
+            }
+            st->delivered_mams += sum * dt;
+        }
+    }
+    for (int32_t c = 0; c < nc; c++) {
+        ingest_meter(s, c, &meters[c], now);
+    }
+    for (int32_t k = 0; k < nk; k++) {
+        ingest_charger(s, k, &chargers[k], now);
+    }
+
+    /* 2. classify */
+    for (int32_t k = 0; k < nk; k++) {
+        classify(s, k);
+    }
+
+    /* 3. base, fixed and measured demand per circuit */
+    for (int32_t c = 0; c < nc; c++) {
+        circuit_scratch *cs = &s->cx[c];
+        memset(cs->evsum, 0, sizeof(cs->evsum));
+        memset(cs->childbase, 0, sizeof(cs->childbase));
+        memset(cs->alloc, 0, sizeof(cs->alloc));
+        memset(cs->fixed, 0, sizeof(cs->fixed));
+        memset(cs->meas_d, 0, sizeof(cs->meas_d));
+        cs->status = 0;
+    }
+    for (int32_t k = 0; k < nk; k++) {
+        const charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
+        const charger_scratch *x = &s->kx[k];
+        circuit_scratch *cs = &s->cx[kc->circuit];
+        if (x->kind != KIND_LOST) {
+            for (int i = 0; i < kc->phases; i++) {
+                cs->evsum[kc->phase_map[i]] += st->meas[i];
+            }
+        }
+        if (x->kind == KIND_LOST) {
+            int64_t r = max64(st->sp, kc->failsafe_ma);
+            for (int i = 0; i < kc->phases; i++) {
+                cs->fixed[kc->phase_map[i]] += r;
+            }
+            cs->fixed[DLB_LANE_POWER] += r * kc->phases;
+        } else if (x->kind == KIND_NODEMAND) {
+            for (int i = 0; i < kc->phases; i++) {
+                cs->fixed[kc->phase_map[i]] += st->meas[i];
+                cs->fixed[DLB_LANE_POWER] += st->meas[i];
+            }
+        } else {
+            for (int i = 0; i < kc->phases; i++) {
+                if (!((x->used >> kc->phase_map[i]) & 1u)) {
+                    cs->fixed[kc->phase_map[i]] += st->meas[i];
+                    cs->fixed[DLB_LANE_POWER] += st->meas[i];
+                }
+            }
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                if ((x->used >> ph) & 1u) {
+                    cs->meas_d[ph] += x->m;
+                }
+            }
+            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
+        }
+    }
+    for (int32_t c = nc - 1; c >= 0; c--) {
+        const dlb_circuit *cc = &s->circ[c];
+        const meter_state *ms = &s->ms[c];
+        circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if (cc->has_meter && !ms->stale) {
+                cs->base[ph] = ms->ma[ph] - cs->evsum[ph];
+            } else if (cc->has_meter) {
+                cs->base[ph] = cc->fallback_base_ma[ph];
+            } else {
+                cs->base[ph] = cc->fallback_base_ma[ph] + cs->childbase[ph];
+            }
+        }
+        if (cc->parent != DLB_NONE) {
+            circuit_scratch *ps = &s->cx[cc->parent];
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                ps->evsum[ph] += cs->evsum[ph];
+                ps->childbase[ph] += cs->base[ph];
+            }
+            for (int ln = 0; ln < DLB_LANES; ln++) {
+                ps->fixed[ln] += cs->fixed[ln];
+                ps->meas_d[ln] += cs->meas_d[ln];
+            }
+        }
+    }
+    for (int32_t c = 0; c < nc; c++) {
+        const dlb_circuit *cc = &s->circ[c];
+        circuit_scratch *cs = &s->cx[c];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            int64_t cap, load;
+            if (ln < DLB_PHASES) {
+                cap = (int64_t)cc->limit_ma[ln] - cc->margin_ma;
+                load = cs->base[ln] + cs->fixed[ln];
+            } else if (has_power(s, c)) {
+                cap = s->power_cap[c];
+                load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
+            } else {
+                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
+                continue;
+            }
+            cs->budget[ln] = cs->run[ln] = cap - load;
+            cs->hr[ln] = cap - load - cs->meas_d[ln];
+            if (cap - load < 0) {
+                cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
+            }
+            if (cs->hr[ln] < 0) {
+                cs->status |= DLB_CIRCUIT_OVERLOADED;
+            }
+        }
+        const meter_state *ms = &s->ms[c];
+        if (cc->has_meter && ms->stale) {
+            int fresh_ok = ms->seen && now - ms->t_last <= p->meter_timeout_ms;
+            cs->status |= fresh_ok ? DLB_CIRCUIT_METER_RECOVERING : DLB_CIRCUIT_METER_STALE;
+        }
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            cs->evl[ph] = cs->meas_d[ph];
+        }
+    }
+
+    /* 4. ceilings and holds */
+    int32_t n_items = 0;
+    for (int32_t k = 0; k < nk; k++) {
+        dlb_charger_output *o = &out[k];
+        charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
+        o->setpoint_ma = 0;
+        o->phases = st->mode;
+        o->reason = DLB_REASON_NONE;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        o->flags = 0;
+        x->admitted = 0;
+        x->in_group = 0;
+        x->sp = 0;
+        x->ideal = 0;
+        if (x->kind == KIND_LOST) {
+            o->setpoint_ma = st->sp;
+            o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                                : DLB_REASON_FAILSAFE;
+            o->flags |= DLB_CHARGER_LOST;
+            continue;
+        }
+        if (x->kind == KIND_NODEMAND) {
+            o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                        : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                             : DLB_REASON_NOT_CONNECTED;
+            continue;
+        }
+        reclaim(s, k, x->m, now);
+        x->hi = kc->max_ma;
+        x->hi_reason = DLB_REASON_CHARGER_MAX;
+        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+            x->hi = st->reclaim_cap;
+            x->hi_reason = DLB_REASON_EV;
+        }
+        if (p->ramp_up_ma_per_s > 0) {
+            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
+                                         : kc->min_ma;
+            if (ramp_hi < x->hi) {
+                x->hi = ramp_hi;
+                x->hi_reason = DLB_REASON_RAMP;
+            }
+        }
+        x->hi = floor_grid(x->hi, kc->step_ma);
+        if (st->sp == 0) {
+            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                o->reason = DLB_REASON_MIN_OFF;
+                continue;
+            }
+            if (p->max_starts_per_hour > 0) {
+                int32_t recent = 0;
+                for (int32_t i = 0; i < st->n_starts; i++) {
+                    recent += now - st->starts[i] < HOUR_MS;
+                }
+                if (recent >= p->max_starts_per_hour) {
+                    o->reason = DLB_REASON_START_CAP;
+                    continue;
+                }
+            }
+        }
+        x->in_group = 1; /* eligible; reused as a marker below */
+    }
+
+    /* 5. admission: eligible chargers in the kept order, repaired by key */
+    for (int32_t i = 0; i < nk; i++) {
+        int32_t k = s->order[i];
+        if (s->kx[k].in_group) {
+            s->key[k] = admission_key(s, k, now, &s->kx[k].tier);
+            s->items[n_items++] = k;
+        }
+    }
+    sort_items(s->items, s->tmp, (size_t)n_items, s->key);
+    {   /* keep the order for the next step: eligible sorted first, then the rest as they were */
+        int32_t w = 0;
+        for (int32_t i = 0; i < n_items; i++) {
+            s->tmp[w++] = s->items[i];
+        }
+        for (int32_t i = 0; i < nk; i++) {
+            if (!s->kx[s->order[i]].in_group) {
+                s->tmp[w++] = s->order[i];
+            }
+        }
+        memcpy(s->order, s->tmp, (size_t)nk * sizeof(int32_t));
+    }
+    int32_t n_adm = 0;
+    for (int32_t i = 0; i < n_items; i++) {
+        int32_t k = s->order[i];
+        charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
+        dlb_charger_output *o = &out[k];
+        x->in_group = 0;
+        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma);
+        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && st->switches < p->max_phase_switches &&
+            (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
+            uint32_t one = 1u << kc->phase_map[0];
+            if (first_short(s, k, one, 1, kc->min_ma) < 0) {
+                st->mode = 1;
+                st->switches++;
+                st->last_switch = now;
+                st->up_since = TNONE;
+                x->used = one;
+                x->n_used = 1;
+                failed = -1;
+                o->phases = 1;
+                o->flags |= DLB_CHARGER_SWITCHED;
+            }
+        }
+        if (failed >= 0) {
+            o->limit_circuit = failed / 4;
+            o->limit_lane = failed % 4;
+            if (s->cx[failed / 4].budget[failed % 4] < 0) {
+                o->reason = DLB_REASON_OVERLOAD;
+            } else if (st->sp > 0 && x->tier == TIER_OTHER) {
+                o->reason = DLB_REASON_ROTATION;
+            } else {
+                o->reason = DLB_REASON_SCARCITY;
+            }
+            continue;
+        }
+        run_take(s, k, x->used, x->n_used, kc->min_ma);
+        x->admitted = 1;
+        x->ideal = kc->min_ma;
+        o->flags |= DLB_CHARGER_ADMITTED;
+        s->adm[n_adm++] = k;
+    }
+
+    /* 6. ideal fill above the minimum */
+    if (p->policy == DLB_POLICY_FAIR) {
+        for (int32_t i = 0; i < n_adm; i++) {
+            s->kx[s->adm[i]].in_group = 1;
+        }
+        progressive_fill(s, s->adm, n_adm);
+        for (int32_t i = 0; i < n_adm; i++) {
+            s->kx[s->adm[i]].in_group = 0;
+        }
+    } else if (p->policy == DLB_POLICY_PRIORITY) {
+        /* classes from the highest priority down; within a class, admission order (a counting sort) */
+        int32_t *cnt = s->prio_count;
+        memset(cnt, 0, sizeof(s->prio_count));
+        for (int32_t i = 0; i < n_adm; i++) {
+            cnt[255 - s->chg[s->adm[i]].priority + 1]++;
+        }
+        for (int32_t b = 0; b < 256; b++) {
+            cnt[b + 1] += cnt[b];
+        }
+        for (int32_t i = 0; i < n_adm; i++) {
+            int32_t k = s->adm[i];
+            s->group[cnt[255 - s->chg[k].priority]++] = k;
+        }
+        int32_t lo = 0;
+        while (lo < n_adm) {
+            int32_t hi = lo, prio = s->chg[s->group[lo]].priority;
+            while (hi < n_adm && s->chg[s->group[hi]].priority == prio) {
+                s->kx[s->group[hi++]].in_group = 1;
+            }
+            progressive_fill(s, s->group + lo, hi - lo);
+            for (int32_t i = lo; i < hi; i++) {
+                s->kx[s->group[i]].in_group = 0;
+            }
+            lo = hi;
+        }
+    } else {
+        for (int32_t i = 0; i < n_adm; i++) {
+            int32_t k = s->adm[i];
+            charger_scratch *x = &s->kx[k];
+            const dlb_charger *kc = &s->chg[k];
+            int64_t room = x->hi - kc->min_ma;
+            FOR_PATH(s, k, c) {
+                const circuit_scratch *cs = &s->cx[c];
+                for (int ph = 0; ph < DLB_PHASES; ph++) {
+                    if ((x->used >> ph) & 1u) {
+                        room = min64(room, cs->run[ph]);
+                    }
+                }
+                if (has_power(s, c)) {
+                    room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
+                }
+            }
+            int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
+            run_take(s, k, x->used, x->n_used, v - kc->min_ma);
+            x->ideal = v;
+        }
+    }
+
+    /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
+    for (int32_t i = 0; i < n_adm; i++) {
+        int32_t k = s->adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        if (x->ideal <= x->m) {
+            x->sp = x->ideal;
+            continue;
+        }
+        room_t r = room_of(s, k, x->ideal - x->m);
+        int64_t v = floor_grid(x->m + max64(r.room, 0), kc->step_ma);
+        x->sp = v >= kc->min_ma ? v : 0;
+        pay(s, k, x->sp - x->m);
+        if (x->sp < x->ideal) {
+            set_limit(&out[k], r, DLB_REASON_TRANSITION);
+        }
+    }
+    /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
+    for (int32_t i = 0; i < n_adm; i++) {
+        int32_t k = s->adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        dlb_charger_output *o = &out[k];
+        if (x->sp == 0) {
+            continue;
+        }
+        if (x->sp < x->hi) {
+            room_t r = room_of(s, k, x->hi - x->sp);
+            int64_t v = floor_grid(x->sp + max64(r.room, 0), kc->step_ma);
+            if (v > x->sp) {
+                pay(s, k, v - max64(x->sp, x->m));
+                x->sp = v;
+            }
+            if (x->sp < x->hi && o->reason != DLB_REASON_TRANSITION && o->reason != DLB_REASON_UNBALANCE) {
+                set_limit(o, r, DLB_REASON_CIRCUIT);
+            }
+        }
+        if (x->sp >= x->hi) {
+            o->reason = x->hi_reason;
+            o->limit_circuit = DLB_NONE;
+            o->limit_lane = DLB_NONE;
+        }
+    }
+    for (int32_t i = 0; i < n_adm; i++) {
+        int32_t k = s->adm[i];
+        out[k].setpoint_ma = (int32_t)s->kx[k].sp;
+    }
+
+    /* 9. switch-up (next step), remember, outputs */
+    for (int32_t i = 0; i < n_adm; i++) {
+        int32_t k = s->adm[i];
+        switch_up(s, k, s->kx[k].sp, now);
+    }
+    for (int32_t k = 0; k < nk; k++) {
+        remember(s, k, s->kx[k].kind, out[k].setpoint_ma, now);
+        if (s->ks[k].reclaim_cap > 0) {
+            out[k].flags |= DLB_CHARGER_RECLAIMED;
+        }
+        if (s->ks[k].probing) {
+            out[k].flags |= DLB_CHARGER_PROBING;
+        }
+    }
+    for (int32_t k = 0; k < nk; k++) {
+        const dlb_charger *kc = &s->chg[k];
+        const charger_scratch *x = &s->kx[k];
+        circuit_scratch *cs = &s->cx[kc->circuit];
+        if (x->kind == KIND_DEMAND) {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                if ((x->used >> ph) & 1u) {
+                    cs->alloc[ph] += out[k].setpoint_ma;
+                }
+            }
+        } else if (x->kind == KIND_LOST) {
+            for (int i = 0; i < kc->phases; i++) {
+                cs->alloc[kc->phase_map[i]] += out[k].setpoint_ma;
+            }
+        }
+        if (out[k].limit_circuit != DLB_NONE) {
+            s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+        }
+    }
+    for (int32_t c = nc - 1; c > 0; c--) {
+        int32_t par = s->circ[c].parent;
+        if (par != DLB_NONE) {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                s->cx[par].alloc[ph] += s->cx[c].alloc[ph];
+            }
+        }
+    }
+    for (int32_t c = 0; c < nc; c++) {
+        const circuit_scratch *cs = &s->cx[c];
+        dlb_circuit_output *co = &cout[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
+            co->headroom_ma[ph] = clamp32(cs->hr[ph]);
+            co->base_ma[ph] = clamp32(cs->base[ph]);
+        }
+        co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
+        co->status = cs->status;
+    }
+    return DLB_OK;
+}
+
+int64_t dlb_session_energy_wh(const dlb_site *s, size_t k)
+{
+    if (s == NULL || k >= (size_t)s->nk) {
+        return 0;
+    }
+    return session_energy_wh(s, (int32_t)k);
+}
