@@ -30,6 +30,7 @@ KEY_PKEY_BITS = 52
 KEY_PKEY_MAX = (1 << KEY_PKEY_BITS) - 1
 LAXITY_OFFSET = 1 << 51
 INT32_MAX = 2**31 - 1
+HOLDS = 4                     # dlb.c: DLB_HOLDS
 
 # admission tiers below the must-stay group (see _admission_key)
 TIER_STARVING, TIER_STICKY, TIER_OTHER, TIER_IDLE = 0, 1, 2, 3
@@ -80,6 +81,7 @@ class _ChargerState:
         self.reclaimed_at = NONE
         self.probing = False
         self.probe_since = NONE
+        self.holds = []              # (set-point, until): lowered set-points the EV may still apply
 
 
 class _MeterState:
@@ -181,9 +183,10 @@ class ReferenceCore:
         # ---- 2. classify chargers: demand, no demand, lost; their effective phases and draws
         kind = [0] * nk
         used = [None] * nk        # site phases the charger loads this step
-        m = [0] * nk              # counted draw per used phase (max over its active conductors)
+        m = [0] * nk              # counted draw per used phase: max(measured, set-points in effect)
+        drawn = [0] * nk          # measured draw alone (max over its active conductors)
         for k in range(nk):
-            kind[k], used[k], m[k] = self._classify(k)
+            kind[k], used[k], m[k], drawn[k] = self._classify(k, now)
 
         # ---- 3. base load, fixed loads and measured demand per circuit (children before parents)
         evsum = [[0, 0, 0] for _ in range(nc)]
@@ -275,7 +278,7 @@ class ReferenceCore:
                 o.reason = {STATE_FAULT: REASON_FAULT, STATE_UNAVAILABLE: REASON_UNAVAILABLE}.get(
                     s.state, REASON_NOT_CONNECTED)
                 continue
-            self._reclaim(k, m[k], now)
+            self._reclaim(k, drawn[k], now)
             hi[k], hi_reason[k] = kc.max_ma, REASON_CHARGER_MAX
             if 0 < s.reclaim_cap < hi[k]:
                 hi[k], hi_reason[k] = s.reclaim_cap, REASON_EV
@@ -295,7 +298,7 @@ class ReferenceCore:
             eligible.append(k)
 
         # ---- 5. admission in policy order at the minimum current
-        keyed = [(self._admission_key(k, m[k], now), k) for k in eligible]
+        keyed = [(self._admission_key(k, drawn[k], now), k) for k in eligible]
         keyed.sort()
         order = [k for _, k in keyed]
         tier_of = {k: (key >> KEY_PKEY_BITS) & 3 for key, k in keyed}
@@ -361,6 +364,14 @@ class ReferenceCore:
         sp = [0] * nk
         for k in admitted:
             kc, t = cfg[k], ideal[k]
+            over = next((j for j, _, _, _ in lanes[k] if headroom[j] < 0), None)
+            cut = max(self.ks[k].sp, floor_grid(drawn[k], kc.step_ma))
+            if over is not None and t > cut:
+                # the lane is already overloaded: nobody on it is raised above its draw
+                t = cut
+                self._set_limit(out[k], (over, REASON_OVERLOAD), REASON_OVERLOAD)
+                if t < kc.min_ma:
+                    t = 0
             if t <= m[k]:
                 sp[k] = t
                 continue
@@ -380,7 +391,7 @@ class ReferenceCore:
                 if v > sp[k]:
                     self._pay(k, v - max(sp[k], m[k]), lanes[k], used[k], hr, evl)
                     sp[k] = v
-                if sp[k] < hi[k] and o.reason not in (REASON_TRANSITION, REASON_UNBALANCE):
+                if sp[k] < hi[k] and o.reason not in (REASON_TRANSITION, REASON_UNBALANCE, REASON_OVERLOAD):
                     self._set_limit(o, bind, REASON_CIRCUIT)
             if sp[k] >= hi[k]:
                 o.reason, o.limit_circuit, o.limit_lane = hi_reason[k], NONE, NONE
@@ -496,17 +507,19 @@ class ReferenceCore:
                 owner.probe_owner = NONE
         s.probing, s.probe_since = False, NONE
 
-    def _classify(self, k):
+    def _classify(self, k, now):
         s, kc, thr = self.ks[k], self.chargers[k], self.p.active_threshold_ma
         if s.lost:
-            return KIND_LOST, [], 0
+            return KIND_LOST, [], 0, 0
         if s.state not in DEMANDING:
-            return KIND_NODEMAND, [], 0
+            return KIND_NODEMAND, [], 0, 0
         conductors = [0, 1, 2] if (kc.phases == 3 and s.mode == 3) else [0]
         active = conductors
         if s.state == STATE_CHARGING and any(s.meas[i] >= thr for i in conductors):
             active = [i for i in conductors if s.meas[i] >= thr]  # e.g. a 1-phase EV on a 3-phase charger
-        return KIND_DEMAND, sorted(kc.phase_map[i] for i in active), max(s.meas[i] for i in active)
+        drawn = max(s.meas[i] for i in active)
+        held = max((v for v, until in s.holds if now < until), default=0)
+        return KIND_DEMAND, sorted(kc.phase_map[i] for i in active), max(drawn, s.sp, held), drawn
 
     def _reclaim(self, k, mk, now):
         """An EV drawing clearly less than its set-point for reclaim_hold_ms is capped at its draw plus
@@ -719,6 +732,15 @@ class ReferenceCore:
 
     def _remember(self, k, kind, spk, now):
         s = self.ks[k]
+        if spk < s.sp:
+            # The EV may still apply the higher value for follow_time_ms. Holds form a staircase:
+            # values fall as expiries rise; a new hold hides the lower ones before it; at most HOLDS
+            # entries, the two oldest merged conservatively (larger value, later expiry).
+            holds = [(v, u) for v, u in s.holds if u > now and v > s.sp]
+            holds.append((s.sp, now + self.p.follow_time_ms))
+            if len(holds) > HOLDS:
+                holds[0:2] = [(holds[0][0], holds[1][1])]
+            s.holds = holds
         if spk > 0 and s.sp == 0:
             s.on_since, s.off_since, s.wait_since = now, NONE, NONE
             s.starts = (s.starts + [now])[-16:]

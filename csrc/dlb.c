@@ -15,6 +15,7 @@
 #define KEY_PKEY_MAX (((int64_t)1 << KEY_PKEY_BITS) - 1)
 #define LAXITY_OFFSET ((int64_t)1 << 51)
 #define TNONE ((int64_t)-1) /* "no time": every stored timestamp is >= 0 */
+#define DLB_HOLDS 4         /* lowered set-points remembered per charger (reference: HOLDS) */
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
@@ -22,9 +23,11 @@ enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
     int64_t delivered_mams, last_switch, up_since, below_since, reclaimed_at, probe_since;
+    int64_t hold_until[DLB_HOLDS + 1]; /* staircase of lowered set-points the EV may still apply */
+    int32_t hold_sp[DLB_HOLDS + 1];
     int64_t starts[DLB_MAX_STARTS];
     int32_t meas[DLB_PHASES];
-    int32_t state, sp, mode, energy_need_wh, switches, reclaim_cap, n_starts;
+    int32_t state, sp, mode, energy_need_wh, switches, reclaim_cap, n_starts, n_holds;
     uint8_t seen, lost, recover_at_once, in_session, probing;
 } charger_state;
 
@@ -37,7 +40,8 @@ typedef struct {
 
 /* per-charger scratch of one step */
 typedef struct {
-    int64_t m;          /* counted draw on each used phase */
+    int64_t m;          /* counted draw on each used phase: max(measured, set-points in effect) */
+    int64_t drawn;      /* measured draw alone (max over the active conductors) */
     int64_t hi;         /* ceiling this step */
     int64_t ideal, sp, value;
     uint32_t used;      /* bit p set: loads site phase p */
@@ -50,6 +54,7 @@ typedef struct {
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
     int64_t alloc[DLB_PHASES];
     int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
+    int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
     int64_t D[DLB_LANES], W[DLB_LANES], lam[DLB_LANES];
     int32_t heap_pos[DLB_LANES];
     uint32_t status;
@@ -296,6 +301,7 @@ void dlb_params_default(dlb_params *p)
     p->phase_switch_hold_ms = 300000;
     p->max_phase_switches = 4;
     p->active_threshold_ma = 1000;
+    p->follow_time_ms = 10000;
 }
 
 typedef struct {
@@ -408,10 +414,12 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
     {
         const int32_t durations[] = {p->meter_timeout_ms,  p->charger_timeout_ms, p->recovery_hold_ms,
                                      p->rotation_period_ms, p->min_on_ms,         p->min_off_ms,
-                                     p->reclaim_hold_ms,    p->probe_interval_ms, p->phase_switch_hold_ms};
+                                     p->reclaim_hold_ms,    p->probe_interval_ms, p->phase_switch_hold_ms,
+                                     p->follow_time_ms};
         static const char *const names[] = {"meter_timeout_ms",   "charger_timeout_ms", "recovery_hold_ms",
                                             "rotation_period_ms", "min_on_ms",          "min_off_ms",
-                                            "reclaim_hold_ms",    "probe_interval_ms",  "phase_switch_hold_ms"};
+                                            "reclaim_hold_ms",    "probe_interval_ms",  "phase_switch_hold_ms",
+                                            "follow_time_ms"};
         for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
             CHECK(in_range(durations[i], 0, DLB_MAX_DURATION_MS), "params", -1, names[i], "out of range");
         }
@@ -741,7 +749,7 @@ static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, 
 }
 
 /* stage 2: what a charger wants and which site phases it loads */
-static void classify(dlb_site *s, int32_t k)
+static void classify(dlb_site *s, int32_t k, int64_t now)
 {
     const charger_state *st = &s->ks[k];
     const dlb_charger *kc = &s->chg[k];
@@ -749,6 +757,7 @@ static void classify(dlb_site *s, int32_t k)
     x->used = 0;
     x->n_used = 0;
     x->m = 0;
+    x->drawn = 0;
     if (st->lost) {
         x->kind = KIND_LOST;
         return;
@@ -775,9 +784,16 @@ static void classify(dlb_site *s, int32_t k)
         if ((active >> i) & 1u) {
             x->used |= 1u << kc->phase_map[i];
             x->n_used++;
-            x->m = max64(x->m, st->meas[i]);
+            x->drawn = max64(x->drawn, st->meas[i]);
         }
     }
+    int64_t held = 0;
+    for (int32_t i = 0; i < st->n_holds; i++) {
+        if (now < st->hold_until[i]) {
+            held = max64(held, st->hold_sp[i]);
+        }
+    }
+    x->m = max64(max64(x->drawn, st->sp), held);
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -831,7 +847,7 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
     int64_t pkey;
     if (must_stay) {
         tier = 0;
-    } else if (st->reclaim_cap > 0 && s->kx[k].m < p->active_threshold_ma) {
+    } else if (st->reclaim_cap > 0 && s->kx[k].drawn < p->active_threshold_ma) {
         tier = TIER_IDLE;
     } else if (!on && st->wait_since != TNONE && now - st->wait_since >= p->rotation_period_ms) {
         tier = TIER_STARVING;
@@ -1039,6 +1055,24 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
     return r;
 }
 
+/* first lane of charger k that was overloaded before this step's grants (initial headroom < 0) */
+static int32_t overloaded_lane(const dlb_site *s, int32_t k)
+{
+    const charger_scratch *x = &s->kx[k];
+    FOR_PATH(s, k, c) {
+        const circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if (((x->used >> ph) & 1u) && cs->hr0[ph] < 0) {
+                return c * 4 + ph;
+            }
+        }
+        if (has_power(s, c) && cs->hr0[DLB_LANE_POWER] < 0) {
+            return c * 4 + DLB_LANE_POWER;
+        }
+    }
+    return -1;
+}
+
 static void pay(dlb_site *s, int32_t k, int64_t cost)
 {
     const charger_scratch *x = &s->kx[k];
@@ -1106,6 +1140,31 @@ static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
 static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t now)
 {
     charger_state *st = &s->ks[k];
+    if (spk < st->sp) {
+        /* The EV may still apply the higher value for follow_time_ms. Holds form a staircase (values
+         * fall as expiries rise); a new hold hides the lower ones; at most DLB_HOLDS entries, the two
+         * oldest merged conservatively (larger value, later expiry). */
+        int32_t n = 0;
+        for (int32_t i = 0; i < st->n_holds; i++) {
+            if (st->hold_until[i] > now && st->hold_sp[i] > st->sp) {
+                st->hold_sp[n] = st->hold_sp[i];
+                st->hold_until[n] = st->hold_until[i];
+                n++;
+            }
+        }
+        st->hold_sp[n] = st->sp;
+        st->hold_until[n] = now + s->p.follow_time_ms;
+        n++;
+        if (n > DLB_HOLDS) {
+            st->hold_until[0] = st->hold_until[1];
+            for (int32_t i = 1; i + 1 < n; i++) {
+                st->hold_sp[i] = st->hold_sp[i + 1];
+                st->hold_until[i] = st->hold_until[i + 1];
+            }
+            n--;
+        }
+        st->n_holds = n;
+    }
     if (spk > 0 && st->sp == 0) {
         st->on_since = now;
         st->off_since = TNONE;
@@ -1167,7 +1226,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 2. classify */
     for (int32_t k = 0; k < nk; k++) {
-        classify(s, k);
+        classify(s, k, now);
     }
 
     /* 3. base, fixed and measured demand per circuit */
@@ -1253,11 +1312,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 cap = s->power_cap[c];
                 load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
             } else {
-                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
+                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = cs->hr0[ln] = INF;
                 continue;
             }
             cs->budget[ln] = cs->run[ln] = cap - load;
-            cs->hr[ln] = cap - load - cs->meas_d[ln];
+            cs->hr[ln] = cs->hr0[ln] = cap - load - cs->meas_d[ln];
             if (cap - load < 0) {
                 cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
             }
@@ -1305,7 +1364,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                                                              : DLB_REASON_NOT_CONNECTED;
             continue;
         }
-        reclaim(s, k, x->m, now);
+        reclaim(s, k, x->drawn, now);
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
@@ -1467,8 +1526,20 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         int32_t k = s->adm[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        if (x->ideal <= x->m) {
-            x->sp = x->ideal;
+        int64_t t = x->ideal;
+        int32_t over = overloaded_lane(s, k);
+        int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+        if (over >= 0 && t > cut) {
+            /* the lane is already overloaded: nobody on it is raised above its draw */
+            room_t ro = {0, over, 0};
+            t = cut;
+            set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+            if (t < kc->min_ma) {
+                t = 0;
+            }
+        }
+        if (t <= x->m) {
+            x->sp = t;
             continue;
         }
         room_t r = room_of(s, k, x->ideal - x->m);
@@ -1495,7 +1566,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 pay(s, k, v - max64(x->sp, x->m));
                 x->sp = v;
             }
-            if (x->sp < x->hi && o->reason != DLB_REASON_TRANSITION && o->reason != DLB_REASON_UNBALANCE) {
+            if (x->sp < x->hi && o->reason != DLB_REASON_TRANSITION && o->reason != DLB_REASON_UNBALANCE &&
+                o->reason != DLB_REASON_OVERLOAD) {
                 set_limit(o, r, DLB_REASON_CIRCUIT);
             }
         }

@@ -41,16 +41,20 @@
  *      switchable 3-phase charger that does not fit at 3 phases tries 1 phase.
  *   4. ideal fill: admitted chargers grow from min_ma: weighted max-min fair progressive filling for
  *      "fair" (and within each class for "priority"), greedy in admission order for fifo/edf/llf.
- *   5. transition safety (decreases first, increases after): with headroom counted as
- *      limit - margin - fixed loads - sum of max(set-point, measured), each charger in admission order
- *      gets its ideal value only as far as real headroom allows; a charger not yet drawing its minimum
- *      waits (reason TRANSITION) for others to follow their reductions.
+ *   5. transition safety (decreases first, increases after): a demanding charger is counted at
+ *      m = max(measured draw, its previous set-point, any set-point lowered within follow_time_ms),
+ *      because the EV may still apply any of them. With real headroom = limit - margin - base - fixed
+ *      loads - sum of m, each charger in admission order gets its ideal value only as far as real
+ *      headroom allows (keeping a value it already had costs nothing); a charger not yet drawing its
+ *      minimum waits (reason TRANSITION) for others to follow their reductions. On a lane that is
+ *      already overloaded (sum of m above it), no charger gets more than its measured draw.
  *   6. top-up (work conservation): remaining real headroom goes to admitted chargers in admission order.
  *
  * Invariants (tested on random sites against this core and the reference):
  *   - capacity: for every circuit c, phase p: base(c,p) + fixed(c,p) + sum over chargers k under c
- *     drawing on p of max(setpoint(k), measured(k)) <= limit(c,p) - margin(c); when the measured draws
- *     already exceed it, no charger on (c,p) is raised above its draw and base + sum of set-points fits.
+ *     drawing on p of max(setpoint(k), m(k)) <= limit(c,p) - margin(c), with m as in stage 5 (so in
+ *     particular >= max(setpoint, measured)); when the counted draws already exceed it, no charger on
+ *     (c,p) gets a set-point above its measured draw and base + sum of set-points fits.
  *   - minimum current: every set-point is 0 or within [min_ma, max_ma] and a multiple of step_ma.
  *   - determinism, no heap, bounded cost.
  */
@@ -164,6 +168,9 @@ typedef struct {
     int32_t phase_switch_hold_ms;   /* 1p->3p needs room for this long, and no switch within it; default 300000 */
     int32_t max_phase_switches;     /* per session; default 4 */
     int32_t active_threshold_ma;    /* a conductor above this counts as drawing; default 1000 */
+    int32_t follow_time_ms;         /* how long an EV may take to apply a set-point (PWM update spacing
+                                       + EV reaction): a lowered set-point stays counted this long;
+                                       default 10000 */
 } dlb_params;
 
 /* One circuit (fuse). Circuits form a tree: parent < own index (the parent comes first); the roots have
