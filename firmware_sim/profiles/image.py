@@ -1,0 +1,376 @@
+"""The engine: a product's Modbus register image over live device models.
+
+:class:`DeviceImage` answers PDU-level requests for one product (one :class:`Profile`) and one
+or more unit ids, each backed by device objects implementing the point vocabulary
+(``points() -> Mapping[str, Any]`` and ``write_point(name, value, now_ms)``). It is pure: no
+sockets, no clock, no threads. The Modbus transport calls::
+
+    image.read(unit, table, address, count, now_ms) -> list[int]      # FC01/02/03/04
+    image.write(unit, table, address, values, now_ms, fc=None)         # FC05/06/15/16
+
+and turns :class:`ModbusError` into an exception response with ``.code``, and
+:class:`NoSuchUnit` into exception 0x0B (TCP gateway) or silence (RTU, unplugged device).
+
+Behaviour common to every product, in the order checks are made:
+
+1. unknown unit id -> :class:`NoSuchUnit` (before anything else; the device never saw it);
+2. a function code the product does not implement -> 01 ILLEGAL FUNCTION (also writes to the
+   input / discrete tables, which Modbus has no function for);
+3. a quantity of 0 or above the product's per-request limit -> ``profile.limit_exception``
+   (03 by the Modbus spec, Eastron's 80-register rule);
+4. addresses outside the product's answering blocks -> 02 ILLEGAL DATA ADDRESS; unused
+   addresses inside a block -> ``profile.reserved`` ("nan" = 0xFFFF, "zero" = 0, "exception"
+   = 02); write-only registers read like reserved ones;
+5. KEBA-style products (``single_value_reads``) reject a read that is not inside exactly one
+   value with ``profile.boundary_exception``; ``partial_reads="exception"`` rejects reads that
+   start or end inside a value; otherwise the covered words of the value are returned;
+6. writes: every covered register must exist (02) and be writable
+   (``profile.readonly_exception``, 02 unless the product says otherwise); a write covering part
+   of a multi-register value is rejected with ``profile.partial_write_exception`` when the
+   product requires atomic writes, else merged with the current words (read-modify-write);
+   decoded values outside the register's ``valid`` range, or rejected by the model with
+   ``ValueError``, give ``profile.invalid_value_exception`` (03). All values of a request are
+   decoded and checked before the first one is applied; nothing is written on an exception.
+7. a model that raises anything else (or lacks a point) -> 04 SERVER DEVICE FAILURE, with the
+   original exception chained as ``__cause__``.
+
+Watchdog kicks (``profile.watchdog.kick``): "any" sends ``write_point("heartbeat", True, now)``
+to the unit's devices on every request; "write" sends it, after the values, to the devices an
+accepted write touched (one charging point's device for a CHARX per-point register, all devices
+of the unit for a unit-level register); "register" does the same only for writes of registers
+flagged ``heartbeat=True`` (Alfen 1210, Vestel 6000). Every accepted value is also kept in the
+image, so a writable register whose point the model does not expose reads back what was written.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from .base import READ_FC, Profile, Register, check_value
+from .codec import CodecError, decode, encode
+
+__all__ = ["DeviceImage", "ModbusError", "NoSuchUnit",
+           "ILLEGAL_FUNCTION", "ILLEGAL_DATA_ADDRESS", "ILLEGAL_DATA_VALUE", "DEVICE_FAILURE"]
+
+ILLEGAL_FUNCTION = 0x01
+ILLEGAL_DATA_ADDRESS = 0x02
+ILLEGAL_DATA_VALUE = 0x03
+DEVICE_FAILURE = 0x04
+_NAMES = {1: "ILLEGAL FUNCTION", 2: "ILLEGAL DATA ADDRESS", 3: "ILLEGAL DATA VALUE",
+          4: "SERVER DEVICE FAILURE"}
+
+
+class ModbusError(Exception):
+    """A Modbus exception response; ``code`` is the exception code (1..4)."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        self.code = code
+        super().__init__(f"exception {code:02d} {_NAMES.get(code, '')}: {message}".rstrip(": "))
+
+
+class NoSuchUnit(LookupError):
+    """No device at this unit id: 0x0B on TCP, no answer on RTU."""
+
+    def __init__(self, unit: int) -> None:
+        self.unit = unit
+        super().__init__(f"no device at unit id {unit}")
+
+
+class _Unit:
+    __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station")
+
+    def __init__(self, uid: int, role: str, devices: tuple, is_station: bool) -> None:
+        self.uid = uid
+        self.role = role
+        self.devices = devices
+        self.maps: dict[str, dict[int, tuple[Register, int]]] = {}
+        self.blocks: dict[str, tuple[tuple[int, int], ...]] = {}
+        self.local: dict[tuple[str, int], Any] = {}
+        self.is_station = is_station
+
+
+_MISSING = object()
+
+
+def _as_devices(dev: Any) -> tuple:
+    if isinstance(dev, (list, tuple)):
+        return tuple(dev)
+    return (dev,)
+
+
+class DeviceImage:
+    """Serve ``profile`` for ``devices`` (unit id -> device, or unit id -> [device per connector])."""
+
+    def __init__(self, profile: Profile, devices: Mapping[int, Any]) -> None:
+        self.profile = profile
+        p = profile
+        self._units: dict[int, _Unit] = {}
+        for uid, dev in devices.items():
+            if not 0 <= uid <= 255:
+                raise ValueError(f"unit id {uid} out of range")
+            devs = _as_devices(dev)
+            if not devs or len(devs) > p.connectors:
+                raise ValueError(f"{p.name}: unit {uid} needs 1..{p.connectors} devices")
+            self._units[uid] = _Unit(uid, p.role_of(uid), devs, uid == p.station_unit)
+        if p.station_unit is not None and p.station_unit not in self._units and self._units:
+            others = tuple(d for u in sorted(self._units) for d in self._units[u].devices)
+            self._units[p.station_unit] = _Unit(p.station_unit, p.role_of(p.station_unit),
+                                                others, True)
+        for u in self._units.values():
+            self._build(u)
+        wd = p.watchdog
+        self._kick = wd.kick if wd is not None else "none"
+
+    # --- set-up --------------------------------------------------------------------------
+    def _build(self, u: _Unit) -> None:
+        p = self.profile
+        n = len(u.devices)
+        for reg in p.registers:
+            if reg.role is not None and reg.role != u.role:
+                continue
+            if reg.slot > n or (u.is_station and reg.slot):
+                continue
+            m = u.maps.setdefault(reg.table, {})
+            for off in range(reg.count):
+                m[reg.address + off] = (reg, off)
+        if p.mirror_input and "holding" in u.maps:
+            u.maps["input"] = u.maps["holding"]
+        for table, m in u.maps.items():
+            src = "holding" if (p.mirror_input and table == "input") else table
+            if p.blocks is not None:
+                bl = tuple((s, e) for t, s, e in p.blocks
+                           if t == src and any(s <= a < e for a in m))
+            else:
+                bl = ((min(m), max(m) + 1),)
+            u.blocks[table] = bl
+
+    @property
+    def unit_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(self._units))
+
+    def _unit(self, unit: int) -> _Unit:
+        u = self._units.get(unit)
+        if u is None:
+            raise NoSuchUnit(unit)
+        return u
+
+    # --- value access --------------------------------------------------------------------
+    def _points(self, u: _Unit, idx: int, cache: dict) -> Mapping[str, Any]:
+        pts = cache.get(idx)
+        if pts is None:
+            pts = u.devices[idx].points()
+            cache[idx] = pts
+        return pts
+
+    def _value(self, u: _Unit, reg: Register, cache: dict) -> Any:
+        idx = reg.slot - 1 if reg.slot else 0
+        if reg.fn is not None:
+            return reg.fn(self._points(u, idx, cache))
+        if reg.group_fn is not None:
+            return reg.group_fn([self._points(u, i, cache) for i in range(len(u.devices))])
+        if reg.clock_fn is not None:
+            return reg.clock_fn(cache.get("now", 0))
+        if reg.point is not None and reg.readable:
+            pts = self._points(u, idx, cache)
+            if reg.writable:
+                v = pts.get(reg.point, _MISSING)
+                if v is not _MISSING:
+                    return v
+            else:
+                return pts[reg.point]
+        return u.local.get((reg.table, reg.address), reg.const)
+
+    def _words(self, u: _Unit, reg: Register, cache: dict) -> list[int]:
+        try:
+            value = self._value(u, reg, cache)
+            return encode(value, reg.dtype, reg.word_order or self.profile.word_order,
+                          reg.scale, reg.count, saturate=True)
+        except ModbusError:
+            raise
+        except Exception as exc:  # a model bug or a missing point: the device fails
+            raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
+
+    def _heartbeat(self, u: _Unit, now_ms: int, devices: Sequence | None = None) -> None:
+        for d in (u.devices if devices is None else devices):
+            try:
+                d.write_point("heartbeat", True, now_ms)
+            except Exception as exc:
+                raise ModbusError(DEVICE_FAILURE, f"heartbeat: {exc!r}") from exc
+
+    def _filler(self, u: _Unit, table: str, address: int) -> int:
+        for s, e in u.blocks.get(table, ()):
+            if s <= address < e:
+                r = self.profile.reserved
+                if r == "nan":
+                    return 0xFFFF
+                if r == "zero":
+                    return 0
+                break
+        raise ModbusError(ILLEGAL_DATA_ADDRESS, f"{table} {address}")
+
+    # --- requests ------------------------------------------------------------------------
+    def read(self, unit: int, table: str, address: int, count: int, now_ms: int = 0) -> list[int]:
+        """Words (or 0/1 bits for coil/discrete) for ``count`` items from ``address``."""
+        p = self.profile
+        u = self._unit(unit)
+        fc = READ_FC.get(table)
+        if fc is None or fc not in p.function_codes:
+            raise ModbusError(ILLEGAL_FUNCTION, f"read {table}")
+        limit = p.max_read_bits if fc <= 2 else p.max_read
+        if count < 1 or count > limit:
+            raise ModbusError(p.limit_exception, f"quantity {count} (max {limit})")
+        end = address + count
+        if address < 0 or end > 0x10000:
+            raise ModbusError(ILLEGAL_DATA_ADDRESS, f"{address}+{count}")
+        if self._kick == "any":
+            self._heartbeat(u, now_ms)
+        m = u.maps.get(table, {})
+        cache: dict = {"now": now_ms}
+        if p.single_value_reads:
+            ent = m.get(address)
+            if ent is not None and ent[0].readable:
+                reg, off = ent
+                if off != 0 or count > reg.count:
+                    raise ModbusError(p.boundary_exception,
+                                      f"read {address}+{count} crosses a value boundary")
+        out: list[int] = []
+        a = address
+        while a < end:
+            ent = m.get(a)
+            if ent is None or not ent[0].readable:
+                out.append(self._filler(u, table, a))
+                a += 1
+                continue
+            reg, off = ent
+            stop = min(reg.end, end) - reg.address
+            if (off or stop < reg.count) and p.partial_reads == "exception":
+                raise ModbusError(ILLEGAL_DATA_ADDRESS, f"read inside {reg.name}")
+            words = self._words(u, reg, cache)
+            out.extend(words[off:stop])
+            a = reg.address + stop
+        return out
+
+    def write(self, unit: int, table: str, address: int, values: Sequence[int],
+              now_ms: int = 0, fc: int | None = None) -> None:
+        """Apply a write request (words for holding, 0/1 for coils)."""
+        p = self.profile
+        u = self._unit(unit)
+        values = list(values)
+        n = len(values)
+        if fc is None:
+            if table == "holding":
+                fc = 16 if (16 in p.function_codes or n != 1) else 6
+            else:
+                fc = 15 if (15 in p.function_codes or n != 1) else 5
+        if table not in ("holding", "coil") or fc not in p.function_codes or \
+                (table == "holding") != (fc in (6, 16)):
+            raise ModbusError(ILLEGAL_FUNCTION, f"write {table} fc {fc}")
+        if fc in (5, 6) and n != 1:
+            raise ValueError("FC05/FC06 carry exactly one value")
+        limit = p.max_write if table == "holding" else p.max_read_bits
+        if n < 1 or n > limit:
+            raise ModbusError(p.limit_exception, f"write quantity {n} (max {limit})")
+        end = address + n
+        if address < 0 or end > 0x10000:
+            raise ModbusError(ILLEGAL_DATA_ADDRESS, f"{address}+{n}")
+        if self._kick == "any":
+            self._heartbeat(u, now_ms)
+        m = u.maps.get(table, {})
+        cache: dict = {"now": now_ms}
+        plan: list[tuple[Register, Any]] = []
+        a = address
+        while a < end:
+            ent = m.get(a)
+            if ent is None:
+                raise ModbusError(ILLEGAL_DATA_ADDRESS, f"write {table} {a}")
+            reg, off = ent
+            if not reg.writable:
+                raise ModbusError(p.readonly_exception, f"{reg.name} is read-only")
+            stop = min(reg.end, end) - reg.address
+            chunk = values[a - address: a - address + stop - off]
+            if off or stop < reg.count:
+                if p.atomic_writes:
+                    raise ModbusError(p.partial_write_exception,
+                                      f"partial write of {reg.name} ({reg.count} registers)")
+                cur = self._current_words(u, reg, cache)
+                cur[off:stop] = chunk
+                chunk = cur
+            plan.append((reg, self._decode_checked(reg, chunk)))
+            a = reg.address + stop
+        if p.one_value_per_write and len(plan) > 1:
+            raise ModbusError(p.invalid_value_exception, "one parameter per message")
+        kicked: list = []
+        for reg, (value, converted) in plan:
+            target = reg.target
+            u.local[(reg.table, reg.address)] = value
+            devs = u.devices if reg.slot == 0 else (u.devices[reg.slot - 1],)
+            if self._kick == "write" or (reg.heartbeat and self._kick == "register"):
+                kicked.extend(d for d in devs if d not in kicked)
+            if target is not None:
+                dev = devs[0]
+                try:
+                    dev.write_point(target, converted, now_ms)
+                except ValueError as exc:
+                    raise ModbusError(p.invalid_value_exception, f"{reg.name}: {exc}") from exc
+                except Exception as exc:
+                    raise ModbusError(DEVICE_FAILURE, f"{reg.name}: {exc!r}") from exc
+        if kicked:
+            self._heartbeat(u, now_ms, kicked)
+
+    def _current_words(self, u: _Unit, reg: Register, cache: dict) -> list[int]:
+        if reg.readable:
+            return self._words(u, reg, cache)
+        value = u.local.get((reg.table, reg.address), reg.const)
+        if value is None:
+            return [0] * reg.count
+        return encode(value, reg.dtype, reg.word_order or self.profile.word_order, reg.scale,
+                      reg.count, saturate=True)
+
+    def _decode_checked(self, reg: Register, words: Sequence[int]) -> tuple[Any, Any]:
+        p = self.profile
+        try:
+            value = decode(words, reg.dtype, reg.word_order or p.word_order, reg.scale)
+        except CodecError as exc:
+            raise ModbusError(p.invalid_value_exception, str(exc)) from exc
+        if not check_value(reg, value):
+            raise ModbusError(p.invalid_value_exception, f"{reg.name} = {value!r} not valid")
+        converted = value
+        if reg.write_fn is not None:
+            try:
+                converted = reg.write_fn(value)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModbusError(p.invalid_value_exception, f"{reg.name}: {exc}") from exc
+        return value, converted
+
+    # --- conveniences (tests, reports, fast mode) ----------------------------------------
+    def request(self, unit: int, fc: int, address: int, arg: Any, now_ms: int = 0) -> Any:
+        """Dispatch by function code: FC01-04 ``arg`` = count, FC05/06 a value, FC15/16 values."""
+        tables = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+        if fc in tables:
+            return self.read(unit, tables[fc], address, int(arg), now_ms)
+        if fc in (5, 6):
+            return self.write(unit, "coil" if fc == 5 else "holding", address, [arg], now_ms, fc)
+        if fc in (15, 16):
+            return self.write(unit, "coil" if fc == 15 else "holding", address, arg, now_ms, fc)
+        raise ModbusError(ILLEGAL_FUNCTION, f"fc {fc}")
+
+    def get(self, unit: int, address: int, table: str = "holding", now_ms: int = 0) -> Any:
+        """Decoded value of the register at ``address`` (as a master reading it whole would)."""
+        u = self._unit(unit)
+        reg, off = u.maps[table][address]
+        words = self._words(u, reg, {"now": now_ms})
+        return decode(words, reg.dtype, reg.word_order or self.profile.word_order, reg.scale)
+
+    def snapshot(self, unit: int) -> dict[str, Any]:
+        """name -> decoded value of every readable register of ``unit``."""
+        u = self._unit(unit)
+        cache: dict = {"now": 0}
+        out: dict[str, Any] = {}
+        for table, m in u.maps.items():
+            for a, (reg, off) in m.items():
+                if off or not reg.readable or (self.profile.mirror_input and table == "input"):
+                    continue
+                words = self._words(u, reg, cache)
+                key = reg.name if reg.slot == 0 else f"{reg.name}[{reg.slot}]"
+                out[key] = decode(words, reg.dtype, reg.word_order or self.profile.word_order,
+                                  reg.scale)
+        return out
