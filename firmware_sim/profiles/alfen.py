@@ -75,7 +75,9 @@ def alfen_status(raw) -> str:
     raise ValueError(f"unknown mode 3 state {m!r}")
 
 
-DRIVER = ChargerSpec(status=alfen_status, reads=(("holding", 1200), ("holding", 1201)),
+DRIVER = ChargerSpec(status=alfen_status,
+                     reads=(("holding", 1200), ("holding", 1201), ("holding", 1208),
+                            ("holding", 1212), ("holding", 1214)),   # 1208..1214: raw, diagnostics
                      min_current_a=6.0, max_current_a=80.0, pause="zero")
 
 
