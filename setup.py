@@ -20,7 +20,7 @@ setup(
     packages=packages,
     package_dir=package_dir,
     include_package_data=True,
-    package_data={"dlbrig.rig": ["scenarios/*.yaml"], "dlbrig.core": ["*.h"]},
+    package_data={"dlbrig.rig.scenario": ["library/*.yaml"]},
     cffi_modules=["core/_ffi_build.py:ffibuilder"],
     zip_safe=False,
 )
