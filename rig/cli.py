@@ -35,6 +35,75 @@ def certify(dut, seed):
     sys.exit(1 if failed else 0)
 
 
+def _load(scenario, **overrides):
+    """A scenario by path or built-in name; a bad file exits 2 with FILE:LINE: FIELD: PROBLEM."""
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(scenario, **{k: v for k, v in overrides.items() if v is not None})
+    except ScenarioError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+def scenarios():
+    """List the built-in scenario library."""
+    from .scenario import list_scenarios
+
+    items = list_scenarios()
+    width = max(len(n) for n, _ in items)
+    for name, desc in items:
+        first = (desc or "").strip().splitlines()[0] if desc else ""
+        click.echo(f"{name:<{width}}  {first}")
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--mode", type=click.Choice(["fast", "wire"]), default=None,
+              help="fast: virtual clock, in-memory; wire: real Modbus on loopback. Default: the scenario's.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (trace.csv, summary.json). Default: out/<scenario>-<mode>.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--duration", type=str, default=None, help="Override the duration (e.g. 10m, 3600s).")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Wire mode: run this many times faster than real time.")
+@click.option("--backend", type=click.Choice(["c", "reference"]), default="c", show_default=True)
+def run(scenario, mode, out_dir, seed, duration, speed, backend):
+    """Run SCENARIO (a path or a built-in name) and write its trace and summary."""
+    from .runner import run_fast
+
+    sc = _load(scenario, duration=duration, seed=seed, mode=mode)
+    mode = sc.mode
+    out_dir = out_dir or f"out/{sc.name}-{mode}"
+    total = sc.duration_ms
+    with click.progressbar(length=total // 1000, label=f"{sc.name} ({mode})", show_eta=True,
+                           file=sys.stderr) as bar:
+        last = [0]
+
+        def progress(t_ms, _total):
+            s = t_ms // 1000
+            if s - last[0] >= 60 or t_ms + 1000 >= _total:
+                bar.update(s - last[0])
+                last[0] = s
+
+        if mode == "fast":
+            summary = run_fast(sc, out_dir, backend=backend, progress=progress)
+        else:
+            from .wire import run_wire
+            summary = run_wire(sc, out_dir, backend=backend, speed=speed, progress=progress)
+    over = {n: c["max_over_a"] for n, c in summary["circuits"].items() if c["max_over_a"] > 0}
+    click.echo(f"{sc.name}: {summary['simulated_s']:.0f} s simulated in {summary['wall_s']:.1f} s "
+               f"({summary['speed_x_realtime']}x real time), {summary['energy_delivered_kwh']} kWh delivered, "
+               f"{len(summary['sessions'])} sessions, failed transactions {summary['failed_transactions']}")
+    click.echo(f"limit: " + ("never above" if not over else
+                             ", ".join(f"{n} up to +{v:.2f} A" for n, v in over.items())))
+    click.echo(f"trace: {out_dir}/trace.csv  summary: {out_dir}/summary.json")
+
+
 @main.group()
 def bench():
     """Benchmarks (also: make bench)."""

@@ -295,7 +295,11 @@ class _Driver:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
         self.unit = _default_unit(p) if unit is None else int(unit)
-        if self.unit not in p.unit_ids:
+        # a single-role product answers on whatever address the installer gave it (an RS-485
+        # line needs 1, 2, 3, ...); products with unit roles (Alfen 200/1/2) only on their ids
+        if len(p.units) == 1 and 1 <= self.unit <= 247:
+            pass
+        elif self.unit not in p.unit_ids:
             raise ValueError(f"{p.name}: unit {self.unit} not in {p.unit_ids}")
         if not 0 <= slot < p.connectors:
             raise ValueError(f"{p.name}: slot {slot} out of 0..{p.connectors - 1}")

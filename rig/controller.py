@@ -1,0 +1,212 @@
+"""The site controller a real site would run, with a PLC's scan-cycle discipline.
+
+Every cycle: read all inputs (meters and chargers, through each product's driver and a link), compute
+(:class:`~dlbrig.core.Allocator` step), write all outputs (set-points, phase switches, heartbeats at
+each product's required interval). Cycle time and jitter are measured; a cycle that takes longer
+than the cycle period is an overrun, and ``max_overruns`` overruns in a row are a fault that drives
+every charger to its safe current and stops allocating until the cycle recovers.
+
+The same code runs in fast mode (in-memory links, virtual clock) and wire mode (Modbus links, wall
+clock). Writing to a device on a non-loopback address requires the run to be armed
+(:class:`NotArmed` otherwise): see DESIGN.md "Safety of the rig itself".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..core import Allocator, Site
+from ..firmware_sim.profiles import ModbusError
+from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriver
+from .links import LinkTimeout
+
+
+class NotArmed(RuntimeError):
+    """A write to real hardware was attempted without ``--arm``."""
+
+
+@dataclass
+class Endpoint:
+    """How the controller reaches one device."""
+
+    name: str           # circuit name (meter) or charger name
+    kind: str           # "meter" | "charger"
+    driver: object      # MeterDriver | ChargerDriver
+    link: object        # FastLink or a Modbus link: async read/write
+    unit: int
+    loopback: bool = True
+
+
+@dataclass
+class Failure:
+    t_ms: int
+    device: str
+    op: str
+    error: str
+
+
+@dataclass
+class CycleStats:
+    cycles: int = 0
+    overruns: int = 0
+    consecutive_overruns: int = 0
+    durations_ms: list = field(default_factory=list)
+    starts_ms: list = field(default_factory=list)
+    safe_state_entries: int = 0
+
+    def summary(self, cycle_ms: int) -> dict:
+        d = sorted(self.durations_ms) or [0.0]
+        gaps = [b - a for a, b in zip(self.starts_ms, self.starts_ms[1:])]
+        jitter = [abs(g - cycle_ms) for g in gaps] or [0]
+        pick = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))]
+        return {"cycles": self.cycles, "overruns": self.overruns,
+                "safe_state_entries": self.safe_state_entries,
+                "cycle_time_ms_median": round(pick(d, 0.5), 3), "cycle_time_ms_p99": round(pick(d, 0.99), 3),
+                "cycle_time_ms_max": round(d[-1], 3),
+                "jitter_ms_max": round(max(jitter), 3), "jitter_ms_p99": round(pick(sorted(jitter), 0.99), 3)}
+
+
+class SiteController:
+    def __init__(self, site: Site, endpoints: list, clock, *, armed: bool = False, max_overruns: int = 3,
+                 session_info=None, measure_wall: bool = False, backend: str = "c"):
+        self.site = site
+        self.clock = clock
+        self.armed = armed
+        self.max_overruns = max_overruns
+        self.session_info = session_info          # charger -> (departure_s, need_kwh) or None
+        self.measure_wall = measure_wall
+        self.backend = backend
+        self.meters = [e for e in endpoints if e.kind == "meter"]
+        self.chargers = [e for e in endpoints if e.kind == "charger"]
+        self.alloc = Allocator(site, backend=backend)
+        self.stats = CycleStats()
+        self.failures: list[Failure] = []
+        self.last_result = None
+        self.safe_state = False
+        self.written: dict[str, float] = {}
+        self.phases_written: dict[str, int] = {}
+        self.last_write_ms: dict[str, int] = {}
+        self.last_hb_ms: dict[str, int] = {}
+        self.configured = False
+        self.last_readings: dict = {}
+
+    def restart(self):
+        """Controller restart: the allocator loses its state; devices keep theirs."""
+        self.alloc = Allocator(self.site, backend=self.backend)
+        self.written.clear()
+        self.phases_written.clear()
+        self.configured = False
+
+    def _check_armed(self, ep: Endpoint):
+        if not ep.loopback and not self.armed:
+            raise NotArmed(f"refusing to write to {ep.name} (a non-loopback device) without --arm")
+
+    async def _write(self, ep: Endpoint, writes, now_ms: int) -> bool:
+        self._check_armed(ep)
+        try:
+            for table, address, words in writes:
+                await ep.link.write(ep.unit, table, address, words)
+            return True
+        except (ModbusError, LinkTimeout, OSError) as exc:
+            self.failures.append(Failure(now_ms, ep.name, "write", f"{type(exc).__name__}: {exc}"))
+            return False
+
+    async def _read(self, ep: Endpoint, now_ms: int):
+        try:
+            responses = [await ep.link.read(ep.unit, t, a, n) for t, a, n in ep.driver.read_plan()]
+            return ep.driver.decode(responses)
+        except (ModbusError, LinkTimeout, DecodeError, OSError) as exc:
+            self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
+            return None
+
+    async def configure(self, now_ms: int):
+        """Start-up: set each charger's own failsafe (safe current and communication timeout)."""
+        cfg = {n: k for n, k in zip(self.site.charger_names, self.site.chargers)}
+        for ep in self.chargers:
+            k = cfg[ep.name]
+            timeout_s = max(5.0, 3 * self.site.params.charger_timeout_ms / 1000)
+            await self._write(ep, ep.driver.failsafe_writes(k.failsafe_ma / 1000, timeout_s), now_ms)
+        self.configured = True
+
+    async def cycle(self, now_ms: int):
+        """One scan cycle at ``now_ms``; returns the allocator's result (None in the safe state)."""
+        wall0 = time.perf_counter()
+        if not self.configured:
+            await self.configure(now_ms)
+        meters = {}
+        for ep in self.meters:
+            currents = await self._read(ep, now_ms)
+            if currents is not None:
+                meters[ep.name] = currents
+        chargers = {}
+        for ep in self.chargers:
+            r = await self._read(ep, now_ms)
+            if r is None:
+                continue
+            state = r.state
+            if state == "unavailable" and self.written.get(ep.name) == 0:
+                # KEBA P30 and CHARX pause through their enable register and then report
+                # "unavailable": that is our own pause, not an out-of-service charger
+                state = "connected_idle"
+            reading = {"state": state, "current_a": list(r.currents_a)}
+            if self.session_info is not None:
+                info = self.session_info(ep.name)
+                if info is not None:
+                    dep, need = info
+                    if dep is not None:
+                        reading["departure_s"] = dep
+                    if need is not None:
+                        reading["energy_need_kwh"] = need
+            chargers[ep.name] = reading
+        self.last_readings = {"meters": meters, "chargers": chargers}
+        res = None if self.safe_state else self.alloc.step(now_ms, meters=meters, chargers=chargers)
+        self.last_result = res
+        for ep in self.chargers:
+            drv = ep.driver
+            if res is not None:
+                cr = res.chargers[ep.name]
+                target, phases = cr.current_a, cr.phases
+                if cr.lost:
+                    continue            # no answer: writing would only add timeouts
+            else:                       # safe state: each charger at its safe current
+                k = self.site.chargers[self.site.charger_names.index(ep.name)]
+                target, phases = k.failsafe_ma / 1000, None
+            interval = drv.heartbeat_interval_s
+            hb_due = interval is not None and now_ms - self.last_hb_ms.get(ep.name, -10**12) >= interval * 1000
+            if phases is not None and self.phases_written.get(ep.name) != phases and drv.phase_writes(phases):
+                if await self._write(ep, drv.phase_writes(phases), now_ms):
+                    self.phases_written[ep.name] = phases
+            if self.written.get(ep.name) != target or (hb_due and drv.heartbeat_is_setpoint):
+                if await self._write(ep, drv.setpoint_writes(target), now_ms):
+                    self.written[ep.name] = target
+                    self.last_write_ms[ep.name] = now_ms
+                    if drv.heartbeat_is_setpoint:
+                        self.last_hb_ms[ep.name] = now_ms
+            if hb_due and not drv.heartbeat_is_setpoint:
+                writes = drv.heartbeat_writes()
+                if writes and await self._write(ep, writes, now_ms):
+                    self.last_hb_ms[ep.name] = now_ms
+                elif not writes:
+                    self.last_hb_ms[ep.name] = now_ms
+        self._account(now_ms, (time.perf_counter() - wall0) * 1000)
+        return res
+
+    def _account(self, now_ms: int, wall_ms: float):
+        st = self.stats
+        st.cycles += 1
+        elapsed = wall_ms if self.measure_wall else float(sum(getattr(e.link, "latency_ms", 0) for e in self.meters + self.chargers))
+        if not self.measure_wall:
+            for e in self.meters + self.chargers:
+                if hasattr(e.link, "latency_ms"):
+                    e.link.latency_ms = 0
+        st.durations_ms.append(elapsed)
+        st.starts_ms.append(now_ms)
+        if elapsed > self.site.cycle_ms:
+            st.overruns += 1
+            st.consecutive_overruns += 1
+            if st.consecutive_overruns >= self.max_overruns and not self.safe_state:
+                self.safe_state = True
+                st.safe_state_entries += 1
+        else:
+            st.consecutive_overruns = 0
+            self.safe_state = False

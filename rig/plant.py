@@ -1,0 +1,363 @@
+"""The emulated site: device models wired to circuits, and the ground truth they produce.
+
+A :class:`Plant` owns one :class:`~dlbrig.firmware_sim.ChargePoint` per charger, one
+:class:`~dlbrig.firmware_sim.Meter` per metered circuit and the base loads of every circuit. It
+advances them on the scenario's clock, applies the physical events of the timeline (vehicles
+arriving and leaving, EV faults, base-load steps, PV clouds, phase loss, meter faults) and computes
+the ground truth per circuit and phase: building load + the true EV currents on each site phase
+(through each charger's phase map), summed up the circuit tree. Communication faults are not
+physics; they go to :class:`~dlbrig.rig.links.CommFaults` which the links (or the Modbus servers)
+consult.
+
+The plant never opens a socket and never sleeps: the runner advances it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..core import Site
+from ..firmware_sim import EV, PV, BuildingLoad, ChargePoint, EvseConfig, FirmwareFaults, Meter, SiteLoad, StepEvent
+from ..firmware_sim.profiles import DeviceImage, get_profile
+from .links import CommFault, CommFaults
+
+MS = 1000
+
+
+@dataclass
+class Session:
+    """One vehicle's visit, for the service KPIs."""
+
+    vehicle: str
+    charger: str
+    preset: str
+    arrive_ms: int
+    depart_ms: int | None
+    need_kwh: float | None
+    ev: EV
+    left_ms: int | None = None
+    delivered_kwh: float = 0.0
+
+
+class _Scaled:
+    """A load component scaled by a factor (PV clouds)."""
+
+    def __init__(self, component, factor_fn):
+        self.component, self.factor_fn = component, factor_fn
+
+    def current_a(self, t_ms):
+        f = self.factor_fn(t_ms)
+        return [f * x for x in self.component.current_a(t_ms)]
+
+
+@dataclass
+class PlantDevice:
+    name: str              # circuit name (meter) or charger name
+    kind: str              # "meter" | "charger"
+    profile: object
+    unit: int
+    model: object
+    image: DeviceImage
+    transport: str
+    bus: str | None = None
+
+
+class Plant:
+    def __init__(self, scenario, site: Site | None = None):
+        self.scenario = scenario
+        self.site = site or Site.from_dict(scenario.site)
+        self.start_ms = int(getattr(scenario, "start_ms", 0))
+        self.seed = int(scenario.seed)
+        self.comm = CommFaults(seed=self.seed)
+        self.now_ms = 0
+        self._deferred = []          # (time, action): ends of timed faults, departures
+        s = self.site
+        self.circuit_index = {n: i for i, n in enumerate(s.circuit_names)}
+        self.charger_index = {n: i for i, n in enumerate(s.charger_names)}
+        self.voltage_v = s.params.voltage_v
+        # base loads per circuit
+        self.loads = {n: SiteLoad() for n in s.circuit_names}
+        self._clouds = {n: [] for n in s.circuit_names}     # (from, until, factor)
+        self._phase_loss = {}                                # circuit -> {phase: until}
+        for i, ld in enumerate(getattr(scenario, "loads", []) or []):
+            self._add_load(ld, i)
+        # devices
+        self.devices: dict[str, PlantDevice] = {}
+        self.chargers: dict[str, ChargePoint] = {}
+        for dev in scenario.chargers:
+            self._add_charger(dev)
+        self.meters: dict[str, Meter] = {}
+        for dev in scenario.meters:
+            self._add_meter(dev)
+        # sessions: vehicles from the scenario (and plug steps of the timeline)
+        self.sessions: list[Session] = []
+        self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
+        self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
+        self._step_i = 0
+        self.controller_restarts: list[int] = []
+        self.events_log: list[tuple[int, str]] = []
+        self.truth = {n: [0.0, 0.0, 0.0] for n in s.circuit_names}
+        self._update_truth(0)
+
+    # ------------------------------------------------------------------ construction
+    def _time(self, value) -> int:
+        """A scenario time (ms since start) from the scenario's own parser."""
+        if isinstance(value, int):
+            return value
+        return self.scenario.time_ms(value)
+
+    def _add_load(self, ld, i):
+        seed = ld.seed if ld.seed is not None else self.seed * 1000 + i
+        if ld.kind == "pv":
+            comp = PV(kwp=ld.kwp, weather=ld.weather, seed=seed)
+            circuit = ld.circuit
+            comp = _Scaled(comp, lambda t, c=circuit: self._cloud_factor(c, t))
+        elif ld.kind == "constant":
+            comp = StepEvent(at_ms=0, delta_a=_three(ld.peak_a))
+        elif ld.kind == "step":
+            at = self._time(ld.at) + self.start_ms
+            comp = StepEvent(at_ms=at, delta_a=ld.delta_a, duration_ms=ld.for_ms)
+        else:
+            comp = BuildingLoad(kind=ld.kind, peak_a=ld.peak_a, seed=seed, unbalance=ld.unbalance)
+        self.loads[ld.circuit].add(comp)
+
+    def _add_charger(self, dev):
+        k = self.site.chargers[self.charger_index[dev.charger]]
+        profile = get_profile(dev.profile)
+        wd = profile.watchdog
+        cfg = dict(hw_max_current_a=k.max_ma / 1000, hw_phases=k.phases,
+                   supports_phase_switching=bool(k.can_switch_phases),
+                   nominal_voltage_v=float(self.voltage_v),
+                   model_name=f"{profile.vendor} {profile.model}", serial=f"SIM-{dev.charger}")
+        if wd is not None and wd.default_timeout_s:
+            cfg["watchdog_timeout_ms"] = int(wd.default_timeout_s * 1000)
+        cfg.update(dev.firmware_config())
+        faults = FirmwareFaults(**dev.faults) if dev.faults else FirmwareFaults()
+        cp = ChargePoint(EvseConfig(**cfg), faults, voltages_v=[self.voltage_v] * 3)
+        unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
+        image = DeviceImage(profile, {unit: cp})
+        self.chargers[dev.charger] = cp
+        self.devices[dev.charger] = PlantDevice(dev.charger, "charger", profile, unit, cp, image,
+                                                dev.transport or profile.transport, dev.bus)
+
+    def _add_meter(self, dev):
+        profile = get_profile(dev.profile)
+        i = self.circuit_index[dev.circuit]
+        m = Meter(update_interval_ms=int(dev.update_interval_s * 1000), noise_a=dev.noise_a,
+                  seed=self.seed * 7919 + i, nominal_voltage_v=float(self.voltage_v))
+        unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
+        image = DeviceImage(profile, {unit: m})
+        self.meters[dev.circuit] = m
+        self.devices[dev.circuit] = PlantDevice(dev.circuit, "meter", profile, unit, m, image,
+                                                dev.transport or profile.transport, dev.bus)
+
+    # ------------------------------------------------------------------ events
+    def _cloud_factor(self, circuit, t_abs):
+        t = t_abs - self.start_ms
+        f = 1.0
+        for start, until, cut in self._clouds[circuit]:
+            if start <= t and (until is None or t < until):
+                f *= 1.0 - cut
+        return f
+
+    def _plug(self, charger, preset, t, *, vehicle=None, soc=None, need_kwh=None, depart_ms=None,
+              knobs=None, faults=None):
+        cp = self.chargers[charger]
+        if cp.ev is not None:
+            self.events_log.append((t, f"{charger}: occupied, {vehicle or preset} not plugged"))
+            return
+        kw = dict(knobs or {})
+        kw.setdefault("seed", hash((self.seed, charger, t)) & 0xFFFF)
+        if soc is not None:
+            kw["soc_pct"] = soc * 100 if soc <= 1 else soc
+        ev = EV.preset(preset, **kw)
+        if need_kwh is not None:
+            target = ev.soc_pct + 100.0 * need_kwh / ev.battery_kwh
+            ev.target_soc_pct = max(min(target, 100.0), ev.soc_pct + 1e-6)
+        if depart_ms is not None:
+            ev.departure_ms = depart_ms
+        for name, value in (faults or {}).items():
+            setattr(ev.faults, name, value)
+        cp.plug(ev, t)
+        self.sessions.append(Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms,
+                                     need_kwh, ev))
+        self.events_log.append((t, f"plug {charger} {preset}"))
+
+    def _unplug(self, charger, t):
+        cp = self.chargers[charger]
+        if cp.ev is None:
+            return
+        for s in reversed(self.sessions):
+            if s.charger == charger and s.left_ms is None:
+                s.left_ms = t
+                s.delivered_kwh = cp.evse.session_energy_wh / 1000
+                break
+        cp.unplug(t)
+        self.events_log.append((t, f"unplug {charger}"))
+
+    def session_info(self, charger):
+        """(departure in s from now, energy still needed in kWh) for the controller, or None."""
+        for s in reversed(self.sessions):
+            if s.charger == charger and s.left_ms is None:
+                dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
+                need = None
+                if s.need_kwh is not None:
+                    need = max(0.0, s.need_kwh - self.chargers[charger].evse.session_energy_wh / 1000)
+                return dep, need
+        return None
+
+    def apply_step(self, st, t):
+        """One timeline step (physics and communication faults; "controller restart" is the runner's)."""
+        a, verb, target = st.args, st.verb, st.target
+        until = t + a["for_ms"] if a.get("for_ms") is not None else None
+        if verb == "plug":
+            self._plug(target, a["ev"], t, soc=a.get("soc"), need_kwh=a.get("need_kwh"),
+                       depart_ms=a.get("depart_ms"))
+        elif verb == "unplug":
+            self._unplug(target, t)
+        elif verb == "meter":
+            mode = a["mode"]
+            if mode in ("stale", "offline"):
+                self.comm.set(target, CommFault("offline", until))
+                self.meters[target].fault = None
+            elif mode == "ok":
+                self.comm.set(target, None)
+                self.meters[target].fault = None
+            else:
+                self.meters[target].fault = mode
+                if until is not None:
+                    self._later(until, lambda m=self.meters[target]: setattr(m, "fault", None))
+        elif verb == "ev":
+            cp = self.chargers[target]
+            if cp.ev is None:
+                self.events_log.append((t, f"ev {target}: no vehicle plugged"))
+                return
+            ev, fault = cp.ev, a["fault"]
+            if fault == "ok":
+                for f in fields(ev.faults):
+                    setattr(ev.faults, f.name, f.default)
+            elif fault == "slow":
+                ev.reaction_delay_ms = a["delay_ms"]
+            elif fault == "overdraw":
+                ev.faults.overdraw_pct = a["fraction"] * 100
+            elif fault == "leakage":
+                setattr(ev.faults, f"leakage_{a['kind']}_ma", a["ma"])
+            else:
+                setattr(ev.faults, fault, True)
+            cp.advance(t)
+        elif verb == "charger":
+            mode = a["mode"]
+            if mode == "ok":
+                self.comm.set(target, None)
+            elif mode == "offline":
+                self.comm.set(target, CommFault("offline", until))
+            elif mode == "exception":
+                self.comm.set(target, CommFault("exception", until, code=a.get("code", 4)))
+            elif mode == "delay":
+                self.comm.set(target, CommFault("delay", until, delay_ms=a["delay_ms"],
+                                                jitter_ms=a.get("jitter_ms", 0)))
+            elif mode == "drop":
+                self.comm.set(target, CommFault("drop", until, probability=a["fraction"]))
+            elif mode == "fault":
+                self.chargers[target].evse.write_point("enabled", False, t)
+                self.events_log.append((t, f"{target}: charger fault (disabled)"))
+        elif verb == "base":
+            circuit = target
+            if a.get("mode") == "set":
+                delta = [v - c for v, c in zip(_three(a["current_a"]), self.loads[circuit].current_a(t + self.start_ms))]
+            else:
+                delta = _three(a["delta_a"])
+            self.loads[circuit].add(StepEvent(at_ms=t + self.start_ms, delta_a=delta, duration_ms=a.get("for_ms")))
+        elif verb == "pv":
+            self._clouds[target].append((t, until, a["fraction"]))
+        elif verb == "phase":
+            self._phase_loss.setdefault(target, {})[a["phase"]] = until
+            self._apply_voltages(t)
+            if until is not None:
+                self._later(until, lambda tt=until: self._apply_voltages(tt))
+        elif verb == "controller":
+            self.controller_restarts.append(t)
+        self.events_log.append((t, st.text))
+
+    def _later(self, t, fn):
+        self._deferred.append((t, fn))
+
+    def _apply_voltages(self, t):
+        """Phase loss: chargers below a circuit with a lost phase see 0 V on that phase."""
+        lost_by_circuit = {}
+        for circuit, phases in self._phase_loss.items():
+            lost_by_circuit[circuit] = {p for p, until in phases.items() if until is None or t < until}
+        for name, cp in self.chargers.items():
+            k = self.site.chargers[self.charger_index[name]]
+            lost = set()
+            c = k.circuit
+            while c != -1:
+                lost |= lost_by_circuit.get(self.site.circuit_names[c], set())
+                c = self.site.circuits[c].parent
+            volts = [0.0 if k.phase_map[i] in lost else float(self.voltage_v) for i in range(3)]
+            cp.set_voltages(volts, t)
+
+    # ------------------------------------------------------------------ time
+    def advance(self, t_ms: int) -> None:
+        """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
+        while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
+            v = self._pending_vehicles.pop(0)
+            at = self._time(v.arrive)
+            depart = self._time(v.depart) if v.depart is not None else None
+            self._plug(v.charger, v.preset, at, vehicle=v.id, soc=v.soc, need_kwh=v.energy_kwh,
+                       depart_ms=depart, knobs=v.knobs, faults=v.faults)
+            if depart is not None:
+                self._later(depart, lambda c=v.charger, d=depart: self._unplug(c, d))
+        while self._step_i < len(self._steps) and self._steps[self._step_i].at_ms <= t_ms:
+            st = self._steps[self._step_i]
+            self._step_i += 1
+            self.apply_step(st, st.at_ms)
+        deferred = self._deferred
+        due = sorted((d for d in deferred if d[0] <= t_ms), key=lambda d: d[0])
+        if due:
+            self._deferred = [d for d in deferred if d[0] > t_ms]
+            for at, fn in due:
+                fn()
+        for cp in self.chargers.values():
+            cp.advance(t_ms)
+        self._update_truth(t_ms)
+        for name, m in self.meters.items():
+            m.advance(t_ms, self.truth[name])
+        self.now_ms = t_ms
+
+    def _update_truth(self, t_ms):
+        s = self.site
+        t_abs = t_ms + self.start_ms
+        own = {n: self.loads[n].current_a(t_abs) for n in s.circuit_names}
+        for name, cp in self.chargers.items():
+            k = s.chargers[self.charger_index[name]]
+            cur = cp.currents_a()
+            tgt = own[s.circuit_names[k.circuit]]
+            for i in range(k.phases):
+                tgt[k.phase_map[i]] += cur[i]
+        truth = {n: list(v) for n, v in own.items()}
+        for c in range(len(s.circuits) - 1, -1, -1):
+            par = s.circuits[c].parent
+            if par != -1:
+                pt, ct = truth[s.circuit_names[par]], truth[s.circuit_names[c]]
+                for p in range(3):
+                    pt[p] += ct[p]
+        self.truth = truth
+
+    def base_a(self, circuit: str) -> list:
+        """True non-EV load of a circuit's subtree (for traces)."""
+        return self.loads[circuit].current_a(self.now_ms + self.start_ms)
+
+    def finish(self):
+        """Close open sessions at the end of the run (for the KPIs)."""
+        for s in self.sessions:
+            if s.left_ms is None:
+                s.delivered_kwh = self.chargers[s.charger].evse.session_energy_wh / 1000
+
+
+def _three(x):
+    if isinstance(x, (int, float)):
+        return [float(x)] * 3
+    v = [float(a) for a in x]
+    if len(v) != 3:
+        raise ValueError("need 3 per-phase values")
+    return v

@@ -1,0 +1,184 @@
+"""Run a scenario: plant + site controller + trace + summary, in fast or wire mode.
+
+fast: virtual clock, in-memory links through each product's register map, as fast as the CPU allows,
+deterministic per seed. wire: the plant's devices are served over real Modbus TCP/RTU on loopback and
+the controller talks to them through sockets in (optionally sped-up) real time.
+
+Both modes write ``trace.csv`` (one row per sample) and ``summary.json`` (KPIs) to ``out_dir``; an
+interrupted run (Ctrl-C) still closes the trace and writes the summary of what ran.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core import Site
+from ..firmware_sim.profiles.driver import driver_for
+from .clock import VirtualClock, WallClock
+from .controller import Endpoint, SiteController
+from .links import FastLink
+from .plant import Plant
+from .trace import TraceWriter, write_json
+
+RESTART_MS = 5000   # how long a restarted controller is silent
+
+
+@dataclass
+class Kpis:
+    """Service and limit KPIs accumulated over a run."""
+
+    site: Site
+    limits: dict = field(default_factory=dict)
+    peak_a: dict = field(default_factory=dict)
+    overshoot_as: dict = field(default_factory=dict)
+    time_over_s: dict = field(default_factory=dict)
+    max_over_a: dict = field(default_factory=dict)
+    energy_kwh: float = 0.0
+    peak_kw: float = 0.0
+    samples: int = 0
+
+    def __post_init__(self):
+        for name, c in zip(self.site.circuit_names, self.site.circuits):
+            self.limits[name] = [v / 1000 for v in c.limit_ma]
+            self.peak_a[name] = 0.0
+            self.overshoot_as[name] = 0.0
+            self.time_over_s[name] = 0.0
+            self.max_over_a[name] = 0.0
+
+    def update(self, dt_s: float, truth: dict, voltage_v: float):
+        self.samples += 1
+        for name, cur in truth.items():
+            lim = self.limits[name]
+            self.peak_a[name] = max(self.peak_a[name], max(cur))
+            over = max(c - l for c, l in zip(cur, lim))
+            if over > 1e-6:
+                self.overshoot_as[name] += sum(max(0.0, c - l) for c, l in zip(cur, lim)) * dt_s
+                self.time_over_s[name] += dt_s
+                self.max_over_a[name] = max(self.max_over_a[name], over)
+        root = self.site.circuit_names[0]
+        kw = sum(truth[root]) * voltage_v / 1000
+        self.peak_kw = max(self.peak_kw, kw)
+        self.energy_kwh += kw * dt_s / 3600
+
+
+def _session_kpis(plant: Plant) -> dict:
+    sessions = []
+    for s in plant.sessions:
+        met = None
+        if s.need_kwh is not None:
+            met = s.delivered_kwh + 1e-6 >= s.need_kwh
+        sessions.append({"vehicle": s.vehicle, "charger": s.charger, "preset": s.preset,
+                         "arrive_s": s.arrive_ms / 1000, "left_s": None if s.left_ms is None else s.left_ms / 1000,
+                         "need_kwh": s.need_kwh, "delivered_kwh": round(s.delivered_kwh, 3), "met": met})
+    with_need = [s for s in sessions if s["met"] is not None]
+    return {"sessions": sessions, "energy_delivered_kwh": round(sum(s["delivered_kwh"] for s in sessions), 3),
+            "energy_requested_kwh": round(sum(s["need_kwh"] or 0 for s in with_need), 3),
+            "share_met": (sum(s["met"] for s in with_need) / len(with_need)) if with_need else None}
+
+
+class Run:
+    """Shared set-up of both modes."""
+
+    def __init__(self, scenario, out_dir, *, seed=None, duration_ms=None, backend="c", sample_ms=None,
+                 progress=None):
+        if seed is not None:
+            scenario = scenario.model_copy(update={"seed": int(seed)})
+        self.scenario = scenario
+        self.site = Site.from_dict(scenario.site)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.duration_ms = int(duration_ms if duration_ms is not None else scenario.duration_ms)
+        self.cycle_ms = self.site.cycle_ms
+        self.sample_ms = int(sample_ms or self.cycle_ms)
+        self.backend = backend
+        self.progress = progress
+        self.plant = Plant(scenario, self.site)
+        self.kpis = Kpis(self.site)
+        names = self.site.charger_names
+        self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
+
+    def endpoints(self, links: dict) -> list:
+        eps = []
+        for name, dev in self.plant.devices.items():
+            drv = driver_for(dev.profile, dev.unit)
+            link, loopback = links[name]
+            eps.append(Endpoint(name, dev.kind, drv, link, dev.unit, loopback))
+        return eps
+
+    def record(self, t_ms: int, res, dt_s: float):
+        plant = self.plant
+        self.kpis.update(dt_s, plant.truth, self.site.params.voltage_v)
+        row = [t_ms / 1000]
+        for name in self.site.circuit_names:
+            row += [round(v, 3) for v in plant.truth[name]] + self.kpis.limits[name]
+        for name in self.site.charger_names:
+            cp = plant.chargers[name]
+            pts = cp.evse
+            r = res.chargers[name] if res is not None else None
+            row += [r.current_a if r else "", round(pts.applied_current_a, 3) if hasattr(pts, "applied_current_a") else ""]
+            row += [round(v, 3) for v in cp.currents_a()]
+            row += [cp.status, r.reason if r else ""]
+        self.trace.row(row)
+
+    def summary(self, controller: SiteController, mode: str, wall_s: float, interrupted: bool) -> dict:
+        self.plant.finish()
+        k = self.kpis
+        sim_s = self.plant.now_ms / 1000
+        out = {
+            "scenario": self.scenario.name, "mode": mode, "seed": self.scenario.seed,
+            "simulated_s": sim_s, "wall_s": round(wall_s, 3),
+            "speed_x_realtime": round(sim_s / wall_s, 1) if wall_s > 0 else None,
+            "interrupted": interrupted,
+            "circuits": {n: {"limit_a": k.limits[n], "peak_a": round(k.peak_a[n], 3),
+                             "max_over_a": round(k.max_over_a[n], 3),
+                             "overshoot_a_s": round(k.overshoot_as[n], 3),
+                             "time_over_s": round(k.time_over_s[n], 3)} for n in k.limits},
+            "site_energy_kwh": round(k.energy_kwh, 3), "peak_kw": round(k.peak_kw, 3),
+            "controller": controller.stats.summary(self.cycle_ms),
+            "failed_transactions": len(controller.failures),
+            "events": [{"t_s": t / 1000, "event": e} for t, e in self.plant.events_log[:500]],
+        }
+        out.update(_session_kpis(self.plant))
+        return out
+
+
+async def run_fast_async(scenario, out_dir, **kw) -> dict:
+    run = Run(scenario, out_dir, **kw)
+    clock = VirtualClock()
+    links = {name: (FastLink(name, dev.image, clock, run.plant.comm), True)
+             for name, dev in run.plant.devices.items()}
+    ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
+                          backend=run.backend)
+    wall0 = time.perf_counter()
+    interrupted = False
+    silent_until = -1
+    restarts_seen = 0
+    try:
+        t = 0
+        while t < run.duration_ms:
+            clock.advance_to(t)
+            run.plant.advance(t)
+            if len(run.plant.controller_restarts) > restarts_seen:
+                restarts_seen = len(run.plant.controller_restarts)
+                ctrl.restart()
+                silent_until = t + RESTART_MS
+            res = ctrl.last_result
+            if t % run.cycle_ms == 0 and t >= silent_until:
+                res = await ctrl.cycle(t)
+            run.record(t, res, run.sample_ms / 1000)
+            if run.progress is not None:
+                run.progress(t, run.duration_ms)
+            t += run.sample_ms
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        run.trace.close()
+        summary = run.summary(ctrl, "fast", time.perf_counter() - wall0, interrupted)
+        write_json(run.out_dir / "summary.json", summary)
+    return summary
+
+
+def run_fast(scenario, out_dir, **kw) -> dict:
+    return asyncio.run(run_fast_async(scenario, out_dir, **kw))
