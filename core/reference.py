@@ -13,7 +13,8 @@ from __future__ import annotations
 import heapq
 
 from .model import (
-    CHARGER_ADMITTED, CHARGER_LOST, CHARGER_PROBING, CHARGER_RECLAIMED, CHARGER_SWITCHED,
+    CHARGER_ADMITTED, CHARGER_LOST, CHARGER_NARROWED, CHARGER_PROBING, CHARGER_RECLAIMED,
+    CHARGER_SWITCHED,
     CIRCUIT_BASE_OVERLOAD, CIRCUIT_LIMITING, CIRCUIT_METER_RECOVERING, CIRCUIT_METER_STALE,
     CIRCUIT_OVERLOADED, LANE_POWER, MAX_CURRENT_MA, NONE, PHASES, POLICY_EDF, POLICY_FAIR,
     POLICY_FIFO, POLICY_LLF, POLICY_PRIORITY, Q, REASON_CHARGER_MAX, REASON_CIRCUIT, REASON_EV,
@@ -185,8 +186,9 @@ class ReferenceCore:
         used = [None] * nk        # site phases the charger loads this step
         m = [0] * nk              # counted draw per used phase: max(measured, set-points in effect)
         drawn = [0] * nk          # measured draw alone (max over its active conductors)
+        narrowed = [False] * nk   # counted on its measured conductors only
         for k in range(nk):
-            kind[k], used[k], m[k], drawn[k] = self._classify(k, now)
+            kind[k], used[k], m[k], drawn[k], narrowed[k] = self._classify(k, now)
 
         # ---- 3. base load, fixed loads and measured demand per circuit (children before parents)
         evsum = [[0, 0, 0] for _ in range(nc)]
@@ -274,6 +276,8 @@ class ReferenceCore:
                     else REASON_FAILSAFE
                 o.flags |= CHARGER_LOST
                 continue
+            if narrowed[k]:
+                o.flags |= CHARGER_NARROWED
             if kind[k] == KIND_NODEMAND:
                 o.reason = {STATE_FAULT: REASON_FAULT, STATE_UNAVAILABLE: REASON_UNAVAILABLE}.get(
                     s.state, REASON_NOT_CONNECTED)
@@ -316,7 +320,13 @@ class ReferenceCore:
                 ln1 = self.lanes_of(k, one, 1)
                 if self._first_short(run, ln1, kc.min_ma) is None:
                     s.mode, s.switches, s.last_switch, s.up_since = 1, s.switches + 1, now, NONE
+                    # Its old draw stays counted on the old phases. On the new phase it was counted at
+                    # m if that phase was one of them, else at its draw there (a fixed load): only
+                    # what it gets above that is new.
+                    if kc.phase_map[0] not in used[k]:
+                        m[k] = s.meas[0]
                     used[k], ln, fail = one, ln1, None
+                    o.flags &= ~CHARGER_NARROWED
                     o.phases = 1
                     o.flags |= CHARGER_SWITCHED
             if fail is not None:
@@ -362,6 +372,7 @@ class ReferenceCore:
                if self.circuits[c].unbalance_limit_ma > 0}
         hr = dict(headroom)
         sp = [0] * nk
+        target = [0] * nk         # what the transition stage aimed at (reserved up to it when cut)
         for k in admitted:
             kc, t = cfg[k], ideal[k]
             over = next((j for j, _, _, _ in lanes[k] if headroom[j] < 0), None)
@@ -372,6 +383,7 @@ class ReferenceCore:
                 self._set_limit(out[k], (over, REASON_OVERLOAD), REASON_OVERLOAD)
                 if t < kc.min_ma:
                     t = 0
+            target[k] = t
             if t <= m[k]:
                 sp[k] = t
                 continue
@@ -381,17 +393,26 @@ class ReferenceCore:
             self._pay(k, sp[k] - m[k], lanes[k], used[k], hr, evl)
             if sp[k] < t:
                 self._set_limit(out[k], bind, REASON_TRANSITION)
+                # keep what it still waits for: the top-up must not hand it to someone else
+                self._pay(k, t - max(sp[k], m[k]), lanes[k], used[k], hr, evl)
         for k in admitted:
             kc, o = cfg[k], out[k]
             if sp[k] == 0:
                 continue
             if sp[k] < hi[k]:
-                room, bind = self._room(k, hi[k] - sp[k], lanes[k], used[k], hr, evl)
-                v = floor_grid(sp[k] + max(room, 0), kc.step_ma)
-                if v > sp[k]:
-                    self._pay(k, v - max(sp[k], m[k]), lanes[k], used[k], hr, evl)
-                    sp[k] = v
-                if sp[k] < hi[k] and o.reason not in (REASON_TRANSITION, REASON_UNBALANCE, REASON_OVERLOAD):
+                # up to m it is counted already; above, real headroom pays (none while a lane is
+                # short, e.g. reserved for a charger that waits)
+                # a charger cut in the transition has what it waits for reserved: counted up to target
+                counted = max(sp[k], m[k], target[k])
+                room, bind = self._room(k, max(hi[k] - counted, 0), lanes[k], used[k], hr, evl)
+                if room >= 0:
+                    v = min(hi[k], floor_grid(counted + room, kc.step_ma))
+                    if v > sp[k]:
+                        self._pay(k, v - counted, lanes[k], used[k], hr, evl)
+                        sp[k] = v
+                keep = o.reason == REASON_OVERLOAD or \
+                    (o.reason in (REASON_TRANSITION, REASON_UNBALANCE) and sp[k] < target[k])
+                if sp[k] < hi[k] and not keep:
                     self._set_limit(o, bind, REASON_CIRCUIT)
             if sp[k] >= hi[k]:
                 o.reason, o.limit_circuit, o.limit_lane = hi_reason[k], NONE, NONE
@@ -510,16 +531,21 @@ class ReferenceCore:
     def _classify(self, k, now):
         s, kc, thr = self.ks[k], self.chargers[k], self.p.active_threshold_ma
         if s.lost:
-            return KIND_LOST, [], 0, 0
+            return KIND_LOST, [], 0, 0, False
         if s.state not in DEMANDING:
-            return KIND_NODEMAND, [], 0, 0
+            return KIND_NODEMAND, [], 0, 0, False
         conductors = [0, 1, 2] if (kc.phases == 3 and s.mode == 3) else [0]
-        active = conductors
-        if s.state == STATE_CHARGING and any(s.meas[i] >= thr for i in conductors):
-            active = [i for i in conductors if s.meas[i] >= thr]  # e.g. a 1-phase EV on a 3-phase charger
+        active, narrowed = conductors, False
+        settled = s.on_since != NONE and now - s.on_since >= self.p.follow_time_ms and \
+            (s.last_switch == NONE or now - s.last_switch >= self.p.follow_time_ms)
+        if s.state == STATE_CHARGING and settled and any(s.meas[i] >= thr for i in conductors):
+            # e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+            # (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases
+            active = [i for i in conductors if s.meas[i] >= thr]
+            narrowed = True
         drawn = max(s.meas[i] for i in active)
         held = max((v for v, until in s.holds if now < until), default=0)
-        return KIND_DEMAND, sorted(kc.phase_map[i] for i in active), max(drawn, s.sp, held), drawn
+        return KIND_DEMAND, sorted(kc.phase_map[i] for i in active), max(drawn, s.sp, held), drawn, narrowed
 
     def _reclaim(self, k, mk, now):
         """An EV drawing clearly less than its set-point for reclaim_hold_ms is capped at its draw plus
@@ -576,7 +602,7 @@ class ReferenceCore:
         if s.departure == NONE or s.energy_need_wh < 0:
             return KEY_PKEY_MAX
         remaining_wh = max(0, s.energy_need_wh - self.session_energy_wh(k))
-        rate_w = kc.max_ma * kc.phases * p.voltage_v // 1000
+        rate_w = max(1, kc.max_ma * kc.phases * p.voltage_v // 1000)
         laxity = (s.departure - now) - remaining_wh * HOUR_MS // rate_w
         return laxity + LAXITY_OFFSET
 

@@ -44,7 +44,9 @@ typedef struct {
     int64_t drawn;      /* measured draw alone (max over the active conductors) */
     int64_t hi;         /* ceiling this step */
     int64_t ideal, sp, value;
+    int64_t target;     /* what the transition stage aimed at (reserved up to it when cut) */
     uint32_t used;      /* bit p set: loads site phase p */
+    uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
     uint8_t admitted, started, frozen, in_group;
 } charger_scratch;
@@ -758,6 +760,7 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     x->n_used = 0;
     x->m = 0;
     x->drawn = 0;
+    x->narrowed = 0;
     if (st->lost) {
         x->kind = KIND_LOST;
         return;
@@ -769,7 +772,11 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     x->kind = KIND_DEMAND;
     int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
     uint32_t active = n_cond == 3 ? 7u : 1u;
-    if (st->state == DLB_STATE_CHARGING) {
+    int settled = st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
+                  (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms);
+    if (st->state == DLB_STATE_CHARGING && settled) {
+        /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+         * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
         uint32_t drawing = 0;
         for (int i = 0; i < n_cond; i++) {
             if (st->meas[i] >= s->p.active_threshold_ma) {
@@ -777,7 +784,8 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
             }
         }
         if (drawing != 0) {
-            active = drawing; /* e.g. a 1-phase EV on a 3-phase charger */
+            active = drawing;
+            x->narrowed = 1;
         }
     }
     for (int i = 0; i < n_cond; i++) {
@@ -867,7 +875,7 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
             pkey = KEY_PKEY_MAX;
         } else {
             int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
-            int64_t rate_w = (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000;
+            int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
             pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
         }
     } else {
@@ -1351,12 +1359,16 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         x->in_group = 0;
         x->sp = 0;
         x->ideal = 0;
+        x->target = 0;
         if (x->kind == KIND_LOST) {
             o->setpoint_ma = st->sp;
             o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                 : DLB_REASON_FAILSAFE;
             o->flags |= DLB_CHARGER_LOST;
             continue;
+        }
+        if (x->narrowed) {
+            o->flags |= DLB_CHARGER_NARROWED;
         }
         if (x->kind == KIND_NODEMAND) {
             o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
@@ -1437,11 +1449,18 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 st->switches++;
                 st->last_switch = now;
                 st->up_since = TNONE;
+                /* Its old draw stays counted on the old phases. On the new phase it was counted at m if
+                 * that phase was one of them, else at its draw there (a fixed load): only what it gets
+                 * above that is new. */
+                if (!(x->used & one)) {
+                    x->m = st->meas[0];
+                }
                 x->used = one;
                 x->n_used = 1;
                 failed = -1;
                 o->phases = 1;
                 o->flags |= DLB_CHARGER_SWITCHED;
+                o->flags &= ~DLB_CHARGER_NARROWED;
             }
         }
         if (failed >= 0) {
@@ -1538,16 +1557,19 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 t = 0;
             }
         }
+        x->target = t;
         if (t <= x->m) {
             x->sp = t;
             continue;
         }
-        room_t r = room_of(s, k, x->ideal - x->m);
+        room_t r = room_of(s, k, t - x->m);
         int64_t v = floor_grid(x->m + max64(r.room, 0), kc->step_ma);
         x->sp = v >= kc->min_ma ? v : 0;
         pay(s, k, x->sp - x->m);
-        if (x->sp < x->ideal) {
+        if (x->sp < t) {
             set_limit(&out[k], r, DLB_REASON_TRANSITION);
+            /* keep what it still waits for: the top-up must not hand it to someone else */
+            pay(s, k, t - max64(x->sp, x->m));
         }
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
@@ -1560,14 +1582,21 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             continue;
         }
         if (x->sp < x->hi) {
-            room_t r = room_of(s, k, x->hi - x->sp);
-            int64_t v = floor_grid(x->sp + max64(r.room, 0), kc->step_ma);
-            if (v > x->sp) {
-                pay(s, k, v - max64(x->sp, x->m));
-                x->sp = v;
+            /* up to m it is counted already; above, real headroom pays (none while a lane is short,
+             * e.g. reserved for a charger that waits) */
+            /* a charger cut in the transition has what it waits for reserved: counted up to target */
+            int64_t base = max64(max64(x->sp, x->m), x->target);
+            room_t r = room_of(s, k, max64(x->hi - base, 0));
+            if (r.room >= 0) {
+                int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
+                if (v > x->sp) {
+                    pay(s, k, v - base);
+                    x->sp = v;
+                }
             }
-            if (x->sp < x->hi && o->reason != DLB_REASON_TRANSITION && o->reason != DLB_REASON_UNBALANCE &&
-                o->reason != DLB_REASON_OVERLOAD) {
+            int keep = o->reason == DLB_REASON_OVERLOAD ||
+                       ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && x->sp < x->target);
+            if (x->sp < x->hi && !keep) {
                 set_limit(o, r, DLB_REASON_CIRCUIT);
             }
         }

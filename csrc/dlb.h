@@ -34,6 +34,10 @@
  *      below the meter. A circuit without a meter has base = fallback_base_ma (its own non-EV load,
  *      default 0) + the base of its child circuits. A lost charger's draw is not subtracted (it stays in
  *      the base), because its reserve is counted on top: conservative.
+ *   Counted phases: a demanding charger loads the site phases of the conductors of its phase mode;
+ *   once it has been on for follow_time_ms (and follow_time_ms has passed since a phase switch), a
+ *   charging charger whose measured conductors show some at or above active_threshold_ma loads only
+ *   those (a 1-phase EV on a 3-phase charger).
  *   3. admission (scarcity): demanding chargers (connected_idle, charging, ev_suspended) are sorted by
  *      the admission key (must-stay by min_on_ms, priority class for the "priority" policy, starving
  *      waiters, sticky holders within the rotation period, then the policy key; ties by index) and
@@ -46,15 +50,18 @@
  *      because the EV may still apply any of them. With real headroom = limit - margin - base - fixed
  *      loads - sum of m, each charger in admission order gets its ideal value only as far as real
  *      headroom allows (keeping a value it already had costs nothing); a charger not yet drawing its
- *      minimum waits (reason TRANSITION) for others to follow their reductions. On a lane that is
- *      already overloaded (sum of m above it), no charger gets more than its measured draw.
- *   6. top-up (work conservation): remaining real headroom goes to admitted chargers in admission order.
+ *      minimum waits (reason TRANSITION) for others to follow their reductions, and what it still
+ *      waits for stays reserved on its lanes. On a lane that is already overloaded (sum of m above
+ *      it), no charger is raised above max(its previous set-point, its measured draw).
+ *   6. top-up (work conservation): real headroom left after the grants and the reservations goes to
+ *      admitted chargers in admission order. Reported headroom is what is left after both.
  *
  * Invariants (tested on random sites against this core and the reference):
  *   - capacity: for every circuit c, phase p: base(c,p) + fixed(c,p) + sum over chargers k under c
  *     drawing on p of max(setpoint(k), m(k)) <= limit(c,p) - margin(c), with m as in stage 5 (so in
  *     particular >= max(setpoint, measured)); when the counted draws already exceed it, no charger on
- *     (c,p) gets a set-point above its measured draw and base + sum of set-points fits.
+ *     (c,p) is raised above max(its previous set-point, its measured draw) and base + sum of set-points
+ *     fits.
  *   - minimum current: every set-point is 0 or within [min_ma, max_ma] and a multiple of step_ma.
  *   - determinism, no heap, bounded cost.
  */
@@ -138,6 +145,7 @@ typedef enum {
 #define DLB_CHARGER_RECLAIMED 4u
 #define DLB_CHARGER_PROBING 8u
 #define DLB_CHARGER_SWITCHED 16u        /* phase count changed in this step */
+#define DLB_CHARGER_NARROWED 32u        /* counted on its measured conductors only (see "Counted phases") */
 
 typedef enum {
     DLB_OK = 0,
@@ -229,7 +237,8 @@ typedef struct {
 
 typedef struct {
     int32_t allocated_ma[DLB_PHASES];   /* sum of set-points of chargers below, per phase */
-    int32_t headroom_ma[DLB_PHASES];    /* limit - margin - base - fixed - sum max(set-point, measured) */
+    int32_t headroom_ma[DLB_PHASES];    /* limit - margin - base - fixed - sum of max(set-point, m) - what
+                                           waiting chargers keep reserved (see stage 5) */
     int32_t base_ma[DLB_PHASES];        /* base load in use (measured or fallback) */
     int32_t power_headroom_ma;          /* same for the power lane (sum of phases); INT32_MAX if no cap */
     uint32_t status;                    /* DLB_CIRCUIT_* bits */

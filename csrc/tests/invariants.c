@@ -12,6 +12,7 @@
 #define HOUR_MS 3600000
 #define TNONE ((int64_t)-1)
 #define BIG ((int64_t)1 << 62)
+#define INV_HOLDS 4 /* reference.py HOLDS: lowered set-points remembered per charger */
 
 typedef struct {
     int64_t t_last, ok_since;
@@ -27,6 +28,9 @@ typedef struct {
     int32_t state;
     int seen, lost, recover_at_once, in_session;
     int64_t prev_sp;
+    /* lowered set-points the EV may still apply (dlb.h stage 5; the staircase of reference.py _remember) */
+    int64_t hold_sp[INV_HOLDS + 1], hold_until[INV_HOLDS + 1];
+    int n_holds;
 } charger_model;
 
 /* per-step derived values of one charger */
@@ -34,7 +38,8 @@ typedef struct {
     int kind;               /* 0 demand, 1 no demand, 2 lost */
     uint32_t act;           /* counted conductors before the step (bit i = conductor i) */
     uint32_t spc;           /* conductors the set-point applies to after the step */
-    int64_t m;              /* counted draw (max over act) */
+    int64_t drawn;          /* measured draw (max over act) */
+    int64_t m;              /* counted draw: max(drawn, previous set-point, set-points held) */
     int64_t pre[DLB_PHASES];/* counted draw per conductor before the step */
     int n_act, n_spc;
 } charger_step;
@@ -54,6 +59,9 @@ struct inv_checker {
     int *limiting;
     int64_t last_now;
     long total;
+    long workcons; /* "reason circuit" on a lane with headroom >= one step (counted apart, see .h) */
+    int quiet_workcons, separate_workcons;
+    long workcons_seen;
     /* message sink of the current step */
     char *msg;
     size_t msg_len, msg_used;
@@ -64,6 +72,11 @@ enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
 static void viol(inv_checker *ck, const char *fmt, ...)
 {
+    if (ck->quiet_workcons) { /* a known, separately counted finding: count it, do not report it */
+        ck->quiet_workcons = 0;
+        ck->workcons++;
+        return;
+    }
     ck->n_viol++;
     ck->total++;
     if (ck->msg == NULL || ck->msg_len == 0 || ck->msg_used + 1 >= ck->msg_len) {
@@ -174,6 +187,10 @@ void inv_free(inv_checker *ck)
 }
 
 long inv_total_violations(const inv_checker *ck) { return ck->total; }
+
+void inv_separate_workcons(inv_checker *ck, int on) { ck->separate_workcons = on; }
+
+long inv_workcons_violations(const inv_checker *ck) { return ck->workcons; }
 
 /* ---- the failsafe ladder, from dlb.h stage 1 ---- */
 
@@ -347,23 +364,37 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
         int mode = switched_down ? 3 : o->phases;
         int n_cond = (kc->phases == 3 && mode == 3) ? 3 : 1;
         uint32_t all = n_cond == 3 ? 7u : 1u, act = all;
-        if (m->state == DLB_STATE_CHARGING) {
-            uint32_t drawing = 0;
-            for (int i = 0; i < n_cond; i++) {
-                if (m->meas[i] >= p->active_threshold_ma) {
-                    drawing |= 1u << i;
-                }
+        uint32_t drawing = 0;
+        for (int i = 0; i < n_cond; i++) {
+            if (m->meas[i] >= p->active_threshold_ma) {
+                drawing |= 1u << i;
             }
-            if (drawing) {
-                act = drawing;
+        }
+        /* The core says (flag NARROWED) when it counts a charging charger on its measured conductors
+         * only; check that the claim is allowed: charging, some conductor above the threshold, and on
+         * for at least follow_time_ms (it must also be that long after a phase switch; the core resets
+         * on_since for nothing else, so the on-time is the part this checker can verify). */
+        if (o->flags & DLB_CHARGER_NARROWED) {
+            if (m->state != DLB_STATE_CHARGING || drawing == 0 || m->on_since == TNONE ||
+                now - m->on_since < p->follow_time_ms) {
+                viol(ck, "charger %zu: counted on its measured conductors only (state %d, drawing %u, on "
+                         "since %lld) without being settled",
+                     k, m->state, drawing, (long long)m->on_since);
             }
+            act = drawing ? drawing : all;
         }
         x->act = act;
         x->spc = switched_down ? 1u : act;
         for (int i = 0; i < n_cond; i++) {
             if ((act >> i) & 1u) {
-                x->m = imax(x->m, m->meas[i]);
+                x->drawn = imax(x->drawn, m->meas[i]);
                 x->n_act++;
+            }
+        }
+        x->m = imax(x->drawn, m->prev_sp);
+        for (int i = 0; i < m->n_holds; i++) {
+            if (now < m->hold_until[i]) {
+                x->m = imax(x->m, m->hold_sp[i]);
             }
         }
         for (int i = 0; i < kc->phases; i++) {
@@ -483,10 +514,32 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
             int64_t hr_pre = budget - ck->pre[c][ln];
             int64_t hr_post = budget - ck->cnt[c][ln];
             int64_t rep = ln < DLB_PHASES ? co->headroom_ma[ln] : co->power_headroom_ma;
-            if (rep != clamp32(hr_post)) {
-                viol(ck, "circuit %zu lane %d: reported headroom %lld, expected limit-margin-base-fixed-sum "
+            /* chargers still waiting for capacity (reason TRANSITION/UNBALANCE) keep what they wait for
+             * reserved, so the reported headroom may be lower than the counted one, never higher; with
+             * nobody waiting on the lane it is exactly limit - margin - base - fixed - counted */
+            int waiting = 0;
+            for (size_t k = 0; k < nk; k++) {
+                const charger_step *x = &ck->kx[k];
+                if (x->kind == KIND_DEMAND && on_path(ck, k, (int32_t)c) &&
+                    (out[k].reason == DLB_REASON_TRANSITION || out[k].reason == DLB_REASON_UNBALANCE)) {
+                    waiting = 1;
+                }
+            }
+            if (waiting ? rep > clamp32(hr_post) : rep != clamp32(hr_post)) {
+                viol(ck, "circuit %zu lane %d: reported headroom %lld, expected %s limit-margin-base-fixed-sum "
                          "max(sp,measured) = %lld (budget %lld, counted %lld)",
-                     c, ln, (long long)rep, (long long)hr_post, (long long)budget, (long long)ck->cnt[c][ln]);
+                     c, ln, (long long)rep, waiting ? "at most" : "exactly", (long long)hr_post,
+                     (long long)budget, (long long)ck->cnt[c][ln]);
+                if (getenv("INV_DEBUG")) {
+                    for (size_t k = 0; k < nk; k++) {
+                        const charger_step *x = &ck->kx[k];
+                        if (on_path(ck, k, (int32_t)c) && x->kind == KIND_DEMAND && factor(ck, k, x->spc, ln) > 0) {
+                            fprintf(stderr, "   k%zu sp %d prev %lld m %lld drawn %lld reason %d flags %u spc %u act %u\n", k,
+                                    out[k].setpoint_ma, (long long)ck->km[k].prev_sp, (long long)x->m,
+                                    (long long)x->drawn, out[k].reason, out[k].flags, x->spc, x->act);
+                        }
+                    }
+                }
             }
             if (budget < 0) {
                 base_over = 1;
@@ -501,7 +554,8 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
                 }
             } else if (hr_pre < 0) {
                 over = 1;
-                /* already overloaded: nobody raised above its draw, and the set-points fit once EVs follow */
+                /* already overloaded (counted draws above the lane): nobody raised above its measured draw
+                 * (keeping its previous set-point is not a raise), and the set-points fit once EVs follow */
                 if (ck->spsum[c][ln] > budget) {
                     viol(ck, "circuit %zu lane %d: overloaded (headroom %lld before the step) and the set-points "
                              "sum %lld > budget %lld",
@@ -510,9 +564,9 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
                 for (size_t k = 0; k < nk; k++) {
                     const charger_step *x = &ck->kx[k];
                     if (x->kind == KIND_DEMAND && on_path(ck, k, (int32_t)c) && factor(ck, k, x->spc, ln) > 0 &&
-                        out[k].setpoint_ma > x->m) {
-                        viol(ck, "circuit %zu lane %d: overloaded but charger %zu raised to %d above its draw %lld",
-                             c, ln, k, out[k].setpoint_ma, (long long)x->m);
+                        out[k].setpoint_ma > imax(x->drawn, ck->km[k].prev_sp)) {
+                        viol(ck, "circuit %zu lane %d: overloaded but charger %zu raised %lld -> %d above its draw %lld",
+                             c, ln, k, (long long)ck->km[k].prev_sp, out[k].setpoint_ma, (long long)x->drawn);
                     }
                 }
             } else if (hr_post < 0) {
@@ -661,6 +715,8 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
                     if (a == 0) {
                         viol(ck, "charger %zu: limited by circuit %d lane %d it does not use", k, o->limit_circuit, ln);
                     } else if (rep >= kc->step_ma * a) {
+                        ck->workcons_seen++;
+                        ck->quiet_workcons = ck->separate_workcons;
                         viol(ck, "charger %zu: reason circuit %d lane %d at sp %lld (draw %lld) but that lane "
                                  "reports headroom %lld >= one step %lld",
                              k, o->limit_circuit, ln, (long long)sp, (long long)x->m, (long long)rep,
@@ -676,9 +732,25 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
                 break;
             case DLB_REASON_TRANSITION:
                 break;
+            case DLB_REASON_OVERLOAD:
+                if (adm && has_lane) { /* admitted, cut on a lane that was overloaded before the step */
+                    int ln = o->limit_lane;
+                    size_t c = (size_t)o->limit_circuit;
+                    int64_t budget = lane_cap(ck, c, ln) - lane_base(ck, c, ln) - ck->fixed[c][ln];
+                    if (budget - ck->pre[c][ln] >= 0) {
+                        viol(ck, "charger %zu: overload on circuit %zu lane %d which was not overloaded "
+                                 "(headroom %lld before the step)",
+                             k, c, ln, (long long)(budget - ck->pre[c][ln]));
+                    }
+                    if (sp > imax(x->drawn, prev)) {
+                        viol(ck, "charger %zu: overload but raised %lld -> %lld above its draw %lld", k,
+                             (long long)prev, (long long)sp, (long long)x->drawn);
+                    }
+                    break;
+                }
+                /* fall through - not admitted */
             case DLB_REASON_SCARCITY:
             case DLB_REASON_ROTATION:
-            case DLB_REASON_OVERLOAD:
                 if (sp != 0 || adm || !has_lane) {
                     viol(ck, "charger %zu: reason %s with sp %lld admitted %d lane %d/%d", k, rname(r),
                          (long long)sp, adm, o->limit_circuit, o->limit_lane);
@@ -760,6 +832,28 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
         } else if (sp == 0 && prev > 0) {
             m->off_since = now;
             m->on_since = TNONE;
+        }
+        if (sp < prev) { /* the EV may still apply prev for follow_time_ms */
+            int n = 0;
+            for (int i = 0; i < m->n_holds; i++) {
+                if (m->hold_until[i] > now && m->hold_sp[i] > prev) {
+                    m->hold_sp[n] = m->hold_sp[i];
+                    m->hold_until[n] = m->hold_until[i];
+                    n++;
+                }
+            }
+            m->hold_sp[n] = prev;
+            m->hold_until[n] = now + p->follow_time_ms;
+            n++;
+            if (n > INV_HOLDS) { /* merge the two oldest conservatively: larger value, later expiry */
+                m->hold_until[0] = m->hold_until[1];
+                for (int i = 1; i + 1 < n; i++) {
+                    m->hold_sp[i] = m->hold_sp[i + 1];
+                    m->hold_until[i] = m->hold_until[i + 1];
+                }
+                n--;
+            }
+            m->n_holds = n;
         }
         m->prev_sp = sp;
     }

@@ -1,0 +1,351 @@
+"""Benchmark of the allocator core: ``python -m dlbrig.core.bench`` (``make bench`` runs ``make -C csrc bench`` first).
+
+One table for N = 8, 64, 1,000, 10,000 chargers on the site of ``csrc/tests/bench.c`` (tree depth 3,
+mixed 1p/3p, demand well above capacity, EVs following their set-points one cycle later, 1 s cycles):
+
+* **cffi**: ``lib.dlb_step`` called from Python through cffi, one call per cycle. The inputs are written
+  into cffi-owned arrays before the timer starts (one ``ffi.memmove`` from a packed ``array``); the timed
+  region is exactly the Python -> C -> Python call (boundary crossing + the C step), timed with
+  ``time.perf_counter_ns``. The "cycle" column adds input packing and output unpacking (what a caller
+  that feeds and reads every charger each cycle pays).
+* **pure C**: the same site and input rules in ``csrc/tests/bench.c`` (clock_gettime around each step),
+  read from ``csrc/build/bench_c.json``, together with its heap-allocation count per step (``--wrap``).
+* **reference**: :class:`dlbrig.core.reference.ReferenceCore`, fewer iterations at large N; skipped when
+  the estimate exceeds a time budget (stated in the output).
+
+Writes ``build/bench.json`` at the repository root.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from array import array
+from pathlib import Path
+
+from . import model
+from .reference import ReferenceCore
+
+ROOT = Path(__file__).resolve().parent.parent
+C_JSON = ROOT / "csrc" / "build" / "bench_c.json"
+OUT_JSON = ROOT / "build" / "bench.json"
+
+SIZES = (8, 64, 1000, 10000)
+CFFI_ITERS = {8: 20000, 64: 20000, 1000: 5000, 10000: 400}
+REF_ITERS = {8: 400, 64: 150, 1000: 12, 10000: 3}
+REF_BUDGET_S = 60.0
+
+TARGETS = {
+    "cffi_median_us_n1000": 50.0,
+    "c_median_us_n1000": 25.0,
+    "p99_over_median": 3.0,
+    "median_us_n10000": 1000.0,
+    "reference_over_c_n1000": 200.0,
+}
+
+DLB_NONE = -1
+STATE_CONNECTED_IDLE, STATE_CHARGING = model.STATE_CONNECTED_IDLE, model.STATE_CHARGING
+MAX_MA = model.MAX_CURRENT_MA
+
+
+# ---------------------------------------------------------------- the site (mirrors bench.c make_site)
+def make_site(nk):
+    feeders = 2 if nk < 64 else nk // 64 + 1
+    feeders = min(feeders, 200)
+    subs = feeders * 4
+    nc = 1 + feeders + subs
+    p = model.Params()
+    p.rotation_period_ms, p.min_on_ms, p.min_off_ms = 300000, 60000, 30000
+    per_phase_demand = nk * 16000 * 2 // 3 + 1
+    root = min(max(per_phase_demand // 4, 20000), MAX_MA)
+    circuits = []
+    for c in range(nc):
+        cc = model.Circuit()
+        if c == 0:
+            cc.parent, lim, cc.has_meter, cc.margin_ma = DLB_NONE, root, 1, 2000
+        elif c <= feeders:
+            cc.parent, cc.has_meter = 0, 1
+            lim = root * 2 // feeders + 10000
+            cc.power_limit_w = lim * 3 * 230 // 1000 * 8 // 10 if c % 3 == 0 else 0
+        else:
+            cc.parent, cc.has_meter = 1 + (c - 1 - feeders) // 4, 0
+            lim = root * 2 // subs + 16000
+            cc.unbalance_limit_ma = 20000 if c % 5 == 0 else 0
+        lim = min(lim, MAX_MA)
+        cc.limit_ma = [lim, lim, lim]
+        circuits.append(cc)
+    chargers = []
+    for k in range(nk):
+        kc = model.Charger()
+        kc.circuit = 1 + feeders + k % subs
+        kc.phases = 1 if k % 3 == 2 else 3
+        rot = k % 3
+        kc.phase_map = [rot, 0, 0] if kc.phases == 1 else [(i + rot) % 3 for i in range(3)]
+        kc.min_ma = 6000
+        kc.max_ma = 16000 if k % 4 == 0 else 32000
+        kc.step_ma = 100 if k % 5 == 0 else 1000
+        kc.priority = 100 if k % 7 == 0 else 0
+        kc.weight = 1 + k % 3
+        kc.failsafe_ma = 6000
+        kc.can_switch_phases = 1 if (kc.phases == 3 and k % 10 == 1) else 0
+        chargers.append(kc)
+    return p, circuits, chargers
+
+
+class Inputs:
+    """bench.c make_inputs: EVs follow the previous set-points; meters sum base + EV currents."""
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, circuits, chargers):
+        self.circuits, self.chargers = circuits, chargers
+        self.seed = 0x9E3779B97F4A7C15
+        self.paths = []
+        for kc in chargers:
+            path, c = [], kc.circuit
+            while c != DLB_NONE:
+                if circuits[c].has_meter:
+                    path.append(c)
+                c = circuits[c].parent
+            self.paths.append(path)
+
+    def _xs(self):
+        x = self.seed
+        x ^= (x << 13) & self.MASK
+        x ^= x >> 7
+        x ^= (x << 17) & self.MASK
+        self.seed = x
+        return x
+
+    def make(self, sp, ph, first):
+        """-> (meters: list of (fresh, [3]), chargers: list of (fresh, state, [3]))"""
+        circuits, chargers = self.circuits, self.chargers
+        meters = [[cc.has_meter, [3000, 3000, 3000]] for cc in circuits]
+        out = []
+        for k, kc in enumerate(chargers):
+            s = 0 if first else sp[k]
+            ev_max = 10000 if k % 6 == 0 else 32000
+            draw = s if s < ev_max else ev_max
+            phases = kc.phases if first else (ph[k] if kc.phases == 3 else 1)
+            state = STATE_CHARGING if draw > 0 else STATE_CONNECTED_IDLE
+            fresh = 0 if (self._xs() & 1023) == 0 else 1
+            cur = [draw if i < phases else 0 for i in range(3)]
+            out.append((fresh, state, cur))
+            if draw:
+                pm = kc.phase_map
+                for c in self.paths[k]:
+                    m = meters[c][1]
+                    for i in range(phases):
+                        m[pm[i]] += draw
+        for m in meters:
+            m[1] = [min(v, MAX_MA) for v in m[1]]
+        return meters, out
+
+
+# ---------------------------------------------------------------- C through cffi
+def bench_cffi(nk, iters):
+    from ._dlb import ffi, lib
+    p, circuits, chargers = make_site(nk)
+    nc = len(circuits)
+    cp = ffi.new("dlb_params *")
+    for name in model.Params.__dataclass_fields__:
+        setattr(cp, name, getattr(p, name))
+    circ = ffi.new("dlb_circuit[]", nc)
+    for i, c in enumerate(circuits):
+        circ[i].parent, circ[i].limit_ma, circ[i].margin_ma = c.parent, c.limit_ma, c.margin_ma
+        circ[i].power_limit_w, circ[i].fallback_base_ma = c.power_limit_w, c.fallback_base_ma
+        circ[i].unbalance_limit_ma, circ[i].has_meter = c.unbalance_limit_ma, c.has_meter
+    chg = ffi.new("dlb_charger[]", nk)
+    for i, k in enumerate(chargers):
+        for name in model.Charger.__dataclass_fields__:
+            setattr(chg[i], name, getattr(k, name))
+    size = lib.dlb_memory_size(nc, nk)
+    mem = ffi.new("uint64_t[]", (size + 7) // 8)
+    sitep = ffi.new("dlb_site **")
+    rc = lib.dlb_init(mem, size, cp, circ, nc, chg, nk, sitep)
+    assert rc == 0, rc
+    site = sitep[0]
+    mi = ffi.new("dlb_meter_input[]", nc)
+    ci = ffi.new("dlb_charger_input[]", nk)
+    co = ffi.new("dlb_charger_output[]", nk)
+    cc = ffi.new("dlb_circuit_output[]", nc)
+    mi_bytes, ci_bytes = ffi.sizeof(mi), ffi.sizeof(ci)
+    assert ffi.sizeof("dlb_charger_input") == 32 and ffi.sizeof("dlb_charger_output") == 24
+    gen = Inputs(circuits, chargers)
+    step = lib.dlb_step
+    sp, ph = [0] * nk, [3] * nk
+    warm = iters // 5 + 20
+    t_call, t_cycle, t_all = [], [], []
+    now = 0
+    perf = time.perf_counter_ns
+    for it in range(-warm, iters):
+        meters, cin = gen.make(sp, ph, it == -warm)
+        c0 = perf()
+        ma = array("i")
+        for fresh, cur in meters:
+            ma.append(fresh)
+            ma.extend(cur)
+        ka = array("i")
+        for fresh, state, cur in cin:
+            ka.extend((fresh, state, cur[0], cur[1], cur[2], 0, -1, -1))
+        ffi.memmove(mi, ma, mi_bytes)
+        ffi.memmove(ci, ka, ci_bytes)
+        t0 = perf()
+        rc = step(site, now, mi, ci, co, cc)
+        t1 = perf()
+        outs = array("i")
+        outs.frombytes(ffi.buffer(co))
+        sp = outs[0::6].tolist()
+        ph = outs[1::6].tolist()
+        c1 = perf()
+        if rc != 0:
+            raise RuntimeError(f"dlb_step failed: {rc}")
+        t_all.append(t1 - t0)
+        if it >= 0:
+            t_call.append(t1 - t0)
+            t_cycle.append(c1 - c0)
+        now += 1000
+    return t_call, t_cycle, t_all
+
+
+# ---------------------------------------------------------------- the reference
+def bench_reference(nk, iters, budget_s):
+    p, circuits, chargers = make_site(nk)
+    core = ReferenceCore(p, circuits, chargers)
+    gen = Inputs(circuits, chargers)
+    sp, ph = [0] * nk, [3] * nk
+    times = []
+    now = 0
+    perf = time.perf_counter_ns
+    started = time.monotonic()
+    warm = ref_warm(nk)
+    for it in range(-warm, iters):
+        meters, cin = gen.make(sp, ph, it == -warm)
+        m_in = [model.MeterInput(f, cur) for f, cur in meters]
+        k_in = [model.ChargerInput(f, st, cur) for f, st, cur in cin]
+        t0 = perf()
+        outs, _ = core.step(now, m_in, k_in)
+        t1 = perf()
+        sp = [o.setpoint_ma for o in outs]
+        ph = [o.phases for o in outs]
+        if it >= 0:
+            times.append(t1 - t0)
+        now += 1000
+        elapsed = time.monotonic() - started
+        if it == -warm and (t1 - t0) / 1e9 * (iters + warm) > budget_s:
+            return None, (t1 - t0) / 1e9 * (iters + warm)
+    return times, None
+
+
+def ref_warm(nk):
+    return 2 if nk <= 1000 else 1
+
+
+def stats_us(ns):
+    s = sorted(ns)
+    n = len(s)
+    return {"median_us": statistics.median(s) / 1000.0, "p99_us": s[min(n - 1, int(n * 0.99))] / 1000.0,
+            "mean_us": sum(s) / n / 1000.0, "iterations": n}
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    c_json = json.loads(C_JSON.read_text()) if C_JSON.exists() else None
+    c_by_n = {r["n"]: r for r in c_json["results"]} if c_json else {}
+    if not c_json:
+        print(f"note: {C_JSON} not found (run `make -C csrc bench` first): pure-C columns empty")
+    rows = []
+    t_start = time.monotonic()
+    for n in SIZES:
+        iters = CFFI_ITERS[n] // (10 if quick else 1)
+        t_call, t_cycle, t_all = bench_cffi(n, iters)
+        cf, cy = stats_us(t_call), stats_us(t_cycle)
+        ref_iters = max(1, REF_ITERS[n] // (3 if quick else 1))
+        ref, est = bench_reference(n, ref_iters, REF_BUDGET_S)
+        rs = stats_us(ref) if ref else None
+        c = c_by_n.get(n)
+        # the reference runs only the first steps of the run: compare it with C on exactly those steps
+        w = ref_warm(n)
+        same = stats_us(t_all[w:w + len(ref)]) if ref else None
+        rows.append({"n": n, "cffi": cf, "cffi_cycle": cy, "c": c, "reference": rs,
+                     "reference_skipped_estimate_s": est,
+                     "cffi_same_steps_as_reference": same,
+                     "reference_over_c": (rs["median_us"] / same["median_us"]) if rs else None,
+                     "reference_over_pure_c": (rs["median_us"] / c["median_us"]) if (rs and c) else None})
+        print(f"  N={n}: done ({time.monotonic() - t_start:.0f} s)", file=sys.stderr)
+
+    def f(v, w=9, d=1):
+        return f"{v:{w}.{d}f}" if v is not None else f"{'-':>{w}}"
+
+    print()
+    print("dlb_step benchmark: depth-3 tree, mixed 1p/3p, demand > capacity, EVs follow set-points, 1 s cycles")
+    print("cffi = lib.dlb_step called from Python on pre-filled cffi arrays (boundary crossing + C step);")
+    print("cycle = cffi + packing inputs and unpacking outputs; pure C = csrc/tests/bench.c; times in us;")
+    print("ref/C = reference median / cffi median over the SAME steps (the reference runs only the first steps)")
+    hdr = (f"{'N':>6} | {'cffi med':>9} {'cffi p99':>9} | {'cycle med':>9} | {'C med':>9} {'C p99':>9} | "
+           f"{'ref med':>11} | {'ref/C':>8} | {'allocs/step':>11}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        c = r["c"] or {}
+        ref = r["reference"]
+        ref_txt = f(ref["median_us"], 11, 0) if ref else f"{'skipped':>11}"
+        print(f"{r['n']:>6} | {f(r['cffi']['median_us'])} {f(r['cffi']['p99_us'])} | "
+              f"{f(r['cffi_cycle']['median_us'])} | {f(c.get('median_us'))} {f(c.get('p99_us'))} | "
+              f"{ref_txt} | {f(r['reference_over_c'], 8, 0)} | "
+              f"{c.get('heap_allocations_per_step', float('nan')):>11.3f}")
+    for r in rows:
+        if r["reference"] is None:
+            print(f"  reference at N={r['n']} skipped: estimated {r['reference_skipped_estimate_s']:.0f} s "
+                  f"> budget {REF_BUDGET_S:.0f} s")
+
+    by = {r["n"]: r for r in rows}
+    r1k, r10k = by[1000], by[10000]
+    c1k, c10k = r1k["c"] or {}, r10k["c"] or {}
+    checks = []
+
+    def add(name, target, value, ok):
+        checks.append({"check": name, "target": target, "measured": value, "verdict": verdict(ok)})
+
+    add("N=1,000 median through cffi", "<= 50 us", r1k["cffi"]["median_us"], r1k["cffi"]["median_us"] <= 50)
+    if c1k:
+        add("N=1,000 median pure C", "<= 25 us", c1k["median_us"], c1k["median_us"] <= 25)
+    for label, st in (("cffi", r1k["cffi"]), ("pure C", c1k)):
+        if st:
+            ratio = st["p99_us"] / st["median_us"]
+            add(f"N=1,000 p99/median {label}", "<= 3x", ratio, ratio <= 3)
+    add("N=10,000 median through cffi", "<= 1 ms", r10k["cffi"]["median_us"], r10k["cffi"]["median_us"] <= 1000)
+    if c10k:
+        add("N=10,000 median pure C", "<= 1 ms", c10k["median_us"], c10k["median_us"] <= 1000)
+    if r1k["reference_over_c"] is not None:
+        add("N=1,000 reference/C (cffi, same steps)", ">= 200x", r1k["reference_over_c"], r1k["reference_over_c"] >= 200)
+    if c_json:
+        allocs = max(r["heap_allocations_per_step"] for r in c_json["results"])
+        add("heap allocations per step (pure C, --wrap)", "0", allocs, allocs == 0)
+    print()
+    print(f"{'target':<44} {'goal':>9} {'measured':>12}  verdict")
+    for ch in checks:
+        print(f"{ch['check']:<44} {ch['target']:>9} {ch['measured']:>12.2f}  {ch['verdict']}")
+
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "method": {"cffi": "time.perf_counter_ns around lib.dlb_step on pre-filled cffi arrays",
+                   "cffi_cycle": "input packing + memmove + lib.dlb_step + output unpacking",
+                   "pure_c": "csrc/tests/bench.c, clock_gettime(CLOCK_MONOTONIC) around dlb_step",
+                   "reference": "time.perf_counter_ns around ReferenceCore.step"},
+        "rows": rows, "checks": checks, "c_json": c_json,
+    }, indent=2))
+    print(f"\nwrote {OUT_JSON.relative_to(ROOT)} (total {time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

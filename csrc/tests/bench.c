@@ -1,0 +1,304 @@
+/*
+ * bench.c - pure-C benchmark of dlb_step.
+ *
+ * Sites of N = 8, 64, 1000, 10000 chargers: a tree of depth 3 (root -> feeders -> sub-circuits), mixed
+ * 1-phase (rotated phase maps) and 3-phase chargers, under scarcity (total demand well above capacity),
+ * EVs following their set-points after one cycle so the state evolves (rotation, transitions). 1 s cycles.
+ *
+ * Per N: warm-up, then timed steps (clock_gettime(CLOCK_MONOTONIC) around each dlb_step); median, p99,
+ * mean. Heap allocations during the timed loop are counted through -Wl,--wrap=malloc,... (must be 0).
+ * Writes JSON to argv[1] (default build/bench_c.json).
+ *
+ * The site generator is shared by core/bench.py through the same rules (see bench_site below); Python
+ * rebuilds the same site from the same parameters so both measure the same thing.
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../dlb.h"
+
+/* ---- heap allocation counting (active only between count_on/count_off) ---- */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t a, size_t b);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t a, size_t b);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+
+static volatile long g_allocs;
+static volatile int g_counting;
+
+void *__wrap_malloc(size_t n)
+{
+    if (g_counting) {
+        g_allocs++;
+    }
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t a, size_t b)
+{
+    if (g_counting) {
+        g_allocs++;
+    }
+    return __real_calloc(a, b);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (g_counting) {
+        g_allocs++;
+    }
+    return __real_realloc(p, n);
+}
+void __wrap_free(void *p)
+{
+    if (g_counting && p != NULL) {
+        g_allocs++;
+    }
+    __real_free(p);
+}
+
+/* ---- the benchmark site (mirrored by core/bench.py: keep the two in sync) ---- */
+typedef struct {
+    size_t nc, nk;
+    dlb_params p;
+    dlb_circuit *circ;
+    dlb_charger *chg;
+} bench_site;
+
+/* depth 3: root, F feeders, 4 sub-circuits per feeder; chargers spread round-robin over the subs.
+ * Limits sized so total demand (sum of max) is ~4x capacity at the root. */
+static void make_site(bench_site *b, size_t nk)
+{
+    size_t feeders = nk < 64 ? 2 : nk / 64 + 1;
+    if (feeders > 200) {
+        feeders = 200;
+    }
+    size_t subs = feeders * 4;
+    b->nc = 1 + feeders + subs;
+    b->nk = nk;
+    dlb_params_default(&b->p);
+    b->p.rotation_period_ms = 300000;
+    b->p.min_on_ms = 60000;
+    b->p.min_off_ms = 30000;
+    b->circ = calloc(b->nc, sizeof(*b->circ));
+    b->chg = calloc(nk, sizeof(*b->chg));
+    /* per charger ~ 16 A x phases demand on average; capacity ~ 1/4 of demand */
+    int64_t per_phase_demand = (int64_t)nk * 16000 * 2 / 3 + 1; /* rough: 1p adds to one phase */
+    int64_t root = per_phase_demand / 4;
+    if (root > DLB_MAX_CURRENT_MA) {
+        root = DLB_MAX_CURRENT_MA;
+    }
+    if (root < 20000) {
+        root = 20000;
+    }
+    for (size_t c = 0; c < b->nc; c++) {
+        dlb_circuit *cc = &b->circ[c];
+        int64_t lim;
+        if (c == 0) {
+            cc->parent = DLB_NONE;
+            lim = root;
+            cc->has_meter = 1;
+            cc->margin_ma = 2000;
+        } else if (c <= feeders) {
+            cc->parent = 0;
+            lim = root * 2 / (int64_t)feeders + 10000;
+            cc->has_meter = 1;
+            cc->power_limit_w = c % 3 == 0 ? (int32_t)(lim * 3 * 230 / 1000 * 8 / 10) : 0;
+        } else {
+            cc->parent = (int32_t)(1 + (c - 1 - feeders) / 4);
+            lim = root * 2 / (int64_t)subs + 16000;
+            cc->has_meter = 0;
+            cc->unbalance_limit_ma = c % 5 == 0 ? 20000 : 0;
+        }
+        if (lim > DLB_MAX_CURRENT_MA) {
+            lim = DLB_MAX_CURRENT_MA;
+        }
+        for (int ph = 0; ph < 3; ph++) {
+            cc->limit_ma[ph] = (int32_t)lim;
+        }
+    }
+    for (size_t k = 0; k < nk; k++) {
+        dlb_charger *kc = &b->chg[k];
+        kc->circuit = (int32_t)(1 + feeders + k % subs);
+        kc->phases = k % 3 == 2 ? 1 : 3;
+        int rot = (int)(k % 3);
+        for (int i = 0; i < 3; i++) {
+            kc->phase_map[i] = kc->phases == 1 ? (i == 0 ? rot : 0) : (i + rot) % 3;
+        }
+        kc->min_ma = 6000;
+        kc->max_ma = k % 4 == 0 ? 16000 : 32000;
+        kc->step_ma = k % 5 == 0 ? 100 : 1000;
+        kc->priority = (int32_t)(k % 7 == 0 ? 100 : 0);
+        kc->weight = (int32_t)(1 + k % 3);
+        kc->failsafe_ma = 6000;
+        kc->can_switch_phases = kc->phases == 3 && k % 10 == 1;
+    }
+}
+
+static uint64_t xs(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+/* inputs of the next cycle: EVs follow the previous set-points (capped by the EV's own max), the root
+ * and feeder meters sum the base load and the EV currents below them */
+static void make_inputs(const bench_site *b, const dlb_charger_output *out, dlb_meter_input *mi,
+                        dlb_charger_input *ci, uint64_t *seed, int first)
+{
+    memset(mi, 0, b->nc * sizeof(*mi));
+    for (size_t c = 0; c < b->nc; c++) {
+        mi[c].fresh = b->circ[c].has_meter;
+        for (int ph = 0; ph < 3; ph++) {
+            mi[c].current_ma[ph] = 3000; /* base load */
+        }
+    }
+    for (size_t k = 0; k < b->nk; k++) {
+        const dlb_charger *kc = &b->chg[k];
+        dlb_charger_input *x = &ci[k];
+        memset(x, 0, sizeof(*x));
+        x->fresh = 1;
+        x->departure_in_ms = -1;
+        x->energy_need_wh = -1;
+        int32_t sp = first ? 0 : out[k].setpoint_ma;
+        int32_t ev_max = k % 6 == 0 ? 10000 : 32000; /* some EVs take less: reclaim */
+        int32_t draw = sp < ev_max ? sp : ev_max;
+        int phases = first ? kc->phases : (kc->phases == 3 ? out[k].phases : 1);
+        x->state = draw > 0 ? DLB_STATE_CHARGING : DLB_STATE_CONNECTED_IDLE;
+        if ((xs(seed) & 1023u) == 0) {
+            x->fresh = 0; /* a missed poll now and then */
+        }
+        for (int i = 0; i < phases; i++) {
+            x->current_ma[i] = draw;
+        }
+        for (int32_t c = kc->circuit; c != DLB_NONE; c = b->circ[c].parent) {
+            if (b->circ[c].has_meter) {
+                for (int i = 0; i < phases; i++) {
+                    mi[c].current_ma[kc->phase_map[i]] += draw;
+                }
+            }
+        }
+    }
+    for (size_t c = 0; c < b->nc; c++) {
+        for (int ph = 0; ph < 3; ph++) {
+            if (mi[c].current_ma[ph] > DLB_MAX_CURRENT_MA) {
+                mi[c].current_ma[ph] = DLB_MAX_CURRENT_MA;
+            }
+        }
+    }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = argc > 1 ? argv[1] : "build/bench_c.json";
+    static const size_t sizes[] = {8, 64, 1000, 10000};
+    static const int iters[] = {20000, 20000, 5000, 600};
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    fprintf(f, "{\n  \"clock\": \"CLOCK_MONOTONIC around each dlb_step\",\n  \"results\": [\n");
+    printf("%8s %6s %8s %12s %12s %12s %10s %14s\n", "N", "nc", "iters", "median_us", "p99_us", "mean_us",
+           "charging", "allocs/step");
+    int failed = 0;
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        bench_site b;
+        make_site(&b, sizes[si]);
+        size_t need = dlb_memory_size(b.nc, b.nk);
+        void *mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
+        dlb_site *site = NULL;
+        int rc = dlb_init(mem, need, &b.p, b.circ, b.nc, b.chg, b.nk, &site);
+        if (rc != DLB_OK) {
+            fprintf(stderr, "dlb_init failed: %d\n", rc);
+            return 1;
+        }
+        dlb_meter_input *mi = calloc(b.nc, sizeof(*mi));
+        dlb_charger_input *ci = calloc(b.nk, sizeof(*ci));
+        dlb_charger_output *out = calloc(b.nk, sizeof(*out));
+        dlb_circuit_output *cout = calloc(b.nc, sizeof(*cout));
+        int n = iters[si], warm = n / 5 + 50;
+        int64_t *t = calloc((size_t)n, sizeof(*t));
+        uint64_t seed = 0x9E3779B97F4A7C15ull;
+        int64_t now = 0;
+        long allocs = 0;
+        for (int i = -warm; i < n; i++) {
+            make_inputs(&b, out, mi, ci, &seed, i == -warm);
+            g_allocs = 0;
+            g_counting = 1;
+            int64_t t0 = now_ns();
+            rc = dlb_step(site, now, mi, ci, out, cout);
+            int64_t t1 = now_ns();
+            g_counting = 0;
+            if (rc != DLB_OK) {
+                fprintf(stderr, "dlb_step failed: %d\n", rc);
+                return 1;
+            }
+            if (i >= 0) {
+                t[i] = t1 - t0;
+                allocs += g_allocs;
+            }
+            now += 1000;
+        }
+        int charging = 0;
+        int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
+        for (size_t k = 0; k < b.nk; k++) {
+            charging += out[k].setpoint_ma > 0;
+            demand += b.chg[k].max_ma * b.chg[k].phases;
+        }
+        qsort(t, (size_t)n, sizeof(*t), cmp_i64);
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += (double)t[i];
+        }
+        double med = (double)t[n / 2] / 1000.0, p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
+        double mean = sum / n / 1000.0, aps = (double)allocs / n;
+        printf("%8zu %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f\n", b.nk, b.nc, n, med, p99, mean, charging, aps);
+        fprintf(f,
+                "    {\"n\": %zu, \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, \"median_us\": %.3f, "
+                "\"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, \"charging_at_end\": %d, "
+                "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f}%s\n",
+                b.nk, b.nc, n, med, p99, mean, (double)t[0] / 1000.0, charging,
+                (double)demand / (3.0 * (double)cap), aps, si + 1 < sizeof(sizes) / sizeof(sizes[0]) ? "," : "");
+        failed |= allocs != 0;
+        free(t);
+        free(mi);
+        free(ci);
+        free(out);
+        free(cout);
+        free(mem);
+        free(b.circ);
+        free(b.chg);
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+    printf("wrote %s\n", path);
+    if (failed) {
+        printf("HEAP ALLOCATIONS DURING dlb_step: must be 0\n");
+        return 1;
+    }
+    return 0;
+}
