@@ -355,7 +355,7 @@ class ReferenceCore:
                 classes = sorted({cfg[k].priority for k in admitted}, reverse=True)
                 groups = [[k for k in admitted if cfg[k].priority == cl] for cl in classes]
             for g in groups:
-                self._progressive_fill(g, run, lanes, hi, ideal)
+                self._progressive_fill(g, run, lanes, hi, ideal, m)
         else:
             for k in admitted:
                 kc = cfg[k]
@@ -613,7 +613,7 @@ class ReferenceCore:
                 return j
         return None
 
-    def _progressive_fill(self, group, run, lanes, hi, ideal):
+    def _progressive_fill(self, group, run, lanes, hi, ideal, m):
         """Weighted max-min fair filling from each charger's minimum up to its ceiling.
 
         A level L (integer, in mA*Q per unit of weight) rises from 0; charger k holds
@@ -697,6 +697,19 @@ class ReferenceCore:
             for j, _, _, a in lanes[k]:
                 run[j] -= (x - kc.min_ma) * a
             ideal[k] = x
+        # What flooring to the step grid left stays in the group before any lower class: first to the
+        # chargers already counted above their share (keeping costs nothing and nothing churns), then
+        # to the others, each pass in admission order.
+        for k in [k for k in group if m[k] > ideal[k]] + [k for k in group if m[k] <= ideal[k]]:
+            kc = cfg[k]
+            room = hi[k] - ideal[k]
+            for j, _, _, a in lanes[k]:
+                room = min(room, run[j] // a)
+            extra = floor_grid(ideal[k] + max(room, 0), kc.step_ma) - ideal[k]
+            if extra > 0:
+                for j, _, _, a in lanes[k]:
+                    run[j] -= extra * a
+                ideal[k] += extra
 
     def _room(self, k, want, lanes, used, hr, evl):
         """How far charger k may rise over real headroom (and the unbalance limit), and which lane binds."""

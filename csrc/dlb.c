@@ -1000,6 +1000,40 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         run_take(s, k, x->used, x->n_used, v - kc->min_ma);
         x->ideal = v;
     }
+    /* What flooring to the step grid left stays in the group before any lower class: first to the
+     * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
+     * others, each pass in admission order. The first pass marks what it saw with `started`. */
+    for (int32_t i = 0; i < 2 * n_group; i++) {
+        int32_t k = group[i % n_group];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        int first = i < n_group;
+        if (first) {
+            x->started = x->m > x->ideal;
+            if (!x->started) {
+                continue;
+            }
+        } else if (x->started) {
+            continue;
+        }
+        int64_t room = x->hi - x->ideal;
+        FOR_PATH(s, k, c) {
+            const circuit_scratch *cs = &s->cx[c];
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                if ((x->used >> ph) & 1u) {
+                    room = min64(room, cs->run[ph]);
+                }
+            }
+            if (has_power(s, c)) {
+                room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
+            }
+        }
+        int64_t extra = floor_grid(x->ideal + max64(room, 0), kc->step_ma) - x->ideal;
+        if (extra > 0) {
+            run_take(s, k, x->used, x->n_used, extra);
+            x->ideal += extra;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
