@@ -326,7 +326,6 @@ class ReferenceCore:
                     if kc.phase_map[0] not in used[k]:
                         m[k] = s.meas[0]
                     used[k], ln, fail = one, ln1, None
-                    o.flags &= ~CHARGER_NARROWED
                     o.phases = 1
                     o.flags |= CHARGER_SWITCHED
             if fail is not None:

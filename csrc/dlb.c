@@ -1494,7 +1494,6 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 failed = -1;
                 o->phases = 1;
                 o->flags |= DLB_CHARGER_SWITCHED;
-                o->flags &= ~DLB_CHARGER_NARROWED;
             }
         }
         if (failed >= 0) {

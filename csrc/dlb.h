@@ -145,7 +145,8 @@ typedef enum {
 #define DLB_CHARGER_RECLAIMED 4u
 #define DLB_CHARGER_PROBING 8u
 #define DLB_CHARGER_SWITCHED 16u        /* phase count changed in this step */
-#define DLB_CHARGER_NARROWED 32u        /* counted on its measured conductors only (see "Counted phases") */
+#define DLB_CHARGER_NARROWED 32u        /* its draw was counted on its measured conductors only (see
+                                           "Counted phases"; a switch-down keeps the flag) */
 
 typedef enum {
     DLB_OK = 0,
