@@ -104,6 +104,59 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend):
     click.echo(f"trace: {out_dir}/trace.csv  summary: {out_dir}/summary.json")
 
 
+@main.command()
+@click.argument("scenario")
+@click.option("--bind", "host", default="127.0.0.1", show_default=True,
+              help="Address to serve on. Anything but loopback needs --allow-non-loopback.")
+@click.option("--allow-non-loopback", is_flag=True, help="Allow binding to a non-loopback address.")
+@click.option("--base-port", type=int, default=0, show_default=True,
+              help="First TCP port (devices get consecutive ports); 0 = ports chosen by the OS.")
+@click.option("--endpoints", "endpoints_file", type=click.Path(dir_okay=False), default=None,
+              help="Write the endpoint list (JSON) here once the servers listen.")
+@click.option("--duration", type=str, default=None, help="Stop after this long (default: until Ctrl-C).")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Physics this many times faster than real time.")
+def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, duration, speed):
+    """Serve SCENARIO's meters and chargers over Modbus with no built-in controller.
+
+    Point an external controller at the endpoints; the physics (building load, EVs following their
+    set-points, watchdogs) runs in real time. Ctrl-C stops the servers and leaves nothing behind.
+    """
+    import asyncio
+
+    from .modbus.server import check_bind_host
+    from .wire import emulate_async
+
+    sc = _load(scenario)
+    try:
+        check_bind_host(host, allow_non_loopback)
+    except PermissionError as exc:
+        click.echo(f"error: --bind: {exc}", err=True)
+        sys.exit(2)
+    duration_ms = None
+    if duration is not None:
+        from .scenario.times import parse_duration
+        try:
+            duration_ms = parse_duration(duration)
+        except ValueError as exc:
+            click.echo(f"error: --duration: {exc}", err=True)
+            sys.exit(2)
+
+    def ready(endpoints):
+        for ep in endpoints:
+            where = ep["serial"] or f"{ep['host']}:{ep['port']}"
+            click.echo(f"{ep['kind']:<8} {ep['device']:<16} {ep['profile']:<16} {ep['transport']:<4} "
+                       f"{where} unit {ep['unit']}")
+        click.echo(f"{len(endpoints)} endpoints serving; Ctrl-C to stop", err=True)
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(emulate_async(sc, host=host, base_port=base_port, endpoints_file=endpoints_file,
+                                  allow_non_loopback=allow_non_loopback, duration_ms=duration_ms,
+                                  speed=speed, ready=ready))
+    except KeyboardInterrupt:
+        pass
+
+
 @main.group()
 def bench():
     """Benchmarks (also: make bench)."""
