@@ -57,8 +57,10 @@ typedef struct {
     int64_t alloc[DLB_PHASES];
     int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
     int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
-    int64_t D[DLB_LANES], W[DLB_LANES], lam[DLB_LANES];
-    int32_t heap_pos[DLB_LANES];
+    int64_t D[DLB_LANES], W[DLB_LANES];
+    int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
+    int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
+    int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
     uint32_t status;
 } circuit_scratch;
 
@@ -174,12 +176,14 @@ static void sort_items(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* indexed min-heap over lanes (id = circuit * 4 + lane), ordered by (lam, id) */
+/* Indexed min-heap over circuits, each keyed by its lowest lane (saturation level, lane id). The
+ * minimum over circuits of (level, lane id) is the minimum over all lanes, which is the order the
+ * reference's per-lane heap pops; one heap entry per circuit keeps updates to one sift per circuit. */
 
-static int lane_less(const dlb_site *s, int32_t a, int32_t b)
+static int circ_less(const dlb_site *s, int32_t a, int32_t b)
 {
-    int64_t la = s->cx[a / 4].lam[a % 4], lb = s->cx[b / 4].lam[b % 4];
-    return la < lb || (la == lb && a < b);
+    const circuit_scratch *ca = &s->cx[a], *cb = &s->cx[b];
+    return ca->key_level < cb->key_level || (ca->key_level == cb->key_level && ca->key_lane < cb->key_lane);
 }
 
 static void heap_swap(dlb_site *s, int32_t i, int32_t j)
@@ -187,22 +191,22 @@ static void heap_swap(dlb_site *s, int32_t i, int32_t j)
     int32_t a = s->heap[i], b = s->heap[j];
     s->heap[i] = b;
     s->heap[j] = a;
-    s->cx[b / 4].heap_pos[b % 4] = i;
-    s->cx[a / 4].heap_pos[a % 4] = j;
+    s->cx[b].heap_pos = i;
+    s->cx[a].heap_pos = j;
 }
 
 static void heap_sift(dlb_site *s, int32_t i)
 {
-    while (i > 0 && lane_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
+    while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
         heap_swap(s, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
     for (;;) {
         int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < s->n_heap && lane_less(s, s->heap[l], s->heap[m])) {
+        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
             m = l;
         }
-        if (r < s->n_heap && lane_less(s, s->heap[r], s->heap[m])) {
+        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
             m = r;
         }
         if (m == i) {
@@ -213,18 +217,29 @@ static void heap_sift(dlb_site *s, int32_t i)
     }
 }
 
-/* re-key lane j after D or W changed: in the heap while W > 0 */
-static void heap_update(dlb_site *s, int32_t j)
+/* re-key circuit c after its lanes' D or W changed: in the heap while a lane grows (W > 0) */
+static void heap_update(dlb_site *s, int32_t c)
 {
-    circuit_scratch *c = &s->cx[j / 4];
-    int ln = j % 4;
-    int32_t pos = c->heap_pos[ln];
-    if (c->W[ln] > 0) {
-        c->lam[ln] = fdiv(c->D[ln], c->W[ln]);
+    circuit_scratch *cs = &s->cx[c];
+    int64_t best = INF;
+    int32_t lane = -1;
+    for (int ln = 0; ln < DLB_LANES; ln++) {
+        if (cs->W[ln] > 0) {
+            int64_t lvl = fdiv(cs->D[ln], cs->W[ln]);
+            if (lvl < best) {
+                best = lvl;
+                lane = c * 4 + ln;
+            }
+        }
+    }
+    int32_t pos = cs->heap_pos;
+    if (lane >= 0) {
+        cs->key_level = best;
+        cs->key_lane = lane;
         if (pos < 0) {
             pos = s->n_heap++;
-            s->heap[pos] = j;
-            c->heap_pos[ln] = pos;
+            s->heap[pos] = c;
+            cs->heap_pos = pos;
         }
         heap_sift(s, pos);
     } else if (pos >= 0) {
@@ -232,7 +247,7 @@ static void heap_update(dlb_site *s, int32_t j)
         if (pos != last) {
             heap_swap(s, pos, last);
         }
-        c->heap_pos[ln] = -1;
+        cs->heap_pos = -1;
         if (pos != last) {
             heap_sift(s, pos);
         }
@@ -624,9 +639,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         }
     }
     for (int32_t c = 0; c < s->nc; c++) {
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            s->cx[c].heap_pos[ln] = -1;
-        }
+        s->cx[c].heap_pos = -1;
     }
     *site = s;
     return DLB_OK;
@@ -899,14 +912,13 @@ static void lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
             if ((x->used >> ph) & 1u) {
                 cs->W[ph] += dW;
                 cs->D[ph] += dD;
-                heap_update(s, c * 4 + ph);
             }
         }
         if (has_power(s, c)) {
             cs->W[DLB_LANE_POWER] += dW * x->n_used;
             cs->D[DLB_LANE_POWER] += dD * x->n_used;
-            heap_update(s, c * 4 + DLB_LANE_POWER);
         }
+        heap_update(s, c);
     }
 }
 
@@ -917,8 +929,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         for (int ln = 0; ln < DLB_LANES; ln++) {
             cs->D[ln] = (ln < DLB_PHASES || has_power(s, c)) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
-            cs->heap_pos[ln] = -1;
         }
+        cs->heap_pos = -1;
     }
     s->n_heap = 0;
     /* events: key = level << 17 | type << 16 | charger; END (type 0) before START (type 1) */
@@ -946,7 +958,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     merge_sort(s->items, s->tmp, (size_t)n_ev, s->key);
     int32_t ei = 0;
     for (;;) {
-        int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0] / 4].lam[s->heap[0] % 4] : INF;
+        int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
         int64_t ev_level = ei < n_ev ? (int64_t)(s->key[s->items[ei]] >> 17) : INF;
         if (lane_level == INF && ev_level == INF) {
             break;
@@ -968,7 +980,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 lanes_adjust(s, k, -(int64_t)kc->weight, -x->hi * DLB_Q);
             }
         } else { /* the lowest lane saturates: freeze every charger on it */
-            int32_t j = s->heap[0];
+            int32_t j = s->cx[s->heap[0]].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
             for (int32_t pos = s->range_start[c]; pos < s->range_end[c]; pos++) {
@@ -989,7 +1001,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     x->value = s->chg[k].min_ma;
                 }
             }
-            heap_update(s, j);
+            heap_update(s, c);
         }
     }
     for (int32_t i = 0; i < n_group; i++) {
