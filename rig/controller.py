@@ -188,10 +188,22 @@ class SiteController:
                     self.last_hb_ms[ep.name] = now_ms
                 elif not writes:
                     self.last_hb_ms[ep.name] = now_ms
-        self._account(now_ms, (time.perf_counter() - wall0) * 1000)
+        if self._account(now_ms, (time.perf_counter() - wall0) * 1000):
+            # the overrun fault is declared now: drive the outputs to their safe state at once
+            await self._write_safe(now_ms)
+            res = None
+        self.last_result = res
         return res
 
-    def _account(self, now_ms: int, wall_ms: float):
+    async def _write_safe(self, now_ms: int):
+        cfg = {n: k for n, k in zip(self.site.charger_names, self.site.chargers)}
+        for ep in self.chargers:
+            safe = cfg[ep.name].failsafe_ma / 1000
+            if await self._write(ep, ep.driver.setpoint_writes(safe), now_ms):
+                self.written[ep.name] = safe
+
+    def _account(self, now_ms: int, wall_ms: float) -> bool:
+        """Record the cycle's duration; True when this cycle declares the overrun fault."""
         st = self.stats
         st.cycles += 1
         elapsed = wall_ms if self.measure_wall else float(sum(getattr(e.link, "latency_ms", 0) for e in self.meters + self.chargers))
@@ -207,6 +219,8 @@ class SiteController:
             if st.consecutive_overruns >= self.max_overruns and not self.safe_state:
                 self.safe_state = True
                 st.safe_state_entries += 1
+                return True
         else:
             st.consecutive_overruns = 0
             self.safe_state = False
+        return False
