@@ -39,6 +39,7 @@ certify: setup
 bench: setup
 	$(MAKE) -C csrc bench
 	$(PY) -m dlbrig.core.bench
+	$(PY) -m dlbrig.rig.bench
 
 clean:
 	$(MAKE) -C csrc clean

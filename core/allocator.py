@@ -82,6 +82,8 @@ def _to_ma(values, lo, hi):
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return None
+        if not lo / 1000 - 1 <= v <= hi / 1000 + 1:   # out of range before scaling (no overflow)
+            return None
         ma = int(round(v * 1000))
         if not lo <= ma <= hi:
             return None

@@ -942,8 +942,10 @@ class ChargePoint:
         """Iterate EV and EVSE at time ``t`` until neither changes (a fixed point)."""
         self.now_ms = t
         evse = self.evse
+        # the state after one pass is the state before the next: its signature is computed once
+        after = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
         for _ in range(32):
-            before = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
+            before = after
             if self.ev is not None:
                 self.ev.update(t, evse.duty_pct if evse.pwm_on else None, evse.contactor_closed,
                                evse.energised_conductors, evse.voltages_v)

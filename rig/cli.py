@@ -14,25 +14,54 @@ def main():
 
 @main.command()
 @click.option("--dut", type=click.Choice(["builtin", "naive"]), default="builtin", show_default=True,
-              help="Controller under test: the built-in core, or the naive negative control.")
+              help="Device under test: the built-in core as controller, or the naive negative control.")
+@click.option("--firmware", type=click.Choice(["compliant", "noncompliant"]), default="compliant",
+              show_default=True, help="Charger firmware: standard timings, or the non-compliant knobs "
+                                      "(slow contactor, no watchdog, no diode check, ...).")
+@click.option("--cases", "pattern", default=None, help="Only cases matching these globs, e.g. 'LIM-*,FS-00?'.")
 @click.option("--seed", type=int, default=1, show_default=True)
-def certify(dut, seed):
-    """Run the certification suite (today: the core conformance scenarios, in-process)."""
-    from .conformance import run_all
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/certify", show_default=True)
+@click.option("--list", "list_only", is_flag=True, help="Print the catalog and exit.")
+def certify(dut, firmware, pattern, seed, out_dir, list_only):
+    """Run the certification catalog and write report.html, junit.xml and summary.json."""
+    from .certify.catalog import select
+    from .certify.model import FAMILIES
+    from .certify.runner import run_suite
 
-    verdicts = run_all(dut, seed)
-    width = max(len(v.scenario) for v in verdicts)
-    click.echo(f"dlbrig certify --dut {dut} --seed {seed}: core conformance scenarios (in-process)")
-    for v in verdicts:
-        mark = "PASS" if v.passed else "FAIL"
-        click.echo(f"  {mark}  {v.scenario:<{width}}  {v.title}")
-        stats = ", ".join(f"{k}={val}" for k, val in v.stats.items())
-        click.echo(f"        {'':<{width}}  {stats}")
-        for f in v.findings[:5]:
-            click.echo(f"        {'':<{width}}  - {f}")
-    failed = sum(not v.passed for v in verdicts)
-    click.echo(f"{len(verdicts) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    cases = select(pattern)
+    if list_only:
+        for c in cases:
+            click.echo(f"{c.id:<9} {c.role:<10} {c.title}")
+            click.echo(f"{'':<20} requirement: {c.requirement}")
+            click.echo(f"{'':<20} source: {c.source}; scenario: {c.scenario}")
+        click.echo(f"{len(cases)} cases in {len({c.family for c in cases})} families "
+                   f"({', '.join(f'{k} {v}' for k, v in FAMILIES.items())})")
+        return
+    if not cases:
+        click.echo(f"error: --cases: no case matches {pattern!r}", err=True)
+        sys.exit(2)
+
+    def progress(i, n, case, elapsed):
+        click.echo(f"[{i + 1}/{n}] {case.id} {case.title} ({elapsed:.0f} s elapsed)", err=True)
+
+    suite = run_suite(cases, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, progress=progress)
+    written = {}
+    try:
+        from .report import write_reports
+        written = write_reports(out_dir, suite)
+    except ImportError as exc:      # the report module is optional at this stage of the build
+        click.echo(f"warning: no report written ({exc})", err=True)
+    width = max(len(c.case.id) for c in suite.cases) if suite.cases else 8
+    for cr in suite.cases:
+        first = next((v for v in cr.verdicts if not v.passed), None)
+        why = cr.error.splitlines()[0] if cr.error else (first.summary if first else "")
+        click.echo(f"  {cr.status.upper():<5} {cr.case.id:<{width}} {cr.case.title}" + (f" -- {why}" if why else ""))
+    click.echo(f"dlbrig certify --dut {dut} --firmware {firmware}: {len(suite.cases)} cases in "
+               f"{suite.duration_s:.0f} s" + (" (interrupted)" if suite.interrupted else ""))
+    for name, path in written.items():
+        click.echo(f"  {name}: {path}")
+    click.echo(f"{suite.passed} passed, {suite.failed} failed")
+    sys.exit(1 if suite.failed or suite.interrupted else 0)
 
 
 def _load(scenario, **overrides):

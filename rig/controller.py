@@ -68,7 +68,8 @@ class CycleStats:
 
 class SiteController:
     def __init__(self, site: Site, endpoints: list, clock, *, armed: bool = False, max_overruns: int = 3,
-                 session_info=None, measure_wall: bool = False, backend: str = "c"):
+                 session_info=None, measure_wall: bool = False, backend: str = "c",
+                 allocator_factory=None):
         self.site = site
         self.clock = clock
         self.armed = armed
@@ -76,9 +77,11 @@ class SiteController:
         self.session_info = session_info          # charger -> (departure_s, need_kwh) or None
         self.measure_wall = measure_wall
         self.backend = backend
+        # the decision maker: the built-in core, or another DUT with the same step() (rig.naive)
+        self.allocator_factory = allocator_factory or (lambda s: Allocator(s, backend=backend))
         self.meters = [e for e in endpoints if e.kind == "meter"]
         self.chargers = [e for e in endpoints if e.kind == "charger"]
-        self.alloc = Allocator(site, backend=backend)
+        self.alloc = self.allocator_factory(site)
         self.stats = CycleStats()
         self.failures: list[Failure] = []
         self.last_result = None
@@ -92,7 +95,7 @@ class SiteController:
 
     def restart(self):
         """Controller restart: the allocator loses its state; devices keep theirs."""
-        self.alloc = Allocator(self.site, backend=self.backend)
+        self.alloc = self.allocator_factory(self.site)
         self.written.clear()
         self.phases_written.clear()
         self.configured = False

@@ -13,6 +13,7 @@ The plant never opens a socket and never sleeps: the runner advances it.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, fields
 
 from ..core import Site
@@ -62,14 +63,16 @@ class PlantDevice:
 
 
 class Plant:
-    def __init__(self, scenario, site: Site | None = None):
+    def __init__(self, scenario, site: Site | None = None, *, caches: bool = False):
         self.scenario = scenario
+        self.caches = bool(caches)   # DeviceImage caches (fast mode); invalidated on every advance
         self.site = site or Site.from_dict(scenario.site)
         self.start_ms = int(getattr(scenario, "start_ms", 0))
         self.seed = int(scenario.seed)
         self.comm = CommFaults(seed=self.seed)
         self.now_ms = 0
         self._deferred = []          # (time, action): ends of timed faults, departures
+        self._timeline_loads = {}    # circuit -> StepEvents added by base steps of the timeline
         s = self.site
         self.circuit_index = {n: i for i, n in enumerate(s.circuit_names)}
         self.charger_index = {n: i for i, n in enumerate(s.charger_names)}
@@ -134,7 +137,7 @@ class Plant:
         faults = FirmwareFaults(**dev.faults) if dev.faults else FirmwareFaults()
         cp = ChargePoint(EvseConfig(**cfg), faults, voltages_v=[self.voltage_v] * 3)
         unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
-        image = DeviceImage(profile, {unit: cp})
+        image = DeviceImage(profile, {unit: cp}, cache=self.caches)
         self.chargers[dev.charger] = cp
         self.devices[dev.charger] = PlantDevice(dev.charger, "charger", profile, unit, cp, image,
                                                 dev.transport or profile.transport, dev.bus)
@@ -145,7 +148,7 @@ class Plant:
         m = Meter(update_interval_ms=int(dev.update_interval_s * 1000), noise_a=dev.noise_a,
                   seed=self.seed * 7919 + i, nominal_voltage_v=float(self.voltage_v))
         unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
-        image = DeviceImage(profile, {unit: m})
+        image = DeviceImage(profile, {unit: m}, cache=self.caches)
         self.meters[dev.circuit] = m
         self.devices[dev.circuit] = PlantDevice(dev.circuit, "meter", profile, unit, m, image,
                                                 dev.transport or profile.transport, dev.bus)
@@ -166,7 +169,7 @@ class Plant:
             self.events_log.append((t, f"{charger}: occupied, {vehicle or preset} not plugged"))
             return
         kw = dict(knobs or {})
-        kw.setdefault("seed", hash((self.seed, charger, t)) & 0xFFFF)
+        kw.setdefault("seed", zlib.crc32(f"{self.seed}:{charger}:{t}".encode()) & 0xFFFF)  # stable across processes
         if soc is not None:
             kw["soc_pct"] = soc * 100 if soc <= 1 else soc
         ev = EV.preset(preset, **kw)
@@ -177,6 +180,14 @@ class Plant:
             ev.departure_ms = depart_ms
         for name, value in (faults or {}).items():
             setattr(ev.faults, name, value)
+            # logged like the timeline's own step, so checkers see faults a vehicle arrives with
+            text = {"missing_diode": f"ev {charger} missing_diode", "cp_short": f"ev {charger} cp_short",
+                    "ignore_pwm": f"ev {charger} ignore_pwm",
+                    "leakage_dc_ma": f"ev {charger} leakage dc {value}mA",
+                    "leakage_ac_ma": f"ev {charger} leakage ac {value}mA",
+                    "overdraw_pct": f"ev {charger} overdraw {value}%"}.get(name)
+            if text and value:
+                self.events_log.append((t, text))
         cp.plug(ev, t)
         self.sessions.append(Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms,
                                      need_kwh, ev))
@@ -233,8 +244,7 @@ class Plant:
                 return
             ev, fault = cp.ev, a["fault"]
             if fault == "ok":
-                for f in fields(ev.faults):
-                    setattr(ev.faults, f.name, f.default)
+                self._clear_ev_faults(ev)
             elif fault == "slow":
                 ev.reaction_delay_ms = a["delay_ms"]
             elif fault == "overdraw":
@@ -244,6 +254,8 @@ class Plant:
             else:
                 setattr(ev.faults, fault, True)
             cp.advance(t)
+            if until is not None and fault != "ok":
+                self._later(until, lambda e=ev, c=cp, u=until: (self._clear_ev_faults(e), c.advance(u)))
         elif verb == "charger":
             mode = a["mode"]
             if mode == "ok":
@@ -261,22 +273,44 @@ class Plant:
                 self.chargers[target].evse.write_point("enabled", False, t)
                 self.events_log.append((t, f"{target}: charger fault (disabled)"))
         elif verb == "base":
-            circuit = target
-            if a.get("mode") == "set":
-                delta = [v - c for v, c in zip(_three(a["current_a"]), self.loads[circuit].current_a(t + self.start_ms))]
+            circuit, loads = target, self.loads[target]
+            if a.get("mode") == "ok":     # back to the modelled load: end the timeline's steps now
+                for comp in self._timeline_loads.pop(circuit, []):
+                    if comp.active(t + self.start_ms):
+                        comp.duration_ms = t + self.start_ms - comp.at_ms
             else:
-                delta = _three(a["delta_a"])
-            self.loads[circuit].add(StepEvent(at_ms=t + self.start_ms, delta_a=delta, duration_ms=a.get("for_ms")))
+                if a.get("mode") == "set":
+                    delta = [v - c for v, c in zip(_three(a["current_a"]), loads.current_a(t + self.start_ms))]
+                else:
+                    delta = _three(a["delta_a"])
+                comp = StepEvent(at_ms=t + self.start_ms, delta_a=delta, duration_ms=a.get("for_ms"))
+                loads.add(comp)
+                self._timeline_loads.setdefault(circuit, []).append(comp)
         elif verb == "pv":
-            self._clouds[target].append((t, until, a["fraction"]))
+            if a.get("mode") == "ok":
+                self._clouds[target] = [(s0, min(u, t) if u is not None else t, f)
+                                        for s0, u, f in self._clouds[target]]
+            else:
+                self._clouds[target].append((t, until, a["fraction"]))
         elif verb == "phase":
-            self._phase_loss.setdefault(target, {})[a["phase"]] = until
+            phase = a.get("index", a.get("phase"))
+            if isinstance(phase, str):
+                phase = int(phase[1]) - 1
+            if a.get("mode") == "ok":
+                self._phase_loss.setdefault(target, {}).pop(phase, None)
+            else:
+                self._phase_loss.setdefault(target, {})[phase] = until
             self._apply_voltages(t)
             if until is not None:
                 self._later(until, lambda tt=until: self._apply_voltages(tt))
         elif verb == "controller":
             self.controller_restarts.append(t)
         self.events_log.append((t, st.text))
+
+    @staticmethod
+    def _clear_ev_faults(ev):
+        for f in fields(ev.faults):
+            setattr(ev.faults, f.name, f.default)
 
     def _later(self, t, fn):
         self._deferred.append((t, fn))
@@ -299,6 +333,8 @@ class Plant:
     # ------------------------------------------------------------------ time
     def advance(self, t_ms: int) -> None:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
+        if self.caches:
+            self.invalidate()
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
             v = self._pending_vehicles.pop(0)
             at = self._time(v.arrive)
@@ -323,6 +359,13 @@ class Plant:
         for name, m in self.meters.items():
             m.advance(t_ms, self.truth[name])
         self.now_ms = t_ms
+        if self.caches:
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        """Drop the device images' cached points (models changed outside their images)."""
+        for dev in self.devices.values():
+            dev.image.invalidate()
 
     def _update_truth(self, t_ms):
         s = self.site

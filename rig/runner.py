@@ -82,7 +82,7 @@ class Run:
     """Shared set-up of both modes."""
 
     def __init__(self, scenario, out_dir, *, seed=None, duration_ms=None, backend="c", sample_ms=None,
-                 progress=None):
+                 progress=None, recording=None, allocator_factory=None, caches=False):
         if seed is not None:
             scenario = scenario.model_copy(update={"seed": int(seed)})
         self.scenario = scenario
@@ -94,7 +94,10 @@ class Run:
         self.sample_ms = int(sample_ms or self.cycle_ms)
         self.backend = backend
         self.progress = progress
-        self.plant = Plant(scenario, self.site)
+        self.recording = recording              # a rig.recording.Recording to fill, or None
+        self.allocator_factory = allocator_factory  # the DUT's decision maker (default: the core)
+        self.caches = bool(caches)   # fast-mode caches (images, drivers); results are identical
+        self.plant = Plant(scenario, self.site, caches=self.caches)
         self.kpis = Kpis(self.site)
         names = self.site.charger_names
         self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
@@ -102,7 +105,7 @@ class Run:
     def endpoints(self, links: dict) -> list:
         eps = []
         for name, dev in self.plant.devices.items():
-            drv = driver_for(dev.profile, dev.unit)
+            drv = driver_for(dev.profile, dev.unit, memo=self.caches)
             link, loopback = links[name]
             eps.append(Endpoint(name, dev.kind, drv, link, dev.unit, loopback))
         return eps
@@ -110,6 +113,8 @@ class Run:
     def record(self, t_ms: int, res, dt_s: float):
         plant = self.plant
         self.kpis.update(dt_s, plant.truth, self.site.params.voltage_v)
+        if self.recording is not None:
+            self.recording.sample(t_ms, plant.truth, plant.chargers, res)
         row = [t_ms / 1000]
         for name in self.site.circuit_names:
             row += [round(v, 3) for v in plant.truth[name]] + self.kpis.limits[name]
@@ -145,12 +150,14 @@ class Run:
 
 
 async def run_fast_async(scenario, out_dir, **kw) -> dict:
+    """``caches=False`` turns the fast-mode caches off (same results, slower: for equivalence tests)."""
+    kw.setdefault("caches", True)
     run = Run(scenario, out_dir, **kw)
     clock = VirtualClock()
     links = {name: (FastLink(name, dev.image, clock, run.plant.comm), True)
              for name, dev in run.plant.devices.items()}
     ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                          backend=run.backend)
+                          backend=run.backend, allocator_factory=run.allocator_factory)
     wall0 = time.perf_counter()
     interrupted = False
     silent_until = -1
@@ -176,6 +183,8 @@ async def run_fast_async(scenario, out_dir, **kw) -> dict:
     finally:
         run.trace.close()
         summary = run.summary(ctrl, "fast", time.perf_counter() - wall0, interrupted)
+        if run.recording is not None:
+            run.recording.finish(run.plant, ctrl)
         write_json(run.out_dir / "summary.json", summary)
     return summary
 

@@ -119,6 +119,8 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
                 by_port[key] = m
                 masters.append(m)
             links.setdefault(ep["device"], (WireLink(by_port[key]), True))
+        # connect every master up front (concurrently), not one by one inside the first cycle
+        await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
                               backend=run.backend, measure_wall=True)
         physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms))

@@ -289,8 +289,12 @@ def _finite(x: Any) -> bool:
 class _Driver:
     kind = ""
 
-    def __init__(self, profile: Profile | str, unit: int | None, slot: int) -> None:
+    def __init__(self, profile: Profile | str, unit: int | None, slot: int, memo: bool = False) -> None:
         p = _resolve(profile)
+        # memo: the last responses and what they decoded to (decoding is a pure function of them)
+        self.memo = bool(memo)
+        self._memo_key: tuple | None = None
+        self._memo_val: Any = None
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -337,8 +341,9 @@ class MeterDriver(_Driver):
 
     kind = "meter"
 
-    def __init__(self, profile: Profile | str, unit: int | None = None, slot: int = 0) -> None:
-        super().__init__(profile, unit, slot)
+    def __init__(self, profile: Profile | str, unit: int | None = None, slot: int = 0, *,
+                 memo: bool = False) -> None:
+        super().__init__(profile, unit, slot, memo)
         self.spec: MeterSpec = self.profile.driver or _DEFAULT_METER_SPEC
         lay = self._layout
         self.phases_present: list[bool] = []
@@ -376,6 +381,16 @@ class MeterDriver(_Driver):
                 self._build_plan()
 
     def decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
+        if self.memo:
+            key = tuple(map(tuple, responses))
+            if key == self._memo_key:
+                return list(self._memo_val)
+            out = self._decode(responses)
+            self._memo_key, self._memo_val = key, list(out)
+            return out
+        return self._decode(responses)
+
+    def _decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
         v = self._values(responses)
         s = self.spec
         name = self.profile.name
@@ -410,8 +425,9 @@ class ChargerDriver(_Driver):
 
     kind = "charger"
 
-    def __init__(self, profile: Profile | str, unit: int | None = None, slot: int = 0) -> None:
-        super().__init__(profile, unit, slot)
+    def __init__(self, profile: Profile | str, unit: int | None = None, slot: int = 0, *,
+                 memo: bool = False) -> None:
+        super().__init__(profile, unit, slot, memo)
         p = self.profile
         spec: ChargerSpec | None = p.driver
         if spec is None:
@@ -610,6 +626,21 @@ class ChargerDriver(_Driver):
 
     # -- reads -----------------------------------------------------------------------------------
     def decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
+        if self.memo:
+            key = tuple(map(tuple, responses))
+            if key != self._memo_key:
+                r = self._decode(responses)
+                self._memo_key, self._memo_val = key, r
+                r = self._memo_val
+            else:
+                r = self._memo_val
+            raw = dict(r.raw)
+            raw["currents_a"] = cur = list(r.currents_a)
+            return ChargerReading(state=r.state, currents_a=cur, applied_a=r.applied_a,
+                                  setpoint_a=r.setpoint_a, phases=r.phases, raw=raw)
+        return self._decode(responses)
+
+    def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         raw = self._values(responses)
         name = self.profile.name
         cur = []
@@ -643,9 +674,12 @@ class ChargerDriver(_Driver):
 
 
 def driver_for(profile_or_name: Profile | str, unit: int | None = None,
-               slot: int = 0) -> MeterDriver | ChargerDriver:
-    """The driver for a profile (by its ``kind``); ``unit`` None -> its default device unit."""
+               slot: int = 0, *, memo: bool = False) -> MeterDriver | ChargerDriver:
+    """The driver for a profile (by its ``kind``); ``unit`` None -> its default device unit.
+
+    ``memo=True`` remembers the last responses and their decoding (same results, faster when a
+    device's registers do not change between cycles)."""
     p = _resolve(profile_or_name)
     if p.kind == "meter":
-        return MeterDriver(p, unit, slot)
-    return ChargerDriver(p, unit, slot)
+        return MeterDriver(p, unit, slot, memo=memo)
+    return ChargerDriver(p, unit, slot, memo=memo)

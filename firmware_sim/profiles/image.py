@@ -43,6 +43,7 @@ image, so a writable register whose point the model does not expose reads back w
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
@@ -76,7 +77,7 @@ class NoSuchUnit(LookupError):
 
 
 class _Unit:
-    __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station")
+    __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station", "layouts", "enc")
 
     def __init__(self, uid: int, role: str, devices: tuple, is_station: bool) -> None:
         self.uid = uid
@@ -86,9 +87,14 @@ class _Unit:
         self.blocks: dict[str, tuple[tuple[int, int], ...]] = {}
         self.local: dict[tuple[str, int], Any] = {}
         self.is_station = is_station
+        # caches (``DeviceImage(cache=True)``): read layouts per (table, address, count), and the
+        # last encoding per register (id) as (type, value, words)
+        self.layouts: dict[tuple[str, int, int], Any] = {}
+        self.enc: dict[int, tuple] = {}
 
 
 _MISSING = object()
+_copysign = math.copysign
 
 
 def _as_devices(dev: Any) -> tuple:
@@ -98,10 +104,20 @@ def _as_devices(dev: Any) -> tuple:
 
 
 class DeviceImage:
-    """Serve ``profile`` for ``devices`` (unit id -> device, or unit id -> [device per connector])."""
+    """Serve ``profile`` for ``devices`` (unit id -> device, or unit id -> [device per connector]).
 
-    def __init__(self, profile: Profile, devices: Mapping[int, Any]) -> None:
+    ``cache=True`` (fast mode) keeps, between requests, each device's ``points()`` for one
+    ``now_ms``, each request's register layout and each register's last encoding. The points
+    cache is dropped on every write and heartbeat through the image and whenever ``now_ms``
+    changes; the owner of the devices must call :meth:`invalidate` after changing them by other
+    means (the plant does, on every advance). Answers are identical with and without it.
+    """
+
+    def __init__(self, profile: Profile, devices: Mapping[int, Any], *, cache: bool = False) -> None:
         self.profile = profile
+        self.cache = bool(cache)
+        self._pc_now: int | None = None
+        self._pc: dict[int, dict] = {}
         p = profile
         self._units: dict[int, _Unit] = {}
         for uid, dev in devices.items():
@@ -153,6 +169,22 @@ class DeviceImage:
             raise NoSuchUnit(unit)
         return u
 
+    def invalidate(self) -> None:
+        """Forget cached ``points()`` (the devices changed outside this image)."""
+        self._pc_now = None
+        self._pc = {}
+
+    def _request_cache(self, u: _Unit, now_ms: int) -> dict:
+        if not self.cache:
+            return {"now": now_ms}
+        if self._pc_now != now_ms:
+            self._pc_now = now_ms
+            self._pc = {}
+        c = self._pc.get(u.uid)
+        if c is None:
+            c = self._pc[u.uid] = {"now": now_ms}
+        return c
+
     # --- value access --------------------------------------------------------------------
     def _points(self, u: _Unit, idx: int, cache: dict) -> Mapping[str, Any]:
         pts = cache.get(idx)
@@ -189,12 +221,82 @@ class DeviceImage:
         except Exception as exc:  # a model bug or a missing point: the device fails
             raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
 
+    def _words_memo(self, u: _Unit, reg: Register, cache: dict) -> list[int]:
+        """:meth:`_words` through the unit's last-encoding memo (do not mutate the result)."""
+        try:
+            value = self._value(u, reg, cache)
+        except ModbusError:
+            raise
+        except Exception as exc:
+            raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
+        key = id(reg)
+        m = u.enc.get(key)
+        tv = type(value)
+        if m is not None and m[0] is tv and m[1] == value and \
+                (tv is not float or value != 0.0 or _copysign(1.0, value) == _copysign(1.0, m[1])):
+            return m[2]
+        try:
+            words = encode(value, reg.dtype, reg.word_order or self.profile.word_order,
+                           reg.scale, reg.count, saturate=True)
+        except ModbusError:
+            raise
+        except Exception as exc:
+            raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
+        u.enc[key] = (tv, value, words)
+        return words
+
+    def _layout(self, u: _Unit, table: str, address: int, count: int) -> Any:
+        """Segments of a read that cannot fail for static reasons, else None (slow path).
+
+        A segment is a list of filler words, or (register, offset, stop, whole)."""
+        p = self.profile
+        fc = READ_FC.get(table)
+        if fc is None or fc not in p.function_codes:
+            return None
+        limit = p.max_read_bits if fc <= 2 else p.max_read
+        end = address + count
+        if count < 1 or count > limit or address < 0 or end > 0x10000:
+            return None
+        m = u.maps.get(table, {})
+        if p.single_value_reads:
+            ent = m.get(address)
+            if ent is not None and ent[0].readable:
+                reg, off = ent
+                if off != 0 or count > reg.count:
+                    return None
+        segs: list = []
+        a = address
+        while a < end:
+            ent = m.get(a)
+            if ent is None or not ent[0].readable:
+                try:
+                    w = self._filler(u, table, a)
+                except ModbusError:
+                    return None
+                if segs and isinstance(segs[-1], list):
+                    segs[-1].append(w)
+                else:
+                    segs.append([w])
+                a += 1
+                continue
+            reg, off = ent
+            stop = min(reg.end, end) - reg.address
+            if (off or stop < reg.count) and p.partial_reads == "exception":
+                return None
+            segs.append((reg, off, stop, off == 0 and stop == reg.count))
+            a = reg.address + stop
+        return tuple(segs)
+
     def _heartbeat(self, u: _Unit, now_ms: int, devices: Sequence | None = None) -> None:
-        for d in (u.devices if devices is None else devices):
-            try:
-                d.write_point("heartbeat", True, now_ms)
-            except Exception as exc:
-                raise ModbusError(DEVICE_FAILURE, f"heartbeat: {exc!r}") from exc
+        try:
+            for d in (u.devices if devices is None else devices):
+                try:
+                    d.write_point("heartbeat", True, now_ms)
+                except Exception as exc:
+                    raise ModbusError(DEVICE_FAILURE, f"heartbeat: {exc!r}") from exc
+        finally:
+            if self.cache:
+                self.invalidate()
 
     def _filler(self, u: _Unit, table: str, address: int) -> int:
         for s, e in u.blocks.get(table, ()):
@@ -212,6 +314,24 @@ class DeviceImage:
         """Words (or 0/1 bits for coil/discrete) for ``count`` items from ``address``."""
         p = self.profile
         u = self._unit(unit)
+        if self.cache:
+            key = (table, address, count)
+            segs = u.layouts.get(key, _MISSING)
+            if segs is _MISSING:
+                segs = u.layouts[key] = self._layout(u, table, address, count)
+            if segs is not None:
+                if self._kick == "any":
+                    self._heartbeat(u, now_ms)
+                cache = self._request_cache(u, now_ms)
+                out: list[int] = []
+                for seg in segs:
+                    if seg.__class__ is list:
+                        out.extend(seg)
+                        continue
+                    reg, off, stop, whole = seg
+                    words = self._words_memo(u, reg, cache)
+                    out.extend(words if whole else words[off:stop])
+                return out
         fc = READ_FC.get(table)
         if fc is None or fc not in p.function_codes:
             raise ModbusError(ILLEGAL_FUNCTION, f"read {table}")
@@ -252,6 +372,16 @@ class DeviceImage:
     def write(self, unit: int, table: str, address: int, values: Sequence[int],
               now_ms: int = 0, fc: int | None = None) -> None:
         """Apply a write request (words for holding, 0/1 for coils)."""
+        if not self.cache:
+            return self._write(unit, table, address, values, now_ms, fc)
+        self.invalidate()
+        try:
+            return self._write(unit, table, address, values, now_ms, fc)
+        finally:
+            self.invalidate()
+
+    def _write(self, unit: int, table: str, address: int, values: Sequence[int],
+               now_ms: int, fc: int | None) -> None:
         p = self.profile
         u = self._unit(unit)
         values = list(values)

@@ -1,0 +1,1 @@
+"""dlbrig.rig.certify: the certification catalog, its runner and the DUT adapters."""
