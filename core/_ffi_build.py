@@ -30,6 +30,7 @@ typedef struct {
     int32_t max_starts_per_hour; int32_t ramp_up_ma_per_s; int32_t reclaim_hold_ms;
     int32_t reclaim_margin_ma; int32_t probe_interval_ms; int32_t phase_switch_hold_ms;
     int32_t max_phase_switches; int32_t active_threshold_ma; int32_t follow_time_ms;
+    int32_t meter_latency_ms;
 } dlb_params;
 
 typedef struct {

@@ -79,6 +79,7 @@ class Params:
     max_phase_switches: int = 4
     active_threshold_ma: int = 1_000
     follow_time_ms: int = 10_000
+    meter_latency_ms: int = 0
 
 
 @dataclass
@@ -163,7 +164,7 @@ def validate(params: Params, circuits: list, chargers: list) -> None:
     check(0 <= p.policy <= POLICY_LLF, "params.policy", "unknown policy")
     for name in ("meter_timeout_ms", "charger_timeout_ms", "recovery_hold_ms", "rotation_period_ms",
                  "min_on_ms", "min_off_ms", "reclaim_hold_ms", "probe_interval_ms",
-                 "phase_switch_hold_ms", "follow_time_ms"):
+                 "phase_switch_hold_ms", "follow_time_ms", "meter_latency_ms"):
         check(0 <= getattr(p, name) <= MAX_DURATION_MS, f"params.{name}", "out of range")
     check(0 <= p.max_starts_per_hour <= MAX_STARTS, "params.max_starts_per_hour", "out of range")
     check(0 <= p.ramp_up_ma_per_s <= MAX_CURRENT_MA, "params.ramp_up_ma_per_s", "out of range")

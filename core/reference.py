@@ -32,6 +32,7 @@ KEY_PKEY_MAX = (1 << KEY_PKEY_BITS) - 1
 LAXITY_OFFSET = 1 << 51
 INT32_MAX = 2**31 - 1
 HOLDS = 4                     # dlb.c: DLB_HOLDS
+EV_HISTORY = 12               # dlb.c: DLB_EV_HISTORY
 
 # admission tiers below the must-stay group (see _admission_key)
 TIER_STARVING, TIER_STICKY, TIER_OTHER, TIER_IDLE = 0, 1, 2, 3
@@ -94,6 +95,7 @@ class _MeterState:
         self.ok_since = NONE
         self.recover_at_once = True
         self.probe_owner = NONE      # the one charger of this circuit allowed to probe upward
+        self.ev_hist = []            # [t_start, [3]]: smallest EV sums below the meter, per time bucket
 
 
 class ReferenceCore:
@@ -221,9 +223,11 @@ class ReferenceCore:
         base = [[0, 0, 0] for _ in range(nc)]
         for c in range(nc - 1, -1, -1):
             cc, ms = self.circuits[c], self.ms[c]
+            if cc.has_meter:
+                ev_seen = self._ev_window(ms, evsum[c], now)
             for ph in range(PHASES):
                 if cc.has_meter and not ms.stale:
-                    base[c][ph] = ms.ma[ph] - evsum[c][ph]
+                    base[c][ph] = ms.ma[ph] - ev_seen[ph]
                 elif cc.has_meter:
                     base[c][ph] = cc.fallback_base_ma[ph]
                 else:
@@ -476,6 +480,21 @@ class ReferenceCore:
                 ms.ok_since = now
             if ms.stale and (ms.recover_at_once or now - ms.ok_since >= p.recovery_hold_ms):
                 ms.stale = False
+
+    def _ev_window(self, ms, ev, now):
+        """Smallest EV sum per phase within meter_latency_ms: buckets of latency/8, at most EV_HISTORY."""
+        lat = self.p.meter_latency_ms
+        width = max(1, lat // 8)
+        h = ms.ev_hist
+        if h and now - h[-1][0] < width:
+            h[-1][1] = [min(a, b) for a, b in zip(h[-1][1], ev)]
+        else:
+            h.append([now, list(ev)])
+        while h and now - h[0][0] > lat + width:
+            h.pop(0)
+        if len(h) > EV_HISTORY:
+            h.pop(0)
+        return [min(e[1][ph] for e in h) for ph in range(PHASES)]
 
     def _ingest_charger(self, k, ci, now):
         s, kc, p = self.ks[k], self.chargers[k], self.p

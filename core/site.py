@@ -19,7 +19,7 @@ SITE_KEYS = {
     "voltage_v", "policy", "cycle_s", "circuits", "chargers", "meter_timeout_s", "charger_timeout_s",
     "recovery_hold_s", "rotation_period_s", "min_on_s", "min_off_s", "max_starts_per_hour",
     "ramp_up_a_per_s", "reclaim_hold_s", "reclaim_margin_a", "probe_interval_s", "unbalance_limit_a",
-    "phase_switch_hold_s", "max_phase_switches", "active_threshold_a", "follow_time_s",
+    "phase_switch_hold_s", "max_phase_switches", "active_threshold_a", "follow_time_s", "meter_latency_s",
 }
 CIRCUIT_KEYS = {"name", "parent", "limit_a", "margin_a", "meter", "power_limit_kw", "fallback_base_a",
                 "unbalance_limit_a"}
@@ -31,7 +31,7 @@ DURATIONS = {"meter_timeout_s": "meter_timeout_ms", "charger_timeout_s": "charge
              "recovery_hold_s": "recovery_hold_ms", "rotation_period_s": "rotation_period_ms",
              "min_on_s": "min_on_ms", "min_off_s": "min_off_ms", "reclaim_hold_s": "reclaim_hold_ms",
              "probe_interval_s": "probe_interval_ms", "phase_switch_hold_s": "phase_switch_hold_ms",
-             "follow_time_s": "follow_time_ms"}
+             "follow_time_s": "follow_time_ms", "meter_latency_s": "meter_latency_ms"}
 CURRENTS = {"ramp_up_a_per_s": "ramp_up_ma_per_s", "reclaim_margin_a": "reclaim_margin_ma",
             "active_threshold_a": "active_threshold_ma"}
 

@@ -16,6 +16,7 @@
 #define LAXITY_OFFSET ((int64_t)1 << 51)
 #define TNONE ((int64_t)-1) /* "no time": every stored timestamp is >= 0 */
 #define DLB_HOLDS 4         /* lowered set-points remembered per charger (reference: HOLDS) */
+#define DLB_EV_HISTORY 12   /* EV-sum buckets per metered circuit (reference: EV_HISTORY) */
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
@@ -33,6 +34,9 @@ typedef struct {
 
 typedef struct {
     int64_t t_last, ok_since;
+    int64_t hist_t[DLB_EV_HISTORY + 1];              /* bucket start times ... */
+    int64_t hist_ev[DLB_EV_HISTORY + 1][DLB_PHASES]; /* ... and the smallest EV sums in them */
+    int32_t n_hist;
     int32_t ma[DLB_PHASES];
     int32_t probe_owner;
     uint8_t seen, stale, recover_at_once;
@@ -319,6 +323,7 @@ void dlb_params_default(dlb_params *p)
     p->max_phase_switches = 4;
     p->active_threshold_ma = 1000;
     p->follow_time_ms = 10000;
+    p->meter_latency_ms = 0;
 }
 
 typedef struct {
@@ -432,11 +437,11 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
         const int32_t durations[] = {p->meter_timeout_ms,  p->charger_timeout_ms, p->recovery_hold_ms,
                                      p->rotation_period_ms, p->min_on_ms,         p->min_off_ms,
                                      p->reclaim_hold_ms,    p->probe_interval_ms, p->phase_switch_hold_ms,
-                                     p->follow_time_ms};
+                                     p->follow_time_ms, p->meter_latency_ms};
         static const char *const names[] = {"meter_timeout_ms",   "charger_timeout_ms", "recovery_hold_ms",
                                             "rotation_period_ms", "min_on_ms",          "min_off_ms",
                                             "reclaim_hold_ms",    "probe_interval_ms",  "phase_switch_hold_ms",
-                                            "follow_time_ms"};
+                                            "follow_time_ms", "meter_latency_ms"};
         for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
             CHECK(in_range(durations[i], 0, DLB_MAX_DURATION_MS), "params", -1, names[i], "out of range");
         }
@@ -677,6 +682,43 @@ static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int6
         }
         if (ms->stale && (ms->recover_at_once || now - ms->ok_since >= s->p.recovery_hold_ms)) {
             ms->stale = 0;
+        }
+    }
+}
+
+/* smallest EV sum per phase below a meter within meter_latency_ms (buckets of latency/8) */
+static void ev_window(const dlb_params *p, meter_state *ms, const int64_t *ev, int64_t now, int64_t *out)
+{
+    int64_t width = max64(1, p->meter_latency_ms / 8);
+    int32_t n = ms->n_hist;
+    if (n > 0 && now - ms->hist_t[n - 1] < width) {
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            ms->hist_ev[n - 1][ph] = min64(ms->hist_ev[n - 1][ph], ev[ph]);
+        }
+    } else {
+        ms->hist_t[n] = now;
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            ms->hist_ev[n][ph] = ev[ph];
+        }
+        n++;
+    }
+    int32_t drop = 0;
+    while (drop < n && now - ms->hist_t[drop] > p->meter_latency_ms + width) {
+        drop++;
+    }
+    if (n - drop > DLB_EV_HISTORY) {
+        drop = n - DLB_EV_HISTORY;
+    }
+    if (drop > 0) {
+        memmove(ms->hist_t, ms->hist_t + drop, (size_t)(n - drop) * sizeof(ms->hist_t[0]));
+        memmove(ms->hist_ev, ms->hist_ev + drop, (size_t)(n - drop) * sizeof(ms->hist_ev[0]));
+        n -= drop;
+    }
+    ms->n_hist = n;
+    for (int ph = 0; ph < DLB_PHASES; ph++) {
+        out[ph] = ms->hist_ev[0][ph];
+        for (int32_t i = 1; i < n; i++) {
+            out[ph] = min64(out[ph], ms->hist_ev[i][ph]);
         }
     }
 }
@@ -1331,11 +1373,15 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
-        const meter_state *ms = &s->ms[c];
+        meter_state *ms = &s->ms[c];
         circuit_scratch *cs = &s->cx[c];
+        int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
+        if (cc->has_meter) {
+            ev_window(p, ms, cs->evsum, now, ev_seen);
+        }
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             if (cc->has_meter && !ms->stale) {
-                cs->base[ph] = ms->ma[ph] - cs->evsum[ph];
+                cs->base[ph] = ms->ma[ph] - ev_seen[ph];
             } else if (cc->has_meter) {
                 cs->base[ph] = cc->fallback_base_ma[ph];
             } else {

@@ -31,7 +31,8 @@
  *      recovery_hold_ms. A meter or charger that has never answered is stale/lost from the start; its
  *      first reading is trusted at once (there was no failure to recover from).
  *   2. base load per circuit and phase = meter - sum of measured EV currents of the (non-lost) chargers
- *      below the meter. A circuit without a meter has base = fallback_base_ma (its own non-EV load,
+ *      below the meter, taking the smallest such sum seen within meter_latency_ms (the meter's value
+ *      may predate an EV's start; a late meter then never makes the base look smaller than it is). A circuit without a meter has base = fallback_base_ma (its own non-EV load,
  *      default 0) + the base of its child circuits. A lost charger's draw is not subtracted (it stays in
  *      the base), because its reserve is counted on top: conservative.
  *   Counted phases: a demanding charger loads the site phases of the conductors of its phase mode;
@@ -180,6 +181,13 @@ typedef struct {
     int32_t follow_time_ms;         /* how long an EV may take to apply a set-point (PWM update spacing
                                        + EV reaction): a lowered set-point stays counted this long;
                                        default 10000 */
+    int32_t meter_latency_ms;       /* how much older a meter's value may be than the charger readings
+                                       (set it to the meter's refresh interval when that is longer
+                                       than the cycle): base load subtracts the smallest EV draw seen
+                                       within this window, so an EV that started after the meter's
+                                       sample never makes the base look smaller than it is. Costs
+                                       under-allocation for this long after EVs ramp up. Default 0:
+                                       the meter and charger readings are taken as simultaneous */
 } dlb_params;
 
 /* One circuit (fuse). Circuits form a tree: parent < own index (the parent comes first); the roots have

@@ -98,13 +98,20 @@ def scenarios():
               help="Output folder (trace.csv, summary.json). Default: out/<scenario>-<mode>.")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--duration", type=str, default=None, help="Override the duration (e.g. 10m, 3600s).")
-@click.option("--speed", type=float, default=1.0, show_default=True,
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Wire mode: run this many times faster than real time.")
 @click.option("--backend", type=click.Choice(["c", "reference"]), default="c", show_default=True)
 def run(scenario, mode, out_dir, seed, duration, speed, backend):
     """Run SCENARIO (a path or a built-in name) and write its trace and summary."""
     from .runner import run_fast
+    from .scenario.times import parse_duration
 
+    if duration is not None:
+        try:
+            parse_duration(duration)
+        except ValueError as exc:
+            click.echo(f"error: --duration: {exc}", err=True)
+            sys.exit(2)
     sc = _load(scenario, duration=duration, seed=seed, mode=mode)
     mode = sc.mode
     out_dir = out_dir or f"out/{sc.name}-{mode}"
@@ -143,7 +150,7 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend):
 @click.option("--endpoints", "endpoints_file", type=click.Path(dir_okay=False), default=None,
               help="Write the endpoint list (JSON) here once the servers listen.")
 @click.option("--duration", type=str, default=None, help="Stop after this long (default: until Ctrl-C).")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Physics this many times faster than real time.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Physics this many times faster than real time.")
 def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, duration, speed):
     """Serve SCENARIO's meters and chargers over Modbus with no built-in controller.
 
@@ -158,8 +165,9 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
     sc = _load(scenario)
     try:
         check_bind_host(host, allow_non_loopback)
-    except PermissionError as exc:
-        click.echo(f"error: --bind: {exc}", err=True)
+    except PermissionError:
+        click.echo(f"error: --bind: refusing to serve on {host!r}, which is not a loopback address; "
+                   f"add --allow-non-loopback to serve on a real network", err=True)
         sys.exit(2)
     duration_ms = None
     if duration is not None:
@@ -184,6 +192,9 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
                                   speed=speed, ready=ready))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        click.echo(f"error: cannot serve: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.group()

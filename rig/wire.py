@@ -77,7 +77,7 @@ def serve_plant(plant, emulator: ModbusEmulator, *, base_port: int = 0) -> None:
         if dev.transport == "rtu":
             buses.setdefault(dev.bus or "rs485-1", []).append((name, dev.image))
         else:
-            emulator.serve(name, dev.image, port=port)
+            emulator.serve_tcp({name: dev.image}, port=port)
             port = port + 1 if port else 0
     for bus, devices in buses.items():
         emulator.serve_rtu(devices, medium="tcp", port=port, name=bus)
@@ -124,7 +124,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
                               backend=run.backend, measure_wall=True)
         physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms))
-        next_t, silent_until, restarts_seen = 0, -1, 0
+        next_t, silent_until, restarts_seen, last_t = 0, -1, 0, None
         while next_t < run.duration_ms:
             await clock.sleep_until(next_t)
             t = max(clock.now_ms(), run.plant.now_ms)
@@ -136,7 +136,9 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             res = ctrl.last_result
             if t >= silent_until:
                 res = await ctrl.cycle(t)
-            run.record(t, res, run.cycle_ms / 1000)
+            # a late cycle covers more time: weight the sample by the real time since the last one
+            run.record(t, res, (t - last_t) / 1000 if last_t is not None else run.cycle_ms / 1000)
+            last_t = t
             if run.progress is not None:
                 run.progress(t, run.duration_ms)
             next_t += run.cycle_ms
