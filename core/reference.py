@@ -484,6 +484,9 @@ class ReferenceCore:
     def _ev_window(self, ms, ev, now):
         """Smallest EV sum per phase within meter_latency_ms: buckets of latency/8, at most EV_HISTORY."""
         lat = self.p.meter_latency_ms
+        if lat == 0:                 # meter and charger readings taken as simultaneous
+            ms.ev_hist = []
+            return list(ev)
         width = max(1, lat // 8)
         h = ms.ev_hist
         if h and now - h[-1][0] < width:

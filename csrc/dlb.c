@@ -689,6 +689,13 @@ static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int6
 /* smallest EV sum per phase below a meter within meter_latency_ms (buckets of latency/8) */
 static void ev_window(const dlb_params *p, meter_state *ms, const int64_t *ev, int64_t now, int64_t *out)
 {
+    if (p->meter_latency_ms == 0) { /* meter and charger readings taken as simultaneous */
+        ms->n_hist = 0;
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            out[ph] = ev[ph];
+        }
+        return;
+    }
     int64_t width = max64(1, p->meter_latency_ms / 8);
     int32_t n = ms->n_hist;
     if (n > 0 && now - ms->hist_t[n - 1] < width) {
