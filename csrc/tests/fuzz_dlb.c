@@ -78,6 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.phase_switch_hold_ms = rng(&r, 0, 300000);
     p.max_phase_switches = rng(&r, 0, 6);
     p.active_threshold_ma = rng(&r, 0, 5000);
+    p.meter_latency_ms = (mode & 2u) ? rng(&r, 0, 10000) : 0;
     for (size_t c = 0; c < nc; c++) {
         dlb_circuit *cc = &circ[c];
         uint32_t b = rd8(&r);

@@ -14,11 +14,34 @@
 #define BIG ((int64_t)1 << 62)
 #define INV_HOLDS 4 /* reference.py HOLDS: lowered set-points remembered per charger */
 
+#define INV_EV_HIST 256 /* raw EV sums remembered per metered circuit (meter_latency_ms window) */
+
 typedef struct {
     int64_t t_last, ok_since;
     int64_t ma[DLB_PHASES];
     int seen, stale, recover_at_once;
+    int64_t hist_t[INV_EV_HIST], hist_ev[INV_EV_HIST][DLB_PHASES]; /* ring of (time, EV sum) */
+    int n_hist, head;
 } meter_model;
+
+/* Smallest EV sum per phase over readings with now - t <= span (the current one included). */
+static void ev_min(const meter_model *m, int64_t now, int64_t span, int64_t *out)
+{
+    for (int ph = 0; ph < DLB_PHASES; ph++) {
+        out[ph] = INT64_MAX;
+    }
+    for (int i = 0; i < m->n_hist; i++) {
+        int j = (m->head - 1 - i + INV_EV_HIST) % INV_EV_HIST;
+        if (now - m->hist_t[j] > span) {
+            break;
+        }
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if (m->hist_ev[j][ph] < out[ph]) {
+                out[ph] = m->hist_ev[j][ph];
+            }
+        }
+    }
+}
 
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since;
@@ -438,9 +461,34 @@ int inv_check_step(inv_checker *ck, int64_t now, const dlb_meter_input *meters,
         }
         for (size_t ci = nc; ci-- > 0;) {
             const dlb_circuit *cc = &ck->circ[ci];
+            /* meter_latency_ms: the core subtracts the smallest EV sum of its window, which it keeps
+             * in buckets of latency/8; the checker keeps every reading, so it knows the result lies
+             * between the narrow window's minimum and the window widened by two buckets */
+            int64_t lo_ev[DLB_PHASES], hi_ev[DLB_PHASES];
+            int64_t lat = ck->p.meter_latency_ms, width = lat / 8 > 1 ? lat / 8 : 1;
+            if (cc->has_meter) {
+                meter_model *mm = &ck->mm[ci];
+                if (lat == 0) {
+                    mm->n_hist = 0;
+                }
+                mm->hist_t[mm->head] = now;
+                for (int ph = 0; ph < DLB_PHASES; ph++) {
+                    mm->hist_ev[mm->head][ph] = evsum[ci][ph];
+                }
+                mm->head = (mm->head + 1) % INV_EV_HIST;
+                mm->n_hist = mm->n_hist < INV_EV_HIST ? mm->n_hist + 1 : INV_EV_HIST;
+                ev_min(mm, now, lat, hi_ev);
+                ev_min(mm, now, lat == 0 ? 0 : lat + 2 * width, lo_ev);
+            }
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 if (cc->has_meter && !ck->mm[ci].stale) {
-                    ck->base[ci][ph] = ck->mm[ci].ma[ph] - evsum[ci][ph];
+                    int64_t hi_base = ck->mm[ci].ma[ph] - lo_ev[ph], lo_base = ck->mm[ci].ma[ph] - hi_ev[ph];
+                    int64_t rep = cout[ci].base_ma[ph];
+                    if (lat > 0 && rep >= lo_base && rep <= hi_base) {
+                        ck->base[ci][ph] = rep; /* within the window's bounds: check the rest with it */
+                    } else {
+                        ck->base[ci][ph] = lo_base; /* exact for latency 0; else reported below */
+                    }
                 } else if (cc->has_meter) {
                     ck->base[ci][ph] = cc->fallback_base_ma[ph];
                 } else {

@@ -140,11 +140,18 @@ def test_fast_mode_is_reproducible_across_processes(tmp_path):
 
 
 # -- 3. fast vs wire ---------------------------------------------------------------------------------
-def energy_tolerance_kwh(summary_fast, cycle_s=1.0, cycles=2.0, max_kw=22.0) -> float:
-    """Two control cycles of a charger at 22 kW (the largest EV in the library, 3 x 32 A) per
-    session, plus 0.005 kWh for the summary's rounding to 1 Wh of each value."""
+#: How long a charger in wire mode may run behind the same charger in fast mode: two control
+#: cycles (a set-point lands up to a cycle late), plus the core's meter_latency_s window (2 s in
+#: the library: ramp-ups are held back that long after a different instant), plus 2 s of wire
+#: jitter on the EV's start.
+LAG_S = 2 * 1.0 + 2.0 + 2.0
+
+
+def energy_tolerance_kwh(summary_fast, lag_s=LAG_S, max_kw=22.0) -> float:
+    """LAG_S of a charger at 22 kW (the largest EV in the library, 3 x 32 A) per session, plus
+    0.005 kWh for the summary's rounding to 1 Wh of each value."""
     n = max(1, len(summary_fast["sessions"]))
-    return n * max_kw * cycle_s * cycles / 3600 + 0.005
+    return n * max_kw * lag_s / 3600 + 0.005
 
 
 def _short_step(tmp_path):
@@ -202,12 +209,16 @@ def test_fast_and_wire_agree(scenario, compared):
     assert w["energy_delivered_kwh"] == pytest.approx(f["energy_delivered_kwh"], abs=tol)
     per = {x["vehicle"]: x["delivered_kwh"] for x in f["sessions"]}
     for x in w["sessions"]:
-        assert x["delivered_kwh"] == pytest.approx(per[x["vehicle"]], abs=22.0 * 2 / 3600 + 0.002), x
-    # peak currents per circuit: within 1 A (the same EVs at the same set-points); a circuit that
-    # went over its limit peaks at the disturbance, whose size depends on timing (see above)
+        assert x["delivered_kwh"] == pytest.approx(per[x["vehicle"]], abs=22.0 * LAG_S / 3600 + 0.002), x
+    # peak currents per circuit: the same EVs at nearly the same set-points, but wire mode lands
+    # a set-point up to a cycle later and the core's meter_latency_s holds back ramp-ups for a
+    # window that starts at a different instant: within 10 % of the limit; a circuit that went over
+    # its limit peaks at the disturbance, whose size depends on timing (see above)
     for n, c in f["circuits"].items():
         if n not in over(f):
-            assert w["circuits"][n]["peak_a"] == pytest.approx(c["peak_a"], abs=1.0), n
+            tol_a = max(1.0, 0.1 * max(c["limit_a"]))
+            assert w["circuits"][n]["peak_a"] == pytest.approx(c["peak_a"], abs=tol_a), n
+            assert w["circuits"][n]["peak_a"] <= max(c["limit_a"]), n
     assert w["failed_transactions"] == 0
 
 
@@ -252,10 +263,10 @@ def test_meter_older_than_charger_readings_does_not_overshoot(tmp_path):
     assert old in text
     slow = text.replace(old, old[:-1] + ", update_interval_s: 5}")
     # a controller configured for its meter: the core's meter_latency_s covers the refresh interval
-    site_key = "  voltage_v: 230\n"
+    site_key = "  meter_latency_s: 2"
     assert site_key in slow
     p = tmp_path / "slow_meter.yaml"
-    p.write_text(slow.replace(site_key, site_key + "  meter_latency_s: 5\n", 1))
+    p.write_text(slow.replace(site_key, "  meter_latency_s: 5", 1))
     out = tmp_path / "out"
     run(p, out, "fast", 300)
     _, s = read_outputs(out)
@@ -263,7 +274,7 @@ def test_meter_older_than_charger_readings_does_not_overshoot(tmp_path):
     assert main["max_over_a"] == 0, f"main above its 100 A limit by up to {main['max_over_a']} A " \
                                     f"for {main['time_over_s']} s with a 5 s meter refresh"
     # and without it the late meter does mislead the controller (the hazard the setting exists for)
-    p.write_text(slow)
+    p.write_text(slow.replace(site_key, "  meter_latency_s: 0", 1))
     run(p, tmp_path / "out0", "fast", 300)
     _, s0 = read_outputs(tmp_path / "out0")
     assert s0["circuits"]["main"]["max_over_a"] > 0
