@@ -362,9 +362,7 @@ class ReferenceCore:
         else:
             for k in admitted:
                 kc = cfg[k]
-                room = hi[k] - kc.min_ma
-                for j, _, _, a in lanes[k]:
-                    room = min(room, run[j] // a)
+                room = self._run_room(run, lanes[k], hi[k] - kc.min_ma)
                 x = floor_grid(kc.min_ma + max(room, 0), kc.step_ma)
                 for j, _, _, a in lanes[k]:
                     run[j] -= (x - kc.min_ma) * a
@@ -628,6 +626,13 @@ class ReferenceCore:
         return laxity + LAXITY_OFFSET
 
     @staticmethod
+    def _run_room(run, lanes, want):
+        """How much more (per conductor) a charger can take from the set-point budget, at most want."""
+        for j, _, _, a in lanes:
+            want = min(want, run[j] // a)
+        return want
+
+    @staticmethod
     def _first_short(run, lanes, amount):
         for j, _, _, a in lanes:
             if run[j] < amount * a:
@@ -723,9 +728,7 @@ class ReferenceCore:
         # to the others, each pass in admission order.
         for k in [k for k in group if m[k] > ideal[k]] + [k for k in group if m[k] <= ideal[k]]:
             kc = cfg[k]
-            room = hi[k] - ideal[k]
-            for j, _, _, a in lanes[k]:
-                room = min(room, run[j] // a)
+            room = self._run_room(run, lanes[k], hi[k] - ideal[k])
             extra = floor_grid(ideal[k] + max(room, 0), kc.step_ma) - ideal[k]
             if extra > 0:
                 for j, _, _, a in lanes[k]:

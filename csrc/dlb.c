@@ -284,6 +284,25 @@ static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t 
     return -1;
 }
 
+/* how much more (per conductor) charger k can take from the set-point budget run[], at most want */
+static int64_t run_room(const dlb_site *s, int32_t k, int64_t want)
+{
+    const charger_scratch *x = &s->kx[k];
+    int64_t room = want;
+    FOR_PATH(s, k, c) {
+        const circuit_scratch *cs = &s->cx[c];
+        for (int ph = 0; ph < DLB_PHASES; ph++) {
+            if ((x->used >> ph) & 1u) {
+                room = min64(room, cs->run[ph]);
+            }
+        }
+        if (has_power(s, c)) {
+            room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
+        }
+    }
+    return room;
+}
+
 static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
     FOR_PATH(s, k, c) {
@@ -1077,18 +1096,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         } else if (x->started) {
             continue;
         }
-        int64_t room = x->hi - x->ideal;
-        FOR_PATH(s, k, c) {
-            const circuit_scratch *cs = &s->cx[c];
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
-                    room = min64(room, cs->run[ph]);
-                }
-            }
-            if (has_power(s, c)) {
-                room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
-            }
-        }
+        int64_t room = run_room(s, k, x->hi - x->ideal);
         int64_t extra = floor_grid(x->ideal + max64(room, 0), kc->step_ma) - x->ideal;
         if (extra > 0) {
             run_take(s, k, x->used, x->n_used, extra);
@@ -1620,18 +1628,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             int32_t k = s->adm[i];
             charger_scratch *x = &s->kx[k];
             const dlb_charger *kc = &s->chg[k];
-            int64_t room = x->hi - kc->min_ma;
-            FOR_PATH(s, k, c) {
-                const circuit_scratch *cs = &s->cx[c];
-                for (int ph = 0; ph < DLB_PHASES; ph++) {
-                    if ((x->used >> ph) & 1u) {
-                        room = min64(room, cs->run[ph]);
-                    }
-                }
-                if (has_power(s, c)) {
-                    room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
-                }
-            }
+            int64_t room = run_room(s, k, x->hi - kc->min_ma);
             int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
             run_take(s, k, x->used, x->n_used, v - kc->min_ma);
             x->ideal = v;

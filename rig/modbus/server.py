@@ -59,6 +59,7 @@ connection instead of answering). :class:`FaultRules` is a small rule-based hook
 """
 from __future__ import annotations
 
+import abc
 import asyncio
 import ipaddress
 import json
@@ -353,7 +354,7 @@ class _Link:
             pass
 
 
-class _ServerBase:
+class _ServerBase(abc.ABC):
     transport_name = "tcp"
     rtu = False
 
@@ -496,8 +497,9 @@ class _ServerBase:
                 log.debug("%s: broadcast to unit %d refused: %r", self.name, u, exc)
 
     # --- endpoints
+    @abc.abstractmethod
     def endpoints(self) -> list[dict]:
-        raise NotImplementedError
+        """Endpoint records of the devices this server answers for (TCP and RTU servers differ)."""
 
     @property
     def local_address(self) -> str:
@@ -539,8 +541,9 @@ class _StreamServer(_ServerBase):
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    @abc.abstractmethod
     def _protocol(self) -> asyncio.Protocol:
-        raise NotImplementedError
+        """A new protocol instance per connection (MBAP for TCP, RTU framing for RTU lines)."""
 
     async def stop(self) -> None:
         if self._server is not None:
