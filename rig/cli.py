@@ -13,8 +13,28 @@ def main():
 
 
 @main.command()
-@click.option("--dut", type=click.Choice(["builtin", "naive"]), default="builtin", show_default=True,
-              help="Device under test: the built-in core as controller, or the naive negative control.")
+@click.option("--dut", type=click.Choice(["builtin", "naive", "modbus-controller", "modbus-charger"]),
+              default="builtin", show_default=True,
+              help="Device under test: the built-in core as controller, the naive negative control, an "
+                   "external controller over Modbus (started per case by --dut-command), or an external "
+                   "charger over Modbus (--profile/--host/--port).")
+@click.option("--profile", "charger_profile", default=None, metavar="NAME",
+              help="modbus-charger: the charger's register map (see the profiles in README).")
+@click.option("--host", "charger_host", default="127.0.0.1", show_default=True, help="modbus-charger: its address.")
+@click.option("--port", "charger_port", type=click.IntRange(1, 65535), default=None, help="modbus-charger: its port.")
+@click.option("--unit", "charger_unit", type=click.IntRange(0, 255), default=None,
+              help="modbus-charger: its unit id (default: the profile's).")
+@click.option("--arm", is_flag=True, help="Allow writing to a device on a non-loopback address.")
+@click.option("--dut-command", default=None, metavar="CMD",
+              help="modbus-controller: the command that starts the DUT for a case; {endpoints}, {site}, "
+                   "{speed}, {out} and {python} are replaced by the case's endpoints file, site spec, speed, "
+                   "folder and this Python. Example: '{python} -m dlbrig.rig.cli control --endpoints "
+                   "{endpoints} --site {site} --speed {speed}'.")
+@click.option("--mode", type=click.Choice(["fast", "wire"]), default="fast", show_default=True,
+              help="fast: virtual time, in-memory links; wire: real Modbus sockets on loopback (writes "
+                   "capture.pcap). modbus-controller is always wire.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Wire mode: run the physics (and the DUT's clock) this many times faster than real time.")
 @click.option("--firmware", type=click.Choice(["compliant", "noncompliant"]), default="compliant",
               show_default=True, help="Charger firmware: standard timings, or the non-compliant knobs "
                                       "(slow contactor, no watchdog, no diode check, ...).")
@@ -22,7 +42,8 @@ def main():
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/certify", show_default=True)
 @click.option("--list", "list_only", is_flag=True, help="Print the catalog and exit.")
-def certify(dut, firmware, pattern, seed, out_dir, list_only):
+def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm, dut_command, mode, speed,
+            firmware, pattern, seed, out_dir, list_only):
     """Run the certification catalog and write report.html, junit.xml and summary.json."""
     from .certify.catalog import select
     from .certify.model import FAMILIES
@@ -40,15 +61,63 @@ def certify(dut, firmware, pattern, seed, out_dir, list_only):
     if not cases:
         click.echo(f"error: --cases: no case matches {pattern!r}", err=True)
         sys.exit(2)
+    if dut == "modbus-controller":
+        if not dut_command:
+            click.echo("error: --dut modbus-controller: --dut-command is required (how to start the DUT)", err=True)
+            sys.exit(2)
+        mode = "wire"
+        charger_cases = [c.id for c in cases if c.role != "controller"]
+        if charger_cases:   # an external controller comes with our emulated chargers: judge it only
+            cases = [c for c in cases if c.role == "controller"]
+            click.echo(f"note: {len(charger_cases)} charger-role case(s) skipped for an external controller", err=True)
+            if not cases:
+                click.echo("error: --cases: no controller-role case selected", err=True)
+                sys.exit(2)
+    elif dut_command:
+        click.echo("error: --dut-command only applies to --dut modbus-controller", err=True)
+        sys.exit(2)
+    charger_target = None
+    if dut == "modbus-charger":
+        from ..firmware_sim.profiles import get_profile
+        from .certify.charger_probe import ChargerTarget
+        from .external import is_loopback
+        if not charger_profile or not charger_port:
+            click.echo("error: --dut modbus-charger: --profile and --port are required", err=True)
+            sys.exit(2)
+        try:
+            prof = get_profile(charger_profile)
+        except KeyError:
+            click.echo(f"error: --profile: unknown profile {charger_profile!r}", err=True)
+            sys.exit(2)
+        if prof.kind != "charger":
+            click.echo(f"error: --profile: {charger_profile} is a {prof.kind}, not a charger", err=True)
+            sys.exit(2)
+        if not is_loopback(charger_host) and not arm:
+            click.echo(f"error: refusing to write to {charger_host} (not loopback) without --arm", err=True)
+            sys.exit(2)
+        charger_target = ChargerTarget(profile=prof.name, host=charger_host, port=charger_port,
+                                       unit=charger_unit if charger_unit is not None else prof.unit_ids[0],
+                                       transport=prof.transport, speed=speed)
+        skipped = [c.id for c in cases if not c.probe]
+        cases = [c for c in cases if c.probe]
+        if skipped:
+            click.echo(f"note: {len(skipped)} case(s) need the EV side or a whole site and are skipped for an "
+                       f"external charger: {', '.join(skipped[:8])}{' ...' if len(skipped) > 8 else ''}", err=True)
+        if not cases:
+            click.echo("error: --cases: no case runs against an external charger (COM-010..COM-012 do)", err=True)
+            sys.exit(2)
 
     def progress(i, n, case, elapsed):
         click.echo(f"[{i + 1}/{n}] {case.id} {case.title} ({elapsed:.0f} s elapsed)", err=True)
 
-    suite = run_suite(cases, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, progress=progress)
+    frames: dict = {}
+    suite = run_suite(cases, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, progress=progress,
+                      mode=mode, speed=speed, dut_command=dut_command, frames=frames,
+                      charger_target=charger_target)
     written = {}
     try:
         from .report import write_reports
-        written = write_reports(out_dir, suite)
+        written = write_reports(out_dir, suite, frames=frames)
     except ImportError as exc:      # the report module is optional at this stage of the build
         click.echo(f"warning: no report written ({exc})", err=True)
     width = max(len(c.case.id) for c in suite.cases) if suite.cases else 8
@@ -62,6 +131,55 @@ def certify(dut, firmware, pattern, seed, out_dir, list_only):
         click.echo(f"  {name}: {path}")
     click.echo(f"{suite.passed} passed, {suite.failed} failed")
     sys.exit(1 if suite.failed or suite.interrupted else 0)
+
+
+@main.command()
+@click.option("--site", "site_file", required=True, type=click.Path(dir_okay=False),
+              help="The site spec (YAML or JSON: the core's spec, as in a scenario's 'site:').")
+@click.option("--endpoints", "endpoints_file", required=True, type=click.Path(dir_okay=False),
+              help="The devices (JSON list, as written by `dlbrig emulate --endpoints`).")
+@click.option("--allocator", type=click.Choice(["builtin", "naive"]), default="builtin", show_default=True,
+              help="The decision maker: the built-in core, or the naive negative control.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Run the controller's clock this many times faster than real time (to match "
+                   "`dlbrig emulate --speed`).")
+@click.option("--duration", type=str, default=None, help="Stop after this long (default: until Ctrl-C).")
+@click.option("--arm", is_flag=True, help="Allow writing to devices on non-loopback addresses.")
+def control(site_file, endpoints_file, allocator, speed, duration, arm):
+    """Run the built-in site controller against Modbus devices listed in an endpoints file.
+
+    Polls every meter and charger through its product profile, runs the allocator on the site's
+    cycle, writes set-points and heartbeats. Ctrl-C / SIGTERM leave every charger at its safe current.
+    """
+    import asyncio
+
+    from ..core import Site
+    from ..core.site import SiteError
+    from .controller import NotArmed
+    from .external import EndpointsError, control_async, load_endpoints
+    from .scenario.times import parse_duration
+
+    try:
+        site = Site.from_yaml(site_file)
+    except FileNotFoundError:
+        click.echo(f"error: {site_file}: no such file", err=True)
+        sys.exit(2)
+    except (SiteError, ValueError) as exc:
+        click.echo(f"error: {site_file}: {exc}", err=True)
+        sys.exit(2)
+    try:
+        endpoints = load_endpoints(endpoints_file)
+        duration_ms = parse_duration(duration, allow_zero=False) if duration else None
+        stats = asyncio.run(control_async(site, endpoints, speed=speed, duration_ms=duration_ms,
+                                          allocator=allocator, armed=arm))
+    except (EndpointsError, NotArmed) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:
+        click.echo(f"error: --duration: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"dlbrig control: {stats['cycles']} cycles, {stats['failed_transactions']} failed transactions, "
+               f"cycle time median {stats['cycle_time_ms_median']} ms", err=True)
 
 
 def _load(scenario, **overrides):

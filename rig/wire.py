@@ -94,10 +94,12 @@ async def _physics(plant, clock, stop: asyncio.Event, until_ms: int | None):
         await asyncio.sleep(PHYSICS_TICK_MS / 1000 / clock.speed)
 
 
-async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "127.0.0.1", **kw) -> dict:
+async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "127.0.0.1",
+                         tap: FrameRecorder | None = None, **kw) -> dict:
+    """``tap``: a :class:`FrameRecorder` that keeps the raw frames (for a pcap); one is made if None."""
     run = Run(scenario, out_dir, **kw)
     clock = WallClock(speed)
-    tap = FrameRecorder(maxlen=200_000)
+    tap = tap if tap is not None else FrameRecorder(maxlen=200_000)
     emulator = ModbusEmulator(host=host, clock=clock.now_ms, tap=tap,
                               fault_hook=CommFaultHook(run.plant.comm, clock))
     serve_plant(run.plant, emulator)
@@ -122,7 +124,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         # connect every master up front (concurrently), not one by one inside the first cycle
         await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                              backend=run.backend, measure_wall=True)
+                              backend=run.backend, measure_wall=True, allocator_factory=run.allocator_factory)
         physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms))
         next_t, silent_until, restarts_seen, last_t = 0, -1, 0, None
         while next_t < run.duration_ms:
@@ -160,6 +162,8 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             ctrl = SiteController(run.site, [], clock)
         summary = run.summary(ctrl, "wire", time.perf_counter() - wall0, interrupted)
         summary["frames"] = len(tap.frames)
+        if run.recording is not None:
+            run.recording.finish(run.plant, ctrl)
         write_json(run.out_dir / "summary.json", summary)
     return summary
 

@@ -328,6 +328,32 @@ def _com():
              "every phase within its limit.", "standards.md", "controller", "inline",
              ["At +2 min L2 is lost on the main for 10 s."], ["Strict limit holds."], strict,
              spec=_site(timeline=["at +2m phase main L2 loss for 10s"], duration="4m")),
+        # judged over Modbus alone: run against the emulated charger, or an external one (--dut modbus-charger)
+        Case("COM-010", "Set-point following over Modbus", "A charger offers each set-point its controller "
+             "writes within the PWM update spacing (5 s) plus a tolerance, and never offers a current "
+             "between 0 and 6 A (a set-point below 6 A pauses).", "IEC 61851-1 §A.2.2/Table A.8; devices.md "
+             "set-point registers", "charger", "inline",
+             ["An EV is connected and asks for current.", "The rig configures the charger's failsafe (6 A, "
+              "10 s) and writes 16, 10, 6, 0, 3 and 13 A, holding each for 5 s."],
+             ["Each set-point offered within 5 s + 2 s (3 A: pause, 0 A offered).", "No offer in (0, 6) A."],
+             None, spec=_one_charger([], duration="2m"), probe="setpoint_following"),
+        Case("COM-011", "Watchdog fallback over Modbus", "A charger whose controller goes quiet falls back to "
+             "the safe current configured over Modbus within its communication timeout plus a tolerance.",
+             "devices.md (product watchdog/failsafe registers)", "charger", "inline",
+             ["An EV is connected and asks for current.", "The rig sets safe current 6 A and timeout 10 s, "
+              "writes 16 A, waits until it is offered, then stops writing (reads continue)."],
+             ["6 A offered within timeout + 5 s PWM spacing + 3 s."], None,
+             spec=_one_charger([], duration="2m"), probe="watchdog_fallback"),
+        Case("COM-012", "Malformed Modbus frames", "Malformed requests get the right Modbus exception or "
+             "silence and never stop the charger's Modbus server.", "Modbus Application Protocol v1.1b3 "
+             "§4.4, §7; Modbus Messaging on TCP/IP §4.2", "charger", "inline",
+             ["Frames crafted with scapy's Modbus layer, each on its own connection: wrong MBAP length, bad "
+              "protocol id, unknown function code 0x41, truncated PDU, read of 126 registers, wrong unit id.",
+              "After each, a valid read of the charger's registers."],
+             ["Bad MBAP length / protocol id: silence (or the connection closed).", "Unknown function: "
+              "exception 01.", "Oversized quantity: exception 03.", "Truncated PDU: silence or exception 03.",
+              "Wrong unit id: silence, exception 0A/0B, or an answer.", "Every valid read afterwards answers."],
+             None, spec=_one_charger([], duration="2m"), probe="malformed_frames"),
     ]
 
 

@@ -35,6 +35,7 @@ class Case:
     overrides: dict = field(default_factory=dict)   # merged into the scenario's data (e.g. {"site": {"cycle_s": 5}})
     prerequisites: list = field(default_factory=list)
     tags: tuple = ()
+    probe: str | None = None     # a charger_probe.PROBES name: judged over Modbus, not from a recording
 
     @property
     def family(self) -> str:

@@ -1,8 +1,11 @@
 """Run the catalog against a device under test and collect the verdicts.
 
 DUTs:
-- ``builtin``: the built-in core as site controller, firmware_sim chargers (fast mode);
+- ``builtin``: the built-in core as site controller, firmware_sim chargers (fast mode, or wire mode
+  over real Modbus sockets with ``mode="wire"``: then the frames are kept for the pcap);
 - ``naive``: the naive controller (:mod:`dlbrig.rig.naive`), the negative control for controller cases;
+- ``modbus-controller``: an external controller process (``dut_command``), judged by what it does to
+  the emulated site over real Modbus (:mod:`dlbrig.rig.external`); always wire mode;
 - ``--firmware noncompliant``: every charger runs :meth:`FirmwareFaults.noncompliant` (slow contactor,
   no diode check, no watchdog, ignores the PWM spacing, overcurrent never trips), the negative
   control for charger cases.
@@ -26,7 +29,9 @@ from ..scenario import load_scenario
 from ..scenario.loader import validate
 from .model import CaseResult, SuiteResult
 
-DUTS = ("builtin", "naive")
+DUTS = ("builtin", "naive", "modbus-controller", "modbus-charger")
+PROBE_SPEED_FAST = 10.0   # Modbus-only charger cases need sockets: in fast mode the stand-in runs 10x
+MODES = ("fast", "wire")
 FIRMWARE = ("compliant", "noncompliant")
 
 
@@ -55,10 +60,63 @@ def _allocator_factory(dut: str):
     if dut == "naive":
         from ..naive import NaiveAllocator
         return NaiveAllocator
+    if dut in ("modbus-controller", "modbus-charger"):
+        return None
     raise ValueError(f"unknown DUT {dut!r} (one of {', '.join(DUTS)})")
 
 
-def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/certify") -> CaseResult:
+def _execute(sc, case_dir, rec, *, dut, mode, speed, dut_command, frames, case_id):
+    """Run the case's scenario against the DUT; returns the run's summary."""
+    if dut == "modbus-controller":
+        import asyncio
+        from ..external import judge_external_async
+        from ..modbus import FrameRecorder
+        if not dut_command:
+            raise ValueError("--dut modbus-controller needs --dut-command (the command that starts it)")
+        tap = FrameRecorder(maxlen=200_000)
+        try:
+            return asyncio.run(judge_external_async(sc, case_dir, command=dut_command, speed=speed,
+                                                    recording=rec, tap=tap))
+        finally:
+            if frames is not None:
+                frames[case_id] = list(tap.frames)
+    if mode == "wire":
+        from ..modbus import FrameRecorder
+        from ..wire import run_wire
+        tap = FrameRecorder(maxlen=200_000)
+        try:
+            return run_wire(sc, case_dir, speed=speed, recording=rec, tap=tap,
+                            allocator_factory=_allocator_factory(dut))
+        finally:
+            if frames is not None:
+                frames[case_id] = list(tap.frames)
+    return run_fast(sc, case_dir, recording=rec, allocator_factory=_allocator_factory(dut))
+
+
+def _run_probe(case, sc, *, dut, mode, speed, charger_target, frames):
+    import asyncio
+    from .charger_probe import PROBES, run_probe_on_emulated
+    probe = PROBES[case.probe]
+    if dut == "modbus-charger":
+        if charger_target is None:
+            raise ValueError("--dut modbus-charger needs --profile, --host and --port")
+        return asyncio.run(probe(charger_target, subject=f"{charger_target.host}:{charger_target.port}"))
+    from ..modbus import FrameRecorder
+    tap = FrameRecorder(maxlen=50_000)
+    try:
+        return asyncio.run(run_probe_on_emulated(sc, probe, speed=speed if mode == "wire" else PROBE_SPEED_FAST,
+                                                 tap=tap))
+    finally:
+        if frames is not None:
+            frames[case.id] = list(tap.frames)
+
+
+def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/certify", mode="fast",
+             speed=1.0, dut_command=None, frames=None, charger_target=None) -> CaseResult:
+    """``frames``: a dict that receives the case's raw Modbus frames (wire mode) under its id.
+    ``charger_target``: a :class:`~.charger_probe.ChargerTarget` for ``dut="modbus-charger"``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
     t0 = time.perf_counter()
     case_dir = Path(out_dir) / "cases" / case.id
     try:
@@ -68,9 +126,17 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
             knobs = {f.name: getattr(bad, f.name) for f in fields(bad)}
             for dev in sc.chargers:
                 dev.faults = dict(knobs)
+        if case.probe:
+            verdicts = _run_probe(case, sc, dut=dut, mode=mode, speed=speed, charger_target=charger_target,
+                                  frames=frames)
+            status = "pass" if verdicts and all(v.passed for v in verdicts) else "fail"
+            return CaseResult(case, status, verdicts, None, str(case_dir), time.perf_counter() - t0, None, {})
+        if dut == "modbus-charger":
+            raise ValueError(f"{case.id} needs the EV side of the charger: it runs on emulated chargers only")
         from ...core import Site
         rec = Recording.for_site(sc.name, Site.from_dict(sc.site))
-        summary = run_fast(sc, case_dir, recording=rec, allocator_factory=_allocator_factory(dut))
+        summary = _execute(sc, case_dir, rec, dut=dut, mode=mode, speed=speed, dut_command=dut_command,
+                           frames=frames, case_id=case.id)
         rec.sessions = summary.get("sessions", [])
         verdicts = case.checks(rec, case) if case.checks else []
         status = "pass" if verdicts and all(v.passed for v in verdicts) else "fail"
@@ -87,7 +153,8 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
 
 
 def run_suite(cases, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/certify",
-              progress=None) -> SuiteResult:
+              progress=None, mode="fast", speed=1.0, dut_command=None, frames=None,
+              charger_target=None) -> SuiteResult:
     suite = SuiteResult(dut=dut, firmware=firmware, seed=seed,
                         started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     t0 = time.perf_counter()
@@ -95,7 +162,9 @@ def run_suite(cases, *, dut="builtin", firmware="compliant", seed=1, out_dir="ou
         for i, case in enumerate(cases):
             if progress is not None:
                 progress(i, len(cases), case, time.perf_counter() - t0)
-            suite.cases.append(run_case(case, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir))
+            suite.cases.append(run_case(case, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, mode=mode,
+                                        speed=speed, dut_command=dut_command, frames=frames,
+                                        charger_target=charger_target))
     except KeyboardInterrupt:
         suite.interrupted = True
     suite.duration_s = time.perf_counter() - t0
