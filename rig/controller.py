@@ -21,6 +21,10 @@ from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriv
 from .links import LinkTimeout
 
 
+#: a meter reading that stays bit-identical while the EVs under it move by more than this is frozen
+FROZEN_EV_DELTA_A = 3.0
+
+
 class NotArmed(RuntimeError):
     """A write to real hardware was attempted without ``--arm``."""
 
@@ -92,6 +96,60 @@ class SiteController:
         self.last_hb_ms: dict[str, int] = {}
         self.configured = False
         self.last_readings: dict = {}
+        self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
+        self._meter_subtree: dict = {}
+
+    def _under_meter(self, meter: str) -> list:
+        """(charger name, phase map) of every charger in the meter's circuit subtree."""
+        site = self.site
+        if meter not in site.circuit_names:
+            return []
+        root = site.circuit_names.index(meter)
+        out = []
+        for name, k in zip(site.charger_names, site.chargers):
+            c = k.circuit
+            while c >= 0 and c != root:
+                c = site.circuits[c].parent
+            if c == root:
+                out.append((name, list(k.phase_map[:k.phases])))
+        return out
+
+    def _ev_sum(self, meter: str, chargers: dict) -> list:
+        tot = [0.0, 0.0, 0.0]
+        for name, pm in self._meter_subtree.setdefault(meter, self._under_meter(meter)):
+            r = chargers.get(name)
+            if r is None:
+                continue
+            for conductor, phase in enumerate(pm):
+                tot[phase] += float(r["current_a"][conductor])
+        return tot
+
+    def _frozen(self, name: str, currents, chargers: dict, now_ms: int) -> bool:
+        """True when the meter answers but its values stopped updating (frozen): its three currents
+        stayed bit-identical for longer than the meter can lag (``meter_latency_ms`` + 2 cycles)
+        while the EVs under it changed their draw by more than FROZEN_EV_DELTA_A on a phase. A
+        frozen meter's readings are withheld until a value changes, so the core ages them into its
+        stale ladder (fallback budget). A constant load with constant EVs is never taken for frozen:
+        only a meter that contradicts the chargers it feeds is."""
+        key = tuple(currents)
+        ev = self._ev_sum(name, chargers)
+        last = self._meter_seen.get(name)
+        if last is None or last[0] != key:
+            if last is not None and last[3]:
+                self.failures.append(Failure(now_ms, name, "read", "meter values changing again (was frozen)"))
+            self._meter_seen[name] = (key, now_ms, ev, False)
+            return False
+        if last[3]:
+            return True
+        lag_ms = self.site.params.meter_latency_ms + 2 * self.site.cycle_ms
+        moved = max(abs(a - b) for a, b in zip(ev, last[2]))
+        if now_ms - last[1] > lag_ms and moved > FROZEN_EV_DELTA_A:
+            self.failures.append(Failure(now_ms, name, "read", f"meter frozen: values unchanged for "
+                                         f"{(now_ms - last[1]) / 1000:g} s while the EVs under it changed "
+                                         f"by {moved:.1f} A"))
+            self._meter_seen[name] = (key, last[1], last[2], True)
+            return True
+        return False
 
     def restart(self):
         """Controller restart: the allocator loses its state; devices keep theirs."""
@@ -136,11 +194,11 @@ class SiteController:
         wall0 = time.perf_counter()
         if not self.configured:
             await self.configure(now_ms)
-        meters = {}
+        raw_meters = {}
         for ep in self.meters:
             currents = await self._read(ep, now_ms)
             if currents is not None:
-                meters[ep.name] = currents
+                raw_meters[ep.name] = currents
         chargers = {}
         for ep in self.chargers:
             r = await self._read(ep, now_ms)
@@ -161,6 +219,7 @@ class SiteController:
                     if need is not None:
                         reading["energy_need_kwh"] = need
             chargers[ep.name] = reading
+        meters = {n: cur for n, cur in raw_meters.items() if not self._frozen(n, cur, chargers, now_ms)}
         self.last_readings = {"meters": meters, "chargers": chargers}
         res = None if self.safe_state else self.alloc.step(now_ms, meters=meters, chargers=chargers)
         self.last_result = res

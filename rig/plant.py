@@ -72,6 +72,7 @@ class Plant:
         self.comm = CommFaults(seed=self.seed)
         self.now_ms = 0
         self._deferred = []          # (time, action): ends of timed faults, departures
+        self._faulted = set()        # chargers disabled by a timeline `charger CP fault`
         self._timeline_loads = {}    # circuit -> StepEvents added by base steps of the timeline
         s = self.site
         self.circuit_index = {n: i for i, n in enumerate(s.circuit_names)}
@@ -260,6 +261,8 @@ class Plant:
             mode = a["mode"]
             if mode == "ok":
                 self.comm.set(target, None)
+                if target in self._faulted:
+                    self._end_charger_fault(target, t)
             elif mode == "offline":
                 self.comm.set(target, CommFault("offline", until))
             elif mode == "exception":
@@ -270,8 +273,14 @@ class Plant:
             elif mode == "drop":
                 self.comm.set(target, CommFault("drop", until, probability=a["fraction"]))
             elif mode == "fault":
-                self.chargers[target].evse.write_point("enabled", False, t)
+                # through the charge point (EVSE and EV advance together), and undone after `for`
+                cp = self.chargers[target]
+                cp.advance(t)
+                cp.write_point("enabled", False, t)
+                self._faulted.add(target)
                 self.events_log.append((t, f"{target}: charger fault (disabled)"))
+                if until is not None:
+                    self._later(until, lambda n=target, u=until: self._end_charger_fault(n, u))
         elif verb == "base":
             circuit, loads = target, self.loads[target]
             if a.get("mode") == "ok":     # back to the modelled load: end the timeline's steps now
@@ -311,6 +320,14 @@ class Plant:
     def _clear_ev_faults(ev):
         for f in fields(ev.faults):
             setattr(ev.faults, f.name, f.default)
+
+    def _end_charger_fault(self, name, t):
+        if name in self._faulted:
+            self._faulted.discard(name)
+            cp = self.chargers[name]
+            cp.advance(t)
+            cp.write_point("enabled", True, t)
+            self.events_log.append((t, f"{name}: charger fault cleared"))
 
     def _later(self, t, fn):
         self._deferred.append((t, fn))

@@ -193,13 +193,20 @@ def _lim():
              "using disappears; the site is safe again within the settle window.", "standards.md; seed guide",
              "controller", "pv_surplus", ["Built-in scenario pv_surplus, 1 h.",
                                           "At +20 min 80 % of the PV output is lost for 10 min."],
-             ["Strict limit with settle window."], strict, duration="1h"),
+             ["Strict limit with settle window."], strict, duration="1h",
+             overrides={"timeline": ["at +20m pv main cloud 80% for 10m"]}),
         Case("LIM-007", "An EV overdraws its signalled current", "An EV drawing 10 % above its PWM current "
              "(a misbehaving vehicle) does not take the circuit into the breaker's trip region.",
              "standards.md §1.1 soft overcurrent; IEC 60898-1", "controller", "inline",
              ["Five EVs on 100 A.", "At +1 min EV on cp2 overdraws by 10 % for 2 min."],
              ["Envelope: no trip; strict limit outside the settle window."], limits,
              spec=_site(timeline=["at +1m ev cp2 overdraw 10% for 2m"], duration="5m")),
+        Case("LIM-013", "An EV slow to follow a reduction", "An EV that takes 6 s to follow a lower PWM "
+             "current is never handed over to another EV before it has followed: the limit holds outside "
+             "the settle window of the base-load step.", "DESIGN.md transition safety", "controller", "inline",
+             ["Five EVs on 100 A.", "From +1 min the EV on cp2 reacts in 6 s.",
+              "At +2 min the base load rises by 30 A for 2 min."], ["Strict limit with settle window."], strict,
+             spec=_site(timeline=["at +1m ev cp2 slow 6s", "at +2m base main step +30A for 2m"], duration="5m")),
         Case("LIM-008", "Contracted power cap", "The site's total power stays within its contracted capacity "
              "(peak shaving) while phases have room.", "DESIGN.md power cap", "controller", "inline",
              ["Six EVs on a 100 A main capped at 30 kW."], ["Σ phases × 230 V ≤ 30 kW at every sample."],
@@ -328,6 +335,23 @@ def _com():
              "every phase within its limit.", "standards.md", "controller", "inline",
              ["At +2 min L2 is lost on the main for 10 s."], ["Strict limit holds."], strict,
              spec=_site(timeline=["at +2m phase main L2 loss for 10s"], duration="4m")),
+        Case("COM-013", "Meter frozen", "A meter that keeps answering with values that no longer change, "
+             "while the EVs it feeds change their draw, is treated as stale: the controller switches to its "
+             "fallback budget and the limit holds when the base load rises meanwhile.",
+             "DESIGN.md failsafe ladder; devices.md (meter update intervals)", "controller", "inline",
+             ["The meter's readings freeze at +20 s for 4 min, before any EV draws.",
+              "Five EVs plug in from +30 s (their draw never shows on the meter).",
+              "At +2 min the base load rises by 25 A for 2 min."],
+             ["Strict limit holds (outside the base step's settle window)."], strict,
+             spec=_site(timeline=["at +20s meter main frozen for 4m", "at +2m base main step +25A for 2m"],
+                        duration="6m",
+                        vehicles=[{"id": f"ev{i + 1}", "preset": ("van_3p_22kw" if i % 2 else "sedan_3p"),
+                                   "charger": f"cp{i + 1}", "arrive": f"+{30 + 5 * i}s"} for i in range(5)])),
+        Case("COM-014", "Charger reports a fault", "A charger that reports a fault (and later recovers) is "
+             "counted safely meanwhile and the limit holds while the others take its share.",
+             "DESIGN.md failsafe ladder", "controller", "inline",
+             ["Three EVs charge.", "At +2 min cp1 reports a fault for 1 min."], ["Strict limit holds."], strict,
+             spec=_site(n=3, limit_a=50, timeline=["at +2m charger cp1 fault for 1m"], duration="5m")),
         # judged over Modbus alone: run against the emulated charger, or an external one (--dut modbus-charger)
         Case("COM-010", "Set-point following over Modbus", "A charger offers each set-point its controller "
              "writes within the PWM update spacing (5 s) plus a tolerance, and never offers a current "

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
 import time
 from dataclasses import dataclass
 
 from .. import compliance as C
+from ..faults.malformed import exchange as _exchange, malformed_frames
 
 PWM_SPACING_S = 5.0          # IEC 61851-1: the PWM duty changes at most every 5 s
 FOLLOW_TOLERANCE_S = 2.0     # on top of the spacing: poll period, EV-side settling
 FALLBACK_TOLERANCE_S = 3.0   # on top of the charger's own timeout
 POLL_S = 0.25                # charger time between two reads
-SOCKET_TIMEOUT_S = 1.0       # real seconds to wait for an answer to a crafted frame
 
 
 @dataclass
@@ -229,50 +227,6 @@ async def watchdog_fallback(target: ChargerTarget, subject: str = "charger") -> 
 
 
 # ------------------------------------------------------------------------------------ COM-012
-def malformed_frames(unit: int, address: int = 0) -> list:
-    """(name, raw bytes, what a compliant server does) for each malformed Modbus/TCP frame,
-    crafted with scapy's Modbus layer (then broken where the layer would fix the field)."""
-    from scapy.contrib.modbus import (ModbusADURequest, ModbusPDU03ReadHoldingRegistersRequest)
-
-    def adu(pdu, **kw):
-        return bytes(ModbusADURequest(transId=kw.pop("tid", 0x4242), unitId=kw.pop("unit", unit), **kw) / pdu)
-
-    good = ModbusPDU03ReadHoldingRegistersRequest(startAddr=address, quantity=1)
-    frames = []
-    raw = bytearray(adu(good))
-    struct.pack_into(">H", raw, 4, 40)                      # MBAP length says 40, 6 bytes follow
-    frames.append(("wrong MBAP length", bytes(raw), {"silence"}))
-    frames.append(("bad protocol id", adu(good, protoId=7), {"silence"}))
-    from scapy.packet import Raw
-    frames.append(("unknown function code", adu(Raw(bytes([0x41, 0, 0, 0, 1]))), {"exception:1"}))
-    raw = bytearray(adu(Raw(bytes([0x03, 0x00]))))          # FC03 with one byte of its four
-    frames.append(("truncated PDU", bytes(raw), {"silence", "exception:3"}))
-    frames.append(("oversized quantity", adu(ModbusPDU03ReadHoldingRegistersRequest(startAddr=address,
-                                                                                    quantity=126)),
-                   {"exception:3"}))
-    frames.append(("wrong unit id", adu(good, unit=(unit + 17) % 247 or 1),
-                   {"silence", "exception:10", "exception:11", "answer"}))
-    return frames
-
-
-def _exchange(host: str, port: int, data: bytes) -> str:
-    """Send one frame on a fresh connection; "silence", "closed", "answer" or "exception:N"."""
-    with socket.create_connection((host, port), timeout=SOCKET_TIMEOUT_S) as s:
-        s.settimeout(SOCKET_TIMEOUT_S)
-        s.sendall(data)
-        try:
-            reply = s.recv(260)
-        except socket.timeout:
-            return "silence"
-        except ConnectionResetError:
-            return "closed"
-    if not reply:
-        return "closed"
-    if len(reply) >= 9 and reply[7] & 0x80:
-        return f"exception:{reply[8]}"
-    return "answer"
-
-
 async def malformed_frame_robustness(target: ChargerTarget, subject: str = "charger") -> list:
     req = ("malformed frames get the right Modbus exception or silence, and the server keeps answering "
            "valid requests")

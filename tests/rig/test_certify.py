@@ -16,8 +16,9 @@ from dlbrig.rig.certify.runner import run_case, run_suite
 from dlbrig.rig.report import write_reports
 
 # cheap cases (a few simulated minutes each) that cover every family
-CONTROLLER_CASES = ["LIM-001", "LIM-002", "LIM-008", "COM-002", "COM-003", "FAIR-003"]
-NAIVE_FAILS = {"LIM-008", "COM-002", "COM-003", "FAIR-003"}
+CONTROLLER_CASES = ["LIM-001", "LIM-002", "LIM-008", "LIM-013", "COM-002", "COM-003", "COM-013", "COM-014",
+                    "FAIR-003"]
+NAIVE_FAILS = {"LIM-008", "COM-002", "COM-003", "COM-013", "FAIR-003"}
 CHARGER_CASES = ["FS-001", "FS-002", "FS-003", "FS-008", "FS-009", "FS-011", "FS-012", "COM-001"]
 NONCOMPLIANT_FAILS = {"FS-001", "FS-002", "FS-003", "FS-008", "FS-011", "FS-012", "COM-001"}
 

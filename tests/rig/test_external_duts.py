@@ -21,7 +21,8 @@ import pytest
 from rig_cli_helpers import DLBRIG, TRACEBACK, cli_env, dlbrig, stop_process, wait_for_json_file
 
 from dlbrig.rig.certify.catalog import select
-from dlbrig.rig.certify.charger_probe import ChargerTarget, malformed_frame_robustness, malformed_frames
+from dlbrig.rig.certify.charger_probe import ChargerTarget, malformed_frame_robustness
+from dlbrig.rig.faults.malformed import malformed_frames
 from dlbrig.rig.certify.runner import run_case
 
 PROBE_CASES = "COM-010,COM-011,COM-012"

@@ -1,0 +1,32 @@
+"""The fault registry: every fault the issue names is known, parsed from timeline lines, and
+exercised by at least one certification case."""
+from dlbrig.rig.certify.catalog import catalog
+from dlbrig.rig.certify.runner import build_scenario
+from dlbrig.rig.faults import FAULTS, faults_of_line
+
+
+def test_timeline_lines_name_their_faults():
+    assert faults_of_line("at +2m meter main nan for 1m") == {"meter_nan"}
+    assert faults_of_line("at +60s ev cp1 leakage dc 6mA") == {"residual_dc"}
+    assert faults_of_line("at +60s ev cp1 leakage ac 150mA") == {"residual_ac"}
+    assert faults_of_line("+20m charger cp2 exception 4 for 10s") == {"modbus_exception"}
+    assert faults_of_line("at +1m charger cp1 delay 300ms jitter 100ms") == {"delay_jitter"}
+    assert faults_of_line("at 08:05 plug cp3 ev=compact_1p") == set()
+    assert faults_of_line("at +3m meter main ok") == set()
+
+
+def test_every_fault_is_exercised_by_the_catalog():
+    used = {}
+    for case in catalog():
+        sc = build_scenario(case, seed=1)
+        for line in (st.text for st in sc.steps):
+            for f in faults_of_line(line):
+                used.setdefault(f, []).append(case.id)
+        for v in sc.vehicles:       # EV faults given from the start (a vehicle's `faults:`)
+            for name, value in v.faults.items():
+                if value:
+                    used.setdefault(f"ev_{name}" if f"ev_{name}" in FAULTS else name, []).append(case.id)
+        if case.probe == "malformed_frames":
+            used.setdefault("malformed_frames", []).append(case.id)
+    missing = sorted(set(FAULTS) - set(used))
+    assert not missing, f"faults no certification case applies: {missing}"
