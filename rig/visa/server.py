@@ -43,6 +43,7 @@ class _ScpiConnection(asyncio.Protocol):
     def __init__(self, server: "ScpiServer"):
         self.server = server
         self.buf = bytearray()
+        self.skipping = False      # inside an over-long message: drop bytes up to its newline
         self.transport = None
 
     def connection_made(self, transport):
@@ -60,11 +61,14 @@ class _ScpiConnection(asyncio.Protocol):
             nl = self.buf.find(b"\n")
             if nl < 0:
                 break
-            lines.append(bytes(self.buf[:nl]))
+            if self.skipping:          # the rest of an over-long message: dropped with it
+                self.skipping = False
+            else:
+                lines.append(bytes(self.buf[:nl]))
             del self.buf[:nl + 1]
-        if len(self.buf) > MAX_LINE:
+        overflow = len(self.buf) > MAX_LINE or (self.skipping and self.buf)
+        if overflow:
             self.buf.clear()
-            inst.push_error((-223, "Too much data"), f"program message over {MAX_LINE} bytes")
         for k, raw in enumerate(lines):
             try:
                 text = raw.decode("ascii").rstrip("\r")
@@ -88,6 +92,9 @@ class _ScpiConnection(asyncio.Protocol):
                 continue
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(response.encode("ascii", "replace") + b"\n")
+        if overflow and not self.skipping:
+            self.skipping = True
+            inst.push_error((-223, "Too much data"), f"program message over {MAX_LINE} bytes")
 
 
 @dataclass
