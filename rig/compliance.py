@@ -19,6 +19,8 @@ Checkers
 * :func:`signalling`      set-points never in (0, 6 A); PWM duty changes at most every 5 s.
 * :func:`service_kpis`, :func:`fairness`  Jain index, starvation, contactor cycles, energy,
   peak demand, capacity utilisation.
+* :func:`instrument_crosscheck`  with lab instruments as ground truth: a charger's self-reported
+  current against the measured one.
 
 Conventions
 -----------
@@ -1345,7 +1347,7 @@ def instrument_crosscheck(rec, charger=None, *, tolerance_a=1.0, tolerance_pct=5
                     if diff > worst:
                         worst, worst_j, worst_i = diff, j, i
                     if len(evidence) < MAX_EVIDENCE:
-                        evidence.append({"t_ms": t, "what": f"{PHASE_NAMES[i]}: reports {rep:.2f} A, "
+                        evidence.append({"t_ms": t, "what": f"conductor {i + 1}: reports {rep:.2f} A, "
                                          f"{srcs[i]} measures {meas:.2f} A (off by {diff:.2f} A, "
                                          f"allowed {allowed:.2f} A)"})
             run = run + 1 if bad_here else 0
@@ -1360,7 +1362,7 @@ def instrument_crosscheck(rec, charger=None, *, tolerance_a=1.0, tolerance_pct=5
                        f"the instruments on {checked} conductor samples (worst {worst:.2f} A)")
         else:
             summary = (f"{k}: self-reported current disagrees with the instruments from "
-                       f"{_fmt_t(first_fail)} (worst {worst:.2f} A on {PHASE_NAMES[worst_i]} at "
+                       f"{_fmt_t(first_fail)} (worst {worst:.2f} A on conductor {worst_i + 1} at "
                        f"{_fmt_t(rec.t_ms[worst_j])})")
         out.append(Verdict("instrument_crosscheck", k, passed, summary,
                            {"worst_diff_a": _r(worst), "samples_checked": checked,
