@@ -230,7 +230,8 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         await physics
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
-        if (task := asyncio.current_task()) is not None:
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):     # 3.11+: the cancel was ours, handled
             task.uncancel()
     finally:
         stop.set()

@@ -137,3 +137,21 @@ def test_cli_instruments_identifies_and_reports_dead_addresses(instruments):
     assert r.returncode == 1 and "no answer" in r.stdout and TRACEBACK not in r.stderr
     r = dlbrig("instruments", "GPIB0::12::INSTR", timeout=60)
     assert r.returncode == 2 and "not a VISA socket resource" in r.stderr and TRACEBACK not in r.stderr
+
+
+def test_real_instruments_off_loopback_need_arming_even_without_outputs():
+    from dlbrig.rig.scenario.loader import validate
+    from dlbrig.rig.visa.bench import BenchClient
+    from dlbrig.rig.visa.drivers import is_loopback_resource
+
+    assert is_loopback_resource("TCPIP0::127.0.0.1::5025::SOCKET") and is_loopback_resource("TCPIP::localhost::1::SOCKET")
+    assert not is_loopback_resource("TCPIP0::10.0.0.7::5025::SOCKET")
+    sc = validate({"name": "b", "duration": "1m",
+                   "site": {"circuits": [{"name": "main", "limit_a": 32, "meter": True}],
+                            "chargers": [{"name": "cp1", "circuit": "main", "max_a": 16}]},
+                   "instruments": [{"name": "dmm", "model": "keysight_34465a", "charger": "cp1",
+                                    "resource": "TCPIP0::10.0.0.7::5025::SOCKET"}]})
+    res = {"dmm": "TCPIP0::10.0.0.7::5025::SOCKET"}
+    with pytest.raises(NotArmed, match=r"instrument dmm at TCPIP0::10.0.0.7::5025::SOCKET \(not loopback\) without --arm"):
+        BenchClient(sc, res, armed=False).check_armed()
+    BenchClient(sc, res, armed=True).check_armed()       # armed: allowed (nothing is opened here)
