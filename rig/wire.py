@@ -291,8 +291,8 @@ async def emulate_async(scenario, *, host="127.0.0.1", base_port=0, endpoints_fi
     serve_plant(plant, emulator, base_port=base_port)
     inst_emu = InstrumentEmulator(host=host, allow_non_loopback=allow_non_loopback)
     ebench = EmulatedBench(scenario, plant)
-    n_modbus = len({(e["host"], e["port"]) for e in emulator.endpoints()}) if base_port else 0
-    ebench.serve(inst_emu, base_port=base_port + 100 + n_modbus if base_port else 0)
+    # with --base-port the instruments take the ports after the Modbus servers'
+    ebench.serve(inst_emu, base_port=base_port + len(emulator.servers) if base_port else 0)
     ebench.couple(0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
