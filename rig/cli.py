@@ -153,9 +153,13 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_
             from .visa.drivers import NotArmed as InstrumentNotArmed
             from .visa.drivers import VisaError
             from .wire import run_wire
+            rec = None
+            if sc.instruments:     # certification verdicts from the instruments' measurements
+                from .recording import Recording
+                rec = Recording.for_site(sc.name, sc.core_site)
             try:
                 summary = run_wire(sc, out_dir, backend=backend, speed=speed, progress=progress,
-                                   armed=arm, endpoints=external)
+                                   armed=arm, endpoints=external, recording=rec)
             except (InstrumentNotArmed, VisaError) as exc:
                 click.echo(f"\nerror: {exc}", err=True)
                 sys.exit(2)
@@ -172,6 +176,17 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_
                              ", ".join(f"{n} up to +{v:.2f} A" for n, v in over.items())))
     if summary.get("ground_truth") == "instruments":
         click.echo("ground truth: instruments (" + ", ".join(s.name for s in sc.instruments) + ")")
+        from .trace import write_json
+        from .visa.bench import bench_verdicts
+        verdicts = bench_verdicts(rec, external=external is not None)
+        write_json(f"{out_dir}/verdicts.json", {"ground_truth": rec.ground_truth,
+                                                "measured_by": rec.measured_by,
+                                                "verdicts": [v.as_dict() for v in verdicts]})
+        failed = [v for v in verdicts if not v.passed]
+        click.echo(f"verdicts: {len(verdicts) - len(failed)} passed, {len(failed)} failed "
+                   f"(from the instruments): {out_dir}/verdicts.json")
+        for v in failed[:10]:
+            click.echo(f"  FAIL {v.check} {v.summary}")
     click.echo(f"trace: {out_dir}/trace.csv  summary: {out_dir}/summary.json")
 
 

@@ -267,3 +267,15 @@ class MeasuredCharger:
 
     def currents_a(self):
         return list(self._cur)
+
+
+def bench_verdicts(rec, *, external: bool = False) -> list:
+    """The compliance verdicts of a run with instruments as ground truth: limit (strict and breaker
+    envelope) from the measured currents, the charger cross-check, and (when the rig served the
+    chargers itself, so their firmware event logs are this run's) fault shutdown and signalling."""
+    from ..compliance import fault_shutdown, instrument_crosscheck, limit_envelope, limit_strict, signalling
+
+    verdicts = limit_strict(rec) + limit_envelope(rec) + instrument_crosscheck(rec)
+    if not external:
+        verdicts += fault_shutdown(rec) + signalling(rec)
+    return verdicts

@@ -82,3 +82,19 @@ def test_run_refuses_to_enable_outputs_without_arm(tmp_path):
     sc = load_scenario(str(path))
     with pytest.raises(NotArmed):
         run_wire(sc, tmp_path / "o2", speed=SPEED, armed=False)
+
+
+def test_cli_wire_run_writes_verdicts_from_the_instruments(tmp_path):
+    path = bench_yaml(tmp_path, lie_pct=30)
+    out = tmp_path / "cli"
+    r = dlbrig("run", path, "--mode", "wire", "--duration", "12s", "--speed", SPEED, "--arm", "--out", out,
+               timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ground truth: instruments (load_cp1, load_cp2, wt_cp1, wt_cp2)" in r.stdout
+    assert "FAIL instrument_crosscheck cp2:" in r.stdout
+    import json
+    v = json.loads((out / "verdicts.json").read_text())
+    assert v["ground_truth"] == "instruments" and v["measured_by"]["cp1"] == ["wt_cp1.1", "wt_cp1.2", "wt_cp1.3"]
+    by = {(x["check"], x["subject"]): x["passed"] for x in v["verdicts"]}
+    assert by[("instrument_crosscheck", "cp2")] is False and by[("instrument_crosscheck", "cp1")] is True
+    assert by[("limit_strict", "main")] is True
