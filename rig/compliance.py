@@ -1359,7 +1359,7 @@ def instrument_crosscheck(rec, charger=None, *, tolerance_a=1.0, tolerance_pct=5
             passed = False
         elif passed:
             summary = (f"{k}: self-reported current within {tolerance_a:g} A + {tolerance_pct:g} % of "
-                       f"the instruments on {checked} conductor samples (worst {worst:.2f} A)")
+                       f"the instruments on {checked} conductor samples (largest single-sample difference {worst:.2f} A)")
         else:
             summary = (f"{k}: self-reported current disagrees with the instruments from "
                        f"{_fmt_t(first_fail)} (worst {worst:.2f} A on conductor {worst_i + 1} at "
