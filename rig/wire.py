@@ -235,6 +235,9 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             task.uncancel()
     finally:
         stop.set()
+        for sig in sigs:        # a second Ctrl-C / SIGTERM must not cut the safe-exit path short
+            with contextlib.suppress(Exception):
+                loop.add_signal_handler(sig, lambda: None)
         # leave everything safe before the connections go: instrument outputs off, chargers at
         # their safe current (each step on its own: one failure must not skip the others)
         safe = {}

@@ -98,3 +98,31 @@ def test_cli_wire_run_writes_verdicts_from_the_instruments(tmp_path):
     by = {(x["check"], x["subject"]): x["passed"] for x in v["verdicts"]}
     assert by[("instrument_crosscheck", "cp2")] is False and by[("instrument_crosscheck", "cp1")] is True
     assert by[("limit_strict", "main")] is True
+
+
+def test_protection_is_programmed_before_any_output_and_outputs_end_off(tmp_path, monkeypatch):
+    from dlbrig.rig.visa.server import ScpiServer
+
+    seen = []
+    real = ScpiServer.execute
+
+    def logged(self, text):
+        seen.append((self.name, text))
+        return real(self, text)
+    monkeypatch.setattr(ScpiServer, "execute", logged)
+    sc = load_scenario(str(bench_yaml(tmp_path, duration="6s", ac_source=True)))
+    run_wire(sc, tmp_path / "out", speed=SPEED, armed=True)
+
+    def sent(name):
+        return [t for n, t in seen if n == name and not t.endswith("?")]
+    chroma, itech, grid = sent("load_cp1"), sent("load_cp2"), sent("grid_l1")
+    assert chroma.index(":LOAD:CURR:PEAK:MAX 24.890") < chroma.index(":LOAD 1")      # 1.1 x 16 A, peak
+    assert max(itech.index("CURR:PROT 17.600"), itech.index("CURR:PROT:STAT ON"),
+               itech.index("POW:PROT 4048.0")) < itech.index("INP:STAT ON")
+    assert max(grid.index("CURR 40.000"), grid.index("CURR:PROT:STAT ON")) < grid.index("OUTP ON")
+    # every output enabled only after every protection of the bench was set
+    first_on = min(i for i, (n, t) in enumerate(seen) if t in (":LOAD 1", "INP:STAT ON", "OUTP ON"))
+    last_prot = max(i for i, (n, t) in enumerate(seen) if "PROT" in t.upper() and "CLE" not in t.upper()
+                    and not t.endswith("?") or t.startswith(":LOAD:CURR:PEAK:MAX"))
+    assert last_prot < first_on
+    assert chroma[-1] == ":LOAD 0" and itech[-1] == "INP:STAT OFF" and grid[-1] == "OUTP OFF"
