@@ -231,8 +231,9 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
         task = asyncio.current_task()
-        if task is not None and hasattr(task, "uncancel"):     # 3.11+: the cancel was ours, handled
-            task.uncancel()
+        if task is not None and hasattr(task, "uncancel"):     # 3.11+: the cancels were ours, handled
+            while task.cancelling():
+                task.uncancel()
     finally:
         stop.set()
         for sig in sigs:        # a second Ctrl-C / SIGTERM must not cut the safe-exit path short

@@ -12,7 +12,7 @@ site:
   voltage_v: 230
   policy: fair
   circuits:
-    - {{name: main, limit_a: 40, meter: true, fallback_base_a: [10, 10, 10]}}
+    - {{name: main, limit_a: 63, meter: true, fallback_base_a: [10, 10, 10]}}
   chargers:
     - {{name: cp1, circuit: main, phases: 3, min_a: 6, max_a: 16, failsafe_a: {failsafe}}}
     - {{name: cp2, circuit: main, phases: 1, phase_map: [L2], min_a: 6, max_a: 16, failsafe_a: {failsafe}}}

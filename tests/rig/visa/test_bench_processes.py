@@ -146,13 +146,16 @@ def test_another_process_reads_consistent_values_during_a_run(emulated, tmp_path
         stop_process(rig, sig=signal.SIGTERM, timeout=30)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_killed_rig_leaves_the_bench_safe(emulated, tmp_path, sig):
+@pytest.mark.parametrize("sig,times", [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 3)],
+                         ids=["SIGINT", "SIGTERM", "SIGTERMx3"])
+def test_killed_rig_leaves_the_bench_safe(emulated, tmp_path, sig, times):
     path, ep_file, eps = emulated
     res = _resources(eps)
     rig = _start_rig(path, ep_file, tmp_path / "out")
     try:
         _running(eps, res, rig)
+        for _ in range(times - 1):          # an impatient operator: repeated signals
+            rig.send_signal(sig)
         rc, out, err = stop_process(rig, sig=sig, timeout=30)
     finally:
         if rig.poll() is None:
