@@ -159,6 +159,9 @@ class FirmwareFaults:
     no_watchdog: never fall back when the controller goes silent.
     ignore_pwm_spacing: apply every duty change at once (also ignores the X1 minimum off time).
     overcurrent_never_trips: no soft-overcurrent error.
+    misreport_current_pct: the current the charger reports about itself (its current points) is
+        off by this many percent of the true current (a lying meter in the charger; instruments
+        catch it, see rig.compliance.instrument_crosscheck).
     """
 
     slow_contactor_ms: int = 0
@@ -166,6 +169,7 @@ class FirmwareFaults:
     no_watchdog: bool = False
     ignore_pwm_spacing: bool = False
     overcurrent_never_trips: bool = False
+    misreport_current_pct: float = 0.0
 
     @classmethod
     def noncompliant(cls, slow_contactor_ms: int = 500) -> "FirmwareFaults":
@@ -775,7 +779,7 @@ class Evse:
         cable = self.cable_max_current_a
         return {
             "cp_state": self.cp_state, "status": self.status, "error_code": int(self.error_code),
-            "current_l1_a": i[0], "current_l2_a": i[1], "current_l3_a": i[2],
+            **self._reported_currents(i),
             "voltage_l1_v": v[0], "voltage_l2_v": v[1], "voltage_l3_v": v[2],
             "power_total_w": self.power_total_w,
             "session_energy_wh": self.session_energy_wh, "total_energy_wh": self.total_energy_wh,
@@ -795,6 +799,10 @@ class Evse:
             "vehicle_connected": self.connected, "serial": c.serial,
             "firmware_version": c.firmware_version, "model_name": c.model_name,
         }
+
+    def _reported_currents(self, i) -> dict:
+        k = 1.0 + self.faults.misreport_current_pct / 100.0
+        return {"current_l1_a": i[0] * k, "current_l2_a": i[1] * k, "current_l3_a": i[2] * k}
 
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Apply a controller write at ``now_ms`` (not earlier than the model time).

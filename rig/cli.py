@@ -219,10 +219,31 @@ def scenarios():
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Wire mode: run this many times faster than real time.")
 @click.option("--backend", type=click.Choice(["c", "reference"]), default="c", show_default=True)
-def run(scenario, mode, out_dir, seed, duration, speed, backend):
+@click.option("--arm", is_flag=True, help="Allow writing to non-loopback devices and enabling instrument "
+              "outputs (electronic loads, AC sources). Without it such a run refuses to start.")
+@click.option("--endpoints", "endpoints_file", type=click.Path(dir_okay=False), default=None,
+              help="Wire mode: drive devices already served elsewhere (the endpoints file of "
+                   "'dlbrig emulate --endpoints') instead of serving the scenario's own.")
+def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_file):
     """Run SCENARIO (a path or a built-in name) and write its trace and summary."""
     from .runner import run_fast
     from .scenario.times import parse_duration
+
+    external = None
+    if endpoints_file is not None:
+        import json
+        try:
+            with open(endpoints_file, encoding="utf-8") as fh:
+                external = json.load(fh)
+            if not isinstance(external, list) or not all(isinstance(e, dict) and "device" in e for e in external):
+                raise ValueError("expected a list of endpoint records with a 'device' field")
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: --endpoints: {endpoints_file}: {exc}", err=True)
+            sys.exit(2)
+        mode = mode or "wire"
+        if mode != "wire":
+            click.echo("error: --endpoints: only with --mode wire", err=True)
+            sys.exit(2)
 
     if duration is not None:
         try:
@@ -247,14 +268,43 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend):
         if mode == "fast":
             summary = run_fast(sc, out_dir, backend=backend, progress=progress)
         else:
+            from .visa.drivers import NotArmed as InstrumentNotArmed
+            from .visa.drivers import VisaError
             from .wire import run_wire
-            summary = run_wire(sc, out_dir, backend=backend, speed=speed, progress=progress)
+            rec = None
+            if sc.instruments:     # certification verdicts from the instruments' measurements
+                from .recording import Recording
+                rec = Recording.for_site(sc.name, sc.core_site)
+            try:
+                summary = run_wire(sc, out_dir, backend=backend, speed=speed, progress=progress,
+                                   armed=arm, endpoints=external, recording=rec)
+            except (InstrumentNotArmed, VisaError) as exc:
+                click.echo(f"\nerror: {exc}", err=True)
+                sys.exit(2)
+            except ValueError as exc:
+                if external is None:
+                    raise
+                click.echo(f"\nerror: --endpoints: {exc}", err=True)
+                sys.exit(2)
     over = {n: c["max_over_a"] for n, c in summary["circuits"].items() if c["max_over_a"] > 0}
     click.echo(f"{sc.name}: {summary['simulated_s']:.0f} s simulated in {summary['wall_s']:.1f} s "
                f"({summary['speed_x_realtime']}x real time), {summary['energy_delivered_kwh']} kWh delivered, "
                f"{len(summary['sessions'])} sessions, failed transactions {summary['failed_transactions']}")
     click.echo(f"limit: " + ("never above" if not over else
                              ", ".join(f"{n} up to +{v:.2f} A" for n, v in over.items())))
+    if summary.get("ground_truth") == "instruments":
+        click.echo("ground truth: instruments (" + ", ".join(s.name for s in sc.instruments) + ")")
+        from .trace import write_json
+        from .visa.bench import bench_verdicts
+        verdicts = bench_verdicts(rec, external=external is not None)
+        write_json(f"{out_dir}/verdicts.json", {"ground_truth": rec.ground_truth,
+                                                "measured_by": rec.measured_by,
+                                                "verdicts": [v.as_dict() for v in verdicts]})
+        failed = [v for v in verdicts if not v.passed]
+        click.echo(f"verdicts: {len(verdicts) - len(failed)} passed, {len(failed)} failed "
+                   f"(from the instruments): {out_dir}/verdicts.json")
+        for v in failed[:10]:
+            click.echo(f"  FAIL {v.check} {v.summary}")
     click.echo(f"trace: {out_dir}/trace.csv  summary: {out_dir}/summary.json")
 
 
@@ -298,6 +348,9 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
 
     def ready(endpoints):
         for ep in endpoints:
+            if ep["kind"] == "instrument":
+                click.echo(f"{'instr':<8} {ep['device']:<16} {ep['model']:<16} {'scpi':<4} {ep['resource']}")
+                continue
             where = ep["serial"] or f"{ep['host']}:{ep['port']}"
             click.echo(f"{ep['kind']:<8} {ep['device']:<16} {ep['profile']:<16} {ep['transport']:<4} "
                        f"{where} unit {ep['unit']}")
@@ -313,6 +366,37 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
     except OSError as exc:
         click.echo(f"error: cannot serve: {exc}", err=True)
         sys.exit(2)
+
+
+@main.command()
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds to wait for each answer.")
+def instruments(addresses, timeout_s):
+    """Identify the instruments (*IDN?) at ADDRESSES: VISA resources (TCPIP0::host::port::SOCKET)
+    or host:port. Exits 1 when any address does not answer, 2 on a malformed address."""
+    from .visa.drivers import VisaError, identify, parse_resource
+
+    resources = []
+    for a in addresses:
+        r = a if "::" in a else (f"TCPIP0::{a.rsplit(':', 1)[0]}::{a.rsplit(':', 1)[1]}::SOCKET" if ":" in a else a)
+        try:
+            parse_resource(r)
+        except ValueError as exc:
+            click.echo(f"error: {a}: {exc}", err=True)
+            sys.exit(2)
+        resources.append(r)
+    failed = 0
+    for r in resources:
+        try:
+            ident = identify(r, timeout_ms=int(timeout_s * 1000))
+        except VisaError as exc:
+            failed += 1
+            click.echo(f"{r}  no answer: {exc}")
+            continue
+        kind = ident.kind or "unknown (no dlbrig driver)"
+        click.echo(f"{r}  {ident.vendor} {ident.model} serial {ident.serial} firmware {ident.firmware}  [{kind}]")
+    sys.exit(1 if failed else 0)
 
 
 @main.group()

@@ -19,6 +19,8 @@ Checkers
 * :func:`signalling`      set-points never in (0, 6 A); PWM duty changes at most every 5 s.
 * :func:`service_kpis`, :func:`fairness`  Jain index, starvation, contactor cycles, energy,
   peak demand, capacity utilisation.
+* :func:`instrument_crosscheck`  with lab instruments as ground truth: a charger's self-reported
+  current against the measured one.
 
 Conventions
 -----------
@@ -38,7 +40,7 @@ from ..firmware_sim.evse import STANDARD_DEADLINES_MS
 __all__ = [
     "Verdict", "BreakerModel", "limit_strict", "limit_envelope", "fault_shutdown", "comm_loss",
     "meter_loss", "signalling", "service_kpis", "fairness", "disturbances", "jain_index",
-    "BREAKER_CURVES", "RCD_DC_BREAK_MS", "RCD_AC_BREAK_MS",
+    "BREAKER_CURVES", "RCD_DC_BREAK_MS", "RCD_AC_BREAK_MS", "instrument_crosscheck",
 ]
 
 EPS_A = 1e-3
@@ -1305,4 +1307,67 @@ def fairness(rec, jain_min=0.8, starvation_max_s=None, cycles_per_hour_max=None)
                            {"cycles_per_hour_max": c, "cycles_per_hour_mean": k["cycles_per_hour_mean"],
                             "limit": cycles_per_hour_max}, [], [],
                            f"contactor cycles per EV per hour <= {cycles_per_hour_max:g}"))
+    return out
+
+
+# ------------------------------------------------------------------------------------ instruments
+def instrument_crosscheck(rec, charger=None, *, tolerance_a=1.0, tolerance_pct=5.0, min_samples=3) -> list:
+    """A charger's own reported current against the instruments' measurement (issue 6).
+
+    Needs a recording whose ground truth is ``instruments`` (``rec.ground_truth``): then
+    ``rec.chargers[k].current`` holds the measured currents and ``rec.reported[k]`` what the charger
+    said about itself in the same cycle.  A sample disagrees when
+    ``|reported - measured| > tolerance_a + tolerance_pct % of measured`` on a conductor an
+    instrument measures; the charger fails when ``min_samples`` samples in a row disagree (one
+    sample can straddle a ramp: the charger's register and the instrument are read a few ms
+    apart).  Conductors with no instrument (``rec.measured_by``) and samples with no report are
+    skipped.  One verdict per charger with instruments.
+    """
+    if rec.ground_truth != "instruments":
+        raise ValueError("instrument_crosscheck needs a recording with instruments as ground truth "
+                         f"(this one: {rec.ground_truth!r})")
+    names = [charger] if charger else [k for k in rec.charger_names if k in rec.measured_by]
+    out = []
+    for k in names:
+        srcs = rec.measured_by.get(k, [None, None, None])
+        s, said = rec.chargers[k], rec.reported.get(k)
+        run, worst, worst_j, worst_i, first_fail, checked = 0, 0.0, None, None, None, 0
+        evidence = []
+        for j, t in enumerate(rec.t_ms):
+            bad_here = False
+            for i in range(3):
+                if srcs[i] is None or said is None or j >= len(said[i]) or said[i][j] is None:
+                    continue
+                checked += 1
+                meas, rep = float(s.current[i][j]), float(said[i][j])
+                diff = abs(rep - meas)
+                allowed = tolerance_a + tolerance_pct / 100.0 * abs(meas)
+                if diff > allowed + EPS_A:
+                    bad_here = True
+                    if diff > worst:
+                        worst, worst_j, worst_i = diff, j, i
+                    if len(evidence) < MAX_EVIDENCE:
+                        evidence.append({"t_ms": t, "what": f"conductor {i + 1}: reports {rep:.2f} A, "
+                                         f"{srcs[i]} measures {meas:.2f} A (off by {diff:.2f} A, "
+                                         f"allowed {allowed:.2f} A)"})
+            run = run + 1 if bad_here else 0
+            if run >= min_samples and first_fail is None:
+                first_fail = rec.t_ms[j - min_samples + 1]
+        passed = first_fail is None
+        if checked == 0:
+            summary = f"{k}: no sample with both a report and a measurement"
+            passed = False
+        elif passed:
+            summary = (f"{k}: self-reported current within {tolerance_a:g} A + {tolerance_pct:g} % of "
+                       f"the instruments on {checked} conductor samples (largest single-sample difference {worst:.2f} A)")
+        else:
+            summary = (f"{k}: self-reported current disagrees with the instruments from "
+                       f"{_fmt_t(first_fail)} (worst {worst:.2f} A on conductor {worst_i + 1} at "
+                       f"{_fmt_t(rec.t_ms[worst_j])})")
+        out.append(Verdict("instrument_crosscheck", k, passed, summary,
+                           {"worst_diff_a": _r(worst), "samples_checked": checked,
+                            "first_disagreement_ms": first_fail, "sources": srcs},
+                           evidence if not passed else evidence[:3],
+                           [(first_fail, "disagrees")] if first_fail is not None else [],
+                           "charger-reported current matches the measuring instruments"))
     return out

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import shlex
@@ -37,6 +36,7 @@ from .clock import WallClock
 from .controller import Endpoint, NotArmed, SiteController
 from .modbus import FrameRecorder, ModbusEmulator, ModbusMaster
 from .trace import write_json
+from .wire import is_loopback
 
 WRITE_FUNCTIONS = (5, 6, 15, 16, 23)
 DUT_START_TIMEOUT_S = 30.0        # real seconds a DUT may take from launch to its first write
@@ -45,15 +45,6 @@ DUT_STOP_GRACE_S = 5.0            # SIGTERM, then SIGKILL after this long
 
 class EndpointsError(ValueError):
     """A bad endpoints file: names the file, the entry and the problem."""
-
-
-def is_loopback(host: str | None) -> bool:
-    if host in (None, "", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_endpoints(path) -> list[dict]:

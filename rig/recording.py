@@ -46,6 +46,10 @@ class Recording:
     params: dict = field(default_factory=dict)            # the site's core parameters (ms, mA)
     ground_truth: str = "models"                          # or "instruments"
     fallback_base_a: dict = field(default_factory=dict)   # circuit -> [3] A assumed while its meter is stale
+    # instruments (rig.visa): what each charger said about its own current, per sample (None: no
+    # reading), and which instrument measured each charger conductor ("wt.3"); empty without instruments
+    reported: dict = field(default_factory=dict)           # charger -> [[L1...], [L2...], [L3...]] A
+    measured_by: dict = field(default_factory=dict)        # charger -> [source per conductor or None]
 
     @classmethod
     def for_site(cls, scenario_name: str, site) -> "Recording":

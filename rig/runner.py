@@ -110,11 +110,14 @@ class Run:
             eps.append(Endpoint(name, dev.kind, drv, link, dev.unit, loopback))
         return eps
 
-    def record(self, t_ms: int, res, dt_s: float):
+    def record(self, t_ms: int, res, dt_s: float, *, truth=None, chargers=None):
+        """``truth`` / ``chargers``: measured ground truth (instruments) for the KPIs and the
+        recording instead of the models' (the trace keeps the models' currents)."""
         plant = self.plant
-        self.kpis.update(dt_s, plant.truth, self.site.params.voltage_v)
+        self.kpis.update(dt_s, truth if truth is not None else plant.truth, self.site.params.voltage_v)
         if self.recording is not None:
-            self.recording.sample(t_ms, plant.truth, plant.chargers, res)
+            self.recording.sample(t_ms, truth if truth is not None else plant.truth,
+                                  chargers if chargers is not None else plant.chargers, res)
         row = [t_ms / 1000]
         for name in self.site.circuit_names:
             row += [round(v, 3) for v in plant.truth[name]] + self.kpis.limits[name]

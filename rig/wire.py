@@ -84,35 +84,86 @@ def serve_plant(plant, emulator: ModbusEmulator, *, base_port: int = 0) -> None:
         port = port + 1 if port else 0
 
 
-async def _physics(plant, clock, stop: asyncio.Event, until_ms: int | None):
+async def _physics(plant, clock, stop: asyncio.Event, until_ms: int | None, couple=None):
     while not stop.is_set():
         t = clock.now_ms()
         if until_ms is not None and t >= until_ms:
             break
         if t > plant.now_ms:
             plant.advance(t)
+            if couple is not None:
+                couple(plant.now_ms)
         await asyncio.sleep(PHYSICS_TICK_MS / 1000 / clock.speed)
 
 
+def is_loopback(host) -> bool:
+    """True for loopback addresses and names (None, localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+    if host in (None, "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _install_cancel_on_signals(loop, task):
+    """SIGINT / SIGTERM cancel the run task, so its finally leaves everything safe."""
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, task.cancel)
+            installed.append(sig)
+    return installed
+
+
 async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "127.0.0.1",
+                         armed: bool = False, endpoints: list | None = None, ready=None,
                          tap: FrameRecorder | None = None, **kw) -> dict:
-    """``tap``: a :class:`FrameRecorder` that keeps the raw frames (for a pcap); one is made if None."""
+    """``endpoints``: devices already served elsewhere (``dlbrig emulate --endpoints``): the rig
+    connects to them instead of serving its own plant (the local plant then only paces the
+    timeline; ground truth comes from the scenario's instruments).  ``armed``: allow writes to
+    non-loopback devices and enabling instrument outputs.  ``tap``: a :class:`FrameRecorder` that
+    keeps the raw frames (for a pcap); one is made if None."""
+    from .visa.bench import BenchClient, EmulatedBench, MeasuredCharger, instrument_resources, measured_truth
+    from .visa.server import InstrumentEmulator
+
     run = Run(scenario, out_dir, **kw)
     clock = WallClock(speed)
     tap = tap if tap is not None else FrameRecorder(maxlen=200_000)
+    external = endpoints is not None
     emulator = ModbusEmulator(host=host, clock=clock.now_ms, tap=tap,
                               fault_hook=CommFaultHook(run.plant.comm, clock))
-    serve_plant(run.plant, emulator)
+    inst_emu = InstrumentEmulator(host=host)
+    ebench = None
+    if not external:
+        serve_plant(run.plant, emulator)
+        if scenario.instruments:
+            ebench = EmulatedBench(scenario, run.plant)
+            ebench.serve(inst_emu)
+    bench = None
+    if scenario.instruments:
+        # refuse before anything starts: outputs would be enabled, or a real instrument written
+        BenchClient(scenario, {s.name: s.resource or "TCPIP0::127.0.0.1::1::SOCKET"
+                               for s in scenario.instruments}, armed=armed).check_armed()
+    loop = asyncio.get_running_loop()
+    sigs = _install_cancel_on_signals(loop, asyncio.current_task())
     interrupted = False
     stop = asyncio.Event()
     masters = []
     ctrl = None
+    t = 0
     wall0 = time.perf_counter()
+    rec = run.recording
     try:
         await emulator.start()
+        await inst_emu.start()
+        device_eps = [e for e in (endpoints if external else emulator.endpoints()) if e.get("kind") != "instrument"]
         links = {}
         by_port = {}
-        for ep in emulator.endpoints():
+        for ep in device_eps:
+            if ep.get("serial"):
+                continue            # a pty line: not reachable from here
             key = (ep["host"], ep["port"])
             if key not in by_port:
                 transport = "tcp" if ep["transport"] == "tcp" else "rtu-over-tcp"
@@ -120,12 +171,27 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
                                  timeout_s=max(0.05, 0.5 / speed), retries=1)
                 by_port[key] = m
                 masters.append(m)
-            links.setdefault(ep["device"], (WireLink(by_port[key]), True))
+            links.setdefault(ep["device"], (WireLink(by_port[key]), is_loopback(ep["host"])))
+        missing = [n for n in run.plant.devices if n not in links]
+        if missing:
+            raise ValueError(f"no endpoint for device(s) {', '.join(missing)}")
         # connect every master up front (concurrently), not one by one inside the first cycle
         await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                              backend=run.backend, measure_wall=True, allocator_factory=run.allocator_factory)
-        physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms))
+                              backend=run.backend, measure_wall=True, armed=armed,
+                              allocator_factory=run.allocator_factory)
+        if scenario.instruments:
+            inst_eps = endpoints if external else inst_emu.endpoints()
+            bench = BenchClient(scenario, instrument_resources(scenario, inst_eps), armed=armed)
+            await asyncio.to_thread(bench.open)
+            await asyncio.to_thread(bench.prepare)
+            if rec is not None:
+                rec.ground_truth = "instruments"
+                rec.reported = {n: [[], [], []] for n in run.site.charger_names}
+        if ready is not None:
+            ready()
+        couple = ebench.couple if ebench is not None else None
+        physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms, couple))
         next_t, silent_until, restarts_seen, last_t = 0, -1, 0, None
         while next_t < run.duration_ms:
             await clock.sleep_until(next_t)
@@ -139,7 +205,25 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             if t >= silent_until:
                 res = await ctrl.cycle(t)
             # a late cycle covers more time: weight the sample by the real time since the last one
-            run.record(t, res, (t - last_t) / 1000 if last_t is not None else run.cycle_ms / 1000)
+            dt_s = (t - last_t) / 1000 if last_t is not None else run.cycle_ms / 1000
+            if bench is not None:
+                if ebench is not None:
+                    ebench.couple(run.plant.now_ms)
+                await asyncio.to_thread(bench.follow, run.plant)
+                reading = await asyncio.to_thread(bench.read)
+                truth, charger_a = measured_truth(run.plant, reading, t)
+                proxies = {n: MeasuredCharger(cp, charger_a[n]) for n, cp in run.plant.chargers.items()}
+                run.record(t, res, dt_s, truth=truth, chargers=proxies)
+                if rec is not None:
+                    said = (ctrl.last_readings or {}).get("chargers", {})
+                    for n in run.site.charger_names:
+                        cur = said.get(n, {}).get("current_a")
+                        for i in range(3):
+                            rec.reported[n][i].append(None if cur is None else float(cur[i]))
+                    for (n, i), src in reading.source.items():
+                        rec.measured_by.setdefault(n, [None, None, None])[i] = src
+            else:
+                run.record(t, res, dt_s)
             last_t = t
             if run.progress is not None:
                 run.progress(t, run.duration_ms)
@@ -150,20 +234,45 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         await physics
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):     # 3.11+: the cancels were ours, handled
+            while task.cancelling():
+                task.uncancel()
     finally:
         stop.set()
+        for sig in sigs:        # a second Ctrl-C / SIGTERM must not cut the safe-exit path short
+            with contextlib.suppress(Exception):
+                loop.add_signal_handler(sig, lambda: None)
+        # leave everything safe before the connections go: instrument outputs off, chargers at
+        # their safe current (each step on its own: one failure must not skip the others)
+        safe = {}
+        if bench is not None:
+            safe["instruments_off"] = await asyncio.to_thread(bench.safe_off)
+        if ctrl is not None and ctrl.chargers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ctrl._write_safe(t), timeout=max(2.0, 5.0 / speed))
+            safe["chargers_safe_a"] = {k: v for k, v in ctrl.written.items()}
+        if bench is not None:
+            await asyncio.to_thread(bench.close)
         for m in masters:
             with contextlib.suppress(Exception):
                 await m.close()
         with contextlib.suppress(Exception):
             await emulator.stop()
+        with contextlib.suppress(Exception):
+            await inst_emu.stop()
+        for sig in sigs:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
         run.trace.close()
         if ctrl is None:
             ctrl = SiteController(run.site, [], clock)
         summary = run.summary(ctrl, "wire", time.perf_counter() - wall0, interrupted)
         summary["frames"] = len(tap.frames)
-        if run.recording is not None:
-            run.recording.finish(run.plant, ctrl)
+        summary["ground_truth"] = "instruments" if bench is not None else "models"
+        summary["exit_safe_state"] = safe
+        if rec is not None:
+            rec.finish(run.plant, ctrl)
         write_json(run.out_dir / "summary.json", summary)
     return summary
 
@@ -174,27 +283,41 @@ def run_wire(scenario, out_dir, **kw) -> dict:
 
 async def emulate_async(scenario, *, host="127.0.0.1", base_port=0, endpoints_file=None,
                         allow_non_loopback=False, duration_ms=None, speed=1.0, ready=None) -> None:
-    """Serve the scenario's devices in real time with no controller, until interrupted."""
+    """Serve the scenario's devices (and its emulated instruments) in real time with no
+    controller, until interrupted."""
+    import json
+
     from ..core import Site
     from .plant import Plant
+    from .visa.bench import EmulatedBench
+    from .visa.server import InstrumentEmulator
 
     plant = Plant(scenario, Site.from_dict(scenario.site))
     clock = WallClock(speed)
     emulator = ModbusEmulator(host=host, allow_non_loopback=allow_non_loopback, clock=clock.now_ms,
                               fault_hook=CommFaultHook(plant.comm, clock))
     serve_plant(plant, emulator, base_port=base_port)
+    inst_emu = InstrumentEmulator(host=host, allow_non_loopback=allow_non_loopback)
+    ebench = EmulatedBench(scenario, plant)
+    # with --base-port the instruments take the ports after the Modbus servers'
+    ebench.serve(inst_emu, base_port=base_port + len(emulator.servers) if base_port else 0)
+    ebench.couple(0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await emulator.start()
+    await inst_emu.start()
     try:
+        eps = emulator.endpoints() + inst_emu.endpoints()
         if endpoints_file:
-            emulator.write_endpoints(endpoints_file)
+            with open(endpoints_file, "w", encoding="utf-8") as fh:
+                json.dump(eps, fh, indent=2)
+                fh.write("\n")
         if ready is not None:
-            ready(emulator.endpoints())
-        physics = asyncio.ensure_future(_physics(plant, clock, stop, duration_ms))
+            ready(eps)
+        physics = asyncio.ensure_future(_physics(plant, clock, stop, duration_ms, ebench.couple))
         waiter = asyncio.ensure_future(stop.wait())
         await asyncio.wait({physics, waiter}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -202,6 +325,7 @@ async def emulate_async(scenario, *, host="127.0.0.1", base_port=0, endpoints_fi
         await physics
     finally:
         await emulator.stop()
+        await inst_emu.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

@@ -85,8 +85,11 @@ def _execute(sc, case_dir, rec, *, dut, mode, speed, dut_command, frames, case_i
         from ..wire import run_wire
         tap = FrameRecorder(maxlen=200_000)
         try:
-            return run_wire(sc, case_dir, speed=speed, recording=rec, tap=tap,
-                            allocator_factory=_allocator_factory(dut))
+            summary = run_wire(sc, case_dir, speed=speed, recording=rec, tap=tap,
+                               allocator_factory=_allocator_factory(dut))
+            if summary.get("interrupted"):     # Ctrl-C during the case: stop the suite, as in fast mode
+                raise KeyboardInterrupt
+            return summary
         finally:
             if frames is not None:
                 frames[case_id] = list(tap.frames)

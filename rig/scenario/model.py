@@ -34,7 +34,7 @@ from .timeline import StepError, TimelineContext, parse_step
 from .times import format_rel, parse_duration, parse_start, parse_time
 
 __all__ = ["Scenario", "Step", "MeterDevice", "ChargerDevice", "LoadSpec", "VehicleSpec",
-           "ArrivalSpec", "Expansion", "DEFAULT_BUS", "BUILDING_KINDS", "LOAD_KINDS"]
+           "ArrivalSpec", "InstrumentSpec", "Expansion", "DEFAULT_BUS", "BUILDING_KINDS", "LOAD_KINDS"]
 
 DEFAULT_BUS = "rs485-1"
 BUILDING_KINDS = ("office", "hotel", "hospital", "residential")
@@ -437,6 +437,152 @@ class Expansion:
     dropped: list
 
 
+# ---------------------------------------------------------------------------------- instruments
+# (issue 6, lab instruments over VISA: this block, the ``instruments`` field of Scenario and the
+# ``_resolve_instruments`` call in ``_resolve_all`` are the whole of it)
+_CONDUCTOR = re.compile(r"^([A-Za-z_][\w-]*)\.(L?[123])$")
+
+
+class InstrumentSpec(_Base):
+    """A lab instrument bound to roles of the site: emulated, or a real one at ``resource``.
+
+    * electronic load (``eload``): ``ev`` (the charger whose EV it stands in for) and ``conductor``;
+    * power analyzer: ``elements``, one ``charger.N`` per element (N = conductor 1..3), null = unbound;
+    * DMM: ``charger`` and ``conductor``, through a clamp of ``scale`` A at the DMM per A;
+    * AC source: ``circuit`` and ``phase`` (the grid of that site phase).
+    """
+
+    name: str = Field(min_length=1, description="unique instrument name")
+    model: str = Field(description="an instrument model (dlbrig.firmware_sim.instruments.INSTRUMENT_MODELS)")
+    resource: Optional[str] = Field(None, description="VISA resource of a real instrument "
+                                    "(TCPIP0::host::port::SOCKET); absent: emulated")
+    ev: Optional[str] = Field(None, description="eload: the charger whose EV the load stands in for")
+    charger: Optional[str] = Field(None, description="dmm: the charger it measures")
+    conductor: int = Field(1, ge=1, le=3, description="eload / dmm: charger conductor 1..3 (L1..L3 of the charger)")
+    elements: list[Optional[str]] = Field(default_factory=list, description="power analyzer: 'charger.N' per element")
+    scale: float = Field(1.0, gt=0, description="dmm: A at the DMM per A in the conductor (current clamp)")
+    circuit: Optional[str] = Field(None, description="ac_source: the circuit it feeds")
+    phase: str = Field("L1", description="ac_source: the site phase it stands in for (L1, L2, L3)")
+    _kind: str = PrivateAttr("")
+    _channels: list = PrivateAttr(default_factory=list)   # resolved: ("charger", name, conductor index) | ("circuit", name, phase index) | None
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v):
+        from dlbrig.firmware_sim.instruments import INSTRUMENT_MODELS
+        if v not in INSTRUMENT_MODELS:
+            raise ValueError(f"unknown instrument model {v!r} (known: {', '.join(INSTRUMENT_MODELS)})")
+        return v
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, v):
+        if v is not None and not re.fullmatch(r"TCPIP\d*::[^:]+::\d{1,5}::SOCKET", v.strip(), re.IGNORECASE):
+            raise ValueError(f"{v!r} is not a VISA socket resource (TCPIP0::host::port::SOCKET)")
+        return v
+
+    @field_validator("phase")
+    @classmethod
+    def _phase(cls, v):
+        if v not in ("L1", "L2", "L3"):
+            raise ValueError(f"must be L1, L2 or L3, got {v!r}")
+        return v
+
+    @property
+    def kind(self) -> str:
+        from dlbrig.firmware_sim.instruments import INSTRUMENT_MODELS
+        return INSTRUMENT_MODELS[self.model].kind
+
+    @property
+    def channels(self) -> list:
+        return list(self._channels)
+
+    @property
+    def emulated(self) -> bool:
+        return self.resource is None
+
+
+def _resolve_instruments(sc, core: Site, errors: list) -> None:
+    """Cross-references of the instruments block: roles exist, conductors exist, names unique."""
+    from dlbrig.firmware_sim.instruments import INSTRUMENT_MODELS
+    names = core.charger_names
+    seen: dict[str, int] = {}
+
+    def charger_ok(loc, name, conductor) -> tuple | None:
+        if name not in names:
+            errors.append(_err(loc, f"unknown charger {name!r} (site chargers: {_short(names)})", name))
+            return None
+        k = core.chargers[names.index(name)]
+        if conductor > k.phases:
+            errors.append(_err(loc, f"charger {name!r} has {k.phases} conductor(s), no conductor {conductor}",
+                               conductor))
+            return None
+        return ("charger", name, conductor - 1)
+
+    for i, ins in enumerate(sc.instruments):
+        loc = ("instruments", i)
+        if ins.name in seen:
+            errors.append(_err(loc + ("name",), f"instrument {ins.name!r} already defined "
+                               f"(instruments[{seen[ins.name]}])", ins.name))
+        seen.setdefault(ins.name, i)
+        info = INSTRUMENT_MODELS[ins.model]
+        ins._kind = info.kind
+        allowed = {"eload": ("ev", "conductor"), "dmm": ("charger", "conductor", "scale"),
+                   "power_analyzer": ("elements",), "ac_source": ("circuit", "phase")}[info.kind]
+        for f in ("ev", "charger", "elements", "scale", "circuit", "phase", "conductor"):
+            if f in ins.model_fields_set and f not in allowed:
+                errors.append(_err(loc + (f,), f"not a field of a {info.kind} ({ins.model}); its "
+                                   f"roles: {', '.join(allowed)}", getattr(ins, f)))
+        chans: list = []
+        if info.kind == "eload":
+            if ins.ev is None:
+                errors.append(_err(loc + ("ev",), f"an electronic load needs ev: the charger whose EV "
+                                   f"it stands in for (site chargers: {_short(names)})"))
+            else:
+                chans = [charger_ok(loc + ("ev",), ins.ev, ins.conductor)]
+        elif info.kind == "dmm":
+            if ins.charger is None:
+                errors.append(_err(loc + ("charger",), f"a DMM needs charger: the charger it measures "
+                                   f"(site chargers: {_short(names)})"))
+            else:
+                chans = [charger_ok(loc + ("charger",), ins.charger, ins.conductor)]
+        elif info.kind == "power_analyzer":
+            if not ins.elements:
+                errors.append(_err(loc + ("elements",), "a power analyzer needs elements: one "
+                                   "'charger.N' per element (N = conductor 1..3)"))
+            if len(ins.elements) > info.elements:
+                errors.append(_err(loc + ("elements",), f"{ins.model} has {info.elements} elements, "
+                                   f"{len(ins.elements)} given", len(ins.elements)))
+            used: dict = {}
+            for e, ref in enumerate(ins.elements):
+                if ref is None:
+                    chans.append(None)
+                    continue
+                m = _CONDUCTOR.match(str(ref))
+                if not m:
+                    errors.append(_err(loc + ("elements", e), f"{ref!r}: expected 'charger.N' "
+                                       f"(N = conductor 1..3, e.g. 'cp1.1')", ref))
+                    chans.append(None)
+                    continue
+                ch = charger_ok(loc + ("elements", e), m.group(1), int(m.group(2).lstrip("L")))
+                if ch is not None and ch in used:
+                    errors.append(_err(loc + ("elements", e), f"{ref!r} is already measured by "
+                                       f"element {used[ch] + 1}", ref))
+                if ch is not None:
+                    used.setdefault(ch, e)
+                chans.append(ch)
+        else:
+            if ins.circuit is None:
+                errors.append(_err(loc + ("circuit",), f"an AC source needs circuit: the circuit it "
+                                   f"feeds (site circuits: {', '.join(core.circuit_names)})"))
+            elif ins.circuit not in core.circuit_names:
+                errors.append(_err(loc + ("circuit",), f"unknown circuit {ins.circuit!r} "
+                                   f"(site circuits: {', '.join(core.circuit_names)})", ins.circuit))
+            else:
+                chans = [("circuit", ins.circuit, int(ins.phase[1]) - 1)]
+        ins._channels = chans
+
+
 # ---------------------------------------------------------------------------------- scenario
 _SITE_FIELD = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]|\s*\(([^)]*)\)|(\.)")
 
@@ -460,7 +606,8 @@ class Scenario(_Base):
     loads: list[LoadSpec] = Field(default_factory=list)
     vehicles: list[VehicleSpec] = Field(default_factory=list)
     arrivals: list[ArrivalSpec] = Field(default_factory=list)
-    instruments: list[dict[str, Any]] = Field(default_factory=list, description="reserved (VISA)")
+    instruments: list[InstrumentSpec] = Field(default_factory=list, description="lab instruments over "
+                                              "VISA bound to chargers and circuits (InstrumentSpec)")
     timeline: list[str] = Field(default_factory=list, description="steps, e.g. 'at 08:05 plug cp3 "
                                 "ev=compact_1p' or 'meter main stale for 30s at +10m'")
     source: SkipJsonSchema[Optional[str]] = None
@@ -610,6 +757,7 @@ class Scenario(_Base):
         self._resolve_loads(core, truncate, errors)
         self._resolve_vehicles(core, truncate, errors)
         self._resolve_arrivals(core, errors)
+        _resolve_instruments(self, core, errors)
         _raise(errors)
         self._resolve_timeline(core, truncate, errors, lines)
         _raise(errors)

@@ -36,6 +36,10 @@ def run(scenario, out, mode, duration_s, *extra, env=None, timeout=180):
 
     e = cli_env()
     e.update(env or {})
+    if mode == "wire":
+        # scenarios with instruments (showroom) enable emulated load / source outputs: armed
+        # (everything here is emulated on loopback)
+        extra = ("--arm", *extra)
     r = subprocess.run([*DLBRIG, "run", str(scenario), "--mode", mode, "--out", str(out),
                         "--duration", f"{duration_s}s", *map(str, extra)],
                        capture_output=True, text=True, timeout=timeout, env=e,

@@ -1,0 +1,281 @@
+"""A scenario's instruments on the bench: emulated ones coupled to the plant, and the rig's side
+(pyvisa drivers) that prepares them safely, reads them as ground truth and leaves them safe.
+
+Two halves, as on a real bench:
+
+* :class:`EmulatedBench` (device side): one pure model per emulated instrument of the scenario,
+  fed from the plant on every physics tick (:meth:`couple`), served by an
+  :class:`~dlbrig.rig.visa.server.InstrumentEmulator`.  It never reads a socket.
+* :class:`BenchClient` (rig side): one driver per instrument, addressed by its VISA resource, so
+  the same code drives an emulated or a real instrument.  :meth:`prepare` sets every protection
+  limit before any output is enabled and refuses without ``armed``; :meth:`read` returns the
+  measured charger currents (power analyzer first, then DMM, then electronic load) and circuit
+  phase currents (AC sources); :meth:`safe_off` turns every output off and never raises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...firmware_sim.instruments import make_instrument
+from .drivers import NotArmed, VisaError, open_driver
+from .server import InstrumentEmulator
+
+__all__ = ["EmulatedBench", "BenchClient", "BenchReading", "needs_arming", "instrument_resources"]
+
+GRID_FREQ_HZ = 50.0
+PF = 1.0      # the EV models draw resistive current
+
+
+def needs_arming(scenario) -> list:
+    """Names of the instruments whose output a run enables (electronic loads, AC sources)."""
+    return [s.name for s in scenario.instruments if s.kind in ("eload", "ac_source")]
+
+
+def _channel(plant, ch):
+    if ch is None:
+        return None
+    what, name, idx = ch
+    if what == "charger":
+        cp = plant.chargers[name]
+        return (float(cp.evse.voltages_v[idx]), float(cp.currents_a()[idx]), PF, GRID_FREQ_HZ)
+    return (float(plant.voltage_v), float(plant.truth[name][idx]), PF, GRID_FREQ_HZ)
+
+
+class EmulatedBench:
+    """The emulated instruments of a scenario, bound to the plant's chargers and circuits."""
+
+    def __init__(self, scenario, plant):
+        self.plant = plant
+        self.specs = [s for s in scenario.instruments if s.emulated]
+        self.models = {}
+        for s in self.specs:
+            kw = {"scale": s.scale} if s.kind == "dmm" else {}
+            self.models[s.name] = make_instrument(s.model, serial=f"SIM-{s.name}", **kw)
+
+    def couple(self, t_ms: int) -> None:
+        """Feed every instrument the plant's state at ``t_ms`` (call after ``plant.advance``)."""
+        for s in self.specs:
+            self.models[s.name].observe(t_ms, [_channel(self.plant, ch) for ch in s.channels])
+
+    def serve(self, emulator: InstrumentEmulator, base_port: int = 0) -> None:
+        port = base_port
+        for s in self.specs:
+            emulator.serve(s.name, self.models[s.name], port)
+            port = port + 1 if port else 0
+
+    def all_off(self) -> None:
+        for m in self.models.values():
+            m.safe_off()
+
+
+def instrument_resources(scenario, endpoints: list) -> dict:
+    """name -> VISA resource: real instruments from the scenario, emulated ones from endpoints."""
+    out = {s.name: s.resource for s in scenario.instruments if s.resource}
+    for ep in endpoints:
+        if ep.get("kind") == "instrument":
+            out.setdefault(ep["device"], ep["resource"])
+    missing = [s.name for s in scenario.instruments if s.name not in out]
+    if missing:
+        raise VisaError(f"no VISA resource for instrument(s) {', '.join(missing)} (not in the endpoints)")
+    return out
+
+
+@dataclass
+class BenchReading:
+    """One read of every instrument: measured charger currents and circuit-phase currents."""
+
+    charger_a: dict = field(default_factory=dict)       # charger -> {conductor index: A}
+    circuit_a: dict = field(default_factory=dict)       # circuit -> {phase index: A}
+    source: dict = field(default_factory=dict)          # (charger, conductor) -> "wt.3" (which instrument)
+    errors: list = field(default_factory=list)          # instruments that did not answer
+
+
+class BenchClient:
+    """The rig's side of the bench: pyvisa drivers on the scenario's instruments."""
+
+    def __init__(self, scenario, resources: dict, *, armed: bool = False, timeout_ms: int = 2000):
+        self.scenario = scenario
+        self.site = scenario.core_site
+        self.specs = list(scenario.instruments)
+        self.resources = resources
+        self.armed = armed
+        self.timeout_ms = timeout_ms
+        self.drivers: dict = {}
+        self.enabled: list = []
+        self._load_set: dict = {}
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def check_armed(self) -> None:
+        outs = needs_arming(self.scenario)
+        if outs and not self.armed:
+            raise NotArmed(f"refusing to run: instrument output(s) of {', '.join(outs)} would be enabled; "
+                           f"add --arm to allow it")
+        for s in self.specs:
+            if not self.armed and s.resource and not _loopback(self.resources[s.name]):
+                raise NotArmed(f"refusing to write to instrument {s.name} at {self.resources[s.name]} "
+                               f"(not loopback) without --arm")
+
+    def open(self) -> None:
+        for s in self.specs:
+            kw = {"scale": s.scale} if s.kind == "dmm" else {}
+            self.drivers[s.name] = open_driver(self.resources[s.name], armed=self.armed, expect_kind=s.kind,
+                                               timeout_ms=self.timeout_ms, **kw)
+
+    def _charger(self, name):
+        return self.site.chargers[self.site.charger_names.index(name)]
+
+    def prepare(self) -> None:
+        """Configure every instrument; protection limits first; then (armed) enable the outputs."""
+        self.check_armed()
+        voltage = float(self.site.params.voltage_v)
+        for s in self.specs:
+            d = self.drivers[s.name]
+            d.write("*CLS")
+            if s.kind == "eload":
+                k = self._charger(s.ev)
+                ocp = min(_rating(s.model)[0], 1.1 * k.max_ma / 1000)
+                opp = min(_rating(s.model)[1], ocp * voltage)
+                d.configure_cc(ac=True)
+                d.set_protection(current_a=ocp, power_w=opp)
+                d.set_current(0.0)
+            elif s.kind == "ac_source":
+                circuit = self.site.circuits[self.site.circuit_names.index(s.circuit)]
+                limit = min(_rating(s.model)[0], circuit.limit_ma[int(s.phase[1]) - 1] / 1000)
+                d.set_protection(current_a=limit)
+                d.set_voltage(voltage, GRID_FREQ_HZ)
+            elif s.kind == "power_analyzer":
+                d.configure([e + 1 for e, ch in enumerate(s.channels) if ch is not None])
+                d.start_integration()
+        for s in self.specs:            # every protection is set: now the outputs
+            d = self.drivers[s.name]
+            if s.kind in ("eload", "ac_source"):
+                d.enable_output()
+                self.enabled.append(s.name)
+
+    # -- per cycle ------------------------------------------------------------------------------------
+    def follow(self, plant) -> None:
+        """Program each load's set-point to what its EV model draws (changes of 0.1 A or more)."""
+        for s in self.specs:
+            if s.kind != "eload":
+                continue
+            want = round(min(plant.chargers[s.ev].currents_a()[s.conductor - 1], _rating(s.model)[0]), 1)
+            if abs(self._load_set.get(s.name, -1.0) - want) >= 0.1:
+                self.drivers[s.name].set_current(want)
+                self._load_set[s.name] = want
+
+    def read(self) -> BenchReading:
+        out = BenchReading()
+        rank = {"power_analyzer": 0, "dmm": 1, "eload": 2}
+        best: dict = {}
+        for s in self.specs:
+            d = self.drivers[s.name]
+            try:
+                if s.kind == "power_analyzer":
+                    vals = d.read()
+                    for e, ch in enumerate(s.channels):
+                        if ch is not None and vals[e + 1]["irms"] is not None:
+                            best_put(best, ch, vals[e + 1]["irms"], rank[s.kind], f"{s.name}.{e + 1}")
+                elif s.kind == "dmm":
+                    v = d.ac_current()
+                    if v is not None:
+                        best_put(best, s.channels[0], v, rank[s.kind], s.name)
+                elif s.kind == "eload":
+                    best_put(best, s.channels[0], d.measure()["current_a"], rank[s.kind], s.name)
+                elif s.kind == "ac_source":
+                    _, circuit, p = s.channels[0]
+                    m = d.measure()
+                    if m["current_a"] is not None and d.output_on():
+                        out.circuit_a.setdefault(circuit, {})[p] = m["current_a"]
+            except VisaError as exc:
+                out.errors.append(f"{s.name}: {exc}")
+        for (what, name, idx), (val, _, src) in best.items():
+            out.charger_a.setdefault(name, {})[idx] = val
+            out.source[(name, idx)] = src
+        return out
+
+    # -- safety ------------------------------------------------------------------------------------
+    def safe_off(self) -> dict:
+        """Every load input and source output off (all instruments, enabled by us or not).
+        Returns name -> confirmed off; never raises."""
+        done = {}
+        for s in self.specs:
+            d = self.drivers.get(s.name)
+            if d is not None and s.kind in ("eload", "ac_source"):
+                done[s.name] = d.safe_off()
+        return done
+
+    def close(self) -> None:
+        for d in self.drivers.values():
+            d.close()
+
+
+def best_put(best: dict, ch, value, rank, src) -> None:
+    if ch is None or value is None:
+        return
+    cur = best.get(ch)
+    if cur is None or rank < cur[1]:
+        best[ch] = (float(value), rank, src)
+
+
+def _rating(model_key: str) -> tuple:
+    from ...firmware_sim.instruments import INSTRUMENT_MODELS
+    i = INSTRUMENT_MODELS[model_key]
+    return i.max_current_a, i.max_power_w
+
+
+def _loopback(resource: str) -> bool:
+    from .drivers import is_loopback_resource
+    return is_loopback_resource(resource)
+
+
+def measured_truth(plant, reading: BenchReading, t_ms: int):
+    """Circuit truth per phase and charger currents with the instruments' measurements in place of
+    the models' (base loads, which no instrument measures, stay the plant's)."""
+    s = plant.site
+    t_abs = t_ms + plant.start_ms
+    own = {n: list(plant.loads[n].current_a(t_abs)) for n in s.circuit_names}
+    charger_a = {}
+    for name, cp in plant.chargers.items():
+        cur = list(cp.currents_a())
+        for idx, v in reading.charger_a.get(name, {}).items():
+            cur[idx] = v
+        charger_a[name] = cur
+        k = s.chargers[plant.charger_index[name]]
+        tgt = own[s.circuit_names[k.circuit]]
+        for i in range(k.phases):
+            tgt[k.phase_map[i]] += cur[i]
+    truth = {n: list(v) for n, v in own.items()}
+    for c in range(len(s.circuits) - 1, -1, -1):
+        par = s.circuits[c].parent
+        if par != -1:
+            pt, ct = truth[s.circuit_names[par]], truth[s.circuit_names[c]]
+            for p in range(3):
+                pt[p] += ct[p]
+    for circuit, phases in reading.circuit_a.items():      # an AC source measures the whole phase
+        for p, v in phases.items():
+            truth[circuit][p] = v
+    return truth, charger_a
+
+
+class MeasuredCharger:
+    """A ChargePoint look-alike whose currents are the instruments' (for Recording.sample)."""
+
+    def __init__(self, cp, currents):
+        self._cp, self._cur = cp, currents
+        self.evse = cp.evse
+        self.status = cp.status
+
+    def currents_a(self):
+        return list(self._cur)
+
+
+def bench_verdicts(rec, *, external: bool = False) -> list:
+    """The compliance verdicts of a run with instruments as ground truth: limit (strict and breaker
+    envelope) from the measured currents, the charger cross-check, and (when the rig served the
+    chargers itself, so their firmware event logs are this run's) fault shutdown and signalling."""
+    from ..compliance import fault_shutdown, instrument_crosscheck, limit_envelope, limit_strict, signalling
+
+    verdicts = limit_strict(rec) + limit_envelope(rec) + instrument_crosscheck(rec)
+    if not external:
+        verdicts += fault_shutdown(rec) + signalling(rec)
+    return verdicts
