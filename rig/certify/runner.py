@@ -133,7 +133,12 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
             verdicts = _run_probe(case, sc, dut=dut, mode=mode, speed=speed, charger_target=charger_target,
                                   frames=frames)
             status = "pass" if verdicts and all(v.passed for v in verdicts) else "fail"
-            return CaseResult(case, status, verdicts, None, str(case_dir), time.perf_counter() - t0, None, {})
+            from ..trace import write_json
+            case_dir.mkdir(parents=True, exist_ok=True)
+            summary = {"case": case.id, "probe": case.probe, "dut": dut,
+                       "verdicts": [v.as_dict() for v in verdicts]}
+            write_json(case_dir / "summary.json", summary)
+            return CaseResult(case, status, verdicts, None, str(case_dir), time.perf_counter() - t0, None, summary)
         if dut == "modbus-charger":
             raise ValueError(f"{case.id} needs the EV side of the charger: it runs on emulated chargers only")
         from ...core import Site
