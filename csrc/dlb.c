@@ -62,9 +62,11 @@ typedef struct {
     int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
     int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
     int64_t D[DLB_LANES], W[DLB_LANES];
+    int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
     int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
     int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
     int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
+    uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
     uint32_t status;
 } circuit_scratch;
 
@@ -85,6 +87,13 @@ struct dlb_site {
     int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
     int32_t n_heap;
+    /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
+     * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
+    int32_t *path, *plen, *hp;
+    /* fill: Q / weight per charger (levels are min * qw and hi * qw, exact), chargers presorted by
+     * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
+    int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
+    int32_t n_dirty;
     int32_t prio_count[257];
 };
 
@@ -221,19 +230,16 @@ static void heap_sift(dlb_site *s, int32_t i)
     }
 }
 
-/* re-key circuit c after its lanes' D or W changed: in the heap while a lane grows (W > 0) */
-static void heap_update(dlb_site *s, int32_t c)
+/* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
+static void heap_key(dlb_site *s, int32_t c)
 {
     circuit_scratch *cs = &s->cx[c];
     int64_t best = INF;
     int32_t lane = -1;
     for (int ln = 0; ln < DLB_LANES; ln++) {
-        if (cs->W[ln] > 0) {
-            int64_t lvl = fdiv(cs->D[ln], cs->W[ln]);
-            if (lvl < best) {
-                best = lvl;
-                lane = c * 4 + ln;
-            }
+        if (cs->lvl[ln] < best) {
+            best = cs->lvl[ln];
+            lane = c * 4 + ln;
         }
     }
     int32_t pos = cs->heap_pos;
@@ -347,7 +353,8 @@ void dlb_params_default(dlb_params *p)
 
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
-        heap, key, child_off, child_list, pre, adm, group, total;
+        heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
+        ev_end, ev_other, dirty, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -398,6 +405,26 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->adm = o;
     o += align8(nk * sizeof(int32_t));
     l->group = o;
+    o += align8(nk * sizeof(int32_t));
+    l->path = o;
+    o += align8(nc * DLB_MAX_DEPTH * sizeof(int32_t));
+    l->plen = o;
+    o += align8(nc * sizeof(int32_t));
+    l->hp = o;
+    o += align8(nc * sizeof(int32_t));
+    l->dirty = o;
+    o += align8(nc * sizeof(int32_t));
+    l->qw = o;
+    o += align8(nk * sizeof(int32_t));
+    l->perm_start = o;
+    o += align8(nk * sizeof(int32_t));
+    l->perm_end = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_start = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_end = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_other = o;
     o += align8(nk * sizeof(int32_t));
     l->total = o;
     return 1;
@@ -576,6 +603,16 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pre = (int32_t *)(void *)(base + l.pre);
     s->adm = (int32_t *)(void *)(base + l.adm);
     s->group = (int32_t *)(void *)(base + l.group);
+    s->path = (int32_t *)(void *)(base + l.path);
+    s->plen = (int32_t *)(void *)(base + l.plen);
+    s->hp = (int32_t *)(void *)(base + l.hp);
+    s->dirty = (int32_t *)(void *)(base + l.dirty);
+    s->qw = (int32_t *)(void *)(base + l.qw);
+    s->perm_start = (int32_t *)(void *)(base + l.perm_start);
+    s->perm_end = (int32_t *)(void *)(base + l.perm_end);
+    s->ev_start = (int32_t *)(void *)(base + l.ev_start);
+    s->ev_end = (int32_t *)(void *)(base + l.ev_end);
+    s->ev_other = (int32_t *)(void *)(base + l.ev_other);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -664,7 +701,25 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     for (int32_t c = 0; c < s->nc; c++) {
         s->cx[c].heap_pos = -1;
+        s->hp[c] = s->power_cap[c] != INF;
+        int32_t d = 0;
+        for (int32_t a = c; a != DLB_NONE; a = s->circ[a].parent) {
+            s->path[(size_t)c * DLB_MAX_DEPTH + (size_t)d++] = a;
+        }
+        s->plen[c] = d;
     }
+    /* the fill's events in level order, presorted once: START levels (min * Q / w) never change, END
+     * levels (hi * Q / w) are max * Q / w unless a reclaim cap or the ramp lowers hi (merged per fill) */
+    for (int32_t k = 0; k < s->nk; k++) {
+        s->qw[k] = DLB_Q / s->chg[k].weight;
+        s->perm_start[k] = s->perm_end[k] = k;
+        s->key[k] = (uint64_t)s->chg[k].min_ma * (uint64_t)s->qw[k];
+    }
+    merge_sort(s->perm_start, s->tmp, (size_t)s->nk, s->key);
+    for (int32_t k = 0; k < s->nk; k++) {
+        s->key[k] = (uint64_t)s->chg[k].max_ma * (uint64_t)s->qw[k];
+    }
+    merge_sort(s->perm_end, s->tmp, (size_t)s->nk, s->key);
     *site = s;
     return DLB_OK;
 }
@@ -971,38 +1026,86 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
 /* ------------------------------------------------------------------------------------------------ */
 /* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
 
-static void lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+/* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
+ * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level):
+ * the caller must then re-key before the next event, exactly as if every event re-keyed at once.
+ * W <= 3 * 16 * DLB_MAX_CHARGERS and level <= DLB_MAX_CURRENT_MA * DLB_Q, so W * level < 2^63. */
+static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t level)
 {
     const charger_scratch *x = &s->kx[k];
-    FOR_PATH(s, k, c) {
+    const uint32_t used = x->used;
+    const int64_t n = x->n_used;
+    const int32_t leaf = s->chg[k].circuit;
+    const int32_t *path = s->path + (size_t)leaf * DLB_MAX_DEPTH;
+    const int32_t depth = s->plen[leaf];
+    int below = 0;
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
         circuit_scratch *cs = &s->cx[c];
+        uint32_t lanes = used;
         for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
+            if ((used >> ph) & 1u) {
                 cs->W[ph] += dW;
                 cs->D[ph] += dD;
+                below |= cs->W[ph] > 0 && cs->D[ph] < cs->W[ph] * level;
             }
         }
-        if (has_power(s, c)) {
-            cs->W[DLB_LANE_POWER] += dW * x->n_used;
-            cs->D[DLB_LANE_POWER] += dD * x->n_used;
+        if (s->hp[c]) {
+            cs->W[DLB_LANE_POWER] += dW * n;
+            cs->D[DLB_LANE_POWER] += dD * n;
+            below |= cs->W[DLB_LANE_POWER] > 0 && cs->D[DLB_LANE_POWER] < cs->W[DLB_LANE_POWER] * level;
+            lanes |= 1u << DLB_LANE_POWER;
         }
-        heap_update(s, c);
+        if (cs->dirty == 0) {
+            s->dirty[s->n_dirty++] = c;
+        }
+        cs->dirty |= lanes;
     }
+    return below;
 }
 
+/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry */
+static void rekey_dirty(dlb_site *s)
+{
+    for (int32_t i = 0; i < s->n_dirty; i++) {
+        int32_t c = s->dirty[i];
+        circuit_scratch *cs = &s->cx[c];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if ((cs->dirty >> ln) & 1u) {
+                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
+            }
+        }
+        cs->dirty = 0;
+        heap_key(s, c);
+    }
+    s->n_dirty = 0;
+}
+
+/* level of charger k's next event in one of the fill's sorted event lists */
+static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
+static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
+
+/* Weighted max-min fair progressive filling (see the reference's _progressive_fill for the definition).
+ * Events are processed in the reference's order: charger events by (level, END before START, index)
+ * while their level is not above the lowest lane level, else the lowest lane (level, lane id)
+ * saturates. Levels are exact (Q / w is an integer), so a batch of charger events at one level leaves
+ * every lane at or above that level and the heap need only be re-keyed once per batch; lanes_adjust
+ * checks this and ends the batch early otherwise, so the order is the reference's in every case. */
 static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
 {
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &s->cx[c];
         for (int ln = 0; ln < DLB_LANES; ln++) {
-            cs->D[ln] = (ln < DLB_PHASES || has_power(s, c)) ? cs->run[ln] * DLB_Q : 0;
+            cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
+            cs->lvl[ln] = INF;
         }
         cs->heap_pos = -1;
+        cs->dirty = 0;
     }
     s->n_heap = 0;
-    /* events: key = level << 17 | type << 16 | charger; END (type 0) before START (type 1) */
-    int32_t n_ev = 0;
+    s->n_dirty = 0;
+    int32_t n_start = 0, n_end = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
@@ -1010,43 +1113,97 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         x->started = 0;
         x->frozen = 0;
         x->value = kc->min_ma;
-        if (kc->min_ma < x->hi) {
-            uint64_t start = (uint64_t)((int64_t)kc->min_ma * DLB_Q / kc->weight);
-            uint64_t end = (uint64_t)(x->hi * DLB_Q / kc->weight);
-            s->key[n_ev] = (start << 17) | (1u << 16) | (uint64_t)k;
-            s->items[n_ev] = n_ev;
-            n_ev++;
-            s->key[n_ev] = (end << 17) | (uint64_t)k;
-            s->items[n_ev] = n_ev;
-            n_ev++;
-        } else {
+        if (kc->min_ma >= x->hi) {
             x->value = x->hi;
         }
     }
-    merge_sort(s->items, s->tmp, (size_t)n_ev, s->key);
-    int32_t ei = 0;
+    /* The two event lists, each sorted by (level, index). A large group filters the presorted
+     * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
+     * A small group (a priority class) sorts its own events, O(n log n). */
+    if ((int64_t)n_group * 16 >= s->nk) {
+        int32_t n_other = 0;
+        for (int32_t i = 0; i < s->nk; i++) {
+            int32_t k = s->perm_start[i];
+            const charger_scratch *x = &s->kx[k];
+            if (x->in_group && s->chg[k].min_ma < x->hi) {
+                s->ev_start[n_start++] = k;
+            }
+        }
+        for (int32_t i = 0; i < s->nk; i++) {
+            int32_t k = s->perm_end[i];
+            const charger_scratch *x = &s->kx[k];
+            if (x->in_group && s->chg[k].min_ma < x->hi) {
+                if (x->hi == s->chg[k].max_ma) {
+                    s->items[n_end++] = k;
+                } else {
+                    s->key[k] = (uint64_t)end_level(s, k);
+                    s->ev_other[n_other++] = k;
+                }
+            }
+        }
+        if (n_other > 0) {
+            merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
+            int32_t i = 0, j = 0, o = 0;
+            while (i < n_end || j < n_other) {
+                int take_other = i >= n_end;
+                if (!take_other && j < n_other) {
+                    int32_t a = s->ev_other[j], b2 = s->items[i];
+                    int64_t la = end_level(s, a), lb = end_level(s, b2);
+                    take_other = la < lb || (la == lb && a < b2);
+                }
+                s->ev_end[o++] = take_other ? s->ev_other[j++] : s->items[i++];
+            }
+            n_end = o;
+        } else {
+            memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
+        }
+    } else {
+        for (int32_t i = 0; i < n_group; i++) {
+            int32_t k = group[i];
+            if (s->chg[k].min_ma < s->kx[k].hi) {
+                s->ev_start[n_start++] = k;
+                s->ev_end[n_end++] = k;
+            }
+        }
+        for (int32_t i = 0; i < n_start; i++) {
+            s->key[s->ev_start[i]] = (uint64_t)start_level(s, s->ev_start[i]);
+        }
+        merge_sort(s->ev_start, s->tmp, (size_t)n_start, s->key);
+        for (int32_t i = 0; i < n_end; i++) {
+            s->key[s->ev_end[i]] = (uint64_t)end_level(s, s->ev_end[i]);
+        }
+        merge_sort(s->ev_end, s->tmp, (size_t)n_end, s->key);
+    }
+    int32_t is = 0, ie = 0;
     for (;;) {
         int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
-        int64_t ev_level = ei < n_ev ? (int64_t)(s->key[s->items[ei]] >> 17) : INF;
+        int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
+        int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
+        int64_t ev_level = min64(s_level, e_level);
         if (lane_level == INF && ev_level == INF) {
             break;
         }
         if (ev_level <= lane_level) {
-            uint64_t e = s->key[s->items[ei++]];
-            int32_t k = (int32_t)(e & 0xFFFFu);
-            charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
-            if (x->frozen) {
-                continue;
+            /* every charger event at this level: ENDs (by index) before STARTs (by index) */
+            int below = 0;
+            while (!below && ie < n_end && end_level(s, s->ev_end[ie]) == ev_level) {
+                int32_t k = s->ev_end[ie++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) { /* END: reaches its ceiling */
+                    x->frozen = 1;
+                    x->value = x->hi;
+                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                }
             }
-            if ((e >> 16) & 1u) { /* START: grows past its minimum */
-                x->started = 1;
-                lanes_adjust(s, k, kc->weight, (int64_t)kc->min_ma * DLB_Q);
-            } else { /* END: reaches its ceiling */
-                x->frozen = 1;
-                x->value = x->hi;
-                lanes_adjust(s, k, -(int64_t)kc->weight, -x->hi * DLB_Q);
+            while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
+                int32_t k = s->ev_start[is++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) { /* START: grows past its minimum */
+                    x->started = 1;
+                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                }
             }
+            rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[s->heap[0]].key_lane;
             int32_t c = j / 4, ln = j % 4;
@@ -1064,12 +1221,16 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    lanes_adjust(s, k, -w, -w * level);
+                    (void)lanes_adjust(s, k, -w, -w * level, level);
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
             }
-            heap_update(s, c);
+            if (s->cx[c].dirty == 0) {
+                s->dirty[s->n_dirty++] = c;
+            }
+            s->cx[c].dirty |= 1u << ln;
+            rekey_dirty(s);
         }
     }
     for (int32_t i = 0; i < n_group; i++) {
