@@ -90,6 +90,8 @@ struct dlb_site {
     /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
      * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
     int32_t *path, *plen, *hp;
+    int32_t *unbal_path;  /* 1 if a circuit on c's path (c included) has an unbalance limit */
+    uint32_t *over_own, *over_path; /* per step: lanes of c with initial headroom < 0; OR along c's path */
     /* fill: Q / weight per charger (levels are min * qw and hi * qw, exact), chargers presorted by
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
@@ -270,21 +272,36 @@ static void heap_key(dlb_site *s, int32_t c)
 
 #define FOR_PATH(s, k, c) for (int32_t c = (s)->chg[k].circuit; c != DLB_NONE; c = (s)->circ[c].parent)
 
-static int has_power(const dlb_site *s, int32_t c) { return s->power_cap[c] != INF; }
+static int has_power(const dlb_site *s, int32_t c) { return s->hp[c] != 0; }
+
+/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run, hr
+ * and hr0; the walks below subtract from and compare with them without a branch: INF minus one step's
+ * grants stays far above any current, so such a lane never binds, exactly as if it were skipped. */
+
+/* the ancestors of charger k's circuit (itself first), and how many */
+static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
+{
+    int32_t leaf = s->chg[k].circuit;
+    *depth = s->plen[leaf];
+    return s->path + (size_t)leaf * DLB_MAX_DEPTH;
+}
+
+/* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
+static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
 /* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
 static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
-    FOR_PATH(s, k, c) {
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((used >> ph) & 1u) {
-                if (s->cx[c].run[ph] < amount) {
-                    return c * 4 + ph;
-                }
-            }
-        }
-        if (has_power(s, c) && s->cx[c].run[DLB_LANE_POWER] < amount * n) {
-            return c * 4 + DLB_LANE_POWER;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    const int64_t amount_n = amount * n;
+    for (int32_t i = 0; i < depth; i++) {
+        const int64_t *run = s->cx[path[i]].run;
+        uint32_t shortm = ((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
+                           ((uint32_t)(run[2] < amount) << 2)) & used;
+        shortm |= (uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3;
+        if (shortm != 0) {
+            return path[i] * 4 + lowest_lane[shortm];
         }
     }
     return -1;
@@ -294,16 +311,24 @@ static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t 
 static int64_t run_room(const dlb_site *s, int32_t k, int64_t want)
 {
     const charger_scratch *x = &s->kx[k];
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    const uint32_t used = x->used;
     int64_t room = want;
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                room = min64(room, cs->run[ph]);
-            }
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        const int64_t *run = s->cx[c].run;
+        if (used & 1u) {
+            room = min64(room, run[0]);
         }
-        if (has_power(s, c)) {
-            room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
+        if (used & 2u) {
+            room = min64(room, run[1]);
+        }
+        if (used & 4u) {
+            room = min64(room, run[2]);
+        }
+        if (s->hp[c]) {
+            room = min64(room, fdiv(run[DLB_LANE_POWER], x->n_used));
         }
     }
     return room;
@@ -311,15 +336,16 @@ static int64_t run_room(const dlb_site *s, int32_t k, int64_t want)
 
 static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
-    FOR_PATH(s, k, c) {
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((used >> ph) & 1u) {
-                s->cx[c].run[ph] -= amount;
-            }
-        }
-        if (has_power(s, c)) {
-            s->cx[c].run[DLB_LANE_POWER] -= amount * n;
-        }
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
+                  a2 = amount * (int64_t)((used >> 2) & 1u), an = amount * n;
+    for (int32_t i = 0; i < depth; i++) {
+        int64_t *run = s->cx[path[i]].run;
+        run[0] -= a0;
+        run[1] -= a1;
+        run[2] -= a2;
+        run[DLB_LANE_POWER] -= an;
     }
 }
 
@@ -354,7 +380,7 @@ void dlb_params_default(dlb_params *p)
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
-        ev_end, ev_other, dirty, total;
+        ev_end, ev_other, dirty, unbal_path, over_own, over_path, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -414,6 +440,12 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nc * sizeof(int32_t));
     l->dirty = o;
     o += align8(nc * sizeof(int32_t));
+    l->unbal_path = o;
+    o += align8(nc * sizeof(int32_t));
+    l->over_own = o;
+    o += align8(nc * sizeof(uint32_t));
+    l->over_path = o;
+    o += align8(nc * sizeof(uint32_t));
     l->qw = o;
     o += align8(nk * sizeof(int32_t));
     l->perm_start = o;
@@ -607,6 +639,9 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->plen = (int32_t *)(void *)(base + l.plen);
     s->hp = (int32_t *)(void *)(base + l.hp);
     s->dirty = (int32_t *)(void *)(base + l.dirty);
+    s->unbal_path = (int32_t *)(void *)(base + l.unbal_path);
+    s->over_own = (uint32_t *)(void *)(base + l.over_own);
+    s->over_path = (uint32_t *)(void *)(base + l.over_path);
     s->qw = (int32_t *)(void *)(base + l.qw);
     s->perm_start = (int32_t *)(void *)(base + l.perm_start);
     s->perm_end = (int32_t *)(void *)(base + l.perm_end);
@@ -707,6 +742,9 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
             s->path[(size_t)c * DLB_MAX_DEPTH + (size_t)d++] = a;
         }
         s->plen[c] = d;
+        /* parents come first, so the parent's flag is final */
+        s->unbal_path[c] = s->circ[c].unbalance_limit_ma > 0 ||
+                           (s->circ[c].parent != DLB_NONE && s->unbal_path[s->circ[c].parent]);
     }
     /* the fill's events in level order, presorted once: START levels (min * Q / w) never change, END
      * levels (hi * Q / w) are max * Q / w unless a reclaim cap or the ramp lowers hi (merged per fill) */
@@ -1035,31 +1073,30 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
     const int64_t n = x->n_used;
-    const int32_t leaf = s->chg[k].circuit;
-    const int32_t *path = s->path + (size_t)leaf * DLB_MAX_DEPTH;
-    const int32_t depth = s->plen[leaf];
+    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
     int below = 0;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
         circuit_scratch *cs = &s->cx[c];
-        uint32_t lanes = used;
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((used >> ph) & 1u) {
-                cs->W[ph] += dW;
-                cs->D[ph] += dD;
-                below |= cs->W[ph] > 0 && cs->D[ph] < cs->W[ph] * level;
-            }
-        }
-        if (s->hp[c]) {
-            cs->W[DLB_LANE_POWER] += dW * n;
-            cs->D[DLB_LANE_POWER] += dD * n;
-            below |= cs->W[DLB_LANE_POWER] > 0 && cs->D[DLB_LANE_POWER] < cs->W[DLB_LANE_POWER] * level;
-            lanes |= 1u << DLB_LANE_POWER;
+        const int64_t mp = n * s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
+        cs->W[0] += dW * m0;
+        cs->D[0] += dD * m0;
+        cs->W[1] += dW * m1;
+        cs->D[1] += dD * m1;
+        cs->W[2] += dW * m2;
+        cs->D[2] += dD * m2;
+        cs->W[DLB_LANE_POWER] += dW * mp;
+        cs->D[DLB_LANE_POWER] += dD * mp;
+        /* an untouched lane was at or above level before the batch and is unchanged */
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            below |= cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
         }
         if (cs->dirty == 0) {
             s->dirty[s->n_dirty++] = c;
         }
-        cs->dirty |= lanes;
+        cs->dirty |= used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
     }
     return below;
 }
@@ -1278,29 +1315,30 @@ typedef struct {
 static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
 {
     const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
     room_t r = {want, -1, 0};
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        const int64_t *hr = s->cx[c].hr;
         for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                if (cs->hr[ph] < r.room) {
-                    r.room = cs->hr[ph];
-                    r.lane = c * 4 + ph;
-                    r.unbal = 0;
-                }
+            if (((used >> ph) & 1u) && hr[ph] < r.room) {
+                r.room = hr[ph];
+                r.lane = c * 4 + ph;
             }
         }
-        if (has_power(s, c)) {
-            int64_t v = fdiv(cs->hr[DLB_LANE_POWER], x->n_used);
+        if (s->hp[c]) {
+            int64_t v = fdiv(hr[DLB_LANE_POWER], x->n_used);
             if (v < r.room) {
                 r.room = v;
                 r.lane = c * 4 + DLB_LANE_POWER;
-                r.unbal = 0;
             }
         }
     }
-    if (x->n_used < DLB_PHASES) {
-        FOR_PATH(s, k, c) {
+    if (x->n_used < DLB_PHASES && s->unbal_path[s->chg[k].circuit]) {
+        for (int32_t i = 0; i < depth; i++) {
+            int32_t c = path[i];
             int64_t u = s->circ[c].unbalance_limit_ma;
             if (u <= 0) {
                 continue;
@@ -1308,12 +1346,12 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             const circuit_scratch *cs = &s->cx[c];
             int64_t low = INF;
             for (int q = 0; q < DLB_PHASES; q++) {
-                if (!((x->used >> q) & 1u)) {
+                if (!((used >> q) & 1u)) {
                     low = min64(low, cs->evl[q]);
                 }
             }
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
+                if ((used >> ph) & 1u) {
                     int64_t v = u + low - cs->evl[ph];
                     if (v < r.room) {
                         r.room = v;
@@ -1327,19 +1365,21 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
     return r;
 }
 
-/* first lane of charger k that was overloaded before this step's grants (initial headroom < 0) */
+/* first lane of charger k that was overloaded before this step's grants (initial headroom < 0); the
+ * per-step mask of overloaded lanes on each circuit's path (over_path) settles the usual "none" at once */
 static int32_t overloaded_lane(const dlb_site *s, int32_t k)
 {
-    const charger_scratch *x = &s->kx[k];
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if (((x->used >> ph) & 1u) && cs->hr0[ph] < 0) {
-                return c * 4 + ph;
-            }
-        }
-        if (has_power(s, c) && cs->hr0[DLB_LANE_POWER] < 0) {
-            return c * 4 + DLB_LANE_POWER;
+    const uint32_t used = s->kx[k].used;
+    if ((s->over_path[s->chg[k].circuit] & (used | (1u << DLB_LANE_POWER))) == 0) {
+        return -1;
+    }
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        uint32_t m = s->over_own[c] & (used | (1u << DLB_LANE_POWER));
+        if (m != 0) {
+            return c * 4 + lowest_lane[m];
         }
     }
     return -1;
@@ -1351,17 +1391,20 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
     if (cost <= 0) {
         return;
     }
-    FOR_PATH(s, k, c) {
-        circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                cs->hr[ph] -= cost;
-                cs->evl[ph] += cost;
-            }
-        }
-        if (has_power(s, c)) {
-            cs->hr[DLB_LANE_POWER] -= cost * x->n_used;
-        }
+    const uint32_t used = x->used;
+    const int64_t a0 = cost * (int64_t)(used & 1u), a1 = cost * (int64_t)((used >> 1) & 1u),
+                  a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    for (int32_t i = 0; i < depth; i++) {
+        circuit_scratch *cs = &s->cx[path[i]];
+        cs->hr[0] -= a0;
+        cs->hr[1] -= a1;
+        cs->hr[2] -= a2;
+        cs->hr[DLB_LANE_POWER] -= an;
+        cs->evl[0] += a0;
+        cs->evl[1] += a1;
+        cs->evl[2] += a2;
     }
 }
 
@@ -1579,6 +1622,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
         circuit_scratch *cs = &s->cx[c];
+        uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
             if (ln < DLB_PHASES) {
@@ -1598,6 +1642,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
             if (cs->hr[ln] < 0) {
                 cs->status |= DLB_CIRCUIT_OVERLOADED;
+                over |= 1u << ln;
             }
         }
         const meter_state *ms = &s->ms[c];
@@ -1608,6 +1653,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             cs->evl[ph] = cs->meas_d[ph];
         }
+        s->over_own[c] = over;
+        s->over_path[c] = over | (cc->parent != DLB_NONE ? s->over_path[cc->parent] : 0u);
     }
 
     /* 4. ceilings and holds */
