@@ -67,6 +67,11 @@ typedef struct {
     int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
     int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
+    int64_t pm[DLB_LANES];  /* min of run[] over the circuit's path, valid while pm_gen == site gen */
+    uint64_t pm_gen;
+    uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
+    int64_t fail_amount[8]; /* valid while run[] is unchanged (site gen), for this amount ... */
+    int32_t fail_lane[8];   /* ... the answer */
     uint32_t status;
 } circuit_scratch;
 
@@ -96,6 +101,7 @@ struct dlb_site {
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
     int32_t n_dirty;
+    uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
 };
 
@@ -290,52 +296,89 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
 /* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
-static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+static int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
+    /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
+     * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
+        return leaf->fail_lane[used];
+    }
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t amount_n = amount * n;
+    int32_t lane = -1;
     for (int32_t i = 0; i < depth; i++) {
         const int64_t *run = s->cx[path[i]].run;
         uint32_t shortm = ((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
                            ((uint32_t)(run[2] < amount) << 2)) & used;
         shortm |= (uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3;
         if (shortm != 0) {
-            return path[i] * 4 + lowest_lane[shortm];
+            lane = path[i] * 4 + lowest_lane[shortm];
+            break;
         }
     }
-    return -1;
+    leaf->fail_gen[used] = s->gen;
+    leaf->fail_amount[used] = amount;
+    leaf->fail_lane[used] = lane;
+    return lane;
+}
+
+/* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
+ * first lookup after a change recomputes only the path's circuits not yet refreshed */
+static const int64_t *path_min(dlb_site *s, int32_t c)
+{
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pm_gen == s->gen) {
+        return cs->pm;
+    }
+    const int32_t *path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    int32_t i = 0, depth = s->plen[c];
+    while (i < depth && s->cx[path[i]].pm_gen != s->gen) {
+        i++;
+    }
+    const int64_t *up = i < depth ? s->cx[path[i]].pm : NULL;
+    for (int32_t j = i - 1; j >= 0; j--) {
+        circuit_scratch *a = &s->cx[path[j]];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            a->pm[ln] = up != NULL ? min64(a->run[ln], up[ln]) : a->run[ln];
+        }
+        a->pm_gen = s->gen;
+        up = a->pm;
+    }
+    return cs->pm;
 }
 
 /* how much more (per conductor) charger k can take from the set-point budget run[], at most want */
-static int64_t run_room(const dlb_site *s, int32_t k, int64_t want)
+static int64_t run_room(dlb_site *s, int32_t k, int64_t want)
 {
+    /* min over the path of fdiv(run_power, n) = fdiv(min over the path of run_power, n): floor division
+     * by n > 0 is monotone; uncapped power lanes hold INF and never reach the minimum */
     const charger_scratch *x = &s->kx[k];
-    int32_t depth;
-    const int32_t *path = path_of(s, k, &depth);
+    const int64_t *pm = path_min(s, s->chg[k].circuit);
     const uint32_t used = x->used;
     int64_t room = want;
-    for (int32_t i = 0; i < depth; i++) {
-        int32_t c = path[i];
-        const int64_t *run = s->cx[c].run;
-        if (used & 1u) {
-            room = min64(room, run[0]);
-        }
-        if (used & 2u) {
-            room = min64(room, run[1]);
-        }
-        if (used & 4u) {
-            room = min64(room, run[2]);
-        }
-        if (s->hp[c]) {
-            room = min64(room, fdiv(run[DLB_LANE_POWER], x->n_used));
-        }
+    if (used & 1u) {
+        room = min64(room, pm[0]);
+    }
+    if (used & 2u) {
+        room = min64(room, pm[1]);
+    }
+    if (used & 4u) {
+        room = min64(room, pm[2]);
+    }
+    if (pm[DLB_LANE_POWER] < INF / 2) { /* else no power cap on the path */
+        room = min64(room, fdiv(pm[DLB_LANE_POWER], x->n_used));
     }
     return room;
 }
 
 static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
+    if (amount == 0) {
+        return;
+    }
+    s->gen++;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
@@ -1654,6 +1697,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             cs->evl[ph] = cs->meas_d[ph];
         }
         s->over_own[c] = over;
+        s->gen++; /* run[] set afresh: every cached path minimum and first_short answer is void */
         s->over_path[c] = over | (cc->parent != DLB_NONE ? s->over_path[cc->parent] : 0u);
     }
 
