@@ -989,36 +989,40 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     x->kind = KIND_DEMAND;
     int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
     uint32_t active = n_cond == 3 ? 7u : 1u;
-    int settled = st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
-                  (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms);
-    if (st->state == DLB_STATE_CHARGING && settled) {
+    if (st->state == DLB_STATE_CHARGING && st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
+        (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms)) {
         /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
          * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-        uint32_t drawing = 0;
-        for (int i = 0; i < n_cond; i++) {
-            if (st->meas[i] >= s->p.active_threshold_ma) {
-                drawing |= 1u << i;
-            }
+        const int32_t thr = s->p.active_threshold_ma;
+        uint32_t drawing = (uint32_t)(st->meas[0] >= thr);
+        if (n_cond == 3) {
+            drawing |= ((uint32_t)(st->meas[1] >= thr) << 1) | ((uint32_t)(st->meas[2] >= thr) << 2);
         }
         if (drawing != 0) {
             active = drawing;
             x->narrowed = 1;
         }
     }
+    int64_t drawn = 0;
+    uint32_t used = 0;
+    int32_t n_used = 0;
     for (int i = 0; i < n_cond; i++) {
         if ((active >> i) & 1u) {
-            x->used |= 1u << kc->phase_map[i];
-            x->n_used++;
-            x->drawn = max64(x->drawn, st->meas[i]);
+            used |= 1u << kc->phase_map[i];
+            n_used++;
+            drawn = max64(drawn, st->meas[i]);
         }
     }
+    x->used = used;
+    x->n_used = n_used;
+    x->drawn = drawn;
     int64_t held = 0;
     for (int32_t i = 0; i < st->n_holds; i++) {
         if (now < st->hold_until[i]) {
             held = max64(held, st->hold_sp[i]);
         }
     }
-    x->m = max64(max64(x->drawn, st->sp), held);
+    x->m = max64(max64(drawn, st->sp), held);
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -1564,30 +1568,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
     s->last_now = now;
 
-    /* 1. ingest */
-    for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &s->ks[k];
-        if (st->in_session && !st->lost) {
-            int64_t sum = 0;
-            for (int i = 0; i < s->chg[k].phases; i++) {
-                sum += st->meas[i];
-            }
-            st->delivered_mams += sum * dt;
-        }
-    }
-    for (int32_t c = 0; c < nc; c++) {
-        ingest_meter(s, c, &meters[c], now);
-    }
-    for (int32_t k = 0; k < nk; k++) {
-        ingest_charger(s, k, &chargers[k], now);
-    }
-
-    /* 2. classify */
-    for (int32_t k = 0; k < nk; k++) {
-        classify(s, k, now);
-    }
-
-    /* 3. base, fixed and measured demand per circuit */
+    /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
+     * pass over the chargers: each charger's stages use only its own state (and meters are ingested
+     * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
         circuit_scratch *cs = &s->cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
@@ -1596,42 +1579,55 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         memset(cs->fixed, 0, sizeof(cs->fixed));
         memset(cs->meas_d, 0, sizeof(cs->meas_d));
         cs->status = 0;
+        ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &s->ks[k];
+        charger_state *st = &s->ks[k];
         const dlb_charger *kc = &s->chg[k];
+        const int32_t phases = kc->phases;
+        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
+            int64_t sum = st->meas[0];
+            if (phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            st->delivered_mams += sum * dt;
+        }
+        ingest_charger(s, k, &chargers[k], now);
+        classify(s, k, now);
         const charger_scratch *x = &s->kx[k];
         circuit_scratch *cs = &s->cx[kc->circuit];
-        if (x->kind != KIND_LOST) {
-            for (int i = 0; i < kc->phases; i++) {
-                cs->evsum[kc->phase_map[i]] += st->meas[i];
-            }
-        }
+        const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
-            for (int i = 0; i < kc->phases; i++) {
-                cs->fixed[kc->phase_map[i]] += r;
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += r;
             }
-            cs->fixed[DLB_LANE_POWER] += r * kc->phases;
-        } else if (x->kind == KIND_NODEMAND) {
-            for (int i = 0; i < kc->phases; i++) {
-                cs->fixed[kc->phase_map[i]] += st->meas[i];
+            cs->fixed[DLB_LANE_POWER] += r * phases;
+            continue;
+        }
+        for (int i = 0; i < phases; i++) {
+            cs->evsum[pmap[i]] += st->meas[i];
+        }
+        if (x->kind == KIND_NODEMAND) {
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += st->meas[i];
                 cs->fixed[DLB_LANE_POWER] += st->meas[i];
             }
-        } else {
-            for (int i = 0; i < kc->phases; i++) {
-                if (!((x->used >> kc->phase_map[i]) & 1u)) {
-                    cs->fixed[kc->phase_map[i]] += st->meas[i];
+            continue;
+        }
+        const uint32_t used = x->used;
+        if (x->n_used != phases) { /* conductors outside its counted set are fixed loads */
+            for (int i = 0; i < phases; i++) {
+                if (!((used >> pmap[i]) & 1u)) {
+                    cs->fixed[pmap[i]] += st->meas[i];
                     cs->fixed[DLB_LANE_POWER] += st->meas[i];
                 }
             }
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
-                    cs->meas_d[ph] += x->m;
-                }
-            }
-            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
         }
+        cs->meas_d[0] += x->m * (int64_t)(used & 1u);
+        cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
+        cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
+        cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
