@@ -100,6 +100,7 @@ struct dlb_site {
     /* fill: Q / weight per charger (levels are min * qw and hi * qw, exact), chargers presorted by
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
+    int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
@@ -423,7 +424,7 @@ void dlb_params_default(dlb_params *p)
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
-        ev_end, ev_other, dirty, unbal_path, over_own, over_path, total;
+        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -500,6 +501,10 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->ev_end = o;
     o += align8(nk * sizeof(int32_t));
     l->ev_other = o;
+    o += align8(nk * sizeof(int32_t));
+    l->dfs_pos = o;
+    o += align8(nk * sizeof(int32_t));
+    l->glist = o;
     o += align8(nk * sizeof(int32_t));
     l->total = o;
     return 1;
@@ -691,6 +696,8 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ev_start = (int32_t *)(void *)(base + l.ev_start);
     s->ev_end = (int32_t *)(void *)(base + l.ev_end);
     s->ev_other = (int32_t *)(void *)(base + l.ev_other);
+    s->dfs_pos = (int32_t *)(void *)(base + l.dfs_pos);
+    s->glist = (int32_t *)(void *)(base + l.glist);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -788,6 +795,9 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         /* parents come first, so the parent's flag is final */
         s->unbal_path[c] = s->circ[c].unbalance_limit_ma > 0 ||
                            (s->circ[c].parent != DLB_NONE && s->unbal_path[s->circ[c].parent]);
+    }
+    for (int32_t i = 0; i < s->nk; i++) {
+        s->dfs_pos[s->dfs[i]] = i;
     }
     /* the fill's events in level order, presorted once: START levels (min * Q / w) never change, END
      * levels (hi * Q / w) are max * Q / w unless a reclaim cap or the ramp lowers hi (merged per fill) */
@@ -1112,7 +1122,8 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
 /* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
 
 /* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
- * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level):
+ * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
+ * checked for level < 0):
  * the caller must then re-key before the next event, exactly as if every event re-keyed at once.
  * W <= 3 * 16 * DLB_MAX_CHARGERS and level <= DLB_MAX_CURRENT_MA * DLB_Q, so W * level < 2^63. */
 static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t level)
@@ -1136,9 +1147,11 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
         cs->D[2] += dD * m2;
         cs->W[DLB_LANE_POWER] += dW * mp;
         cs->D[DLB_LANE_POWER] += dD * mp;
-        /* an untouched lane was at or above level before the batch and is unchanged */
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            below |= cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
+        if (level >= 0) { /* charger events only: an untouched lane was at or above level and is unchanged */
+            uint32_t touched = used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+            for (int ln = 0; ln < DLB_LANES; ln++) {
+                below |= ((touched >> ln) & 1u) && cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
+            }
         }
         if (cs->dirty == 0) {
             s->dirty[s->n_dirty++] = c;
@@ -1163,6 +1176,21 @@ static void rekey_dirty(dlb_site *s)
         heap_key(s, c);
     }
     s->n_dirty = 0;
+}
+
+/* first index of glist[0..n) whose dfs position is >= pos */
+static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
+{
+    int32_t lo = 0, hi = n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (s->dfs_pos[s->glist[mid]] < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
 }
 
 /* level of charger k's next event in one of the fill's sorted event lists */
@@ -1258,6 +1286,21 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         }
         merge_sort(s->ev_end, s->tmp, (size_t)n_end, s->key);
     }
+    /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
+    int32_t n_gl = 0;
+    if ((int64_t)n_group * 16 >= s->nk) {
+        for (int32_t i = 0; i < s->nk; i++) {
+            if (s->kx[s->dfs[i]].in_group) {
+                s->glist[n_gl++] = s->dfs[i];
+            }
+        }
+    } else {
+        for (int32_t i = 0; i < n_group; i++) {
+            s->key[group[i]] = (uint64_t)s->dfs_pos[group[i]];
+            s->glist[n_gl++] = group[i];
+        }
+        merge_sort(s->glist, s->tmp, (size_t)n_gl, s->key);
+    }
     int32_t is = 0, ie = 0;
     for (;;) {
         int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
@@ -1292,10 +1335,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             int32_t j = s->cx[s->heap[0]].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
-            for (int32_t pos = s->range_start[c]; pos < s->range_end[c]; pos++) {
-                int32_t k = s->dfs[pos];
+            int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
+            int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            for (int32_t g = lo; g < hi; g++) {
+                int32_t k = s->glist[g];
                 charger_scratch *x = &s->kx[k];
-                if (!x->in_group || x->frozen) {
+                if (x->frozen) {
                     continue;
                 }
                 if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
@@ -1305,7 +1350,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    (void)lanes_adjust(s, k, -w, -w * level, level);
+                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
