@@ -1161,9 +1161,12 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
-/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry */
+/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
+ * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
+ * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
 static void rekey_dirty(dlb_site *s)
 {
+    int rebuild = s->n_dirty > 8 && s->n_dirty * 4 > s->n_heap;
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
@@ -1173,9 +1176,39 @@ static void rekey_dirty(dlb_site *s)
             }
         }
         cs->dirty = 0;
-        heap_key(s, c);
+        if (!rebuild) {
+            heap_key(s, c);
+            continue;
+        }
+        int64_t best = INF;
+        int32_t lane = -1;
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if (cs->lvl[ln] < best) {
+                best = cs->lvl[ln];
+                lane = c * 4 + ln;
+            }
+        }
+        if (lane >= 0) {
+            cs->key_level = best;
+            cs->key_lane = lane;
+            if (cs->heap_pos < 0) {
+                cs->heap_pos = s->n_heap;
+                s->heap[s->n_heap++] = c;
+            }
+        } else if (cs->heap_pos >= 0) {
+            int32_t pos = cs->heap_pos, last = --s->n_heap;
+            if (pos != last) {
+                heap_swap(s, pos, last);
+            }
+            cs->heap_pos = -1;
+        }
     }
     s->n_dirty = 0;
+    if (rebuild) {
+        for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
+            heap_sift(s, i);
+        }
+    }
 }
 
 /* first index of glist[0..n) whose dfs position is >= pos */
