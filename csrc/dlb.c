@@ -55,6 +55,11 @@ typedef struct {
     uint8_t admitted, started, frozen, in_group;
 } charger_scratch;
 
+typedef struct {
+    uint64_t key;
+    int64_t item;
+} kpair;
+
 /* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
 typedef struct {
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
@@ -101,6 +106,7 @@ struct dlb_site {
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
+    kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
@@ -187,9 +193,7 @@ static int is_demanding(int32_t st)
     return st == DLB_STATE_CONNECTED_IDLE || st == DLB_STATE_CHARGING || st == DLB_STATE_EV_SUSPENDED;
 }
 
-/* Sort items[0..n) by (key[item], item). Insertion sort repairs a nearly sorted order in O(N + moves);
- * past a budget of moves it switches to a bottom-up merge sort, O(N log N). The result is the unique
- * order, whichever path ran. */
+/* Sort items[0..n) by (key[item], item): a bottom-up merge sort, O(N log N) (the fill's events). */
 static int item_less(const uint64_t *key, int32_t a, int32_t b)
 {
     return key[a] < key[b] || (key[a] == key[b] && a < b);
@@ -222,18 +226,53 @@ static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
     }
 }
 
-static void sort_items(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
+/* The admission sort: (key, item) pairs stored together, sorted by key then index. Insertion sort
+ * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to a
+ * bottom-up merge sort, O(N log N). The result is the unique order, whichever path ran. */
+static int pair_less(const kpair *a, const kpair *b)
+{
+    return a->key < b->key || (a->key == b->key && a->item < b->item);
+}
+
+static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
+{
+    kpair *src = a, *dst = tmp;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                dst[o++] = pair_less(&src[j], &src[i]) ? src[j++] : src[i++];
+            }
+            while (i < mid) {
+                dst[o++] = src[i++];
+            }
+            while (j < hi) {
+                dst[o++] = src[j++];
+            }
+        }
+        kpair *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) {
+        memcpy(a, src, n * sizeof(kpair));
+    }
+}
+
+static void sort_pairs(kpair *a, kpair *tmp, size_t n)
 {
     size_t budget = 8u * n + 64u;
     for (size_t i = 1; i < n; i++) {
-        int32_t x = a[i];
+        kpair x = a[i];
         size_t j = i;
-        while (j > 0 && item_less(key, x, a[j - 1])) {
+        while (j > 0 && pair_less(&x, &a[j - 1])) {
             a[j] = a[j - 1];
             j--;
             if (--budget == 0) {
                 a[j] = x;
-                merge_sort(a, tmp, n, key);
+                merge_sort_pairs(a, tmp, n);
                 return;
             }
         }
@@ -468,7 +507,7 @@ void dlb_params_default(dlb_params *p)
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
-        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, total;
+        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, pairs, pairs_tmp, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -550,6 +589,10 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(int32_t));
     l->glist = o;
     o += align8(nk * sizeof(int32_t));
+    l->pairs = o;
+    o += align8(nk * sizeof(kpair));
+    l->pairs_tmp = o;
+    o += align8(nk * sizeof(kpair));
     l->total = o;
     return 1;
 }
@@ -742,6 +785,8 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ev_other = (int32_t *)(void *)(base + l.ev_other);
     s->dfs_pos = (int32_t *)(void *)(base + l.dfs_pos);
     s->glist = (int32_t *)(void *)(base + l.glist);
+    s->pairs = (kpair *)(void *)(base + l.pairs);
+    s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -1892,11 +1937,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
         if (s->kx[k].in_group) {
-            s->key[k] = admission_key(s, k, now, &s->kx[k].tier);
-            s->items[n_items++] = k;
+            s->pairs[n_items].key = admission_key(s, k, now, &s->kx[k].tier);
+            s->pairs[n_items++].item = k;
         }
     }
-    sort_items(s->items, s->tmp, (size_t)n_items, s->key);
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
+    for (int32_t i = 0; i < n_items; i++) {
+        s->items[i] = (int32_t)s->pairs[i].item;
+    }
     {   /* keep the order for the next step: eligible sorted first, then the rest as they were */
         int32_t w = 0;
         for (int32_t i = 0; i < n_items; i++) {
