@@ -21,17 +21,15 @@
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
-/* What the core remembers about a charger. The fields every step reads come first (two cache lines):
- * at N = 10,000 the step streams these records, and the rarely read history stays out of the way. */
 typedef struct {
-    int32_t meas[DLB_PHASES];
-    int32_t state, sp, mode, reclaim_cap, n_starts, n_holds, switches, energy_need_wh;
-    uint8_t seen, lost, recover_at_once, in_session, probing;
-    int64_t t_last, ok_since, on_since, off_since, wait_since, delivered_mams, last_switch, below_since;
-    int64_t up_since, reclaimed_at, probe_since, arrival, departure;
+    int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
+    int64_t delivered_mams, last_switch, up_since, below_since, reclaimed_at, probe_since;
     int64_t hold_until[DLB_HOLDS + 1]; /* staircase of lowered set-points the EV may still apply */
     int32_t hold_sp[DLB_HOLDS + 1];
     int64_t starts[DLB_MAX_STARTS];
+    int32_t meas[DLB_PHASES];
+    int32_t state, sp, mode, energy_need_wh, switches, reclaim_cap, n_starts, n_holds;
+    uint8_t seen, lost, recover_at_once, in_session, probing;
 } charger_state;
 
 typedef struct {
