@@ -128,51 +128,7 @@ static int64_t fdiv(int64_t a, int64_t b)
     return q;
 }
 
-/* Divisions are the slowest instructions of a step (64-bit ones most of all): the common cases below
- * take a 32-bit or a constant division, with the same result as fdiv. */
-static int64_t floor_grid(int64_t v, int64_t step)
-{
-    if (v >= 0 && v <= (int64_t)UINT32_MAX && step <= (int64_t)UINT32_MAX) { /* step >= 1 always */
-        return (int64_t)((uint32_t)v / (uint32_t)step) * step;
-    }
-    return fdiv(v, step) * step;
-}
-
-/* fdiv(v, n) for the conductor counts n = 1, 2, 3 (constant divisors compile to multiplications) */
-static int64_t fdiv_n(int64_t v, int32_t n)
-{
-    switch (n) {
-    case 1:
-        return v;
-    case 2:
-        return fdiv(v, 2);
-    default:
-        return fdiv(v, 3);
-    }
-}
-
-/* d / w for d >= 0 and a weight 1..DLB_MAX_WEIGHT, each divisor a constant */
-static int64_t div_weight(int64_t d, int32_t w)
-{
-    switch (w) {
-    case 1: return d;
-    case 2: return d / 2;
-    case 3: return d / 3;
-    case 4: return d / 4;
-    case 5: return d / 5;
-    case 6: return d / 6;
-    case 7: return d / 7;
-    case 8: return d / 8;
-    case 9: return d / 9;
-    case 10: return d / 10;
-    case 11: return d / 11;
-    case 12: return d / 12;
-    case 13: return d / 13;
-    case 14: return d / 14;
-    case 15: return d / 15;
-    default: return d / 16;
-    }
-}
+static int64_t floor_grid(int64_t v, int64_t step) { return fdiv(v, step) * step; }
 static int64_t ceil_grid(int64_t v, int64_t step) { return -fdiv(-v, step) * step; }
 
 static int32_t clamp32(int64_t v)
@@ -452,7 +408,7 @@ static int64_t run_room(dlb_site *s, int32_t k, int64_t want)
         room = min64(room, pm[2]);
     }
     if (pm[DLB_LANE_POWER] < INF / 2) { /* else no power cap on the path */
-        room = min64(room, fdiv_n(pm[DLB_LANE_POWER], x->n_used));
+        room = min64(room, fdiv(pm[DLB_LANE_POWER], x->n_used));
     }
     return room;
 }
@@ -1199,7 +1155,7 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
             pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
         }
     } else {
-        pkey = div_weight(st->delivered_mams, kc->weight) >> 20; /* delivered_mams >= 0 */
+        pkey = (st->delivered_mams / kc->weight) >> 20;
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
     *tier_out = tier;
@@ -1543,7 +1499,7 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             }
         }
         if (s->hp[c]) {
-            int64_t v = fdiv_n(hr[DLB_LANE_POWER], x->n_used);
+            int64_t v = fdiv(hr[DLB_LANE_POWER], x->n_used);
             if (v < r.room) {
                 r.room = v;
                 r.lane = c * 4 + DLB_LANE_POWER;
