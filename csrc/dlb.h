@@ -13,8 +13,9 @@
  *     tells how many bytes a site needs, dlb_init() builds the instance inside that buffer. Copying or
  *     freeing the buffer is the caller's business; the library keeps no pointer outside it.
  *   - Deterministic: the same configuration, inputs and history give bit-identical outputs on every
- *     platform. All tie-breaks are by index. dlb.c is mirrored line for line by the readable
- *     specification core/reference.py; differential tests enforce equality.
+ *     platform. All tie-breaks are by index. dlb.c is mirrored stage for stage by the readable
+ *     specification core/reference.py (C adds only shortcuts shown to visit the same order: presorted
+ *     fill events, batched heap re-keys, cached path minima); differential tests enforce equality.
  *   - Bounded: for N chargers, C circuits, tree depth D (<= DLB_MAX_DEPTH = 16) and P distinct
  *     priority classes among the admitted chargers (P = 1 unless the policy is PRIORITY; P <= 256),
  *     one dlb_step() costs O(N log N + N*D*log C + C*P) time:
