@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
 
 from . import model
 from .reference import ReferenceCore
@@ -53,6 +56,31 @@ class Result:
     chargers: dict
     circuits: dict
     rejected: list = field(default_factory=list)   # (device, why) of readings not trusted this step
+
+
+# numpy record types laid out exactly like dlb.h's I/O structs (checked against ffi.sizeof at run time)
+METER_INPUT_DTYPE = np.dtype([("fresh", "<i4"), ("current_ma", "<i4", (3,))])
+CHARGER_INPUT_DTYPE = np.dtype([("fresh", "<i4"), ("state", "<i4"), ("current_ma", "<i4", (3,)),
+                                ("session_update", "<i4"), ("departure_in_ms", "<i4"),
+                                ("energy_need_wh", "<i4")])
+CHARGER_OUTPUT_DTYPE = np.dtype([("setpoint_ma", "<i4"), ("phases", "<i4"), ("reason", "<i4"),
+                                 ("limit_circuit", "<i4"), ("limit_lane", "<i4"), ("flags", "<u4")])
+CIRCUIT_OUTPUT_DTYPE = np.dtype([("allocated_ma", "<i4", (3,)), ("headroom_ma", "<i4", (3,)),
+                                 ("base_ma", "<i4", (3,)), ("power_headroom_ma", "<i4"), ("status", "<u4")])
+
+
+class CoreArrays(NamedTuple):
+    """The core's per-step I/O as numpy record arrays (integer units of dlb.h: mA, ms, Wh).
+
+    For the C backend they are views of the cffi-owned arrays that ``dlb_step`` reads and writes: fill
+    ``meters`` / ``chargers`` in place (vectorised, e.g. ``arrays.chargers["current_ma"][:] = ...``),
+    call :meth:`Allocator.step_arrays`, read ``charger_out`` / ``circuit_out``. No copy, no per-charger
+    Python loop. ``fresh`` is 1 for a reading taken at this step's time; set it to 0 for "no new reading".
+    """
+    meters: np.ndarray        # METER_INPUT_DTYPE, one per circuit (ignored for circuits without a meter)
+    chargers: np.ndarray      # CHARGER_INPUT_DTYPE, one per charger
+    charger_out: np.ndarray   # CHARGER_OUTPUT_DTYPE, one per charger
+    circuit_out: np.ndarray   # CIRCUIT_OUTPUT_DTYPE, one per circuit
 
 
 def _status_name(bits: int) -> tuple:
@@ -129,6 +157,16 @@ class _CBackend:
         self.chargers_out = ffi.new("dlb_charger_output[]", max(nk, 1))
         self.circuits_out = ffi.new("dlb_circuit_output[]", nc)
         self.step_c = lib.dlb_step
+        for dtype, ctype in ((METER_INPUT_DTYPE, "dlb_meter_input"), (CHARGER_INPUT_DTYPE, "dlb_charger_input"),
+                             (CHARGER_OUTPUT_DTYPE, "dlb_charger_output"),
+                             (CIRCUIT_OUTPUT_DTYPE, "dlb_circuit_output")):
+            assert dtype.itemsize == ffi.sizeof(ctype), f"{ctype}: numpy layout differs from dlb.h"
+        # zero-copy views; an empty site still has one (unused) charger slot in C: views show nk rows
+        self.arrays = CoreArrays(
+            np.frombuffer(ffi.buffer(self.meters_in), dtype=METER_INPUT_DTYPE)[:nc],
+            np.frombuffer(ffi.buffer(self.chargers_in), dtype=CHARGER_INPUT_DTYPE)[:nk],
+            np.frombuffer(ffi.buffer(self.chargers_out), dtype=CHARGER_OUTPUT_DTYPE)[:nk],
+            np.frombuffer(ffi.buffer(self.circuits_out), dtype=CIRCUIT_OUTPUT_DTYPE)[:nc])
 
     def step_raw(self, now_ms, meters, chargers):
         mi, ci = self.meters_in, self.chargers_in
@@ -144,6 +182,10 @@ class _CBackend:
                 r.session_update, r.departure_in_ms, r.energy_need_wh
         self._call(now_ms)
         return self.outputs()
+
+    def step_arrays(self, now_ms):
+        """One dlb_step over the arrays in place: a single call into C, nothing else."""
+        self._call(now_ms)
 
     def _call(self, now_ms):
         rc = self.step_c(self.site, now_ms, self.meters_in, self.chargers_in, self.chargers_out,
@@ -184,6 +226,22 @@ def _config_error(ffi, lib, mem, rc):
 class _ReferenceBackend:
     def __init__(self, site: Site):
         self.core = ReferenceCore(site.params, site.circuits, site.chargers)
+        nc, nk = len(site.circuits), len(site.chargers)
+        self.arrays = CoreArrays(np.zeros(nc, METER_INPUT_DTYPE), np.zeros(nk, CHARGER_INPUT_DTYPE),
+                                 np.zeros(nk, CHARGER_OUTPUT_DTYPE), np.zeros(nc, CIRCUIT_OUTPUT_DTYPE))
+
+    def step_arrays(self, now_ms):
+        """The same contract as the C backend's, through the specification (slow, for tests)."""
+        a = self.arrays
+        meters = [model.MeterInput(int(r["fresh"]), [int(v) for v in r["current_ma"]]) for r in a.meters]
+        chargers = [model.ChargerInput(int(r["fresh"]), int(r["state"]), [int(v) for v in r["current_ma"]],
+                                       int(r["session_update"]), int(r["departure_in_ms"]),
+                                       int(r["energy_need_wh"])) for r in a.chargers]
+        outs, couts = self.core.step(now_ms, meters, chargers)
+        for i, o in enumerate(outs):
+            a.charger_out[i] = (o.setpoint_ma, o.phases, o.reason, o.limit_circuit, o.limit_lane, o.flags)
+        for i, o in enumerate(couts):
+            a.circuit_out[i] = (o.allocated_ma, o.headroom_ma, o.base_ma, o.power_headroom_ma, o.status)
 
     def step_raw(self, now_ms, meters, chargers):
         return self.core.step(now_ms, meters, chargers)
@@ -212,6 +270,21 @@ class Allocator:
     def step_raw(self, now_ms: int, meters: list, chargers: list):
         """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
         return self._backend.step_raw(now_ms, meters, chargers)
+
+    @property
+    def arrays(self) -> CoreArrays:
+        """The per-step I/O as numpy record arrays (for the C backend: views of the cffi-owned memory)."""
+        return self._backend.arrays
+
+    def step_arrays(self, now_ms: int) -> CoreArrays:
+        """The fast path: one control cycle over :attr:`arrays`, filled in place by the caller.
+
+        For the C backend this is exactly one ``dlb_step`` call (inputs and outputs are not copied or
+        converted). Readings are taken as given (integers in mA; the core itself rejects out-of-range
+        values as missing data). Returns :attr:`arrays` for convenience.
+        """
+        self._backend.step_arrays(now_ms)
+        return self._backend.arrays
 
     def session_energy_wh(self, charger: str) -> int:
         return self._backend.session_energy_wh(self._charger_index[charger])

@@ -3,11 +3,13 @@
 One table for N = 8, 64, 1,000, 10,000 chargers on the site of ``csrc/tests/bench.c`` (tree depth 3,
 mixed 1p/3p, demand well above capacity, EVs following their set-points one cycle later, 1 s cycles):
 
-* **cffi**: ``lib.dlb_step`` called from Python through cffi, one call per cycle. The inputs are written
-  into cffi-owned arrays before the timer starts (one ``ffi.memmove`` from a packed ``array``); the timed
-  region is exactly the Python -> C -> Python call (boundary crossing + the C step), timed with
-  ``time.perf_counter_ns``. The "cycle" column adds input packing and output unpacking (what a caller
-  that feeds and reads every charger each cycle pays).
+* **cffi**: ``lib.dlb_step`` called from Python through cffi, one call per cycle, on the cffi-owned
+  arrays (:meth:`dlbrig.core.Allocator.step_arrays` is this call). The timed region is exactly the
+  Python -> C -> Python call (boundary crossing + the C step), timed with ``time.perf_counter_ns``.
+* **cycle**: what a Python caller with its readings in numpy arrays pays per cycle on the fast path:
+  writing meter and charger readings into the numpy views of the cffi arrays (vectorised, no
+  per-charger Python loop), the call, and copying set-points and phase counts out as numpy arrays.
+  (The EV model that produces the next readings runs outside both timers.)
 * **pure C**: the same site and input rules in ``csrc/tests/bench.c`` (clock_gettime around each step),
   read from ``csrc/build/bench_c.json``, together with its heap-allocation count per step (``--wrap``).
 * **reference**: :class:`dlbrig.core.reference.ReferenceCore`, fewer iterations at large N; skipped when
@@ -22,7 +24,6 @@ import os
 import statistics
 import sys
 import time
-from array import array
 from pathlib import Path
 
 from . import model
@@ -146,7 +147,10 @@ class Inputs:
 
 # ---------------------------------------------------------------- C through cffi
 def bench_cffi(nk, iters):
+    import numpy as np
+
     from ._dlb import ffi, lib
+    from .allocator import CHARGER_INPUT_DTYPE, CHARGER_OUTPUT_DTYPE, METER_INPUT_DTYPE
     p, circuits, chargers = make_site(nk)
     nc = len(circuits)
     cp = ffi.new("dlb_params *")
@@ -171,8 +175,12 @@ def bench_cffi(nk, iters):
     ci = ffi.new("dlb_charger_input[]", nk)
     co = ffi.new("dlb_charger_output[]", nk)
     cc = ffi.new("dlb_circuit_output[]", nc)
-    mi_bytes, ci_bytes = ffi.sizeof(mi), ffi.sizeof(ci)
-    assert ffi.sizeof("dlb_charger_input") == 32 and ffi.sizeof("dlb_charger_output") == 24
+    # zero-copy numpy views of the cffi arrays (the layout of Allocator.arrays)
+    mv = np.frombuffer(ffi.buffer(mi), dtype=METER_INPUT_DTYPE)
+    kv = np.frombuffer(ffi.buffer(ci), dtype=CHARGER_INPUT_DTYPE)
+    ov = np.frombuffer(ffi.buffer(co), dtype=CHARGER_OUTPUT_DTYPE)
+    kv["departure_in_ms"] = -1
+    kv["energy_need_wh"] = -1
     gen = Inputs(circuits, chargers)
     step = lib.dlb_step
     sp, ph = [0] * nk, [3] * nk
@@ -182,24 +190,25 @@ def bench_cffi(nk, iters):
     perf = time.perf_counter_ns
     for it in range(-warm, iters):
         meters, cin = gen.make(sp, ph, it == -warm)
+        # the caller's readings as numpy arrays (built outside the timers: that is the EV model's job)
+        m_fresh = np.fromiter((m[0] for m in meters), np.int32, nc)
+        m_cur = np.array([m[1] for m in meters], np.int32)
+        k_fresh = np.fromiter((c[0] for c in cin), np.int32, nk)
+        k_state = np.fromiter((c[1] for c in cin), np.int32, nk)
+        k_cur = np.array([c[2] for c in cin], np.int32)
         c0 = perf()
-        ma = array("i")
-        for fresh, cur in meters:
-            ma.append(fresh)
-            ma.extend(cur)
-        ka = array("i")
-        for fresh, state, cur in cin:
-            ka.extend((fresh, state, cur[0], cur[1], cur[2], 0, -1, -1))
-        ffi.memmove(mi, ma, mi_bytes)
-        ffi.memmove(ci, ka, ci_bytes)
+        mv["fresh"] = m_fresh
+        mv["current_ma"] = m_cur
+        kv["fresh"] = k_fresh
+        kv["state"] = k_state
+        kv["current_ma"] = k_cur
         t0 = perf()
         rc = step(site, now, mi, ci, co, cc)
         t1 = perf()
-        outs = array("i")
-        outs.frombytes(ffi.buffer(co))
-        sp = outs[0::6].tolist()
-        ph = outs[1::6].tolist()
+        sp_out = ov["setpoint_ma"].copy()
+        ph_out = ov["phases"].copy()
         c1 = perf()
+        sp, ph = sp_out.tolist(), ph_out.tolist()
         if rc != 0:
             raise RuntimeError(f"dlb_step failed: {rc}")
         t_all.append(t1 - t0)
@@ -287,7 +296,8 @@ def main(argv=None):
     print()
     print("dlb_step benchmark: depth-3 tree, mixed 1p/3p, demand > capacity, EVs follow set-points, 1 s cycles")
     print("cffi = lib.dlb_step called from Python on pre-filled cffi arrays (boundary crossing + C step);")
-    print("cycle = cffi + packing inputs and unpacking outputs; pure C = csrc/tests/bench.c; times in us;")
+    print("cycle = numpy readings written into the cffi arrays' views + the call + set-points copied out")
+    print("(Allocator.step_arrays fast path, no per-charger Python loop); pure C = csrc/tests/bench.c; times in us;")
     print("ref/C = reference median / cffi median over the SAME steps (the reference runs only the first steps)")
     hdr = (f"{'N':>6} | {'cffi med':>9} {'cffi p99':>9} | {'cycle med':>9} | {'C med':>9} {'C p99':>9} | "
            f"{'ref med':>11} | {'ref/C':>8} | {'allocs/step':>11}")
@@ -338,7 +348,8 @@ def main(argv=None):
     OUT_JSON.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "method": {"cffi": "time.perf_counter_ns around lib.dlb_step on pre-filled cffi arrays",
-                   "cffi_cycle": "input packing + memmove + lib.dlb_step + output unpacking",
+                   "cffi_cycle": "numpy readings -> numpy views of the cffi input arrays (vectorised) + "
+                                 "lib.dlb_step + set-points and phases copied out as numpy arrays",
                    "pure_c": "csrc/tests/bench.c, clock_gettime(CLOCK_MONOTONIC) around dlb_step",
                    "reference": "time.perf_counter_ns around ReferenceCore.step"},
         "rows": rows, "checks": checks, "c_json": c_json,

@@ -4,7 +4,9 @@ This is ``csrc/dlb.c`` in plain Python over the same integers (mA, ms, W, Wh), w
 Stage for stage it computes the same values in the same order, so the two must agree bit for bit on
 every input; ``tests/core/test_differential.py`` enforces it. Where C needs an indexed heap or a
 merge sort with scratch memory, this file uses ``heapq`` with lazy invalidation and ``sorted``: the
-results are identical because every ordering is total (ties broken by index).
+results are identical because every ordering is total (ties broken by index). For speed, C also
+presorts the fill's events once at init, re-keys its heap once per batch of same-level events and
+caches per-path minima; each is shown in dlb.c to visit the events in exactly this file's order.
 
 Read the module top to bottom: :meth:`ReferenceCore.step` calls the stages in order.
 """

@@ -55,6 +55,11 @@ typedef struct {
     uint8_t admitted, started, frozen, in_group;
 } charger_scratch;
 
+typedef struct {
+    uint64_t key;
+    int64_t item;
+} kpair;
+
 /* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
 typedef struct {
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
@@ -62,9 +67,16 @@ typedef struct {
     int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
     int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
     int64_t D[DLB_LANES], W[DLB_LANES];
+    int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
     int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
     int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
     int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
+    uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
+    int64_t pm[DLB_LANES];  /* min of run[] over the circuit's path, valid while pm_gen == site gen */
+    uint64_t pm_gen;
+    uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
+    int64_t fail_amount[8]; /* valid while run[] is unchanged (site gen), for this amount ... */
+    int32_t fail_lane[8];   /* ... the answer */
     uint32_t status;
 } circuit_scratch;
 
@@ -85,6 +97,18 @@ struct dlb_site {
     int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
     int32_t n_heap;
+    /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
+     * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
+    int32_t *path, *plen, *hp;
+    int32_t *unbal_path;  /* 1 if a circuit on c's path (c included) has an unbalance limit */
+    uint32_t *over_own, *over_path; /* per step: lanes of c with initial headroom < 0; OR along c's path */
+    /* fill: Q / weight per charger (levels are min * qw and hi * qw, exact), chargers presorted by
+     * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
+    int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
+    int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
+    kpair *pairs, *pairs_tmp; /* the admission sort */
+    int32_t n_dirty;
+    uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
 };
 
@@ -125,9 +149,7 @@ static int is_demanding(int32_t st)
     return st == DLB_STATE_CONNECTED_IDLE || st == DLB_STATE_CHARGING || st == DLB_STATE_EV_SUSPENDED;
 }
 
-/* Sort items[0..n) by (key[item], item). Insertion sort repairs a nearly sorted order in O(N + moves);
- * past a budget of moves it switches to a bottom-up merge sort, O(N log N). The result is the unique
- * order, whichever path ran. */
+/* Sort items[0..n) by (key[item], item): a bottom-up merge sort, O(N log N) (the fill's events). */
 static int item_less(const uint64_t *key, int32_t a, int32_t b)
 {
     return key[a] < key[b] || (key[a] == key[b] && a < b);
@@ -160,18 +182,53 @@ static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
     }
 }
 
-static void sort_items(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
+/* The admission sort: (key, item) pairs stored together, sorted by key then index. Insertion sort
+ * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to a
+ * bottom-up merge sort, O(N log N). The result is the unique order, whichever path ran. */
+static int pair_less(const kpair *a, const kpair *b)
+{
+    return a->key < b->key || (a->key == b->key && a->item < b->item);
+}
+
+static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
+{
+    kpair *src = a, *dst = tmp;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                dst[o++] = pair_less(&src[j], &src[i]) ? src[j++] : src[i++];
+            }
+            while (i < mid) {
+                dst[o++] = src[i++];
+            }
+            while (j < hi) {
+                dst[o++] = src[j++];
+            }
+        }
+        kpair *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) {
+        memcpy(a, src, n * sizeof(kpair));
+    }
+}
+
+static void sort_pairs(kpair *a, kpair *tmp, size_t n)
 {
     size_t budget = 8u * n + 64u;
     for (size_t i = 1; i < n; i++) {
-        int32_t x = a[i];
+        kpair x = a[i];
         size_t j = i;
-        while (j > 0 && item_less(key, x, a[j - 1])) {
+        while (j > 0 && pair_less(&x, &a[j - 1])) {
             a[j] = a[j - 1];
             j--;
             if (--budget == 0) {
                 a[j] = x;
-                merge_sort(a, tmp, n, key);
+                merge_sort_pairs(a, tmp, n);
                 return;
             }
         }
@@ -221,19 +278,16 @@ static void heap_sift(dlb_site *s, int32_t i)
     }
 }
 
-/* re-key circuit c after its lanes' D or W changed: in the heap while a lane grows (W > 0) */
-static void heap_update(dlb_site *s, int32_t c)
+/* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
+static void heap_key(dlb_site *s, int32_t c)
 {
     circuit_scratch *cs = &s->cx[c];
     int64_t best = INF;
     int32_t lane = -1;
     for (int ln = 0; ln < DLB_LANES; ln++) {
-        if (cs->W[ln] > 0) {
-            int64_t lvl = fdiv(cs->D[ln], cs->W[ln]);
-            if (lvl < best) {
-                best = lvl;
-                lane = c * 4 + ln;
-            }
+        if (cs->lvl[ln] < best) {
+            best = cs->lvl[ln];
+            lane = c * 4 + ln;
         }
     }
     int32_t pos = cs->heap_pos;
@@ -264,56 +318,117 @@ static void heap_update(dlb_site *s, int32_t c)
 
 #define FOR_PATH(s, k, c) for (int32_t c = (s)->chg[k].circuit; c != DLB_NONE; c = (s)->circ[c].parent)
 
-static int has_power(const dlb_site *s, int32_t c) { return s->power_cap[c] != INF; }
+static int has_power(const dlb_site *s, int32_t c) { return s->hp[c] != 0; }
+
+/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run, hr
+ * and hr0; the walks below subtract from and compare with them without a branch: INF minus one step's
+ * grants stays far above any current, so such a lane never binds, exactly as if it were skipped. */
+
+/* the ancestors of charger k's circuit (itself first), and how many */
+static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
+{
+    int32_t leaf = s->chg[k].circuit;
+    *depth = s->plen[leaf];
+    return s->path + (size_t)leaf * DLB_MAX_DEPTH;
+}
+
+/* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
+static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
 /* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
-static int32_t first_short(const dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+static int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
-    FOR_PATH(s, k, c) {
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((used >> ph) & 1u) {
-                if (s->cx[c].run[ph] < amount) {
-                    return c * 4 + ph;
-                }
-            }
-        }
-        if (has_power(s, c) && s->cx[c].run[DLB_LANE_POWER] < amount * n) {
-            return c * 4 + DLB_LANE_POWER;
+    /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
+     * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
+        return leaf->fail_lane[used];
+    }
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    const int64_t amount_n = amount * n;
+    int32_t lane = -1;
+    for (int32_t i = 0; i < depth; i++) {
+        const int64_t *run = s->cx[path[i]].run;
+        uint32_t shortm = ((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
+                           ((uint32_t)(run[2] < amount) << 2)) & used;
+        shortm |= (uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3;
+        if (shortm != 0) {
+            lane = path[i] * 4 + lowest_lane[shortm];
+            break;
         }
     }
-    return -1;
+    leaf->fail_gen[used] = s->gen;
+    leaf->fail_amount[used] = amount;
+    leaf->fail_lane[used] = lane;
+    return lane;
+}
+
+/* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
+ * first lookup after a change recomputes only the path's circuits not yet refreshed */
+static const int64_t *path_min(dlb_site *s, int32_t c)
+{
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pm_gen == s->gen) {
+        return cs->pm;
+    }
+    const int32_t *path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    int32_t i = 0, depth = s->plen[c];
+    while (i < depth && s->cx[path[i]].pm_gen != s->gen) {
+        i++;
+    }
+    const int64_t *up = i < depth ? s->cx[path[i]].pm : NULL;
+    for (int32_t j = i - 1; j >= 0; j--) {
+        circuit_scratch *a = &s->cx[path[j]];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            a->pm[ln] = up != NULL ? min64(a->run[ln], up[ln]) : a->run[ln];
+        }
+        a->pm_gen = s->gen;
+        up = a->pm;
+    }
+    return cs->pm;
 }
 
 /* how much more (per conductor) charger k can take from the set-point budget run[], at most want */
-static int64_t run_room(const dlb_site *s, int32_t k, int64_t want)
+static int64_t run_room(dlb_site *s, int32_t k, int64_t want)
 {
+    /* min over the path of fdiv(run_power, n) = fdiv(min over the path of run_power, n): floor division
+     * by n > 0 is monotone; uncapped power lanes hold INF and never reach the minimum */
     const charger_scratch *x = &s->kx[k];
+    const int64_t *pm = path_min(s, s->chg[k].circuit);
+    const uint32_t used = x->used;
     int64_t room = want;
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                room = min64(room, cs->run[ph]);
-            }
-        }
-        if (has_power(s, c)) {
-            room = min64(room, fdiv(cs->run[DLB_LANE_POWER], x->n_used));
-        }
+    if (used & 1u) {
+        room = min64(room, pm[0]);
+    }
+    if (used & 2u) {
+        room = min64(room, pm[1]);
+    }
+    if (used & 4u) {
+        room = min64(room, pm[2]);
+    }
+    if (pm[DLB_LANE_POWER] < INF / 2) { /* else no power cap on the path */
+        room = min64(room, fdiv(pm[DLB_LANE_POWER], x->n_used));
     }
     return room;
 }
 
 static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
-    FOR_PATH(s, k, c) {
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((used >> ph) & 1u) {
-                s->cx[c].run[ph] -= amount;
-            }
-        }
-        if (has_power(s, c)) {
-            s->cx[c].run[DLB_LANE_POWER] -= amount * n;
-        }
+    if (amount == 0) {
+        return;
+    }
+    s->gen++;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
+                  a2 = amount * (int64_t)((used >> 2) & 1u), an = amount * n;
+    for (int32_t i = 0; i < depth; i++) {
+        int64_t *run = s->cx[path[i]].run;
+        run[0] -= a0;
+        run[1] -= a1;
+        run[2] -= a2;
+        run[DLB_LANE_POWER] -= an;
     }
 }
 
@@ -347,7 +462,8 @@ void dlb_params_default(dlb_params *p)
 
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
-        heap, key, child_off, child_list, pre, adm, group, total;
+        heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
+        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, pairs, pairs_tmp, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -399,6 +515,40 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(int32_t));
     l->group = o;
     o += align8(nk * sizeof(int32_t));
+    l->path = o;
+    o += align8(nc * DLB_MAX_DEPTH * sizeof(int32_t));
+    l->plen = o;
+    o += align8(nc * sizeof(int32_t));
+    l->hp = o;
+    o += align8(nc * sizeof(int32_t));
+    l->dirty = o;
+    o += align8(nc * sizeof(int32_t));
+    l->unbal_path = o;
+    o += align8(nc * sizeof(int32_t));
+    l->over_own = o;
+    o += align8(nc * sizeof(uint32_t));
+    l->over_path = o;
+    o += align8(nc * sizeof(uint32_t));
+    l->qw = o;
+    o += align8(nk * sizeof(int32_t));
+    l->perm_start = o;
+    o += align8(nk * sizeof(int32_t));
+    l->perm_end = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_start = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_end = o;
+    o += align8(nk * sizeof(int32_t));
+    l->ev_other = o;
+    o += align8(nk * sizeof(int32_t));
+    l->dfs_pos = o;
+    o += align8(nk * sizeof(int32_t));
+    l->glist = o;
+    o += align8(nk * sizeof(int32_t));
+    l->pairs = o;
+    o += align8(nk * sizeof(kpair));
+    l->pairs_tmp = o;
+    o += align8(nk * sizeof(kpair));
     l->total = o;
     return 1;
 }
@@ -576,6 +726,23 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pre = (int32_t *)(void *)(base + l.pre);
     s->adm = (int32_t *)(void *)(base + l.adm);
     s->group = (int32_t *)(void *)(base + l.group);
+    s->path = (int32_t *)(void *)(base + l.path);
+    s->plen = (int32_t *)(void *)(base + l.plen);
+    s->hp = (int32_t *)(void *)(base + l.hp);
+    s->dirty = (int32_t *)(void *)(base + l.dirty);
+    s->unbal_path = (int32_t *)(void *)(base + l.unbal_path);
+    s->over_own = (uint32_t *)(void *)(base + l.over_own);
+    s->over_path = (uint32_t *)(void *)(base + l.over_path);
+    s->qw = (int32_t *)(void *)(base + l.qw);
+    s->perm_start = (int32_t *)(void *)(base + l.perm_start);
+    s->perm_end = (int32_t *)(void *)(base + l.perm_end);
+    s->ev_start = (int32_t *)(void *)(base + l.ev_start);
+    s->ev_end = (int32_t *)(void *)(base + l.ev_end);
+    s->ev_other = (int32_t *)(void *)(base + l.ev_other);
+    s->dfs_pos = (int32_t *)(void *)(base + l.dfs_pos);
+    s->glist = (int32_t *)(void *)(base + l.glist);
+    s->pairs = (kpair *)(void *)(base + l.pairs);
+    s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -664,7 +831,31 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     for (int32_t c = 0; c < s->nc; c++) {
         s->cx[c].heap_pos = -1;
+        s->hp[c] = s->power_cap[c] != INF;
+        int32_t d = 0;
+        for (int32_t a = c; a != DLB_NONE; a = s->circ[a].parent) {
+            s->path[(size_t)c * DLB_MAX_DEPTH + (size_t)d++] = a;
+        }
+        s->plen[c] = d;
+        /* parents come first, so the parent's flag is final */
+        s->unbal_path[c] = s->circ[c].unbalance_limit_ma > 0 ||
+                           (s->circ[c].parent != DLB_NONE && s->unbal_path[s->circ[c].parent]);
     }
+    for (int32_t i = 0; i < s->nk; i++) {
+        s->dfs_pos[s->dfs[i]] = i;
+    }
+    /* the fill's events in level order, presorted once: START levels (min * Q / w) never change, END
+     * levels (hi * Q / w) are max * Q / w unless a reclaim cap or the ramp lowers hi (merged per fill) */
+    for (int32_t k = 0; k < s->nk; k++) {
+        s->qw[k] = DLB_Q / s->chg[k].weight;
+        s->perm_start[k] = s->perm_end[k] = k;
+        s->key[k] = (uint64_t)s->chg[k].min_ma * (uint64_t)s->qw[k];
+    }
+    merge_sort(s->perm_start, s->tmp, (size_t)s->nk, s->key);
+    for (int32_t k = 0; k < s->nk; k++) {
+        s->key[k] = (uint64_t)s->chg[k].max_ma * (uint64_t)s->qw[k];
+    }
+    merge_sort(s->perm_end, s->tmp, (size_t)s->nk, s->key);
     *site = s;
     return DLB_OK;
 }
@@ -853,36 +1044,40 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     x->kind = KIND_DEMAND;
     int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
     uint32_t active = n_cond == 3 ? 7u : 1u;
-    int settled = st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
-                  (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms);
-    if (st->state == DLB_STATE_CHARGING && settled) {
+    if (st->state == DLB_STATE_CHARGING && st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
+        (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms)) {
         /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
          * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-        uint32_t drawing = 0;
-        for (int i = 0; i < n_cond; i++) {
-            if (st->meas[i] >= s->p.active_threshold_ma) {
-                drawing |= 1u << i;
-            }
+        const int32_t thr = s->p.active_threshold_ma;
+        uint32_t drawing = (uint32_t)(st->meas[0] >= thr);
+        if (n_cond == 3) {
+            drawing |= ((uint32_t)(st->meas[1] >= thr) << 1) | ((uint32_t)(st->meas[2] >= thr) << 2);
         }
         if (drawing != 0) {
             active = drawing;
             x->narrowed = 1;
         }
     }
+    int64_t drawn = 0;
+    uint32_t used = 0;
+    int32_t n_used = 0;
     for (int i = 0; i < n_cond; i++) {
         if ((active >> i) & 1u) {
-            x->used |= 1u << kc->phase_map[i];
-            x->n_used++;
-            x->drawn = max64(x->drawn, st->meas[i]);
+            used |= 1u << kc->phase_map[i];
+            n_used++;
+            drawn = max64(drawn, st->meas[i]);
         }
     }
+    x->used = used;
+    x->n_used = n_used;
+    x->drawn = drawn;
     int64_t held = 0;
     for (int32_t i = 0; i < st->n_holds; i++) {
         if (now < st->hold_until[i]) {
             held = max64(held, st->hold_sp[i]);
         }
     }
-    x->m = max64(max64(x->drawn, st->sp), held);
+    x->m = max64(max64(drawn, st->sp), held);
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -971,38 +1166,136 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
 /* ------------------------------------------------------------------------------------------------ */
 /* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
 
-static void lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+/* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
+ * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
+ * checked for level < 0):
+ * the caller must then re-key before the next event, exactly as if every event re-keyed at once.
+ * W <= 3 * 16 * DLB_MAX_CHARGERS and level <= DLB_MAX_CURRENT_MA * DLB_Q, so W * level < 2^63. */
+static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t level)
 {
     const charger_scratch *x = &s->kx[k];
-    FOR_PATH(s, k, c) {
+    const uint32_t used = x->used;
+    const int64_t n = x->n_used;
+    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    int below = 0;
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
         circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                cs->W[ph] += dW;
-                cs->D[ph] += dD;
+        const int64_t mp = n * s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
+        cs->W[0] += dW * m0;
+        cs->D[0] += dD * m0;
+        cs->W[1] += dW * m1;
+        cs->D[1] += dD * m1;
+        cs->W[2] += dW * m2;
+        cs->D[2] += dD * m2;
+        cs->W[DLB_LANE_POWER] += dW * mp;
+        cs->D[DLB_LANE_POWER] += dD * mp;
+        if (level >= 0) { /* charger events only: an untouched lane was at or above level and is unchanged */
+            uint32_t touched = used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+            for (int ln = 0; ln < DLB_LANES; ln++) {
+                below |= ((touched >> ln) & 1u) && cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
             }
         }
-        if (has_power(s, c)) {
-            cs->W[DLB_LANE_POWER] += dW * x->n_used;
-            cs->D[DLB_LANE_POWER] += dD * x->n_used;
+        if (cs->dirty == 0) {
+            s->dirty[s->n_dirty++] = c;
         }
-        heap_update(s, c);
+        cs->dirty |= used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+    }
+    return below;
+}
+
+/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
+ * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
+ * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
+static void rekey_dirty(dlb_site *s)
+{
+    int rebuild = s->n_dirty > 8 && s->n_dirty * 4 > s->n_heap;
+    for (int32_t i = 0; i < s->n_dirty; i++) {
+        int32_t c = s->dirty[i];
+        circuit_scratch *cs = &s->cx[c];
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if ((cs->dirty >> ln) & 1u) {
+                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
+            }
+        }
+        cs->dirty = 0;
+        if (!rebuild) {
+            heap_key(s, c);
+            continue;
+        }
+        int64_t best = INF;
+        int32_t lane = -1;
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if (cs->lvl[ln] < best) {
+                best = cs->lvl[ln];
+                lane = c * 4 + ln;
+            }
+        }
+        if (lane >= 0) {
+            cs->key_level = best;
+            cs->key_lane = lane;
+            if (cs->heap_pos < 0) {
+                cs->heap_pos = s->n_heap;
+                s->heap[s->n_heap++] = c;
+            }
+        } else if (cs->heap_pos >= 0) {
+            int32_t pos = cs->heap_pos, last = --s->n_heap;
+            if (pos != last) {
+                heap_swap(s, pos, last);
+            }
+            cs->heap_pos = -1;
+        }
+    }
+    s->n_dirty = 0;
+    if (rebuild) {
+        for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
+            heap_sift(s, i);
+        }
     }
 }
 
+/* first index of glist[0..n) whose dfs position is >= pos */
+static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
+{
+    int32_t lo = 0, hi = n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (s->dfs_pos[s->glist[mid]] < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* level of charger k's next event in one of the fill's sorted event lists */
+static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
+static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
+
+/* Weighted max-min fair progressive filling (see the reference's _progressive_fill for the definition).
+ * Events are processed in the reference's order: charger events by (level, END before START, index)
+ * while their level is not above the lowest lane level, else the lowest lane (level, lane id)
+ * saturates. Levels are exact (Q / w is an integer), so a batch of charger events at one level leaves
+ * every lane at or above that level and the heap need only be re-keyed once per batch; lanes_adjust
+ * checks this and ends the batch early otherwise, so the order is the reference's in every case. */
 static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
 {
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &s->cx[c];
         for (int ln = 0; ln < DLB_LANES; ln++) {
-            cs->D[ln] = (ln < DLB_PHASES || has_power(s, c)) ? cs->run[ln] * DLB_Q : 0;
+            cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
+            cs->lvl[ln] = INF;
         }
         cs->heap_pos = -1;
+        cs->dirty = 0;
     }
     s->n_heap = 0;
-    /* events: key = level << 17 | type << 16 | charger; END (type 0) before START (type 1) */
-    int32_t n_ev = 0;
+    s->n_dirty = 0;
+    int32_t n_start = 0, n_end = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
@@ -1010,51 +1303,122 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         x->started = 0;
         x->frozen = 0;
         x->value = kc->min_ma;
-        if (kc->min_ma < x->hi) {
-            uint64_t start = (uint64_t)((int64_t)kc->min_ma * DLB_Q / kc->weight);
-            uint64_t end = (uint64_t)(x->hi * DLB_Q / kc->weight);
-            s->key[n_ev] = (start << 17) | (1u << 16) | (uint64_t)k;
-            s->items[n_ev] = n_ev;
-            n_ev++;
-            s->key[n_ev] = (end << 17) | (uint64_t)k;
-            s->items[n_ev] = n_ev;
-            n_ev++;
-        } else {
+        if (kc->min_ma >= x->hi) {
             x->value = x->hi;
         }
     }
-    merge_sort(s->items, s->tmp, (size_t)n_ev, s->key);
-    int32_t ei = 0;
+    /* The two event lists, each sorted by (level, index). A large group filters the presorted
+     * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
+     * A small group (a priority class) sorts its own events, O(n log n). */
+    if ((int64_t)n_group * 16 >= s->nk) {
+        int32_t n_other = 0;
+        for (int32_t i = 0; i < s->nk; i++) {
+            int32_t k = s->perm_start[i];
+            const charger_scratch *x = &s->kx[k];
+            if (x->in_group && s->chg[k].min_ma < x->hi) {
+                s->ev_start[n_start++] = k;
+            }
+        }
+        for (int32_t i = 0; i < s->nk; i++) {
+            int32_t k = s->perm_end[i];
+            const charger_scratch *x = &s->kx[k];
+            if (x->in_group && s->chg[k].min_ma < x->hi) {
+                if (x->hi == s->chg[k].max_ma) {
+                    s->items[n_end++] = k;
+                } else {
+                    s->key[k] = (uint64_t)end_level(s, k);
+                    s->ev_other[n_other++] = k;
+                }
+            }
+        }
+        if (n_other > 0) {
+            merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
+            int32_t i = 0, j = 0, o = 0;
+            while (i < n_end || j < n_other) {
+                int take_other = i >= n_end;
+                if (!take_other && j < n_other) {
+                    int32_t a = s->ev_other[j], b2 = s->items[i];
+                    int64_t la = end_level(s, a), lb = end_level(s, b2);
+                    take_other = la < lb || (la == lb && a < b2);
+                }
+                s->ev_end[o++] = take_other ? s->ev_other[j++] : s->items[i++];
+            }
+            n_end = o;
+        } else {
+            memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
+        }
+    } else {
+        for (int32_t i = 0; i < n_group; i++) {
+            int32_t k = group[i];
+            if (s->chg[k].min_ma < s->kx[k].hi) {
+                s->ev_start[n_start++] = k;
+                s->ev_end[n_end++] = k;
+            }
+        }
+        for (int32_t i = 0; i < n_start; i++) {
+            s->key[s->ev_start[i]] = (uint64_t)start_level(s, s->ev_start[i]);
+        }
+        merge_sort(s->ev_start, s->tmp, (size_t)n_start, s->key);
+        for (int32_t i = 0; i < n_end; i++) {
+            s->key[s->ev_end[i]] = (uint64_t)end_level(s, s->ev_end[i]);
+        }
+        merge_sort(s->ev_end, s->tmp, (size_t)n_end, s->key);
+    }
+    /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
+    int32_t n_gl = 0;
+    if ((int64_t)n_group * 16 >= s->nk) {
+        for (int32_t i = 0; i < s->nk; i++) {
+            if (s->kx[s->dfs[i]].in_group) {
+                s->glist[n_gl++] = s->dfs[i];
+            }
+        }
+    } else {
+        for (int32_t i = 0; i < n_group; i++) {
+            s->key[group[i]] = (uint64_t)s->dfs_pos[group[i]];
+            s->glist[n_gl++] = group[i];
+        }
+        merge_sort(s->glist, s->tmp, (size_t)n_gl, s->key);
+    }
+    int32_t is = 0, ie = 0;
     for (;;) {
         int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
-        int64_t ev_level = ei < n_ev ? (int64_t)(s->key[s->items[ei]] >> 17) : INF;
+        int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
+        int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
+        int64_t ev_level = min64(s_level, e_level);
         if (lane_level == INF && ev_level == INF) {
             break;
         }
         if (ev_level <= lane_level) {
-            uint64_t e = s->key[s->items[ei++]];
-            int32_t k = (int32_t)(e & 0xFFFFu);
-            charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
-            if (x->frozen) {
-                continue;
+            /* every charger event at this level: ENDs (by index) before STARTs (by index) */
+            int below = 0;
+            while (!below && ie < n_end && end_level(s, s->ev_end[ie]) == ev_level) {
+                int32_t k = s->ev_end[ie++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) { /* END: reaches its ceiling */
+                    x->frozen = 1;
+                    x->value = x->hi;
+                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                }
             }
-            if ((e >> 16) & 1u) { /* START: grows past its minimum */
-                x->started = 1;
-                lanes_adjust(s, k, kc->weight, (int64_t)kc->min_ma * DLB_Q);
-            } else { /* END: reaches its ceiling */
-                x->frozen = 1;
-                x->value = x->hi;
-                lanes_adjust(s, k, -(int64_t)kc->weight, -x->hi * DLB_Q);
+            while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
+                int32_t k = s->ev_start[is++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) { /* START: grows past its minimum */
+                    x->started = 1;
+                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                }
             }
+            rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[s->heap[0]].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
-            for (int32_t pos = s->range_start[c]; pos < s->range_end[c]; pos++) {
-                int32_t k = s->dfs[pos];
+            int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
+            int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            for (int32_t g = lo; g < hi; g++) {
+                int32_t k = s->glist[g];
                 charger_scratch *x = &s->kx[k];
-                if (!x->in_group || x->frozen) {
+                if (x->frozen) {
                     continue;
                 }
                 if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
@@ -1064,12 +1428,16 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    lanes_adjust(s, k, -w, -w * level);
+                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
             }
-            heap_update(s, c);
+            if (s->cx[c].dirty == 0) {
+                s->dirty[s->n_dirty++] = c;
+            }
+            s->cx[c].dirty |= 1u << ln;
+            rekey_dirty(s);
         }
     }
     for (int32_t i = 0; i < n_group; i++) {
@@ -1117,29 +1485,30 @@ typedef struct {
 static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
 {
     const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
     room_t r = {want, -1, 0};
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        const int64_t *hr = s->cx[c].hr;
         for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                if (cs->hr[ph] < r.room) {
-                    r.room = cs->hr[ph];
-                    r.lane = c * 4 + ph;
-                    r.unbal = 0;
-                }
+            if (((used >> ph) & 1u) && hr[ph] < r.room) {
+                r.room = hr[ph];
+                r.lane = c * 4 + ph;
             }
         }
-        if (has_power(s, c)) {
-            int64_t v = fdiv(cs->hr[DLB_LANE_POWER], x->n_used);
+        if (s->hp[c]) {
+            int64_t v = fdiv(hr[DLB_LANE_POWER], x->n_used);
             if (v < r.room) {
                 r.room = v;
                 r.lane = c * 4 + DLB_LANE_POWER;
-                r.unbal = 0;
             }
         }
     }
-    if (x->n_used < DLB_PHASES) {
-        FOR_PATH(s, k, c) {
+    if (x->n_used < DLB_PHASES && s->unbal_path[s->chg[k].circuit]) {
+        for (int32_t i = 0; i < depth; i++) {
+            int32_t c = path[i];
             int64_t u = s->circ[c].unbalance_limit_ma;
             if (u <= 0) {
                 continue;
@@ -1147,12 +1516,12 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             const circuit_scratch *cs = &s->cx[c];
             int64_t low = INF;
             for (int q = 0; q < DLB_PHASES; q++) {
-                if (!((x->used >> q) & 1u)) {
+                if (!((used >> q) & 1u)) {
                     low = min64(low, cs->evl[q]);
                 }
             }
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
+                if ((used >> ph) & 1u) {
                     int64_t v = u + low - cs->evl[ph];
                     if (v < r.room) {
                         r.room = v;
@@ -1166,19 +1535,21 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
     return r;
 }
 
-/* first lane of charger k that was overloaded before this step's grants (initial headroom < 0) */
+/* first lane of charger k that was overloaded before this step's grants (initial headroom < 0); the
+ * per-step mask of overloaded lanes on each circuit's path (over_path) settles the usual "none" at once */
 static int32_t overloaded_lane(const dlb_site *s, int32_t k)
 {
-    const charger_scratch *x = &s->kx[k];
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if (((x->used >> ph) & 1u) && cs->hr0[ph] < 0) {
-                return c * 4 + ph;
-            }
-        }
-        if (has_power(s, c) && cs->hr0[DLB_LANE_POWER] < 0) {
-            return c * 4 + DLB_LANE_POWER;
+    const uint32_t used = s->kx[k].used;
+    if ((s->over_path[s->chg[k].circuit] & (used | (1u << DLB_LANE_POWER))) == 0) {
+        return -1;
+    }
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        uint32_t m = s->over_own[c] & (used | (1u << DLB_LANE_POWER));
+        if (m != 0) {
+            return c * 4 + lowest_lane[m];
         }
     }
     return -1;
@@ -1190,17 +1561,20 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
     if (cost <= 0) {
         return;
     }
-    FOR_PATH(s, k, c) {
-        circuit_scratch *cs = &s->cx[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if ((x->used >> ph) & 1u) {
-                cs->hr[ph] -= cost;
-                cs->evl[ph] += cost;
-            }
-        }
-        if (has_power(s, c)) {
-            cs->hr[DLB_LANE_POWER] -= cost * x->n_used;
-        }
+    const uint32_t used = x->used;
+    const int64_t a0 = cost * (int64_t)(used & 1u), a1 = cost * (int64_t)((used >> 1) & 1u),
+                  a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    for (int32_t i = 0; i < depth; i++) {
+        circuit_scratch *cs = &s->cx[path[i]];
+        cs->hr[0] -= a0;
+        cs->hr[1] -= a1;
+        cs->hr[2] -= a2;
+        cs->hr[DLB_LANE_POWER] -= an;
+        cs->evl[0] += a0;
+        cs->evl[1] += a1;
+        cs->evl[2] += a2;
     }
 }
 
@@ -1317,30 +1691,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
     s->last_now = now;
 
-    /* 1. ingest */
-    for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &s->ks[k];
-        if (st->in_session && !st->lost) {
-            int64_t sum = 0;
-            for (int i = 0; i < s->chg[k].phases; i++) {
-                sum += st->meas[i];
-            }
-            st->delivered_mams += sum * dt;
-        }
-    }
-    for (int32_t c = 0; c < nc; c++) {
-        ingest_meter(s, c, &meters[c], now);
-    }
-    for (int32_t k = 0; k < nk; k++) {
-        ingest_charger(s, k, &chargers[k], now);
-    }
-
-    /* 2. classify */
-    for (int32_t k = 0; k < nk; k++) {
-        classify(s, k, now);
-    }
-
-    /* 3. base, fixed and measured demand per circuit */
+    /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
+     * pass over the chargers: each charger's stages use only its own state (and meters are ingested
+     * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
         circuit_scratch *cs = &s->cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
@@ -1349,42 +1702,55 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         memset(cs->fixed, 0, sizeof(cs->fixed));
         memset(cs->meas_d, 0, sizeof(cs->meas_d));
         cs->status = 0;
+        ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &s->ks[k];
+        charger_state *st = &s->ks[k];
         const dlb_charger *kc = &s->chg[k];
+        const int32_t phases = kc->phases;
+        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
+            int64_t sum = st->meas[0];
+            if (phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            st->delivered_mams += sum * dt;
+        }
+        ingest_charger(s, k, &chargers[k], now);
+        classify(s, k, now);
         const charger_scratch *x = &s->kx[k];
         circuit_scratch *cs = &s->cx[kc->circuit];
-        if (x->kind != KIND_LOST) {
-            for (int i = 0; i < kc->phases; i++) {
-                cs->evsum[kc->phase_map[i]] += st->meas[i];
-            }
-        }
+        const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
-            for (int i = 0; i < kc->phases; i++) {
-                cs->fixed[kc->phase_map[i]] += r;
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += r;
             }
-            cs->fixed[DLB_LANE_POWER] += r * kc->phases;
-        } else if (x->kind == KIND_NODEMAND) {
-            for (int i = 0; i < kc->phases; i++) {
-                cs->fixed[kc->phase_map[i]] += st->meas[i];
+            cs->fixed[DLB_LANE_POWER] += r * phases;
+            continue;
+        }
+        for (int i = 0; i < phases; i++) {
+            cs->evsum[pmap[i]] += st->meas[i];
+        }
+        if (x->kind == KIND_NODEMAND) {
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += st->meas[i];
                 cs->fixed[DLB_LANE_POWER] += st->meas[i];
             }
-        } else {
-            for (int i = 0; i < kc->phases; i++) {
-                if (!((x->used >> kc->phase_map[i]) & 1u)) {
-                    cs->fixed[kc->phase_map[i]] += st->meas[i];
+            continue;
+        }
+        const uint32_t used = x->used;
+        if (x->n_used != phases) { /* conductors outside its counted set are fixed loads */
+            for (int i = 0; i < phases; i++) {
+                if (!((used >> pmap[i]) & 1u)) {
+                    cs->fixed[pmap[i]] += st->meas[i];
                     cs->fixed[DLB_LANE_POWER] += st->meas[i];
                 }
             }
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
-                    cs->meas_d[ph] += x->m;
-                }
-            }
-            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
         }
+        cs->meas_d[0] += x->m * (int64_t)(used & 1u);
+        cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
+        cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
+        cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
@@ -1418,6 +1784,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
         circuit_scratch *cs = &s->cx[c];
+        uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
             if (ln < DLB_PHASES) {
@@ -1437,6 +1804,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
             if (cs->hr[ln] < 0) {
                 cs->status |= DLB_CIRCUIT_OVERLOADED;
+                over |= 1u << ln;
             }
         }
         const meter_state *ms = &s->ms[c];
@@ -1447,6 +1815,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             cs->evl[ph] = cs->meas_d[ph];
         }
+        s->over_own[c] = over;
+        s->gen++; /* run[] set afresh: every cached path minimum and first_short answer is void */
+        s->over_path[c] = over | (cc->parent != DLB_NONE ? s->over_path[cc->parent] : 0u);
     }
 
     /* 4. ceilings and holds */
@@ -1522,11 +1893,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
         if (s->kx[k].in_group) {
-            s->key[k] = admission_key(s, k, now, &s->kx[k].tier);
-            s->items[n_items++] = k;
+            s->pairs[n_items].key = admission_key(s, k, now, &s->kx[k].tier);
+            s->pairs[n_items++].item = k;
         }
     }
-    sort_items(s->items, s->tmp, (size_t)n_items, s->key);
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
+    for (int32_t i = 0; i < n_items; i++) {
+        s->items[i] = (int32_t)s->pairs[i].item;
+    }
     {   /* keep the order for the next step: eligible sorted first, then the rest as they were */
         int32_t w = 0;
         for (int32_t i = 0; i < n_items; i++) {

@@ -198,6 +198,18 @@ static void make_inputs(const bench_site *b, const dlb_charger_output *out, dlb_
     }
 }
 
+/* FNV-1a over every step's outputs: the same number before and after an optimisation shows that the
+ * optimised core computes the same allocation on this run (computed outside the timed region) */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -214,18 +226,24 @@ static int64_t now_ns(void)
 int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "build/bench_c.json";
-    static const size_t sizes[] = {8, 64, 1000, 10000};
-    static const int iters[] = {20000, 20000, 5000, 600};
+    static size_t sizes[] = {8, 64, 1000, 10000};
+    static int iters[] = {20000, 20000, 5000, 600};
+    size_t n_sizes = sizeof(sizes) / sizeof(sizes[0]);
+    if (argc > 3) { /* one size, given iterations: `bench out.json N ITERS` (for callgrind) */
+        sizes[0] = (size_t)strtoul(argv[2], NULL, 10);
+        iters[0] = (int)strtol(argv[3], NULL, 10);
+        n_sizes = 1;
+    }
     FILE *f = fopen(path, "w");
     if (f == NULL) {
         perror(path);
         return 1;
     }
     fprintf(f, "{\n  \"clock\": \"CLOCK_MONOTONIC around each dlb_step\",\n  \"results\": [\n");
-    printf("%8s %6s %8s %12s %12s %12s %10s %14s\n", "N", "nc", "iters", "median_us", "p99_us", "mean_us",
-           "charging", "allocs/step");
+    printf("%8s %6s %8s %12s %12s %12s %10s %14s %18s\n", "N", "nc", "iters", "median_us", "p99_us", "mean_us",
+           "charging", "allocs/step", "output checksum");
     int failed = 0;
-    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+    for (size_t si = 0; si < n_sizes; si++) {
         bench_site b;
         make_site(&b, sizes[si]);
         size_t need = dlb_memory_size(b.nc, b.nk);
@@ -245,6 +263,7 @@ int main(int argc, char **argv)
         uint64_t seed = 0x9E3779B97F4A7C15ull;
         int64_t now = 0;
         long allocs = 0;
+        uint64_t checksum = 1469598103934665603ull;
         for (int i = -warm; i < n; i++) {
             make_inputs(&b, out, mi, ci, &seed, i == -warm);
             g_allocs = 0;
@@ -257,6 +276,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "dlb_step failed: %d\n", rc);
                 return 1;
             }
+            checksum = fnv(checksum, out, b.nk * sizeof(*out));
+            checksum = fnv(checksum, cout, b.nc * sizeof(*cout));
             if (i >= 0) {
                 t[i] = t1 - t0;
                 allocs += g_allocs;
@@ -276,13 +297,15 @@ int main(int argc, char **argv)
         }
         double med = (double)t[n / 2] / 1000.0, p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
         double mean = sum / n / 1000.0, aps = (double)allocs / n;
-        printf("%8zu %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f\n", b.nk, b.nc, n, med, p99, mean, charging, aps);
+        printf("%8zu %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk, b.nc, n, med, p99, mean, charging, aps,
+               (unsigned long long)checksum);
         fprintf(f,
                 "    {\"n\": %zu, \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, \"median_us\": %.3f, "
                 "\"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, \"charging_at_end\": %d, "
-                "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f}%s\n",
+                "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
+                "\"output_checksum\": \"%016llx\"}%s\n",
                 b.nk, b.nc, n, med, p99, mean, (double)t[0] / 1000.0, charging,
-                (double)demand / (3.0 * (double)cap), aps, si + 1 < sizeof(sizes) / sizeof(sizes[0]) ? "," : "");
+                (double)demand / (3.0 * (double)cap), aps, (unsigned long long)checksum, si + 1 < n_sizes ? "," : "");
         failed |= allocs != 0;
         free(t);
         free(mi);
