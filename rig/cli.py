@@ -210,5 +210,53 @@ def bench_core():
     core_bench.main()
 
 
+@main.command()
+@click.argument("campaign_file", metavar="FILE")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (report.html, aggregate.json, runs/). Default: out/campaign-<name>.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes of the embedded Dask LocalCluster.")
+@click.option("--scheduler", default=None, help="Use an existing Dask cluster: tcp://HOST:PORT.")
+@click.option("--serial", is_flag=True, help="No cluster: run in this process, one run after another.")
+@click.option("--fresh", is_flag=True, help="Ignore finished runs in --out and redo everything.")
+@click.option("--list", "list_only", is_flag=True, help="Print the expanded runs and exit.")
+def campaign(campaign_file, out_dir, workers, scheduler, serial, fresh, list_only):
+    """Run the campaign in FILE (a matrix of scenarios x seeds x faults x DUTs) on Dask.
+
+    Each run's result is saved as it finishes; running the same command again resumes: finished runs
+    are not redone. Exit code 0 when every run passes, 1 otherwise, 2 for a bad file.
+    """
+    from .campaign import CampaignError, EngineError, load_campaign, run_campaign
+
+    try:
+        camp = load_campaign(campaign_file)
+    except CampaignError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if list_only:
+        for r in camp.runs:
+            click.echo(r.run_id)
+        click.echo(f"{len(camp.runs)} runs", err=True)
+        return
+    out_dir = out_dir or f"out/campaign-{camp.name}"
+
+    def progress(done, total, res):
+        click.echo(f"[{done}/{total}] {res['status'].upper():<5} {res['run_id']}", err=True)
+
+    try:
+        res = run_campaign(camp, out_dir, workers=workers, scheduler=scheduler, serial=serial,
+                           resume=not fresh, progress=progress)
+    except EngineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    c = res.aggregate["counts"]
+    click.echo(f"campaign {camp.name}: {c['total']} runs, {c['pass']} pass, {c['fail']} fail, {c['error']} error"
+               + (f", {c['missing']} not run (interrupted: run again to resume)" if c["missing"] else "")
+               + f" ({res.executed} executed, {res.reused} reused)")
+    for name, path in res.written.items():
+        click.echo(f"  {name}: {path}")
+    sys.exit(130 if res.interrupted else (0 if res.aggregate["verdict"] == "pass" else 1))
+
+
 if __name__ == "__main__":
     main()
