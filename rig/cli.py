@@ -345,7 +345,7 @@ def plan(site_ref, counts, step, profile, days, battery_kwh, pv_kwp, contract_kw
     for r in result["results"]:
         click.echo(f"{r['chargers']:>8} {(r['served_share'] or 0) * 100:>6.1f}% {(r['delivered_share'] or 0) * 100:>6.1f}% "
                    f"{r['wait_mean_min']:>6.1f} {r['wait_max_min']:>6.0f} {r['peak_kw']:>8.1f} {r['peak_15min_kw']:>7.1f} "
-                   f"{r['contract_exceedance_s'] + r['main_over_s']:>7.0f} {r['total_cost_eur']:>9.0f}")
+                   f"{r['contract_exceedance_with_ev_s'] + r['main_over_s']:>7.0f} {r['total_cost_eur']:>9.0f}")
     click.echo(result["recommendation"]["text"])
     for name, path in written.items():
         click.echo(f"  {name}: {path}")

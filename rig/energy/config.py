@@ -29,9 +29,10 @@ clock has weekdays but no calendar).
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..scenario.times import parse_duration
 
@@ -40,6 +41,7 @@ MS_PER_MIN = 60_000
 MS_PER_DAY = 24 * 60 * MS_PER_MIN
 MS_PER_WEEK = 7 * MS_PER_DAY
 MONTH_MS = 30 * MS_PER_DAY
+MIN_PER_WEEK = 7 * 24 * 60
 
 
 def parse_days(text: str) -> frozenset:
@@ -115,15 +117,65 @@ class KwPeriod(_Period):
     kw: float = Field(gt=0)
 
 
-class Tariff(_Base):
+def _weekly(periods, default: float, attr: str) -> np.ndarray:
+    """The schedule as one value per minute of the week (first matching period wins)."""
+    minutes = np.arange(MIN_PER_WEEK, dtype=np.int64)
+    out = np.full(MIN_PER_WEEK, float(default))
+    taken = np.zeros(MIN_PER_WEEK, dtype=bool)
+    for p in periods:
+        days = np.array(sorted(parse_days(p.days)))
+        a, b = parse_clock(p.from_) // MS_PER_MIN, parse_clock(p.to) // MS_PER_MIN
+        tod, day = minutes % 1440, minutes // 1440
+        on_day = np.isin(day, days)
+        prev_day = np.isin((day - 1) % 7, days)
+        hit = (on_day & (tod >= a) & (tod < b)) if a < b else ((on_day & (tod >= a)) | (prev_day & (tod < b)))
+        new = hit & ~taken
+        out[new] = getattr(p, attr)
+        taken |= hit
+    return out
+
+
+class _Schedule(_Base):
+    _week: Any = PrivateAttr(None)
+
+    def weekly(self) -> np.ndarray:
+        """Value per minute of the week (computed once: the schedule is validated and not changed)."""
+        if self._week is None:
+            self._week = _weekly(self.periods, self._default(), self._attr)
+        return self._week
+
+    def at(self, t_abs_ms: int) -> float:
+        return float(self.weekly()[(int(t_abs_ms) // MS_PER_MIN) % MIN_PER_WEEK])
+
+    def min_between(self, t_from_abs_ms: int, t_to_abs_ms: int) -> float | None:
+        """Lowest value over the minutes from ``t_from`` to ``t_to`` (both included)."""
+        if t_to_abs_ms < t_from_abs_ms:
+            return None
+        a, b = int(t_from_abs_ms) // MS_PER_MIN, int(t_to_abs_ms) // MS_PER_MIN
+        w = self.weekly()
+        if b - a + 1 >= MIN_PER_WEEK:
+            return float(w.min())
+        a, b = a % MIN_PER_WEEK, b % MIN_PER_WEEK
+        return float(w[a:b + 1].min()) if a <= b else float(min(w[a:].min(), w[:b + 1].min()))
+
+
+class Tariff(_Schedule):
+    _attr = "price"
     default: float = Field(ge=0, description="EUR/kWh outside every period")
     export: float = Field(0.0, ge=0, description="EUR/kWh paid for export")
     periods: list[PricePeriod] = Field(default_factory=list)
 
+    def _default(self):
+        return self.default
 
-class Contract(_Base):
+
+class Contract(_Schedule):
+    _attr = "kw"
     kw: float = Field(gt=0, description="contracted capacity outside every period (kW)")
     periods: list[KwPeriod] = Field(default_factory=list)
+
+    def _default(self):
+        return self.kw
 
 
 class CapacityTariff(_Base):
@@ -209,14 +261,9 @@ class EnergySpec(_Base):
 
 
 def price_at(tariff: Tariff, t_abs_ms: int) -> float:
-    for p in tariff.periods:
-        if p.covers(t_abs_ms):
-            return p.price
-    return tariff.default
+    """The import price at ``t_abs_ms`` (ms since a Monday 00:00; the schedule repeats weekly)."""
+    return tariff.at(t_abs_ms)
 
 
 def contract_kw_at(contract: Contract, t_abs_ms: int) -> float:
-    for p in contract.periods:
-        if p.covers(t_abs_ms):
-            return p.kw
-    return contract.kw
+    return contract.at(t_abs_ms)

@@ -66,8 +66,9 @@ class Ledger:
         self.over_contract_s = 0.0
         self.over_contract_kwh = 0.0
         self.max_over_contract_kw = 0.0
+        self.over_contract_ev_s = 0.0       # exceedance while EVs drew current (the controller's)
 
-    def add(self, t_abs_ms: int, import_kw: float, dt_ms: int) -> None:
+    def add(self, t_abs_ms: int, import_kw: float, dt_ms: int, ev_kw: float = 0.0) -> None:
         h = dt_ms / 3_600_000
         tariff = self.spec.tariff if self.spec is not None else None
         if import_kw >= 0:
@@ -87,6 +88,8 @@ class Ledger:
                 self.over_contract_s += dt_ms / 1000
                 self.over_contract_kwh += over * h
                 self.max_over_contract_kw = max(self.max_over_contract_kw, over)
+                if ev_kw > 1e-6:
+                    self.over_contract_ev_s += dt_ms / 1000
 
     def summary(self) -> dict:
         self.peaks.finish()
@@ -101,4 +104,5 @@ class Ledger:
                 "monthly_peaks_kw": [round(v, 3) for v in months.values()],
                 "contract_exceedance_s": round(self.over_contract_s, 1),
                 "contract_exceedance_kwh": round(self.over_contract_kwh, 4),
-                "contract_max_over_kw": round(self.max_over_contract_kw, 3)}
+                "contract_max_over_kw": round(self.max_over_contract_kw, 3),
+                "contract_exceedance_with_ev_s": round(self.over_contract_ev_s, 1)}

@@ -12,14 +12,19 @@ It never changes the core; it changes what the core is told (DESIGN.md's contrac
   simulator applies its power). The layer decides its power for the next cycle and tells the core
   in the same cycle: the meter reading is adjusted by the change (old minus new battery power), so
   a battery that stops discharging is accounted for before the EVs are given more, never after.
-  Dispatch: discharge by the EVs' shortfall under the cap (peak shaving); charge only from room the
-  EVs do not want (never taking current from a car), and, with a tariff, only at the cheapest price
-  of the next 24 h or from PV surplus (export).
+  Dispatch: discharge by the shortfall under the cap (peak shaving; with a capacity tariff's
+  target, under the target) of the base load plus what the EVs need to finish by their departures
+  (1.5 x the average rate each still needs); charge only from room left after that. With a tariff, it charges only in the cheapest hours of the next 24 h (or from PV
+  surplus), and in those hours discharges only when the base load alone is above the room.
 - **Price-aware deferral**: a session with a known departure and energy need is reported to the
   core as ``unavailable`` (the core gives it 0 A and counts its measured draw) while a cheaper
   price comes before the latest moment it can start, and only while it keeps its slack:
-  ``departure - now - cycle >= need / (assumed_rate x its max power) + guard``. A session without
-  a departure or a need is never deferred (nothing proves it would not miss its departure).
+  ``departure - now - cycle >= need / rate + guard``, where ``rate`` is the smaller of
+  ``assumed_rate x`` its power (the charger's current on one conductor until the car has been seen
+  drawing on three) and its share of the site's room now; and only while all flexible sessions
+  together could still be served by their departures from the room the site has now (earliest
+  departure first). A session without a departure or a need is never deferred (nothing proves it
+  would not miss its departure). Cars that arrive later are not known: deferral can crowd them.
 """
 from __future__ import annotations
 
@@ -27,33 +32,28 @@ from .config import EnergySpec, contract_kw_at, price_at
 from .ledger import PeakTracker
 
 DEMANDING = ("connected_idle", "charging", "ev_suspended")
-SCAN_MS = 15 * 60_000      # price look-ahead resolution
 
 
 def min_price_ahead(tariff, t_from_abs_ms: int, t_to_abs_ms: int) -> float | None:
-    """Lowest price of the tariff in [t_from, t_to] (checked at every quarter hour and at both ends)."""
-    if t_to_abs_ms < t_from_abs_ms:
-        return None
-    best = price_at(tariff, t_to_abs_ms)
-    t = (t_from_abs_ms // SCAN_MS) * SCAN_MS
-    if t < t_from_abs_ms:
-        t += SCAN_MS
-    best = min(best, price_at(tariff, t_from_abs_ms))
-    while t <= t_to_abs_ms:
-        best = min(best, price_at(tariff, t))
-        t += SCAN_MS
-    return best
+    """Lowest price of the tariff in [t_from, t_to] (minute resolution), None for an empty span."""
+    return tariff.min_between(t_from_abs_ms, t_to_abs_ms)
 
 
-def may_defer(now_abs_ms: int, departure_in_s, need_kwh, max_kw: float, tariff, policy, cycle_ms: int) -> bool:
+def may_defer(now_abs_ms: int, departure_in_s, need_kwh, max_kw: float, tariff, policy, cycle_ms: int,
+              share_kw: float | None = None) -> bool:
     """Whether a session may be held back this cycle (pure: the property tests call this).
 
     True only if (1) departure and need are known and the need is positive, (2) after this cycle
-    the session still has ``need / (assumed_rate x max_kw) + guard`` before its departure, and
+    the session still has ``need / rate + guard`` before its departure, with ``rate`` the smaller
+    of ``assumed_rate x max_kw`` and ``share_kw`` (its share of the site's room, when given), and
     (3) a strictly cheaper price comes before the latest moment it can start."""
     if departure_in_s is None or need_kwh is None or need_kwh <= 0 or max_kw <= 0:
         return False
     rate_kw = max_kw * policy.assumed_rate
+    if share_kw is not None:
+        rate_kw = min(rate_kw, share_kw)
+    if rate_kw <= 0:
+        return False
     need_ms = need_kwh / rate_kw * 3_600_000
     slack_ms = departure_in_s * 1000 - need_ms - policy.guard_ms - cycle_ms
     if slack_ms < 0:
@@ -61,6 +61,21 @@ def may_defer(now_abs_ms: int, departure_in_s, need_kwh, max_kw: float, tariff, 
     now_price = price_at(tariff, now_abs_ms)
     cheapest = min_price_ahead(tariff, now_abs_ms + cycle_ms, now_abs_ms + cycle_ms + int(slack_ms))
     return cheapest is not None and cheapest < now_price - 1e-9
+
+
+def aggregate_feasible(sessions, room_kw: float, guard_ms: int, cycle_ms: int) -> bool:
+    """Whether every session can still get its energy by its departure if all of them wait one more
+    cycle and the site then gives EVs ``room_kw`` (pure). ``sessions``: (departure_in_s, need_kwh).
+
+    Earliest-departure-first on one shared resource: for each departure d_j (in order), the energy
+    of every session leaving by d_j must fit in ``room_kw x (d_j - cycle - guard)``."""
+    total = 0.0
+    for dep_s, need in sorted(sessions):
+        total += max(0.0, need)
+        window_h = (dep_s * 1000 - cycle_ms - guard_ms) / 3_600_000
+        if total > 1e-9 and (window_h <= 0 or total > room_kw * window_h):
+            return False
+    return True
 
 
 class EnergyManager:
@@ -80,6 +95,10 @@ class EnergyManager:
         ct = spec.capacity_tariff
         self.peaks = PeakTracker(ct.window_ms if ct else 900_000, self.start_abs_ms)
         self.max_kw = {n: k.max_ma / 1000 * k.phases * self.v / 1000 for n, k in zip(site.charger_names, site.chargers)}
+        # per conductor: a session's rate is counted on one conductor until it is seen drawing on
+        # more (a 1-phase car on a 3-phase charger gets a third of the charger's power)
+        self.conductor_kw = {n: k.max_ma / 1000 * self.v / 1000 for n, k in zip(site.charger_names, site.chargers)}
+        self.conductors_seen: dict = {}
         self.deferred: set = set()
         self.released_until: dict = {}
         self.last_ms = None
@@ -106,6 +125,7 @@ class EnergyManager:
         cycle_ms = int(cycle_ms or self.site.cycle_ms)
         t_abs = self.start_abs_ms + int(now_ms)
         meters = dict(meters)
+        seen = chargers                       # as read (before deferral): what the EVs want
         chargers = {n: dict(r) for n, r in chargers.items()}
         reading = meters.get(self.root)
         # the measured import since the last cycle, for the capacity-tariff budget
@@ -116,13 +136,25 @@ class EnergyManager:
         # price-aware deferral
         pol, tariff = self.spec.policy, self.spec.tariff
         if pol is not None and tariff is not None:
+            share = self._share_kw(t_abs, reading, chargers)
+            room = self._room_kw(t_abs, reading, chargers)
+            flexible = [(r["departure_s"], r["energy_need_kwh"]) for r in chargers.values()
+                        if r.get("state") in DEMANDING and r.get("departure_s") is not None
+                        and r.get("energy_need_kwh") is not None]
+            # sessions without a departure or a need are not deferred and take room first
+            fixed_kw = sum(self.max_kw[n] for n, r in chargers.items() if r.get("state") in DEMANDING
+                           and (r.get("departure_s") is None or r.get("energy_need_kwh") is None))
+            feasible = aggregate_feasible(flexible, max(0.0, room - fixed_kw), pol.guard_ms, cycle_ms)
             for name, r in chargers.items():
                 if r.get("state") not in DEMANDING:
                     self.deferred.discard(name)
                     self.released_until.pop(name, None)
+                    self.conductors_seen.pop(name, None)
                     continue
-                ok = now_ms >= self.released_until.get(name, -1) and may_defer(
-                    t_abs, r.get("departure_s"), r.get("energy_need_kwh"), self.max_kw[name], tariff, pol, cycle_ms)
+                seen = sum(1 for a in r.get("current_a", [0, 0, 0]) if a >= 1.0)
+                self.conductors_seen[name] = max(self.conductors_seen.get(name, 1), seen)
+                ok = feasible and now_ms >= self.released_until.get(name, -1) and may_defer(
+                    t_abs, r.get("departure_s"), r.get("energy_need_kwh"), self.conductor_kw[name] * self.conductors_seen[name], tariff, pol, cycle_ms, share)
                 if ok:
                     self.deferred.add(name)
                     r["state"] = "unavailable"
@@ -145,7 +177,7 @@ class EnergyManager:
         # the battery: plan its power for the next cycle
         new_kw = 0.0
         if self.battery is not None:
-            new_kw = self._dispatch(t_abs, reading, chargers, cap, cycle_ms)
+            new_kw = self._dispatch(t_abs, reading, seen, cap, cycle_ms)
         offset = [(self.battery_kw - new_kw) * 1000 / (3 * self.v)] * 3
         self.battery_kw = new_kw
         decision["battery_kw"] = new_kw
@@ -159,27 +191,63 @@ class EnergyManager:
         self.last = decision
         return meters, chargers
 
+    def _room_kw(self, t_abs: int, reading, chargers: dict) -> float:
+        """The room the site has for EVs now: the cap (or the main's limit) less the base load."""
+        if reading is None:
+            return 0.0
+        v = self.v
+        ev_kw = sum(sum(r.get("current_a", [0, 0, 0])) * v / 1000 for r in chargers.values())
+        base_kw = sum(reading) * v / 1000 + self.battery_kw - ev_kw
+        room = min(self.root_room_a) * 3 * v / 1000
+        cap = self.cap_kw(t_abs)
+        if cap is not None:
+            room = min(room, cap)
+        return max(0.0, room - base_kw)
+
+    def _share_kw(self, t_abs: int, reading, chargers: dict) -> float:
+        """Each session's share of that room, split over every session that still needs energy:
+        the rate a deferred session can count on once the deferred sessions start together."""
+        needing = sum(1 for r in chargers.values() if r.get("state") in DEMANDING
+                      and (r.get("energy_need_kwh") is None or r.get("energy_need_kwh") > 0))
+        return self._room_kw(t_abs, reading, chargers) / max(1, needing)
+
     def _dispatch(self, t_abs: int, reading, chargers: dict, cap, cycle_ms: int) -> float:
         v = self.v
         grid_kw = sum(reading) * v / 1000                       # measured import (battery included)
         ev_kw = sum(sum(r.get("current_a", [0, 0, 0])) * v / 1000 for r in chargers.values())
         base_kw = grid_kw + self.battery_kw - ev_kw             # site load without EVs and battery
-        wanted_kw = sum(self.max_kw[n] for n, r in chargers.items() if r.get("state") in DEMANDING)
+        # what the EVs need to finish by their departures (1.5 x the average rate still needed,
+        # at most their power; a session without departure or need counts at its full power)
+        wanted_kw = 0.0
+        for n, r in chargers.items():
+            if r.get("state") not in DEMANDING:
+                continue
+            dep, need = r.get("departure_s"), r.get("energy_need_kwh")
+            if dep is None or need is None:
+                wanted_kw += self.max_kw[n]
+            elif need > 0:
+                wanted_kw += min(self.max_kw[n], 1.5 * need / max(dep / 3600, cycle_ms / 3_600_000))
         room_kw = sum(self.root_room_a) * v / 1000
         if cap is not None:
             room_kw = min(room_kw, cap)
-        shortfall = base_kw + wanted_kw - room_kw
+        ct = self.spec.capacity_tariff
+        if ct is not None and ct.target_kw:
+            # the battery aims at the target itself, so the base load does not set a new peak either
+            room_kw = min(room_kw, self.peaks.allowed_kw(t_abs, max(ct.target_kw, ct.floor_kw)))
+        tariff = self.spec.tariff
+        cheap = tariff is not None and (base_kw < 0 or price_at(tariff, t_abs) <= min_price_ahead(
+            tariff, t_abs, t_abs + 24 * 3_600_000) + 1e-9)
+        # in the cheapest hours the battery recharges: it discharges then only if the base load
+        # alone is above the room (it keeps its energy for the expensive peaks)
+        shortfall = (base_kw if cheap else base_kw + wanted_kw) - room_kw
         dt_s = cycle_ms / 1000
         if shortfall > 0:
             kw = self.battery.feasible_kw(shortfall, dt_s)
             if kw > 0:
                 self.stats["battery_discharge_cycles"] += 1
             return kw
-        spare = -shortfall
-        tariff = self.spec.tariff
-        cheap = tariff is None or base_kw < 0 or \
-            price_at(tariff, t_abs) <= min_price_ahead(tariff, t_abs, t_abs + 24 * 3_600_000) + 1e-9
-        if spare > 0 and cheap:
+        spare = room_kw - base_kw - wanted_kw      # room the EVs do not want
+        if spare > 0 and (tariff is None or cheap):
             kw = self.battery.feasible_kw(-spare, dt_s)
             if kw < 0:
                 self.stats["battery_charge_cycles"] += 1

@@ -12,7 +12,8 @@ COLUMNS = (("chargers", "chargers"), ("drivers", "drivers"), ("turned_away", "tu
            ("energy_requested_kwh", "requested kWh"), ("energy_delivered_kwh", "delivered kWh"),
            ("served_share", "served by departure"), ("wait_mean_min", "mean wait min"),
            ("wait_max_min", "worst wait min"), ("peak_kw", "peak kW"), ("peak_15min_kw", "peak 15-min kW"),
-           ("contract_exceedance_s", "contract exceedance s"), ("main_over_s", "main over limit s"),
+           ("contract_exceedance_s", "contract exceedance s"),
+           ("contract_exceedance_with_ev_s", "of which with EVs charging s"), ("main_over_s", "main over limit s"),
            ("total_cost_eur", "cost EUR"))
 
 

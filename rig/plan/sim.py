@@ -131,6 +131,7 @@ def simulate(site: PlanSite, n_chargers: int, profile: DemandProfile, days: int,
         res = alloc.step(t, meters=meters, chargers=readings)
         # physics over [t, t + dt): EVs follow at once, the battery holds its planned power
         truth = list(base)
+        ev_a = 0.0
         for k in range(n_chargers):
             s = occupant[k]
             if s is None:
@@ -151,6 +152,7 @@ def simulate(site: PlanSite, n_chargers: int, profile: DemandProfile, days: int,
                     s.first_ms = t
             for i, ph in enumerate(phase_idx[k]):
                 truth[ph] += cur[i]
+            ev_a += sum(cur)
         if battery is not None:
             b = battery.step(mgr.battery_kw, cycle_s)
             truth = [x - b * 1000 / (3 * v) for x in truth]
@@ -158,7 +160,7 @@ def simulate(site: PlanSite, n_chargers: int, profile: DemandProfile, days: int,
         if over > 1e-6:
             over_a_max = max(over_a_max, over)
             over_s += cycle_s
-        ledger.add(t_abs, sum(truth) * v / 1000, dt_ms)
+        ledger.add(t_abs, sum(truth) * v / 1000, dt_ms, ev_kw=ev_a * v / 1000)
         t += dt_ms
     for s in sessions:
         if s.left_ms is None:
@@ -175,7 +177,10 @@ def simulate(site: PlanSite, n_chargers: int, profile: DemandProfile, days: int,
 
 
 def kpis(sessions, turned_away, ledger: dict, end_ms: int) -> dict:
-    done = [s for s in sessions]
+    """Service KPIs over the drivers who left within the horizon (a car still plugged at the end
+    has not reached its departure: it is neither served nor missed, and is counted apart)."""
+    done = [s for s in sessions if s.driver.depart_ms <= end_ms]
+    turned_away = [d for d in turned_away if d.depart_ms <= end_ms]
     requested = sum(s.driver.need_kwh for s in done)
     delivered = sum(min(s.delivered_kwh, s.driver.need_kwh) for s in done)
     met = sum(s.delivered_kwh + 1e-6 >= MET_FRACTION * s.driver.need_kwh for s in done)
@@ -183,6 +188,7 @@ def kpis(sessions, turned_away, ledger: dict, end_ms: int) -> dict:
     waits = [((s.first_ms if s.first_ms is not None else s.left_ms) - s.driver.arrive_ms) / 60_000 for s in done]
     out = {
         "drivers": drivers, "sessions": len(done), "turned_away": len(turned_away),
+        "open_at_end": len(sessions) - len(done),
         "energy_requested_kwh": round(requested, 2), "energy_delivered_kwh": round(delivered, 2),
         "delivered_share": round(delivered / requested, 4) if requested else None,
         "served_share": round(met / drivers, 4) if drivers else None,

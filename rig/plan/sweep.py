@@ -47,7 +47,7 @@ def plan_task(task: dict) -> dict:
 
 def recommend(results: list, target: float = SERVED_TARGET) -> dict:
     ok = [r for r in results if (r["served_share"] or 0) >= target and r["main_over_s"] == 0
-          and r["contract_exceedance_s"] == 0]
+          and r["contract_exceedance_with_ev_s"] == 0]
     counts = [r["chargers"] for r in results]
     pct = f"{target * 100:.0f} %"
     if not ok:
