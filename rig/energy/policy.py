@@ -125,7 +125,7 @@ class EnergyManager:
         cycle_ms = int(cycle_ms or self.site.cycle_ms)
         t_abs = self.start_abs_ms + int(now_ms)
         meters = dict(meters)
-        seen = chargers                       # as read (before deferral): what the EVs want
+        as_read = chargers                    # as read (before deferral): what the EVs want
         chargers = {n: dict(r) for n, r in chargers.items()}
         reading = meters.get(self.root)
         # the measured import since the last cycle, for the capacity-tariff budget
@@ -177,7 +177,7 @@ class EnergyManager:
         # the battery: plan its power for the next cycle
         new_kw = 0.0
         if self.battery is not None:
-            new_kw = self._dispatch(t_abs, reading, seen, cap, cycle_ms)
+            new_kw = self._dispatch(t_abs, reading, as_read, cap, cycle_ms)
         offset = [(self.battery_kw - new_kw) * 1000 / (3 * self.v)] * 3
         self.battery_kw = new_kw
         decision["battery_kw"] = new_kw
