@@ -62,6 +62,8 @@ class Ledger:
         self.peaks = PeakTracker(ct.window_ms if ct else 900_000, start_abs_ms)
         self.import_kwh = self.export_kwh = 0.0
         self.energy_cost = 0.0
+        self.ev_kwh = 0.0
+        self.ev_energy_cost = 0.0           # the EVs' energy at the price of its time
         self.peak_kw = 0.0
         self.over_contract_s = 0.0
         self.over_contract_kwh = 0.0
@@ -71,6 +73,9 @@ class Ledger:
     def add(self, t_abs_ms: int, import_kw: float, dt_ms: int, ev_kw: float = 0.0) -> None:
         h = dt_ms / 3_600_000
         tariff = self.spec.tariff if self.spec is not None else None
+        self.ev_kwh += ev_kw * h
+        if tariff is not None:
+            self.ev_energy_cost += ev_kw * h * price_at(tariff, t_abs_ms)
         if import_kw >= 0:
             self.import_kwh += import_kw * h
             if tariff is not None:
@@ -97,7 +102,9 @@ class Ledger:
         months = dict(sorted(self.peaks.month_peaks.items()))
         capacity_cost = sum(max(p, ct.floor_kw) * ct.eur_per_kw_month for p in months.values()) if ct else 0.0
         return {"import_kwh": round(self.import_kwh, 3), "export_kwh": round(self.export_kwh, 3),
-                "energy_cost_eur": round(self.energy_cost, 2), "capacity_cost_eur": round(capacity_cost, 2),
+                "energy_cost_eur": round(self.energy_cost, 2),
+                "ev_energy_kwh": round(self.ev_kwh, 3), "ev_energy_cost_eur": round(self.ev_energy_cost, 2),
+                "ev_price_eur_per_kwh": round(self.ev_energy_cost / self.ev_kwh, 4) if self.ev_kwh > 0 else None, "capacity_cost_eur": round(capacity_cost, 2),
                 "total_cost_eur": round(self.energy_cost + capacity_cost, 2),
                 "peak_kw": round(self.peak_kw, 3),
                 "peak_15min_kw": round(max(months.values(), default=0.0), 3),

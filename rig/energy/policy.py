@@ -65,15 +65,18 @@ def may_defer(now_abs_ms: int, departure_in_s, need_kwh, max_kw: float, tariff, 
 
 def aggregate_feasible(sessions, room_kw: float, guard_ms: int, cycle_ms: int) -> bool:
     """Whether every session can still get its energy by its departure if all of them wait one more
-    cycle and the site then gives EVs ``room_kw`` (pure). ``sessions``: (departure_in_s, need_kwh).
+    cycle and the site then gives EVs ``room_kw`` (pure). ``sessions``: (departure_in_s, need_kwh,
+    max_kw) each.
 
     Earliest-departure-first on one shared resource: for each departure d_j (in order), the energy
-    of every session leaving by d_j must fit in ``room_kw x (d_j - cycle - guard)``."""
+    of every session leaving by d_j must fit in ``room_kw x (d_j - cycle - guard)``. A session
+    counts with what it could take at its own power in that time at best (one that cannot finish
+    anyway does not stop the others from being shifted; it is not deferred itself, see may_defer)."""
     total = 0.0
-    for dep_s, need in sorted(sessions):
-        total += max(0.0, need)
-        window_h = (dep_s * 1000 - cycle_ms - guard_ms) / 3_600_000
-        if total > 1e-9 and (window_h <= 0 or total > room_kw * window_h):
+    for dep_s, need, max_kw in sorted(sessions):
+        window_h = max(0.0, (dep_s * 1000 - cycle_ms - guard_ms) / 3_600_000)
+        total += min(max(0.0, need), max_kw * window_h)
+        if total > 1e-9 and total > room_kw * window_h + 1e-9:
             return False
     return True
 
@@ -138,7 +141,7 @@ class EnergyManager:
         if pol is not None and tariff is not None:
             share = self._share_kw(t_abs, reading, chargers)
             room = self._room_kw(t_abs, reading, chargers)
-            flexible = [(r["departure_s"], r["energy_need_kwh"]) for r in chargers.values()
+            flexible = [(r["departure_s"], r["energy_need_kwh"], self.max_kw[n]) for n, r in chargers.items()
                         if r.get("state") in DEMANDING and r.get("departure_s") is not None
                         and r.get("energy_need_kwh") is not None]
             # sessions without a departure or a need are not deferred and take room first

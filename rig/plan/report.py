@@ -14,7 +14,7 @@ COLUMNS = (("chargers", "chargers"), ("drivers", "drivers"), ("turned_away", "tu
            ("wait_max_min", "worst wait min"), ("peak_kw", "peak kW"), ("peak_15min_kw", "peak 15-min kW"),
            ("contract_exceedance_s", "contract exceedance s"),
            ("contract_exceedance_with_ev_s", "of which with EVs charging s"), ("main_over_s", "main over limit s"),
-           ("total_cost_eur", "cost EUR"))
+           ("total_cost_eur", "cost EUR"), ("ev_price_eur_per_kwh", "EV EUR/kWh"))
 
 
 def plot_png(plan: dict) -> bytes:
