@@ -2,8 +2,10 @@
 
 Each charger stands for its share of the property's EV drivers (one charger per commuter at an
 office, per room-night group at a hotel, ...): ``sessions_per_charger_day`` drivers arrive per
-charger and day (Poisson), so adding chargers adds drivers as it would on a real site. For every
-driver the model draws, from a generator seeded with (seed, day, charger count, profile):
+charger and day (a rate <= 1 is the chance that the charger's regular driver comes that day; a
+rate > 1, e.g. retail, is a Poisson mean), so adding chargers adds drivers as it would on a real
+site. For every driver the model draws, from a generator seeded with (seed, day, charger index,
+profile), so charger k's drivers are the same whatever the count swept:
 
 - an arrival time: a mixture of normal distributions over the time of day (hours);
 - a dwell time: log-normal (median, sigma of log), clipped to [min, max] hours;
@@ -116,31 +118,36 @@ def _lognormal(rng, median, sigma, lo, hi) -> float:
 def draw_drivers(profile: DemandProfile, n_chargers: int, days: int, *, seed: int, start_day: int = 0,
                  voltage_v: float = 230.0, charger_max_a: float = 16.0, charger_phases: int = 3) -> list:
     """Drivers of ``days`` days for ``n_chargers`` chargers, sorted by arrival (day 0 = ``start_day``
-    of the week, 0 = Monday). Day d's draws depend on (seed, d, n_chargers) only."""
+    of the week, 0 = Monday). The drivers of n chargers are a subset of those of n + 1."""
     weights = np.array([a[0] for a in profile.arrival], dtype=float)
     weights /= weights.sum()
     mix = list(profile.ev_mix.items())
     mix_w = np.array([w for _, w in mix], dtype=float)
     mix_w /= mix_w.sum()
     out = []
+    salt = sum(map(ord, profile.name))
     for d in range(days):
-        rng = np.random.default_rng([int(seed), d, int(n_chargers), sum(map(ord, profile.name))])
         dow = (start_day + d) % 7
         rate = profile.sessions_per_charger_day[0 if dow < 5 else (1 if dow == 5 else 2)]
-        n = int(rng.poisson(rate * n_chargers))
-        for _ in range(n):
-            c = int(rng.choice(len(weights), p=weights))
-            _, mean_h, sd_h = profile.arrival[c]
-            hour = float(np.clip(mean_h + sd_h * rng.standard_normal(), 0.0, 23.99))
-            dwell = _lognormal(rng, *profile.dwell_h)
-            wish = _lognormal(rng, *profile.energy_kwh)
-            phases, ev_a = EV_TYPES[mix[int(rng.choice(len(mix), p=mix_w))][0]]
-            eff_phases = min(phases, charger_phases)
-            eff_a = min(ev_a, charger_max_a)
-            rate_kw = eff_phases * eff_a * voltage_v / 1000
-            arrive = int((d * 24 + hour) * 3_600_000) // 60_000 * 60_000
-            depart = arrive + int(dwell * 3_600_000) // 60_000 * 60_000
-            need = round(min(wish, 0.9 * dwell * rate_kw), 3)
-            out.append(Driver(arrive, depart, need, round(wish, 3), eff_phases, eff_a))
+        for k in range(n_chargers):
+            # one generator per (day, charger): charger k's drivers are the same in every sweep
+            # point (common random numbers: a larger count adds drivers, it does not redraw them)
+            rng = np.random.default_rng([int(seed), d, k, salt])
+            n = int(rng.random() < rate) if rate <= 1 else int(rng.poisson(rate))
+            for _ in range(n):
+                c = int(rng.choice(len(weights), p=weights))
+                _, mean_h, sd_h = profile.arrival[c]
+                hour = float(np.clip(mean_h + sd_h * rng.standard_normal(), 0.0, 23.99))
+                dwell = _lognormal(rng, *profile.dwell_h)
+                wish = _lognormal(rng, *profile.energy_kwh)
+                phases, ev_a = EV_TYPES[mix[int(rng.choice(len(mix), p=mix_w))][0]]
+                eff_phases = min(phases, charger_phases)
+                eff_a = min(ev_a, charger_max_a)
+                rate_kw = eff_phases * eff_a * voltage_v / 1000
+                arrive = int((d * 24 + hour) * 3_600_000) // 60_000 * 60_000
+                depart = arrive + int(dwell * 3_600_000) // 60_000 * 60_000
+                stay_h = (depart - arrive) / 3_600_000          # as rounded to whole minutes
+                need = math.floor(min(wish, 0.9 * stay_h * rate_kw) * 1000) / 1000
+                out.append(Driver(arrive, depart, need, round(wish, 3), eff_phases, eff_a))
     out.sort(key=lambda x: (x.arrive_ms, x.depart_ms, x.need_kwh))
     return out
