@@ -114,6 +114,10 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend):
             sys.exit(2)
     sc = _load(scenario, duration=duration, seed=seed, mode=mode)
     mode = sc.mode
+    if mode == "wire" and getattr(sc, "energy", None) is not None:
+        click.echo(f"error: {sc.source or scenario}: energy: the energy block (tariffs, caps, battery) runs in "
+                   f"fast mode only; use --mode fast", err=True)
+        sys.exit(2)
     out_dir = out_dir or f"out/{sc.name}-{mode}"
     total = sc.duration_ms
     with click.progressbar(length=total // 1000, label=f"{sc.name} ({mode})", show_eta=True,

@@ -101,6 +101,8 @@ class Run:
         self.kpis = Kpis(self.site)
         names = self.site.charger_names
         self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
+        from .energy.hooks import attach as _attach_energy   # energy block: tariffs, caps, battery
+        self.energy = _attach_energy(self)
 
     def endpoints(self, links: dict) -> list:
         eps = []
@@ -113,6 +115,8 @@ class Run:
     def record(self, t_ms: int, res, dt_s: float):
         plant = self.plant
         self.kpis.update(dt_s, plant.truth, self.site.params.voltage_v)
+        if self.energy is not None:
+            self.energy.sample(t_ms, plant, dt_s)
         if self.recording is not None:
             self.recording.sample(t_ms, plant.truth, plant.chargers, res)
         row = [t_ms / 1000]
@@ -146,6 +150,8 @@ class Run:
             "events": [{"t_s": t / 1000, "event": e} for t, e in self.plant.events_log[:500]],
         }
         out.update(_session_kpis(self.plant))
+        if self.energy is not None:
+            out["energy"] = self.energy.summary()
         return out
 
 
@@ -157,7 +163,8 @@ async def run_fast_async(scenario, out_dir, **kw) -> dict:
     links = {name: (FastLink(name, dev.image, clock, run.plant.comm), True)
              for name, dev in run.plant.devices.items()}
     ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                          backend=run.backend, allocator_factory=run.allocator_factory)
+                          backend=run.backend, allocator_factory=run.allocator_factory,
+                          energy=run.energy.manager if run.energy is not None else None)
     wall0 = time.perf_counter()
     interrupted = False
     silent_until = -1

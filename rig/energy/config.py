@@ -34,7 +34,12 @@ from typing import Any, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ..scenario.times import parse_duration
+
+
+def parse_duration(value, allow_zero=True) -> int:
+    # imported when used: rig.scenario's model imports this module for its energy block
+    from ..scenario.times import parse_duration as _parse
+    return _parse(value, allow_zero=allow_zero)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MS_PER_MIN = 60_000

@@ -246,3 +246,40 @@ def test_contract_check_fails_without_the_layer(hotel, monkeypatch):
     monkeypatch.setattr(EnergyManager, "before_step", lambda self, now, m, c, cycle_ms=None: (m, c))
     bad = _sim(hotel, spec, days=2)
     assert bad["contract_exceedance_with_ev_s"] > 0
+
+
+# ------------------------------------------------------------------ the energy block in a rig run
+EXAMPLE = __import__("pathlib").Path(__file__).parents[2] / "examples" / "hotel_energy.yaml"
+
+
+def test_energy_block_in_a_fast_rig_run(tmp_path):
+    from dlbrig.rig.runner import run_fast
+    from dlbrig.rig.scenario import load_scenario
+    sc = load_scenario(str(EXAMPLE), duration="25m")
+    s = run_fast(sc, tmp_path)
+    e = s["energy"]
+    assert e["layer"]["capped_cycles"] > 0 and e["layer"]["deferred_cycles"] > 0
+    assert e["contract_exceedance_with_ev_s"] == 0
+    assert e["battery"]["discharged_kwh"] > 0           # evening: EVs and the hotel want more than 70 kW
+    assert s["circuits"]["main"]["max_over_a"] == 0
+    plain = run_fast(load_scenario("base_load_step", duration="1m"), tmp_path / "plain")
+    assert "energy" not in plain
+
+
+def test_energy_block_errors_and_wire_mode(tmp_path):
+    from click.testing import CliRunner
+
+    from dlbrig.rig.cli import main
+    from dlbrig.rig.scenario import ScenarioError, load_scenario
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("price_aware: {assumed_rate: 0.5, guard: 30m}",
+                                               "price_aware: {assumed_rate: 2}"))
+    with pytest.raises(ScenarioError, match=r"bad.yaml:\d+: energy.price_aware"):
+        load_scenario(str(bad))
+    unmetered = tmp_path / "unmetered.yaml"
+    unmetered.write_text("name: u\nduration: 1m\nsite:\n  circuits: [{name: main, limit_a: 63}]\n"
+                         "  chargers: [{name: cp1, circuit: main, max_a: 16}]\nenergy: {contract: {kw: 20}}\n")
+    with pytest.raises(ScenarioError, match=r"unmetered.yaml:6: energy: needs a meter on the main circuit 'main'"):
+        load_scenario(str(unmetered))
+    r = CliRunner().invoke(main, ["run", str(EXAMPLE), "--mode", "wire", "--duration", "10s"])
+    assert r.exit_code == 2 and "fast mode only" in r.output
