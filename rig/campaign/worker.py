@@ -23,7 +23,8 @@ RESULT = "result.json"
 # KPIs a campaign aggregates (all from the run's summary and service KPIs; no wall-clock numbers,
 # so the aggregate of a campaign is the same however and wherever it ran)
 KPI_KEYS = ("energy_delivered_kwh", "energy_requested_kwh", "share_met", "peak_kw", "peak_15min_kw",
-            "max_over_a", "overshoot_a_s", "starvation_max_s", "jain", "failed_transactions", "sessions")
+            "max_over_a", "overshoot_a_s", "starvation_max_s", "jain", "failed_transactions", "sessions",
+            "cost_eur")
 
 
 def run_dir(out_dir, run_id) -> Path:
@@ -90,7 +91,9 @@ def _kpis(summary: dict, service: dict) -> dict:
          "overshoot_a_s": round(sum(c["overshoot_a_s"] for c in circuits), 3),
          "starvation_max_s": service.get("starvation_max_s"), "jain": service.get("jain"),
          "failed_transactions": summary.get("failed_transactions"),
-         "sessions": len(summary.get("sessions", []))}
+         "sessions": len(summary.get("sessions", [])),
+         # scenarios with an energy block: cost next to the service level
+         "cost_eur": (summary.get("energy") or {}).get("total_cost_eur")}
     return {key: k[key] for key in KPI_KEYS}
 
 

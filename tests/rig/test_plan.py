@@ -82,11 +82,15 @@ def test_recommendation_rules():
     assert recommend([dict(base, chargers=10, served_share=0.5)])["chargers"] is None
 
 
-def test_sweep_on_a_local_cluster_equals_serial():
+def test_sweep_on_a_dask_scheduler_equals_serial():
+    """Through --scheduler: a cluster started apart (two worker processes), reached by its address."""
+    from distributed import LocalCluster
     site = site_from_dict(SMALL)
     kw = dict(seed=1)
     serial = run_plan(site, [4, 12], PROFILES["office"], 2, serial=True, **kw)
-    dask = run_plan(site, [4, 12], PROFILES["office"], 2, workers=2, **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = run_plan(site, [4, 12], PROFILES["office"], 2, scheduler=cluster.scheduler_address, **kw)
+    assert dask["engine"].startswith("Dask cluster at tcp://")
     strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]
     assert strip(serial["results"]) == strip(dask["results"])
     assert serial["recommendation"] == dask["recommendation"]
