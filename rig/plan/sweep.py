@@ -1,6 +1,7 @@
 """Sweep the number of chargers on the Dask engine and pick the recommendation."""
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import asdict
@@ -10,6 +11,11 @@ from .demand import PROFILES, DemandProfile, profile_from_dict
 from .site import PlanSite
 
 SERVED_TARGET = 0.95
+
+
+def _pct(x) -> str:
+    """Rounded down, so a share just under the target never reads as the target."""
+    return f"{math.floor((x or 0) * 1000) / 10:.1f} %"
 
 
 def parse_counts(text: str, step: int | None = None) -> list:
@@ -54,10 +60,10 @@ def recommend(results: list, target: float = SERVED_TARGET) -> dict:
         best = max(results, key=lambda r: (r["served_share"] or 0))
         return {"chargers": None, "text": f"none of the counts tried ({min(counts)}..{max(counts)}) serves "
                 f">= {pct} of drivers: the best is {best['chargers']} chargers with "
-                f"{(best['served_share'] or 0) * 100:.1f} % served; try fewer chargers, a battery or a larger connection"}
+                f"{_pct(best['served_share'])} served; try fewer chargers, a battery or a larger connection"}
     top = max(ok, key=lambda r: r["chargers"])
     text = (f"this connection carries {top['chargers']} chargers with >= {pct} of drivers served "
-            f"({top['served_share'] * 100:.1f} %, peak {top['peak_15min_kw']:.0f} kW as 15-min average, "
+            f"({_pct(top['served_share'])}, peak {top['peak_15min_kw']:.0f} kW as 15-min average, "
             f"no exceedance)")
     if top["chargers"] == max(counts):
         text += f"; {max(counts)} is the largest count tried, more may fit"
