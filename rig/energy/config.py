@@ -141,23 +141,29 @@ def _weekly(periods, default: float, attr: str) -> np.ndarray:
 
 
 class _Schedule(_Base):
-    _week: Any = PrivateAttr(None)
+    _week: Any = PrivateAttr(None)        # (numpy array, list): value per minute of the week
+
+    def _cache(self):
+        # read through __pydantic_private__: the cycle loop asks for prices per charger and cycle
+        c = self.__pydantic_private__["_week"]
+        if c is None:
+            w = _weekly(self.periods, self._default(), self._attr)
+            c = self.__pydantic_private__["_week"] = (w, w.tolist())
+        return c
 
     def weekly(self) -> np.ndarray:
         """Value per minute of the week (computed once: the schedule is validated and not changed)."""
-        if self._week is None:
-            self._week = _weekly(self.periods, self._default(), self._attr)
-        return self._week
+        return self._cache()[0]
 
     def at(self, t_abs_ms: int) -> float:
-        return float(self.weekly()[(int(t_abs_ms) // MS_PER_MIN) % MIN_PER_WEEK])
+        return self._cache()[1][(int(t_abs_ms) // MS_PER_MIN) % MIN_PER_WEEK]
 
     def min_between(self, t_from_abs_ms: int, t_to_abs_ms: int) -> float | None:
         """Lowest value over the minutes from ``t_from`` to ``t_to`` (both included)."""
         if t_to_abs_ms < t_from_abs_ms:
             return None
         a, b = int(t_from_abs_ms) // MS_PER_MIN, int(t_to_abs_ms) // MS_PER_MIN
-        w = self.weekly()
+        w = self._cache()[0]
         if b - a + 1 >= MIN_PER_WEEK:
             return float(w.min())
         a, b = a % MIN_PER_WEEK, b % MIN_PER_WEEK
