@@ -14,8 +14,10 @@ It never changes the core; it changes what the core is told (DESIGN.md's contrac
   a battery that stops discharging is accounted for before the EVs are given more, never after.
   Dispatch: discharge by the shortfall under the cap (peak shaving; with a capacity tariff's
   target, under the target) of the base load plus what the EVs need to finish by their departures
-  (1.5 x the average rate each still needs); charge only from room left after that. With a tariff, it charges only in the cheapest hours of the next 24 h (or from PV
-  surplus), and in those hours discharges only when the base load alone is above the room.
+  (3 x the average rate each still needs, so fair sharing still leaves the tight sessions enough);
+  charge only from room left after that. With a tariff, it charges only in the cheapest hours of
+  the next 24 h (or from PV surplus), and in those hours discharges only when the base load alone
+  is above the room. No price arbitrage beyond that.
 - **Price-aware deferral**: a session with a known departure and energy need is reported to the
   core as ``unavailable`` (the core gives it 0 A and counts its measured draw) while a cheaper
   price comes before the latest moment it can start, and only while it keeps its slack:
@@ -31,6 +33,7 @@ from __future__ import annotations
 from .config import EnergySpec, contract_kw_at, price_at
 from .ledger import PeakTracker
 
+NEED_FACTOR = 3.0        # the battery leaves EVs this multiple of the average rate they still need
 DEMANDING = ("connected_idle", "charging", "ev_suspended")
 
 
@@ -219,7 +222,7 @@ class EnergyManager:
         grid_kw = sum(reading) * v / 1000                       # measured import (battery included)
         ev_kw = sum(sum(r.get("current_a", [0, 0, 0])) * v / 1000 for r in chargers.values())
         base_kw = grid_kw + self.battery_kw - ev_kw             # site load without EVs and battery
-        # what the EVs need to finish by their departures (1.5 x the average rate still needed,
+        # what the EVs need to finish by their departures (NEED_FACTOR x the average rate still needed,
         # at most their power; a session without departure or need counts at its full power)
         wanted_kw = 0.0
         for n, r in chargers.items():
@@ -229,7 +232,7 @@ class EnergyManager:
             if dep is None or need is None:
                 wanted_kw += self.max_kw[n]
             elif need > 0:
-                wanted_kw += min(self.max_kw[n], 1.5 * need / max(dep / 3600, cycle_ms / 3_600_000))
+                wanted_kw += min(self.max_kw[n], NEED_FACTOR * need / max(dep / 3600, cycle_ms / 3_600_000))
         room_kw = sum(self.root_room_a) * v / 1000
         if cap is not None:
             room_kw = min(room_kw, cap)
