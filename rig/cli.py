@@ -253,6 +253,10 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_
             sys.exit(2)
     sc = _load(scenario, duration=duration, seed=seed, mode=mode)
     mode = sc.mode
+    if mode == "wire" and getattr(sc, "energy", None) is not None:
+        click.echo(f"error: {sc.source or scenario}: energy: the energy block (tariffs, caps, battery) runs in "
+                   f"fast mode only; use --mode fast", err=True)
+        sys.exit(2)
     out_dir = out_dir or f"out/{sc.name}-{mode}"
     total = sc.duration_ms
     with click.progressbar(length=total // 1000, label=f"{sc.name} ({mode})", show_eta=True,
@@ -410,6 +414,147 @@ def bench_core():
     from ..core import bench as core_bench
 
     core_bench.main()
+
+
+@main.command()
+@click.argument("campaign_file", metavar="FILE")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (report.html, aggregate.json, runs/). Default: out/campaign-<name>.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes of the embedded Dask LocalCluster.")
+@click.option("--scheduler", default=None, help="Use an existing Dask cluster: tcp://HOST:PORT.")
+@click.option("--serial", is_flag=True, help="No cluster: run in this process, one run after another.")
+@click.option("--fresh", is_flag=True, help="Ignore finished runs in --out and redo everything.")
+@click.option("--list", "list_only", is_flag=True, help="Print the expanded runs and exit.")
+def campaign(campaign_file, out_dir, workers, scheduler, serial, fresh, list_only):
+    """Run the campaign in FILE (a matrix of scenarios x seeds x faults x DUTs) on Dask.
+
+    Each run's result is saved as it finishes; running the same command again resumes: finished runs
+    are not redone. Exit code 0 when every run passes, 1 otherwise, 2 for a bad file.
+    """
+    from .campaign import CampaignError, EngineError, load_campaign, run_campaign
+
+    try:
+        camp = load_campaign(campaign_file)
+    except CampaignError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if list_only:
+        for r in camp.runs:
+            click.echo(r.run_id)
+        click.echo(f"{len(camp.runs)} runs", err=True)
+        return
+    out_dir = out_dir or f"out/campaign-{camp.name}"
+
+    def progress(done, total, res):
+        click.echo(f"[{done}/{total}] {res['status'].upper():<5} {res['run_id']}", err=True)
+
+    try:
+        res = run_campaign(camp, out_dir, workers=workers, scheduler=scheduler, serial=serial,
+                           resume=not fresh, progress=progress)
+    except EngineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    c = res.aggregate["counts"]
+    click.echo(f"campaign {camp.name}: {c['total']} runs, {c['pass']} pass, {c['fail']} fail, {c['error']} error"
+               + (f", {c['missing']} not run (interrupted: run again to resume)" if c["missing"] else "")
+               + f" ({res.executed} executed, {res.reused} reused)")
+    for name, path in res.written.items():
+        click.echo(f"  {name}: {path}")
+    sys.exit(130 if res.interrupted else (0 if res.aggregate["verdict"] == "pass" else 1))
+
+
+@main.command()
+@click.argument("site_ref", metavar="SITE")
+@click.option("--chargers", "counts", default="10..60", show_default=True,
+              help="Charger counts: FIRST..LAST (every --step) or a list, e.g. 10,20,40.")
+@click.option("--step", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--profile", default="office", show_default=True,
+              help="Demand: office, hotel, residential, depot, retail, or a YAML file with the same fields.")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+@click.option("--battery-kwh", type=click.FloatRange(min=0), default=None, help="Add an on-site battery (0.5 C).")
+@click.option("--pv-kwp", type=click.FloatRange(min=0), default=None, help="Rooftop PV (replaces the site's).")
+@click.option("--contract-kw", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Contracted capacity (kW): a cap the controller respects.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--cycle", "cycle_s", type=click.IntRange(1, 900), default=60, show_default=True,
+              help="Simulation cycle (s).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (plan.html, plan.json, plan.png). Default: out/plan-<site>-<profile>.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--scheduler", default=None, help="Use an existing Dask cluster: tcp://HOST:PORT.")
+@click.option("--serial", is_flag=True, help="No cluster: run the counts one after another here.")
+def plan(site_ref, counts, step, profile, days, battery_kwh, pv_kwp, contract_kw, seed, cycle_s, out_dir,
+         workers, scheduler, serial):
+    """How many chargers can SITE's connection carry? Sweeps charger counts on simulated demand.
+
+    SITE is a planning site file (grid connection, base load, PV, chargers, energy) or a built-in
+    scenario name / scenario file. Runs the core at a 60 s cycle with simple EV models (not the
+    full rig: see rig/plan/sim.py) on Dask.
+    """
+    from pathlib import Path
+
+    from .campaign import EngineError
+    from .plan import PROFILES, PlanError, load_site, parse_counts, profile_from_dict, run_plan
+    from .plan.report import write_plan_report
+    from .plan.site import check_energy
+
+    def fail(msg):
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(2)
+
+    try:
+        site = load_site(site_ref)
+    except PlanError as exc:
+        fail(str(exc))
+    try:
+        count_list = parse_counts(counts, step)
+    except ValueError as exc:
+        fail(f"--chargers: {exc}")
+    if profile in PROFILES:
+        prof = PROFILES[profile]
+    elif Path(profile).is_file():
+        import yaml
+        try:
+            prof = profile_from_dict(yaml.safe_load(Path(profile).read_text()) or {}, Path(profile).stem)
+        except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            fail(f"{profile}: {exc}")
+    else:
+        fail(f"--profile: {profile!r} is neither a built-in profile ({', '.join(PROFILES)}) nor a file")
+    energy = dict(site.energy)
+    if battery_kwh:
+        energy["battery"] = {"capacity_kwh": battery_kwh}
+    if contract_kw:
+        energy["contract"] = {"kw": contract_kw}
+    if pv_kwp is not None:
+        site.pv_kwp = pv_kwp
+
+    def energy_err(path, problem):
+        fail(f"energy.{'.'.join(map(str, path))}: {problem}")
+
+    check_energy(energy, energy_err)
+    site.energy = energy
+    out_dir = out_dir or f"out/plan-{site.name}-{prof.name}"
+
+    def progress(done, total, r):
+        click.echo(f"[{done}/{total}] {r['chargers']} chargers: {(r['served_share'] or 0) * 100:.1f} % served, "
+                   f"peak {r['peak_15min_kw']:.0f} kW ({r['wall_s']} s)", err=True)
+
+    try:
+        result = run_plan(site, count_list, prof, days, seed=seed, cycle_s=cycle_s, workers=workers,
+                          scheduler=scheduler, serial=serial, progress=progress)
+    except EngineError as exc:
+        fail(str(exc))
+    written = write_plan_report(out_dir, result)
+    click.echo(f"{'chargers':>8} {'served':>7} {'deliv.':>7} {'wait':>6} {'worst':>6} {'peak kW':>8} "
+               f"{'15-min':>7} {'over s':>7} {'cost EUR':>9}")
+    for r in result["results"]:
+        click.echo(f"{r['chargers']:>8} {(r['served_share'] or 0) * 100:>6.1f}% {(r['delivered_share'] or 0) * 100:>6.1f}% "
+                   f"{r['wait_mean_min']:>6.1f} {r['wait_max_min']:>6.0f} {r['peak_kw']:>8.1f} {r['peak_15min_kw']:>7.1f} "
+                   f"{r['contract_exceedance_with_ev_s'] + r['main_over_s']:>7.0f} {r['total_cost_eur']:>9.0f}")
+    click.echo(result["recommendation"]["text"])
+    for name, path in written.items():
+        click.echo(f"  {name}: {path}")
 
 
 if __name__ == "__main__":

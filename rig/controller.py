@@ -73,8 +73,9 @@ class CycleStats:
 class SiteController:
     def __init__(self, site: Site, endpoints: list, clock, *, armed: bool = False, max_overruns: int = 3,
                  session_info=None, measure_wall: bool = False, backend: str = "c",
-                 allocator_factory=None):
+                 allocator_factory=None, energy=None):
         self.site = site
+        self.energy = energy    # rig.energy.EnergyManager: adjusts the core's inputs (caps, deferral, battery)
         self.clock = clock
         self.armed = armed
         self.max_overruns = max_overruns
@@ -221,6 +222,8 @@ class SiteController:
             chargers[ep.name] = reading
         meters = {n: cur for n, cur in raw_meters.items() if not self._frozen(n, cur, chargers, now_ms)}
         self.last_readings = {"meters": meters, "chargers": chargers}
+        if self.energy is not None and not self.safe_state:
+            meters, chargers = self.energy.before_step(now_ms, meters, chargers, self.site.cycle_ms)
         res = None if self.safe_state else self.alloc.step(now_ms, meters=meters, chargers=chargers)
         self.last_result = res
         for ep in self.chargers:

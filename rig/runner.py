@@ -101,6 +101,8 @@ class Run:
         self.kpis = Kpis(self.site)
         names = self.site.charger_names
         self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
+        from .energy.hooks import attach as _attach_energy   # energy block: tariffs, caps, battery
+        self.energy = _attach_energy(self)
 
     def endpoints(self, links: dict) -> list:
         eps = []
@@ -115,6 +117,8 @@ class Run:
         recording instead of the models' (the trace keeps the models' currents)."""
         plant = self.plant
         self.kpis.update(dt_s, truth if truth is not None else plant.truth, self.site.params.voltage_v)
+        if self.energy is not None:
+            self.energy.sample(t_ms, plant, dt_s)
         if self.recording is not None:
             self.recording.sample(t_ms, truth if truth is not None else plant.truth,
                                   chargers if chargers is not None else plant.chargers, res)
@@ -149,6 +153,8 @@ class Run:
             "events": [{"t_s": t / 1000, "event": e} for t, e in self.plant.events_log[:500]],
         }
         out.update(_session_kpis(self.plant))
+        if self.energy is not None:
+            out["energy"] = self.energy.summary()
         return out
 
 
@@ -160,7 +166,8 @@ async def run_fast_async(scenario, out_dir, **kw) -> dict:
     links = {name: (FastLink(name, dev.image, clock, run.plant.comm), True)
              for name, dev in run.plant.devices.items()}
     ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                          backend=run.backend, allocator_factory=run.allocator_factory)
+                          backend=run.backend, allocator_factory=run.allocator_factory,
+                          energy=run.energy.manager if run.energy is not None else None)
     wall0 = time.perf_counter()
     interrupted = False
     silent_until = -1

@@ -31,6 +31,7 @@ from dlbrig.firmware_sim import EV, EV_PRESETS, EvFaults, EvseConfig, FirmwareFa
 from dlbrig.firmware_sim.profiles import get_profile
 
 from .timeline import StepError, TimelineContext, parse_step
+from ..energy.config import EnergySpec   # the energy block (see "energy block" below)
 from .times import format_rel, parse_duration, parse_start, parse_time
 
 __all__ = ["Scenario", "Step", "MeterDevice", "ChargerDevice", "LoadSpec", "VehicleSpec",
@@ -619,6 +620,25 @@ class Scenario(_Base):
     _lines: Any = PrivateAttr(None)
     _overrides: Any = PrivateAttr(None)
     _expansion: Any = PrivateAttr(None)
+
+    # ---- energy block: time-of-use tariff, contracted capacity, capacity tariff (15-min peak), on-site
+    # battery, price-aware policy (dlbrig.rig.energy; the layer the controller calls before the core)
+    energy: Optional[EnergySpec] = Field(None, description="tariff, contract, capacity_tariff, battery, "
+                                         "price_aware (dlbrig.rig.energy.config); fast mode only")
+
+    @model_validator(mode="after")
+    def _resolve_energy(self):
+        if self.energy is not None:
+            try:            # may run before _resolve: the site's own errors are _resolve's to report
+                core = self._core_site or Site.from_dict(_expand_site(self.site)[0])
+            except (SiteError, ValidationError):
+                return self
+            root = next(n for n, c in zip(core.circuit_names, core.circuits) if c.parent < 0)
+            if root not in core.metered:
+                _raise([_err(("energy",), f"needs a meter on the main circuit {root!r} (set meter: true on it): "
+                             f"caps and the battery act on its reading")])
+        return self
+    # ---- end of the energy block
 
     @field_validator("start")
     @classmethod
