@@ -12,6 +12,7 @@ clock). Writing to a device on a non-loopback address requires the run to be arm
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -69,13 +70,16 @@ class CycleStats:
 class SiteController:
     def __init__(self, site: Site, endpoints: list, clock, *, armed: bool = False, max_overruns: int = 3,
                  session_info=None, measure_wall: bool = False, backend: str = "c",
-                 allocator_factory=None):
+                 allocator_factory=None, concurrent_setup: bool = False):
         self.site = site
         self.clock = clock
         self.armed = armed
         self.max_overruns = max_overruns
         self.session_info = session_info          # charger -> (departure_s, need_kwh) or None
         self.measure_wall = measure_wall
+        # wire mode: configure every charger at once (one Modbus master per port, each with its
+        # own lock), not one round trip after the other inside the first cycle
+        self.concurrent_setup = concurrent_setup
         self.backend = backend
         # the decision maker: the built-in core, or another DUT with the same step() (rig.naive)
         self.allocator_factory = allocator_factory or (lambda s: Allocator(s, backend=backend))
@@ -125,10 +129,16 @@ class SiteController:
     async def configure(self, now_ms: int):
         """Start-up: set each charger's own failsafe (safe current and communication timeout)."""
         cfg = {n: k for n, k in zip(self.site.charger_names, self.site.chargers)}
-        for ep in self.chargers:
-            k = cfg[ep.name]
-            timeout_s = max(5.0, 3 * self.site.params.charger_timeout_ms / 1000)
-            await self._write(ep, ep.driver.failsafe_writes(k.failsafe_ma / 1000, timeout_s), now_ms)
+        timeout_s = max(5.0, 3 * self.site.params.charger_timeout_ms / 1000)
+        plans = [(ep, ep.driver.failsafe_writes(cfg[ep.name].failsafe_ma / 1000, timeout_s))
+                 for ep in self.chargers]
+        if self.concurrent_setup:
+            for ep, _ in plans:         # refuse before the first write, not halfway through
+                self._check_armed(ep)
+            await asyncio.gather(*(self._write(ep, writes, now_ms) for ep, writes in plans))
+        else:
+            for ep, writes in plans:
+                await self._write(ep, writes, now_ms)
         self.configured = True
 
     async def cycle(self, now_ms: int):

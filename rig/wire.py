@@ -122,7 +122,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         # connect every master up front (concurrently), not one by one inside the first cycle
         await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
-                              backend=run.backend, measure_wall=True)
+                              backend=run.backend, measure_wall=True, concurrent_setup=True)
         physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms))
         next_t, silent_until, restarts_seen, last_t = 0, -1, 0, None
         while next_t < run.duration_ms:

@@ -44,6 +44,7 @@ image, so a writable register whose point the model does not expose reads back w
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping as _MappingABC
 from typing import Any, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
@@ -97,6 +98,39 @@ _MISSING = object()
 _copysign = math.copysign
 
 
+class _LazyPoints(_MappingABC):
+    """A device's ``points()`` computed one point at a time, on first use (``cache=True``).
+
+    For devices with ``point(name)`` (the charger model): a request usually needs a handful of
+    the ~30 points, and the image's cache is dropped whenever the device may have changed, so
+    the values are those ``points()`` would have given at the same instant."""
+
+    __slots__ = ("_dev", "_vals", "_all")
+
+    def __init__(self, dev: Any) -> None:
+        self._dev = dev
+        self._vals: dict = {}
+        self._all: dict | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        vals = self._vals
+        if name in vals:
+            return vals[name]
+        v = vals[name] = self._dev.point(name)
+        return v
+
+    def _full(self) -> dict:
+        if self._all is None:
+            self._all = self._dev.points()
+        return self._all
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
+
+
 def _as_devices(dev: Any) -> tuple:
     if isinstance(dev, (list, tuple)):
         return tuple(dev)
@@ -118,6 +152,10 @@ class DeviceImage:
         self.cache = bool(cache)
         self._pc_now: int | None = None
         self._pc: dict[int, dict] = {}
+        # cache=True: unit id -> now_ms of the last "any"-kick heartbeat. Repeating it at the same
+        # time with nothing changed since (no write, no invalidate) feeds the watchdog with the
+        # value it already holds: a no-op that costs a model settle, so it is skipped.
+        self._kicked: dict[int, int] = {}
         p = profile
         self._units: dict[int, _Unit] = {}
         for uid, dev in devices.items():
@@ -173,6 +211,7 @@ class DeviceImage:
         """Forget cached ``points()`` (the devices changed outside this image)."""
         self._pc_now = None
         self._pc = {}
+        self._kicked = {}
 
     def _request_cache(self, u: _Unit, now_ms: int) -> dict:
         if not self.cache:
@@ -189,7 +228,8 @@ class DeviceImage:
     def _points(self, u: _Unit, idx: int, cache: dict) -> Mapping[str, Any]:
         pts = cache.get(idx)
         if pts is None:
-            pts = u.devices[idx].points()
+            dev = u.devices[idx]
+            pts = _LazyPoints(dev) if self.cache and hasattr(dev, "point") else dev.points()
             cache[idx] = pts
         return pts
 
@@ -320,8 +360,9 @@ class DeviceImage:
             if segs is _MISSING:
                 segs = u.layouts[key] = self._layout(u, table, address, count)
             if segs is not None:
-                if self._kick == "any":
+                if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
                     self._heartbeat(u, now_ms)
+                    self._kicked[u.uid] = now_ms
                 cache = self._request_cache(u, now_ms)
                 out: list[int] = []
                 for seg in segs:
