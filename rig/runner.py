@@ -101,6 +101,7 @@ class Run:
         self.kpis = Kpis(self.site)
         names = self.site.charger_names
         self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
+        self._trace_chargers = [(n, self.plant.chargers[n]) for n in names]
 
     def endpoints(self, links: dict) -> list:
         eps = []
@@ -116,15 +117,18 @@ class Run:
         if self.recording is not None:
             self.recording.sample(t_ms, plant.truth, plant.chargers, res)
         row = [t_ms / 1000]
+        truth, limits = plant.truth, self.kpis.limits
         for name in self.site.circuit_names:
-            row += [round(v, 3) for v in plant.truth[name]] + self.kpis.limits[name]
-        for name in self.site.charger_names:
-            cp = plant.chargers[name]
-            pts = cp.evse
-            r = res.chargers[name] if res is not None else None
-            row += [r.current_a if r else "", round(pts.applied_current_a, 3) if hasattr(pts, "applied_current_a") else ""]
-            row += [round(v, 3) for v in cp.currents_a()]
-            row += [cp.status, r.reason if r else ""]
+            a, b, c = truth[name]
+            row += (round(a, 3), round(b, 3), round(c, 3), *limits[name])
+        by_name = res.chargers if res is not None else None
+        for name, cp in self._trace_chargers:
+            r = by_name[name] if by_name is not None else None
+            evse = cp.evse
+            a, b, c = cp.currents_a()
+            row += (r.current_a if r else "",
+                    round(evse.applied_current_a, 3) if hasattr(evse, "applied_current_a") else "",
+                    round(a, 3), round(b, 3), round(c, 3), cp.status, r.reason if r else "")
         self.trace.row(row)
 
     def summary(self, controller: SiteController, mode: str, wall_s: float, interrupted: bool) -> dict:
