@@ -78,7 +78,8 @@ class NoSuchUnit(LookupError):
 
 
 class _Unit:
-    __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station", "layouts", "enc")
+    __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station", "layouts", "enc",
+                 "answers", "pure")
 
     def __init__(self, uid: int, role: str, devices: tuple, is_station: bool) -> None:
         self.uid = uid
@@ -92,10 +93,15 @@ class _Unit:
         # last encoding per register (id) as (type, value, words)
         self.layouts: dict[tuple[str, int, int], Any] = {}
         self.enc: dict[int, tuple] = {}
+        # answer memo: request -> (points looked up as (device index, name, value), words), for
+        # requests whose registers all come from points (``pure``: no clock, no group, no local)
+        self.answers: dict[tuple[str, int, int], tuple] = {}
+        self.pure: set = set()
 
 
 _MISSING = object()
 _copysign = math.copysign
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 class _LazyPoints(_MappingABC):
@@ -105,18 +111,23 @@ class _LazyPoints(_MappingABC):
     the ~30 points, and the image's cache is dropped whenever the device may have changed, so
     the values are those ``points()`` would have given at the same instant."""
 
-    __slots__ = ("_dev", "_vals", "_all")
+    __slots__ = ("_dev", "_vals", "_all", "rec", "idx")
 
-    def __init__(self, dev: Any) -> None:
+    def __init__(self, dev: Any, idx: int = 0) -> None:
         self._dev = dev
         self._vals: dict = {}
         self._all: dict | None = None
+        self.rec: list | None = None      # while set: (idx, name, value) of every lookup
+        self.idx = idx
 
     def __getitem__(self, name: str) -> Any:
         vals = self._vals
         if name in vals:
-            return vals[name]
-        v = vals[name] = self._dev.point(name)
+            v = vals[name]
+        else:
+            v = vals[name] = self._dev.point(name)
+        if self.rec is not None:
+            self.rec.append((self.idx, name, v))
         return v
 
     def _full(self) -> dict:
@@ -129,6 +140,14 @@ class _LazyPoints(_MappingABC):
 
     def __len__(self) -> int:
         return len(self._full())
+
+
+def _from_points(reg: Register) -> bool:
+    """The register's value is computed from one device's points only (see ``_value``)."""
+    if reg.fn is not None:
+        return True
+    return (reg.group_fn is None and reg.clock_fn is None and reg.point is not None
+            and reg.readable)
 
 
 def _as_devices(dev: Any) -> tuple:
@@ -229,7 +248,7 @@ class DeviceImage:
         pts = cache.get(idx)
         if pts is None:
             dev = u.devices[idx]
-            pts = _LazyPoints(dev) if self.cache and hasattr(dev, "point") else dev.points()
+            pts = _LazyPoints(dev, idx) if self.cache and hasattr(dev, "point") else dev.points()
             cache[idx] = pts
         return pts
 
@@ -327,6 +346,21 @@ class DeviceImage:
             a = reg.address + stop
         return tuple(segs)
 
+    def _still_valid(self, u: _Unit, deps: tuple, cache: dict) -> bool:
+        """The points an earlier answer was computed from still have the same values (same
+        type, equal, same sign of zero): the registers' encoders are pure functions of the
+        points they look up, so the answer is the same words."""
+        try:
+            for idx, name, old in deps:
+                v = self._points(u, idx, cache)[name]
+                if v.__class__ is not old.__class__ or v != old:
+                    return False
+                if v.__class__ is float and v == 0.0 and _copysign(1.0, v) != _copysign(1.0, old):
+                    return False
+        except Exception:      # let the full path raise what it raises
+            return False
+        return True
+
     def _heartbeat(self, u: _Unit, now_ms: int, devices: Sequence | None = None) -> None:
         try:
             for d in (u.devices if devices is None else devices):
@@ -359,19 +393,44 @@ class DeviceImage:
             segs = u.layouts.get(key, _MISSING)
             if segs is _MISSING:
                 segs = u.layouts[key] = self._layout(u, table, address, count)
+                if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
+                    u.pure.add(key)
             if segs is not None:
                 if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
                     self._heartbeat(u, now_ms)
                     self._kicked[u.uid] = now_ms
                 cache = self._request_cache(u, now_ms)
-                out: list[int] = []
-                for seg in segs:
-                    if seg.__class__ is list:
-                        out.extend(seg)
-                        continue
-                    reg, off, stop, whole = seg
-                    words = self._words_memo(u, reg, cache)
-                    out.extend(words if whole else words[off:stop])
+                memo = u.answers.get(key)
+                if memo is not None and self._still_valid(u, memo[0], cache):
+                    return list(memo[1])
+                lazies: list = []
+                rec: list = []
+                memoize = key in u.pure
+                if memoize:
+                    lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
+                    memoize = all(lz.__class__ is _LazyPoints for lz in lazies)
+                    if memoize:
+                        for lz in lazies:
+                            lz.rec = rec        # record every point the encoders look up
+                try:
+                    out: list[int] = []
+                    for seg in segs:
+                        if seg.__class__ is list:
+                            out.extend(seg)
+                            continue
+                        reg, off, stop, whole = seg
+                        if memoize and reg.writable and reg.fn is None and \
+                                reg.point not in lazies[reg.slot - 1 if reg.slot else 0]:
+                            memoize = False     # reads back the image's local value
+                        words = self._words_memo(u, reg, cache)
+                        out.extend(words if whole else words[off:stop])
+                finally:
+                    for lz in lazies:
+                        if lz.__class__ is _LazyPoints:
+                            lz.rec = None
+                if memoize and all(v.__class__ in _SCALARS for _, _, v in rec):
+                    u.answers[key] = (tuple(rec), out)
+                    return list(out)
                 return out
         fc = READ_FC.get(table)
         if fc is None or fc not in p.function_codes:
