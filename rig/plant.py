@@ -345,6 +345,8 @@ class Plant:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
         if self.caches:
             self.invalidate()
+            for cp in self.chargers.values():    # the plant may change them from here on
+                cp.settled_promise = False
         applied = False      # anything that may change a model outside its own methods
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
             v = self._pending_vehicles.pop(0)
@@ -379,6 +381,10 @@ class Plant:
         self.now_ms = t_ms
         if self.caches:
             self.invalidate()
+            # until the next advance only the images touch the chargers, through write_point
+            # (which settles): promise them unchanged so same-instant writes skip a no-op settle
+            for cp in self.chargers.values():
+                cp.settled_promise = True
 
     def invalidate(self) -> None:
         """Drop the device images' cached points (models changed outside their images)."""
