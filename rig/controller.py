@@ -22,6 +22,9 @@ from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriv
 from .links import LinkTimeout
 
 
+SETUP_CONCURRENCY = 8   # chargers configured at once at start-up (wire mode)
+
+
 class NotArmed(RuntimeError):
     """A write to real hardware was attempted without ``--arm``."""
 
@@ -135,7 +138,15 @@ class SiteController:
         if self.concurrent_setup:
             for ep, _ in plans:         # refuse before the first write, not halfway through
                 self._check_armed(ep)
-            await asyncio.gather(*(self._write(ep, writes, now_ms) for ep, writes in plans))
+            # a bounded number at a time: each request keeps its answer time (a burst of 200
+            # would queue at the servers past the masters' timeouts)
+            gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+            async def one(ep, writes):
+                async with gate:
+                    await self._write(ep, writes, now_ms)
+
+            await asyncio.gather(*(one(ep, writes) for ep, writes in plans))
         else:
             for ep, writes in plans:
                 await self._write(ep, writes, now_ms)
