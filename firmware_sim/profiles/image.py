@@ -163,7 +163,11 @@ class DeviceImage:
     ``now_ms``, each request's register layout and each register's last encoding. The points
     cache is dropped on every write and heartbeat through the image and whenever ``now_ms``
     changes; the owner of the devices must call :meth:`invalidate` after changing them by other
-    means (the plant does, on every advance). Answers are identical with and without it.
+    means (the plant does, on every advance). It also computes a charger's points one at a time
+    (only those a request needs), skips an "any"-kick heartbeat repeated at the same instant with
+    nothing changed since, and reuses a request's answer while every point its registers looked
+    up still has the same value (requests from points only: no clock, group or local registers).
+    Answers are identical with and without it (tests/rig/test_fast_caches_faults.py).
     """
 
     def __init__(self, profile: Profile, devices: Mapping[int, Any], *, cache: bool = False) -> None:
