@@ -587,7 +587,8 @@ def save_report(rep: dict, out_dir: str | Path = OUT_DIR) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dlbrig.rig.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dlbrig.rig.bench",
+                                 description="The one benchmark report of dlbrig (also: make bench, dlbrig bench).")
     ap.add_argument("--quick", action="store_true", help="shorter runs (development)")
     ap.add_argument("--skip-certify", action="store_true", help="leave out the make certify wall time")
     ap.add_argument("--out", default=str(OUT_DIR), help="folder for bench.json (default: out/bench)")
