@@ -36,10 +36,11 @@ test-python: setup
 certify: setup
 	$(PY) -m dlbrig.rig.cli certify
 
+# One report with every performance figure (out/bench/bench.json); BENCH_FLAGS=--skip-certify or
+# --quick for development runs.
 bench: setup
 	$(MAKE) -C csrc bench
-	$(PY) -m dlbrig.core.bench
-	$(PY) -m dlbrig.rig.bench
+	$(PY) -m dlbrig.rig.cli bench $(BENCH_FLAGS)
 
 clean:
 	$(MAKE) -C csrc clean

@@ -599,14 +599,15 @@ class Evse:
             self._enter_failsafe(t, "validity")
         # RCD: the trip instant is the supply-removal instant (its break time includes the
         # switching device); the slow-contactor knob still delays it
-        for deadline, code, onset in ((self._rcd_dc_deadline(), ErrorCode.RCD_DC, self._dc_onset_ms),
-                                      (self._rcd_ac_deadline(), ErrorCode.RCD_AC, self._ac_onset_ms)):
-            if deadline is not None and deadline <= t and self.contactor_closed:
-                self._raise_fault(t, code, onset, (t - onset) + int(f.slow_contactor_ms))  # type: ignore[operator]
-        d = self._oc_deadline()
+        if self._dc_onset_ms is not None or self._ac_onset_ms is not None:   # (else both None)
+            for deadline, code, onset in ((self._rcd_dc_deadline(), ErrorCode.RCD_DC, self._dc_onset_ms),
+                                          (self._rcd_ac_deadline(), ErrorCode.RCD_AC, self._ac_onset_ms)):
+                if deadline is not None and deadline <= t and self.contactor_closed:
+                    self._raise_fault(t, code, onset, (t - onset) + int(f.slow_contactor_ms))  # type: ignore[operator]
+        d = self._oc_deadline() if self._oc_onset_ms is not None else None
         if d is not None and d <= t and self.contactor_closed:
             self._raise_fault(t, ErrorCode.OVERCURRENT, t, self._open_latency_ms())
-        d = self._force_open_deadline()
+        d = self._force_open_deadline() if self.contactor_closed and not self.pwm_on else None
         if d is not None and d <= t:
             self.contactor_closed = False
             self._open_at_ms = None
@@ -689,21 +690,44 @@ class Evse:
             self._cp_reported = s
 
     def _update_energy(self, t: int) -> None:
-        p = self.power_total_w
-        rate = max(0.0, p) / 3.6e6  # Wh per ms; an EVSE only delivers
+        if self.contactor_closed:
+            p = self.power_total_w
+            rate = max(0.0, p) / 3.6e6  # Wh per ms; an EVSE only delivers
+        else:
+            rate = 0.0      # what the formula gives with the contactor open (no current)
         self._session.set_rate(t, rate)
         self._total.set_rate(t, rate)
 
     def next_event_ms(self) -> int | None:
         """Earliest future time at which the firmware acts by itself (None: nothing pending)."""
-        c = self.config
-        cands = [self._open_at_ms, self._f_until_ms, self._wd_deadline(), self._validity_deadline(),
-                 self._rcd_dc_deadline(), self._rcd_ac_deadline(), self._oc_deadline(),
-                 self._force_open_deadline(), self._pwm_pending_at_ms]
+        # the deadline helpers inlined where they are trivially None (this runs twice per settle)
+        now = self.now_ms
+        best = None
+        for x in (self._open_at_ms, self._f_until_ms, self._pwm_pending_at_ms):
+            if x is not None and x > now and (best is None or x < best):
+                best = x
+        if not self.in_failsafe and not self.faults.no_watchdog:
+            if self._wd_timeout_ms > 0 and self._wd_last_feed_ms is not None:
+                x = self._wd_last_feed_ms + self._wd_timeout_ms
+                if x > now and (best is None or x < best):
+                    best = x
+            x = self._validity_deadline_ms
+            if x is not None and x > now and (best is None or x < best):
+                best = x
+        if self._dc_onset_ms is not None or self._ac_onset_ms is not None \
+                or self._oc_onset_ms is not None:
+            for x in (self._rcd_dc_deadline(), self._rcd_ac_deadline(), self._oc_deadline()):
+                if x is not None and x > now and (best is None or x < best):
+                    best = x
+        if self.contactor_closed and not self.pwm_on:
+            x = self._force_open_deadline()
+            if x is not None and x > now and (best is None or x < best):
+                best = x
         if self._close_armed_ms is not None:
-            cands.append(self._close_armed_ms + int(c.contactor_close_delay_ms))
-        cands = [x for x in cands if x is not None and x > self.now_ms]
-        return min(cands) if cands else None
+            x = self._close_armed_ms + int(self.config.contactor_close_delay_ms)
+            if x > now and (best is None or x < best):
+                best = x
+        return best
 
     def state_signature(self) -> tuple:
         """Observable state plus timers, for fixed-point settling of a coupled EV."""
@@ -765,44 +789,40 @@ class Evse:
         return max(0, self._wd_last_feed_ms + self._wd_timeout_ms - self.now_ms)  # type: ignore[operator]
 
     # ------------------------------------------------------------------ point vocabulary
+    def _valid_ms(self) -> int:
+        if self._validity_deadline_ms is not None and not self.in_failsafe:
+            return max(0, self._validity_deadline_ms - self.now_ms)
+        return 0 if self.in_failsafe else self.watchdog_remaining_ms()
+
+    def _duration_ms(self) -> int:
+        if self._plug_ms is None:
+            return 0
+        return (self._unplug_ms if self._unplug_ms is not None else self.now_ms) - self._plug_ms
+
+    def _setpoint_point(self) -> float:
+        if self._setpoint_a is not None:
+            return self._setpoint_a
+        c = self.config
+        return self._safe_a if c.startup_current_a is None else float(c.startup_current_a)
+
+    def _cable_point(self) -> float:
+        cable = self.cable_max_current_a
+        return 0.0 if cable is None else cable
+
     def points(self) -> dict[str, object]:
         """Current values of :data:`CHARGER_POINTS_READ`."""
-        c, i, v = self.config, self.currents_a, self.voltages_v
-        if self._validity_deadline_ms is not None and not self.in_failsafe:
-            valid_ms = max(0, self._validity_deadline_ms - self.now_ms)
-        else:
-            valid_ms = 0 if self.in_failsafe else self.watchdog_remaining_ms()
-        if self._plug_ms is None:
-            duration_ms = 0
-        else:
-            duration_ms = (self._unplug_ms if self._unplug_ms is not None else self.now_ms) - self._plug_ms
-        cable = self.cable_max_current_a
-        return {
-            "cp_state": self.cp_state, "status": self.status, "error_code": int(self.error_code),
-            **self._reported_currents(i),
-            "voltage_l1_v": v[0], "voltage_l2_v": v[1], "voltage_l3_v": v[2],
-            "power_total_w": self.power_total_w,
-            "session_energy_wh": self.session_energy_wh, "total_energy_wh": self.total_energy_wh,
-            "session_duration_s": duration_ms / 1000.0,
-            "pwm_duty_pct": self.duty_pct, "applied_current_a": self.applied_current_a,
-            "setpoint_a": (self._setpoint_a if self._setpoint_a is not None else
-                           (self._safe_a if c.startup_current_a is None else float(c.startup_current_a))),
-            "setpoint_valid_s": valid_ms / 1000.0,
-            "hw_max_current_a": float(c.hw_max_current_a),
-            "cable_max_current_a": 0.0 if cable is None else cable,
-            "safe_current_a": self._safe_a,
-            "watchdog_timeout_s": self._wd_timeout_ms / 1000.0,
-            "watchdog_remaining_s": self.watchdog_remaining_ms() / 1000.0,
-            "in_failsafe": self.in_failsafe, "phases_in_use": self.phases_in_use,
-            "phases_setting": self._phases_setting, "enabled": self.enabled,
-            "connector_locked": self.connector_locked, "contactor_closed": self.contactor_closed,
-            "vehicle_connected": self.connected, "serial": c.serial,
-            "firmware_version": c.firmware_version, "model_name": c.model_name,
-        }
+        return {name: get(self) for name, get in _POINT_GETTERS.items()}
 
-    def _reported_currents(self, i) -> dict:
-        k = 1.0 + self.faults.misreport_current_pct / 100.0
-        return {"current_l1_a": i[0] * k, "current_l2_a": i[1] * k, "current_l3_a": i[2] * k}
+    def point(self, name: str) -> object:
+        """One value of :data:`CHARGER_POINTS_READ` (``points()[name]`` without the others);
+        KeyError for unknown names."""
+        return _POINT_GETTERS[name](self)
+
+    def _reported_current(self, conductor: int) -> float:
+        """The current the charger reports about itself (``misreport_current_pct`` skews it)."""
+        pct = self.faults.misreport_current_pct
+        i = self.currents_a[conductor]
+        return i * (1.0 + pct / 100.0) if pct else i
 
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Apply a controller write at ``now_ms`` (not earlier than the model time).
@@ -860,6 +880,44 @@ class Evse:
         self._wd_last_feed_ms = now_ms
 
 
+#: How each read point is computed (``Evse.points`` / ``Evse.point``): one function per point, so
+#: a register image can compute only the points a request needs.
+_POINT_GETTERS: dict[str, Any] = {
+    "cp_state": lambda e: e.cp_state,
+    "status": lambda e: e.status,
+    "error_code": lambda e: int(e.error_code),
+    "current_l1_a": lambda e: e._reported_current(0),
+    "current_l2_a": lambda e: e._reported_current(1),
+    "current_l3_a": lambda e: e._reported_current(2),
+    "voltage_l1_v": lambda e: e.voltages_v[0],
+    "voltage_l2_v": lambda e: e.voltages_v[1],
+    "voltage_l3_v": lambda e: e.voltages_v[2],
+    "power_total_w": lambda e: e.power_total_w,
+    "session_energy_wh": lambda e: e.session_energy_wh,
+    "total_energy_wh": lambda e: e.total_energy_wh,
+    "session_duration_s": lambda e: e._duration_ms() / 1000.0,
+    "pwm_duty_pct": lambda e: e.duty_pct,
+    "applied_current_a": lambda e: e.applied_current_a,
+    "setpoint_a": Evse._setpoint_point,
+    "setpoint_valid_s": lambda e: e._valid_ms() / 1000.0,
+    "hw_max_current_a": lambda e: float(e.config.hw_max_current_a),
+    "cable_max_current_a": Evse._cable_point,
+    "safe_current_a": lambda e: e._safe_a,
+    "watchdog_timeout_s": lambda e: e._wd_timeout_ms / 1000.0,
+    "watchdog_remaining_s": lambda e: e.watchdog_remaining_ms() / 1000.0,
+    "in_failsafe": lambda e: e.in_failsafe,
+    "phases_in_use": lambda e: e.phases_in_use,
+    "phases_setting": lambda e: e._phases_setting,
+    "enabled": lambda e: e.enabled,
+    "connector_locked": lambda e: e.connector_locked,
+    "contactor_closed": lambda e: e.contactor_closed,
+    "vehicle_connected": lambda e: e.connected,
+    "serial": lambda e: e.config.serial,
+    "firmware_version": lambda e: e.config.firmware_version,
+    "model_name": lambda e: e.config.model_name,
+}
+
+
 class ChargePoint:
     """A charger (:class:`Evse`) with an optional plugged :class:`EV`, on a virtual clock.
 
@@ -875,6 +933,11 @@ class ChargePoint:
                  evse: Evse | None = None, start_ms: int = 0,
                  voltages_v: Iterable[float] | None = None) -> None:
         self.evse = evse or Evse(config, faults, start_ms=start_ms)
+        self._last_signals: tuple | None = None
+        # set by an owner that guarantees nothing but this object's own methods (which leave it
+        # settled) changes the EVSE or the EV until it clears the flag (the rig's plant in fast
+        # mode, between two of its advances): writes then skip the no-op leading settle
+        self.settled_promise = False
         self.now_ms = self.evse.now_ms
         self.ev: EV | None = None
         if voltages_v is not None:
@@ -917,18 +980,38 @@ class ChargePoint:
         self.evse.voltages_v = tuple(float(v) for v in voltages_v)  # type: ignore[assignment]
         self._settle(now_ms)
 
-    def advance(self, now_ms: int) -> None:
-        """Advance to absolute virtual time ``now_ms`` (ms), processing internal events in order."""
+    def advance(self, now_ms: int, *, unchanged: bool = False) -> None:
+        """Advance to absolute virtual time ``now_ms`` (ms), processing internal events in order.
+
+        ``unchanged=True`` is the caller's promise that nothing outside this object changed the
+        EVSE or the EV since this object last settled (a fixed point: its own ``advance``,
+        ``write_point``, ``plug``...). Then settling again at the current time is a no-op and is
+        skipped, and when no internal event falls in (now, now_ms] the models only move their
+        clocks: an update at a time with nothing due changes nothing else (every time-triggered
+        change is an event of ``next_event_ms``; the energy integrators keep their rate). The
+        result is the same as without the promise, in far less work for an idle charger.
+        """
         now_ms = int(now_ms)
         if now_ms < self.now_ms:
             raise ValueError(f"time went backwards: {now_ms} < {self.now_ms}")
-        self._settle(self.now_ms)  # pick up external changes made at the current time
+        if unchanged:
+            t = self._next_event_ms()
+            if t is None or t > now_ms:
+                self.now_ms = self.evse.now_ms = now_ms
+                if self.ev is not None:
+                    self.ev._now_ms = now_ms
+                return
+        else:
+            self._settle(self.now_ms)  # pick up external changes made at the current time
+        if now_ms == self.now_ms:
+            return      # settled at now_ms just above: settling again is a no-op (idempotent)
         while True:
             t = self._next_event_ms()
             if t is None or t > now_ms:
                 break
             self._settle(t)
-        self._settle(now_ms)
+        if self.now_ms != now_ms:   # (an event exactly at now_ms has settled it already)
+            self._settle(now_ms)
 
     def _next_event_ms(self) -> int | None:
         cands = [self.evse.next_event_ms()]
@@ -941,10 +1024,16 @@ class ChargePoint:
         ev = self.ev
         if ev is None:
             return NO_EV
-        return EvSignals(cp=ev.cp_state, diode_ok=ev.diode_ok,
-                         currents_a=tuple(ev.currents_a),  # type: ignore[arg-type]
-                         leakage_dc_ma=ev.leakage_dc_ma, leakage_ac_ma=ev.leakage_ac_ma,
-                         pp_ohm=ev.pp_ohm)
+        key = (ev.cp_state, ev.diode_ok, tuple(ev.currents_a), ev.leakage_dc_ma, ev.leakage_ac_ma,
+               ev.pp_ohm)
+        # the same values give an equal (frozen) object: reuse the last one (built twice per settle)
+        last = self._last_signals
+        if last is not None and last[0] == key:
+            return last[1]
+        sig = EvSignals(cp=key[0], diode_ok=key[1], currents_a=key[2],  # type: ignore[arg-type]
+                        leakage_dc_ma=key[3], leakage_ac_ma=key[4], pp_ohm=key[5])
+        self._last_signals = (key, sig)
+        return sig
 
     def _settle(self, t: int) -> None:
         """Iterate EV and EVSE at time ``t`` until neither changes (a fixed point)."""
@@ -980,10 +1069,14 @@ class ChargePoint:
         """Charger points (:data:`CHARGER_POINTS_READ`) at the current model time."""
         return self.evse.points()
 
+    def point(self, name: str) -> object:
+        """One charger point (``points()[name]``); KeyError for unknown names."""
+        return self.evse.point(name)
+
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""
         if name not in CHARGER_POINTS_WRITE:
             raise KeyError(name)
-        self.advance(now_ms)
+        self.advance(now_ms, unchanged=self.settled_promise)
         self.evse.write_point(name, value, now_ms)
         self._settle(now_ms)

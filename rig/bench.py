@@ -1,5 +1,9 @@
-"""Rig benchmarks (``make bench`` runs them after the core's): one table, every figure from this run.
+"""The one benchmark report (``make bench``, ``dlbrig bench``): every performance figure of dlbrig,
+measured in this run, side by side with its baseline where one exists, each with its target.
 
+* **core step times** (functions of :mod:`dlbrig.core.bench`): ``dlb_step`` through cffi, the pure C
+  benchmark (``csrc/build/bench_c.json``, built by ``make -C csrc bench``), and the Python reference
+  on the same steps; the ratio reference / C.
 * **fast mode speed**: the built-in ``office`` scenario from its 07:00 start for 2 h (arrivals from
   07:30, charging, sharing), simulated seconds per wall second (target >= 1,000x).
 * **wire mode cycle time**: the full controller cycle (read 3 meters and 50 chargers, allocate,
@@ -12,18 +16,30 @@
   process; the load generator (here) keeps one raw-socket client per device busy with the generic
   map's FC04 read of 29 registers (request, wait for the answer, repeat) for a fixed time
   (target >= 2,000/s; the ratio ours / pymodbus is printed).
+* **make certify wall time**: the whole catalog against the built-in core, in a child process
+  (target <= 5 min).
 
-Loopback only, bounded in time. Writes ``build/bench_rig.json`` and merges a ``"rig"`` section into
-the core's ``build/bench.json`` when that file exists.
+Also per library scenario: fast-mode speed over a fixed simulated window (reported), and the office
+run with the fast-mode caches off (the plain path) in the same run: the speed-up of the caches and a
+check that both paths write the same trace.
 
-Usage: ``python -m dlbrig.rig.bench`` (``--quick`` for a short smoke run).
+Loopback only, bounded in time. Prints one table and writes ``out/bench/bench.json`` (with commit,
+timestamp and machine; a copy named after the commit and time sits next to it so figures can be
+compared across commits).
+
+Usage: ``python -m dlbrig.rig.bench`` or ``dlbrig bench`` (``--quick``: shorter runs;
+``--skip-certify``: leave out the certify wall time, for development).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import datetime
+import filecmp
 import json
 import os
+import platform
 import socket
 import statistics
 import struct
@@ -34,9 +50,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_JSON = ROOT / "build" / "bench_rig.json"
-CORE_JSON = ROOT / "build" / "bench.json"
+OUT_DIR = Path("out") / "bench"
 
+CORE_TARGETS_US = {1000: 50.0}     # cffi median per step (issue 1); the others are reported
+CERTIFY_TARGET_S = 300.0
 FAST_TARGET_X = 1000.0
 WIRE_TARGET_MEDIAN_MS = 200.0
 EMU_TARGET_TPS = 2000.0
@@ -44,17 +61,22 @@ EMU_DEVICES = 100
 
 
 # --------------------------------------------------------------------------------------------- fast
-def bench_fast(duration: str = "2h") -> dict:
+def bench_fast(duration: str = "2h", scenario: str = "office", *, caches: bool = True,
+               out_dir: str | Path | None = None) -> dict:
+    """One fast-mode run: simulated seconds per wall second. ``out_dir`` keeps the trace (else a
+    temporary folder); ``caches=False`` runs the plain path (same results, for the baseline)."""
+    from ..core import Site
     from .runner import run_fast
     from .scenario import load_scenario
 
-    sc = load_scenario("office", duration=duration)
+    sc = load_scenario(scenario, duration=duration)
     with tempfile.TemporaryDirectory(prefix="dlbrig-bench-") as tmp:
         t0 = time.perf_counter()
-        s = run_fast(sc, tmp)
+        s = run_fast(sc, out_dir or tmp, caches=caches)
         wall = time.perf_counter() - t0
     sim = sc.duration_ms / 1000
-    return {"scenario": "office", "start": str(sc.start), "duration": duration, "simulated_s": sim,
+    return {"scenario": scenario, "start": str(sc.start), "duration": duration, "simulated_s": sim,
+            "chargers": len(Site.from_dict(sc.site).chargers), "caches": caches,
             "wall_s": round(wall, 3), "speed_x": round(sim / wall, 1), "sessions": len(s["sessions"]),
             "energy_delivered_kwh": s["energy_delivered_kwh"], "target_x": FAST_TARGET_X}
 
@@ -261,84 +283,326 @@ def bench_emulator(kind: str, n: int = EMU_DEVICES, seconds: float = 4.0, warmup
     return res
 
 
-# -------------------------------------------------------------------------------------------- table
-def _row(name, value, target, ok, note=""):
-    return {"benchmark": name, "value": value, "target": target, "pass": bool(ok), "note": note}
+# ------------------------------------------------------------------------------------------ core
+def bench_core(sizes=(64, 1000), iters_scale: float = 1.0, ref_budget_s: float = 60.0) -> dict:
+    """Step times of the core through cffi and of the reference on the same steps (the functions
+    of :mod:`dlbrig.core.bench`), with the pure C figures of ``csrc/build/bench_c.json``."""
+    from ..core import bench as cb
 
-
-def run_all(quick: bool = False) -> dict:
-    out: dict = {"python": sys.version.split()[0], "host_cpus": os.cpu_count()}
+    c_json = json.loads(cb.C_JSON.read_text()) if cb.C_JSON.exists() else None
+    c_by_n = {r["n"]: r for r in c_json["results"]} if c_json else {}
     rows = []
-    fast = bench_fast("20m" if quick else "2h")
-    out["fast"] = fast
-    rows.append(_row(f"fast mode: office {fast['start']} + {fast['duration']} ({fast['sessions']} sessions)",
-                     f"{fast['speed_x']:,.0f}x  ({fast['simulated_s']:.0f} sim s / {fast['wall_s']:.1f} wall s)",
-                     f">= {FAST_TARGET_X:,.0f}x", fast["speed_x"] >= FAST_TARGET_X))
-    wire = bench_wire(50, "20s" if quick else "80s")
-    out["wire"] = wire
-    rows.append(_row("wire mode: cycle time, 50 TCP chargers + 3 meters, median",
-                     f"{wire['cycle_ms_median']:.1f} ms", f"<= {WIRE_TARGET_MEDIAN_MS:.0f} ms",
-                     wire["cycle_ms_median"] <= WIRE_TARGET_MEDIAN_MS,
-                     f"{wire['cycles']} cycles, {wire['failed_transactions']} failed transactions"))
-    rows.append(_row("wire mode: cycle time, p99", f"{wire['cycle_ms_p99']:.1f} ms", "(reported)", True,
-                     f"max {wire['cycle_ms_max']:.1f} ms; first cycle (opens 53 connections) "
-                     f"{wire['first_cycle_ms']:.0f} ms, not counted"))
-    secs = 2.0 if quick else 4.0
-    ours = bench_emulator("ours", EMU_DEVICES, secs)
-    base = bench_emulator("pymodbus", EMU_DEVICES, secs)
-    ratio = ours["tps"] / base["tps"] if base["tps"] else float("nan")
-    out["emulator"] = {"ours": ours, "pymodbus": base, "ratio_ours_over_pymodbus": round(ratio, 3)}
-    rows.append(_row(f"emulator: transactions/s, {EMU_DEVICES} devices (dlbrig.rig.modbus)",
-                     f"{ours['tps']:,.0f}/s", f">= {EMU_TARGET_TPS:,.0f}/s", ours["tps"] >= EMU_TARGET_TPS,
-                     f"{ours['errors']} errors"))
-    rows.append(_row(f"emulator: transactions/s, {EMU_DEVICES} devices (pymodbus ModbusTcpServer)",
-                     f"{base['tps']:,.0f}/s", "(baseline)", True, f"{base['errors']} errors"))
-    rows.append(_row("emulator: ratio ours / pymodbus", f"{ratio:.2f}", "(reported)", True,
-                     "ours answers through register map + charger model; pymodbus from a plain datastore"))
-    out["table"] = rows
-    return out
+    for n in sizes:
+        iters = max(5, int(cb.CFFI_ITERS.get(n, 1000) * iters_scale))
+        t_call, _t_cycle, t_all = cb.bench_cffi(n, iters)
+        cffi = cb.stats_us(t_call)
+        ref_iters = max(1, int(cb.REF_ITERS.get(n, 3) * iters_scale))
+        ref, est = cb.bench_reference(n, ref_iters, ref_budget_s)
+        w = cb.ref_warm(n)
+        same = cb.stats_us(t_all[w:w + len(ref)]) if ref else None
+        rs = cb.stats_us(ref) if ref else None
+        rows.append({"n": n, "cffi": cffi, "pure_c": c_by_n.get(n), "reference": rs,
+                     "cffi_same_steps_as_reference": same, "reference_skipped_estimate_s": est,
+                     "reference_over_c": round(rs["median_us"] / same["median_us"], 1) if rs else None})
+    return {"rows": rows, "pure_c_file": str(cb.C_JSON) if c_json else None,
+            "heap_allocations_per_step": (max(r["heap_allocations_per_step"] for r in c_json["results"])
+                                          if c_json else None)}
 
 
-def print_table(res: dict) -> None:
-    rows = res["table"]
-    w0 = max(len(r["benchmark"]) for r in rows)
-    w1 = max(len(r["value"]) for r in rows)
-    w2 = max(len(r["target"]) for r in rows)
-    print()
-    print("dlbrig rig benchmarks (loopback, this run)")
-    print(f"{'benchmark':<{w0}}  {'value':>{w1}}  {'target':<{w2}}  result  note")
-    for r in rows:
-        mark = ("PASS" if r["pass"] else "MISS") if not r["target"].startswith("(") else "-"
-        print(f"{r['benchmark']:<{w0}}  {r['value']:>{w1}}  {r['target']:<{w2}}  {mark:<6}  {r['note']}")
+def build_pure_c() -> str | None:
+    """``make -C csrc bench`` (the pure C benchmark); None when it ran, else why not."""
+    if not (ROOT / "csrc" / "Makefile").exists():
+        return "csrc/ not found (installed package)"
+    try:
+        r = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "bench"], capture_output=True, text=True,
+                           timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"make -C csrc bench: {exc}"
+    return None if r.returncode == 0 else f"make -C csrc bench failed: {(r.stderr or r.stdout).strip()[-200:]}"
 
 
-def save(res: dict) -> None:
-    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(res, indent=2) + "\n")
-    if CORE_JSON.exists():
+# -------------------------------------------------------------------------------------- certify
+def bench_certify(cases: str | None = None) -> dict:
+    """Wall time of ``dlbrig certify`` (what ``make certify`` runs) in a child process."""
+    with tempfile.TemporaryDirectory(prefix="dlbrig-bench-certify-") as tmp:
+        cmd = [sys.executable, "-m", "dlbrig.rig.cli", "certify", "--out", tmp]
+        if cases:
+            cmd += ["--cases", cases]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        summary = {}
         try:
-            core = json.loads(CORE_JSON.read_text())
-            if isinstance(core, dict):
-                core["rig"] = res
-                CORE_JSON.write_text(json.dumps(core, indent=2) + "\n")
+            summary = json.loads((Path(tmp) / "summary.json").read_text())
         except (OSError, ValueError):
             pass
-    print(f"wrote {OUT_JSON.relative_to(ROOT)}" + (f" (and the 'rig' section of {CORE_JSON.relative_to(ROOT)})"
-                                                  if CORE_JSON.exists() else ""))
+    tail = [ln for ln in r.stdout.splitlines() if ln.strip()][-1:]
+    return {"cases": cases or "all", "wall_s": round(wall, 2), "exit_code": r.returncode,
+            "result": tail[0] if tail else (r.stderr.strip().splitlines() or [""])[-1],
+            "passed": summary.get("passed"), "failed": summary.get("failed"),
+            "target_s": CERTIFY_TARGET_S}
+
+
+# ---------------------------------------------------------------------------------------- report
+@dataclasses.dataclass
+class BenchConfig:
+    """Sizes of every measurement; :meth:`full` is ``make bench``, :meth:`quick` a shorter dev run,
+    :meth:`tiny` checks the report's shape in seconds (its figures mean nothing)."""
+
+    core_sizes: tuple = (8, 64, 1000, 10000)
+    core_iters_scale: float = 1.0
+    core_ref_budget_s: float = 60.0
+    build_pure_c: bool = True
+    office_duration: str = "2h"
+    office_plain_baseline: bool = True     # the same office run with the fast-mode caches off
+    library: tuple | None = None           # None: every built-in scenario
+    library_duration: str = "30m"
+    library_durations: dict = dataclasses.field(default_factory=lambda: {"depot": "10m"})
+    wire_chargers: int = 50
+    wire_duration: str = "80s"
+    wire_speed: float = 4.0
+    emulator_devices: int = EMU_DEVICES
+    emulator_seconds: float = 4.0
+    certify: bool = True
+    certify_cases: str | None = None       # None: the whole catalog (what make certify runs)
+
+    @classmethod
+    def full(cls, **kw) -> "BenchConfig":
+        return cls(**kw)
+
+    @classmethod
+    def quick(cls, **kw) -> "BenchConfig":
+        base = dict(core_sizes=(64, 1000), core_iters_scale=0.1, office_duration="30m",
+                    office_plain_baseline=False, library_duration="5m", library_durations={"depot": "2m"},
+                    wire_duration="20s", emulator_seconds=2.0)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def tiny(cls, **kw) -> "BenchConfig":
+        base = dict(core_sizes=(8,), core_iters_scale=0.002, core_ref_budget_s=5.0, build_pure_c=False,
+                    office_duration="20s", office_plain_baseline=True, library=("home",),
+                    library_duration="20s", library_durations={}, wire_chargers=4, wire_duration="4s",
+                    wire_speed=4.0, emulator_devices=3, emulator_seconds=0.3, certify=True,
+                    certify_cases="LIM-001")
+        base.update(kw)
+        return cls(**base)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {"hostname": platform.node(), "platform": platform.platform(), "cpu": cpu,
+            "cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_at_start": load}
+
+
+def _row(section, name, value, unit, display, target=None, ok=None, note="", baseline=None):
+    """One line of the report. ``ok`` None: reported without a target."""
+    verdict = "-" if ok is None else ("PASS" if ok else "MISS")
+    return {"section": section, "benchmark": name, "value": value, "unit": unit, "display": display,
+            "target": target or "", "verdict": verdict, "baseline": baseline, "note": note}
+
+
+def _library_names() -> list[str]:
+    from .scenario.loader import list_scenarios
+    return [name for name, _ in list_scenarios()]
+
+
+def run_report(cfg: BenchConfig | None = None, progress=None) -> dict:
+    """Measure everything ``cfg`` asks for; returns the report (rows + details + provenance)."""
+    cfg = cfg or BenchConfig.full()
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    rep: dict = {"schema": 1, "commit": commit, "dirty": dirty,
+                 "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "machine": machine_info(), "config": dataclasses.asdict(cfg), "rows": [], "details": {}}
+    rows, det = rep["rows"], rep["details"]
+
+    # core
+    say("core step times")
+    note_c = build_pure_c() if cfg.build_pure_c else "not built (build_pure_c off)"
+    core = bench_core(cfg.core_sizes, cfg.core_iters_scale, cfg.core_ref_budget_s)
+    core["pure_c_note"] = note_c
+    det["core"] = core
+    for r in core["rows"]:
+        n, cf, pc, ref = r["n"], r["cffi"], r["pure_c"], r["reference"]
+        tgt = CORE_TARGETS_US.get(n)
+        rows.append(_row("core", f"dlb_step N={n:,}, C through cffi, median", cf["median_us"], "us",
+                         f"{cf['median_us']:,.1f} us", f"<= {tgt:g} us" if tgt else None,
+                         (cf["median_us"] <= tgt) if tgt else None, f"p99 {cf['p99_us']:,.1f} us"))
+        if pc:
+            rows.append(_row("core", f"dlb_step N={n:,}, pure C, median", pc["median_us"], "us",
+                             f"{pc['median_us']:,.1f} us", None, None,
+                             f"p99 {pc['p99_us']:,.1f} us; cffi/pure C {cf['median_us'] / pc['median_us']:.2f}x"))
+        else:
+            rows.append(_row("core", f"dlb_step N={n:,}, pure C, median", None, "us", "not measured",
+                             None, None, note_c or "no figure for this N in csrc/build/bench_c.json"))
+        if ref:
+            rows.append(_row("core", f"dlb_step N={n:,}, reference, median", ref["median_us"], "us",
+                             f"{ref['median_us']:,.0f} us", None, None,
+                             f"reference / C (cffi, same steps) {r['reference_over_c']:,.0f}x",
+                             baseline=r["cffi_same_steps_as_reference"]["median_us"]))
+        else:
+            rows.append(_row("core", f"dlb_step N={n:,}, reference, median", None, "us", "skipped",
+                             None, None, f"estimated {r['reference_skipped_estimate_s']:.0f} s > budget"))
+    if core["heap_allocations_per_step"] is not None:
+        a = core["heap_allocations_per_step"]
+        rows.append(_row("core", "heap allocations per step (pure C)", a, "", f"{a:g}", "0", a == 0))
+
+    # fast mode
+    say(f"fast mode: office {cfg.office_duration}")
+    with tempfile.TemporaryDirectory(prefix="dlbrig-bench-fast-") as tmp:
+        on_dir, off_dir = Path(tmp) / "caches", Path(tmp) / "plain"
+        fast = bench_fast(cfg.office_duration, "office", out_dir=on_dir)
+        plain = None
+        if cfg.office_plain_baseline:
+            say(f"fast mode: office {cfg.office_duration}, caches off")
+            plain = bench_fast(cfg.office_duration, "office", caches=False, out_dir=off_dir)
+            plain["same_trace"] = filecmp.cmp(on_dir / "trace.csv", off_dir / "trace.csv", shallow=False)
+    det["fast"] = fast
+    det["fast_plain"] = plain
+    rows.append(_row("fast", f"fast mode: office {fast['start']} + {fast['duration']} "
+                             f"({fast['chargers']} chargers, {fast['sessions']} sessions)",
+                     fast["speed_x"], "x real time",
+                     f"{fast['speed_x']:,.0f}x", f">= {FAST_TARGET_X:,.0f}x", fast["speed_x"] >= FAST_TARGET_X,
+                     f"{fast['simulated_s']:,.0f} sim s in {fast['wall_s']:.1f} wall s",
+                     baseline=plain["speed_x"] if plain else None))
+    if plain:
+        rows.append(_row("fast", "fast mode: office, caches off (the plain path, same window)",
+                         plain["speed_x"], "x real time", f"{plain['speed_x']:,.0f}x", None, None,
+                         f"caches / plain {fast['speed_x'] / plain['speed_x']:.2f}x"))
+        rows.append(_row("fast", "fast mode: caches on and off write the same trace", plain["same_trace"], "",
+                         "identical" if plain["same_trace"] else "DIFFERENT", "identical", plain["same_trace"]))
+    det["library"] = []
+    for name in (cfg.library if cfg.library is not None else _library_names()):
+        dur = cfg.library_durations.get(name, cfg.library_duration)
+        say(f"fast mode: {name} {dur}")
+        lib = bench_fast(dur, name)
+        det["library"].append(lib)
+        rows.append(_row("fast", f"fast mode: {name} {lib['start']} + {dur} ({lib['chargers']} chargers)",
+                         lib["speed_x"], "x real time", f"{lib['speed_x']:,.0f}x", None, None,
+                         f"{lib['wall_s']:.1f} wall s"))
+
+    # wire mode
+    say(f"wire mode: {cfg.wire_chargers} chargers + 3 meters, {cfg.wire_duration}")
+    wire = bench_wire(cfg.wire_chargers, cfg.wire_duration, cfg.wire_speed)
+    det["wire"] = wire
+    rows.append(_row("wire", f"wire mode: cycle time, {cfg.wire_chargers} TCP chargers + 3 meters, median",
+                     wire["cycle_ms_median"], "ms", f"{wire['cycle_ms_median']:.1f} ms",
+                     f"<= {WIRE_TARGET_MEDIAN_MS:.0f} ms", wire["cycle_ms_median"] <= WIRE_TARGET_MEDIAN_MS,
+                     f"{wire['cycles']} cycles, {wire['failed_transactions']} failed transactions"))
+    rows.append(_row("wire", "wire mode: cycle time, p99", wire["cycle_ms_p99"], "ms",
+                     f"{wire['cycle_ms_p99']:.1f} ms", None, None,
+                     f"max {wire['cycle_ms_max']:.1f} ms"))
+    rows.append(_row("wire", "wire mode: first cycle (configures every charger)", wire["first_cycle_ms"], "ms",
+                     f"{wire['first_cycle_ms']:.0f} ms" if wire["first_cycle_ms"] is not None else "-",
+                     None, None, "not counted in the median"))
+
+    # emulator
+    n = cfg.emulator_devices
+    say(f"emulator: {n} devices, ours then pymodbus")
+    ours = bench_emulator("ours", n, cfg.emulator_seconds)
+    base = bench_emulator("pymodbus", n, cfg.emulator_seconds)
+    ratio = ours["tps"] / base["tps"] if base["tps"] else None
+    det["emulator"] = {"ours": ours, "pymodbus": base, "ratio_ours_over_pymodbus": ratio}
+    rows.append(_row("emulator", f"emulator: Modbus transactions/s, {n} devices (dlbrig.rig.modbus)",
+                     ours["tps"], "tx/s", f"{ours['tps']:,.0f}/s", f">= {EMU_TARGET_TPS:,.0f}/s",
+                     ours["tps"] >= EMU_TARGET_TPS,
+                     f"{ours['errors']} errors; ours / pymodbus {ratio:.2f}x" if ratio else f"{ours['errors']} errors",
+                     baseline=base["tps"]))
+    rows.append(_row("emulator", f"emulator: Modbus transactions/s, {n} devices (pymodbus ModbusTcpServer)",
+                     base["tps"], "tx/s", f"{base['tps']:,.0f}/s", None, None,
+                     f"baseline: plain datastore; {base['errors']} errors"))
+
+    # certify
+    if cfg.certify:
+        say("make certify wall time" + (f" (cases {cfg.certify_cases})" if cfg.certify_cases else ""))
+        cert = bench_certify(cfg.certify_cases)
+        det["certify"] = cert
+        label = "make certify: wall time" + ("" if not cfg.certify_cases else f" (cases {cfg.certify_cases})")
+        rows.append(_row("certify", label, cert["wall_s"], "s", f"{cert['wall_s']:.0f} s",
+                         f"<= {CERTIFY_TARGET_S:.0f} s", cert["wall_s"] <= CERTIFY_TARGET_S,
+                         cert["result"]))
+    else:
+        det["certify"] = None
+        rows.append(_row("certify", "make certify: wall time", None, "s", "skipped", f"<= {CERTIFY_TARGET_S:.0f} s",
+                         None, "--skip-certify"))
+    rep["wall_s"] = round(time.perf_counter() - t_start, 1)
+    return rep
+
+
+def format_report(rep: dict) -> str:
+    rows = rep["rows"]
+    w0 = max(len(r["benchmark"]) for r in rows)
+    w1 = max(len(r["display"]) for r in rows)
+    w2 = max([len(r["target"]) for r in rows] + [6])
+    m = rep["machine"]
+    lines = [f"dlbrig benchmarks -- commit {(rep['commit'] or '?')[:12]}{' (dirty)' if rep['dirty'] else ''}, "
+             f"{rep['timestamp']}, {m['cpu']} x{m['cpus']}, Python {m['python']}, "
+             f"load at start {', '.join(f'{x:.1f}' for x in (m['loadavg_at_start'] or []))}",
+             f"{'benchmark':<{w0}}  {'value':>{w1}}  {'target':<{w2}}  result  note"]
+    section = None
+    for r in rows:
+        if r["section"] != section:
+            section = r["section"]
+            lines.append(f"-- {section} " + "-" * max(0, w0 + w1 + w2 + 12 - len(section)))
+        lines.append(f"{r['benchmark']:<{w0}}  {r['display']:>{w1}}  {r['target']:<{w2}}  {r['verdict']:<6}  "
+                     f"{r['note']}")
+    missed = [r["benchmark"] for r in rows if r["verdict"] == "MISS"]
+    lines.append(f"{sum(r['verdict'] == 'PASS' for r in rows)} targets met, {len(missed)} missed"
+                 f" (report took {rep['wall_s']:.0f} s)")
+    return "\n".join(lines)
+
+
+def save_report(rep: dict, out_dir: str | Path = OUT_DIR) -> Path:
+    """``out_dir/bench.json`` (the latest) and a copy named after the commit and time."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(rep, indent=2, default=str) + "\n"
+    latest = out / "bench.json"
+    latest.write_text(text)
+    stamp = rep["timestamp"].replace(":", "").replace("+0000", "Z")
+    (out / f"bench-{(rep['commit'] or 'nogit')[:12]}-{stamp}.json").write_text(text)
+    return latest
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dlbrig.rig.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    ap = argparse.ArgumentParser(prog="python -m dlbrig.rig.bench",
+                                 description="The one benchmark report of dlbrig (also: make bench, dlbrig bench).")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (development)")
+    ap.add_argument("--skip-certify", action="store_true", help="leave out the make certify wall time")
+    ap.add_argument("--out", default=str(OUT_DIR), help="folder for bench.json (default: out/bench)")
     ap.add_argument("--serve", choices=["ours", "pymodbus"], help=argparse.SUPPRESS)
     ap.add_argument("--devices", type=int, default=EMU_DEVICES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
         asyncio.run(_serve_ours(args.devices) if args.serve == "ours" else _serve_pymodbus(args.devices))
         return 0
-    res = run_all(quick=args.quick)
-    print_table(res)
-    save(res)
+    make = BenchConfig.quick if args.quick else BenchConfig.full
+    cfg = make(certify=not args.skip_certify)
+    rep = run_report(cfg, progress=lambda msg: print(f"  {msg} ...", file=sys.stderr, flush=True))
+    print(format_report(rep))
+    print(f"wrote {save_report(rep, args.out)}")
     return 0
 
 

@@ -403,9 +403,23 @@ def instruments(addresses, timeout_s):
     sys.exit(1 if failed else 0)
 
 
-@main.group()
-def bench():
-    """Benchmarks (also: make bench)."""
+@main.group(invoke_without_command=True)
+@click.option("--quick", is_flag=True, help="Shorter runs (development; figures are rougher).")
+@click.option("--skip-certify", is_flag=True, help="Leave out the make certify wall time (development).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/bench", show_default=True,
+              help="Folder for bench.json (and a copy named after the commit and time).")
+@click.pass_context
+def bench(ctx, quick, skip_certify, out_dir):
+    """The one benchmark report (also: make bench): core step times, fast-mode speed, wire-mode cycle
+    time, Modbus transactions/s next to pymodbus's own server, make certify wall time."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import bench as rig_bench
+
+    cfg = (rig_bench.BenchConfig.quick if quick else rig_bench.BenchConfig.full)(certify=not skip_certify)
+    rep = rig_bench.run_report(cfg, progress=lambda msg: click.echo(f"  {msg} ...", err=True))
+    click.echo(rig_bench.format_report(rep))
+    click.echo(f"wrote {rig_bench.save_report(rep, out_dir)}")
 
 
 @bench.command("core")

@@ -12,6 +12,7 @@ clock). Writing to a device on a non-loopback address requires the run to be arm
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from .links import LinkTimeout
 
 #: a meter reading that stays bit-identical while the EVs under it move by more than this is frozen
 FROZEN_EV_DELTA_A = 3.0
+SETUP_CONCURRENCY = 8   # chargers configured at once at start-up (wire mode)
 
 
 class NotArmed(RuntimeError):
@@ -73,7 +75,7 @@ class CycleStats:
 class SiteController:
     def __init__(self, site: Site, endpoints: list, clock, *, armed: bool = False, max_overruns: int = 3,
                  session_info=None, measure_wall: bool = False, backend: str = "c",
-                 allocator_factory=None, energy=None):
+                 allocator_factory=None, energy=None, concurrent_setup: bool = False):
         self.site = site
         self.energy = energy    # rig.energy.EnergyManager: adjusts the core's inputs (caps, deferral, battery)
         self.clock = clock
@@ -81,6 +83,9 @@ class SiteController:
         self.max_overruns = max_overruns
         self.session_info = session_info          # charger -> (departure_s, need_kwh) or None
         self.measure_wall = measure_wall
+        # wire mode: configure every charger at once (one Modbus master per port, each with its
+        # own lock), not one round trip after the other inside the first cycle
+        self.concurrent_setup = concurrent_setup
         self.backend = backend
         # the decision maker: the built-in core, or another DUT with the same step() (rig.naive)
         self.allocator_factory = allocator_factory or (lambda s: Allocator(s, backend=backend))
@@ -184,10 +189,24 @@ class SiteController:
     async def configure(self, now_ms: int):
         """Start-up: set each charger's own failsafe (safe current and communication timeout)."""
         cfg = {n: k for n, k in zip(self.site.charger_names, self.site.chargers)}
-        for ep in self.chargers:
-            k = cfg[ep.name]
-            timeout_s = max(5.0, 3 * self.site.params.charger_timeout_ms / 1000)
-            await self._write(ep, ep.driver.failsafe_writes(k.failsafe_ma / 1000, timeout_s), now_ms)
+        timeout_s = max(5.0, 3 * self.site.params.charger_timeout_ms / 1000)
+        plans = [(ep, ep.driver.failsafe_writes(cfg[ep.name].failsafe_ma / 1000, timeout_s))
+                 for ep in self.chargers]
+        if self.concurrent_setup:
+            for ep, _ in plans:         # refuse before the first write, not halfway through
+                self._check_armed(ep)
+            # a bounded number at a time: each request keeps its answer time (a burst of 200
+            # would queue at the servers past the masters' timeouts)
+            gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+            async def one(ep, writes):
+                async with gate:
+                    await self._write(ep, writes, now_ms)
+
+            await asyncio.gather(*(one(ep, writes) for ep, writes in plans))
+        else:
+            for ep, writes in plans:
+                await self._write(ep, writes, now_ms)
         self.configured = True
 
     async def cycle(self, now_ms: int):

@@ -91,6 +91,8 @@ class FastLink:
 
     def _gate(self):
         now = self.clock.now_ms()
+        if self.name not in self.faults.active:     # no fault on this device: answer (the common case)
+            return now
         err, extra = self.faults.outcome(self.name, now)
         if err is None and extra > self.timeout_ms:
             err = LinkTimeout(f"{self.name}: answer after {extra} ms > timeout {self.timeout_ms} ms")

@@ -94,6 +94,7 @@ class Plant:
             self._add_meter(dev)
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
+        self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
         self._step_i = 0
@@ -190,8 +191,9 @@ class Plant:
             if text and value:
                 self.events_log.append((t, text))
         cp.plug(ev, t)
-        self.sessions.append(Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms,
-                                     need_kwh, ev))
+        session = Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms, need_kwh, ev)
+        self.sessions.append(session)
+        self._open_session[charger] = session
         self.events_log.append((t, f"plug {charger} {preset}"))
 
     def _unplug(self, charger, t):
@@ -203,11 +205,19 @@ class Plant:
                 s.left_ms = t
                 s.delivered_kwh = cp.evse.session_energy_wh / 1000
                 break
+        self._open_session.pop(charger, None)
         cp.unplug(t)
         self.events_log.append((t, f"unplug {charger}"))
 
     def session_info(self, charger):
         """(departure in s from now, energy still needed in kWh) for the controller, or None."""
+        s = self._open_session.get(charger)     # every cycle for every charger: no scan
+        if s is not None and s.left_ms is None:
+            dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
+            need = None
+            if s.need_kwh is not None:
+                need = max(0.0, s.need_kwh - self.chargers[charger].evse.session_energy_wh / 1000)
+            return dep, need
         for s in reversed(self.sessions):
             if s.charger == charger and s.left_ms is None:
                 dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
@@ -352,8 +362,12 @@ class Plant:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
         if self.caches:
             self.invalidate()
+            for cp in self.chargers.values():    # the plant may change them from here on
+                cp.settled_promise = False
+        applied = False      # anything that may change a model outside its own methods
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
             v = self._pending_vehicles.pop(0)
+            applied = True
             at = self._time(v.arrive)
             depart = self._time(v.depart) if v.depart is not None else None
             self._plug(v.charger, v.preset, at, vehicle=v.id, soc=v.soc, need_kwh=v.energy_kwh,
@@ -363,6 +377,7 @@ class Plant:
         while self._step_i < len(self._steps) and self._steps[self._step_i].at_ms <= t_ms:
             st = self._steps[self._step_i]
             self._step_i += 1
+            applied = True
             self.apply_step(st, st.at_ms)
         deferred = self._deferred
         due = sorted((d for d in deferred if d[0] <= t_ms), key=lambda d: d[0])
@@ -370,14 +385,23 @@ class Plant:
             self._deferred = [d for d in deferred if d[0] > t_ms]
             for at, fn in due:
                 fn()
+        # Fast mode (caches): between two advances the models change only through their own
+        # methods (the images' writes settle them), so unless this advance applied something
+        # (arrivals, timeline steps, deferred actions) they are promised unchanged, which lets
+        # an idle charger skip its no-op settles (ChargePoint.advance).
+        unchanged = self.caches and not due and not applied
         for cp in self.chargers.values():
-            cp.advance(t_ms)
+            cp.advance(t_ms, unchanged=unchanged)
         self._update_truth(t_ms)
         for name, m in self.meters.items():
             m.advance(t_ms, self.truth[name])
         self.now_ms = t_ms
         if self.caches:
             self.invalidate()
+            # until the next advance only the images touch the chargers, through write_point
+            # (which settles): promise them unchanged so same-instant writes skip a no-op settle
+            for cp in self.chargers.values():
+                cp.settled_promise = True
 
     def invalidate(self) -> None:
         """Drop the device images' cached points (models changed outside their images)."""

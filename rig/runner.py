@@ -103,6 +103,7 @@ class Run:
         self.trace = TraceWriter(self.out_dir / "trace.csv", self.site.circuit_names, names)
         from .energy.hooks import attach as _attach_energy   # energy block: tariffs, caps, battery
         self.energy = _attach_energy(self)
+        self._trace_chargers = [(n, self.plant.chargers[n]) for n in names]
 
     def endpoints(self, links: dict) -> list:
         eps = []
@@ -123,15 +124,18 @@ class Run:
             self.recording.sample(t_ms, truth if truth is not None else plant.truth,
                                   chargers if chargers is not None else plant.chargers, res)
         row = [t_ms / 1000]
+        truth, limits = plant.truth, self.kpis.limits
         for name in self.site.circuit_names:
-            row += [round(v, 3) for v in plant.truth[name]] + self.kpis.limits[name]
-        for name in self.site.charger_names:
-            cp = plant.chargers[name]
-            pts = cp.evse
-            r = res.chargers[name] if res is not None else None
-            row += [r.current_a if r else "", round(pts.applied_current_a, 3) if hasattr(pts, "applied_current_a") else ""]
-            row += [round(v, 3) for v in cp.currents_a()]
-            row += [cp.status, r.reason if r else ""]
+            a, b, c = truth[name]
+            row += (round(a, 3), round(b, 3), round(c, 3), *limits[name])
+        by_name = res.chargers if res is not None else None
+        for name, cp in self._trace_chargers:
+            r = by_name[name] if by_name is not None else None
+            evse = cp.evse
+            a, b, c = cp.currents_a()
+            row += (r.current_a if r else "",
+                    round(evse.applied_current_a, 3) if hasattr(evse, "applied_current_a") else "",
+                    round(a, 3), round(b, 3), round(c, 3), cp.status, r.reason if r else "")
         self.trace.row(row)
 
     def summary(self, controller: SiteController, mode: str, wall_s: float, interrupted: bool) -> dict:

@@ -179,7 +179,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
         ctrl = SiteController(run.site, run.endpoints(links), clock, session_info=run.plant.session_info,
                               backend=run.backend, measure_wall=True, armed=armed,
-                              allocator_factory=run.allocator_factory)
+                              allocator_factory=run.allocator_factory, concurrent_setup=True)
         if scenario.instruments:
             inst_eps = endpoints if external else inst_emu.endpoints()
             bench = BenchClient(scenario, instrument_resources(scenario, inst_eps), armed=armed)

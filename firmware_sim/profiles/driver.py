@@ -295,6 +295,7 @@ class _Driver:
         self.memo = bool(memo)
         self._memo_key: tuple | None = None
         self._memo_val: Any = None
+        self._field_memo: dict[str, tuple] = {}
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -329,6 +330,20 @@ class _Driver:
             if len(words) != n:
                 raise DecodeError(f"{self.profile.name}: {t} {a}: {len(words)} words, expected {n}")
         out: dict[str, Any] = {}
+        if self.memo:
+            # per field: the same words decode to the same value (one changing register, such as
+            # a validity countdown, no longer costs decoding every other field)
+            memo = self._field_memo
+            for key, reg in self._fields:
+                i, off = self._where[(reg.table, reg.address)]
+                words = tuple(responses[i][off:off + reg.count])
+                last = memo.get(key)
+                if last is not None and last[0] == words:
+                    out[key] = last[1]
+                else:
+                    out[key] = value = _decode_reg(self.profile, reg, words)
+                    memo[key] = (words, value)
+            return out
         for key, reg in self._fields:
             i, off = self._where[(reg.table, reg.address)]
             out[key] = _decode_reg(self.profile, reg, responses[i][off:off + reg.count])

@@ -1,0 +1,92 @@
+"""The one benchmark report (issue 7 section 1): every row is there and the JSON copy is valid.
+
+Runs the real report with tiny sizes (seconds, not minutes); the figures themselves are not
+asserted (speed is measured by ``make bench``, never in a timed test), only the report's shape and
+that each verdict follows from its value and target.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlbrig.rig import bench
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    cfg = bench.BenchConfig.tiny(certify_cases="FS-001")
+    rep = bench.run_report(cfg)
+    path = bench.save_report(rep, tmp_path_factory.mktemp("bench"))
+    return rep, path
+
+
+def _one(rows, startswith):
+    hits = [r for r in rows if r["benchmark"].startswith(startswith)]
+    assert len(hits) == 1, (startswith, [r["benchmark"] for r in rows])
+    return hits[0]
+
+
+def test_every_figure_has_a_row(report):
+    rep, _ = report
+    rows = rep["rows"]
+    assert {r["section"] for r in rows} == {"core", "fast", "wire", "emulator", "certify"}
+    for prefix in ("dlb_step N=8, C through cffi", "dlb_step N=8, pure C", "dlb_step N=8, reference",
+                   "fast mode: office Mon", "fast mode: office, caches off", "fast mode: caches on and off",
+                   "fast mode: home", "wire mode: cycle time, 4 TCP chargers", "wire mode: cycle time, p99",
+                   "wire mode: first cycle", "emulator: Modbus transactions/s, 3 devices (dlbrig",
+                   "emulator: Modbus transactions/s, 3 devices (pymodbus", "make certify: wall time"):
+        _one(rows, prefix)
+    for r in rows:
+        assert r["verdict"] in ("PASS", "MISS", "-"), r
+        assert r["display"], r
+
+
+def test_verdicts_follow_values_and_targets(report):
+    rep, _ = report
+    rows = rep["rows"]
+    fast = _one(rows, "fast mode: office Mon")
+    assert fast["value"] > 0
+    assert fast["verdict"] == ("PASS" if fast["value"] >= bench.FAST_TARGET_X else "MISS")
+    assert fast["baseline"] == rep["details"]["fast_plain"]["speed_x"]
+    wire = _one(rows, "wire mode: cycle time, 4 TCP")
+    assert wire["verdict"] == ("PASS" if wire["value"] <= bench.WIRE_TARGET_MEDIAN_MS else "MISS")
+    emu = _one(rows, "emulator: Modbus transactions/s, 3 devices (dlbrig")
+    assert emu["value"] > 0 and emu["baseline"] > 0
+    assert emu["verdict"] == ("PASS" if emu["value"] >= bench.EMU_TARGET_TPS else "MISS")
+    cert = _one(rows, "make certify")
+    assert rep["details"]["certify"]["exit_code"] == 0, rep["details"]["certify"]
+    assert cert["verdict"] == ("PASS" if cert["value"] <= bench.CERTIFY_TARGET_S else "MISS")
+    # caches on and off must agree, and the report says so
+    assert _one(rows, "fast mode: caches on and off")["verdict"] == "PASS"
+    ref = _one(rows, "dlb_step N=8, reference")
+    assert ref["value"] > 0 and ref["baseline"] > 0
+
+
+def test_json_copy_is_complete(report):
+    rep, path = report
+    data = json.loads(path.read_text())
+    assert data["rows"] == json.loads(json.dumps(rep["rows"]))
+    assert len(data["commit"] or "") in (0, 40)
+    assert data["timestamp"] and data["machine"]["cpus"]
+    assert set(data["details"]) >= {"core", "fast", "fast_plain", "library", "wire", "emulator", "certify"}
+    copies = sorted(path.parent.glob("bench-*.json"))
+    assert len(copies) == 1 and json.loads(copies[0].read_text()) == data
+
+
+def test_printed_table_has_every_row(report):
+    rep, _ = report
+    text = bench.format_report(rep)
+    for r in rep["rows"]:
+        assert r["benchmark"] in text
+    assert "targets met" in text
+
+
+def test_a_missed_target_is_shown_as_miss():
+    row = bench._row("fast", "x", 10.0, "x real time", "10x", ">= 1,000x", 10.0 >= bench.FAST_TARGET_X)
+    assert row["verdict"] == "MISS"
+    rep = {"rows": [row], "machine": bench.machine_info(), "commit": None, "dirty": False,
+           "timestamp": "t", "wall_s": 0.0}
+    assert "MISS" in bench.format_report(rep) and "1 missed" in bench.format_report(rep)
