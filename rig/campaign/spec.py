@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..certify.runner import deep_merge
 from ..scenario import ScenarioError, load_scenario
 from ..scenario.loader import validate
 from ..scenario.times import parse_duration
@@ -105,15 +106,6 @@ class Campaign:
 
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-") or "x"
-
-
-def _merge(dst: dict, src: dict) -> dict:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = copy.deepcopy(v)
-    return dst
 
 
 def _seeds(value, err):
@@ -236,7 +228,7 @@ def campaign_from_dict(data, *, file="<campaign>", lines=None, base=".") -> Camp
                 d = copy.deepcopy(raw)
                 d["timeline"] = list(d.get("timeline") or []) + list(steps)
                 if "site" in st:
-                    _merge(d.setdefault("site", {}), st["site"])
+                    deep_merge(d.setdefault("site", {}), st["site"])
                 if "policy" in st:
                     d.setdefault("site", {})["policy"] = st["policy"]
                 try:   # validate every variant once (seeds do not change validity)

@@ -35,10 +35,11 @@ MODES = ("fast", "wire")
 FIRMWARE = ("compliant", "noncompliant")
 
 
-def _merge(dst: dict, src: dict) -> dict:
+def deep_merge(dst: dict, src: dict) -> dict:
+    """Merge ``src`` into ``dst`` (nested mappings merged, anything else replaced by a copy)."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
+            deep_merge(dst[k], v)
         else:
             dst[k] = copy.deepcopy(v)
     return dst
@@ -50,7 +51,7 @@ def build_scenario(case, seed: int):
         data["name"] = case.id.lower()
     else:
         data = copy.deepcopy(load_scenario(case.scenario)._raw)
-    _merge(data, case.overrides or {})
+    deep_merge(data, case.overrides or {})
     return validate(data, file=f"<{case.id}>", duration=case.duration, seed=seed)
 
 
