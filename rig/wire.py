@@ -209,7 +209,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             if bench is not None:
                 if ebench is not None:
                     ebench.couple(run.plant.now_ms)
-                await asyncio.to_thread(bench.follow, run.plant)
+                await asyncio.to_thread(lambda: bench.follow(run.plant, external=external))
                 reading = await asyncio.to_thread(bench.read)
                 truth, charger_a = measured_truth(run.plant, reading, t)
                 proxies = {n: MeasuredCharger(cp, charger_a[n]) for n, cp in run.plant.chargers.items()}

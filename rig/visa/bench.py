@@ -4,8 +4,13 @@
 Two halves, as on a real bench:
 
 * :class:`EmulatedBench` (device side): one pure model per emulated instrument of the scenario,
-  fed from the plant on every physics tick (:meth:`couple`), served by an
-  :class:`~dlbrig.rig.visa.server.InstrumentEmulator`.  It never reads a socket.
+  coupled to the plant on every physics tick (:meth:`couple`), served by an
+  :class:`~dlbrig.rig.visa.server.InstrumentEmulator`.  It never reads a socket.  The coupling
+  goes both ways: an electronic load decides its EV's draw on its conductor (input off: 0 A; CC:
+  the EV's draw capped at the set-point; a protection trip latches 0 A) through the charge
+  point's draw limit, and an AC source is the supply of its circuit phase (output off or a
+  current-limit trip: the phase is lost, as a timeline ``phase CIRCUIT Lx loss``; its voltage
+  set-point: that phase's voltage); then every instrument observes the resulting physics.
 * :class:`BenchClient` (rig side): one driver per instrument, addressed by its VISA resource, so
   the same code drives an emulated or a real instrument.  :meth:`prepare` sets every protection
   limit before any output is enabled and refuses without ``armed``; :meth:`read` returns the
@@ -14,6 +19,7 @@ Two halves, as on a real bench:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ...firmware_sim.instruments import make_instrument
@@ -38,7 +44,7 @@ def _channel(plant, ch):
     if what == "charger":
         cp = plant.chargers[name]
         return (float(cp.evse.voltages_v[idx]), float(cp.currents_a()[idx]), PF, GRID_FREQ_HZ)
-    return (float(plant.voltage_v), float(plant.truth[name][idx]), PF, GRID_FREQ_HZ)
+    return (float(plant.circuit_voltages_v(name)[idx]), float(plant.truth[name][idx]), PF, GRID_FREQ_HZ)
 
 
 class EmulatedBench:
@@ -51,11 +57,40 @@ class EmulatedBench:
         for s in self.specs:
             kw = {"scale": s.scale} if s.kind == "dmm" else {}
             self.models[s.name] = make_instrument(s.model, serial=f"SIM-{s.name}", **kw)
+        self.act(plant.now_ms)          # loads and sources start off: no draw, no supply
+
+    def act(self, t_ms: int) -> None:
+        """The instruments' outputs on the plant at ``t_ms``: each bound load's draw limit on its
+        EV conductor, each AC source's voltage on its circuit phase (0 = phase lost).  Several
+        loads on one conductor: the smallest limit; several sources on one phase: the lowest."""
+        limits, supplies = {}, {}
+        for s in self.specs:
+            ch = s.channels[0] if s.channels else None
+            if ch is None:
+                continue
+            m = self.models[s.name]
+            if s.kind == "eload":
+                lim = m.draw_limit_a()
+                key = (ch[1], ch[2])
+                if key in limits and limits[key] is not None:
+                    lim = limits[key] if lim is None else min(lim, limits[key])
+                limits[key] = lim
+            elif s.kind == "ac_source":
+                key = (ch[1], ch[2])
+                supplies[key] = min(m.supply_v(), supplies.get(key, m.supply_v()))
+        for (charger, idx), lim in limits.items():
+            self.plant.set_draw_limit(charger, idx, lim, t_ms)
+        for (circuit, p), v in supplies.items():
+            self.plant.set_supply(circuit, p, v, t_ms)
 
     def couple(self, t_ms: int) -> None:
-        """Feed every instrument the plant's state at ``t_ms`` (call after ``plant.advance``)."""
+        """Couple the instruments and the plant at ``t_ms`` (call after ``plant.advance``): the
+        outputs act (:meth:`act`), every instrument observes the result, and a protection that
+        tripped on it acts at once."""
+        self.act(t_ms)
         for s in self.specs:
             self.models[s.name].observe(t_ms, [_channel(self.plant, ch) for ch in s.channels])
+        self.act(t_ms)
 
     def serve(self, emulator: InstrumentEmulator, base_port: int = 0) -> None:
         port = base_port
@@ -153,12 +188,20 @@ class BenchClient:
                 self.enabled.append(s.name)
 
     # -- per cycle ------------------------------------------------------------------------------------
-    def follow(self, plant) -> None:
-        """Program each load's set-point to what its EV model draws (changes of 0.1 A or more)."""
+    def follow(self, plant, *, external: bool = False) -> None:
+        """Program each load's set-point to what its EV model would draw (its demand under the
+        PWM, not the draw the load itself capped; changes of 0.1 A or more), rounded up so the
+        set-point never caps the EV below its demand.  ``external``: the chargers (and the EVs
+        behind the loads) are modelled by another process, which this plant does not see: the
+        set-point is the charger's maximum current and the EV model there decides the draw."""
         for s in self.specs:
             if s.kind != "eload":
                 continue
-            want = round(min(plant.chargers[s.ev].currents_a()[s.conductor - 1], _rating(s.model)[0]), 1)
+            if external:
+                demand = self._charger(s.ev).max_ma / 1000
+            else:
+                demand = plant.chargers[s.ev].demand_a()[s.conductor - 1]
+            want = min(math.ceil(demand * 10 - 1e-9) / 10, _rating(s.model)[0])
             if abs(self._load_set.get(s.name, -1.0) - want) >= 0.1:
                 self.drivers[s.name].set_current(want)
                 self._load_set[s.name] = want
