@@ -23,10 +23,11 @@ import math
 from dataclasses import dataclass, field
 
 from ...firmware_sim.instruments import make_instrument
-from .drivers import NotArmed, VisaError, open_driver
+from .drivers import NotArmed, VisaError, direct_driver, open_driver
 from .server import InstrumentEmulator
 
-__all__ = ["EmulatedBench", "BenchClient", "BenchReading", "needs_arming", "instrument_resources"]
+__all__ = ["EmulatedBench", "BenchClient", "BenchReading", "FastBench", "needs_arming", "instrument_resources",
+           "record_measured"]
 
 GRID_FREQ_HZ = 50.0
 PF = 1.0      # the EV models draw resistive current
@@ -155,6 +156,14 @@ class BenchClient:
             kw = {"scale": s.scale} if s.kind == "dmm" else {}
             self.drivers[s.name] = open_driver(self.resources[s.name], armed=self.armed, expect_kind=s.kind,
                                                timeout_ms=self.timeout_ms, **kw)
+
+    def open_direct(self, models: dict) -> None:
+        """Fast mode: drivers on the emulated instrument models in this process (same drivers and
+        command sets, no socket); instruments without a model (real ones) are left out."""
+        self.specs = [s for s in self.specs if s.name in models]
+        for s in self.specs:
+            kw = {"scale": s.scale} if s.kind == "dmm" else {}
+            self.drivers[s.name] = direct_driver(models[s.name], armed=self.armed, **kw)
 
     def _charger(self, name):
         return self.site.chargers[self.site.charger_names.index(name)]
@@ -310,6 +319,56 @@ class MeasuredCharger:
 
     def currents_a(self):
         return list(self._cur)
+
+
+def begin_measured(run) -> None:
+    """Mark the run's recording as instrument ground truth (before the first sample)."""
+    rec = run.recording
+    if rec is not None:
+        rec.ground_truth = "instruments"
+        rec.reported = {n: [[], [], []] for n in run.site.charger_names}
+
+
+def record_measured(run, ctrl, reading: BenchReading, t_ms: int, res, dt_s: float) -> None:
+    """One sample of a run with the instruments as ground truth: KPIs and recording from the
+    measurements, what each charger said about itself (for the cross-check), who measured what."""
+    truth, charger_a = measured_truth(run.plant, reading, t_ms)
+    proxies = {n: MeasuredCharger(cp, charger_a[n]) for n, cp in run.plant.chargers.items()}
+    run.record(t_ms, res, dt_s, truth=truth, chargers=proxies)
+    rec = run.recording
+    if rec is not None:
+        said = (ctrl.last_readings or {}).get("chargers", {})
+        for n in run.site.charger_names:
+            cur = said.get(n, {}).get("current_a")
+            for i in range(3):
+                rec.reported[n][i].append(None if cur is None else float(cur[i]))
+        for (n, i), src in reading.source.items():
+            rec.measured_by.setdefault(n, [None, None, None])[i] = src
+
+
+class FastBench:
+    """Fast mode's bench: the scenario's emulated instruments coupled to the plant as in wire mode
+    (:class:`EmulatedBench`), driven and read by the same :class:`BenchClient` through in-process
+    resources (no sockets).  Per sample: the loads follow the EVs' demand, the instruments and
+    the plant couple, the instruments are read and their measurements are the ground truth."""
+
+    def __init__(self, run):
+        self.ebench = EmulatedBench(run.scenario, run.plant)
+        self.client = BenchClient(run.scenario, {}, armed=True)   # emulated in-process: nothing energised
+        self.client.open_direct(self.ebench.models)
+        self.client.prepare()
+        self.ebench.act(run.plant.now_ms)
+        begin_measured(run)
+
+    @classmethod
+    def for_run(cls, run):
+        """A FastBench when the scenario has emulated instruments, else None."""
+        return cls(run) if any(s.emulated for s in run.scenario.instruments) else None
+
+    def sample(self, run, ctrl, t_ms: int, res, dt_s: float) -> None:
+        self.client.follow(run.plant)
+        self.ebench.couple(t_ms)
+        record_measured(run, ctrl, self.client.read(), t_ms, res, dt_s)
 
 
 def bench_verdicts(rec, *, external: bool = False) -> list:
