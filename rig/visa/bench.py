@@ -16,6 +16,10 @@ Two halves, as on a real bench:
   limit before any output is enabled and refuses without ``armed``; :meth:`read` returns the
   measured charger currents (power analyzer first, then DMM, then electronic load) and circuit
   phase currents (AC sources); :meth:`safe_off` turns every output off and never raises.
+
+:class:`FastBench` is fast mode's bench: the same two halves in one process, the drivers talking
+to the models through :class:`~dlbrig.rig.visa.drivers.DirectResource` (no socket), coupled
+once per sample.
 """
 from __future__ import annotations
 
