@@ -77,3 +77,17 @@ def test_fast_load_decides_the_draw(tmp_path, monkeypatch):
     cur = rec.chargers["cp1"].current
     assert max(cur[0]) == 0.0 and max(cur[1]) > 10.0          # the load's conductor / the others
     assert max(rec.chargers["cp2"].current[0]) == 0.0
+
+
+def test_cli_fast_run_writes_verdicts_from_the_instruments(tmp_path):
+    from rig_cli_helpers import TRACEBACK, dlbrig
+    import json
+    path = bench_yaml(tmp_path, lie_pct=30)
+    out = tmp_path / "cli"
+    r = dlbrig("run", path, "--mode", "fast", "--duration", "30s", "--out", out, timeout=120)
+    assert r.returncode == 0 and TRACEBACK not in r.stderr, r.stderr
+    assert "ground truth: instruments (load_cp1, load_cp2, wt_cp1, wt_cp2)" in r.stdout
+    assert "FAIL instrument_crosscheck cp2:" in r.stdout
+    v = json.loads((out / "verdicts.json").read_text())
+    assert v["ground_truth"] == "instruments" and v["measured_by"]["cp1"] == ["wt_cp1.1", "wt_cp1.2", "wt_cp1.3"]
+    assert json.loads((out / "summary.json").read_text())["ground_truth"] == "instruments"
