@@ -21,6 +21,12 @@ Behaviour (all numbers are dataclass fields with defaults from reference/standar
   "ev_suspended".
 * PWM off (X1) or F: the EV stops drawing when it perceives it and opens S2 (C -> B), unless
   ``stays_in_c_when_paused`` (some EVs do, which is why the EVSE has a 6 s force-open).
+* Conductors with no supply (below 1 V, e.g. a lost phase) carry no current.
+* External draw limit (:meth:`EV.update` ``draw_limit_a``, set by the charge point's
+  :meth:`~dlbrig.firmware_sim.evse.ChargePoint.set_draw_limit`): a per-conductor cap on what
+  flows, for a bench where something else decides the draw (an electronic load standing in for
+  the vehicle: input off = 0 A, a current set-point = a cap).  :attr:`EV.demand_a` is what the EV
+  would draw without it.
 * SOC and taper are re-evaluated on a grid of ``tick_ms`` (absolute multiples), which is the
   event resolution of the taper; everything else is exact to the millisecond.
 
@@ -276,6 +282,7 @@ class EV:
         self._frozen = False  # ignore_pwm has locked onto a limit
         self._c_at_ms: int | None = None  # scheduled B -> C
         self._currents = [0.0, 0.0, 0.0]
+        self._demand = [0.0, 0.0, 0.0]
         self._drawing = False
 
     def soc_at(self, t_ms: int) -> float:
@@ -331,6 +338,11 @@ class EV:
         return list(self._currents)
 
     @property
+    def demand_a(self) -> list[float]:
+        """What the EV would draw per conductor without the external draw limit (A)."""
+        return list(self._demand)
+
+    @property
     def leakage_dc_ma(self) -> float:
         """Residual DC current (mA); only flows while the EV is energised."""
         return float(self.faults.leakage_dc_ma) if self._energised else 0.0
@@ -378,12 +390,14 @@ class EV:
 
     def update(self, t_ms: int, duty_pct: float | None, contactor_closed: bool,
                conductors_energised: int = 3,
-               voltages_v: tuple[float, float, float] | list[float] = (230.0, 230.0, 230.0)) -> None:
+               voltages_v: tuple[float, float, float] | list[float] = (230.0, 230.0, 230.0),
+               draw_limit_a=None) -> None:
         """Bring the EV to ``t_ms`` given what the EVSE presents *now*.
 
         duty_pct: emitted PWM duty cycle (%), or None when there is no PWM (A, X1, E, F).
         contactor_closed: the EVSE's contactor state; without it no current flows.
         conductors_energised: 1 (1-phase mode / 1-phase charger) or 3.
+        draw_limit_a: None, or per conductor a cap in A (None: no cap) imposed from outside.
         Idempotent for repeated calls at the same ``t_ms``; must be called at every
         :meth:`next_event_ms` (the :class:`~dlbrig.firmware_sim.evse.ChargePoint` does).
         """
@@ -447,7 +461,12 @@ class EV:
                 limit = min(self._perceived, self.max_current_a, self.taper_limit_a(self._soc_snapshot))
                 per = max(0.0, limit * self.draw_fraction)
         n = min(self.phases, 1 if conductors_energised == 1 else 3)
-        self._currents = [per if k < n else 0.0 for k in range(3)]
+        demand = [per if k < n and voltages_v[k] >= 1.0 else 0.0 for k in range(3)]
+        self._demand = demand
+        if draw_limit_a is not None:
+            demand = [d if lim is None else min(d, max(0.0, float(lim))) for d, lim in zip(demand, draw_limit_a)]
+        self._currents = demand
+        per = max(demand)
         self._energised = energised
         drawing = per > 0.0
         if drawing != self._drawing:

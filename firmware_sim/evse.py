@@ -940,6 +940,7 @@ class ChargePoint:
         self.settled_promise = False
         self.now_ms = self.evse.now_ms
         self.ev: EV | None = None
+        self.draw_limit_a: tuple | None = None     # see set_draw_limit
         if voltages_v is not None:
             self.evse.voltages_v = tuple(float(v) for v in voltages_v)  # type: ignore[assignment]
         self._settle(self.now_ms)
@@ -979,6 +980,27 @@ class ChargePoint:
         self.advance(now_ms)
         self.evse.voltages_v = tuple(float(v) for v in voltages_v)  # type: ignore[assignment]
         self._settle(now_ms)
+
+    def set_draw_limit(self, conductor: int, amps: float | None, now_ms: int) -> None:
+        """Cap what the vehicle draws on one conductor (0, 1, 2 = L1, L2, L3) from ``now_ms`` on;
+        ``None`` removes the cap.  For a bench where something outside the EV decides the draw (an
+        electronic load in place of the vehicle: input off = 0 A).  The cap belongs to the socket,
+        not to a vehicle: it stays across plug-ins until removed."""
+        lim = list(self.draw_limit_a or (None, None, None))
+        lim[conductor] = None if amps is None else max(0.0, float(amps))
+        new = None if all(x is None for x in lim) else tuple(lim)
+        if new == self.draw_limit_a:
+            return
+        self.advance(now_ms)
+        self.draw_limit_a = new
+        self._settle(now_ms)
+
+    def demand_a(self) -> list[float]:
+        """What the vehicle would draw per conductor without the draw limit (A); 0 with the
+        contactor open or no vehicle."""
+        if self.ev is None or not self.evse.contactor_closed:
+            return [0.0, 0.0, 0.0]
+        return self.ev.demand_a
 
     def advance(self, now_ms: int, *, unchanged: bool = False) -> None:
         """Advance to absolute virtual time ``now_ms`` (ms), processing internal events in order.
@@ -1045,7 +1067,7 @@ class ChargePoint:
             before = after
             if self.ev is not None:
                 self.ev.update(t, evse.duty_pct if evse.pwm_on else None, evse.contactor_closed,
-                               evse.energised_conductors, evse.voltages_v)
+                               evse.energised_conductors, evse.voltages_v, self.draw_limit_a)
             evse.update(t, self._signals())
             after = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
             if after == before:

@@ -7,10 +7,11 @@ into calls on these objects, and the rig's bench coupling feeds them the physics
 What each model does (the command sets are in ``reference/instruments.md``):
 
 * :class:`ElectronicLoad` (Chroma 63800, ITECH IT8600) stands in for an EV's draw on one charger
-  conductor.  With its input on it draws what the EV model draws (the emulated bench: the rig
-  programs the load's set-point to the EV's demand, and the load follows); OCP / OPP trip when the
-  current / power exceeds the protection level for the protection delay, turn the input off and
-  stay latched until cleared.
+  conductor and decides it (:meth:`ElectronicLoad.draw_limit_a`, which the rig's bench coupling
+  applies to the EV model): input off draws nothing; in CC mode it draws what the EV model would
+  draw, capped at the current set-point (the rig programs the set-point to the EV's demand); OCP /
+  OPP trip when the current / power exceeds the protection level for the protection delay, turn
+  the input off and stay latched until cleared.
 * :class:`PowerAnalyzer` (Yokogawa WT500 / WT1800): per element U, I, P, S, Q, lambda, f and
   integrated energy (``WP``) while integration runs; ``None`` (NAN on the wire) for items an
   element cannot give (unbound element, THD).
@@ -18,6 +19,7 @@ What each model does (the command sets are in ``reference/instruments.md``):
   A in the conductor), with its ranges and the 9.9E37 overload value.
 * :class:`AcSource` (Chroma 61500, Keysight AC6800): the grid of one phase: voltage, frequency,
   RMS current limit; above the limit for the trip delay the output turns off (latched).
+  :meth:`AcSource.supply_v` is the voltage it gives the circuit phase (0 with the output off).
 
 Every model's ``output_on`` is False after construction and after :meth:`reset` (``*RST``): an
 instrument never starts energised.  Ratings marked ``approx`` are round numbers from the product
@@ -258,6 +260,18 @@ class ElectronicLoad(Instrument):
         if self.prot & (self.PROT_OCP | self.PROT_OPP | self.PROT_OVP):
             self.safe_off()
 
+    def draw_limit_a(self) -> float | None:
+        """What this load lets flow in the conductor it stands in for (A): 0 with the input off
+        (or a latched protection), the set-point in CC mode, set power / voltage in CP mode; None
+        (no cap: the EV model's draw) in the other modes, which the emulation does not shape."""
+        if not self.input_on:
+            return 0.0
+        if self.mode == "CURR":
+            return self.current_set_a
+        if self.mode == "POW":
+            return self.power_set_w / self.voltage_v if self.voltage_v > 1.0 else 0.0
+        return None
+
     def protection_status(self) -> int:
         live_uv = self.PROT_UV if self.input_on and self.voltage_v < (45.0 if self.ac else 7.5) else 0
         return self.prot | live_uv
@@ -490,6 +504,10 @@ class AcSource(Instrument):
                 self.safe_off()
         else:
             self._over_since = None
+
+    def supply_v(self) -> float:
+        """The voltage this source gives its circuit phase: the set-point, 0 with the output off."""
+        return self.voltage_set_v if self.out else 0.0
 
     def measure(self) -> dict:
         v = self.voltage_set_v if self.out else 0.0

@@ -269,16 +269,16 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_
                 bar.update(s - last[0])
                 last[0] = s
 
+        rec = None
+        if sc.instruments:     # certification verdicts from the instruments' measurements
+            from .recording import Recording
+            rec = Recording.for_site(sc.name, sc.core_site)
         if mode == "fast":
-            summary = run_fast(sc, out_dir, backend=backend, progress=progress)
+            summary = run_fast(sc, out_dir, backend=backend, progress=progress, recording=rec)
         else:
             from .visa.drivers import NotArmed as InstrumentNotArmed
             from .visa.drivers import VisaError
             from .wire import run_wire
-            rec = None
-            if sc.instruments:     # certification verdicts from the instruments' measurements
-                from .recording import Recording
-                rec = Recording.for_site(sc.name, sc.core_site)
             try:
                 summary = run_wire(sc, out_dir, backend=backend, speed=speed, progress=progress,
                                    armed=arm, endpoints=external, recording=rec)

@@ -82,6 +82,9 @@ class Plant:
         self.loads = {n: SiteLoad() for n in s.circuit_names}
         self._clouds = {n: [] for n in s.circuit_names}     # (from, until, factor)
         self._phase_loss = {}                                # circuit -> {phase: until}
+        self._supply_v = {}                                  # circuit -> {phase: V} (set_supply)
+        self._dead = {}                                      # circuit -> phases without supply
+        self._circuit_v = {}                                 # circuit -> [V] once a supply changed
         for i, ld in enumerate(getattr(scenario, "loads", []) or []):
             self._add_load(ld, i)
         # devices
@@ -342,20 +345,56 @@ class Plant:
     def _later(self, t, fn):
         self._deferred.append((t, fn))
 
+    def set_supply(self, circuit: str, phase: int, voltage_v: float | None, t_ms: int) -> None:
+        """The supply of one circuit phase (0, 1, 2 = L1..L3) from ``t_ms`` on, for everything below
+        the circuit: ``voltage_v`` volts (0: no supply, as a timeline phase loss), or None: back to
+        the site's voltage.  For an AC source standing in for the grid (rig.visa.bench)."""
+        cur = self._supply_v.get(circuit, {}).get(phase)
+        if cur == voltage_v:
+            return
+        if voltage_v is None:
+            self._supply_v.get(circuit, {}).pop(phase, None)
+        else:
+            self._supply_v.setdefault(circuit, {})[phase] = float(voltage_v)
+        self._apply_voltages(t_ms)
+        self._update_truth(t_ms)
+
+    def set_draw_limit(self, charger: str, conductor: int, amps: float | None, t_ms: int) -> None:
+        """Cap the vehicle's draw on one charger conductor (0..2) from ``t_ms`` on (None: no cap);
+        see ChargePoint.set_draw_limit.  For an electronic load standing in for the EV."""
+        cp = self.chargers[charger]
+        before = cp.draw_limit_a
+        cp.set_draw_limit(conductor, amps, t_ms)
+        if cp.draw_limit_a != before:
+            self._update_truth(t_ms)
+
+    def circuit_voltages_v(self, circuit: str) -> list:
+        """Supply voltage per phase of a circuit (after phase loss and set_supply)."""
+        return list(self._circuit_v.get(circuit) or [float(self.voltage_v)] * 3)
+
     def _apply_voltages(self, t):
-        """Phase loss: chargers below a circuit with a lost phase see 0 V on that phase."""
-        lost_by_circuit = {}
-        for circuit, phases in self._phase_loss.items():
-            lost_by_circuit[circuit] = {p for p, until in phases.items() if until is None or t < until}
+        """Phase loss (timeline) and external supplies (set_supply): the voltage of every circuit
+        phase, inherited down the tree; chargers see it, a phase without supply carries no current
+        (its base loads draw nothing; the EVs draw nothing on a conductor at 0 V)."""
+        s = self.site
+        volts_by_circuit = {}
+        for c, name in enumerate(s.circuit_names):        # parents come before their children
+            par = s.circuits[c].parent
+            v = list(volts_by_circuit[s.circuit_names[par]]) if par != -1 else [float(self.voltage_v)] * 3
+            for p, sv in self._supply_v.get(name, {}).items():
+                if v[p] > 0.0:
+                    v[p] = sv
+            for p, until in self._phase_loss.get(name, {}).items():
+                if until is None or t < until:
+                    v[p] = 0.0
+            volts_by_circuit[name] = v
+        self._dead = {n: {p for p in range(3) if v[p] <= 0.0} for n, v in volts_by_circuit.items()}
+        self._dead = {n: ps for n, ps in self._dead.items() if ps}
+        self._circuit_v = volts_by_circuit
         for name, cp in self.chargers.items():
-            k = self.site.chargers[self.charger_index[name]]
-            lost = set()
-            c = k.circuit
-            while c != -1:
-                lost |= lost_by_circuit.get(self.site.circuit_names[c], set())
-                c = self.site.circuits[c].parent
-            volts = [0.0 if k.phase_map[i] in lost else float(self.voltage_v) for i in range(3)]
-            cp.set_voltages(volts, t)
+            k = s.chargers[self.charger_index[name]]
+            v = volts_by_circuit[s.circuit_names[k.circuit]]
+            cp.set_voltages([v[k.phase_map[i]] for i in range(3)], t)
 
     # ------------------------------------------------------------------ time
     def advance(self, t_ms: int) -> None:
@@ -394,7 +433,7 @@ class Plant:
             cp.advance(t_ms, unchanged=unchanged)
         self._update_truth(t_ms)
         for name, m in self.meters.items():
-            m.advance(t_ms, self.truth[name])
+            m.advance(t_ms, self.truth[name], self._circuit_v[name] if self._circuit_v else None)
         self.now_ms = t_ms
         if self.caches:
             self.invalidate()
@@ -412,6 +451,9 @@ class Plant:
         s = self.site
         t_abs = t_ms + self.start_ms
         own = {n: self.loads[n].current_a(t_abs) for n in s.circuit_names}
+        for n, phases in self._dead.items():       # no supply, no current
+            for p in phases:
+                own[n][p] = 0.0
         for name, cp in self.chargers.items():
             k = s.chargers[self.charger_index[name]]
             cur = cp.currents_a()

@@ -162,10 +162,14 @@ class Run:
         return out
 
 
-async def run_fast_async(scenario, out_dir, **kw) -> dict:
-    """``caches=False`` turns the fast-mode caches off (same results, slower: for equivalence tests)."""
+async def run_fast_async(scenario, out_dir, *, instruments: bool = True, **kw) -> dict:
+    """``caches=False`` turns the fast-mode caches off (same results, slower: for equivalence tests).
+    ``instruments``: a scenario's emulated instruments act and measure as in wire mode (read in
+    process, rig.visa.bench.FastBench) and are the ground truth; False: the models are."""
     kw.setdefault("caches", True)
     run = Run(scenario, out_dir, **kw)
+    from .visa.bench import FastBench
+    bench = FastBench.for_run(run) if instruments else None
     clock = VirtualClock()
     links = {name: (FastLink(name, dev.image, clock, run.plant.comm), True)
              for name, dev in run.plant.devices.items()}
@@ -188,7 +192,10 @@ async def run_fast_async(scenario, out_dir, **kw) -> dict:
             res = ctrl.last_result
             if t % run.cycle_ms == 0 and t >= silent_until:
                 res = await ctrl.cycle(t)
-            run.record(t, res, run.sample_ms / 1000)
+            if bench is not None:
+                bench.sample(run, ctrl, t, res, run.sample_ms / 1000)
+            else:
+                run.record(t, res, run.sample_ms / 1000)
             if run.progress is not None:
                 run.progress(t, run.duration_ms)
             t += run.sample_ms
@@ -197,6 +204,7 @@ async def run_fast_async(scenario, out_dir, **kw) -> dict:
     finally:
         run.trace.close()
         summary = run.summary(ctrl, "fast", time.perf_counter() - wall0, interrupted)
+        summary["ground_truth"] = "instruments" if bench is not None else "models"
         if run.recording is not None:
             run.recording.finish(run.plant, ctrl)
         write_json(run.out_dir / "summary.json", summary)

@@ -125,7 +125,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
     timeline; ground truth comes from the scenario's instruments).  ``armed``: allow writes to
     non-loopback devices and enabling instrument outputs.  ``tap``: a :class:`FrameRecorder` that
     keeps the raw frames (for a pcap); one is made if None."""
-    from .visa.bench import BenchClient, EmulatedBench, MeasuredCharger, instrument_resources, measured_truth
+    from .visa.bench import BenchClient, EmulatedBench, begin_measured, instrument_resources, record_measured
     from .visa.server import InstrumentEmulator
 
     run = Run(scenario, out_dir, **kw)
@@ -185,9 +185,7 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             bench = BenchClient(scenario, instrument_resources(scenario, inst_eps), armed=armed)
             await asyncio.to_thread(bench.open)
             await asyncio.to_thread(bench.prepare)
-            if rec is not None:
-                rec.ground_truth = "instruments"
-                rec.reported = {n: [[], [], []] for n in run.site.charger_names}
+            begin_measured(run)
         if ready is not None:
             ready()
         couple = ebench.couple if ebench is not None else None
@@ -209,19 +207,9 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
             if bench is not None:
                 if ebench is not None:
                     ebench.couple(run.plant.now_ms)
-                await asyncio.to_thread(bench.follow, run.plant)
+                await asyncio.to_thread(lambda: bench.follow(run.plant, external=external))
                 reading = await asyncio.to_thread(bench.read)
-                truth, charger_a = measured_truth(run.plant, reading, t)
-                proxies = {n: MeasuredCharger(cp, charger_a[n]) for n, cp in run.plant.chargers.items()}
-                run.record(t, res, dt_s, truth=truth, chargers=proxies)
-                if rec is not None:
-                    said = (ctrl.last_readings or {}).get("chargers", {})
-                    for n in run.site.charger_names:
-                        cur = said.get(n, {}).get("current_a")
-                        for i in range(3):
-                            rec.reported[n][i].append(None if cur is None else float(cur[i]))
-                    for (n, i), src in reading.source.items():
-                        rec.measured_by.setdefault(n, [None, None, None])[i] = src
+                record_measured(run, ctrl, reading, t, res, dt_s)
             else:
                 run.record(t, res, dt_s)
             last_t = t

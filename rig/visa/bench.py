@@ -4,23 +4,34 @@
 Two halves, as on a real bench:
 
 * :class:`EmulatedBench` (device side): one pure model per emulated instrument of the scenario,
-  fed from the plant on every physics tick (:meth:`couple`), served by an
-  :class:`~dlbrig.rig.visa.server.InstrumentEmulator`.  It never reads a socket.
+  coupled to the plant on every physics tick (:meth:`couple`), served by an
+  :class:`~dlbrig.rig.visa.server.InstrumentEmulator`.  It never reads a socket.  The coupling
+  goes both ways: an electronic load decides its EV's draw on its conductor (input off: 0 A; CC:
+  the EV's draw capped at the set-point; a protection trip latches 0 A) through the charge
+  point's draw limit, and an AC source is the supply of its circuit phase (output off or a
+  current-limit trip: the phase is lost, as a timeline ``phase CIRCUIT Lx loss``; its voltage
+  set-point: that phase's voltage); then every instrument observes the resulting physics.
 * :class:`BenchClient` (rig side): one driver per instrument, addressed by its VISA resource, so
   the same code drives an emulated or a real instrument.  :meth:`prepare` sets every protection
   limit before any output is enabled and refuses without ``armed``; :meth:`read` returns the
   measured charger currents (power analyzer first, then DMM, then electronic load) and circuit
   phase currents (AC sources); :meth:`safe_off` turns every output off and never raises.
+
+:class:`FastBench` is fast mode's bench: the same two halves in one process, the drivers talking
+to the models through :class:`~dlbrig.rig.visa.drivers.DirectResource` (no socket), coupled
+once per sample.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ...firmware_sim.instruments import make_instrument
-from .drivers import NotArmed, VisaError, open_driver
+from .drivers import NotArmed, VisaError, direct_driver, open_driver
 from .server import InstrumentEmulator
 
-__all__ = ["EmulatedBench", "BenchClient", "BenchReading", "needs_arming", "instrument_resources"]
+__all__ = ["EmulatedBench", "BenchClient", "BenchReading", "FastBench", "needs_arming", "instrument_resources",
+           "record_measured"]
 
 GRID_FREQ_HZ = 50.0
 PF = 1.0      # the EV models draw resistive current
@@ -38,7 +49,7 @@ def _channel(plant, ch):
     if what == "charger":
         cp = plant.chargers[name]
         return (float(cp.evse.voltages_v[idx]), float(cp.currents_a()[idx]), PF, GRID_FREQ_HZ)
-    return (float(plant.voltage_v), float(plant.truth[name][idx]), PF, GRID_FREQ_HZ)
+    return (float(plant.circuit_voltages_v(name)[idx]), float(plant.truth[name][idx]), PF, GRID_FREQ_HZ)
 
 
 class EmulatedBench:
@@ -51,11 +62,40 @@ class EmulatedBench:
         for s in self.specs:
             kw = {"scale": s.scale} if s.kind == "dmm" else {}
             self.models[s.name] = make_instrument(s.model, serial=f"SIM-{s.name}", **kw)
+        self.act(plant.now_ms)          # loads and sources start off: no draw, no supply
+
+    def act(self, t_ms: int) -> None:
+        """The instruments' outputs on the plant at ``t_ms``: each bound load's draw limit on its
+        EV conductor, each AC source's voltage on its circuit phase (0 = phase lost).  Several
+        loads on one conductor: the smallest limit; several sources on one phase: the lowest."""
+        limits, supplies = {}, {}
+        for s in self.specs:
+            ch = s.channels[0] if s.channels else None
+            if ch is None:
+                continue
+            m = self.models[s.name]
+            if s.kind == "eload":
+                lim = m.draw_limit_a()
+                key = (ch[1], ch[2])
+                if key in limits and limits[key] is not None:
+                    lim = limits[key] if lim is None else min(lim, limits[key])
+                limits[key] = lim
+            elif s.kind == "ac_source":
+                key = (ch[1], ch[2])
+                supplies[key] = min(m.supply_v(), supplies.get(key, m.supply_v()))
+        for (charger, idx), lim in limits.items():
+            self.plant.set_draw_limit(charger, idx, lim, t_ms)
+        for (circuit, p), v in supplies.items():
+            self.plant.set_supply(circuit, p, v, t_ms)
 
     def couple(self, t_ms: int) -> None:
-        """Feed every instrument the plant's state at ``t_ms`` (call after ``plant.advance``)."""
+        """Couple the instruments and the plant at ``t_ms`` (call after ``plant.advance``): the
+        outputs act (:meth:`act`), every instrument observes the result, and a protection that
+        tripped on it acts at once."""
+        self.act(t_ms)
         for s in self.specs:
             self.models[s.name].observe(t_ms, [_channel(self.plant, ch) for ch in s.channels])
+        self.act(t_ms)
 
     def serve(self, emulator: InstrumentEmulator, base_port: int = 0) -> None:
         port = base_port
@@ -121,6 +161,14 @@ class BenchClient:
             self.drivers[s.name] = open_driver(self.resources[s.name], armed=self.armed, expect_kind=s.kind,
                                                timeout_ms=self.timeout_ms, **kw)
 
+    def open_direct(self, models: dict) -> None:
+        """Fast mode: drivers on the emulated instrument models in this process (same drivers and
+        command sets, no socket); instruments without a model (real ones) are left out."""
+        self.specs = [s for s in self.specs if s.name in models]
+        for s in self.specs:
+            kw = {"scale": s.scale} if s.kind == "dmm" else {}
+            self.drivers[s.name] = direct_driver(models[s.name], armed=self.armed, **kw)
+
     def _charger(self, name):
         return self.site.chargers[self.site.charger_names.index(name)]
 
@@ -153,12 +201,20 @@ class BenchClient:
                 self.enabled.append(s.name)
 
     # -- per cycle ------------------------------------------------------------------------------------
-    def follow(self, plant) -> None:
-        """Program each load's set-point to what its EV model draws (changes of 0.1 A or more)."""
+    def follow(self, plant, *, external: bool = False) -> None:
+        """Program each load's set-point to what its EV model would draw (its demand under the
+        PWM, not the draw the load itself capped; changes of 0.1 A or more), rounded up so the
+        set-point never caps the EV below its demand.  ``external``: the chargers (and the EVs
+        behind the loads) are modelled by another process, which this plant does not see: the
+        set-point is the charger's maximum current and the EV model there decides the draw."""
         for s in self.specs:
             if s.kind != "eload":
                 continue
-            want = round(min(plant.chargers[s.ev].currents_a()[s.conductor - 1], _rating(s.model)[0]), 1)
+            if external:
+                demand = self._charger(s.ev).max_ma / 1000
+            else:
+                demand = plant.chargers[s.ev].demand_a()[s.conductor - 1]
+            want = min(math.ceil(demand * 10 - 1e-9) / 10, _rating(s.model)[0])
             if abs(self._load_set.get(s.name, -1.0) - want) >= 0.1:
                 self.drivers[s.name].set_current(want)
                 self._load_set[s.name] = want
@@ -267,6 +323,56 @@ class MeasuredCharger:
 
     def currents_a(self):
         return list(self._cur)
+
+
+def begin_measured(run) -> None:
+    """Mark the run's recording as instrument ground truth (before the first sample)."""
+    rec = run.recording
+    if rec is not None:
+        rec.ground_truth = "instruments"
+        rec.reported = {n: [[], [], []] for n in run.site.charger_names}
+
+
+def record_measured(run, ctrl, reading: BenchReading, t_ms: int, res, dt_s: float) -> None:
+    """One sample of a run with the instruments as ground truth: KPIs and recording from the
+    measurements, what each charger said about itself (for the cross-check), who measured what."""
+    truth, charger_a = measured_truth(run.plant, reading, t_ms)
+    proxies = {n: MeasuredCharger(cp, charger_a[n]) for n, cp in run.plant.chargers.items()}
+    run.record(t_ms, res, dt_s, truth=truth, chargers=proxies)
+    rec = run.recording
+    if rec is not None:
+        said = (ctrl.last_readings or {}).get("chargers", {})
+        for n in run.site.charger_names:
+            cur = said.get(n, {}).get("current_a")
+            for i in range(3):
+                rec.reported[n][i].append(None if cur is None else float(cur[i]))
+        for (n, i), src in reading.source.items():
+            rec.measured_by.setdefault(n, [None, None, None])[i] = src
+
+
+class FastBench:
+    """Fast mode's bench: the scenario's emulated instruments coupled to the plant as in wire mode
+    (:class:`EmulatedBench`), driven and read by the same :class:`BenchClient` through in-process
+    resources (no sockets).  Per sample: the loads follow the EVs' demand, the instruments and
+    the plant couple, the instruments are read and their measurements are the ground truth."""
+
+    def __init__(self, run):
+        self.ebench = EmulatedBench(run.scenario, run.plant)
+        self.client = BenchClient(run.scenario, {}, armed=True)   # emulated in-process: nothing energised
+        self.client.open_direct(self.ebench.models)
+        self.client.prepare()
+        self.ebench.act(run.plant.now_ms)
+        begin_measured(run)
+
+    @classmethod
+    def for_run(cls, run):
+        """A FastBench when the scenario has emulated instruments, else None."""
+        return cls(run) if any(s.emulated for s in run.scenario.instruments) else None
+
+    def sample(self, run, ctrl, t_ms: int, res, dt_s: float) -> None:
+        self.client.follow(run.plant)
+        self.ebench.couple(t_ms)
+        record_measured(run, ctrl, self.client.read(), t_ms, res, dt_s)
 
 
 def bench_verdicts(rec, *, external: bool = False) -> list:

@@ -151,10 +151,11 @@ def _float(resource, cmd, text) -> float | None:
 class InstrumentDriver:
     kind = ""
 
-    def __init__(self, resource: str, family: str, *, armed: bool = False, timeout_ms: int = DEFAULT_TIMEOUT_MS):
+    def __init__(self, resource: str, family: str, *, armed: bool = False, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                 res=None):
         self.resource, self.family, self.armed = resource, family, armed
-        self.loopback = is_loopback_resource(resource)
-        self.res = _open(resource, timeout_ms)
+        self.loopback = res is not None or is_loopback_resource(resource)
+        self.res = res if res is not None else _open(resource, timeout_ms)
         self.protection_set = False
         self.lock = threading.Lock()
 
@@ -371,6 +372,40 @@ class AcSourceDriver(InstrumentDriver):
 
 _DRIVERS = {"eload": ElectronicLoadDriver, "power_analyzer": PowerAnalyzerDriver, "dmm": DmmDriver,
             "ac_source": AcSourceDriver}
+
+
+class DirectResource:
+    """A pyvisa-like resource that executes SCPI text on an instrument model in this process: the
+    same drivers and command sets as over a socket, without the socket (fast mode)."""
+
+    def __init__(self, model):
+        from .commands import command_set
+        self.model = model
+        self.commands = command_set(model.info.family)
+
+    def _execute(self, cmd: str):
+        from ...firmware_sim.instruments import ScpiErr
+        try:
+            return self.commands.execute(self.model, cmd)
+        except Exception as exc:      # as the server: a handler bug only queues an error
+            self.model.push_error(ScpiErr.EXECUTION, f"{type(exc).__name__}: {exc}")
+            return None
+
+    def write(self, cmd: str) -> None:
+        self._execute(cmd)
+
+    def query(self, cmd: str) -> str:
+        r = self._execute(cmd)
+        return "" if r is None else r
+
+    def close(self) -> None:
+        pass
+
+
+def direct_driver(model, *, armed: bool = False, **kw) -> "InstrumentDriver":
+    """A driver on an instrument model in this process (``DIRECT::<serial>``; no VISA, no socket)."""
+    return _DRIVERS[model.kind](f"DIRECT::{model.serial}", model.info.family, armed=armed,
+                                res=DirectResource(model), **kw)
 
 
 def open_driver(resource: str, *, armed: bool = False, expect_kind: str | None = None,
