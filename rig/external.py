@@ -36,7 +36,7 @@ from .clock import WallClock
 from .controller import Endpoint, NotArmed, SiteController
 from .modbus import FrameRecorder, ModbusEmulator, ModbusMaster
 from .trace import write_json
-from .wire import is_loopback
+from .wire import bounded, is_loopback
 
 WRITE_FUNCTIONS = (5, 6, 15, 16, 23)
 DUT_START_TIMEOUT_S = 30.0        # real seconds a DUT may take from launch to its first write
@@ -165,11 +165,9 @@ async def control_async(site: Site, endpoints: list[dict], *, speed: float = 1.0
                 next_t = (clock.now_ms() // site.cycle_ms + 1) * site.cycle_ms
     finally:
         # leave every charger at its safe current, whatever ended the run
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ctrl._write_safe(clock.now_ms()), 5.0)
+        await bounded(ctrl._write_safe(clock.now_ms()), 5.0)
         for m in masters:
-            with contextlib.suppress(Exception):
-                await m.close()
+            await bounded(m.close(), 2.0)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

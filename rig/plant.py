@@ -448,26 +448,32 @@ class Plant:
             dev.image.invalidate()
 
     def _update_truth(self, t_ms):
+        self.truth = self.circuit_truth(t_ms)
+
+    def circuit_truth(self, t_ms, charger_currents: dict | None = None) -> dict:
+        """True current per circuit and phase (its whole subtree): base loads (none on a phase
+        without supply) plus the chargers' currents, the models' or ``charger_currents`` (name ->
+        [3] A per conductor: what instruments measured) where given."""
         s = self.site
         t_abs = t_ms + self.start_ms
-        own = {n: self.loads[n].current_a(t_abs) for n in s.circuit_names}
+        own = {n: list(self.loads[n].current_a(t_abs)) for n in s.circuit_names}
         for n, phases in self._dead.items():       # no supply, no current
             for p in phases:
                 own[n][p] = 0.0
         for name, cp in self.chargers.items():
             k = s.chargers[self.charger_index[name]]
-            cur = cp.currents_a()
+            cur = charger_currents[name] if charger_currents and name in charger_currents else cp.currents_a()
             tgt = own[s.circuit_names[k.circuit]]
             for i in range(k.phases):
                 tgt[k.phase_map[i]] += cur[i]
-        truth = {n: list(v) for n, v in own.items()}
+        truth = own
         for c in range(len(s.circuits) - 1, -1, -1):
             par = s.circuits[c].parent
             if par != -1:
                 pt, ct = truth[s.circuit_names[par]], truth[s.circuit_names[c]]
                 for p in range(3):
                     pt[p] += ct[p]
-        self.truth = truth
+        return truth
 
     def base_a(self, circuit: str) -> list:
         """True non-EV load of a circuit's subtree (for traces)."""

@@ -96,6 +96,25 @@ async def _physics(plant, clock, stop: asyncio.Event, until_ms: int | None, coup
         await asyncio.sleep(PHYSICS_TICK_MS / 1000 / clock.speed)
 
 
+async def bounded(awaitable, timeout_s: float):
+    """Await ``awaitable`` for at most ``timeout_s``; on timeout cancel it and go on WITHOUT waiting
+    for the cancellation to finish (``asyncio.wait_for`` would wait, and a library that swallows the
+    cancellation then hangs the exit path). Errors are swallowed: an exit path must reach its end.
+    Returns the result, or None."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        return None
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 def is_loopback(host) -> bool:
     """True for loopback addresses and names (None, localhost, 127.0.0.0/8, ::1)."""
     import ipaddress
@@ -107,12 +126,21 @@ def is_loopback(host) -> bool:
         return False
 
 
-def _install_cancel_on_signals(loop, task):
-    """SIGINT / SIGTERM cancel the run task, so its finally leaves everything safe."""
+def _install_cancel_on_signals(loop, task, fired: list):
+    """SIGINT / SIGTERM cancel the run task, so its finally leaves everything safe. ``fired`` gets
+    an entry too: the run loop checks it, because a library awaited at that moment may swallow the
+    cancellation (seen with a Modbus transaction in flight)."""
     installed = []
+
+    def cancel_once():
+        # a second signal must not cancel the task again: it would cut the safe-exit path short
+        if not fired:
+            fired.append(True)
+            task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, cancel_once)
             installed.append(sig)
     return installed
 
@@ -147,7 +175,8 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         BenchClient(scenario, {s.name: s.resource or "TCPIP0::127.0.0.1::1::SOCKET"
                                for s in scenario.instruments}, armed=armed).check_armed()
     loop = asyncio.get_running_loop()
-    sigs = _install_cancel_on_signals(loop, asyncio.current_task())
+    signalled: list = []
+    sigs = _install_cancel_on_signals(loop, asyncio.current_task(), signalled)
     interrupted = False
     stop = asyncio.Event()
     masters = []
@@ -192,6 +221,8 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         physics = asyncio.ensure_future(_physics(run.plant, clock, stop, run.duration_ms, couple))
         next_t, silent_until, restarts_seen, last_t = 0, -1, 0, None
         while next_t < run.duration_ms:
+            if signalled:
+                raise asyncio.CancelledError
             await clock.sleep_until(next_t)
             t = max(clock.now_ms(), run.plant.now_ms)
             run.plant.advance(t)
@@ -237,18 +268,14 @@ async def run_wire_async(scenario, out_dir, *, speed: float = 1.0, host: str = "
         if bench is not None:
             safe["instruments_off"] = await asyncio.to_thread(bench.safe_off)
         if ctrl is not None and ctrl.chargers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ctrl._write_safe(t), timeout=max(2.0, 5.0 / speed))
+            await bounded(ctrl._write_safe(t), max(2.0, 5.0 / speed))
             safe["chargers_safe_a"] = {k: v for k, v in ctrl.written.items()}
         if bench is not None:
             await asyncio.to_thread(bench.close)
         for m in masters:
-            with contextlib.suppress(Exception):
-                await m.close()
-        with contextlib.suppress(Exception):
-            await emulator.stop()
-        with contextlib.suppress(Exception):
-            await inst_emu.stop()
+            await bounded(m.close(), 2.0)
+        await bounded(emulator.stop(), 5.0)
+        await bounded(inst_emu.stop(), 5.0)
         for sig in sigs:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

@@ -287,26 +287,13 @@ def _loopback(resource: str) -> bool:
 def measured_truth(plant, reading: BenchReading, t_ms: int):
     """Circuit truth per phase and charger currents with the instruments' measurements in place of
     the models' (base loads, which no instrument measures, stay the plant's)."""
-    s = plant.site
-    t_abs = t_ms + plant.start_ms
-    own = {n: list(plant.loads[n].current_a(t_abs)) for n in s.circuit_names}
     charger_a = {}
     for name, cp in plant.chargers.items():
         cur = list(cp.currents_a())
         for idx, v in reading.charger_a.get(name, {}).items():
             cur[idx] = v
         charger_a[name] = cur
-        k = s.chargers[plant.charger_index[name]]
-        tgt = own[s.circuit_names[k.circuit]]
-        for i in range(k.phases):
-            tgt[k.phase_map[i]] += cur[i]
-    truth = {n: list(v) for n, v in own.items()}
-    for c in range(len(s.circuits) - 1, -1, -1):
-        par = s.circuits[c].parent
-        if par != -1:
-            pt, ct = truth[s.circuit_names[par]], truth[s.circuit_names[c]]
-            for p in range(3):
-                pt[p] += ct[p]
+    truth = plant.circuit_truth(t_ms, charger_a)
     for circuit, phases in reading.circuit_a.items():      # an AC source measures the whole phase
         for p, v in phases.items():
             truth[circuit][p] = v

@@ -162,6 +162,7 @@ def test_killed_rig_leaves_the_bench_safe(emulated, tmp_path, sig, times):
             rig.kill()
             rig.communicate(timeout=10)
     assert "Traceback" not in err, err
+    assert (tmp_path / "out" / "summary.json").exists(), f"exit code {rc}; stderr:\n{err[-3000:]}"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["interrupted"] is True
     assert summary["exit_safe_state"]["instruments_off"] == {"load_cp1": True, "load_cp2": True, "grid_l1": True}
