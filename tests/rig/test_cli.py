@@ -196,7 +196,7 @@ def test_run_defaults_to_out_scenario_mode_under_cwd(tmp_path):
 
 
 # -- certify ---------------------------------------------------------------------------------------
-#: The full catalog (43 cases, a 200-charger depot among them) takes minutes; these three cheap
+#: The full catalog (46 cases, a 200-charger depot among them) takes minutes; these three cheap
 #: controller cases (limit, power cap, stale meter) run in a few seconds and include cases the naive
 #: negative control must fail (tests/rig/test_certify.py covers the catalog itself).
 CERTIFY_CASES = "LIM-001,LIM-008,COM-002"
