@@ -1103,18 +1103,20 @@ def _sessions(rec) -> list:
                         "depart_ms": s.get("depart_ms"), "need_kwh": s.get("need_kwh"),
                         "delivered_kwh": s.get("delivered_kwh"), "met": s.get("met")})
         return out
+    def unplanned(k, arrive_ms, left_ms):      # a session known only from plug-in to unplug
+        return {"vehicle": f"ev@{k}@{arrive_ms}", "charger": k, "arrive_ms": arrive_ms, "left_ms": left_ms,
+                "depart_ms": None, "need_kwh": None, "delivered_kwh": None, "met": None}
+
     for k in rec.charger_names:
         t_plug = None
         for t, kind, _ in _events(rec, k):
             if kind == "plug":
                 t_plug = t
             elif kind == "unplug" and t_plug is not None:
-                out.append({"vehicle": f"ev@{k}@{t_plug}", "charger": k, "arrive_ms": t_plug, "left_ms": t,
-                            "depart_ms": None, "need_kwh": None, "delivered_kwh": None, "met": None})
+                out.append(unplanned(k, t_plug, t))
                 t_plug = None
         if t_plug is not None:
-            out.append({"vehicle": f"ev@{k}@{t_plug}", "charger": k, "arrive_ms": t_plug, "left_ms": end,
-                        "depart_ms": None, "need_kwh": None, "delivered_kwh": None, "met": None})
+            out.append(unplanned(k, t_plug, end))
         if any(kind in ("plug", "unplug") for _, kind, _ in _events(rec, k)):
             continue
         # no plug events for this charger: plugged = status other than "disconnected" in the samples
@@ -1124,12 +1126,10 @@ def _sessions(rec) -> list:
             if plugged and t_plug is None:
                 t_plug = t
             elif not plugged and t_plug is not None:
-                out.append({"vehicle": f"ev@{k}@{t_plug}", "charger": k, "arrive_ms": t_plug, "left_ms": t,
-                            "depart_ms": None, "need_kwh": None, "delivered_kwh": None, "met": None})
+                out.append(unplanned(k, t_plug, t))
                 t_plug = None
         if t_plug is not None:
-            out.append({"vehicle": f"ev@{k}@{t_plug}", "charger": k, "arrive_ms": t_plug, "left_ms": end,
-                        "depart_ms": None, "need_kwh": None, "delivered_kwh": None, "met": None})
+            out.append(unplanned(k, t_plug, end))
     return out
 
 

@@ -47,16 +47,8 @@ CHECKS = ("limits", "signalling", "fairness", "shutdown")
 MAX_RUNS = 100_000
 
 
-class CampaignError(ValueError):
-    """A bad campaign file: ``FILE:LINE: FIELD: PROBLEM``."""
-
-    def __init__(self, file: str, line: int | None, field: str, problem: str):
-        self.file, self.line, self.field, self.problem = file, line, field, problem
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {field}: {problem}")
-
-    def __reduce__(self):
-        return (CampaignError, (self.file, self.line, self.field, self.problem))
+class CampaignError(ScenarioError):
+    """A bad campaign file: ``FILE:LINE: FIELD: PROBLEM``, as for scenarios."""
 
 
 @dataclass

@@ -30,14 +30,8 @@ KEYS = {"name", "description", "voltage_v", "main", "base_load", "pv_kwp", "char
 BASE_KINDS = ("office", "hotel", "hospital", "residential", "constant")
 
 
-class PlanError(ValueError):
-    def __init__(self, file: str, line: int | None, field: str, problem: str):
-        self.file, self.line, self.field, self.problem = file, line, field, problem
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {field}: {problem}")
-
-    def __reduce__(self):
-        return (PlanError, (self.file, self.line, self.field, self.problem))
+class PlanError(ScenarioError):
+    """A bad planning site: ``FILE:LINE: FIELD: PROBLEM``, as for scenarios."""
 
 
 @dataclass

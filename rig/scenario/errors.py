@@ -23,5 +23,5 @@ class ScenarioError(ValueError):
         where = f"{self.file}:{line}" if line else self.file
         super().__init__(f"{where}: {field}: {problem}")
 
-    def __reduce__(self):  # picklable (multiprocessing runners)
-        return (ScenarioError, (self.file, self.line, self.field, self.problem))
+    def __reduce__(self):  # picklable (multiprocessing runners, Dask workers), subclasses too
+        return (type(self), (self.file, self.line, self.field, self.problem))
