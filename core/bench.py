@@ -6,6 +6,9 @@ mixed 1p/3p, demand well above capacity, EVs following their set-points one cycl
 * **cffi**: ``lib.dlb_step`` called from Python through cffi, one call per cycle, on the cffi-owned
   arrays (:meth:`dlbrig.core.Allocator.step_arrays` is this call). The timed region is exactly the
   Python -> C -> Python call (boundary crossing + the C step), timed with ``time.perf_counter_ns``.
+  The next readings come from :class:`ArrayInputs` (numpy, the same readings as :class:`Inputs`), so
+  calls follow each other at about bench.c's pace and both measure a step whose state is as warm in
+  the caches (see ArrayInputs for why this decides a factor 2-3).
 * **cycle**: what a Python caller with its readings in numpy arrays pays per cycle on the fast path:
   writing meter and charger readings into the numpy views of the cffi arrays (vectorised, no
   per-charger Python loop), the call, and copying set-points and phase counts out as numpy arrays.
@@ -145,6 +148,72 @@ class Inputs:
         return meters, out
 
 
+class ArrayInputs:
+    """:class:`Inputs` with numpy: the same readings (same PRNG stream, same rules), built in ~0.1 ms
+    at N = 1,000 (~0.4 ms at 10,000) instead of 3-30 ms, so that bench_cffi calls ``dlb_step`` at about the pace of bench.c.
+
+    Why it matters: the time between two calls decides how much of the core's state (~0.7 MB at
+    N = 1,000, 7 MB at 10,000) is still in the caches when the step starts. bench.c generates its
+    next inputs in a few microseconds; the per-charger Python loop of :meth:`Inputs.make` took several
+    milliseconds, long enough for the state to be evicted (by the harness's own allocations and by the
+    other processes sharing the L3), which made the same C step 2-3x slower through cffi than in
+    bench.c. (bench.c shows the same slowdown when it idles ~10 ms between steps.) The fresh flags of
+    all steps are drawn up front (``draw_fresh``), outside every timer.
+    """
+
+    def __init__(self, circuits, chargers):
+        import numpy as np
+
+        ref = Inputs(circuits, chargers)
+        self._ref = ref
+        nk, nc = len(chargers), len(circuits)
+        self.nk, self.nc = nk, nc
+        self.kphases = np.array([kc.phases for kc in chargers], np.int32)
+        self.ev_max = np.array([10000 if k % 6 == 0 else 32000 for k in range(nk)], np.int32)
+        self.cond_mask = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], np.int32)  # by phase count
+        self.has_meter = np.array([cc.has_meter for cc in circuits], np.int32)
+        # slot[k * 3 + i, j]: meter slot (circuit * 3 + site phase) of conductor i of charger k on the
+        # j-th metered circuit of its path; nc * 3 (a dummy slot) where there is none
+        depth = max([len(path) for path in ref.paths] + [1])
+        slot = np.full((nk * 3, depth), nc * 3, np.int64)
+        for k, kc in enumerate(chargers):
+            for i in range(kc.phases):
+                for j, c in enumerate(ref.paths[k]):
+                    slot[k * 3 + i, j] = c * 3 + kc.phase_map[i]
+        self.slot, self.depth = slot.T.ravel(), depth  # j-major: matches np.tile of the conductor draws
+        self.fresh = None
+        self.calls = 0
+
+    def draw_fresh(self, n_calls):
+        """The charger fresh flags of the next n_calls calls (the PRNG stream of Inputs.make)."""
+        import numpy as np
+
+        xs = self._ref._xs
+        self.fresh = np.array([[0 if (xs() & 1023) == 0 else 1 for _ in range(self.nk)] for _ in range(n_calls)],
+                              np.int32).reshape(n_calls, self.nk)
+        self.calls = 0
+
+    def make(self, sp, ph, first):
+        """sp, ph: numpy arrays of the previous set-points and phase counts ->
+        (meter fresh [nc], meter current [nc, 3], charger fresh [nk], state [nk], current [nk, 3])"""
+        import numpy as np
+
+        nk = self.nk
+        if first:
+            draw = np.zeros(nk, np.int32)
+            phases = self.kphases
+        else:
+            draw = np.minimum(np.asarray(sp, np.int32), self.ev_max)
+            phases = np.where(self.kphases == 3, np.asarray(ph, np.int32), 1)
+        state = np.where(draw > 0, STATE_CHARGING, STATE_CONNECTED_IDLE).astype(np.int32)
+        cur = self.cond_mask[phases] * draw[:, None]
+        meter = np.bincount(self.slot, weights=np.tile(cur.ravel(), self.depth), minlength=self.nc * 3 + 1)
+        meter = np.minimum(meter[:-1].astype(np.int64) + 3000, MAX_MA).astype(np.int32).reshape(self.nc, 3)
+        fresh = self.fresh[self.calls]
+        self.calls += 1
+        return self.has_meter, meter, fresh, state, cur
+
+
 # ---------------------------------------------------------------- C through cffi
 def bench_cffi(nk, iters):
     import numpy as np
@@ -181,21 +250,17 @@ def bench_cffi(nk, iters):
     ov = np.frombuffer(ffi.buffer(co), dtype=CHARGER_OUTPUT_DTYPE)
     kv["departure_in_ms"] = -1
     kv["energy_need_wh"] = -1
-    gen = Inputs(circuits, chargers)
+    gen = ArrayInputs(circuits, chargers)
     step = lib.dlb_step
-    sp, ph = [0] * nk, [3] * nk
     warm = iters // 5 + 20
+    gen.draw_fresh(warm + iters)
+    sp, ph = np.zeros(nk, np.int32), np.full(nk, 3, np.int32)
     t_call, t_cycle, t_all = [], [], []
     now = 0
     perf = time.perf_counter_ns
     for it in range(-warm, iters):
-        meters, cin = gen.make(sp, ph, it == -warm)
         # the caller's readings as numpy arrays (built outside the timers: that is the EV model's job)
-        m_fresh = np.fromiter((m[0] for m in meters), np.int32, nc)
-        m_cur = np.array([m[1] for m in meters], np.int32)
-        k_fresh = np.fromiter((c[0] for c in cin), np.int32, nk)
-        k_state = np.fromiter((c[1] for c in cin), np.int32, nk)
-        k_cur = np.array([c[2] for c in cin], np.int32)
+        m_fresh, m_cur, k_fresh, k_state, k_cur = gen.make(sp, ph, it == -warm)
         c0 = perf()
         mv["fresh"] = m_fresh
         mv["current_ma"] = m_cur
@@ -208,7 +273,7 @@ def bench_cffi(nk, iters):
         sp_out = ov["setpoint_ma"].copy()
         ph_out = ov["phases"].copy()
         c1 = perf()
-        sp, ph = sp_out.tolist(), ph_out.tolist()
+        sp, ph = sp_out, ph_out
         if rc != 0:
             raise RuntimeError(f"dlb_step failed: {rc}")
         t_all.append(t1 - t0)

@@ -194,3 +194,27 @@ def test_c_equals_reference_at_n1000_bench_site():
         admitted = sum(1 for v in sp if v > 0)
     # under scarcity: many charge, many wait (the comparison covered both)
     assert 100 < admitted < 900
+
+
+def test_bench_array_inputs_match_the_list_inputs():
+    """core/bench.py times cffi with ArrayInputs (numpy, so calls follow each other at bench.c's pace):
+    it must produce exactly the readings of Inputs (the rules bench.c mirrors) for any set-points."""
+    import numpy as np
+
+    from dlbrig.core.bench import ArrayInputs, Inputs, make_site
+    rng = np.random.default_rng(7)
+    for nk in (8, 64, 300):
+        _p, circuits, chargers = make_site(nk)
+        a, b = Inputs(circuits, chargers), ArrayInputs(circuits, chargers)
+        b.draw_fresh(12)
+        sp, ph = np.zeros(nk, np.int32), np.full(nk, 3, np.int32)
+        for step in range(12):
+            meters, cin = a.make(sp.tolist(), ph.tolist(), step == 0)
+            m_fresh, m_cur, k_fresh, k_state, k_cur = b.make(sp, ph, step == 0)
+            assert m_fresh.tolist() == [m[0] for m in meters]
+            assert m_cur.tolist() == [m[1] for m in meters]
+            assert k_fresh.tolist() == [c[0] for c in cin]
+            assert k_state.tolist() == [c[1] for c in cin]
+            assert k_cur.tolist() == [c[2] for c in cin]
+            sp = (rng.integers(0, 33, nk) * 1000 * (rng.random(nk) < 0.6)).astype(np.int32)
+            ph = np.where(rng.random(nk) < 0.2, 1, 3).astype(np.int32)
