@@ -1058,14 +1058,27 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
             x->narrowed = 1;
         }
     }
-    int64_t drawn = 0;
-    uint32_t used = 0;
-    int32_t n_used = 0;
-    for (int i = 0; i < n_cond; i++) {
-        if ((active >> i) & 1u) {
-            used |= 1u << kc->phase_map[i];
-            n_used++;
-            drawn = max64(drawn, st->meas[i]);
+    int64_t drawn;
+    uint32_t used;
+    int32_t n_used;
+    if (active == 1u) { /* conductor 0 alone */
+        used = 1u << kc->phase_map[0];
+        n_used = 1;
+        drawn = max64(0, st->meas[0]);
+    } else if (active == 7u) { /* all three: a 3-phase map is a permutation */
+        used = 7u;
+        n_used = 3;
+        drawn = max64(max64(0, st->meas[0]), max64(st->meas[1], st->meas[2]));
+    } else {
+        drawn = 0;
+        used = 0;
+        n_used = 0;
+        for (int i = 0; i < n_cond; i++) {
+            if ((active >> i) & 1u) {
+                used |= 1u << kc->phase_map[i];
+                n_used++;
+                drawn = max64(drawn, st->meas[i]);
+            }
         }
     }
     x->used = used;
@@ -1724,6 +1737,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             int64_t r = max64(st->sp, kc->failsafe_ma);
             for (int i = 0; i < phases; i++) {
                 cs->fixed[pmap[i]] += r;
+                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
             }
             cs->fixed[DLB_LANE_POWER] += r * phases;
             continue;
@@ -1946,6 +1960,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (failed >= 0) {
             o->limit_circuit = failed / 4;
             o->limit_lane = failed % 4;
+            s->cx[failed / 4].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
             if (s->cx[failed / 4].budget[failed % 4] < 0) {
                 o->reason = DLB_REASON_OVERLOAD;
             } else if (st->sp > 0 && x->tier == TIER_OTHER) {
@@ -2094,21 +2109,17 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             out[k].flags |= DLB_CHARGER_PROBING;
         }
     }
-    for (int32_t k = 0; k < nk; k++) {
-        const dlb_charger *kc = &s->chg[k];
-        const charger_scratch *x = &s->kx[k];
-        circuit_scratch *cs = &s->cx[kc->circuit];
-        if (x->kind == KIND_DEMAND) {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                if ((x->used >> ph) & 1u) {
-                    cs->alloc[ph] += out[k].setpoint_ma;
-                }
-            }
-        } else if (x->kind == KIND_LOST) {
-            for (int i = 0; i < kc->phases; i++) {
-                cs->alloc[kc->phase_map[i]] += out[k].setpoint_ma;
-            }
-        }
+    /* allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
+     * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
+     * admission) name a limiting circuit */
+    for (int32_t i = 0; i < n_adm; i++) {
+        int32_t k = s->adm[i];
+        const uint32_t used = s->kx[k].used;
+        const int64_t v = out[k].setpoint_ma;
+        circuit_scratch *cs = &s->cx[s->chg[k].circuit];
+        cs->alloc[0] += v * (int64_t)(used & 1u);
+        cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
+        cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
         if (out[k].limit_circuit != DLB_NONE) {
             s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
