@@ -408,7 +408,7 @@ static int64_t run_room(dlb_site *s, int32_t k, int64_t want)
         room = min64(room, pm[2]);
     }
     if (pm[DLB_LANE_POWER] < INF / 2) { /* else no power cap on the path */
-        room = min64(room, fdiv(pm[DLB_LANE_POWER], x->n_used));
+        room = min64(room, x->n_used == 1 ? pm[DLB_LANE_POWER] : fdiv(pm[DLB_LANE_POWER], x->n_used));
     }
     return room;
 }
@@ -1512,7 +1512,7 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             }
         }
         if (s->hp[c]) {
-            int64_t v = fdiv(hr[DLB_LANE_POWER], x->n_used);
+            int64_t v = x->n_used == 1 ? hr[DLB_LANE_POWER] : fdiv(hr[DLB_LANE_POWER], x->n_used);
             if (v < r.room) {
                 r.room = v;
                 r.lane = c * 4 + DLB_LANE_POWER;
@@ -1742,8 +1742,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             cs->fixed[DLB_LANE_POWER] += r * phases;
             continue;
         }
-        for (int i = 0; i < phases; i++) {
-            cs->evsum[pmap[i]] += st->meas[i];
+        cs->evsum[pmap[0]] += st->meas[0];
+        if (phases == 3) {
+            cs->evsum[pmap[1]] += st->meas[1];
+            cs->evsum[pmap[2]] += st->meas[2];
         }
         if (x->kind == KIND_NODEMAND) {
             for (int i = 0; i < phases; i++) {
@@ -1882,8 +1884,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 x->hi = ramp_hi;
                 x->hi_reason = DLB_REASON_RAMP;
             }
-        }
-        x->hi = floor_grid(x->hi, kc->step_ma);
+            x->hi = floor_grid(x->hi, kc->step_ma);
+        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
                 o->reason = DLB_REASON_MIN_OFF;
@@ -1912,13 +1914,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
-    for (int32_t i = 0; i < n_items; i++) {
-        s->items[i] = (int32_t)s->pairs[i].item;
-    }
     {   /* keep the order for the next step: eligible sorted first, then the rest as they were */
         int32_t w = 0;
         for (int32_t i = 0; i < n_items; i++) {
-            s->tmp[w++] = s->items[i];
+            s->tmp[w++] = (int32_t)s->pairs[i].item;
         }
         for (int32_t i = 0; i < nk; i++) {
             if (!s->kx[s->order[i]].in_group) {
@@ -2031,7 +2030,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const dlb_charger *kc = &s->chg[k];
         int64_t t = x->ideal;
         int32_t over = overloaded_lane(s, k);
-        int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+        int64_t cut = over >= 0 ? max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
         if (over >= 0 && t > cut) {
             /* the lane is already overloaded: nobody on it is raised above its draw */
             room_t ro = {0, over, 0};
