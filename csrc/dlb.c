@@ -335,15 +335,10 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 /* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
-/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
-static int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+/* first_short without the memo: walk the path, remember the answer in the leaf circuit */
+static int32_t first_short_walk(dlb_site *s, circuit_scratch *leaf, int32_t k, uint32_t used, int32_t n,
+                                int64_t amount)
 {
-    /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
-     * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
-    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
-    if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
-        return leaf->fail_lane[used];
-    }
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t amount_n = amount * n;
@@ -362,6 +357,18 @@ static int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int
     leaf->fail_amount[used] = amount;
     leaf->fail_lane[used] = lane;
     return lane;
+}
+
+/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
+static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+{
+    /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
+     * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
+        return leaf->fail_lane[used];
+    }
+    return first_short_walk(s, leaf, k, used, n, amount);
 }
 
 /* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
