@@ -111,3 +111,22 @@ def test_coupled_to_a_charger_it_is_the_ev_and_time_stamps_the_responses(slow_ms
     assert d.safe_off()
     run(200)
     assert plant.chargers["cp1"].ev is None and [(k, v) for _, k, v in d.events()] == [("LOAD", 0.0), ("CP", "A"), ("PWM", 100.0)]
+
+
+def test_scenario_binds_an_ev_simulator_to_a_charger_and_validates_it():
+    from dlbrig.rig.certify.catalog import select
+    from dlbrig.rig.scenario import ScenarioError
+    from dlbrig.rig.scenario.loader import validate
+
+    data = copy.deepcopy(select("FS-009")[0].spec)
+    data["name"] = "evsim"
+    data["instruments"] = [{"name": "sim", "model": "comemso_epts", "ev": "cp1"}]
+    (spec,) = validate(data, file="<t>").instruments
+    assert spec.kind == "ev_simulator" and spec.channels == [("charger", "cp1", 0)]
+    for bad, msg in [({"name": "sim", "model": "comemso_epts"}, "an EV simulator needs ev"),
+                     ({"name": "sim", "model": "comemso_epts", "ev": "cp9"}, "unknown charger 'cp9'"),
+                     ({"name": "sim", "model": "comemso_epts", "ev": "cp1", "circuit": "main"},
+                      "not a field of a ev_simulator")]:
+        data["instruments"] = [bad]
+        with pytest.raises(ScenarioError, match=msg):
+            validate(data, file="<t>")
