@@ -38,10 +38,11 @@ from .. import compliance as C
 from .charger_probe import ChargerTarget, _Probe
 
 SETTLE_S = 1.0        # charger time in A before a case starts recording
-MARGIN_S = 1.0        # charger time after a deadline before the log is read
+MARGIN_S = 1.5        # charger time after a deadline (from the stimulus' logged instant) before the log is read
 FEED_S = 2.0          # set-point rewrite (watchdog feed) period while holding, charger time
 POLL_S = 0.1          # simulator poll period while waiting for a condition, charger time
 CHARGE_A = 16.0       # the current offered while the EV charges
+STIMULI = ("CP", "DIODE", "RCDDC", "RCDAC", "LOAD", "LMODE")   # the simulator's own events
 SAMPLE_MS = 100       # sample grid of the synthesized recording (events are exact on top)
 CHARGER = "charger"   # the charger's name inside the synthesized recording
 
@@ -113,6 +114,31 @@ class _Bench:
     async def drain(self):
         self.log += await self.sim(self.drv.events)
 
+    async def hold_until(self, t_ms: int):
+        """Hold (watchdog fed) until the simulator's clock reaches ``t_ms``."""
+        while True:
+            now = await self.sim(self.drv.clock_ms)
+            if now >= t_ms:
+                return
+            await self.hold(min(FEED_S, max(POLL_S, (t_ms - now) / 1000)))
+
+    async def stimulate(self, fn_name: str, *args, after_s: float, **kw):
+        """Apply a stimulus through the simulator, find in its log the instant it reached the
+        charger, and hold until ``after_s`` (charger time) past that instant: the verdict window
+        does not depend on how late the command got there."""
+        t_cmd = await self.sim(self.drv.clock_ms)
+        await self.sim(getattr(self.drv, fn_name), *args, **kw)
+        t_stim = None
+        for _ in range(int(3.0 / POLL_S)):              # bounded: 3 s of charger time
+            await self.drain()
+            t_stim = next((t for t, k, _ in reversed(self.log) if k in STIMULI and t >= t_cmd), None)
+            if t_stim is not None:
+                break
+            await self.probe.sleep(POLL_S)
+        if t_stim is None:
+            self.note(f"the stimulus ({fn_name} {args or ''}{kw or ''}) is not in the simulator's log")
+        await self.hold_until((t_stim if t_stim is not None else t_cmd) + int(after_s * 1000))
+
     async def safe(self):
         """Simulator safe (A, diode, no injection, load off) and the charger at its safe current.
         Bounded; never raises."""
@@ -151,25 +177,23 @@ async def _charge(b: _Bench, *, diode=True):
 def _stimulus(fn_name, *args, hold_s, what, **kw):
     async def steps(b: _Bench):
         await _charge(b)
-        await b.sim(getattr(b.drv, fn_name), *args, **kw)
         b.note(f"EV simulator: {what}")
-        await b.hold(hold_s)
+        await b.stimulate(fn_name, *args, after_s=hold_s, **kw)
     return steps
 
 
 async def _fs003(b: _Bench):
     await _charge(b, diode=False)
     b.note("EV simulator: diode missing during B and C")
-    await b.hold(1.0)
+    await b.hold(MARGIN_S)
 
 
 async def _fs008(b: _Bench):
     await _charge(b)
     amps = min(CHARGE_A, b.probe.drv.max_current_a)
     over = round(amps * 1.25, 1)      # above (I_pwm + 0.5 A) x 1.10
-    await b.sim(b.drv.set_load, over, mode="FIX")
     b.note(f"EV simulator: draws {over:g} A whatever the PWM ({amps:g} A) says")
-    await b.hold(7.0 + 2 * MARGIN_S)
+    await b.stimulate("set_load", over, mode="FIX", after_s=7.0 + 2 * MARGIN_S)
 
 
 async def _fs009(b: _Bench):
@@ -179,18 +203,20 @@ async def _fs009(b: _Bench):
 
 async def _fs011(b: _Bench):
     await _charge(b)
-    for amps, hold in ((10.0, 1.0), (13.0, 1.0), (8.0, 4.0), (12.0, 1.0)):
+    t0 = await b.sim(b.drv.clock_ms)
+    for amps, at_s in ((10.0, 0.0), (13.0, 1.0), (8.0, 2.0), (12.0, 6.0)):
+        await b.hold_until(t0 + int(at_s * 1000))
         await b.setpoint(amps)
         b.note(f"controller writes {amps:g} A")
-        await b.hold(hold)
-    await b.hold(10.0)
+    await b.hold_until(t0 + 16_000)
 
 
 async def _fs012(b: _Bench):
     await _charge(b)
+    t0 = await b.sim(b.drv.clock_ms)
     await b.setpoint(0.0)
     b.note("controller pauses (0 A: PWM off); the EV simulator stays in C")
-    await b.hold(6.0 + 2 * MARGIN_S)
+    await b.hold_until(t0 + int((6.0 + 2 * MARGIN_S) * 1000))
 
 
 PROCEDURES = {

@@ -152,8 +152,7 @@ def test_every_exit_path_leaves_the_simulator_safe_and_the_charger_at_its_safe_c
             assert sim.output_on
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await task
-            await asyncio.sleep(0.05)
+                await task                 # its finally has run: the simulator and charger are safe
             assert not sim.output_on and sim.stimulus().cp == "A"
             assert charger.point("setpoint_a") == 6.0
     asyncio.run(scenario())
