@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 from .. import compliance as C
@@ -385,6 +386,9 @@ async def run_case_external(case, target: ChargerTarget, resource: str, *, armed
         await b.sim(b.drv.events)                 # what came before this case is not its evidence
         b.initial = await b.sim(b.drv.measure)
         b.start_ms = await b.sim(b.drv.clock_ms)
+        # the rig's own notes on the simulator's time base (the evidence has one clock)
+        b.probe.t0 = time.monotonic() - b.start_ms / 1000 / target.speed
+        b.probe.evidence.clear()
         await b.probe.write(b.probe.drv.failsafe_writes(target.safe_a, target.timeout_s))
         b.note(f"{case.id}: {proc.what}")
         await proc.steps(b)

@@ -81,9 +81,9 @@ class EvSimCoupling:
             self.ev.stim = want
             cp.advance(t_ms)            # settles at t_ms with the new stimulus
         elif want.cp != "A":
-            if cp.ev is not None:       # the simulator takes over the socket
-                cp.unplug(t_ms)
-                log.append((t_ms, f"unplug {self.charger} (EV simulator takes over)"))
+            if cp.ev is not None:       # the simulator takes over the socket (the session ends)
+                log.append((t_ms, f"{self.charger}: EV simulator takes over the socket"))
+                self.plant._unplug(self.charger, t_ms)
             self.ev = SimulatedEv(want)
             cp.plug(self.ev, t_ms)
             log.append((t_ms, f"plug {self.charger} ev_simulator"))

@@ -130,3 +130,16 @@ def test_scenario_binds_an_ev_simulator_to_a_charger_and_validates_it():
         data["instruments"] = [bad]
         with pytest.raises(ScenarioError, match=msg):
             validate(data, file="<t>")
+
+
+def test_the_simulator_takes_over_a_socket_and_the_plant_does_not_unplug_it():
+    plant, d, run = _bench()
+    plant._plug("cp1", "sedan_3p", 0, vehicle="ev1", depart_ms=1500)    # a scenario vehicle, leaving at 1.5 s
+    plant._later(1500, lambda: plant._unplug("cp1", 1500))
+    run(300)
+    d.set_cp("B")
+    run(2000)                              # the departure comes and goes: the simulator's EV stays
+    cp = plant.chargers["cp1"]
+    assert type(cp.ev).__name__ == "SimulatedEv"
+    assert plant.sessions[0].left_ms == 400                           # the vehicle's session ended at the takeover
+    assert any("unplug ignored" in text for _, text in plant.events_log)
