@@ -368,6 +368,8 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
 
     Point an external controller at the endpoints; the physics (building load, EVs following their
     set-points, watchdogs) runs in real time. Ctrl-C stops the servers and leaves nothing behind.
+    With --ev-sim CHARGER an emulated EV-side simulator (SCPI) is that charger's EV, for
+    `dlbrig certify --dut modbus-charger --ev-sim RESOURCE` (fault-shutdown cases).
     """
     import asyncio
 

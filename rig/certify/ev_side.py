@@ -71,7 +71,6 @@ class _Bench:
     options: tuple = ()
     sp: float | None = None
     log: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
     start_ms: int = 0
     initial: dict = field(default_factory=dict)
 
