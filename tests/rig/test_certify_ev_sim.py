@@ -9,7 +9,8 @@ fault-shutdown / signalling checkers as the built-in mode, fed from the simulato
 - the compliant charger passes every FS case; the non-compliant firmware fails the right ones, and
   each rule (including close within 3 s and the F hold) is shown failing on a bad charger;
 - a case the simulator cannot run (missing option) is skipped and says which option;
-- on an error or a cancellation (Ctrl-C) the simulator ends safe and the charger at its safe current;
+- on an error or a cancellation the simulator ends safe and the charger at its safe current; SIGINT
+  to ``dlbrig certify`` in the middle of a case leaves the simulator in A, no injection, load off;
 - the CLI end to end: ``dlbrig emulate --ev-sim`` in another process, ``dlbrig certify --ev-sim``;
   without ``--ev-sim`` the FS cases are skipped with a message naming it; bad options exit 2.
 """
@@ -201,20 +202,75 @@ def test_cli_emulate_ev_sim_and_certify_ev_sim_in_two_processes(tmp_path):
 
 
 def test_cli_without_ev_sim_skips_fs_naming_the_option_and_bad_options_exit_2(tmp_path):
-    p = dlbrig("certify", "--dut", "modbus-charger", "--profile", "dlbrig_generic", "--port", "1",
-               "--cases", "FS-*", "--out", str(tmp_path))
-    assert p.returncode == 2 and "--ev-sim RESOURCE" in p.stderr and "no case runs" in p.stderr
-    assert TRACEBACK not in p.stderr
+    from click.testing import CliRunner
+
+    from dlbrig.rig.cli import main
+
+    def cli(*args):                         # in process: the option checks come before anything runs
+        r = CliRunner().invoke(main, list(map(str, args)))
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        return r
+
+    r = cli("certify", "--dut", "modbus-charger", "--profile", "dlbrig_generic", "--port", "1",
+            "--cases", "FS-*", "--out", tmp_path)
+    assert r.exit_code == 2 and "--ev-sim RESOURCE" in r.stderr and "no case runs" in r.stderr
     for args, msg in [(["--ev-sim", "TCPIP0::127.0.0.1::5025::SOCKET"], "only applies to --dut modbus-charger"),
                       (["--dut", "modbus-charger", "--profile", "dlbrig_generic", "--port", "502",
                         "--ev-sim", "GPIB0::7::INSTR"], "not a VISA socket resource"),
                       (["--dut", "modbus-charger", "--profile", "dlbrig_generic", "--port", "502",
                         "--ev-sim", "TCPIP0::192.0.2.9::5025::SOCKET"], "without --arm")]:
-        p = dlbrig("certify", *args, "--cases", "FS-001", "--out", str(tmp_path))
-        assert p.returncode == 2 and msg in p.stderr and TRACEBACK not in p.stderr, (args, p.stderr)
+        r = cli("certify", *args, "--cases", "FS-001", "--out", tmp_path)
+        assert r.exit_code == 2 and msg in r.stderr, (args, r.stderr)
     sc = tmp_path / "one.yaml"
     sc.write_text(ONE.replace("{faults}", "{}"))
-    p = dlbrig("emulate", str(sc), "--ev-sim", "cp9", "--duration", "1s")
-    assert p.returncode == 2 and "--ev-sim: unknown charger 'cp9'" in p.stderr and TRACEBACK not in p.stderr
-    help_text = dlbrig("certify", "--help").stdout
+    r = cli("emulate", sc, "--ev-sim", "cp9", "--duration", "1s")
+    assert r.exit_code == 2 and "--ev-sim: unknown charger 'cp9'" in r.stderr
+    help_text = cli("certify", "--help").stdout
     assert "--ev-sim" in help_text and "FS-001..FS-012" in help_text
+    # and the real command line: no traceback, exit 2
+    p = dlbrig("certify", "--dut", "modbus-charger", "--profile", "dlbrig_generic", "--port", "502",
+               "--ev-sim", "TCPIP0::192.0.2.9::5025::SOCKET", "--cases", "FS-001", "--out", tmp_path)
+    assert p.returncode == 2 and "without --arm" in p.stderr and TRACEBACK not in p.stderr
+
+
+def test_ctrl_c_during_a_case_leaves_the_simulator_safe(tmp_path):
+    """SIGINT to `dlbrig certify --ev-sim` while the EV simulator is charging and leaking: the run
+    stops (interrupted) and the simulator is back in A, no injection, load off."""
+    import signal
+    import time
+
+    from dlbrig.rig.visa.drivers import open_driver
+
+    sc = tmp_path / "one.yaml"
+    sc.write_text(ONE.replace("{faults}", "{}"))
+    ep = tmp_path / "ep.json"
+    emu = subprocess.Popen([*DLBRIG, "emulate", str(sc), "--ev-sim", "cp1", "--endpoints", str(ep), "--speed", "2",
+                            "--duration", "20m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL, env=cli_env())
+    cert = None
+    try:
+        endpoints = wait_for_json_file(ep, emu, deadline_s=30)
+        cp = next(e for e in endpoints if e["device"] == "cp1")
+        res = next(e for e in endpoints if e["kind"] == "instrument")["resource"]
+        cert = subprocess.Popen([*DLBRIG, "certify", "--dut", "modbus-charger", "--profile", cp["profile"],
+                                 "--port", str(cp["port"]), "--speed", "2", "--ev-sim", res, "--cases", "FS-005",
+                                 "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL, env=cli_env())
+        watch = open_driver(res)                 # a second client on the simulator (reads only)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and float(watch.query("RCD:DC?")) == 0:
+                assert cert.poll() is None, cert.communicate()
+                time.sleep(0.05)
+            assert watch.query("CP?") == "C" and float(watch.query("RCD:DC?")) > 0   # charging, leaking
+            rc, out, err = stop_process(cert, sig=signal.SIGINT, timeout=20)
+            assert rc == 1 and TRACEBACK not in err, err
+            assert "(interrupted)" in out
+            assert watch.query("CP?") == "A" and watch.query("LOAD?") == "0"
+            assert float(watch.query("RCD:DC?")) == 0 and watch.query("CP:DIOD?") == "1"
+        finally:
+            watch.close()
+    finally:
+        if cert is not None and cert.poll() is None:
+            cert.kill()
+        stop_process(emu)
