@@ -43,7 +43,7 @@ from typing import Any
 
 __all__ = [
     "EV", "EvFaults", "EV_PRESETS", "EV_POINTS", "current_from_duty", "EV_CP_RESISTANCE_OHM",
-    "pp_ohm_for_rating",
+    "pp_ohm_for_rating", "SimulatedEv",
 ]
 
 #: Nominal EV-side CP-PE resistances (standards.md §1.1).  "E" is a short (0 Ohm).
@@ -519,3 +519,60 @@ class EV:
         if math.isnan(v) or v < 0:
             raise ValueError(f"{name} must be >= 0")
         setattr(self.faults, name, v)
+
+
+class SimulatedEv(EV):
+    """The EV as an EV-side simulator presents it: no behaviour of its own.  The pilot state,
+    diode, residual current and draw are whatever :attr:`stim` (an
+    :class:`~dlbrig.firmware_sim.instruments.EvSimStimulus`, set by the bench when it applies the
+    instrument's settings) says; the PWM is only read to decide the draw in ``FOLL`` load mode.
+
+    Draw while energised (contactor closed, pilot C/D) with the load on: ``FOLL`` -> min(load
+    current, the current the PWM signals; 0 without PWM); ``FIX`` -> the load current whatever the
+    PWM says (an EV that overdraws).  Residual current flows only while energised.
+    """
+
+    def __init__(self, stim, **kw: Any) -> None:
+        kw.setdefault("name", "ev_simulator")
+        kw.setdefault("max_current_a", 80.0)
+        super().__init__(reaction_delay_ms=0, start_delay_ms=0, draw_fraction=1.0, **kw)
+        self.stim = stim
+
+    def connect(self, t_ms: int) -> None:
+        super().connect(t_ms)
+        self._cp = self.stim.cp if self.stim.cp != "A" else "B"
+
+    def update(self, t_ms: int, duty_pct: float | None, contactor_closed: bool,
+               conductors_energised: int = 3,
+               voltages_v: tuple[float, float, float] | list[float] = (230.0, 230.0, 230.0),
+               draw_limit_a=None) -> None:
+        if t_ms < self._now_ms:
+            raise ValueError(f"time went backwards: {t_ms} < {self._now_ms}")
+        self._now_ms = t_ms
+        if not self._plugged:
+            return
+        s = self.stim
+        self._cp = s.cp if s.cp != "A" else self._cp
+        self.faults.missing_diode = not s.diode
+        self.faults.leakage_dc_ma = float(s.rcd_dc_ma)
+        self.faults.leakage_ac_ma = float(s.rcd_ac_ma)
+        energised = contactor_closed and self._cp in ("C", "D")
+        allowed = current_from_duty(duty_pct, self.duty_table) if duty_pct is not None else None
+        per = 0.0
+        if energised and s.load_on:
+            per = float(s.load_a) if s.load_mode == "FIX" else min(float(s.load_a), allowed or 0.0)
+        n = min(int(s.phases), 1 if conductors_energised == 1 else 3)
+        demand = [per if k < n and voltages_v[k] >= 1.0 else 0.0 for k in range(3)]
+        self._demand = list(demand)
+        if draw_limit_a is not None:
+            demand = [d if lim is None else min(d, max(0.0, float(lim))) for d, lim in zip(demand, draw_limit_a)]
+        self._currents = demand
+        self._energised = energised
+        self._perceived = allowed
+
+    def next_event_ms(self) -> int | None:
+        return None
+
+    def state_signature(self) -> tuple:
+        return (self._cp, tuple(self._currents), self._perceived, self._energised, self.diode_ok,
+                self.faults.leakage_dc_ma, self.faults.leakage_ac_ma)

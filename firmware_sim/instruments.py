@@ -20,6 +20,16 @@ What each model does (the command sets are in ``reference/instruments.md``):
 * :class:`AcSource` (Chroma 61500, Keysight AC6800): the grid of one phase: voltage, frequency,
   RMS current limit; above the limit for the trip delay the output turns off (latched).
   :meth:`AcSource.supply_v` is the voltage it gives the circuit phase (0 with the output off).
+* :class:`EvSimulator` (EV-side simulator, in the role of a Keysight SL1040A Scienlab Charging
+  Discovery System or a comemso EVSE analyzer): it *is* the EV on one charger.  It sets the pilot
+  state the EV presents (A, B, C, D, E = CP-PE short), the CP diode (off = diode fault), residual
+  current (DC / AC, mA) and the current it draws (following the PWM or fixed, for overcurrent);
+  it measures the PWM duty and the outlet (contactor), and **time-stamps every change itself**
+  into an event log (1 ms resolution, the instrument's own time base): its own stimuli (``CP``,
+  ``DIODE``, ``RCDDC``, ``RCDAC``, ``LOAD``, ``LMODE``) and the charger's responses
+  (``CONTACTOR`` 1/0, ``PWM`` duty %, ``STATEF`` 1/0 when the EVSE drives -12 V).  The bench
+  coupling applies the stimuli (:meth:`EvSimulator.stimulus`, :meth:`EvSimulator.applied`) and
+  feeds what the sensors see (:meth:`EvSimulator.sense`).
 
 Every model's ``output_on`` is False after construction and after :meth:`reset` (``*RST``): an
 instrument never starts energised.  Ratings marked ``approx`` are round numbers from the product
@@ -33,7 +43,8 @@ from dataclasses import dataclass
 
 __all__ = ["InstrumentModelInfo", "INSTRUMENT_MODELS", "INSTRUMENT_KINDS", "Instrument",
            "ElectronicLoad", "PowerAnalyzer", "Dmm", "AcSource", "make_instrument",
-           "DMM_AC_CURRENT_RANGES_A", "OVERLOAD", "ScpiErr", "WT_FUNCTIONS"]
+           "DMM_AC_CURRENT_RANGES_A", "OVERLOAD", "ScpiErr", "WT_FUNCTIONS", "EvSimulator", "EVSIM_OPTIONS",
+           "EvSimStimulus"]
 
 #: IEEE 488.2 / SCPI error numbers used by the emulators (SCPI-99 vol. 2, chapter 21).
 class ScpiErr:
@@ -48,6 +59,7 @@ class ScpiErr:
     ILLEGAL_VALUE = (-224, "Illegal parameter value")
     QUEUE_OVERFLOW = (-350, "Queue overflow")
     QUERY_INTERRUPTED = (-410, "Query INTERRUPTED")
+    HARDWARE_MISSING = (-241, "Hardware missing")
 
 
 #: Overload value of Keysight DMMs (and the "not a number" of many SCPI instruments).
@@ -63,7 +75,7 @@ ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME = 1, 4, 8, 16, 32
 @dataclass(frozen=True)
 class InstrumentModelInfo:
     key: str            # scenario name, e.g. "chroma_63804"
-    kind: str           # "eload" | "power_analyzer" | "dmm" | "ac_source"
+    kind: str           # "eload" | "power_analyzer" | "dmm" | "ac_source" | "ev_simulator"
     family: str         # command set: "chroma63800" | "itech8600" | "yokogawa_wt" | "keysight34465a" | "chroma61500" | "keysight_ac6800"
     vendor: str         # *IDN? field 1
     model: str          # *IDN? field 2
@@ -89,8 +101,14 @@ INSTRUMENT_MODELS: dict[str, InstrumentModelInfo] = {m.key: m for m in (
     InstrumentModelInfo("chroma_61504", "ac_source", "chroma61500", "Chroma ATE", "61504", "2.00", 16.0, 2000.0),
     InstrumentModelInfo("keysight_ac6804b", "ac_source", "keysight_ac6800", "Keysight Technologies", "AC6804B",
                         "A.01.02", 40.0, 4000.0),
+    # EV-side simulators: max draw per conductor / power approx; the command set is dlbrig's own
+    # SCPI tree ("evsim", README): the products are driven through their vendors' software APIs
+    InstrumentModelInfo("keysight_sl1040a", "ev_simulator", "evsim", "Keysight Technologies", "SL1040A",
+                        "EVSIM-1.0", 32.0, 22000.0),
+    InstrumentModelInfo("comemso_epts", "ev_simulator", "evsim", "comemso GmbH", "EPTS", "EVSIM-1.0",
+                        32.0, 22000.0),
 )}
-INSTRUMENT_KINDS = ("eload", "power_analyzer", "dmm", "ac_source")
+INSTRUMENT_KINDS = ("eload", "power_analyzer", "dmm", "ac_source", "ev_simulator")
 
 
 class Instrument:
@@ -522,7 +540,174 @@ class AcSource(Instrument):
                 "tripped": self.tripped, **self.measure()}
 
 
-_CLASSES = {"eload": ElectronicLoad, "power_analyzer": PowerAnalyzer, "dmm": Dmm, "ac_source": AcSource}
+#: What an EV simulator can do (``*OPT?``): pilot states, diode fault, DC / AC residual current
+#: injection, a controllable load, the time-stamped event log.
+EVSIM_OPTIONS = ("CP", "DIODE", "RCDDC", "RCDAC", "LOAD", "LOG")
+EVSIM_CP_STATES = ("A", "B", "C", "D", "E")
+EVSIM_LOG_DEPTH = 10_000
+
+
+@dataclass(frozen=True)
+class EvSimStimulus:
+    """What the EV simulator presents to the charger (the settings the bench applies)."""
+
+    cp: str = "A"              # A (unplugged) | B | C | D | E (CP-PE short)
+    diode: bool = True         # False: diode fault (no -12 V half-wave)
+    rcd_dc_ma: float = 0.0
+    rcd_ac_ma: float = 0.0
+    load_on: bool = False
+    load_a: float = 0.0        # per conductor
+    load_mode: str = "FOLL"    # FOLL: min(load_a, the PWM's current); FIX: load_a regardless of the PWM
+    phases: int = 3
+
+
+class EvSimulator(Instrument):
+    """The EV side of one charger, with its own time-stamped event log (see the module docstring).
+
+    The settings (:attr:`cp`, :attr:`diode`, ...) are what the remote interface last asked for;
+    the bench applies them to the charger at its next physics tick and calls :meth:`applied`
+    with that instant, which is when the stimulus is logged (the charger sees it then too).
+    """
+
+    kind = "ev_simulator"
+
+    def __init__(self, info: InstrumentModelInfo, serial: str = "SIM0001", options=None):
+        self.options = tuple(options) if options is not None else EVSIM_OPTIONS
+        self.log: deque = deque()
+        self.log_overflow = 0
+        self._applied = EvSimStimulus()
+        self._sensed = (False, 100.0, False)        # contactor closed, duty %, state F
+        super().__init__(info, serial)
+
+    def reset(self) -> None:
+        self.cp = "A"
+        self.diode = True
+        self.rcd_dc_ma = 0.0
+        self.rcd_ac_ma = 0.0
+        self.load_on = False
+        self.load_a = 0.0
+        self.load_mode = "FOLL"
+        self.load_limit_a = self.info.max_current_a
+        self.phases = 3
+        # live measurements (the sensors)
+        self.outlet_v = 0.0
+        self.drawn_a = 0.0
+
+    def has(self, option: str) -> bool:
+        return option in self.options
+
+    # -- settings ---------------------------------------------------------------------------------
+    def set_cp(self, state: str) -> None:
+        s = state.strip().upper()
+        if s not in EVSIM_CP_STATES:
+            raise ValueError(f"CP state {state!r} outside {'|'.join(EVSIM_CP_STATES)}")
+        self.cp = s
+
+    def set_load_current(self, amps: float) -> None:
+        if not 0.0 <= amps <= self.load_limit_a:
+            raise ValueError(f"load current {amps} A outside 0..{self.load_limit_a:g} A (LOAD:CURR:PROT)")
+        self.load_a = float(amps)
+
+    def set_load_limit(self, amps: float) -> None:
+        if not 0.0 <= amps <= self.info.max_current_a:
+            raise ValueError(f"load protection {amps} A outside 0..{self.info.max_current_a:g} A")
+        self.load_limit_a = float(amps)
+        self.load_a = min(self.load_a, self.load_limit_a)
+
+    def set_rcd(self, kind: str, ma: float) -> None:
+        if not 0.0 <= ma <= 500.0:
+            raise ValueError(f"residual current {ma} mA outside 0..500 mA")
+        setattr(self, "rcd_dc_ma" if kind == "DC" else "rcd_ac_ma", float(ma))
+
+    @property
+    def output_on(self) -> bool:
+        return self.cp != "A" or self.load_on or self.rcd_dc_ma > 0 or self.rcd_ac_ma > 0 or not self.diode
+
+    def safe_off(self) -> None:
+        """CP state A (unplugged), diode present, no residual current, load off."""
+        self.cp, self.diode, self.rcd_dc_ma, self.rcd_ac_ma, self.load_on = "A", True, 0.0, 0.0, False
+
+    def stimulus(self) -> EvSimStimulus:
+        """The settings as the bench should apply them now."""
+        return EvSimStimulus(self.cp, self.diode, self.rcd_dc_ma, self.rcd_ac_ma, self.load_on,
+                             self.load_a, self.load_mode, self.phases)
+
+    # -- the event log ----------------------------------------------------------------------------
+    def _log(self, t_ms: int, kind: str, value) -> None:
+        if len(self.log) >= EVSIM_LOG_DEPTH:
+            self.log.popleft()
+            self.log_overflow += 1
+        self.log.append((int(t_ms), kind, value))
+
+    def applied(self, t_ms: int, stim: EvSimStimulus) -> None:
+        """The bench applied ``stim`` to the charger at ``t_ms``: log what changed."""
+        old = self._applied
+        self.now_ms = max(self.now_ms, int(t_ms))
+        if stim.diode != old.diode:
+            self._log(t_ms, "DIODE", int(stim.diode))
+        if stim.rcd_dc_ma != old.rcd_dc_ma:
+            self._log(t_ms, "RCDDC", stim.rcd_dc_ma)
+        if stim.rcd_ac_ma != old.rcd_ac_ma:
+            self._log(t_ms, "RCDAC", stim.rcd_ac_ma)
+        if stim.load_mode != old.load_mode:
+            self._log(t_ms, "LMODE", stim.load_mode)
+        load, old_load = (stim.load_a if stim.load_on else 0.0), (old.load_a if old.load_on else 0.0)
+        if load != old_load:
+            self._log(t_ms, "LOAD", load)
+        if stim.cp != old.cp:
+            self._log(t_ms, "CP", stim.cp)
+        self._applied = stim
+
+    def sense(self, t_ms: int, contactor_closed: bool, duty_pct: float, state_f: bool) -> None:
+        """What the outlet and pilot sensors see from ``t_ms`` on: log every change."""
+        c0, d0, f0 = self._sensed
+        if contactor_closed != c0:
+            self._log(t_ms, "CONTACTOR", int(contactor_closed))
+        if duty_pct != d0:
+            self._log(t_ms, "PWM", round(float(duty_pct), 3))
+        if state_f != f0:
+            self._log(t_ms, "STATEF", int(state_f))
+        self._sensed = (bool(contactor_closed), float(duty_pct), bool(state_f))
+
+    def take_events(self, limit: int = 100) -> list:
+        """The oldest ``limit`` events, removed from the log."""
+        out = []
+        while self.log and len(out) < limit:
+            out.append(self.log.popleft())
+        return out
+
+    @property
+    def duty_pct(self) -> float:
+        return self._sensed[1]
+
+    @property
+    def contactor_closed(self) -> bool:
+        return self._sensed[0]
+
+    def charger_state(self) -> str:
+        """The pilot as the EV side sees it: F, or the EV's letter with 1 (no PWM) / 2 (PWM)."""
+        c, d, f = self._sensed
+        a = self._applied.cp
+        if f:
+            return "F"
+        if a in ("A", "E"):
+            return a
+        return a + ("2" if d < 100.0 else "1")
+
+    def observe(self, t_ms: int, channels: list) -> None:
+        super().observe(t_ms, channels)
+        ch = channels[0] if channels else None
+        self.outlet_v = float(ch[0]) if ch is not None and self.contactor_closed else 0.0
+        self.drawn_a = abs(float(ch[1])) if ch is not None else 0.0
+
+    def state(self) -> dict:
+        return {**super().state(), "cp": self.cp, "charger_state": self.charger_state(),
+                "duty_pct": self.duty_pct, "contactor": self.contactor_closed, "drawn_a": self.drawn_a,
+                "events": len(self.log)}
+
+
+_CLASSES = {"eload": ElectronicLoad, "power_analyzer": PowerAnalyzer, "dmm": Dmm, "ac_source": AcSource,
+            "ev_simulator": EvSimulator}
 
 
 def make_instrument(model_key: str, serial: str = "SIM0001", **kw) -> Instrument:

@@ -17,14 +17,20 @@ def main():
               default="builtin", show_default=True,
               help="Device under test: the built-in core as controller, the naive negative control, an "
                    "external controller over Modbus (started per case by --dut-command), or an external "
-                   "charger over Modbus (--profile/--host/--port).")
+                   "charger over Modbus (--profile/--host/--port; its FS cases with --ev-sim).")
 @click.option("--profile", "charger_profile", default=None, metavar="NAME",
               help="modbus-charger: the charger's register map (see the profiles in README).")
 @click.option("--host", "charger_host", default="127.0.0.1", show_default=True, help="modbus-charger: its address.")
 @click.option("--port", "charger_port", type=click.IntRange(1, 65535), default=None, help="modbus-charger: its port.")
 @click.option("--unit", "charger_unit", type=click.IntRange(0, 255), default=None,
               help="modbus-charger: its unit id (default: the profile's).")
-@click.option("--arm", is_flag=True, help="Allow writing to a device on a non-loopback address.")
+@click.option("--arm", is_flag=True, help="Allow writing to a device (charger, EV simulator) on a non-loopback "
+                                        "address.")
+@click.option("--ev-sim", "ev_sim", default=None, metavar="RESOURCE",
+              help="modbus-charger: the VISA resource of an EV-side simulator plugged into the charger "
+                   "(e.g. TCPIP0::127.0.0.1::5025::SOCKET; `dlbrig emulate --ev-sim CHARGER` serves one). "
+                   "Runs the fault-shutdown cases FS-001..FS-012: the rig drives the EV side through it and "
+                   "judges from its time-stamped event log. Without it the FS cases are skipped.")
 @click.option("--dut-command", default=None, metavar="CMD",
               help="modbus-controller: the command that starts the DUT for a case; {endpoints}, {site}, "
                    "{speed}, {out} and {python} are replaced by the case's endpoints file, site spec, speed, "
@@ -42,9 +48,15 @@ def main():
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/certify", show_default=True)
 @click.option("--list", "list_only", is_flag=True, help="Print the catalog and exit.")
-def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm, dut_command, mode, speed,
+def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm, ev_sim, dut_command, mode, speed,
             firmware, pattern, seed, out_dir, list_only):
-    """Run the certification catalog and write report.html, junit.xml and summary.json."""
+    """Run the certification catalog and write report.html, junit.xml and summary.json.
+
+    \b
+    --dut modbus-charger judges an external charger: COM-010..012 over Modbus alone; with
+    --ev-sim RESOURCE also FS-001..FS-012 (fault shutdown: contactor deadlines, diode check,
+    residual current, soft overcurrent, state F, PWM spacing) through an EV-side simulator.
+    Non-loopback chargers and instruments need --arm."""
     from .certify.catalog import select
     from .certify.model import FAMILIES
     from .certify.runner import run_suite
@@ -76,6 +88,21 @@ def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm,
     elif dut_command:
         click.echo("error: --dut-command only applies to --dut modbus-controller", err=True)
         sys.exit(2)
+    if ev_sim is not None:
+        from .visa.drivers import is_loopback_resource, parse_resource
+        if dut != "modbus-charger":
+            click.echo("error: --ev-sim only applies to --dut modbus-charger (the built-in DUTs have their "
+                       "emulated EVs)", err=True)
+            sys.exit(2)
+        try:
+            parse_resource(ev_sim)
+        except ValueError as exc:
+            click.echo(f"error: --ev-sim: {exc}", err=True)
+            sys.exit(2)
+        if not is_loopback_resource(ev_sim) and not arm:
+            click.echo(f"error: refusing to drive the EV simulator at {ev_sim} (not loopback) without --arm",
+                       err=True)
+            sys.exit(2)
     charger_target = None
     if dut == "modbus-charger":
         from ..firmware_sim.profiles import get_profile
@@ -98,13 +125,20 @@ def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm,
         charger_target = ChargerTarget(profile=prof.name, host=charger_host, port=charger_port,
                                        unit=charger_unit if charger_unit is not None else prof.unit_ids[0],
                                        transport=prof.transport, speed=speed)
-        skipped = [c.id for c in cases if not c.probe]
-        cases = [c for c in cases if c.probe]
+        runs = (lambda c: c.probe or (ev_sim is not None and c.family == "FS"))
+        fs_skipped = [c.id for c in cases if c.family == "FS" and not runs(c)]
+        skipped = [c.id for c in cases if not runs(c) and c.family != "FS"]
+        cases = [c for c in cases if runs(c)]
+        if fs_skipped:
+            click.echo(f"note: {len(fs_skipped)} fault-shutdown case(s) skipped: they need the EV side of the "
+                       f"charger; --ev-sim RESOURCE (an EV-side simulator) enables them: "
+                       f"{', '.join(fs_skipped[:8])}{' ...' if len(fs_skipped) > 8 else ''}", err=True)
         if skipped:
-            click.echo(f"note: {len(skipped)} case(s) need the EV side or a whole site and are skipped for an "
+            click.echo(f"note: {len(skipped)} case(s) need a whole site and are skipped for an "
                        f"external charger: {', '.join(skipped[:8])}{' ...' if len(skipped) > 8 else ''}", err=True)
         if not cases:
-            click.echo("error: --cases: no case runs against an external charger (COM-010..COM-012 do)", err=True)
+            click.echo("error: --cases: no case runs against an external charger (COM-010..COM-012 do; "
+                       "FS-001..FS-012 with --ev-sim)", err=True)
             sys.exit(2)
 
     def progress(i, n, case, elapsed):
@@ -113,7 +147,7 @@ def certify(dut, charger_profile, charger_host, charger_port, charger_unit, arm,
     frames: dict = {}
     suite = run_suite(cases, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, progress=progress,
                       mode=mode, speed=speed, dut_command=dut_command, frames=frames,
-                      charger_target=charger_target)
+                      charger_target=charger_target, ev_sim=ev_sim, armed=arm)
     written = {}
     try:
         from .report import write_reports
@@ -323,11 +357,19 @@ def run(scenario, mode, out_dir, seed, duration, speed, backend, arm, endpoints_
               help="Write the endpoint list (JSON) here once the servers listen.")
 @click.option("--duration", type=str, default=None, help="Stop after this long (default: until Ctrl-C).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Physics this many times faster than real time.")
-def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, duration, speed):
+@click.option("--ev-sim", "ev_sims", multiple=True, metavar="CHARGER",
+              help="Serve an EV-side simulator (SCPI, instrument evsim_CHARGER) as the EV of CHARGER (the "
+                   "scenario's vehicles for it are left out); its VISA resource goes into the endpoints. "
+                   "Repeatable. For `dlbrig certify --dut modbus-charger --ev-sim RESOURCE`.")
+@click.option("--ev-sim-model", default="keysight_sl1040a", show_default=True,
+              type=click.Choice(["keysight_sl1040a", "comemso_epts"]), help="The EV simulator's model (*IDN?).")
+def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, duration, speed, ev_sims, ev_sim_model):
     """Serve SCENARIO's meters and chargers over Modbus with no built-in controller.
 
     Point an external controller at the endpoints; the physics (building load, EVs following their
     set-points, watchdogs) runs in real time. Ctrl-C stops the servers and leaves nothing behind.
+    With --ev-sim CHARGER an emulated EV-side simulator (SCPI) is that charger's EV, for
+    `dlbrig certify --dut modbus-charger --ev-sim RESOURCE` (fault-shutdown cases).
     """
     import asyncio
 
@@ -335,6 +377,13 @@ def emulate(scenario, host, allow_non_loopback, base_port, endpoints_file, durat
     from .wire import emulate_async
 
     sc = _load(scenario)
+    if ev_sims:
+        from .certify.ev_side import ev_sim_scenario
+        try:
+            sc = ev_sim_scenario(sc, list(dict.fromkeys(ev_sims)), ev_sim_model)
+        except ValueError as exc:           # an unknown charger, or a ScenarioError
+            click.echo(f"error: --ev-sim: {exc}", err=True)
+            sys.exit(2)
     try:
         check_bind_host(host, allow_non_loopback)
     except PermissionError:

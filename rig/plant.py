@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from ..core import Site
 from ..firmware_sim import EV, PV, BuildingLoad, ChargePoint, EvseConfig, FirmwareFaults, Meter, SiteLoad, StepEvent
 from ..firmware_sim.profiles import DeviceImage, get_profile
+from ..firmware_sim.ev import SimulatedEv
 from .links import CommFault, CommFaults
 
 MS = 1000
@@ -202,6 +203,9 @@ class Plant:
     def _unplug(self, charger, t):
         cp = self.chargers[charger]
         if cp.ev is None:
+            return
+        if isinstance(cp.ev, SimulatedEv):   # an EV simulator's vehicle: only the simulator unplugs it
+            self.events_log.append((t, f"{charger}: EV simulator plugged in, unplug ignored"))
             return
         for s in reversed(self.sessions):
             if s.charger == charger and s.left_ms is None:

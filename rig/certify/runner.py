@@ -4,6 +4,8 @@ DUTs:
 - ``builtin``: the built-in core as site controller, firmware_sim chargers (fast mode, or wire mode
   over real Modbus sockets with ``mode="wire"``: then the frames are kept for the pcap);
 - ``naive``: the naive controller (:mod:`dlbrig.rig.naive`), the negative control for controller cases;
+- ``modbus-charger``: an external charger over Modbus: COM-010..012 over Modbus alone
+  (:mod:`.charger_probe`), FS-* with an EV-side simulator (``ev_sim``, :mod:`.ev_side`);
 - ``modbus-controller``: an external controller process (``dut_command``), judged by what it does to
   the emulated site over real Modbus (:mod:`dlbrig.rig.external`); always wire mode;
 - ``--firmware noncompliant``: every charger runs :meth:`FirmwareFaults.noncompliant` (slow contactor,
@@ -97,14 +99,18 @@ def _execute(sc, case_dir, rec, *, dut, mode, speed, dut_command, frames, case_i
     return run_fast(sc, case_dir, recording=rec, allocator_factory=_allocator_factory(dut))
 
 
-def _run_probe(case, sc, *, dut, mode, speed, charger_target, frames):
+def _run_probe(case, sc, *, dut, mode, speed, charger_target, frames, ev_sim=None, armed=False):
     import asyncio
     from .charger_probe import PROBES, run_probe_on_emulated
     probe = PROBES[case.probe]
     if dut == "modbus-charger":
         if charger_target is None:
             raise ValueError("--dut modbus-charger needs --profile, --host and --port")
-        return asyncio.run(probe(charger_target, subject=f"{charger_target.host}:{charger_target.port}"))
+        subject = f"{charger_target.host}:{charger_target.port}"
+        if ev_sim:     # the EV simulator is the EV plugged in and asking for current
+            from .ev_side import with_ev_asking
+            return asyncio.run(with_ev_asking(ev_sim, lambda: probe(charger_target, subject=subject), armed=armed))
+        return asyncio.run(probe(charger_target, subject=subject))
     from ..modbus import FrameRecorder
     tap = FrameRecorder(maxlen=50_000)
     try:
@@ -115,10 +121,32 @@ def _run_probe(case, sc, *, dut, mode, speed, charger_target, frames):
             frames[case.id] = list(tap.frames)
 
 
+def _run_ev_side(case, case_dir, t0, *, charger_target, ev_sim, armed):
+    """An FS case against an external charger through the EV simulator at ``ev_sim``."""
+    from ..trace import write_json
+    from .ev_side import NotRunnable, run_case_external_sync
+    try:
+        verdicts, rec = run_case_external_sync(case, charger_target, ev_sim, armed=armed)
+    except NotRunnable as exc:
+        return CaseResult(case, "skipped", [], None, str(case_dir), time.perf_counter() - t0, str(exc),
+                          {"case": case.id, "skipped": str(exc)})
+    status = "pass" if verdicts and all(v.passed for v in verdicts) else "fail"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"case": case.id, "dut": "modbus-charger", "ev_simulator": ev_sim,
+               "judged_from": "the EV simulator's event log",
+               "events": {k: [list(e) for e in v] for k, v in rec.evse_events.items()},
+               "verdicts": [v.as_dict() for v in verdicts]}
+    write_json(case_dir / "summary.json", summary)
+    return CaseResult(case, status, verdicts, rec, str(case_dir), time.perf_counter() - t0, None, summary)
+
+
 def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/certify", mode="fast",
-             speed=1.0, dut_command=None, frames=None, charger_target=None) -> CaseResult:
+             speed=1.0, dut_command=None, frames=None, charger_target=None, ev_sim=None,
+             armed=False) -> CaseResult:
     """``frames``: a dict that receives the case's raw Modbus frames (wire mode) under its id.
-    ``charger_target``: a :class:`~.charger_probe.ChargerTarget` for ``dut="modbus-charger"``."""
+    ``charger_target``: a :class:`~.charger_probe.ChargerTarget` for ``dut="modbus-charger"``;
+    ``ev_sim``: the VISA resource of an EV-side simulator on that charger, which runs the FS cases
+    (:mod:`.ev_side`); ``armed``: writing to non-loopback devices is allowed."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
     t0 = time.perf_counter()
@@ -132,7 +160,7 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
                 dev.faults = dict(knobs)
         if case.probe:
             verdicts = _run_probe(case, sc, dut=dut, mode=mode, speed=speed, charger_target=charger_target,
-                                  frames=frames)
+                                  frames=frames, ev_sim=ev_sim, armed=armed)
             status = "pass" if verdicts and all(v.passed for v in verdicts) else "fail"
             from ..trace import write_json
             case_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +169,15 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
             write_json(case_dir / "summary.json", summary)
             return CaseResult(case, status, verdicts, None, str(case_dir), time.perf_counter() - t0, None, summary)
         if dut == "modbus-charger":
-            raise ValueError(f"{case.id} needs the EV side of the charger: it runs on emulated chargers only")
+            if case.family == "FS" and ev_sim:
+                if charger_target is None:
+                    raise ValueError("--dut modbus-charger needs --profile, --host and --port")
+                return _run_ev_side(case, case_dir, t0, charger_target=charger_target, ev_sim=ev_sim,
+                                    armed=armed)
+            if case.family == "FS":
+                raise ValueError(f"{case.id} needs the EV side of the charger: give an EV simulator "
+                                 f"(--ev-sim RESOURCE) to run it against an external charger")
+            raise ValueError(f"{case.id} needs a whole site: it runs on emulated chargers only")
         from ...core import Site
         rec = Recording.for_site(sc.name, Site.from_dict(sc.site))
         summary = _execute(sc, case_dir, rec, dut=dut, mode=mode, speed=speed, dut_command=dut_command,
@@ -163,7 +199,7 @@ def run_case(case, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/
 
 def run_suite(cases, *, dut="builtin", firmware="compliant", seed=1, out_dir="out/certify",
               progress=None, mode="fast", speed=1.0, dut_command=None, frames=None,
-              charger_target=None) -> SuiteResult:
+              charger_target=None, ev_sim=None, armed=False) -> SuiteResult:
     suite = SuiteResult(dut=dut, firmware=firmware, seed=seed,
                         started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     t0 = time.perf_counter()
@@ -173,7 +209,7 @@ def run_suite(cases, *, dut="builtin", firmware="compliant", seed=1, out_dir="ou
                 progress(i, len(cases), case, time.perf_counter() - t0)
             suite.cases.append(run_case(case, dut=dut, firmware=firmware, seed=seed, out_dir=out_dir, mode=mode,
                                         speed=speed, dut_command=dut_command, frames=frames,
-                                        charger_target=charger_target))
+                                        charger_target=charger_target, ev_sim=ev_sim, armed=armed))
     except KeyboardInterrupt:
         suite.interrupted = True
     suite.duration_s = time.perf_counter() - t0

@@ -450,14 +450,17 @@ class InstrumentSpec(_Base):
     * electronic load (``eload``): ``ev`` (the charger whose EV it stands in for) and ``conductor``;
     * power analyzer: ``elements``, one ``charger.N`` per element (N = conductor 1..3), null = unbound;
     * DMM: ``charger`` and ``conductor``, through a clamp of ``scale`` A at the DMM per A;
-    * AC source: ``circuit`` and ``phase`` (the grid of that site phase).
+    * AC source: ``circuit`` and ``phase`` (the grid of that site phase);
+    * EV simulator (``ev_simulator``): ``ev``, the charger whose EV it is (it takes over the
+      charger's socket: no scenario vehicle should use that charger).
     """
 
     name: str = Field(min_length=1, description="unique instrument name")
     model: str = Field(description="an instrument model (dlbrig.firmware_sim.instruments.INSTRUMENT_MODELS)")
     resource: Optional[str] = Field(None, description="VISA resource of a real instrument "
                                     "(TCPIP0::host::port::SOCKET); absent: emulated")
-    ev: Optional[str] = Field(None, description="eload: the charger whose EV the load stands in for")
+    ev: Optional[str] = Field(None, description="eload: the charger whose EV the load stands in for; "
+                              "ev_simulator: the charger whose EV it is")
     charger: Optional[str] = Field(None, description="dmm: the charger it measures")
     conductor: int = Field(1, ge=1, le=3, description="eload / dmm: charger conductor 1..3 (L1..L3 of the charger)")
     elements: list[Optional[str]] = Field(default_factory=list, description="power analyzer: 'charger.N' per element")
@@ -529,7 +532,8 @@ def _resolve_instruments(sc, core: Site, errors: list) -> None:
         info = INSTRUMENT_MODELS[ins.model]
         ins._kind = info.kind
         allowed = {"eload": ("ev", "conductor"), "dmm": ("charger", "conductor", "scale"),
-                   "power_analyzer": ("elements",), "ac_source": ("circuit", "phase")}[info.kind]
+                   "power_analyzer": ("elements",), "ac_source": ("circuit", "phase"),
+                   "ev_simulator": ("ev",)}[info.kind]
         for f in ("ev", "charger", "elements", "scale", "circuit", "phase", "conductor"):
             if f in ins.model_fields_set and f not in allowed:
                 errors.append(_err(loc + (f,), f"not a field of a {info.kind} ({ins.model}); its "
@@ -541,6 +545,12 @@ def _resolve_instruments(sc, core: Site, errors: list) -> None:
                                    f"it stands in for (site chargers: {_short(names)})"))
             else:
                 chans = [charger_ok(loc + ("ev",), ins.ev, ins.conductor)]
+        elif info.kind == "ev_simulator":
+            if ins.ev is None:
+                errors.append(_err(loc + ("ev",), f"an EV simulator needs ev: the charger whose EV it is "
+                                   f"(site chargers: {_short(names)})"))
+            else:
+                chans = [charger_ok(loc + ("ev",), ins.ev, 1)]
         elif info.kind == "dmm":
             if ins.charger is None:
                 errors.append(_err(loc + ("charger",), f"a DMM needs charger: the charger it measures "

@@ -42,6 +42,74 @@ def needs_arming(scenario) -> list:
     return [s.name for s in scenario.instruments if s.kind in ("eload", "ac_source")]
 
 
+class EvSimCoupling:
+    """An emulated EV simulator on its charger's socket (device side).
+
+    :meth:`act` applies the instrument's settings at a physics instant: the first pilot state other
+    than A plugs a :class:`~dlbrig.firmware_sim.ev.SimulatedEv` (taking over the socket from any
+    vehicle plugged there), A unplugs it; everything else (pilot, diode, residual current, load)
+    acts through the vehicle's stimulus, and the instrument logs it at that instant.
+    :meth:`sense` gives the instrument the outlet and pilot transitions of the charger since the
+    last call, each at the millisecond it happened in the charger model (the emulated sensors
+    sample at 1 ms): contactor, PWM duty, state F.  Never the charger's registers or its fault codes.
+    """
+
+    def __init__(self, plant, charger: str, model):
+        from ...firmware_sim.instruments import EvSimStimulus
+        self.plant, self.charger, self.model = plant, charger, model
+        self.cp = plant.chargers[charger]
+        self.ev = None
+        self.applied = EvSimStimulus()
+        self._seen = len(self.cp.events)
+        e = self.cp.evse
+        self._state = [bool(e.contactor_closed), float(e.duty_pct if e.pwm_on else 100.0), e.cp_state == "F"]
+        model.sense(plant.now_ms, *self._state)
+
+    def act(self, t_ms: int) -> None:
+        from ...firmware_sim.ev import SimulatedEv
+        want = self.model.stimulus()
+        if want == self.applied:
+            return
+        cp, log = self.cp, self.plant.events_log
+        cp.advance(t_ms)
+        if want.cp == "A":
+            if self.ev is not None and cp.ev is self.ev:
+                cp.unplug(t_ms)
+                log.append((t_ms, f"unplug {self.charger}"))
+            self.ev = None
+        if self.ev is not None:
+            self.ev.stim = want
+            cp.advance(t_ms)            # settles at t_ms with the new stimulus
+        elif want.cp != "A":
+            if cp.ev is not None:       # the simulator takes over the socket (the session ends)
+                log.append((t_ms, f"{self.charger}: EV simulator takes over the socket"))
+                self.plant._unplug(self.charger, t_ms)
+            self.ev = SimulatedEv(want)
+            cp.plug(self.ev, t_ms)
+            log.append((t_ms, f"plug {self.charger} ev_simulator"))
+        self.model.applied(t_ms, want)
+        self.applied = want
+        if getattr(self.plant, "caches", False):
+            self.plant.invalidate()
+
+    def sense(self) -> None:
+        evs = self.cp.events
+        st = self._state
+        for e in evs[self._seen:]:
+            if e.kind == "contactor_close":
+                st[0] = True
+            elif e.kind == "contactor_open":
+                st[0] = False
+            elif e.kind == "pwm":
+                st[1] = float(e.data.get("duty_pct", 100.0)) if e.data.get("on", True) else 100.0
+            elif e.kind == "cp_state":
+                st[2] = e.data.get("to") == "F"
+            else:
+                continue
+            self.model.sense(e.t_ms, *st)
+        self._seen = len(evs)
+
+
 def _channel(plant, ch):
     if ch is None:
         return None
@@ -59,9 +127,12 @@ class EmulatedBench:
         self.plant = plant
         self.specs = [s for s in scenario.instruments if s.emulated]
         self.models = {}
+        self.evsims = {}
         for s in self.specs:
             kw = {"scale": s.scale} if s.kind == "dmm" else {}
             self.models[s.name] = make_instrument(s.model, serial=f"SIM-{s.name}", **kw)
+            if s.kind == "ev_simulator":
+                self.evsims[s.name] = EvSimCoupling(plant, s.channels[0][1], self.models[s.name])
         self.act(plant.now_ms)          # loads and sources start off: no draw, no supply
 
     def act(self, t_ms: int) -> None:
@@ -69,6 +140,8 @@ class EmulatedBench:
         EV conductor, each AC source's voltage on its circuit phase (0 = phase lost).  Several
         loads on one conductor: the smallest limit; several sources on one phase: the lowest."""
         limits, supplies = {}, {}
+        for c in self.evsims.values():
+            c.act(t_ms)
         for s in self.specs:
             ch = s.channels[0] if s.channels else None
             if ch is None:
@@ -92,10 +165,16 @@ class EmulatedBench:
         """Couple the instruments and the plant at ``t_ms`` (call after ``plant.advance``): the
         outputs act (:meth:`act`), every instrument observes the result, and a protection that
         tripped on it acts at once."""
+        for c in self.evsims.values():     # what the plant's advance did, before anything new acts
+            c.sense()
         self.act(t_ms)
+        for c in self.evsims.values():
+            c.sense()
         for s in self.specs:
             self.models[s.name].observe(t_ms, [_channel(self.plant, ch) for ch in s.channels])
         self.act(t_ms)
+        for c in self.evsims.values():
+            c.sense()
 
     def serve(self, emulator: InstrumentEmulator, base_port: int = 0) -> None:
         port = base_port
@@ -194,6 +273,9 @@ class BenchClient:
             elif s.kind == "power_analyzer":
                 d.configure([e + 1 for e, ch in enumerate(s.channels) if ch is not None])
                 d.start_integration()
+            elif s.kind == "ev_simulator":     # stays in A (unplugged) until a procedure drives it
+                d.safe_off()
+                d.set_protection(current_a=min(_rating(s.model)[0], 1.1 * self._charger(s.ev).max_ma / 1000))
         for s in self.specs:            # every protection is set: now the outputs
             d = self.drivers[s.name]
             if s.kind in ("eload", "ac_source"):
@@ -256,7 +338,7 @@ class BenchClient:
         done = {}
         for s in self.specs:
             d = self.drivers.get(s.name)
-            if d is not None and s.kind in ("eload", "ac_source"):
+            if d is not None and s.kind in ("eload", "ac_source", "ev_simulator"):
                 done[s.name] = d.safe_off()
         return done
 

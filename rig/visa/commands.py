@@ -384,7 +384,83 @@ def _keysight_ac6800() -> CommandSet:
     return cs
 
 
-FAMILIES = {"chroma63800": _chroma_63800, "itech8600": _itech_8600, "yokogawa_wt": _yokogawa_wt,
+# ----------------------------------------------------------------------------------- EV simulator
+def _evsim() -> CommandSet:
+    """dlbrig's EV-side simulator command set (README "EV simulator"): the products in this role
+    (Keysight SL1040A Scienlab, comemso EPTS / EVSE analyzer) are driven through their vendors'
+    software APIs; this tree follows SCPI conventions (SOURce for stimuli, MEASure for readings,
+    a FIFO of time-stamped events) so a real one can be adapted behind the same driver.  A command
+    of an option the instrument does not have (``*OPT?``) queues -241 Hardware missing."""
+    cs = common_commands()
+
+    def opt(option, fn):
+        def h(inst, args, sfx):
+            if not inst.has(option):
+                raise ScpiError(ScpiErr.HARDWARE_MISSING, f"option {option} not installed")
+            return fn(inst, args, sfx)
+        return h
+
+    def cp_w(inst, args, _):
+        inst.set_cp(need(args)[0])
+
+    def events_q(inst, args, _):
+        limit = int(parse_number(args[0], lo=1, hi=1000)) if args else 100
+        evs = inst.take_events(limit)
+        parts = [str(len(evs))]
+        for t, kind, value in evs:
+            parts += [str(int(t)), kind, value if isinstance(value, str) else f"{float(value):g}"]
+        return ",".join(parts)
+
+    def loadmode_w(inst, args, _):
+        t = need(args)[0].strip().upper()
+        t = {"FOLLOW": "FOLL", "FIXED": "FIX"}.get(t, t)
+        if t not in ("FOLL", "FIX"):
+            raise ScpiError(ScpiErr.ILLEGAL_VALUE, f"load mode {args[0]!r} (FOLLow|FIXed)")
+        inst.load_mode = t
+
+    def phases_w(inst, args, _):
+        n = int(parse_number(need(args)[0], lo=1, hi=3))
+        inst.phases = n
+
+    cs.add("*OPT", query=lambda i, a, s: ",".join(i.options))
+    cs.add("[SOURce:]CP[:STATe]", write=opt("CP", cp_w), query=opt("CP", lambda i, a, s: i.cp))
+    cs.add("[SOURce:]CP:DIODe", write=opt("DIODE", lambda i, a, s: setattr(i, "diode", parse_bool(need(a)[0]))),
+           query=opt("DIODE", _bool_q(lambda i: i.diode)))
+    cs.add("[SOURce:]RCD:DC", write=opt("RCDDC", lambda i, a, s: i.set_rcd("DC", 1000 * parse_number(
+        need(a)[0], lo=0, hi=0.5, unit="A"))), query=opt("RCDDC", _num_q(lambda i: i.rcd_dc_ma / 1000)))
+    cs.add("[SOURce:]RCD:AC", write=opt("RCDAC", lambda i, a, s: i.set_rcd("AC", 1000 * parse_number(
+        need(a)[0], lo=0, hi=0.5, unit="A"))), query=opt("RCDAC", _num_q(lambda i: i.rcd_ac_ma / 1000)))
+    cs.add("LOAD[:STATe]", write=opt("LOAD", lambda i, a, s: setattr(i, "load_on", parse_bool(need(a)[0]))),
+           query=opt("LOAD", _bool_q(lambda i: i.load_on)))
+    cs.add("LOAD:CURRent[:LEVel]", write=opt("LOAD", lambda i, a, s: i.set_load_current(
+        parse_number(need(a)[0], lo=0, hi=i.info.max_current_a, unit="A"))),
+           query=opt("LOAD", _num_q(lambda i: i.load_a)))
+    cs.add("LOAD:CURRent:PROTection", write=opt("LOAD", lambda i, a, s: i.set_load_limit(
+        parse_number(need(a)[0], unit="A"))), query=opt("LOAD", _num_q(lambda i: i.load_limit_a)))
+    cs.add("LOAD:CURRent:PROTection:MAXimum", query=opt("LOAD", _num_q(lambda i: i.info.max_current_a)))
+    cs.add("LOAD:MODE", write=opt("LOAD", loadmode_w), query=opt("LOAD", lambda i, a, s: i.load_mode))
+    cs.add("LOAD:PHASes", write=opt("LOAD", phases_w), query=opt("LOAD", lambda i, a, s: str(i.phases)))
+    cs.add("MEASure:CP[:STATe]", query=lambda i, a, s: i.charger_state())
+    cs.add("MEASure:PWM:DUTY", query=_num_q(lambda i: i.duty_pct))
+    cs.add("MEASure:PWM:CURRent", query=_num_q(lambda i: _pwm_current(i.duty_pct)))
+    cs.add("MEASure:CONTactor", query=_bool_q(lambda i: i.contactor_closed))
+    cs.add("MEASure:VOLTage", query=_num_q(lambda i: i.outlet_v))
+    cs.add("MEASure:CURRent", query=_num_q(lambda i: i.drawn_a))
+    cs.add("EVENt:DATA", query=opt("LOG", events_q))
+    cs.add("EVENt:COUNt", query=opt("LOG", lambda i, a, s: str(len(i.log))))
+    cs.add("EVENt:CLEar", write=opt("LOG", lambda i, a, s: i.log.clear()))
+    cs.add("EVENt:OVERflow", query=opt("LOG", lambda i, a, s: str(i.log_overflow)))
+    cs.add("SYSTem:CLOCk", query=lambda i, a, s: str(int(i.now_ms)))
+    return cs
+
+
+def _pwm_current(duty_pct: float) -> float:
+    from ...firmware_sim.ev import current_from_duty
+    a = current_from_duty(duty_pct) if duty_pct < 100.0 else None
+    return 0.0 if a is None else a
+
+
+FAMILIES = {"evsim": _evsim, "chroma63800": _chroma_63800, "itech8600": _itech_8600, "yokogawa_wt": _yokogawa_wt,
             "keysight34465a": _keysight_34465a, "chroma61500": _chroma_61500,
             "keysight_ac6800": _keysight_ac6800}
 _CACHE: dict = {}

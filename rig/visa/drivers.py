@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 
 __all__ = ["VisaError", "NotArmed", "Identity", "identify", "open_driver", "ElectronicLoadDriver",
-           "PowerAnalyzerDriver", "DmmDriver", "AcSourceDriver", "parse_resource", "is_loopback_resource"]
+           "PowerAnalyzerDriver", "DmmDriver", "AcSourceDriver", "EvSimulatorDriver", "parse_resource",
+           "is_loopback_resource"]
 
 DEFAULT_TIMEOUT_MS = 2000
 
@@ -78,7 +79,7 @@ class Identity:
     model: str
     serial: str
     firmware: str
-    kind: str | None          # eload | power_analyzer | dmm | ac_source | None (unknown)
+    kind: str | None          # eload | power_analyzer | dmm | ac_source | ev_simulator | None (unknown)
     family: str | None
 
     @property
@@ -100,6 +101,8 @@ def _classify(vendor: str, model: str) -> tuple:
         return "ac_source", "chroma61500"
     if "KEYSIGHT" in v and m.startswith("AC68"):
         return "ac_source", "keysight_ac6800"
+    if ("KEYSIGHT" in v and m.startswith(("SL104",))) or ("COMEMSO" in v and m.startswith("EPTS")):
+        return "ev_simulator", "evsim"
     return None, None
 
 
@@ -370,8 +373,121 @@ class AcSourceDriver(InstrumentDriver):
         return {"voltage_v": self.query_float("MEAS:VOLT:AC?"), "current_a": self.query_float("MEAS:CURR:AC?")}
 
 
+class EvSimulatorDriver(InstrumentDriver):
+    """An EV-side simulator (README "EV simulator"): the EV of one charger, with its own
+    time-stamped event log.  Its "outputs" are everything that acts on the charger: a pilot state
+    other than A, a diode fault, residual current, the load; they need ``armed`` and the load's
+    protection (:meth:`set_protection`) first, like any output.  :meth:`safe_off` returns it to
+    CP state A, diode present, no injection, load off."""
+
+    kind = "ev_simulator"
+
+    def options(self) -> tuple:
+        return tuple(x.strip().upper() for x in self.query("*OPT?").split(",") if x.strip())
+
+    def set_protection(self, *, current_a: float) -> None:
+        """The load's current limit (A per conductor), capped at the instrument's rating."""
+        if "LOAD" in self.options():
+            rating = self.query_float("LOAD:CURR:PROT:MAX?")
+            self.write(f"LOAD:CURR:PROT {min(current_a, rating if rating is not None else current_a):.3f}")
+        self.check("set load protection")
+        self.protection_set = True
+
+    def set_cp(self, state: str) -> None:
+        state = state.upper()
+        if state != "A":
+            self._require_output_allowed()
+        self.write(f"CP:STAT {state}")
+        self.check(f"CP state {state}")
+
+    def set_diode(self, present: bool) -> None:
+        if not present:
+            self._require_output_allowed()
+        self.write(f"CP:DIOD {'ON' if present else 'OFF'}")
+        self.check("diode")
+
+    def set_residual(self, *, dc_ma: float | None = None, ac_ma: float | None = None) -> None:
+        if (dc_ma or 0) > 0 or (ac_ma or 0) > 0:
+            self._require_output_allowed()
+        if dc_ma is not None:
+            self.write(f"RCD:DC {dc_ma / 1000:.6f}")
+        if ac_ma is not None:
+            self.write(f"RCD:AC {ac_ma / 1000:.6f}")
+        self.check("residual current")
+
+    def set_load(self, amps: float, *, mode: str = "FOLL", on: bool = True, phases: int = 3) -> None:
+        """The draw per conductor: ``FOLL`` min(amps, what the PWM allows), ``FIX`` amps whatever
+        the PWM says (overcurrent tests)."""
+        if on:
+            self._require_output_allowed()
+        self.write(f"LOAD:MODE {mode};:LOAD:PHAS {int(phases)};:LOAD:CURR {amps:.3f};:LOAD {'ON' if on else 'OFF'}")
+        self.check("load")
+
+    def clock_ms(self) -> int:
+        """The instrument's time base (ms) of its event log."""
+        return int(float(self.query("SYST:CLOC?")))
+
+    def events(self) -> list:
+        """Drain the event log: [(t_ms, kind, value)] oldest first (value: float, or a string)."""
+        out = []
+        for _ in range(1000):
+            text = self.query("EVEN:DATA? 100")
+            parts = [p.strip() for p in text.split(",")]
+            try:
+                n = int(parts[0])
+            except (ValueError, IndexError):
+                raise VisaError(f"{self.resource}: EVEN:DATA? answered {text!r}") from None
+            if len(parts) != 1 + 3 * n:
+                raise VisaError(f"{self.resource}: EVEN:DATA? gave {len(parts)} fields for {n} events")
+            for k in range(n):
+                t, kind, val = parts[1 + 3 * k:4 + 3 * k]
+                try:
+                    v = float(val)
+                except ValueError:
+                    v = val
+                out.append((int(t), kind.upper(), v))
+            if n < 100:
+                break
+        return out
+
+    def measure(self) -> dict:
+        return {"cp": self.query("MEAS:CP?"), "duty_pct": self.query_float("MEAS:PWM:DUTY?"),
+                "contactor": self.query("MEAS:CONT?").strip() in ("1", "ON"),
+                "current_a": self.query_float("MEAS:CURR?")}
+
+    def output_on(self) -> bool:
+        text = self.query("CP:STAT?;:CP:DIOD?;:RCD:DC?;:RCD:AC?;:LOAD?")
+        cp, diode, dc, ac, load = [x.strip() for x in text.split(";")]
+        return cp.upper() != "A" or diode not in ("1", "ON") or float(dc) > 0 or float(ac) > 0 or load in ("1", "ON")
+
+    def safe_off(self) -> bool:
+        """CP A, diode present, no residual current, load off; True when confirmed.  Never raises.
+        Each step separately, so an instrument without an option still ends as safe as it can."""
+        ok = True
+        for cmd in ("LOAD OFF", "RCD:DC 0", "RCD:AC 0", "CP:STAT A", "CP:DIOD ON"):
+            try:
+                self.write(cmd)
+            except Exception:
+                ok = False
+        try:
+            self.errors()           # -241 for an option it does not have: nothing to switch off
+            opts = self.options()
+            q = []
+            if "CP" in opts:
+                q.append(self.query("CP:STAT?").strip().upper() == "A")
+            if "LOAD" in opts:
+                q.append(self.query("LOAD?").strip() in ("0", "OFF"))
+            if "RCDDC" in opts:
+                q.append(float(self.query("RCD:DC?")) == 0)
+            if "RCDAC" in opts:
+                q.append(float(self.query("RCD:AC?")) == 0)
+            return ok and all(q)
+        except Exception:
+            return False
+
+
 _DRIVERS = {"eload": ElectronicLoadDriver, "power_analyzer": PowerAnalyzerDriver, "dmm": DmmDriver,
-            "ac_source": AcSourceDriver}
+            "ac_source": AcSourceDriver, "ev_simulator": EvSimulatorDriver}
 
 
 class DirectResource:
