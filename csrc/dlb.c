@@ -21,16 +21,28 @@
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
+/* What the core remembers about one charger, split by use: charger_state holds what a step reads for
+ * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
+ * a phase switch touches. Every pass over the chargers then streams 152 bytes per charger instead of
+ * 352 (at N = 10000, 1.5 MB instead of 3.5 MB). hold_end and cap_until summarise the cold histories so
+ * that the per-step checks need not read them (see classify and stage 4). */
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
-    int64_t delivered_mams, last_switch, up_since, below_since, reclaimed_at, probe_since;
-    int64_t hold_until[DLB_HOLDS + 1]; /* staircase of lowered set-points the EV may still apply */
-    int32_t hold_sp[DLB_HOLDS + 1];
-    int64_t starts[DLB_MAX_STARTS];
+    int64_t delivered_mams, last_switch, below_since, reclaimed_at, probe_since;
+    int64_t hold_end;  /* latest hold_until[] (TNONE without holds): no hold is in effect from then on */
+    int64_t cap_until; /* the start cap blocks while now < cap_until (TNONE: not blocked) */
     int32_t meas[DLB_PHASES];
-    int32_t state, sp, mode, energy_need_wh, switches, reclaim_cap, n_starts, n_holds;
+    int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
 } charger_state;
+
+typedef struct {
+    int64_t hold_until[DLB_HOLDS + 1]; /* staircase of lowered set-points the EV may still apply */
+    int64_t starts[DLB_MAX_STARTS];    /* start times, ascending (a ring of the last DLB_MAX_STARTS) */
+    int64_t up_since;
+    int32_t hold_sp[DLB_HOLDS + 1];
+    int32_t switches, n_starts, n_holds;
+} charger_cold;
 
 typedef struct {
     int64_t t_last, ok_since;
@@ -92,6 +104,7 @@ struct dlb_site {
     int32_t *dfs, *range_start, *range_end;
     meter_state *ms;
     charger_state *ks;
+    charger_cold *kcold;
     charger_scratch *kx;
     circuit_scratch *cx;
     int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
@@ -468,7 +481,7 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
-    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kx, cx, order, items, tmp,
+    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, pairs, pairs_tmp, total;
 } layout;
@@ -498,6 +511,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nc * sizeof(meter_state));
     l->ks = o;
     o += align8(nk * sizeof(charger_state));
+    l->kcold = o;
+    o += align8(nk * sizeof(charger_cold));
     l->kx = o;
     o += align8(nk * sizeof(charger_scratch));
     l->cx = o;
@@ -721,6 +736,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->range_end = (int32_t *)(void *)(base + l.range_end);
     s->ms = (meter_state *)(void *)(base + l.ms);
     s->ks = (charger_state *)(void *)(base + l.ks);
+    s->kcold = (charger_cold *)(void *)(base + l.kcold);
     s->kx = (charger_scratch *)(void *)(base + l.kx);
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
     s->order = (int32_t *)(void *)(base + l.order);
@@ -769,8 +785,9 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         st->lost = 1;
         st->recover_at_once = 1;
         st->ok_since = st->on_since = st->off_since = st->wait_since = TNONE;
-        st->departure = st->last_switch = st->up_since = st->below_since = TNONE;
-        st->reclaimed_at = st->probe_since = TNONE;
+        st->departure = st->last_switch = st->below_since = TNONE;
+        st->reclaimed_at = st->probe_since = st->hold_end = st->cap_until = TNONE;
+        s->kcold[k].up_since = TNONE;
         st->state = DLB_STATE_DISCONNECTED;
         st->mode = s->chg[k].phases;
         st->energy_need_wh = -1;
@@ -968,9 +985,10 @@ static void start_session(dlb_site *s, int32_t k, int64_t now)
     st->departure = TNONE;
     st->energy_need_wh = -1;
     st->delivered_mams = 0;
-    st->switches = 0;
-    st->last_switch = st->up_since = TNONE;
-    st->n_starts = 0;
+    s->kcold[k].switches = 0;
+    st->last_switch = s->kcold[k].up_since = TNONE;
+    s->kcold[k].n_starts = 0;
+    st->cap_until = TNONE;
     st->mode = s->chg[k].phases;
     st->below_since = st->reclaimed_at = TNONE;
     st->reclaim_cap = 0;
@@ -1092,9 +1110,12 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     x->n_used = n_used;
     x->drawn = drawn;
     int64_t held = 0;
-    for (int32_t i = 0; i < st->n_holds; i++) {
-        if (now < st->hold_until[i]) {
-            held = max64(held, st->hold_sp[i]);
+    if (now < st->hold_end) { /* else every hold has expired */
+        const charger_cold *cd = &s->kcold[k];
+        for (int32_t i = 0; i < cd->n_holds; i++) {
+            if (now < cd->hold_until[i]) {
+                held = max64(held, cd->hold_sp[i]);
+            }
         }
     }
     x->m = max64(max64(drawn, st->sp), held);
@@ -1614,9 +1635,10 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
 {
     charger_state *st = &s->ks[k];
+    charger_cold *cd = &s->kcold[k];
     const dlb_charger *kc = &s->chg[k];
     const dlb_params *p = &s->p;
-    if (!(kc->can_switch_phases && st->mode == 1 && st->switches < p->max_phase_switches)) {
+    if (!(kc->can_switch_phases && st->mode == 1 && cd->switches < p->max_phase_switches)) {
         return;
     }
     int room = spk == kc->max_ma;
@@ -1628,17 +1650,17 @@ static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
         }
     }
     if (!room) {
-        st->up_since = TNONE;
+        cd->up_since = TNONE;
         return;
     }
-    if (st->up_since == TNONE) {
-        st->up_since = now;
-    } else if (now - st->up_since >= p->phase_switch_hold_ms &&
+    if (cd->up_since == TNONE) {
+        cd->up_since = now;
+    } else if (now - cd->up_since >= p->phase_switch_hold_ms &&
                (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
         st->mode = 3;
-        st->switches++;
+        cd->switches++;
         st->last_switch = now;
-        st->up_since = TNONE;
+        cd->up_since = TNONE;
     }
 }
 
@@ -1649,36 +1671,46 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
         /* The EV may still apply the higher value for follow_time_ms. Holds form a staircase (values
          * fall as expiries rise); a new hold hides the lower ones; at most DLB_HOLDS entries, the two
          * oldest merged conservatively (larger value, later expiry). */
+        charger_cold *cd = &s->kcold[k];
         int32_t n = 0;
-        for (int32_t i = 0; i < st->n_holds; i++) {
-            if (st->hold_until[i] > now && st->hold_sp[i] > st->sp) {
-                st->hold_sp[n] = st->hold_sp[i];
-                st->hold_until[n] = st->hold_until[i];
+        for (int32_t i = 0; i < cd->n_holds; i++) {
+            if (cd->hold_until[i] > now && cd->hold_sp[i] > st->sp) {
+                cd->hold_sp[n] = cd->hold_sp[i];
+                cd->hold_until[n] = cd->hold_until[i];
                 n++;
             }
         }
-        st->hold_sp[n] = st->sp;
-        st->hold_until[n] = now + s->p.follow_time_ms;
+        cd->hold_sp[n] = st->sp;
+        cd->hold_until[n] = now + s->p.follow_time_ms;
         n++;
         if (n > DLB_HOLDS) {
-            st->hold_until[0] = st->hold_until[1];
+            cd->hold_until[0] = cd->hold_until[1];
             for (int32_t i = 1; i + 1 < n; i++) {
-                st->hold_sp[i] = st->hold_sp[i + 1];
-                st->hold_until[i] = st->hold_until[i + 1];
+                cd->hold_sp[i] = cd->hold_sp[i + 1];
+                cd->hold_until[i] = cd->hold_until[i + 1];
             }
             n--;
         }
-        st->n_holds = n;
+        cd->n_holds = n;
+        st->hold_end = TNONE;
+        for (int32_t i = 0; i < n; i++) {
+            st->hold_end = max64(st->hold_end, cd->hold_until[i]);
+        }
     }
     if (spk > 0 && st->sp == 0) {
         st->on_since = now;
         st->off_since = TNONE;
         st->wait_since = TNONE;
-        if (st->n_starts == DLB_MAX_STARTS) {
-            memmove(st->starts, st->starts + 1, (DLB_MAX_STARTS - 1) * sizeof(int64_t));
-            st->n_starts--;
+        charger_cold *cd = &s->kcold[k];
+        if (cd->n_starts == DLB_MAX_STARTS) {
+            memmove(cd->starts, cd->starts + 1, (DLB_MAX_STARTS - 1) * sizeof(int64_t));
+            cd->n_starts--;
         }
-        st->starts[st->n_starts++] = now;
+        cd->starts[cd->n_starts++] = now;
+        /* starts are ascending, so the ones within the hour are a suffix: at least M of them
+         * (M = max_starts_per_hour) while the M-th latest is less than an hour old */
+        const int32_t cap = s->p.max_starts_per_hour;
+        st->cap_until = cap > 0 && cd->n_starts >= cap ? cd->starts[cd->n_starts - cap] + HOUR_MS : TNONE;
     } else if (spk == 0 && st->sp > 0) {
         st->off_since = now;
         st->on_since = TNONE;
@@ -1898,15 +1930,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 o->reason = DLB_REASON_MIN_OFF;
                 continue;
             }
-            if (p->max_starts_per_hour > 0) {
-                int32_t recent = 0;
-                for (int32_t i = 0; i < st->n_starts; i++) {
-                    recent += now - st->starts[i] < HOUR_MS;
-                }
-                if (recent >= p->max_starts_per_hour) {
-                    o->reason = DLB_REASON_START_CAP;
-                    continue;
-                }
+            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
+                o->reason = DLB_REASON_START_CAP;
+                continue;
             }
         }
         x->in_group = 1; /* eligible; reused as a marker below */
@@ -1942,14 +1968,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         dlb_charger_output *o = &out[k];
         x->in_group = 0;
         int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma);
-        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && st->switches < p->max_phase_switches &&
+        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
             (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
             uint32_t one = 1u << kc->phase_map[0];
             if (first_short(s, k, one, 1, kc->min_ma) < 0) {
                 st->mode = 1;
-                st->switches++;
+                s->kcold[k].switches++;
                 st->last_switch = now;
-                st->up_since = TNONE;
+                s->kcold[k].up_since = TNONE;
                 /* Its old draw stays counted on the old phases. On the new phase it was counted at m if
                  * that phase was one of them, else at its draw there (a fixed load): only what it gets
                  * above that is new. */
