@@ -1939,26 +1939,22 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
+    int32_t n_rest = 0;
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
         if (s->kx[k].in_group) {
             s->pairs[n_items].key = admission_key(s, k, now, &s->kx[k].tier);
             s->pairs[n_items++].item = k;
+        } else {
+            s->items[n_rest++] = k; /* the rest, in their kept order */
         }
     }
     sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
-    {   /* keep the order for the next step: eligible sorted first, then the rest as they were */
-        int32_t w = 0;
-        for (int32_t i = 0; i < n_items; i++) {
-            s->tmp[w++] = (int32_t)s->pairs[i].item;
-        }
-        for (int32_t i = 0; i < nk; i++) {
-            if (!s->kx[s->order[i]].in_group) {
-                s->tmp[w++] = s->order[i];
-            }
-        }
-        memcpy(s->order, s->tmp, (size_t)nk * sizeof(int32_t));
+    /* keep the order for the next step: eligible sorted first, then the rest as they were */
+    for (int32_t i = 0; i < n_items; i++) {
+        s->order[i] = (int32_t)s->pairs[i].item;
     }
+    memcpy(s->order + n_items, s->items, (size_t)n_rest * sizeof(int32_t));
     int32_t n_adm = 0;
     for (int32_t i = 0; i < n_items; i++) {
         int32_t k = s->order[i];
