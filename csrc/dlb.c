@@ -1936,6 +1936,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         x->in_group = 1; /* eligible; reused as a marker below */
+        /* its admission key, computed here while its state is at hand (nothing it reads changes before
+         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+        s->key[k] = admission_key(s, k, now, &x->tier);
     }
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
@@ -1943,7 +1946,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
         if (s->kx[k].in_group) {
-            s->pairs[n_items].key = admission_key(s, k, now, &s->kx[k].tier);
+            s->pairs[n_items].key = s->key[k];
             s->pairs[n_items++].item = k;
         } else {
             s->items[n_rest++] = k; /* the rest, in their kept order */
