@@ -119,6 +119,8 @@ struct dlb_site {
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
+    int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
+    int32_t radix[16];              /* counts of one rank_sort pass */
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
@@ -483,7 +485,8 @@ void dlb_params_default(dlb_params *p)
 typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
-        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, pairs, pairs_tmp, total;
+        ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
+        pairs_tmp, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -566,6 +569,10 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->dfs_pos = o;
     o += align8(nk * sizeof(int32_t));
     l->glist = o;
+    o += align8(nk * sizeof(int32_t));
+    l->rank_start = o;
+    o += align8(nk * sizeof(int32_t));
+    l->rank_end = o;
     o += align8(nk * sizeof(int32_t));
     l->pairs = o;
     o += align8(nk * sizeof(kpair));
@@ -764,6 +771,8 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ev_other = (int32_t *)(void *)(base + l.ev_other);
     s->dfs_pos = (int32_t *)(void *)(base + l.dfs_pos);
     s->glist = (int32_t *)(void *)(base + l.glist);
+    s->rank_start = (int32_t *)(void *)(base + l.rank_start);
+    s->rank_end = (int32_t *)(void *)(base + l.rank_end);
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
@@ -880,6 +889,10 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         s->key[k] = (uint64_t)s->chg[k].max_ma * (uint64_t)s->qw[k];
     }
     merge_sort(s->perm_end, s->tmp, (size_t)s->nk, s->key);
+    for (int32_t i = 0; i < s->nk; i++) {
+        s->rank_start[s->perm_start[i]] = i;
+        s->rank_end[s->perm_end[i]] = i;
+    }
     *site = s;
     return DLB_OK;
 }
@@ -1316,6 +1329,59 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
 static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
 
+/* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
+ * (at most 4 passes for DLB_MAX_CHARGERS), O(n + 16) each. Sorting by a presorted position gives the
+ * same order as sorting by that list's (level, index), in O(n) instead of O(n log n). */
+static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
+{
+    int32_t *src = a, *dst = s->tmp;
+    int32_t *cnt = s->radix;
+    for (int shift = 0; ((s->nk - 1) >> shift) > 0; shift += 4) {
+        memset(s->radix, 0, sizeof(s->radix));
+        for (int32_t i = 0; i < n; i++) {
+            cnt[(rank[src[i]] >> shift) & 15]++;
+        }
+        int32_t acc = 0;
+        for (int d = 0; d < 16; d++) {
+            int32_t c = cnt[d];
+            cnt[d] = acc;
+            acc += c;
+        }
+        for (int32_t i = 0; i < n; i++) {
+            dst[cnt[(rank[src[i]] >> shift) & 15]++] = src[i];
+        }
+        int32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) {
+        memcpy(a, src, (size_t)n * sizeof(int32_t));
+    }
+}
+
+/* The fill's END events: items[0..n_end) (ceiling max_ma, in perm_end order) merged with
+ * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted here by level) into
+ * ev_end, by (level, index). Returns the number of events. */
+static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
+{
+    if (n_other == 0) {
+        memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
+        return n_end;
+    }
+    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
+    int32_t i = 0, j = 0, o = 0;
+    while (i < n_end || j < n_other) {
+        int take_other = i >= n_end;
+        if (!take_other && j < n_other) {
+            int32_t a = s->ev_other[j], b2 = s->items[i];
+            int64_t la = s->kx[a].hi * s->qw[a], lb = s->kx[b2].hi * s->qw[b2];
+            take_other = la < lb || (la == lb && a < b2);
+        }
+        s->ev_end[o++] = take_other ? s->ev_other[j++] : s->items[i++];
+    }
+    return o;
+}
+
 /* Weighted max-min fair progressive filling (see the reference's _progressive_fill for the definition).
  * Events are processed in the reference's order: charger events by (level, END before START, index)
  * while their level is not above the lowest lane level, else the lowest lane (level, lane id)
@@ -1350,7 +1416,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     }
     /* The two event lists, each sorted by (level, index). A large group filters the presorted
      * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
-     * A small group (a priority class) sorts its own events, O(n log n). */
+     * A small group (a priority class, or few admitted chargers) sorts its own events by their
+     * positions in those permutations (rank_sort, O(n) per pass), the lowered END levels the same way. */
     if ((int64_t)n_group * 16 >= s->nk) {
         int32_t n_other = 0;
         for (int32_t i = 0; i < s->nk; i++) {
@@ -1372,38 +1439,25 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
             }
         }
-        if (n_other > 0) {
-            merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
-            int32_t i = 0, j = 0, o = 0;
-            while (i < n_end || j < n_other) {
-                int take_other = i >= n_end;
-                if (!take_other && j < n_other) {
-                    int32_t a = s->ev_other[j], b2 = s->items[i];
-                    int64_t la = end_level(s, a), lb = end_level(s, b2);
-                    take_other = la < lb || (la == lb && a < b2);
-                }
-                s->ev_end[o++] = take_other ? s->ev_other[j++] : s->items[i++];
-            }
-            n_end = o;
-        } else {
-            memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
-        }
+        n_end = merge_end_events(s, n_end, n_other);
     } else {
+        int32_t n_other = 0;
         for (int32_t i = 0; i < n_group; i++) {
             int32_t k = group[i];
-            if (s->chg[k].min_ma < s->kx[k].hi) {
+            const charger_scratch *x = &s->kx[k];
+            if (s->chg[k].min_ma < x->hi) {
                 s->ev_start[n_start++] = k;
-                s->ev_end[n_end++] = k;
+                if (x->hi == s->chg[k].max_ma) {
+                    s->items[n_end++] = k;
+                } else {
+                    s->key[k] = (uint64_t)end_level(s, k);
+                    s->ev_other[n_other++] = k;
+                }
             }
         }
-        for (int32_t i = 0; i < n_start; i++) {
-            s->key[s->ev_start[i]] = (uint64_t)start_level(s, s->ev_start[i]);
-        }
-        merge_sort(s->ev_start, s->tmp, (size_t)n_start, s->key);
-        for (int32_t i = 0; i < n_end; i++) {
-            s->key[s->ev_end[i]] = (uint64_t)end_level(s, s->ev_end[i]);
-        }
-        merge_sort(s->ev_end, s->tmp, (size_t)n_end, s->key);
+        rank_sort(s, s->ev_start, n_start, s->rank_start);
+        rank_sort(s, s->items, n_end, s->rank_end);
+        n_end = merge_end_events(s, n_end, n_other);
     }
     /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
     int32_t n_gl = 0;
@@ -1415,10 +1469,9 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         }
     } else {
         for (int32_t i = 0; i < n_group; i++) {
-            s->key[group[i]] = (uint64_t)s->dfs_pos[group[i]];
             s->glist[n_gl++] = group[i];
         }
-        merge_sort(s->glist, s->tmp, (size_t)n_gl, s->key);
+        rank_sort(s, s->glist, n_gl, s->dfs_pos);
     }
     int32_t is = 0, ie = 0;
     for (;;) {
