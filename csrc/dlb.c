@@ -20,6 +20,7 @@
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
+enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; min < hi; hi == max */
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
@@ -121,6 +122,8 @@ struct dlb_site {
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
     int32_t radix[16];              /* counts of one rank_sort pass */
+    uint8_t *evf; /* EVF_* bits of each charger during one fill, 0 outside it: the dense filter of the
+                   * presorted lists (one byte per charger instead of its scratch and configuration) */
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
@@ -486,7 +489,7 @@ typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
-        pairs_tmp, total;
+        pairs_tmp, evf, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -578,6 +581,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kpair));
     l->pairs_tmp = o;
     o += align8(nk * sizeof(kpair));
+    l->evf = o;
+    o += align8(nk * sizeof(uint8_t));
     l->total = o;
     return 1;
 }
@@ -775,6 +780,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->rank_end = (int32_t *)(void *)(base + l.rank_end);
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
+    s->evf = base + l.evf;
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -1413,6 +1419,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         if (kc->min_ma >= x->hi) {
             x->value = x->hi;
         }
+        s->evf[k] = (uint8_t)(EVF_GROUP | (kc->min_ma < x->hi ? EVF_EVENTS : 0) | (x->hi == kc->max_ma ? EVF_AT_MAX : 0));
     }
     /* The two event lists, each sorted by (level, index). A large group filters the presorted
      * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
@@ -1422,16 +1429,15 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         int32_t n_other = 0;
         for (int32_t i = 0; i < s->nk; i++) {
             int32_t k = s->perm_start[i];
-            const charger_scratch *x = &s->kx[k];
-            if (x->in_group && s->chg[k].min_ma < x->hi) {
+            if (s->evf[k] & EVF_EVENTS) {
                 s->ev_start[n_start++] = k;
             }
         }
         for (int32_t i = 0; i < s->nk; i++) {
             int32_t k = s->perm_end[i];
-            const charger_scratch *x = &s->kx[k];
-            if (x->in_group && s->chg[k].min_ma < x->hi) {
-                if (x->hi == s->chg[k].max_ma) {
+            const uint32_t f = s->evf[k];
+            if (f & EVF_EVENTS) {
+                if (f & EVF_AT_MAX) {
                     s->items[n_end++] = k;
                 } else {
                     s->key[k] = (uint64_t)end_level(s, k);
@@ -1463,7 +1469,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     int32_t n_gl = 0;
     if ((int64_t)n_group * 16 >= s->nk) {
         for (int32_t i = 0; i < s->nk; i++) {
-            if (s->kx[s->dfs[i]].in_group) {
+            if (s->evf[s->dfs[i]] & EVF_GROUP) {
                 s->glist[n_gl++] = s->dfs[i];
             }
         }
@@ -1538,6 +1544,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
+        s->evf[k] = 0;
         int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
         run_take(s, k, x->used, x->n_used, v - kc->min_ma);
         x->ideal = v;
