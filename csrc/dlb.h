@@ -21,14 +21,15 @@
  *     one dlb_step() costs O(N log N + N*D*log C + C*P) time:
  *       N log N   the admission sort (insertion sort repairs last step's order in O(N + moves); past
  *                 8N + 64 moves it switches to a merge sort) and, per priority class of g chargers,
- *                 O(g log g) for its fill events (one class spanning >= N/16 chargers filters
- *                 presorted lists in O(N) instead);
+ *                 O(g) for its fill events (radix passes over their ranks in lists presorted at
+ *                 init; END levels lowered by a reclaim cap or the ramp sorted in O(g log g); one
+ *                 class spanning >= N/16 chargers filters the presorted lists in O(N) instead);
  *       N*D*log C every walk of a charger up its path (admission, fill events, headroom), and the
  *                 fill's heap of circuits keyed by their lowest lane (one re-key per circuit touched
  *                 by a batch of same-level events, O(log C) each, or an O(C) rebuild when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 240 + deepest callee chain 248;
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 224 + deepest callee chain 264;
  *     `make -C csrc test` prints the per-function frames).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
@@ -274,9 +275,9 @@ typedef struct dlb_site dlb_site; /* opaque; lives inside the caller's buffer */
 void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
- * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.8 kB + 1.3 kB per circuit
- * + 0.6 kB per charger on LP64 (x86-64 gcc: 704,576 bytes for 81 circuits and 1,000 chargers;
- * 7.0 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
+ * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.9 kB + 1.3 kB per circuit
+ * + 0.6 kB per charger on LP64 (x86-64 gcc: 721,672 bytes for 81 circuits and 1,000 chargers;
+ * 7.2 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
 
