@@ -34,6 +34,8 @@ Event resolution: 1 ms for the firmware; the EV's taper/SOC runs on its ``tick_m
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
@@ -818,6 +820,11 @@ class Evse:
         KeyError for unknown names."""
         return _POINT_GETTERS[name](self)
 
+    def point_getter(self, name: str):
+        """A zero-argument callable returning ``point(name)`` whenever it is called (a register
+        image re-checks the same few points every cycle); KeyError for unknown names."""
+        return functools.partial(_POINT_GETTERS[name], self)
+
     def _reported_current(self, conductor: int) -> float:
         """The current the charger reports about itself (``misreport_current_pct`` skews it)."""
         pct = self.faults.misreport_current_pct
@@ -1094,6 +1101,10 @@ class ChargePoint:
     def point(self, name: str) -> object:
         """One charger point (``points()[name]``); KeyError for unknown names."""
         return self.evse.point(name)
+
+    def point_getter(self, name: str):
+        """``point(name)`` as a zero-argument callable (see :meth:`Evse.point_getter`)."""
+        return self.evse.point_getter(name)
 
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""
