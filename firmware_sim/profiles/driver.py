@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, encode
+from .codec import CodecError, decode, decoder, encode
 
 __all__ = [
     "Request", "Write", "DecodeError", "ChargerReading", "ChargerSpec", "MeterSpec",
@@ -271,12 +271,18 @@ class _Layout:
         return all(self.fillable(table, a) for a in range(end, r.address))
 
 
-def _decode_reg(p: Profile, reg: Register, words: Sequence[int]) -> Any:
+def _decode_reg(p: Profile, reg: Register, words: Sequence[int], compiled: dict | None = None) -> Any:
     """Decoded value; a multi-register integer of all ones is the "not available" pattern
-    (0xFFFFFFFF Bender/KEBA, -1 CHARX/Alfen) and decodes as NaN."""
+    (0xFFFFFFFF Bender/KEBA, -1 CHARX/Alfen) and decodes as NaN. ``compiled``: a dict to keep
+    the register's compiled decoder in (codec.decoder: same values, decided once)."""
     if reg.dtype in _INT_MAX and len(words) > 1 and all(w == 0xFFFF for w in words):
         return math.nan
     try:
+        if compiled is not None:
+            dec = compiled.get(id(reg))
+            if dec is None:
+                dec = compiled[id(reg)] = decoder(reg.dtype, reg.word_order or p.word_order, reg.scale)
+            return dec(list(words))
         return decode(list(words), reg.dtype, reg.word_order or p.word_order, reg.scale)
     except CodecError as exc:
         raise DecodeError(f"{p.name} {reg.name}: {exc}") from exc
@@ -296,6 +302,7 @@ class _Driver:
         self._memo_key: tuple | None = None
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
+        self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -341,7 +348,7 @@ class _Driver:
                 if last is not None and last[0] == words:
                     out[key] = last[1]
                 else:
-                    out[key] = value = _decode_reg(self.profile, reg, words)
+                    out[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
                     memo[key] = (words, value)
             return out
         for key, reg in self._fields:

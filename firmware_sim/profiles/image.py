@@ -48,7 +48,7 @@ from collections.abc import Mapping as _MappingABC
 from typing import Any, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, encode
+from .codec import CodecError, decode, encode, encoder
 
 __all__ = ["DeviceImage", "ModbusError", "NoSuchUnit",
            "ILLEGAL_FUNCTION", "ILLEGAL_DATA_ADDRESS", "ILLEGAL_DATA_VALUE", "DEVICE_FAILURE"]
@@ -185,6 +185,7 @@ class DeviceImage:
         # time with nothing changed since (no write, no invalidate) feeds the watchdog with the
         # value it already holds: a no-op that costs a model settle, so it is skipped.
         self._kicked: dict[int, int] = {}
+        self._encoders: dict[int, Any] = {}     # cache=True: id(register) -> compiled encoder
         p = profile
         self._units: dict[int, _Unit] = {}
         for uid, dev in devices.items():
@@ -305,8 +306,11 @@ class DeviceImage:
                 (tv is not float or value != 0.0 or _copysign(1.0, value) == _copysign(1.0, m[1])):
             return m[2]
         try:
-            words = encode(value, reg.dtype, reg.word_order or self.profile.word_order,
-                           reg.scale, reg.count, saturate=True)
+            enc = self._encoders.get(key)
+            if enc is None:     # the register's codec, compiled once (codec.encoder)
+                enc = self._encoders[key] = encoder(reg.dtype, reg.word_order or self.profile.word_order,
+                                                    reg.scale, reg.count, saturate=True)
+            words = enc(value)
         except ModbusError:
             raise
         except Exception as exc:
