@@ -122,7 +122,10 @@ class SiteController:
 
     def _ev_sum(self, meter: str, chargers: dict) -> list:
         tot = [0.0, 0.0, 0.0]
-        for name, pm in self._meter_subtree.setdefault(meter, self._under_meter(meter)):
+        sub = self._meter_subtree.get(meter)
+        if sub is None:     # the site does not change: walk the circuit tree once per meter
+            sub = self._meter_subtree[meter] = self._under_meter(meter)
+        for name, pm in sub:
             r = chargers.get(name)
             if r is None:
                 continue

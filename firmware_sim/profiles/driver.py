@@ -649,11 +649,11 @@ class ChargerDriver(_Driver):
     # -- reads -----------------------------------------------------------------------------------
     def decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         if self.memo:
-            key = tuple(map(tuple, responses))
-            if key != self._memo_key:
+            # compared as lists of lists (one C-level comparison, no tuples built per cycle)
+            key = self._memo_key
+            if key is None or key != responses:
                 r = self._decode(responses)
-                self._memo_key, self._memo_val = key, r
-                r = self._memo_val
+                self._memo_key, self._memo_val = [list(x) for x in responses], r
             else:
                 r = self._memo_val
             raw = dict(r.raw)
