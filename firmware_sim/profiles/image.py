@@ -377,13 +377,18 @@ class DeviceImage:
         """The points an earlier answer was computed from still have the same values (same
         type, equal, same sign of zero): the registers' encoders are pure functions of the
         points they look up, so the answer is the same words. Memos are only kept for devices
-        with ``point(name)`` (``_LazyPoints``), so the values are computed the same way here,
-        straight from the model (``_getter``) rather than through the lazy mapping."""
+        with ``point(name)`` (``_LazyPoints``): a value is taken from the lazy mapping's values
+        of this instant, else computed straight from the model (``_getter``, without the
+        mapping's layers) and kept there, so the plan's check, its requests' checks and a
+        recomputation evaluate each point once."""
         try:
             getters = u.getters
             for idx, name, old in deps:
-                g = getters.get((idx, name))
-                v = (g if g is not None else self._getter(u, idx, name))()
+                vals = self._points(u, idx, cache)._vals
+                v = vals.get(name, _MISSING)
+                if v is _MISSING:
+                    g = getters.get((idx, name))
+                    v = vals[name] = (g if g is not None else self._getter(u, idx, name))()
                 if v.__class__ is not old.__class__ or v != old:
                     return False
                 if v.__class__ is float and v == 0.0 and _copysign(1.0, v) != _copysign(1.0, old):
