@@ -1043,11 +1043,18 @@ class ChargePoint:
             self._settle(now_ms)
 
     def _next_event_ms(self) -> int | None:
-        cands = [self.evse.next_event_ms()]
-        if self.ev is not None:
-            cands.append(self.ev.next_event_ms())
-        cands = [c for c in cands if c is not None and c > self.now_ms]
-        return min(cands) if cands else None
+        # the earliest of the EVSE's and the EV's next events after now (every idle charger asks
+        # this every cycle: no lists built)
+        now = self.now_ms
+        best = self.evse.next_event_ms()
+        if best is not None and best <= now:
+            best = None
+        ev = self.ev
+        if ev is not None:
+            x = ev.next_event_ms()
+            if x is not None and x > now and (best is None or x < best):
+                best = x
+        return best
 
     def _signals(self) -> EvSignals:
         ev = self.ev
