@@ -325,6 +325,9 @@ class _Driver:
 
     def _build_plan(self) -> None:
         self._plan, self._where = self._layout.plan([r for _, r in self._fields])
+        # per field: (name, register, response index, word offset, end), for the memo path
+        self._locs = [(key, reg, *self._where[(reg.table, reg.address)]) for key, reg in self._fields]
+        self._locs = [(key, reg, i, off, off + reg.count) for key, reg, i, off in self._locs]
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
@@ -341,9 +344,8 @@ class _Driver:
             # per field: the same words decode to the same value (one changing register, such as
             # a validity countdown, no longer costs decoding every other field)
             memo = self._field_memo
-            for key, reg in self._fields:
-                i, off = self._where[(reg.table, reg.address)]
-                words = tuple(responses[i][off:off + reg.count])
+            for key, reg, i, off, end in self._locs:
+                words = tuple(responses[i][off:end])
                 last = memo.get(key)
                 if last is not None and last[0] == words:
                     out[key] = last[1]
