@@ -106,6 +106,10 @@ class _Unit:
 
 
 _MISSING = object()
+# read_many: a plan memo that missed this many reads in a row rests for _PLAN_REST reads (the
+# answers are the same either way; only the bookkeeping is skipped)
+_PLAN_MISSES = 2
+_PLAN_REST = 64
 _copysign = math.copysign
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
@@ -493,12 +497,22 @@ class DeviceImage:
             return [self._read_plain(u, t, a, n, now_ms) for t, a, n in requests]
         key = tuple(requests)
         pm = u.plans.get(key)
+        misses = 0
+        if pm.__class__ is int:
+            # a plan that changed on consecutive reads (a countdown register): its memo costs a
+            # check and a rebuild every cycle for nothing, so it rests for this many reads
+            if pm > 1:
+                u.plans[key] = pm - 1
+            else:
+                del u.plans[key]
+            return [self.read(unit, t, a, n, now_ms) for t, a, n in key]
         if pm is not None:
             if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
                 self._heartbeat(u, now_ms)      # what the plan's first request does
                 self._kicked[u.uid] = now_ms
             if self._still_valid(u, pm[0], self._request_cache(u, now_ms)):
                 return [list(a) for a in pm[1]]
+            misses = pm[2] + 1
         out: list = []
         # the points of requests that had to be recomputed come first in the plan's memo: they
         # are the ones that moved (a countdown, a current), so next cycle's check stops early
@@ -518,12 +532,15 @@ class DeviceImage:
                     dst = kept if r[2] else moved
                     for idx, name, v in r[1]:
                         dst.setdefault((idx, name), v)
-        if moved is not None:
+        if moved is None:
+            u.plans.pop(key, None)
+        elif misses >= _PLAN_MISSES:
+            u.plans[key] = _PLAN_REST
+        else:
             for k, v in kept.items():
                 moved.setdefault(k, v)
-            u.plans[key] = (tuple((i, n, v) for (i, n), v in moved.items()), tuple(tuple(w) for w in out))
-        else:
-            u.plans.pop(key, None)
+            u.plans[key] = (tuple((i, n, v) for (i, n), v in moved.items()),
+                            tuple(tuple(w) for w in out), misses)
         return out
 
     def _read_plain(self, u: _Unit, table: str, address: int, count: int, now_ms: int) -> list[int]:
