@@ -34,6 +34,8 @@ Event resolution: 1 ms for the firmware; the EV's taper/SOC runs on its ``tick_m
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
@@ -818,6 +820,11 @@ class Evse:
         KeyError for unknown names."""
         return _POINT_GETTERS[name](self)
 
+    def point_getter(self, name: str):
+        """A zero-argument callable returning ``point(name)`` whenever it is called (a register
+        image re-checks the same few points every cycle); KeyError for unknown names."""
+        return functools.partial(_POINT_GETTERS[name], self)
+
     def _reported_current(self, conductor: int) -> float:
         """The current the charger reports about itself (``misreport_current_pct`` skews it)."""
         pct = self.faults.misreport_current_pct
@@ -1036,11 +1043,18 @@ class ChargePoint:
             self._settle(now_ms)
 
     def _next_event_ms(self) -> int | None:
-        cands = [self.evse.next_event_ms()]
-        if self.ev is not None:
-            cands.append(self.ev.next_event_ms())
-        cands = [c for c in cands if c is not None and c > self.now_ms]
-        return min(cands) if cands else None
+        # the earliest of the EVSE's and the EV's next events after now (every idle charger asks
+        # this every cycle: no lists built)
+        now = self.now_ms
+        best = self.evse.next_event_ms()
+        if best is not None and best <= now:
+            best = None
+        ev = self.ev
+        if ev is not None:
+            x = ev.next_event_ms()
+            if x is not None and x > now and (best is None or x < best):
+                best = x
+        return best
 
     def _signals(self) -> EvSignals:
         ev = self.ev
@@ -1095,10 +1109,21 @@ class ChargePoint:
         """One charger point (``points()[name]``); KeyError for unknown names."""
         return self.evse.point(name)
 
+    def point_getter(self, name: str):
+        """``point(name)`` as a zero-argument callable (see :meth:`Evse.point_getter`)."""
+        return self.evse.point_getter(name)
+
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""
         if name not in CHARGER_POINTS_WRITE:
             raise KeyError(name)
         self.advance(now_ms, unchanged=self.settled_promise)
         self.evse.write_point(name, value, now_ms)
+        if name == "heartbeat" and self.settled_promise:
+            # Settled at now_ms just above, and a heartbeat only moves the watchdog's last feed
+            # to now_ms (its deadline to the future): nothing is due at now_ms that was not,
+            # so settling again is a no-op (idempotent update, integrators keep their rate).
+            # Skipped under the owner's promise only (fast mode: products fed by any request
+            # see this every cycle); the plain path settles, and both give the same run.
+            return
         self._settle(now_ms)

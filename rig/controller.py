@@ -122,7 +122,10 @@ class SiteController:
 
     def _ev_sum(self, meter: str, chargers: dict) -> list:
         tot = [0.0, 0.0, 0.0]
-        for name, pm in self._meter_subtree.setdefault(meter, self._under_meter(meter)):
+        sub = self._meter_subtree.get(meter)
+        if sub is None:     # the site does not change: walk the circuit tree once per meter
+            sub = self._meter_subtree[meter] = self._under_meter(meter)
+        for name, pm in sub:
             r = chargers.get(name)
             if r is None:
                 continue
@@ -180,7 +183,11 @@ class SiteController:
 
     async def _read(self, ep: Endpoint, now_ms: int):
         try:
-            responses = [await ep.link.read(ep.unit, t, a, n) for t, a, n in ep.driver.read_plan()]
+            many = getattr(ep.link, "read_many", None)   # fast mode: the plan in one call
+            if many is not None:
+                responses = await many(ep.unit, ep.driver.read_plan())
+            else:
+                responses = [await ep.link.read(ep.unit, t, a, n) for t, a, n in ep.driver.read_plan()]
             return ep.driver.decode(responses)
         except (ModbusError, LinkTimeout, DecodeError, OSError) as exc:
             self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))

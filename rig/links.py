@@ -106,6 +106,15 @@ class FastLink:
         self.transactions += 1
         return self.image.read(unit, table, address, count, now)
 
+    async def read_many(self, unit: int, requests) -> list:
+        """``[await read(unit, t, a, n) for t, a, n in requests]`` in one call (a device's read
+        plan). A device with an active communication fault takes the per-request path, so every
+        request meets the fault (and its random draw) exactly as separate reads do."""
+        if self.name in self.faults.active:
+            return [await self.read(unit, t, a, n) for t, a, n in requests]
+        self.transactions += len(requests)
+        return self.image.read_many(unit, requests, self.clock.now_ms())
+
     async def write(self, unit: int, table: str, address: int, words) -> None:
         now = self._gate()
         self.transactions += 1

@@ -240,3 +240,131 @@ def decode(words: Sequence[int], dtype: str, word_order: str = BE, scale: float 
     if scale != 1 and not (math.isnan(x) or math.isinf(x)):
         x = _from_raw(x, scale)
     return x
+
+
+# --- compiled codecs ----------------------------------------------------------------------------
+# encode()/decode() interpret dtype, word order and scale on every call. A register's are fixed, so
+# the engine and the drivers ask once for a function specialised to them (the struct formats,
+# 1/scale and the word split precomputed) that gives exactly what encode()/decode() give for the
+# same arguments, values and exceptions included (tests/firmware_sim/test_codec.py compares them).
+# Strings and anything unusual go through the generic functions.
+_CODECS: dict = {}
+
+
+def encoder(dtype: str, word_order: str = BE, scale: float = 1.0, count: int | None = None,
+            saturate: bool = False):
+    """``lambda value: encode(value, dtype, word_order, scale, count, saturate)``, compiled."""
+    key = ("e", dtype, word_order, scale, count, saturate)
+    f = _CODECS.get(key)
+    if f is None:
+        f = _CODECS[key] = _compile_encoder(dtype, normalize_word_order(word_order), scale, count,
+                                            saturate)
+    return f
+
+
+def decoder(dtype: str, word_order: str = BE, scale: float = 1.0):
+    """``lambda words: decode(words, dtype, word_order, scale)``, compiled."""
+    key = ("d", dtype, word_order, scale)
+    f = _CODECS.get(key)
+    if f is None:
+        f = _CODECS[key] = _compile_decoder(dtype, normalize_word_order(word_order), scale)
+    return f
+
+
+def _compile_encoder(dtype: str, wo: str, scale: float, count: int | None, saturate: bool):
+    if dtype in _INT_RANGES:
+        n, fmt, lo, hi = _INT_RANGES[dtype]
+        na = [0xFFFF] * n
+        mask = (1 << (16 * n)) - 1
+        shifts = tuple(16 * (n - 1 - i) for i in range(n))      # high word first
+        if wo == LSW:
+            shifts = shifts[::-1]
+        inv = _inv(scale)
+        isnan, isinf, floor = math.isnan, math.isinf, math.floor
+
+        def enc_int(value: Any) -> list[int]:
+            if value is None or (isinstance(value, float) and isnan(value)):
+                if value is None or saturate:
+                    return list(na)
+                raise CodecError(f"NaN cannot be encoded as {dtype}")
+            if isinstance(value, bool):
+                value = int(value)
+            if isinstance(value, int) and scale == 1:
+                raw = value
+            else:
+                x = float(value)
+                if scale != 1:
+                    x = x * inv if inv is not None else x / scale
+                if isinf(x):
+                    if not saturate:
+                        raise CodecError(f"{value!r} out of range for {dtype}")
+                    raw = hi if x > 0 else lo
+                else:   # round half away from zero (_round_half_away)
+                    raw = int(floor(x + 0.5)) if x >= 0 else -int(floor(-x + 0.5))
+            if raw < lo or raw > hi:
+                if not saturate:
+                    raise CodecError(f"{value!r} (raw {raw}) out of range for {dtype}")
+                raw = lo if raw < lo else hi
+            u = raw & mask      # two's complement, as struct.pack writes it
+            return [(u >> s) & 0xFFFF for s in shifts]
+        return enc_int
+    if dtype in _FLOATS:
+        n, fmt = _FLOATS[dtype]
+        pack = struct.Struct(fmt).pack
+        words = struct.Struct(f">{n}H").unpack
+        lsw = wo == LSW
+        inv = _inv(scale)
+        isnan, isinf = math.isnan, math.isinf
+        f32 = dtype == "f32"
+
+        def enc_float(value: Any) -> list[int]:
+            if value is None:
+                x = math.nan
+            else:
+                x = float(value)
+                if scale != 1 and not (isnan(x) or isinf(x)):
+                    x = x * inv if inv is not None else x / scale
+            if f32 and not isnan(x) and abs(x) > _F32_MAX:
+                try:
+                    data = pack(x)
+                except OverflowError:
+                    data = pack(math.copysign(math.inf, x))
+            else:
+                data = pack(x)
+            out = list(words(data))
+            if lsw:
+                out.reverse()
+            return out
+        return enc_float
+    if dtype == "bool":
+        return lambda value: [1 if value else 0]
+    return lambda value: encode(value, dtype, wo, scale, count, saturate)
+
+
+def _compile_decoder(dtype: str, wo: str, scale: float):
+    if dtype in _INT_RANGES or dtype in _FLOATS:
+        n = size_of(dtype)
+        join = struct.Struct(f">{n}H").pack
+        unpack = struct.Struct(_INT_RANGES[dtype][1] if dtype in _INT_RANGES else _FLOATS[dtype][1]).unpack
+        lsw = wo == LSW and n > 1
+        is_int = dtype in _INT_RANGES
+        inv = _inv(scale)
+        isnan, isinf = math.isnan, math.isinf
+
+        def dec(words: Sequence[int]) -> Any:
+            if len(words) != n:
+                raise CodecError(f"{dtype} needs {n} registers, got {len(words)}")
+            try:
+                data = join(*(reversed(words) if lsw else words))
+            except (struct.error, TypeError):
+                return decode(words, dtype, wo, scale)      # the generic path's own error
+            x = unpack(data)[0]
+            if is_int:
+                if scale == 1:
+                    return x
+                x = float(x)
+            elif scale == 1 or isnan(x) or isinf(x):
+                return x
+            return x / inv if inv is not None else x * scale
+        return dec
+    return lambda words: decode(words, dtype, wo, scale)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, encode
+from .codec import CodecError, decode, decoder, encode
 
 __all__ = [
     "Request", "Write", "DecodeError", "ChargerReading", "ChargerSpec", "MeterSpec",
@@ -271,12 +271,18 @@ class _Layout:
         return all(self.fillable(table, a) for a in range(end, r.address))
 
 
-def _decode_reg(p: Profile, reg: Register, words: Sequence[int]) -> Any:
+def _decode_reg(p: Profile, reg: Register, words: Sequence[int], compiled: dict | None = None) -> Any:
     """Decoded value; a multi-register integer of all ones is the "not available" pattern
-    (0xFFFFFFFF Bender/KEBA, -1 CHARX/Alfen) and decodes as NaN."""
+    (0xFFFFFFFF Bender/KEBA, -1 CHARX/Alfen) and decodes as NaN. ``compiled``: a dict to keep
+    the register's compiled decoder in (codec.decoder: same values, decided once)."""
     if reg.dtype in _INT_MAX and len(words) > 1 and all(w == 0xFFFF for w in words):
         return math.nan
     try:
+        if compiled is not None:
+            dec = compiled.get(id(reg))
+            if dec is None:
+                dec = compiled[id(reg)] = decoder(reg.dtype, reg.word_order or p.word_order, reg.scale)
+            return dec(list(words))
         return decode(list(words), reg.dtype, reg.word_order or p.word_order, reg.scale)
     except CodecError as exc:
         raise DecodeError(f"{p.name} {reg.name}: {exc}") from exc
@@ -296,6 +302,7 @@ class _Driver:
         self._memo_key: tuple | None = None
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
+        self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -318,6 +325,9 @@ class _Driver:
 
     def _build_plan(self) -> None:
         self._plan, self._where = self._layout.plan([r for _, r in self._fields])
+        # per field: (name, register, response index, word offset, end), for the memo path
+        self._locs = [(key, reg, *self._where[(reg.table, reg.address)]) for key, reg in self._fields]
+        self._locs = [(key, reg, i, off, off + reg.count) for key, reg, i, off in self._locs]
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
@@ -334,14 +344,13 @@ class _Driver:
             # per field: the same words decode to the same value (one changing register, such as
             # a validity countdown, no longer costs decoding every other field)
             memo = self._field_memo
-            for key, reg in self._fields:
-                i, off = self._where[(reg.table, reg.address)]
-                words = tuple(responses[i][off:off + reg.count])
+            for key, reg, i, off, end in self._locs:
+                words = tuple(responses[i][off:end])
                 last = memo.get(key)
                 if last is not None and last[0] == words:
                     out[key] = last[1]
                 else:
-                    out[key] = value = _decode_reg(self.profile, reg, words)
+                    out[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
                     memo[key] = (words, value)
             return out
         for key, reg in self._fields:
@@ -642,11 +651,11 @@ class ChargerDriver(_Driver):
     # -- reads -----------------------------------------------------------------------------------
     def decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         if self.memo:
-            key = tuple(map(tuple, responses))
-            if key != self._memo_key:
+            # compared as lists of lists (one C-level comparison, no tuples built per cycle)
+            key = self._memo_key
+            if key is None or key != responses:
                 r = self._decode(responses)
-                self._memo_key, self._memo_val = key, r
-                r = self._memo_val
+                self._memo_key, self._memo_val = [list(x) for x in responses], r
             else:
                 r = self._memo_val
             raw = dict(r.raw)

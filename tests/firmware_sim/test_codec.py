@@ -176,3 +176,60 @@ def test_ascii_roundtrip(s, count):
     w = encode(s, "str", count=count)
     assert len(w) == count
     assert decode(w, "str") == s[: 2 * count]
+
+
+# --- compiled codecs (codec.encoder / codec.decoder): the same results as encode / decode ---------
+def _outcome(fn, *args):
+    try:
+        r = fn(*args)
+    except Exception as exc:        # the same exception type and message
+        return ("raise", type(exc).__name__, str(exc))
+    if isinstance(r, float) and math.isnan(r):
+        return ("nan",)
+    return ("ok", type(r).__name__, r, math.copysign(1.0, r) if isinstance(r, float) else None)
+
+
+def _codec_cases():
+    from dlbrig.firmware_sim.profiles import PROFILES
+    combos = {(r.dtype, r.word_order or p.word_order, r.scale, r.count)
+              for p in PROFILES.values() for r in p.registers if r.dtype != "str"}
+    for dtype in ("u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bool"):
+        for wo in ("be", "lsw"):
+            for scale in (1.0, 0.1, 0.01, 0.001, 0.5, 2.0, 0.3, 1):
+                combos.add((dtype, wo, scale, None))
+    return sorted(combos, key=repr)
+
+
+_VALUES = [None, 0, 1, -1, 0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.05, 0.15, 16.0, 229.99, 230.0,
+           6.35, 1e-9, 32767.5, 65535, 65536, -32768, -32769, 2**31, -2**31 - 1, 2**63, 1e300, -1e300,
+           3.4028235e38, 3.4028236e38, float("inf"), float("-inf"), float("nan"), True, False, 7, "3",
+           12345.678, -0.0004, 0.0005, 4294967295, 4294967296]
+_WORDS = [[0], [1], [0xFFFF], [0x8000], [0x7FFF], [0, 0], [0xFFFF, 0xFFFF], [0x4170, 0], [0, 0x4170],
+          [0x7F80, 0], [0xFF80, 0], [0x7FC0, 0], [1, 2, 3, 4], [0xFFFF] * 4, [0x8000, 0, 0, 0],
+          [0x10000], [-1], [1, 2], [1, 2, 3], [True], [0x3F80, 0, 0, 0], [0x1234, 0x5678]]
+
+
+@pytest.mark.parametrize("dtype,wo,scale,count", _codec_cases())
+def test_compiled_codecs_match_the_generic_ones(dtype, wo, scale, count):
+    from dlbrig.firmware_sim.profiles.codec import decoder, encoder
+    for saturate in (True, False):
+        enc = encoder(dtype, wo, scale, count, saturate)
+        for v in _VALUES:
+            assert _outcome(enc, v) == _outcome(lambda x: encode(x, dtype, wo, scale, count, saturate), v), \
+                (dtype, wo, scale, saturate, v)
+    dec = decoder(dtype, wo, scale)
+    for w in _WORDS:
+        assert _outcome(dec, w) == _outcome(lambda x: decode(x, dtype, wo, scale), w), (dtype, wo, scale, w)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_codec_cases()), st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                                   st.integers(-2**65, 2**65)),
+       st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=4))
+def test_compiled_codecs_match_on_random_values(case, value, words):
+    from dlbrig.firmware_sim.profiles.codec import decoder, encoder
+    dtype, wo, scale, count = case
+    for saturate in (True, False):
+        assert _outcome(encoder(dtype, wo, scale, count, saturate), value) == \
+            _outcome(lambda x: encode(x, dtype, wo, scale, count, saturate), value)
+    assert _outcome(decoder(dtype, wo, scale), words) == _outcome(lambda x: decode(x, dtype, wo, scale), words)
