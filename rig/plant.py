@@ -171,6 +171,7 @@ class Plant:
     def _plug(self, charger, preset, t, *, vehicle=None, soc=None, need_kwh=None, depart_ms=None,
               knobs=None, faults=None):
         cp = self.chargers[charger]
+        t = self._charger_time(charger, t)
         if cp.ev is not None:
             self.events_log.append((t, f"{charger}: occupied, {vehicle or preset} not plugged"))
             return
@@ -204,6 +205,7 @@ class Plant:
         cp = self.chargers[charger]
         if cp.ev is None:
             return
+        t = self._charger_time(charger, t)
         if isinstance(cp.ev, SimulatedEv):   # an EV simulator's vehicle: only the simulator unplugs it
             self.events_log.append((t, f"{charger}: EV simulator plugged in, unplug ignored"))
             return
@@ -234,9 +236,17 @@ class Plant:
                 return dep, need
         return None
 
+    def _charger_time(self, charger, t):
+        """When an event due at ``t`` reaches ``charger``'s model: ``t``, or the model's own clock if a
+        Modbus write (wire mode: the server thread, in real time) already moved it past ``t`` before
+        the physics loop got to the event. In fast mode the plant advances in order and this is ``t``."""
+        return max(t, self.chargers[charger].now_ms)
+
     def apply_step(self, st, t):
         """One timeline step (physics and communication faults; "controller restart" is the runner's)."""
         a, verb, target = st.args, st.verb, st.target
+        if target in self.chargers:
+            t = self._charger_time(target, t)
         until = t + a["for_ms"] if a.get("for_ms") is not None else None
         if verb == "plug":
             self._plug(target, a["ev"], t, soc=a.get("soc"), need_kwh=a.get("need_kwh"),
@@ -273,7 +283,7 @@ class Plant:
                 setattr(ev.faults, fault, True)
             cp.advance(t)
             if until is not None and fault != "ok":
-                self._later(until, lambda e=ev, c=cp, u=until: (self._clear_ev_faults(e), c.advance(u)))
+                self._later(until, lambda e=ev, c=cp, u=until: (self._clear_ev_faults(e), c.advance(max(u, c.now_ms))))
         elif verb == "charger":
             mode = a["mode"]
             if mode == "ok":
@@ -342,6 +352,7 @@ class Plant:
         if name in self._faulted:
             self._faulted.discard(name)
             cp = self.chargers[name]
+            t = self._charger_time(name, t)
             cp.advance(t)
             cp.write_point("enabled", True, t)
             self.events_log.append((t, f"{name}: charger fault cleared"))

@@ -57,3 +57,18 @@ def test_read_many_matches_reads_on_every_profile():
                     pd.image.write(pd.unit, table, address, words, t)
     # the run moved the answers of most devices (currents, states, countdowns): the memo met changes
     assert len(seen_change) >= len(names) // 2, seen_change
+
+
+def test_an_arrival_after_a_write_moved_the_charger_clock_ahead():
+    """Wire mode: a Modbus write (server thread, real time) advances a charger's model; the physics
+    loop may apply a car arrival due a few ms earlier only afterwards. It plugs at the charger's own
+    time instead of raising "time went backwards" (seen once in `dlbrig bench`'s wire run)."""
+    plant = Plant(load_scenario("home"))
+    v = plant._pending_vehicles[0]
+    due = plant._time(v.arrive)
+    cp = plant.chargers[v.charger]
+    cp.advance(due + 62)                     # what the write did
+    plant.advance(due + 100)
+    assert cp.ev is not None
+    session = plant.sessions[-1]
+    assert session.charger == v.charger and session.arrive_ms == due + 62
