@@ -154,6 +154,9 @@ class Run:
             "site_energy_kwh": round(k.energy_kwh, 3), "peak_kw": round(k.peak_kw, 3),
             "controller": controller.stats.summary(self.cycle_ms),
             "failed_transactions": len(controller.failures),
+            # the record behind the count: when, which device, read or write, what went wrong
+            "failures": [{"t_s": f.t_ms / 1000, "device": f.device, "op": f.op, "error": f.error}
+                         for f in controller.failures[:500]],
             "events": [{"t_s": t / 1000, "event": e} for t, e in self.plant.events_log[:500]],
         }
         out.update(_session_kpis(self.plant))

@@ -30,3 +30,21 @@ def test_every_fault_is_exercised_by_the_catalog():
             used.setdefault("malformed_frames", []).append(case.id)
     missing = sorted(set(FAULTS) - set(used))
     assert not missing, f"faults no certification case applies: {missing}"
+
+
+def test_the_summary_records_every_failed_transaction(tmp_path):
+    """The count of failed transactions comes with its record: when, which device, read or write,
+    and the error, so a run's comm faults can be traced to the timeline step that caused them."""
+    from dlbrig.rig.certify.catalog import select
+    from dlbrig.rig.certify.runner import build_scenario
+    from dlbrig.rig.plant import Plant
+    from dlbrig.rig.runner import run_fast
+
+    (case,) = select("COM-001")
+    s = run_fast(build_scenario(case, seed=1), tmp_path / "out")
+    assert s["failed_transactions"] > 0, "COM-001 takes a device off the bus"
+    assert len(s["failures"]) == min(500, s["failed_transactions"])
+    first = s["failures"][0]
+    assert set(first) == {"t_s", "device", "op", "error"} and first["op"] in ("read", "write")
+    assert first["device"] in Plant(build_scenario(case, seed=1)).devices
+    assert [f["t_s"] for f in s["failures"]] == sorted(f["t_s"] for f in s["failures"])
