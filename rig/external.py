@@ -36,7 +36,7 @@ from .clock import WallClock
 from .controller import Endpoint, NotArmed, SiteController
 from .modbus import FrameRecorder, ModbusEmulator, ModbusMaster
 from .trace import write_json
-from .wire import bounded, is_loopback
+from .wire import bounded, is_loopback, signals_set
 
 WRITE_FUNCTIONS = (5, 6, 15, 16, 23)
 DUT_START_TIMEOUT_S = 30.0        # real seconds a DUT may take from launch to its first write
@@ -143,34 +143,28 @@ async def control_async(site: Site, endpoints: list[dict], *, speed: float = 1.0
                                      allocator_factory=allocator_named(allocator),
                                      timeout_s=max(0.05, min(0.5, site.cycle_ms / 1000 / speed / 4)))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
-        next_t = 0
-        while not stop.is_set() and (duration_ms is None or next_t < duration_ms):
-            delay = (next_t - clock.now_ms()) / 1000 / speed
-            if delay > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    break
-            res = await ctrl.cycle(clock.now_ms())
-            if log is not None:
-                log(clock.now_ms(), res)
-            next_t += site.cycle_ms
-            if next_t <= clock.now_ms() - site.cycle_ms:      # fell behind: skip, do not burst
-                next_t = (clock.now_ms() // site.cycle_ms + 1) * site.cycle_ms
-    finally:
-        # leave every charger at its safe current, whatever ended the run
-        await bounded(ctrl._write_safe(clock.now_ms()), 5.0)
-        for m in masters:
-            await bounded(m.close(), 2.0)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+    with signals_set(asyncio.get_running_loop(), stop):   # the safe exit below runs with them still set
+        try:
+            await asyncio.gather(*(m.connect() for m in masters), return_exceptions=True)
+            next_t = 0
+            while not stop.is_set() and (duration_ms is None or next_t < duration_ms):
+                delay = (next_t - clock.now_ms()) / 1000 / speed
+                if delay > 0:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    if stop.is_set():
+                        break
+                res = await ctrl.cycle(clock.now_ms())
+                if log is not None:
+                    log(clock.now_ms(), res)
+                next_t += site.cycle_ms
+                if next_t <= clock.now_ms() - site.cycle_ms:      # fell behind: skip, do not burst
+                    next_t = (clock.now_ms() // site.cycle_ms + 1) * site.cycle_ms
+        finally:
+            # leave every charger at its safe current, whatever ended the run
+            await bounded(ctrl._write_safe(clock.now_ms()), 5.0)
+            for m in masters:
+                await bounded(m.close(), 2.0)
     return {"cycles": ctrl.stats.cycles, "failed_transactions": len(ctrl.failures),
             **ctrl.stats.summary(site.cycle_ms)}
 

@@ -126,6 +126,24 @@ def is_loopback(host) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def signals_set(loop, stop: asyncio.Event):
+    """SIGINT / SIGTERM set ``stop`` while inside the block (a long-running emulator or controller
+    ends its loop and runs its own safe exit). Where the loop cannot take signal handlers (not the
+    main thread: RuntimeError; Windows: NotImplementedError) the block runs without them."""
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
 def _install_cancel_on_signals(loop, task, fired: list):
     """SIGINT / SIGTERM cancel the run task, so its finally leaves everything safe. ``fired`` gets
     an entry too: the run loop checks it, because a library awaited at that moment may swallow the
@@ -318,29 +336,23 @@ async def emulate_async(scenario, *, host="127.0.0.1", base_port=0, endpoints_fi
     ebench.serve(inst_emu, base_port=base_port + len(emulator.servers) if base_port else 0)
     ebench.couple(0)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await emulator.start()
-    await inst_emu.start()
-    try:
-        eps = emulator.endpoints() + inst_emu.endpoints()
-        if endpoints_file:
-            with open(endpoints_file, "w", encoding="utf-8") as fh:
-                json.dump(eps, fh, indent=2)
-                fh.write("\n")
-        if ready is not None:
-            ready(eps)
-        physics = asyncio.ensure_future(_physics(plant, clock, stop, duration_ms, ebench.couple))
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({physics, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
-        waiter.cancel()
-        await physics
-    finally:
-        await emulator.stop()
-        await inst_emu.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+    with signals_set(asyncio.get_running_loop(), stop):
+        await emulator.start()
+        await inst_emu.start()
+        try:
+            eps = emulator.endpoints() + inst_emu.endpoints()
+            if endpoints_file:
+                with open(endpoints_file, "w", encoding="utf-8") as fh:
+                    json.dump(eps, fh, indent=2)
+                    fh.write("\n")
+            if ready is not None:
+                ready(eps)
+            physics = asyncio.ensure_future(_physics(plant, clock, stop, duration_ms, ebench.couple))
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({physics, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            waiter.cancel()
+            await physics
+        finally:
+            await emulator.stop()
+            await inst_emu.stop()
