@@ -1266,6 +1266,32 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
+/* Subtract the summed lane loads (aW, aD: L1, L2, L3 per unit, power per unit of factor n_used) of some
+ * chargers of circuit leaf from every circuit on its path and mark those circuits dirty, as lanes_adjust
+ * one charger at a time would (sums commute, and nothing reads the lanes in between). */
+static void lanes_sub_leaf(dlb_site *s, int32_t leaf, const int64_t *aW, const int64_t *aD, uint32_t used)
+{
+    const int32_t *path = s->path + (size_t)leaf * DLB_MAX_DEPTH;
+    const int32_t depth = s->plen[leaf];
+    for (int32_t i = 0; i < depth; i++) {
+        int32_t c = path[i];
+        circuit_scratch *cs = &s->cx[c];
+        const int64_t hp = s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
+        cs->W[0] -= aW[0];
+        cs->D[0] -= aD[0];
+        cs->W[1] -= aW[1];
+        cs->D[1] -= aD[1];
+        cs->W[2] -= aW[2];
+        cs->D[2] -= aD[2];
+        cs->W[DLB_LANE_POWER] -= aW[DLB_LANE_POWER] * hp;
+        cs->D[DLB_LANE_POWER] -= aD[DLB_LANE_POWER] * hp;
+        if (cs->dirty == 0) {
+            s->dirty[s->n_dirty++] = c;
+        }
+        cs->dirty |= used | ((uint32_t)hp << DLB_LANE_POWER);
+    }
+}
+
 /* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
  * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
  * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
@@ -1515,6 +1541,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
             int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            /* The frozen chargers leave their lanes. The heap is not consulted until the re-key below,
+             * so their loads are summed per circuit and subtracted along its path once: glist is in dfs
+             * order, so the chargers of one circuit are one run of it. */
+            int64_t aW[DLB_LANES] = {0, 0, 0, 0}, aD[DLB_LANES] = {0, 0, 0, 0};
+            uint32_t aused = 0;
+            int32_t aleaf = DLB_NONE;
             for (int32_t g = lo; g < hi; g++) {
                 int32_t k = s->glist[g];
                 charger_scratch *x = &s->kx[k];
@@ -1526,12 +1558,36 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
                 x->frozen = 1;
                 if (x->started) {
-                    int64_t w = s->chg[k].weight;
-                    x->value = w * level / DLB_Q;
-                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
+                    const int64_t w = s->chg[k].weight, wl = w * level;
+                    const uint32_t used = x->used;
+                    const int32_t leaf = s->chg[k].circuit;
+                    x->value = wl / DLB_Q;
+                    if (leaf != aleaf) {
+                        if (aused != 0) {
+                            lanes_sub_leaf(s, aleaf, aW, aD, aused);
+                        }
+                        memset(aW, 0, sizeof(aW));
+                        memset(aD, 0, sizeof(aD));
+                        aused = 0;
+                        aleaf = leaf;
+                    }
+                    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u),
+                                  m2 = (int64_t)((used >> 2) & 1u), n = x->n_used;
+                    aW[0] += w * m0;
+                    aD[0] += wl * m0;
+                    aW[1] += w * m1;
+                    aD[1] += wl * m1;
+                    aW[2] += w * m2;
+                    aD[2] += wl * m2;
+                    aW[DLB_LANE_POWER] += w * n;
+                    aD[DLB_LANE_POWER] += wl * n;
+                    aused |= used;
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
+            }
+            if (aused != 0) {
+                lanes_sub_leaf(s, aleaf, aW, aD, aused);
             }
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
@@ -1552,24 +1608,23 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
      * others, each pass in admission order. The first pass marks what it saw with `started`. */
-    for (int32_t i = 0; i < 2 * n_group; i++) {
-        int32_t k = group[i % n_group];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        int first = i < n_group;
-        if (first) {
-            x->started = x->m > x->ideal;
-            if (!x->started) {
-                continue;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t i = 0; i < n_group; i++) {
+            int32_t k = group[i];
+            charger_scratch *x = &s->kx[k];
+            if (pass == 0) {
+                x->started = x->m > x->ideal;
             }
-        } else if (x->started) {
-            continue;
-        }
-        int64_t room = run_room(s, k, x->hi - x->ideal);
-        int64_t extra = floor_grid(x->ideal + max64(room, 0), kc->step_ma) - x->ideal;
-        if (extra > 0) {
-            run_take(s, k, x->used, x->n_used, extra);
-            x->ideal += extra;
+            if (x->started != (pass == 0) || x->ideal >= x->hi) {
+                continue; /* not this pass's, or nothing to add: ideal is on the grid, room would be <= 0 */
+            }
+            const int64_t step = s->chg[k].step_ma;
+            int64_t room = run_room(s, k, x->hi - x->ideal);
+            int64_t extra = floor_grid(x->ideal + max64(room, 0), step) - x->ideal;
+            if (extra > 0) {
+                run_take(s, k, x->used, x->n_used, extra);
+                x->ideal += extra;
+            }
         }
     }
 }
@@ -1590,21 +1645,33 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     room_t r = {want, -1, 0};
+    /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
+     * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
+     * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
+    const int64_t n = x->n_used;
+    const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
         const int64_t *hr = s->cx[c].hr;
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if (((used >> ph) & 1u) && hr[ph] < r.room) {
-                r.room = hr[ph];
-                r.lane = c * 4 + ph;
-            }
+        const int64_t v0 = hr[0] + off0, v1 = hr[1] + off1, v2 = hr[2] + off2;
+        if (v0 < r.room) {
+            r.room = v0;
+            r.lane = c * 4;
         }
-        if (s->hp[c]) {
-            int64_t v = x->n_used == 1 ? hr[DLB_LANE_POWER] : fdiv(hr[DLB_LANE_POWER], x->n_used);
-            if (v < r.room) {
-                r.room = v;
-                r.lane = c * 4 + DLB_LANE_POWER;
-            }
+        if (v1 < r.room) {
+            r.room = v1;
+            r.lane = c * 4 + 1;
+        }
+        if (v2 < r.room) {
+            r.room = v2;
+            r.lane = c * 4 + 2;
+        }
+        /* floor(h / n) < room  <=>  h < room * n (n > 0): divide only when the power lane binds; an
+         * uncapped power lane holds INF and never does */
+        const int64_t hp = hr[DLB_LANE_POWER];
+        if (hp < r.room * n) {
+            r.room = n == 1 ? hp : fdiv(hp, n);
+            r.lane = c * 4 + DLB_LANE_POWER;
         }
     }
     if (x->n_used < DLB_PHASES && s->unbal_path[s->chg[k].circuit]) {
