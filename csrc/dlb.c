@@ -353,9 +353,11 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 /* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
-/* first_short without the memo: walk the path, remember the answer in the leaf circuit */
+/* first_short without the memo: walk the path, remember the answer in the leaf circuit. With take set
+ * and nothing short, take amount from run[] right away instead (run_take, on the path just read): the
+ * answer is then void at once, so it is not remembered. */
 static int32_t first_short_walk(dlb_site *s, circuit_scratch *leaf, int32_t k, uint32_t used, int32_t n,
-                                int64_t amount)
+                                int64_t amount, int take)
 {
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
@@ -371,14 +373,28 @@ static int32_t first_short_walk(dlb_site *s, circuit_scratch *leaf, int32_t k, u
             break;
         }
     }
+    if (lane < 0 && take) {
+        s->gen++;
+        const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
+                      a2 = amount * (int64_t)((used >> 2) & 1u);
+        for (int32_t i = 0; i < depth; i++) {
+            int64_t *run = s->cx[path[i]].run;
+            run[0] -= a0;
+            run[1] -= a1;
+            run[2] -= a2;
+            run[DLB_LANE_POWER] -= amount_n;
+        }
+        return -2;
+    }
     leaf->fail_gen[used] = s->gen;
     leaf->fail_amount[used] = amount;
     leaf->fail_lane[used] = lane;
     return lane;
 }
 
-/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
-static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
+/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can (-2 if all
+ * can and take was set and the amount was taken from run[] as run_take would) */
+static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
 {
     /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
      * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
@@ -386,7 +402,7 @@ static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t
     if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
         return leaf->fail_lane[used];
     }
-    return first_short_walk(s, leaf, k, used, n, amount);
+    return first_short_walk(s, leaf, k, used, n, amount, take);
 }
 
 /* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
@@ -1422,12 +1438,21 @@ static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
  * checks this and ends the batch early otherwise, so the order is the reference's in every case. */
 static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
 {
+    /* Early end of a batch (lanes_adjust's check) can only happen if a lane starts with D < 0. Proof:
+     * at every event level L, a lane with W > 0 has D >= W * L (L <= its level floor(D / W), the heap
+     * being keyed), and a lane with W = 0 has D >= 0: true at the start when no D is negative. A charger
+     * event at level L changes (D, W) by a multiple of (w * L, w), which keeps D - W * L; a freeze at
+     * the lowest level λ subtracts a multiple of (w * λ, w), which keeps D - W * λ >= 0; a lane left
+     * with W = 0 so keeps D >= 0. So D < W * L never happens after an event, and the check is skipped
+     * (level -1) unless some lane is negative (run[] < 0 on a lane no admitted charger uses). */
+    int check_below = 0;
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &s->cx[c];
         for (int ln = 0; ln < DLB_LANES; ln++) {
             cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
             cs->lvl[ln] = INF;
+            check_below |= cs->D[ln] < 0;
         }
         cs->heap_pos = -1;
         cs->dirty = 0;
@@ -1507,6 +1532,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     }
     int32_t is = 0, ie = 0;
     for (;;) {
+        if (s->n_heap == 0 && is == n_start) {
+            /* Nothing grows and nothing will start: a started charger that is not frozen keeps W > 0 on
+             * its lanes, so its circuits are in the heap. Every END left is a frozen charger's no-op. */
+            break;
+        }
         int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
         int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
         int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
@@ -1523,7 +1553,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
                     x->value = x->hi;
-                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q,
+                                         check_below ? ev_level : -1);
                 }
             }
             while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
@@ -1531,7 +1562,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[k];
                 if (!x->frozen) { /* START: grows past its minimum */
                     x->started = 1;
-                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q,
+                                         check_below ? ev_level : -1);
                 }
             }
             rekey_dirty(s);
@@ -1868,13 +1900,19 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const dlb_params *p = &s->p;
     const int32_t nc = s->nc, nk = s->nk;
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
+    /* the arrays as locals: the calls below cannot change them, and the compiler need not reload them */
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    int32_t *const adm = s->adm;
     s->last_now = now;
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
         memset(cs->childbase, 0, sizeof(cs->childbase));
         memset(cs->alloc, 0, sizeof(cs->alloc));
@@ -1884,8 +1922,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
         const int32_t phases = kc->phases;
         if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
             int64_t sum = st->meas[0];
@@ -1896,8 +1934,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
         ingest_charger(s, k, &chargers[k], now);
         classify(s, k, now);
-        const charger_scratch *x = &s->kx[k];
-        circuit_scratch *cs = &s->cx[kc->circuit];
+        const charger_scratch *x = &kx[k];
+        circuit_scratch *cs = &cx[kc->circuit];
         const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
@@ -1937,7 +1975,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -1952,7 +1990,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &s->cx[cc->parent];
+            circuit_scratch *ps = &cx[cc->parent];
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 ps->evsum[ph] += cs->evsum[ph];
                 ps->childbase[ph] += cs->base[ph];
@@ -1965,7 +2003,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
@@ -2006,9 +2044,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_items = 0;
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         o->setpoint_ma = 0;
         o->phases = st->mode;
         o->reason = DLB_REASON_NONE;
@@ -2072,7 +2110,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_rest = 0;
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
-        if (s->kx[k].in_group) {
+        if (kx[k].in_group) {
             s->pairs[n_items].key = s->key[k];
             s->pairs[n_items++].item = k;
         } else {
@@ -2088,16 +2126,18 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_adm = 0;
     for (int32_t i = 0; i < n_items; i++) {
         int32_t k = s->order[i];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         dlb_charger_output *o = &out[k];
         x->in_group = 0;
-        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma);
+        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
+        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
+        const int taken = failed == -2;
         if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
             (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
             uint32_t one = 1u << kc->phase_map[0];
-            if (first_short(s, k, one, 1, kc->min_ma) < 0) {
+            if (first_short(s, k, one, 1, kc->min_ma, 0) < 0) {
                 st->mode = 1;
                 s->kcold[k].switches++;
                 st->last_switch = now;
@@ -2116,10 +2156,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         if (failed >= 0) {
-            o->limit_circuit = failed / 4;
-            o->limit_lane = failed % 4;
-            s->cx[failed / 4].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (s->cx[failed / 4].budget[failed % 4] < 0) {
+            const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
+            o->limit_circuit = fc;
+            o->limit_lane = fl;
+            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+            if (cx[fc].budget[fl] < 0) {
                 o->reason = DLB_REASON_OVERLOAD;
             } else if (st->sp > 0 && x->tier == TIER_OTHER) {
                 o->reason = DLB_REASON_ROTATION;
@@ -2128,53 +2169,55 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
             continue;
         }
-        run_take(s, k, x->used, x->n_used, kc->min_ma);
+        if (!taken) {
+            run_take(s, k, x->used, x->n_used, kc->min_ma);
+        }
         x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
-        s->adm[n_adm++] = k;
+        adm[n_adm++] = k;
     }
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
         for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 1;
+            kx[adm[i]].in_group = 1;
         }
         progressive_fill(s, s->adm, n_adm);
         for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 0;
+            kx[adm[i]].in_group = 0;
         }
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
         memset(cnt, 0, sizeof(s->prio_count));
         for (int32_t i = 0; i < n_adm; i++) {
-            cnt[255 - s->chg[s->adm[i]].priority + 1]++;
+            cnt[255 - chg[adm[i]].priority + 1]++;
         }
         for (int32_t b = 0; b < 256; b++) {
             cnt[b + 1] += cnt[b];
         }
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            s->group[cnt[255 - s->chg[k].priority]++] = k;
+            int32_t k = adm[i];
+            s->group[cnt[255 - chg[k].priority]++] = k;
         }
         int32_t lo = 0;
         while (lo < n_adm) {
-            int32_t hi = lo, prio = s->chg[s->group[lo]].priority;
-            while (hi < n_adm && s->chg[s->group[hi]].priority == prio) {
-                s->kx[s->group[hi++]].in_group = 1;
+            int32_t hi = lo, prio = chg[s->group[lo]].priority;
+            while (hi < n_adm && chg[s->group[hi]].priority == prio) {
+                kx[s->group[hi++]].in_group = 1;
             }
             progressive_fill(s, s->group + lo, hi - lo);
             for (int32_t i = lo; i < hi; i++) {
-                s->kx[s->group[i]].in_group = 0;
+                kx[s->group[i]].in_group = 0;
             }
             lo = hi;
         }
     } else {
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
+            int32_t k = adm[i];
+            charger_scratch *x = &kx[k];
+            const dlb_charger *kc = &chg[k];
             int64_t room = run_room(s, k, x->hi - kc->min_ma);
             int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
             run_take(s, k, x->used, x->n_used, v - kc->min_ma);
@@ -2184,12 +2227,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
         int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
+        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
         if (over >= 0 && t > cut) {
             /* the lane is already overloaded: nobody on it is raised above its draw */
             room_t ro = {0, over, 0};
@@ -2216,9 +2259,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         dlb_charger_output *o = &out[k];
         if (x->sp == 0) {
             continue;
@@ -2249,21 +2292,21 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        out[k].setpoint_ma = (int32_t)s->kx[k].sp;
+        int32_t k = adm[i];
+        out[k].setpoint_ma = (int32_t)kx[k].sp;
     }
 
     /* 9. switch-up (next step), remember, outputs */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        switch_up(s, k, s->kx[k].sp, now);
+        int32_t k = adm[i];
+        switch_up(s, k, kx[k].sp, now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        remember(s, k, s->kx[k].kind, out[k].setpoint_ma, now);
-        if (s->ks[k].reclaim_cap > 0) {
+        remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
+        if (ks[k].reclaim_cap > 0) {
             out[k].flags |= DLB_CHARGER_RECLAIMED;
         }
-        if (s->ks[k].probing) {
+        if (ks[k].probing) {
             out[k].flags |= DLB_CHARGER_PROBING;
         }
     }
@@ -2271,27 +2314,27 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        const uint32_t used = s->kx[k].used;
+        int32_t k = adm[i];
+        const uint32_t used = kx[k].used;
         const int64_t v = out[k].setpoint_ma;
-        circuit_scratch *cs = &s->cx[s->chg[k].circuit];
+        circuit_scratch *cs = &cx[chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
         if (out[k].limit_circuit != DLB_NONE) {
-            s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                s->cx[par].alloc[ph] += s->cx[c].alloc[ph];
+                cx[par].alloc[ph] += cx[c].alloc[ph];
             }
         }
     }
     for (int32_t c = 0; c < nc; c++) {
-        const circuit_scratch *cs = &s->cx[c];
+        const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
