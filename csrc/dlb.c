@@ -1967,10 +1967,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 }
             }
         }
-        cs->meas_d[0] += x->m * (int64_t)(used & 1u);
-        cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
-        cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
-        cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
+        if (x->m != 0) { /* a waiting charger usually counts nothing */
+            cs->meas_d[0] += x->m * (int64_t)(used & 1u);
+            cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
+            cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
+            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
+        }
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
@@ -2302,11 +2304,17 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         switch_up(s, k, kx[k].sp, now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
-        if (ks[k].reclaim_cap > 0) {
+        const charger_state *st = &ks[k];
+        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
+        /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
+         * marked waiting (the usual case) */
+        if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, kind, spk, now);
+        }
+        if (st->reclaim_cap > 0) {
             out[k].flags |= DLB_CHARGER_RECLAIMED;
         }
-        if (ks[k].probing) {
+        if (st->probing) {
             out[k].flags |= DLB_CHARGER_PROBING;
         }
     }
