@@ -1088,20 +1088,16 @@ static void classify(dlb_site *s, int32_t k, int64_t now)
     const charger_state *st = &s->ks[k];
     const dlb_charger *kc = &s->chg[k];
     charger_scratch *x = &s->kx[k];
-    x->used = 0;
-    x->n_used = 0;
-    x->m = 0;
-    x->drawn = 0;
     x->narrowed = 0;
-    if (st->lost) {
-        x->kind = KIND_LOST;
+    if (st->lost || !is_demanding(st->state)) {
+        x->kind = st->lost ? KIND_LOST : KIND_NODEMAND;
+        x->used = 0;
+        x->n_used = 0;
+        x->m = 0;
+        x->drawn = 0;
         return;
     }
-    if (!is_demanding(st->state)) {
-        x->kind = KIND_NODEMAND;
-        return;
-    }
-    x->kind = KIND_DEMAND;
+    x->kind = KIND_DEMAND; /* used, n_used, drawn and m are all set below */
     int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
     uint32_t active = n_cond == 3 ? 7u : 1u;
     if (st->state == DLB_STATE_CHARGING && st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
@@ -2056,10 +2052,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         o->limit_lane = DLB_NONE;
         o->flags = 0;
         x->admitted = 0;
-        x->in_group = 0;
-        x->sp = 0;
-        x->ideal = 0;
-        x->target = 0;
+        x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
         if (x->kind == KIND_LOST) {
             o->setpoint_ma = st->sp;
             o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING

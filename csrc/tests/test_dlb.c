@@ -1318,6 +1318,113 @@ static void test_policies(void)
 }
 
 /* ---- no heap: checked at link level by the Makefile (nm); here: a large site steps fine ---- */
+/* ---- golden outputs ----
+ * dlb_step takes shortcuts that skip work whose result is provably unchanged (remember() called only
+ * when something changes, the fill's skipped early-batch check and early end, the admission taking
+ * its minimum on the walk that checked it, ...). A wrong shortcut changes some output bit somewhere,
+ * often only after state has been carried across many steps. This run hashes every output (and the
+ * session energies) of random sites over hundreds of steps, through rotation, min on/off times, holds,
+ * reclaim and probing, phase switches, lost chargers, stale meters and corrupted readings, and
+ * compares the hash with that of the core before the shortcuts (commit de5abb0). The differential
+ * tests (tests/core) hold the same property against the Python reference; this one needs only C (and
+ * so also runs under the sanitizers). When the algorithm changes on purpose, in lock-step with
+ * core/reference.py, set GOLDEN_OUTPUTS to the printed hash once the differential tests pass. */
+#define GOLDEN_OUTPUTS 0x6c946dc67f9936eaull
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void test_golden_outputs(void)
+{
+    static const struct {
+        rand_shape shape;
+        int seeds, steps;
+    } runs[] = {{{5, 20, 120}, 40, 300}, {{3, 60, 400}, 4, 200}};
+    uint64_t h = 1469598103934665603ull;
+    long n_steps = 0;
+    for (size_t ri = 0; ri < sizeof(runs) / sizeof(runs[0]); ri++) {
+        for (int seed = 1; seed <= runs[ri].seeds; seed++) {
+            rng_t r;
+            rng_seed(&r, (uint64_t)(9000 + 100 * ri + (size_t)seed));
+            sim_t s;
+            random_site(&s, &r, runs[ri].shape);
+            int rc = sim_init(&s);
+            h = fnv1a(h, &rc, sizeof(rc));
+            if (rc != DLB_OK) {
+                sim_free(&s);
+                continue;
+            }
+            s.quiet_after = 0; /* invariants are checked by the other tests; here only the bits count */
+            for (int i = 0; i < runs[ri].steps; i++) {
+                random_events(&s, &r);
+                sim_inputs(&s);
+                random_corruption(&s, &r);
+                rc = sim_step_raw(&s);
+                h = fnv1a(h, &rc, sizeof(rc));
+                if (rc != DLB_OK) {
+                    break;
+                }
+                h = fnv1a(h, s.out, s.nk * sizeof(*s.out));
+                h = fnv1a(h, s.cout, s.nc * sizeof(*s.cout));
+                n_steps++;
+                s.now += rng_pct(&r, 90) ? 1000 : rng_range(&r, 0, 15000);
+            }
+            for (size_t k = 0; k < s.nk; k++) {
+                int64_t e = dlb_session_energy_wh(s.site, k);
+                h = fnv1a(h, &e, sizeof(e));
+            }
+            sim_free(&s);
+        }
+    }
+    printf("    golden outputs: %ld steps, hash %016llx\n", n_steps, (unsigned long long)h);
+    CHECK(h == GOLDEN_OUTPUTS, "outputs differ from the pinned ones: hash %016llx, expected %016llx",
+          (unsigned long long)h, (unsigned long long)GOLDEN_OUTPUTS);
+}
+
+/* A waiting EV's turn is counted from when it (again) waits: a charger that faults while it waits and
+ * then waits again (in the same session) must reach its turn rotation_period_ms after it returned.
+ * The return changes no set-point (0 before and after), so it exercises remember()'s "nothing changes"
+ * shortcut in stage 9: that shortcut must not skip marking the charger waiting. Under FIFO the first
+ * EV would otherwise keep the only slot for ever. */
+static void test_wait_after_fault(void)
+{
+    sim_t s;
+    sim_alloc(&s, 1, 2);
+    s.p.policy = DLB_POLICY_FIFO;
+    s.p.rotation_period_ms = 60000;
+    s.p.min_on_ms = 0;
+    s.p.min_off_ms = 0;
+    s.p.max_starts_per_hour = 0;
+    s.circ[0].limit_ma[0] = s.circ[0].limit_ma[1] = s.circ[0].limit_ma[2] = 10000; /* one EV at 6 A */
+    CHECK_EQ(sim_init(&s), DLB_OK);
+    steps(&s, 10, 1000);
+    CHECK(s.out[0].setpoint_ma > 0 && s.out[1].setpoint_ma == 0, "first EV charges, second waits");
+    s.ev[1].faulted = 1;
+    steps(&s, 5, 1000);
+    CHECK_EQ(s.out[1].reason, DLB_REASON_FAULT);
+    s.ev[1].faulted = 0;
+    int64_t back = s.now;
+    int64_t turn = -1;
+    for (int i = 0; i < 120 && turn < 0; i++) {
+        sim_step(&s);
+        if (s.out[1].flags & DLB_CHARGER_ADMITTED) { /* its set-point follows once the first EV has followed */
+            turn = s.now - back;
+        }
+        s.now += 1000;
+    }
+    CHECK(turn == 60000, "second EV admitted %lld ms after it waits again (want 60 s)",
+          (long long)turn);
+    NO_VIOLATIONS(&s);
+    sim_free(&s);
+}
+
 static void test_large_site(void)
 {
     rand_shape shape = {3, 200, 2000};
@@ -1334,6 +1441,8 @@ int main(int argc, char **argv)
     run("config_validation", test_config_validation);
     run("memory_sizing", test_memory_sizing);
     run("determinism", test_determinism);
+    run("golden_outputs", test_golden_outputs);
+    run("wait_after_fault", test_wait_after_fault);
     run("five_evs_100a", test_five_evs_100a);
     run("base_load_step", test_base_load_step);
     run("stale_meter", test_stale_meter);
