@@ -239,6 +239,9 @@ static void sort_pairs(kpair *a, kpair *tmp, size_t n)
 {
     size_t budget = 8u * n + 64u;
     for (size_t i = 1; i < n; i++) {
+        if (!pair_less(&a[i], &a[i - 1])) {
+            continue; /* already in place: the usual case */
+        }
         kpair x = a[i];
         size_t j = i;
         while (j > 0 && pair_less(&x, &a[j - 1])) {
@@ -356,9 +359,9 @@ static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0
 /* first_short without the memo: walk the path, remember the answer in the leaf circuit. With take set
  * and nothing short, take amount from run[] right away instead (run_take, on the path just read): the
  * answer is then void at once, so it is not remembered. */
-static int32_t first_short_walk(dlb_site *s, circuit_scratch *leaf, int32_t k, uint32_t used, int32_t n,
-                                int64_t amount, int take)
+static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
 {
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t amount_n = amount * n;
@@ -402,7 +405,7 @@ static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t
     if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
         return leaf->fail_lane[used];
     }
-    return first_short_walk(s, leaf, k, used, n, amount, take);
+    return first_short_walk(s, k, used, n, amount, take); /* six arguments: all in registers */
 }
 
 /* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
@@ -1278,32 +1281,6 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
-/* Subtract the summed lane loads (aW, aD: L1, L2, L3 per unit, power per unit of factor n_used) of some
- * chargers of circuit leaf from every circuit on its path and mark those circuits dirty, as lanes_adjust
- * one charger at a time would (sums commute, and nothing reads the lanes in between). */
-static void lanes_sub_leaf(dlb_site *s, int32_t leaf, const int64_t *aW, const int64_t *aD, uint32_t used)
-{
-    const int32_t *path = s->path + (size_t)leaf * DLB_MAX_DEPTH;
-    const int32_t depth = s->plen[leaf];
-    for (int32_t i = 0; i < depth; i++) {
-        int32_t c = path[i];
-        circuit_scratch *cs = &s->cx[c];
-        const int64_t hp = s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
-        cs->W[0] -= aW[0];
-        cs->D[0] -= aD[0];
-        cs->W[1] -= aW[1];
-        cs->D[1] -= aD[1];
-        cs->W[2] -= aW[2];
-        cs->D[2] -= aD[2];
-        cs->W[DLB_LANE_POWER] -= aW[DLB_LANE_POWER] * hp;
-        cs->D[DLB_LANE_POWER] -= aD[DLB_LANE_POWER] * hp;
-        if (cs->dirty == 0) {
-            s->dirty[s->n_dirty++] = c;
-        }
-        cs->dirty |= used | ((uint32_t)hp << DLB_LANE_POWER);
-    }
-}
-
 /* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
  * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
  * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
@@ -1569,12 +1546,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
             int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
-            /* The frozen chargers leave their lanes. The heap is not consulted until the re-key below,
-             * so their loads are summed per circuit and subtracted along its path once: glist is in dfs
-             * order, so the chargers of one circuit are one run of it. */
-            int64_t aW[DLB_LANES] = {0, 0, 0, 0}, aD[DLB_LANES] = {0, 0, 0, 0};
-            uint32_t aused = 0;
-            int32_t aleaf = DLB_NONE;
             for (int32_t g = lo; g < hi; g++) {
                 int32_t k = s->glist[g];
                 charger_scratch *x = &s->kx[k];
@@ -1586,36 +1557,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
                 x->frozen = 1;
                 if (x->started) {
-                    const int64_t w = s->chg[k].weight, wl = w * level;
-                    const uint32_t used = x->used;
-                    const int32_t leaf = s->chg[k].circuit;
-                    x->value = wl / DLB_Q;
-                    if (leaf != aleaf) {
-                        if (aused != 0) {
-                            lanes_sub_leaf(s, aleaf, aW, aD, aused);
-                        }
-                        memset(aW, 0, sizeof(aW));
-                        memset(aD, 0, sizeof(aD));
-                        aused = 0;
-                        aleaf = leaf;
-                    }
-                    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u),
-                                  m2 = (int64_t)((used >> 2) & 1u), n = x->n_used;
-                    aW[0] += w * m0;
-                    aD[0] += wl * m0;
-                    aW[1] += w * m1;
-                    aD[1] += wl * m1;
-                    aW[2] += w * m2;
-                    aD[2] += wl * m2;
-                    aW[DLB_LANE_POWER] += w * n;
-                    aD[DLB_LANE_POWER] += wl * n;
-                    aused |= used;
+                    int64_t w = s->chg[k].weight;
+                    x->value = w * level / DLB_Q;
+                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
-            }
-            if (aused != 0) {
-                lanes_sub_leaf(s, aleaf, aW, aD, aused);
             }
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
@@ -1896,19 +1843,13 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const dlb_params *p = &s->p;
     const int32_t nc = s->nc, nk = s->nk;
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
-    /* the arrays as locals: the calls below cannot change them, and the compiler need not reload them */
-    charger_state *const ks = s->ks;
-    const dlb_charger *const chg = s->chg;
-    charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
-    int32_t *const adm = s->adm;
     s->last_now = now;
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &cx[c];
+        circuit_scratch *cs = &s->cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
         memset(cs->childbase, 0, sizeof(cs->childbase));
         memset(cs->alloc, 0, sizeof(cs->alloc));
@@ -1918,8 +1859,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
+        charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
         const int32_t phases = kc->phases;
         if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
             int64_t sum = st->meas[0];
@@ -1930,8 +1871,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
         ingest_charger(s, k, &chargers[k], now);
         classify(s, k, now);
-        const charger_scratch *x = &kx[k];
-        circuit_scratch *cs = &cx[kc->circuit];
+        const charger_scratch *x = &s->kx[k];
+        circuit_scratch *cs = &s->cx[kc->circuit];
         const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
@@ -1973,7 +1914,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
-        circuit_scratch *cs = &cx[c];
+        circuit_scratch *cs = &s->cx[c];
         int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -1988,7 +1929,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &cx[cc->parent];
+            circuit_scratch *ps = &s->cx[cc->parent];
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 ps->evsum[ph] += cs->evsum[ph];
                 ps->childbase[ph] += cs->base[ph];
@@ -2001,7 +1942,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
-        circuit_scratch *cs = &cx[c];
+        circuit_scratch *cs = &s->cx[c];
         uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
@@ -2042,9 +1983,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_items = 0;
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
+        charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
         o->setpoint_ma = 0;
         o->phases = st->mode;
         o->reason = DLB_REASON_NONE;
@@ -2069,7 +2010,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                                                              : DLB_REASON_NOT_CONNECTED;
             continue;
         }
-        reclaim(s, k, x->drawn, now);
+        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
+            reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
+        }
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
@@ -2105,7 +2048,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_rest = 0;
     for (int32_t i = 0; i < nk; i++) {
         int32_t k = s->order[i];
-        if (kx[k].in_group) {
+        if (s->kx[k].in_group) {
             s->pairs[n_items].key = s->key[k];
             s->pairs[n_items++].item = k;
         } else {
@@ -2121,9 +2064,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     int32_t n_adm = 0;
     for (int32_t i = 0; i < n_items; i++) {
         int32_t k = s->order[i];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
+        charger_state *st = &s->ks[k];
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
         dlb_charger_output *o = &out[k];
         x->in_group = 0;
         /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
@@ -2154,8 +2097,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
             o->limit_circuit = fc;
             o->limit_lane = fl;
-            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (cx[fc].budget[fl] < 0) {
+            s->cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+            if (s->cx[fc].budget[fl] < 0) {
                 o->reason = DLB_REASON_OVERLOAD;
             } else if (st->sp > 0 && x->tier == TIER_OTHER) {
                 o->reason = DLB_REASON_ROTATION;
@@ -2170,49 +2113,49 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
-        adm[n_adm++] = k;
+        s->adm[n_adm++] = k;
     }
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
         for (int32_t i = 0; i < n_adm; i++) {
-            kx[adm[i]].in_group = 1;
+            s->kx[s->adm[i]].in_group = 1;
         }
         progressive_fill(s, s->adm, n_adm);
         for (int32_t i = 0; i < n_adm; i++) {
-            kx[adm[i]].in_group = 0;
+            s->kx[s->adm[i]].in_group = 0;
         }
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
         memset(cnt, 0, sizeof(s->prio_count));
         for (int32_t i = 0; i < n_adm; i++) {
-            cnt[255 - chg[adm[i]].priority + 1]++;
+            cnt[255 - s->chg[s->adm[i]].priority + 1]++;
         }
         for (int32_t b = 0; b < 256; b++) {
             cnt[b + 1] += cnt[b];
         }
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = adm[i];
-            s->group[cnt[255 - chg[k].priority]++] = k;
+            int32_t k = s->adm[i];
+            s->group[cnt[255 - s->chg[k].priority]++] = k;
         }
         int32_t lo = 0;
         while (lo < n_adm) {
-            int32_t hi = lo, prio = chg[s->group[lo]].priority;
-            while (hi < n_adm && chg[s->group[hi]].priority == prio) {
-                kx[s->group[hi++]].in_group = 1;
+            int32_t hi = lo, prio = s->chg[s->group[lo]].priority;
+            while (hi < n_adm && s->chg[s->group[hi]].priority == prio) {
+                s->kx[s->group[hi++]].in_group = 1;
             }
             progressive_fill(s, s->group + lo, hi - lo);
             for (int32_t i = lo; i < hi; i++) {
-                kx[s->group[i]].in_group = 0;
+                s->kx[s->group[i]].in_group = 0;
             }
             lo = hi;
         }
     } else {
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = adm[i];
-            charger_scratch *x = &kx[k];
-            const dlb_charger *kc = &chg[k];
+            int32_t k = s->adm[i];
+            charger_scratch *x = &s->kx[k];
+            const dlb_charger *kc = &s->chg[k];
             int64_t room = run_room(s, k, x->hi - kc->min_ma);
             int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
             run_take(s, k, x->used, x->n_used, v - kc->min_ma);
@@ -2222,12 +2165,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
+        int32_t k = s->adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
         int64_t t = x->ideal;
         int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
+        int64_t cut = over >= 0 ? max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
         if (over >= 0 && t > cut) {
             /* the lane is already overloaded: nobody on it is raised above its draw */
             room_t ro = {0, over, 0};
@@ -2254,9 +2197,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
+        int32_t k = s->adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
         if (x->sp == 0) {
             continue;
@@ -2287,18 +2230,18 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        out[k].setpoint_ma = (int32_t)kx[k].sp;
+        int32_t k = s->adm[i];
+        out[k].setpoint_ma = (int32_t)s->kx[k].sp;
     }
 
     /* 9. switch-up (next step), remember, outputs */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        switch_up(s, k, kx[k].sp, now);
+        int32_t k = s->adm[i];
+        switch_up(s, k, s->kx[k].sp, now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &ks[k];
-        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
+        const charger_state *st = &s->ks[k];
+        const int32_t kind = s->kx[k].kind, spk = out[k].setpoint_ma;
         /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
          * marked waiting (the usual case) */
         if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
@@ -2315,27 +2258,27 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        const uint32_t used = kx[k].used;
+        int32_t k = s->adm[i];
+        const uint32_t used = s->kx[k].used;
         const int64_t v = out[k].setpoint_ma;
-        circuit_scratch *cs = &cx[chg[k].circuit];
+        circuit_scratch *cs = &s->cx[s->chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
         if (out[k].limit_circuit != DLB_NONE) {
-            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+            s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                cx[par].alloc[ph] += cx[c].alloc[ph];
+                s->cx[par].alloc[ph] += s->cx[c].alloc[ph];
             }
         }
     }
     for (int32_t c = 0; c < nc; c++) {
-        const circuit_scratch *cs = &cx[c];
+        const circuit_scratch *cs = &s->cx[c];
         dlb_circuit_output *co = &cout[c];
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
