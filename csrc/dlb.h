@@ -15,7 +15,9 @@
  *   - Deterministic: the same configuration, inputs and history give bit-identical outputs on every
  *     platform. All tie-breaks are by index. dlb.c is mirrored stage for stage by the readable
  *     specification core/reference.py (C adds only shortcuts shown to visit the same order: presorted
- *     fill events, batched heap re-keys, cached path minima); differential tests enforce equality.
+ *     fill events, batched heap re-keys, cached path minima; and skips of work shown to change nothing,
+ *     each with its proof in a comment); differential tests enforce equality, and a C test pins the
+ *     outputs of long random runs.
  *   - Bounded: for N chargers, C circuits, tree depth D (<= DLB_MAX_DEPTH = 16) and P distinct
  *     priority classes among the admitted chargers (P = 1 unless the policy is PRIORITY; P <= 256),
  *     one dlb_step() costs O(N log N + N*D*log C + C*P) time:
