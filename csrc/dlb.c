@@ -1415,7 +1415,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
      * at every event level L, a lane with W > 0 has D >= W * L (L <= its level floor(D / W), the heap
      * being keyed), and a lane with W = 0 has D >= 0: true at the start when no D is negative. A charger
      * event at level L changes (D, W) by a multiple of (w * L, w), which keeps D - W * L; a freeze at
-     * the lowest level λ subtracts a multiple of (w * λ, w), which keeps D - W * λ >= 0; a lane left
+     * the lowest level M subtracts a multiple of (w * M, w), which keeps D - W * M >= 0; a lane left
      * with W = 0 so keeps D >= 0. So D < W * L never happens after an event, and the check is skipped
      * (level -1) unless some lane is negative (run[] < 0 on a lane no admitted charger uses). */
     int check_below = 0;
