@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from math import copysign as _copysign
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,12 @@ _NO_PWM = object()  # a charger model without applied_current_a (its trace field
 
 def _fmt_key(x):
     """A trace value as a cache key that equals another only when both print the same (unlike the
-    value itself: 0.0 == -0.0, 6 == 6.0, 1 == True)."""
+    value itself: 0.0 == -0.0, 6 == 6.0, 1 == True). Floats are their own key except the zeros
+    (_ZERO_KEY: inline in Run.record, the common case)."""
     return (x.__class__, repr(x))
+
+
+_ZERO_KEY = {1.0: ("zero", "+"), -1.0: ("zero", "-")}   # by math.copysign(1.0, zero)
 
 
 @dataclass
@@ -133,17 +138,20 @@ class Run:
                                   chargers if chargers is not None else plant.chargers, res)
         # The trace row as text, per circuit and per charger a part that is formatted again only when
         # its values changed (a charger's part stays the same in ~99% of the office run's cycles):
-        # the key of a part is its raw values, with _fmt_key where equal values could print
-        # differently (0.0 / -0.0, 6 / 6.0, True / 1); parts joined by "," are csv.writer's row.
+        # the key of a part is its raw values, where equal values could print differently
+        # (0.0 / -0.0, 6 / 6.0, True / 1) a key that tells them apart (zk: a float zero by its sign,
+        # _fmt_key: anything but a float); parts joined by "," are csv.writer's row.
         tr, parts_cache = self.trace, self._trace_parts
+        zk, cs = _ZERO_KEY, _copysign
         parts = [str(t_ms / 1000)]      # what csv.writer writes for a float (never an empty field)
         append = parts.append
         truth, limits = plant.truth, self.kpis.limits
         i = 0
         for name in self.site.circuit_names:
             a, b, c = truth[name]
-            key = (a if a.__class__ is float and a else _fmt_key(a), b if b.__class__ is float and b else _fmt_key(b),
-                   c if c.__class__ is float and c else _fmt_key(c))
+            key = ((a or zk[cs(1.0, a)]) if a.__class__ is float else _fmt_key(a),
+                   (b or zk[cs(1.0, b)]) if b.__class__ is float else _fmt_key(b),
+                   (c or zk[cs(1.0, c)]) if c.__class__ is float else _fmt_key(c))
             hit = parts_cache[i]
             if hit is None or hit[0] != key:
                 hit = parts_cache[i] = (key, tr.fields([round(a, 3), round(b, 3), round(c, 3), *limits[name]]))
@@ -156,10 +164,11 @@ class Run:
             pwm = getattr(cp.evse, "applied_current_a", _NO_PWM)
             a, b, c = cp.currents_a()
             st = cp.status
-            key = (sp if sp.__class__ is float and sp else _fmt_key(sp),
-                   pwm if pwm.__class__ is float and pwm else _fmt_key(pwm),
-                   a if a.__class__ is float and a else _fmt_key(a), b if b.__class__ is float and b else _fmt_key(b),
-                   c if c.__class__ is float and c else _fmt_key(c),
+            key = ((sp or zk[cs(1.0, sp)]) if sp.__class__ is float else _fmt_key(sp),
+                   (pwm or zk[cs(1.0, pwm)]) if pwm.__class__ is float else _fmt_key(pwm),
+                   (a or zk[cs(1.0, a)]) if a.__class__ is float else _fmt_key(a),
+                   (b or zk[cs(1.0, b)]) if b.__class__ is float else _fmt_key(b),
+                   (c or zk[cs(1.0, c)]) if c.__class__ is float else _fmt_key(c),
                    st if st.__class__ is str else _fmt_key(st), why if why.__class__ is str else _fmt_key(why))
             hit = parts_cache[i]
             if hit is None or hit[0] != key:
