@@ -101,6 +101,7 @@ class Plant:
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
         self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
+        self._sessions_of: dict[str, list] = {}       # charger -> its sessions, in self.sessions order
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
         self._step_i = 0
@@ -214,6 +215,7 @@ class Plant:
         cp.plug(ev, t)
         session = Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms, need_kwh, ev)
         self.sessions.append(session)
+        self._sessions_of.setdefault(charger, []).append(session)
         self._open_session[charger] = session
         self.events_log.append((t, f"plug {charger} {preset}"))
 
@@ -243,8 +245,8 @@ class Plant:
             if s.need_kwh is not None:
                 need = max(0.0, s.need_kwh - self.chargers[charger].evse.session_energy_wh / 1000)
             return dep, need
-        for s in reversed(self.sessions):
-            if s.charger == charger and s.left_ms is None:
+        for s in reversed(self._sessions_of.get(charger, ())):   # = self.sessions, this charger's
+            if s.left_ms is None:
                 dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
                 need = None
                 if s.need_kwh is not None:
@@ -434,7 +436,8 @@ class Plant:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
         chargers = self._charger_list
         if self.caches:
-            self.invalidate()
+            # The images are invalidated once, at the end: nothing reads them while the plant
+            # advances (fast mode is one thread; wire mode runs without caches).
             for cp in chargers:                  # the plant may change them from here on
                 cp.settled_promise = False
         applied = False      # anything that may change a model outside its own methods
