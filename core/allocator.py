@@ -8,6 +8,7 @@ from amps to integer milliamps once; NaN, infinite or out-of-range readings are 
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -104,6 +105,24 @@ def _status_name(bits: int) -> tuple:
 
 def _to_ma(values, lo, hi):
     """Three finite amps within [lo, hi] -> mA, or None if the reading cannot be trusted."""
+    # Fast path for the common reading (a list or tuple of three floats, in range): the same checks
+    # as _to_ma_checked, fused (for a float the range test before scaling also rejects NaN and
+    # infinities, and round() of a float is already an int). Anything else takes the full path.
+    tv = type(values)
+    if (tv is list or tv is tuple) and len(values) == 3:
+        a, b, c = values
+        if type(a) is float and type(b) is float and type(c) is float:
+            flo, fhi = lo / 1000 - 1, hi / 1000 + 1
+            if flo <= a <= fhi and flo <= b <= fhi and flo <= c <= fhi:
+                a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
+                if lo <= a <= hi and lo <= b <= hi and lo <= c <= hi:
+                    return [a, b, c]
+                return None
+    return _to_ma_checked(values, lo, hi)
+
+
+def _to_ma_checked(values, lo, hi):
+    """_to_ma for any input, value by value (the definition the fast path must agree with)."""
     if not isinstance(values, (list, tuple)) or len(values) != 3:
         return None
     out = []
@@ -161,6 +180,13 @@ class _CBackend:
                              (CHARGER_OUTPUT_DTYPE, "dlb_charger_output"),
                              (CIRCUIT_OUTPUT_DTYPE, "dlb_circuit_output")):
             assert dtype.itemsize == ffi.sizeof(ctype), f"{ctype}: numpy layout differs from dlb.h"
+        # flat int32 views of the same memory for the dict face (Allocator.step): one slice
+        # assignment fills every input and one tolist() reads every output, instead of a cffi
+        # attribute access per field (every struct is int32 fields only, no padding: sizes checked above)
+        self._mi_flat = memoryview(ffi.buffer(self.meters_in)).cast("B").cast("i")
+        self._ci_flat = memoryview(ffi.buffer(self.chargers_in)).cast("B").cast("i")
+        self._co_flat = memoryview(ffi.buffer(self.chargers_out)).cast("B").cast("i")[:6 * nk]
+        self._ro_flat = memoryview(ffi.buffer(self.circuits_out)).cast("B").cast("i")
         # zero-copy views; an empty site still has one (unused) charger slot in C: views show nk rows
         self.arrays = CoreArrays(
             np.frombuffer(ffi.buffer(self.meters_in), dtype=METER_INPUT_DTYPE)[:nc],
@@ -186,6 +212,17 @@ class _CBackend:
     def step_arrays(self, now_ms):
         """One dlb_step over the arrays in place: a single call into C, nothing else."""
         self._call(now_ms)
+
+    def step_flat(self, now_ms, meters_flat, chargers_flat):
+        """The dict face's step: inputs as flat int lists in dlb.h field order (4 per circuit:
+        fresh, current_ma[3]; 8 per charger: fresh, state, current_ma[3], session_update,
+        departure_in_ms, energy_need_wh); returns the outputs flat (6 per charger, 11 per circuit;
+        the unsigned flags / status as stored, i.e. negative above 2**31 - 1)."""
+        self._mi_flat[:] = array("i", meters_flat)
+        if chargers_flat:       # (an empty site has one unused charger slot in C)
+            self._ci_flat[:len(chargers_flat)] = array("i", chargers_flat)
+        self._call(now_ms)
+        return self._co_flat.tolist(), self._ro_flat.tolist()
 
     def _call(self, now_ms):
         rc = self.step_c(self.site, now_ms, self.meters_in, self.chargers_in, self.chargers_out,
@@ -246,6 +283,21 @@ class _ReferenceBackend:
     def step_raw(self, now_ms, meters, chargers):
         return self.core.step(now_ms, meters, chargers)
 
+    def step_flat(self, now_ms, meters_flat, chargers_flat):
+        """The C backend's step_flat contract, through the specification."""
+        m = meters_flat
+        meters = [model.MeterInput(m[i], m[i + 1:i + 4]) for i in range(0, len(m), 4)]
+        k = chargers_flat
+        chargers = [model.ChargerInput(k[i], k[i + 1], k[i + 2:i + 5], k[i + 5], k[i + 6], k[i + 7])
+                    for i in range(0, len(k), 8)]
+        outs, couts = self.core.step(now_ms, meters, chargers)
+        co, ro = [], []
+        for o in outs:
+            co += (o.setpoint_ma, o.phases, o.reason, o.limit_circuit, o.limit_lane, o.flags)
+        for o in couts:
+            ro += (*o.allocated_ma, *o.headroom_ma, *o.base_ma, o.power_headroom_ma, o.status)
+        return co, ro
+
     def session_energy_wh(self, k):
         return self.core.session_energy_wh(k)
 
@@ -266,6 +318,13 @@ class Allocator:
         self.backend = backend
         self._circuit_index = {n: i for i, n in enumerate(site.circuit_names)}
         self._charger_index = {n: i for i, n in enumerate(site.charger_names)}
+        self._has_meter = [bool(c.has_meter) for c in site.circuits]
+        # step()'s inputs before the readings: model.MeterInput() / model.ChargerInput() flattened
+        self._meter_defaults = [v for _ in site.circuits for v in (0, *model.MeterInput().current_ma)]
+        d = model.ChargerInput()
+        self._charger_defaults = [d.fresh, d.state, *d.current_ma, d.session_update, d.departure_in_ms,
+                                  d.energy_need_wh] * len(site.chargers)
+        self._reason_cache = {}     # (reason, limit_circuit, limit_lane) -> _reason()
 
     def step_raw(self, now_ms: int, meters: list, chargers: list):
         """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
@@ -290,43 +349,92 @@ class Allocator:
         return self._backend.session_energy_wh(self._charger_index[charger])
 
     def step(self, now_ms: int, meters: dict | None = None, chargers: dict | None = None) -> Result:
-        site = self.site
+        # Inputs go to the backend as flat int lists in dlb.h field order (see _CBackend.step_flat):
+        # a circuit or charger without a (trusted) reading keeps its "no new reading" defaults.
         rejected = []
-        m_in = [model.MeterInput() for _ in site.circuits]
-        for name, values in (meters or {}).items():
-            c = self._circuit_index.get(name)
-            if c is None or not site.circuits[c].has_meter:
-                raise ValueError(f"meters: {name!r} is not a metered circuit of this site")
-            ma = _to_ma(values, -model.MAX_CURRENT_MA, model.MAX_CURRENT_MA)
-            if ma is None:
-                rejected.append((name, f"meter reading not trusted: {values!r}"))
-                continue
-            m_in[c] = model.MeterInput(1, ma)
-        k_in = [model.ChargerInput() for _ in site.chargers]
-        for name, reading in (chargers or {}).items():
-            k = self._charger_index.get(name)
-            if k is None:
-                raise ValueError(f"chargers: {name!r} is not a charger of this site")
-            state = model.STATES.get(reading.get("state")) if isinstance(reading, dict) else None
-            ma = _to_ma(reading.get("current_a", [0, 0, 0]), 0, model.MAX_CURRENT_MA) \
-                if isinstance(reading, dict) else None
-            if state is None or ma is None:
-                rejected.append((name, f"charger reading not trusted: {reading!r}"))
-                continue
-            ci = model.ChargerInput(1, state, ma)
-            if "departure_s" in reading or "energy_need_kwh" in reading:
-                dep, need = reading.get("departure_s"), reading.get("energy_need_kwh")
-                ok = all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 2e6)
-                         for v in (dep, need))
-                if ok:
-                    ci.session_update = 1
-                    ci.departure_in_ms = int(round(dep * 1000)) if dep is not None else -1
-                    ci.energy_need_wh = int(round(need * 1000)) if need is not None else -1
+        m_flat = self._meter_defaults.copy()
+        if meters:
+            circuit_index, has_meter = self._circuit_index, self._has_meter
+            for name, values in meters.items():
+                c = circuit_index.get(name)
+                if c is None or not has_meter[c]:
+                    raise ValueError(f"meters: {name!r} is not a metered circuit of this site")
+                ma = _to_ma(values, -model.MAX_CURRENT_MA, model.MAX_CURRENT_MA)
+                if ma is None:
+                    rejected.append((name, f"meter reading not trusted: {values!r}"))
+                    continue
+                i = 4 * c
+                m_flat[i:i + 4] = (1, *ma)
+        k_flat = self._charger_defaults.copy()
+        if chargers:
+            charger_index, states = self._charger_index, model.STATES
+            hi = model.MAX_CURRENT_MA
+            hi_a = hi / 1000 + 1
+            for name, reading in chargers.items():
+                k = charger_index.get(name)
+                if k is None:
+                    raise ValueError(f"chargers: {name!r} is not a charger of this site")
+                if isinstance(reading, dict):
+                    state = states.get(reading.get("state"))
+                    cur = reading.get("current_a", _ZERO3)
+                    ma = None
+                    if cur.__class__ is list and len(cur) == 3:
+                        # _to_ma's fast path inlined (one call less per charger); lo = 0
+                        a, b, c = cur
+                        if a.__class__ is float and b.__class__ is float and c.__class__ is float \
+                                and -1.0 <= a <= hi_a and -1.0 <= b <= hi_a and -1.0 <= c <= hi_a:
+                            a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
+                            if 0 <= a <= hi and 0 <= b <= hi and 0 <= c <= hi:
+                                ma = (a, b, c)
+                        else:
+                            ma = _to_ma(cur, 0, hi)
+                    else:
+                        ma = _to_ma(cur, 0, hi)
                 else:
-                    rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
-            k_in[k] = ci
-        outs, couts = self._backend.step_raw(now_ms, m_in, k_in)
-        return self._result(now_ms, outs, couts, rejected)
+                    state = ma = None
+                if state is None or ma is None:
+                    rejected.append((name, f"charger reading not trusted: {reading!r}"))
+                    continue
+                su, dep_ms, need_wh = 0, -1, -1
+                if "departure_s" in reading or "energy_need_kwh" in reading:
+                    dep, need = reading.get("departure_s"), reading.get("energy_need_kwh")
+                    # (an in-range float is finite: the common case without _session_value_ok's calls)
+                    if (dep is None or (dep.__class__ is float and 0.0 <= dep < 2e6) or _session_value_ok(dep)) \
+                            and (need is None or (need.__class__ is float and 0.0 <= need < 2e6)
+                                 or _session_value_ok(need)):
+                        su = 1
+                        dep_ms = int(round(dep * 1000)) if dep is not None else -1
+                        need_wh = int(round(need * 1000)) if need is not None else -1
+                    else:
+                        rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+                i = 8 * k
+                k_flat[i:i + 8] = (1, state, *ma, su, dep_ms, need_wh)
+        co, ro = self._backend.step_flat(now_ms, m_flat, k_flat)
+        return self._result_flat(now_ms, co, ro, rejected)
+
+    def _result_flat(self, now_ms, co, ro, rejected) -> Result:
+        """Result from step_flat's outputs; the same objects as _result gives for the same outputs."""
+        cres = {}
+        reasons = self._reason_cache
+        it = iter(co)
+        for name, sp, ph, rc, lci, lane, fl in zip(self.site.charger_names, it, it, it, it, it, it):
+            why = reasons.get((rc, lci, lane))
+            if why is None:
+                why = reasons[(rc, lci, lane)] = _reason(self.site, rc, lci, lane)
+            if fl < 0:                          # uint32 read through a signed view
+                fl += 1 << 32
+            cres[name] = ChargerResult(sp / 1000, ph, why[0], rc, why[1], why[2], sp, fl)
+        circ = {}
+        it = iter(ro)
+        for name, c, a0, a1, a2, h0, h1, h2, b0, b1, b2, pw, st in zip(
+                self.site.circuit_names, self.site.circuits, it, it, it, it, it, it, it, it, it, it, it):
+            if st < 0:
+                st += 1 << 32
+            status, flags = _status_name(st)
+            ph = None if c.power_limit_w == 0 else pw / 1000
+            circ[name] = CircuitResult([a0 / 1000, a1 / 1000, a2 / 1000], [h0 / 1000, h1 / 1000, h2 / 1000],
+                                       [b0 / 1000, b1 / 1000, b2 / 1000], ph, status, flags)
+        return Result(now_ms, cres, circ, rejected)
 
     def _result(self, now_ms, outs, couts, rejected) -> Result:
         site = self.site
@@ -346,3 +454,21 @@ class Allocator:
             circ[name] = CircuitResult([v / 1000 for v in o.allocated_ma], [v / 1000 for v in o.headroom_ma],
                                        [v / 1000 for v in o.base_ma], ph, status, flags)
         return Result(now_ms, cres, circ, rejected)
+
+
+_ZERO3 = (0, 0, 0)
+
+
+def _session_value_ok(v) -> bool:
+    """A departure (s) or energy need (kWh) the core can take: None, or finite within [0, 2e6)."""
+    return v is None or (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 2e6)
+
+
+def _reason(site, reason, limit_circuit, limit_lane) -> tuple:
+    """(reason text, limiting circuit name or None, lane name or None), as _result spells them."""
+    lc = site.circuit_names[limit_circuit] if limit_circuit >= 0 else None
+    lp = LANE_NAMES[limit_lane] if limit_lane >= 0 else None
+    text = model.REASON_NAMES[reason]
+    if lc is not None:
+        text = f"{text} {lc} {lp}"
+    return text, lc, lp

@@ -104,6 +104,7 @@ class SiteController:
         self.last_readings: dict = {}
         self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
         self._meter_subtree: dict = {}
+        self._timed_links = None
 
     def _under_meter(self, meter: str) -> list:
         """(charger name, phase map) of every charger in the meter's circuit subtree."""
@@ -124,13 +125,14 @@ class SiteController:
         tot = [0.0, 0.0, 0.0]
         sub = self._meter_subtree.get(meter)
         if sub is None:     # the site does not change: walk the circuit tree once per meter
-            sub = self._meter_subtree[meter] = self._under_meter(meter)
-        for name, pm in sub:
+            sub = self._meter_subtree[meter] = [(name, tuple(enumerate(pm))) for name, pm in self._under_meter(meter)]
+        for name, pairs in sub:
             r = chargers.get(name)
             if r is None:
                 continue
-            for conductor, phase in enumerate(pm):
-                tot[phase] += float(r["current_a"][conductor])
+            cur = r["current_a"]
+            for conductor, phase in pairs:
+                tot[phase] += float(cur[conductor])
         return tot
 
     def _frozen(self, name: str, currents, chargers: dict, now_ms: int) -> bool:
@@ -221,64 +223,79 @@ class SiteController:
         wall0 = time.perf_counter()
         if not self.configured:
             await self.configure(now_ms)
+        read = self._read
         raw_meters = {}
         for ep in self.meters:
-            currents = await self._read(ep, now_ms)
+            currents = await read(ep, now_ms)
             if currents is not None:
                 raw_meters[ep.name] = currents
         chargers = {}
+        written = self.written
+        session_info = self.session_info
         for ep in self.chargers:
-            r = await self._read(ep, now_ms)
+            r = await read(ep, now_ms)
             if r is None:
                 continue
+            name = ep.name
             state = r.state
-            if state == "unavailable" and self.written.get(ep.name) == 0:
+            if state == "unavailable" and written.get(name) == 0:
                 # KEBA P30 and CHARX pause through their enable register and then report
                 # "unavailable": that is our own pause, not an out-of-service charger
                 state = "connected_idle"
             reading = {"state": state, "current_a": list(r.currents_a)}
-            if self.session_info is not None:
-                info = self.session_info(ep.name)
+            if session_info is not None:
+                info = session_info(name)
                 if info is not None:
                     dep, need = info
                     if dep is not None:
                         reading["departure_s"] = dep
                     if need is not None:
                         reading["energy_need_kwh"] = need
-            chargers[ep.name] = reading
+            chargers[name] = reading
         meters = {n: cur for n, cur in raw_meters.items() if not self._frozen(n, cur, chargers, now_ms)}
         self.last_readings = {"meters": meters, "chargers": chargers}
         if self.energy is not None and not self.safe_state:
             meters, chargers = self.energy.before_step(now_ms, meters, chargers, self.site.cycle_ms)
         res = None if self.safe_state else self.alloc.step(now_ms, meters=meters, chargers=chargers)
         self.last_result = res
+        by_name = res.chargers if res is not None else None
+        phases_written, last_write_ms, last_hb_ms = self.phases_written, self.last_write_ms, self.last_hb_ms
         for ep in self.chargers:
+            name = ep.name
             drv = ep.driver
-            if res is not None:
-                cr = res.chargers[ep.name]
-                target, phases = cr.current_a, cr.phases
+            if by_name is not None:
+                cr = by_name[name]
                 if cr.lost:
                     continue            # no answer: writing would only add timeouts
+                target, phases = cr.current_a, cr.phases
             else:                       # safe state: each charger at its safe current
-                k = self.site.chargers[self.site.charger_names.index(ep.name)]
+                k = self.site.chargers[self.site.charger_names.index(name)]
                 target, phases = k.failsafe_ma / 1000, None
             interval = drv.heartbeat_interval_s
-            hb_due = interval is not None and now_ms - self.last_hb_ms.get(ep.name, -10**12) >= interval * 1000
-            if phases is not None and self.phases_written.get(ep.name) != phases and drv.phase_writes(phases):
+            hb_due = interval is not None and now_ms - last_hb_ms.get(name, -10**12) >= interval * 1000
+            if phases is not None and phases_written.get(name) != phases and drv.phase_writes(phases):
                 if await self._write(ep, drv.phase_writes(phases), now_ms):
-                    self.phases_written[ep.name] = phases
-            if self.written.get(ep.name) != target or (hb_due and drv.heartbeat_is_setpoint):
+                    phases_written[name] = phases
+            if hb_due:
+                hb_is_sp = drv.heartbeat_is_setpoint
+                if written.get(name) != target or hb_is_sp:
+                    if await self._write(ep, drv.setpoint_writes(target), now_ms):
+                        written[name] = target
+                        last_write_ms[name] = now_ms
+                        if hb_is_sp:
+                            last_hb_ms[name] = now_ms
+                if not hb_is_sp:
+                    writes = drv.heartbeat_writes()
+                    if writes and await self._write(ep, writes, now_ms):
+                        last_hb_ms[name] = now_ms
+                    elif not writes:
+                        last_hb_ms[name] = now_ms
+            elif written.get(name) != target:
                 if await self._write(ep, drv.setpoint_writes(target), now_ms):
-                    self.written[ep.name] = target
-                    self.last_write_ms[ep.name] = now_ms
+                    written[name] = target
+                    last_write_ms[name] = now_ms
                     if drv.heartbeat_is_setpoint:
-                        self.last_hb_ms[ep.name] = now_ms
-            if hb_due and not drv.heartbeat_is_setpoint:
-                writes = drv.heartbeat_writes()
-                if writes and await self._write(ep, writes, now_ms):
-                    self.last_hb_ms[ep.name] = now_ms
-                elif not writes:
-                    self.last_hb_ms[ep.name] = now_ms
+                        last_hb_ms[name] = now_ms
         if self._account(now_ms, (time.perf_counter() - wall0) * 1000):
             # the overrun fault is declared now: drive the outputs to their safe state at once
             await self._write_safe(now_ms)
@@ -297,11 +314,16 @@ class SiteController:
         """Record the cycle's duration; True when this cycle declares the overrun fault."""
         st = self.stats
         st.cycles += 1
-        elapsed = wall_ms if self.measure_wall else float(sum(getattr(e.link, "latency_ms", 0) for e in self.meters + self.chargers))
-        if not self.measure_wall:
-            for e in self.meters + self.chargers:
-                if hasattr(e.link, "latency_ms"):
-                    e.link.latency_ms = 0
+        if self.measure_wall:
+            elapsed = wall_ms
+        else:
+            # the links that count a latency (fast mode: FastLink) do not change: found once
+            timed = self._timed_links
+            if timed is None:
+                timed = self._timed_links = [e.link for e in self.meters + self.chargers if hasattr(e.link, "latency_ms")]
+            elapsed = float(sum([link.latency_ms for link in timed]))
+            for link in timed:
+                link.latency_ms = 0
         st.durations_ms.append(elapsed)
         st.starts_ms.append(now_ms)
         if elapsed > self.site.cycle_ms:

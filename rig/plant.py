@@ -73,6 +73,8 @@ class Plant:
         self.comm = CommFaults(seed=self.seed)
         self.now_ms = 0
         self._deferred = []          # (time, action): ends of timed faults, departures
+        self._deferred_next = None   # the earliest time in _deferred (None: empty)
+        self._time_memo = {}         # scenario time text -> ms (see _time)
         self._faulted = set()        # chargers disabled by a timeline `charger CP fault`
         self._timeline_loads = {}    # circuit -> StepEvents added by base steps of the timeline
         s = self.site
@@ -99,20 +101,35 @@ class Plant:
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
         self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
+        self._sessions_of: dict[str, list] = {}       # charger -> its sessions, in self.sessions order
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
         self._step_i = 0
         self.controller_restarts: list[int] = []
         self.events_log: list[tuple[int, str]] = []
+        # circuit_truth's plan (the site and the charge points do not change): per charger in
+        # self.chargers order (name, charge point, circuit name, (conductor, site phase) pairs),
+        # and (parent name, circuit name) from the last circuit to the first (children first)
+        self._truth_chargers = [
+            (name, cp, s.circuit_names[k.circuit], tuple((i, k.phase_map[i]) for i in range(k.phases)))
+            for name, cp in self.chargers.items() for k in (s.chargers[self.charger_index[name]],)]
+        self._truth_tree = [(s.circuit_names[s.circuits[c].parent], s.circuit_names[c])
+                            for c in range(len(s.circuits) - 1, -1, -1) if s.circuits[c].parent != -1]
+        self._charger_list = list(self.chargers.values())               # (advance's loops)
+        self._images = [dev.image for dev in self.devices.values()]      # (invalidate's loop)
         self.truth = {n: [0.0, 0.0, 0.0] for n in s.circuit_names}
         self._update_truth(0)
 
     # ------------------------------------------------------------------ construction
     def _time(self, value) -> int:
-        """A scenario time (ms since start) from the scenario's own parser."""
+        """A scenario time (ms since start) from the scenario's own parser (memoized: advance asks
+        for the next arrival's time every cycle; the parse depends only on the text and the start)."""
         if isinstance(value, int):
             return value
-        return self.scenario.time_ms(value)
+        t = self._time_memo.get(value)
+        if t is None:
+            t = self._time_memo[value] = self.scenario.time_ms(value)
+        return t
 
     def _add_load(self, ld, i):
         seed = ld.seed if ld.seed is not None else self.seed * 1000 + i
@@ -198,6 +215,7 @@ class Plant:
         cp.plug(ev, t)
         session = Session(vehicle or f"{preset}@{charger}", charger, preset, t, depart_ms, need_kwh, ev)
         self.sessions.append(session)
+        self._sessions_of.setdefault(charger, []).append(session)
         self._open_session[charger] = session
         self.events_log.append((t, f"plug {charger} {preset}"))
 
@@ -227,8 +245,8 @@ class Plant:
             if s.need_kwh is not None:
                 need = max(0.0, s.need_kwh - self.chargers[charger].evse.session_energy_wh / 1000)
             return dep, need
-        for s in reversed(self.sessions):
-            if s.charger == charger and s.left_ms is None:
+        for s in reversed(self._sessions_of.get(charger, ())):   # = self.sessions, this charger's
+            if s.left_ms is None:
                 dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
                 need = None
                 if s.need_kwh is not None:
@@ -359,6 +377,8 @@ class Plant:
 
     def _later(self, t, fn):
         self._deferred.append((t, fn))
+        if self._deferred_next is None or t < self._deferred_next:
+            self._deferred_next = t
 
     def set_supply(self, circuit: str, phase: int, voltage_v: float | None, t_ms: int) -> None:
         """The supply of one circuit phase (0, 1, 2 = L1..L3) from ``t_ms`` on, for everything below
@@ -414,9 +434,11 @@ class Plant:
     # ------------------------------------------------------------------ time
     def advance(self, t_ms: int) -> None:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
+        chargers = self._charger_list
         if self.caches:
-            self.invalidate()
-            for cp in self.chargers.values():    # the plant may change them from here on
+            # The images are invalidated once, at the end: nothing reads them while the plant
+            # advances (fast mode is one thread; wire mode runs without caches).
+            for cp in chargers:                  # the plant may change them from here on
                 cp.settled_promise = False
         applied = False      # anything that may change a model outside its own methods
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
@@ -433,34 +455,37 @@ class Plant:
             self._step_i += 1
             applied = True
             self.apply_step(st, st.at_ms)
-        deferred = self._deferred
-        due = sorted((d for d in deferred if d[0] <= t_ms), key=lambda d: d[0])
-        if due:
+        due = None
+        if self._deferred_next is not None and self._deferred_next <= t_ms:   # (else none is due)
+            deferred = self._deferred
+            due = sorted((d for d in deferred if d[0] <= t_ms), key=lambda d: d[0])
             self._deferred = [d for d in deferred if d[0] > t_ms]
+            self._deferred_next = min((d[0] for d in self._deferred), default=None)
             for at, fn in due:
-                fn()
+                fn()            # (may add actions: _later keeps _deferred_next)
         # Fast mode (caches): between two advances the models change only through their own
         # methods (the images' writes settle them), so unless this advance applied something
         # (arrivals, timeline steps, deferred actions) they are promised unchanged, which lets
         # an idle charger skip its no-op settles (ChargePoint.advance).
         unchanged = self.caches and not due and not applied
-        for cp in self.chargers.values():
+        for cp in chargers:
             cp.advance(t_ms, unchanged=unchanged)
         self._update_truth(t_ms)
+        truth, volts = self.truth, self._circuit_v
         for name, m in self.meters.items():
-            m.advance(t_ms, self.truth[name], self._circuit_v[name] if self._circuit_v else None)
+            m.advance(t_ms, truth[name], volts[name] if volts else None)
         self.now_ms = t_ms
         if self.caches:
             self.invalidate()
             # until the next advance only the images touch the chargers, through write_point
             # (which settles): promise them unchanged so same-instant writes skip a no-op settle
-            for cp in self.chargers.values():
+            for cp in chargers:
                 cp.settled_promise = True
 
     def invalidate(self) -> None:
         """Drop the device images' cached points (models changed outside their images)."""
-        for dev in self.devices.values():
-            dev.image.invalidate()
+        for image in self._images:
+            image.invalidate()
 
     def _update_truth(self, t_ms):
         self.truth = self.circuit_truth(t_ms)
@@ -469,26 +494,23 @@ class Plant:
         """True current per circuit and phase (its whole subtree): base loads (none on a phase
         without supply) plus the chargers' currents, the models' or ``charger_currents`` (name ->
         [3] A per conductor: what instruments measured) where given."""
-        s = self.site
         t_abs = t_ms + self.start_ms
-        own = {n: list(self.loads[n].current_a(t_abs)) for n in s.circuit_names}
+        loads = self.loads
+        own = {n: list(loads[n].current_a(t_abs)) for n in self.site.circuit_names}
         for n, phases in self._dead.items():       # no supply, no current
             for p in phases:
                 own[n][p] = 0.0
-        for name, cp in self.chargers.items():
-            k = s.chargers[self.charger_index[name]]
+        for name, cp, circuit, pairs in self._truth_chargers:
             cur = charger_currents[name] if charger_currents and name in charger_currents else cp.currents_a()
-            tgt = own[s.circuit_names[k.circuit]]
-            for i in range(k.phases):
-                tgt[k.phase_map[i]] += cur[i]
-        truth = own
-        for c in range(len(s.circuits) - 1, -1, -1):
-            par = s.circuits[c].parent
-            if par != -1:
-                pt, ct = truth[s.circuit_names[par]], truth[s.circuit_names[c]]
-                for p in range(3):
-                    pt[p] += ct[p]
-        return truth
+            tgt = own[circuit]
+            for i, phase in pairs:
+                tgt[phase] += cur[i]
+        for parent, child in self._truth_tree:     # children before parents: sums up the tree
+            pt, ct = own[parent], own[child]
+            pt[0] += ct[0]
+            pt[1] += ct[1]
+            pt[2] += ct[2]
+        return own
 
     def base_a(self, circuit: str) -> list:
         """True non-EV load of a circuit's subtree (for traces)."""

@@ -168,3 +168,85 @@ def test_both_backends_equal_through_the_public_api(steps):
             ok = all(isinstance(x, (int, float)) and math.isfinite(x) and abs(x) <= 2_001
                      and abs(round(x * 1000)) <= 2_000_000 for x in vals)
             assert (name in [n for n, _ in ra.rejected]) == (not ok), (vals, ra.rejected)
+
+
+# --------------------------------------------------------- the dict face's flat fast path
+# Allocator.step fills the core's inputs through flat int views (one slice assignment) and reads
+# the outputs back in one tolist(); before that it went field by field through model.MeterInput /
+# ChargerInput, step_raw and _result. The per-field path below is that earlier definition, kept as
+# the oracle: on any site and any readings (trusted or not) both must give equal Results.
+def _per_field_step(al, now_ms, meters, chargers):
+    from dlbrig.core.allocator import _to_ma_checked
+    site = al.site
+    rejected = []
+    m_in = [model.MeterInput() for _ in site.circuits]
+    for name, values in (meters or {}).items():
+        c = site.circuit_names.index(name)
+        ma = _to_ma_checked(values, -model.MAX_CURRENT_MA, model.MAX_CURRENT_MA)
+        if ma is None:
+            rejected.append((name, f"meter reading not trusted: {values!r}"))
+            continue
+        m_in[c] = model.MeterInput(1, ma)
+    k_in = [model.ChargerInput() for _ in site.chargers]
+    for name, reading in (chargers or {}).items():
+        k = site.charger_names.index(name)
+        state = model.STATES.get(reading.get("state")) if isinstance(reading, dict) else None
+        ma = _to_ma_checked(reading.get("current_a", [0, 0, 0]), 0, model.MAX_CURRENT_MA) \
+            if isinstance(reading, dict) else None
+        if state is None or ma is None:
+            rejected.append((name, f"charger reading not trusted: {reading!r}"))
+            continue
+        ci = model.ChargerInput(1, state, ma)
+        if "departure_s" in reading or "energy_need_kwh" in reading:
+            dep, need = reading.get("departure_s"), reading.get("energy_need_kwh")
+            if all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 2e6)
+                   for v in (dep, need)):
+                ci.session_update = 1
+                ci.departure_in_ms = int(round(dep * 1000)) if dep is not None else -1
+                ci.energy_need_wh = int(round(need * 1000)) if need is not None else -1
+            else:
+                rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+        k_in[k] = ci
+    outs, couts = al.step_raw(now_ms, m_in, k_in)
+    return al._result(now_ms, outs, couts, rejected)
+
+
+_odd_amp = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3000, 3000),
+                     st.booleans(), st.just("7"), st.floats(1999, 2001.5), st.floats(-2001.5, -1999))
+_amp = st.one_of(st.floats(0, 40), st.floats(0, 40), st.floats(-5, 80), _odd_amp)
+_three = st.one_of(st.lists(_amp, min_size=3, max_size=3), st.tuples(_amp, _amp, _amp),
+                   st.lists(_amp, min_size=0, max_size=4), st.none())
+_session_v = st.one_of(st.none(), st.floats(0, 1e5), st.integers(-5, 10**7), st.floats(allow_nan=True))
+_reading = st.one_of(
+    st.fixed_dictionaries({"state": st.sampled_from(list(model.STATES) + ["bogus"]), "current_a": _three},
+                          optional={"departure_s": _session_v, "energy_need_kwh": _session_v}),
+    st.fixed_dictionaries({"state": st.sampled_from(list(model.STATES))}),
+    st.none(), st.just([1, 2, 3]))
+
+
+@H.profile(max_examples=40, deadline=None)
+@given(data=st.data(), site=H.sites_st(max_chargers=40, max_circuits=6))
+@pytest.mark.parametrize("backend", ["c", "reference"])
+def test_dict_face_equals_the_per_field_path(backend, data, site):
+    fast, slow = Allocator(site, backend=backend), Allocator(site, backend=backend)
+    metered = [n for n, c in zip(site.circuit_names, site.circuits) if c.has_meter]
+    now = 0
+    for _ in range(data.draw(st.integers(1, 12))):
+        now += data.draw(st.integers(0, 5000))
+        meters = data.draw(st.dictionaries(st.sampled_from(metered), _three) if metered else st.just({}))
+        chargers = data.draw(st.dictionaries(st.sampled_from(site.charger_names), _reading)
+                             if site.charger_names else st.just({}))
+        ra, rb = fast.step(now, meters=meters, chargers=chargers), _per_field_step(slow, now, meters, chargers)
+        assert ra == rb
+        for name, r in ra.chargers.items():   # same types too (== would take 6 for 6.0, True for 1)
+            assert type(r.current_a) is float and type(r.flags) is int and type(r.setpoint_ma) is int
+            assert r.flags >= 0
+
+
+@H.profile(max_examples=300)
+@given(values=_three, lo_hi=st.sampled_from([(0, model.MAX_CURRENT_MA),
+                                             (-model.MAX_CURRENT_MA, model.MAX_CURRENT_MA)]))
+def test_to_ma_fast_path_equals_checked(values, lo_hi):
+    from dlbrig.core.allocator import _to_ma, _to_ma_checked
+    a, b = _to_ma(values, *lo_hi), _to_ma_checked(values, *lo_hi)
+    assert a == b and (a is None or all(type(v) is int for v in a))
