@@ -152,8 +152,23 @@ def cable_rating_from_pp(ohm: float | None) -> int | None:
     return None
 
 
+#: Bumped by every attribute assignment on any :class:`FirmwareFaults` or :class:`EvseConfig`
+#: (construction included). Part of :meth:`Evse.read_token`: a point computed from a config or
+#: fault knob cannot keep a stale value when one is changed at run time. A global counter, not a
+#: field, so ``vars()`` / ``fields()`` of those objects stay exactly their knobs.
+_KNOBS_GEN = [0]
+
+
+class _CountedKnobs:
+    """Mixin: every assignment bumps :data:`_KNOBS_GEN` (rare: set-up, fault injection)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _KNOBS_GEN[0] += 1
+        object.__setattr__(self, name, value)
+
+
 @dataclass
-class FirmwareFaults:
+class FirmwareFaults(_CountedKnobs):
     """Knobs that make the firmware non-compliant on purpose (negative controls).
 
     slow_contactor_ms: extra delay on every contactor opening (and RCD supply removal).
@@ -184,7 +199,7 @@ class FirmwareFaults:
 
 
 @dataclass
-class EvseConfig:
+class EvseConfig(_CountedKnobs):
     """Product parameters and timings of a charger firmware (defaults: the standard's values or a
     typical compliant product).  Identity strings feed the ``serial`` / ``model_name`` points."""
 
@@ -323,9 +338,40 @@ def _as_float(name: str, value: object, lo: float = 0.0, hi: float = math.inf) -
     return v
 
 
+#: Read points whose value moves with the clock alone (``now_ms``, the energy integrators, the
+#: watchdog's last feed and the validity deadline): every other point is a function of the state
+#: :meth:`Evse.read_token` covers.
+TIMED_POINTS = frozenset({"session_energy_wh", "total_energy_wh", "session_duration_s",
+                          "setpoint_valid_s", "watchdog_remaining_s"})
+# Attributes whose assignment does not bump the change counter: the clock (every advance) and the
+# watchdog feed / validity times (every heartbeat of a product fed by any request). Only the
+# state machine and TIMED_POINTS read them (checked: tests/firmware_sim/test_evse_token.py).
+_UNVERSIONED = frozenset({"now_ms", "_wd_last_feed_ms", "_validity_deadline_ms", "_rev"})
+_UNSET = object()
+
+
 class Evse:
     """The charger firmware.  Drive it with :meth:`update` at every :meth:`next_event_ms` (or use
     :class:`ChargePoint`, which does that and couples an EV)."""
+
+    timed_points = TIMED_POINTS
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The change counter behind read_token: any assignment that replaces a value (not the
+        # same object) bumps it, wherever it comes from (the state machine, writes, an owner
+        # setting an attribute), so an unchanged counter proves an unchanged state. The clock
+        # and the feed times are left out (_UNVERSIONED): they move every cycle.
+        if name not in _UNVERSIONED:
+            d = self.__dict__
+            if d.get(name, _UNSET) is not value:
+                d["_rev"] = d.get("_rev", 0) + 1
+        object.__setattr__(self, name, value)
+
+    def read_token(self) -> tuple:
+        """A value equal to an earlier one only if no point outside :data:`TIMED_POINTS` can
+        have changed since (the change counter, and the generation of config / fault knobs):
+        a register image reuses answers computed from those points while it is unchanged."""
+        return (self.__dict__["_rev"], _KNOBS_GEN[0])
 
     def __init__(self, config: EvseConfig | None = None, faults: FirmwareFaults | None = None,
                  start_ms: int = 0, initial_total_wh: float = 0.0) -> None:
@@ -1024,6 +1070,12 @@ class ChargePoint:
         if now_ms < self.now_ms:
             raise ValueError(f"time went backwards: {now_ms} < {self.now_ms}")
         if unchanged:
+            if now_ms == self.now_ms and self.evse.now_ms == now_ms and \
+                    (self.ev is None or getattr(self.ev, "_now_ms", None) == now_ms):
+                # already there (a same-instant heartbeat after the plant's advance): the
+                # events after now are all later than now_ms, so the branch below would only
+                # set the clocks to the values they have
+                return
             t = self._next_event_ms()
             if t is None or t > now_ms:
                 self.now_ms = self.evse.now_ms = now_ms
@@ -1112,6 +1164,12 @@ class ChargePoint:
     def point_getter(self, name: str):
         """``point(name)`` as a zero-argument callable (see :meth:`Evse.point_getter`)."""
         return self.evse.point_getter(name)
+
+    timed_points = TIMED_POINTS
+
+    def read_token(self) -> tuple:
+        """:meth:`Evse.read_token` (the points are the EVSE's)."""
+        return self.evse.read_token()
 
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""

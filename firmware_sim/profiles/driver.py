@@ -325,12 +325,18 @@ class _Driver:
 
     def _build_plan(self) -> None:
         self._plan, self._where = self._layout.plan([r for _, r in self._fields])
+        self._plan_t = tuple(self._plan)
         # per field: (name, register, response index, word offset, end), for the memo path
         self._locs = [(key, reg, *self._where[(reg.table, reg.address)]) for key, reg in self._fields]
         self._locs = [(key, reg, i, off, off + reg.count) for key, reg, i, off in self._locs]
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
+
+    def read_plan_view(self) -> tuple[Request, ...]:
+        """:meth:`read_plan` as the driver's own tuple (the same object every call: a register
+        image keys its plan memo on it)."""
+        return self._plan_t
 
     def _values(self, responses: Sequence[Sequence[int]]) -> dict[str, Any]:
         if len(responses) != len(self._plan):
@@ -663,6 +669,19 @@ class ChargerDriver(_Driver):
             return ChargerReading(state=r.state, currents_a=cur, applied_a=r.applied_a,
                                   setpoint_a=r.setpoint_a, phases=r.phases, raw=raw)
         return self._decode(responses)
+
+    def decode_shared(self, responses: list) -> ChargerReading:
+        """:meth:`decode` for a caller that only reads the result and drops ``responses`` (the
+        site controller's scan): with ``memo`` the remembered reading itself, and ``responses``
+        kept as the memo's key, without the copies :meth:`decode` makes. Never mutate either."""
+        if not self.memo:
+            return self._decode(responses)
+        key = self._memo_key
+        if key is None or key != responses:
+            r = self._decode(responses)
+            self._memo_key, self._memo_val = responses, r
+            return r
+        return self._memo_val
 
     def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         raw = self._values(responses)
