@@ -292,6 +292,56 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+class _KeysRead(dict):
+    """The ``raw`` dict a charger's status decoder gets (memo drivers), noting the keys it reads:
+    the state is a function of those values only, so a later response that changes none of them
+    (an Alfen validity countdown) keeps the state without running the decoder again. Anything
+    that sees the whole mapping (iteration, views, length, comparison, repr, copies, changes)
+    sets ``keys_read`` to None: every key may matter, no shortcut. A dict subclass, so the
+    decoder sees a dict; the reading keeps a plain copy (with whatever the decoder changed)."""
+
+    __slots__ = ("keys_read",)
+
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.keys_read: set | None = set()
+
+    def __getitem__(self, k: Any) -> Any:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.__getitem__(self, k)
+
+    def get(self, k: Any, default: Any = None) -> Any:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.get(self, k, default)
+
+    def __contains__(self, k: Any) -> bool:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.__contains__(self, k)
+
+    def _whole(name: str):      # noqa: N805 (a helper building methods)
+        base = getattr(dict, name)
+
+        def whole(self, *a: Any, **kw: Any) -> Any:
+            self.keys_read = None
+            return base(self, *a, **kw)
+        whole.__name__ = name
+        return whole
+
+    for _n in ("keys", "values", "items", "__iter__", "__len__", "__eq__", "__ne__", "__repr__",
+               "__str__", "__reversed__", "__or__", "__ior__", "__reduce__", "__reduce_ex__",
+               "__sizeof__", "copy", "setdefault", "pop", "popitem", "update", "clear",
+               "__setitem__", "__delitem__"):
+        locals()[_n] = _whole(_n)
+    del _n, _whole
+    __hash__ = None     # type: ignore[assignment]
+
+
 class _Driver:
     kind = ""
 
@@ -303,6 +353,7 @@ class _Driver:
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
+        self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -329,6 +380,12 @@ class _Driver:
         # per field: (name, register, response index, word offset, end), for the memo path
         self._locs = [(key, reg, *self._where[(reg.table, reg.address)]) for key, reg in self._fields]
         self._locs = [(key, reg, i, off, off + reg.count) for key, reg, i, off in self._locs]
+        # per request, per word: (position in _locs, field) of the field the word belongs to, or
+        # None (filler): decode_shared re-decodes only the fields whose words changed
+        self._word_owner = [[None] * n for _, _, n in self._plan]
+        for pos, loc in enumerate(self._locs):
+            for j in range(loc[3], loc[4]):
+                self._word_owner[loc[2]][j] = (pos, loc)
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
@@ -678,10 +735,50 @@ class ChargerDriver(_Driver):
             return self._decode(responses)
         key = self._memo_key
         if key is None or key != responses:
-            r = self._decode(responses)
+            r = self._decode_changed(key, responses) if key is not None else None
+            if r is None:
+                r = self._decode(responses)
             self._memo_key, self._memo_val = responses, r
             return r
         return self._memo_val
+
+    def _decode_changed(self, old: list, responses: list) -> ChargerReading | None:
+        """The reading for ``responses`` from the memo's (decoded from ``old``) when the words
+        that changed belong only to fields that neither the currents, the applied current, the
+        set-point, the phases nor the status decoder (keys it read last time) depend on: those
+        fields are decoded again into a copy of ``raw``, everything else is kept. None: decode
+        in full (also for anything malformed, which the full path reports)."""
+        prev = self._memo_val
+        keep = self._status_keys
+        if keep is None or len(old) != len(responses) or len(responses) != len(self._plan):
+            return None
+        changed: dict = {}
+        for i, (a, b) in enumerate(zip(old, responses)):
+            if a != b:
+                if len(a) != len(b):
+                    return None
+                owner = self._word_owner[i]
+                for j, (x, y) in enumerate(zip(a, b)):
+                    if x != y:
+                        o = owner[j]
+                        if o is None:
+                            return None     # a filler word moved: not this product's answer
+                        if o[1][0] in keep:
+                            return None
+                        changed[o[0]] = o[1]
+        raw = dict(prev.raw)
+        memo = self._field_memo
+        # in field order: the first field that fails to decode is the one the full path names
+        for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
+            words = tuple(responses[i][off:end])
+            last = memo.get(key)
+            if last is not None and last[0] == words:
+                raw[key] = last[1]
+            else:
+                raw[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
+                memo[key] = (words, value)
+        return ChargerReading(state=prev.state, currents_a=prev.currents_a, applied_a=prev.applied_a,
+                              setpoint_a=prev.setpoint_a, phases=prev.phases, raw=raw)
 
     def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         raw = self._values(responses)
@@ -706,12 +803,27 @@ class ChargerDriver(_Driver):
                 phases = None
             if phases not in (1, 3):
                 phases = None
+        self._status_keys = None
+        if self.memo:
+            raw = _KeysRead(raw)
         try:
             state = self.spec.status(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"{name}: cannot decode the state from {raw!r}: {exc}") from exc
         if state not in STATES:
             raise DecodeError(f"{name}: decoder returned {state!r}")
+        if raw.__class__ is _KeysRead:
+            ks = raw.keys_read
+            raw = dict.copy(raw)
+            if ks is not None:
+                # what decode_shared must not see change to keep this reading's state
+                ks.update(("currents_a", "applied_current_a", "setpoint_a"))
+                for k, _ in self._fields:
+                    if k.startswith("current_l"):
+                        ks.add(k)
+                if self._phases_key is not None:
+                    ks.add(self._phases_key)
+                self._status_keys = ks
         return ChargerReading(state=state, currents_a=cur, applied_a=opt("applied_current_a"),
                               setpoint_a=opt("setpoint_a"), phases=phases, raw=raw)
 
