@@ -563,8 +563,10 @@ class Evse:
         """
         if t_ms < self.now_ms:
             raise ValueError(f"time went backwards: {t_ms} < {self.now_ms}")
-        self.now_ms = t_ms
-        self._ev = ev
+        d = self.__dict__
+        d["now_ms"] = t_ms      # the clock is not counted (_UNVERSIONED): no __setattr__ needed
+        if d["_ev"] is not ev:
+            self._ev = ev
         self._track_ev_cp(t_ms, ev.cp)
         self._track_conditions(t_ms)
         self._process_deadlines(t_ms)
@@ -600,22 +602,27 @@ class Evse:
             self._close_armed_ms = None
 
     def _track_conditions(self, t: int) -> None:
+        # (runs twice per update: attributes already None are not assigned again, which spares
+        # the change counter's __setattr__ the no-op)
         c, ev, closed = self.config, self._ev, self.contactor_closed
         can_close = (not closed and self._open_at_ms is None and self.pwm_on
                      and self._ev_cp in ("C", "D") and self._error == ErrorCode.NONE
                      and not self.in_f_hold)
         if not can_close:
-            self._close_armed_ms = None
+            if self._close_armed_ms is not None:
+                self._close_armed_ms = None
         elif self._close_armed_ms is None:
             self._close_armed_ms = t
         dc_on = closed and ev.leakage_dc_ma >= c.rcd_dc_break_ms[0][0]
         if not dc_on:
-            self._dc_onset_ms = None
+            if self._dc_onset_ms is not None:
+                self._dc_onset_ms = None
         elif self._dc_onset_ms is None:
             self._dc_onset_ms = t
         ac_on = closed and ev.leakage_ac_ma >= c.rcd_ac_trip_fraction * c.rcd_ac_idn_ma
         if not ac_on:
-            self._ac_onset_ms = None
+            if self._ac_onset_ms is not None:
+                self._ac_onset_ms = None
         elif self._ac_onset_ms is None:
             self._ac_onset_ms = t
         oc_on = False
@@ -623,7 +630,8 @@ class Evse:
             limit = (self.applied_current_a + c.soft_overcurrent_margin_a) * c.soft_overcurrent_factor
             oc_on = any(i > limit for i in ev.currents_a)
         if not oc_on:
-            self._oc_onset_ms = None
+            if self._oc_onset_ms is not None:
+                self._oc_onset_ms = None
         elif self._oc_onset_ms is None:
             self._oc_onset_ms = t
 
@@ -695,7 +703,8 @@ class Evse:
             self._phases_active = self._phases_setting
             self._log(t, "phase_switch", phases=self._phases_active)
         target = self.target_current_a()
-        self._pwm_pending_at_ms = None
+        if self._pwm_pending_at_ms is not None:
+            self._pwm_pending_at_ms = None
         if target != self._target_seen_a:  # remember when the latest target appeared
             self._target_seen_a, self._target_since_ms = target, t
         if target <= 0.0:
@@ -888,7 +897,10 @@ class Evse:
         if now_ms < self.now_ms:
             raise ValueError(f"write in the past: {now_ms} < {self.now_ms}")
         self.now_ms = now_ms
-        if name == "setpoint_a":
+        if name == "heartbeat":     # first: products fed by any request send one every cycle
+            if not self.in_failsafe:  # only a set-point write ends a fallback
+                self._feed(now_ms)
+        elif name == "setpoint_a":
             v = _as_float(name, value)
             self._setpoint_a = v
             self._feed(now_ms)
@@ -923,9 +935,6 @@ class Evse:
                 if not self.config.supports_phase_switching or self.config.hw_phases == 1:
                     raise ValueError("this charger does not support 1p/3p switching")
                 self._phases_setting = p
-        elif name == "heartbeat":
-            if not self.in_failsafe:  # only a set-point write ends a fallback
-                self._feed(now_ms)
         elif name == "unlock":
             self._unlock_requested = _as_bool(name, value) and self.connected
 
@@ -1078,7 +1087,7 @@ class ChargePoint:
                 return
             t = self._next_event_ms()
             if t is None or t > now_ms:
-                self.now_ms = self.evse.now_ms = now_ms
+                self.now_ms = self.evse.__dict__["now_ms"] = now_ms    # (not counted: _UNVERSIONED)
                 if self.ev is not None:
                     self.ev._now_ms = now_ms
                 return

@@ -116,7 +116,8 @@ class _Plan:
     """A read plan's memo (``read_many``): the answers; the points the registers that do not move
     with the clock looked up (``deps``) and the devices' read tokens when those were last seen
     unchanged (``tokens``); and the segments of the registers that read a time-dependent point
-    (``timed``: request index, word position, layout segment), re-encoded on every read."""
+    (``timed``: request index, word position, layout segment, the point's getter for a register
+    bound directly to one, else None), re-encoded on every read."""
 
     __slots__ = ("key", "answers", "deps", "tokens", "timed")
 
@@ -321,6 +322,10 @@ class DeviceImage:
             raise
         except Exception as exc:
             raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
+        return self._encode_memo(u, reg, value)
+
+    def _encode_memo(self, u: _Unit, reg: Register, value: Any) -> list[int]:
+        """``value``'s words for ``reg`` through the unit's last-encoding memo (do not mutate)."""
         key = id(reg)
         m = u.enc.get(key)
         tv = type(value)
@@ -549,11 +554,16 @@ class DeviceImage:
                     self._still_valid(u, pm.deps, self._request_cache(u, now_ms)):
                 pm.tokens = tok
                 out = [list(a) for a in pm.answers]
-                if pm.timed:
-                    cache = self._request_cache(u, now_ms)
-                    for ri, pos, (reg, off, stop, whole) in pm.timed:
-                        words = self._words_memo(u, reg, cache)
-                        out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                for ri, pos, (reg, off, stop, whole), g in pm.timed:
+                    words = None
+                    if g is not None:       # a point register: its getter, without the mappings
+                        try:
+                            words = self._encode_memo(u, reg, g())
+                        except Exception:
+                            words = None    # the way below raises what the plain path raises
+                    if words is None:
+                        words = self._words_memo(u, reg, self._request_cache(u, now_ms))
+                    out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
                 return out
         return self._plan_build(u, key, now_ms)
 
@@ -609,7 +619,10 @@ class DeviceImage:
                 if any(v.__class__ not in _SCALARS for _, _, v in rec):
                     ok = False
                 elif any(name in timed_points[i] for i, name, _ in rec):
-                    timed.append((ri, pos, seg))
+                    g = None
+                    if reg.fn is None and not reg.writable and reg.point is not None:
+                        g = self._getter(u, reg.slot - 1 if reg.slot else 0, reg.point)
+                    timed.append((ri, pos, seg, g))
                 else:
                     for i, name, v in rec:
                         deps.setdefault((i, name), v)
