@@ -896,7 +896,7 @@ class Evse:
             raise KeyError(name)
         if now_ms < self.now_ms:
             raise ValueError(f"write in the past: {now_ms} < {self.now_ms}")
-        self.now_ms = now_ms
+        self.__dict__["now_ms"] = now_ms                # not counted (_UNVERSIONED): no hook
         if name == "heartbeat":     # first: products fed by any request send one every cycle
             if not self.in_failsafe:  # only a set-point write ends a fallback
                 self._feed(now_ms)
@@ -939,7 +939,7 @@ class Evse:
             self._unlock_requested = _as_bool(name, value) and self.connected
 
     def _feed(self, now_ms: int) -> None:
-        self._wd_last_feed_ms = now_ms
+        self.__dict__["_wd_last_feed_ms"] = now_ms      # not counted (_UNVERSIONED): no hook
 
 
 #: How each read point is computed (``Evse.points`` / ``Evse.point``): one function per point, so

@@ -525,7 +525,9 @@ class DeviceImage:
           validity countdown, an energy counter) are encoded again on every read and patched
           into a copy of the answers: one countdown no longer costs the whole plan.
         """
-        u = self._unit(unit)
+        u = self._units.get(unit)
+        if u is None:
+            raise NoSuchUnit(unit)
         if not self.cache:
             return [self._read_plain(u, t, a, n, now_ms) for t, a, n in requests]
         pm = u.plan_ids.get(id(requests))
@@ -553,7 +555,7 @@ class DeviceImage:
             if (tok is not None and tok == pm.tokens) or \
                     self._still_valid(u, pm.deps, self._request_cache(u, now_ms)):
                 pm.tokens = tok
-                out = [list(a) for a in pm.answers]
+                out = list(map(list, pm.answers))
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
                     if g is not None:       # a point register: its getter, without the mappings
