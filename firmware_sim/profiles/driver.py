@@ -354,6 +354,7 @@ class _Driver:
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
         self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
+        self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -470,15 +471,53 @@ class MeterDriver(_Driver):
     def decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
         if self.memo:
             key = tuple(map(tuple, responses))
-            if key == self._memo_key:
+            old = self._memo_key
+            if key == old:
                 return list(self._memo_val)
-            out = self._decode(responses)
-            self._memo_key, self._memo_val = key, list(out)
+            # the fields whose words did not change keep their values (a meter's voltages often
+            # hold while its currents move)
+            v = self._values_changed(old, key) if old is not None else None
+            if v is None:
+                v = self._values(responses)
+            out = self._decode_values(v)
+            self._memo_key, self._memo_val, self._memo_values = key, list(out), v
             return out
         return self._decode(responses)
 
+    def _values_changed(self, old: tuple, new: tuple) -> dict | None:
+        """The values of ``new`` from those of ``old`` (the memo's), decoding again only the
+        fields whose words changed, in field order (the first to fail is the one ``_values``
+        names); None when anything is malformed (``_values`` reports it)."""
+        if len(old) != len(new) or len(new) != len(self._plan):
+            return None
+        changed: dict = {}
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                if len(a) != len(b):
+                    return None
+                owner = self._word_owner[i]
+                for j, (x, y) in enumerate(zip(a, b)):
+                    if x != y:
+                        o = owner[j]
+                        if o is None:
+                            return None
+                        changed[o[0]] = o[1]
+        v = dict(self._memo_values)
+        memo = self._field_memo
+        for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
+            words = new[i][off:end]
+            last = memo.get(key)
+            if last is not None and last[0] == words:
+                v[key] = last[1]
+            else:
+                v[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
+                memo[key] = (words, value)
+        return v
+
     def _decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
-        v = self._values(responses)
+        return self._decode_values(self._values(responses))
+
+    def _decode_values(self, v: dict) -> list[float]:
         s = self.spec
         name = self.profile.name
         for k, x in v.items():

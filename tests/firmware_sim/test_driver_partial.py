@@ -81,3 +81,40 @@ def test_a_decoder_that_sees_the_whole_mapping_disables_the_shortcut():
     drv = ChargerDriver(_with_status(_iterating_status), memo=True)
     drv.decode_shared(copy.deepcopy(BASE))
     assert drv._status_keys is None
+
+
+def _meter_answers():
+    """EM24 answers (V, I, P L1..L3, INT32 low word first) over a run where the currents and
+    powers move, the voltages mostly hold, one phase reverses, and one answer is garbage."""
+    from dlbrig.firmware_sim.meter import Meter
+    from dlbrig.firmware_sim.profiles import DeviceImage
+    p = get_profile("em24")
+    m = Meter(update_interval_ms=1000)
+    img = DeviceImage(p, {1: m})
+    out = []
+    for k in range(40):
+        cur = [20.0 + (k % 5), -3.0 if k in (7, 8) else 10.0, 5.0 + k]
+        m.advance(1000 * (k + 1), cur, [230.0, 230.0 + (k == 20), 229.0])
+        out.append([img.read(1, "input", 0, 24, 1000 * (k + 1))])
+    out[30] = [[0xFFFF] * 24]           # implausible: a DecodeError, then normal answers again
+    return out
+
+
+def _meter_result(drv, r):
+    from dlbrig.firmware_sim.profiles.driver import DecodeError
+    try:
+        return ("ok", drv.decode(copy.deepcopy(r)))
+    except DecodeError as exc:
+        return ("err", str(exc))
+
+
+def test_meter_partial_decode_matches_a_full_decode():
+    from dlbrig.firmware_sim.profiles.driver import MeterDriver
+    p = get_profile("em24")
+    memo, plain = MeterDriver(p, memo=True), MeterDriver(p)
+    seen = set()
+    for r in _meter_answers():
+        got, want = _meter_result(memo, r), _meter_result(plain, r)
+        assert got == want
+        seen.add(repr(got))
+    assert len(seen) >= 20
