@@ -355,6 +355,9 @@ class _Driver:
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
         self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
         self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
+        # memo (chargers): request index -> (position, field) of the one field that changed in
+        # it last time; set only for fields outside _status_keys, dropped on every full decode
+        self._change_hints: dict = {}
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -792,11 +795,22 @@ class ChargerDriver(_Driver):
         if keep is None or len(old) != len(responses) or len(responses) != len(self._plan):
             return None
         changed: dict = {}
+        hints = self._change_hints
         for i, (a, b) in enumerate(zip(old, responses)):
             if a != b:
                 if len(a) != len(b):
                     return None
+                h = hints.get(i)
+                if h is not None:
+                    # the field that changed last time (a countdown): if the words around it
+                    # are the same, it is the only change (two C-level comparisons)
+                    pos, loc = h
+                    off, end = loc[3], loc[4]
+                    if a[:off] == b[:off] and a[end:] == b[end:]:
+                        changed[pos] = loc      # (not a key of ``keep``: see below)
+                        continue
                 owner = self._word_owner[i]
+                mine: dict = {}
                 for j, (x, y) in enumerate(zip(a, b)):
                     if x != y:
                         o = owner[j]
@@ -804,7 +818,10 @@ class ChargerDriver(_Driver):
                             return None     # a filler word moved: not this product's answer
                         if o[1][0] in keep:
                             return None
-                        changed[o[0]] = o[1]
+                        mine[o[0]] = o[1]
+                changed.update(mine)
+                if len(mine) == 1:
+                    hints[i] = next(iter(mine.items()))
         raw = dict(prev.raw)
         memo = self._field_memo
         # in field order: the first field that fails to decode is the one the full path names
@@ -843,6 +860,7 @@ class ChargerDriver(_Driver):
             if phases not in (1, 3):
                 phases = None
         self._status_keys = None
+        self._change_hints = {}     # (only fields outside the new _status_keys may be hinted)
         if self.memo:
             raw = _KeysRead(raw)
         try:
