@@ -816,11 +816,16 @@ class Evse:
     @property
     def status(self) -> str:
         """The allocator's status vocabulary (:data:`CHARGER_STATUSES`)."""
-        if self.error_code != ErrorCode.NONE or self.cp_state in ("E", "F"):
+        # error_code != NONE or cp_state in (E, F), spelled out on the attributes (the trace
+        # asks every charger's status every cycle): a latched error, a CP short (E), the F hold,
+        # or a plugged cable without a valid coding
+        ev_cp = self._ev_cp
+        if self._error != ErrorCode.NONE or ev_cp == "E" or self._f_until_ms is not None or \
+                (ev_cp != "A" and self.cable_max_current_a is None):
             return "fault"
         if not self.enabled:
             return "unavailable"
-        if not self.connected:
+        if ev_cp == "A":
             return "disconnected"
         if not self.pwm_on:
             return "connected_idle"  # the charger is not offering current (paused, failsafe stop)

@@ -22,7 +22,7 @@ import pytest
 
 import dlbrig.firmware_sim.evse as evse_mod
 from dlbrig.firmware_sim.ev import EV
-from dlbrig.firmware_sim.evse import (CHARGER_POINTS_READ, TIMED_POINTS, ChargePoint, ErrorCode,
+from dlbrig.firmware_sim.evse import (CHARGER_POINTS_READ, CHARGER_STATUSES, TIMED_POINTS, ChargePoint, ErrorCode,
                                       Evse, EvseConfig, EvSignals, FirmwareFaults)
 
 STATIC = [n for n in CHARGER_POINTS_READ if n not in TIMED_POINTS]
@@ -53,49 +53,50 @@ def _static_points(cp: ChargePoint) -> dict:
 
 def _ops(rng: random.Random, cp: ChargePoint, t: int) -> int:
     """One random change at (or after) ``t``; returns the new time."""
-    k = rng.randrange(16)
+    k = rng.randrange(18)
     e = cp.evse
     try:
-        if k == 0:
+        if k <= 2:
             t += rng.choice((0, 1, 50, 300, 999, 1000, 3000, 7001))
             cp.advance(t)
-        elif k == 1:
+        elif k == 3:
             if cp.ev is None:
                 cp.plug(EV.preset(rng.choice(["sedan_3p", "compact_1p", "van_3p_22kw"]),
-                                  seed=rng.randrange(100), soc_pct=rng.choice([20.0, 79.9, 99.5])), t)
+                                  seed=rng.randrange(100), soc_pct=rng.choice([20.0, 79.9, 99.5]),
+                                  start_delay_range_ms=(100, 2000)), t)
             elif rng.random() < 0.3:
                 cp.unplug(t)
-        elif k == 2:
-            cp.write_point("setpoint_a", rng.choice([0.0, -0.0, 5.0, 6, 6.0, 10.5, 16.0, 32.0]), t)
-        elif k == 3:
-            cp.write_point(rng.choice(["heartbeat", "enabled", "unlock"]), rng.choice([True, False]), t)
         elif k == 4:
+            cp.write_point("setpoint_a", rng.choice([0.0, -0.0, 5.0, 6, 6.0, 10.5, 16.0, 32.0]), t)
+        elif k == 5:
+            cp.write_point(rng.choice(["heartbeat", "enabled", "unlock"]), rng.choice([True, False]), t)
+        elif k == 6:
             cp.write_point(rng.choice(["safe_current_a", "watchdog_timeout_s", "setpoint_validity_s"]),
                            rng.choice([0.0, 1, 2.0, 6.0, 8.0]), t)
-        elif k == 5:
+        elif k == 7:
             cp.write_point("phases_setting", rng.choice([1, 3]), t)
-        elif k == 6 and cp.ev is not None:      # EV faults (the plant's timeline does the same)
+        elif k == 8 and cp.ev is not None:      # EV faults (the plant's timeline does the same)
             f = cp.ev.faults
             name = rng.choice(["missing_diode", "cp_short", "ignore_pwm", "leakage_dc_ma",
                                "leakage_ac_ma", "overdraw_pct"])
             setattr(f, name, rng.choice([0.0, 10.0, 40.0, 200.0]) if name.endswith(("ma", "pct"))
                     else rng.random() < 0.5)
             cp.advance(t)
-        elif k == 7:            # firmware fault knobs, set in place (no EVSE attribute changes)
+        elif k == 9:            # firmware fault knobs, set in place (no EVSE attribute changes)
             e.faults.misreport_current_pct = rng.choice([0.0, -0.0, 10.0, -5.0])
-        elif k == 8:
-            e.faults.no_watchdog = rng.random() < 0.5
-        elif k == 9:            # config knobs, set in place
-            e.config.tethered_cable_a = rng.choice([None, 20.0, 13.0])
         elif k == 10:
-            e.config.charging_threshold_a = rng.choice([0.5, 1.0, 40.0])
-        elif k == 11:
-            cp.set_voltages([rng.choice([0.0, 230.0, 207.0]) for _ in range(3)], t)
+            e.faults.no_watchdog = rng.random() < 0.5
+        elif k == 11:            # config knobs, set in place
+            e.config.tethered_cable_a = rng.choice([None, 20.0, 13.0])
         elif k == 12:
-            cp.set_draw_limit(rng.randrange(3), rng.choice([None, 0.0, 3.0, 10.0]), t)
-        elif k == 13:           # an owner setting model attributes directly
-            setattr(e, rng.choice(["enabled", "pwm_on", "contactor_closed"]), rng.random() < 0.5)
+            e.config.charging_threshold_a = rng.choice([0.5, 1.0, 40.0])
+        elif k == 13:
+            cp.set_voltages([rng.choice([0.0, 230.0, 207.0]) for _ in range(3)], t)
         elif k == 14:
+            cp.set_draw_limit(rng.randrange(3), rng.choice([None, 0.0, 3.0, 10.0]), t)
+        elif k == 15:           # an owner setting model attributes directly
+            setattr(e, rng.choice(["enabled", "pwm_on", "contactor_closed"]), rng.random() < 0.5)
+        elif k == 16:
             e._error = rng.choice([ErrorCode.NONE, ErrorCode.RCD_DC])
             e._ev = EvSignals(cp=rng.choice("ABC"), currents_a=(rng.choice([0.0, -0.0, 7.0]), 0.0, 0.0),
                               pp_ohm=220.0)
@@ -182,3 +183,33 @@ def test_knob_changes_move_the_token():
     tok = cp.read_token()
     cp.advance(10_000, unchanged=True)          # time alone: the token stays
     assert cp.read_token() == tok
+
+
+def _status_before(e) -> str:
+    """``Evse.status`` as it was written before it was spelled out on the attributes."""
+    if e.error_code != ErrorCode.NONE or e.cp_state in ("E", "F"):
+        return "fault"
+    if not e.enabled:
+        return "unavailable"
+    if not e.connected:
+        return "disconnected"
+    if not e.pwm_on:
+        return "connected_idle"
+    if e._ev_cp in ("C", "D"):
+        if e.contactor_closed and max(e.currents_a) <= e.config.charging_threshold_a:
+            return "ev_suspended"
+        return "charging"
+    return "ev_suspended" if e._had_charged else "connected_idle"
+
+
+def test_status_matches_its_definition():
+    seen = set()
+    for seed in range(6):
+        rng = random.Random(100 + seed)
+        cp = ChargePoint(EvseConfig(supports_phase_switching=True, watchdog_timeout_ms=5000))
+        t = 0
+        for _ in range(500):
+            t = _ops(rng, cp, t)
+            assert cp.evse.status == _status_before(cp.evse)
+            seen.add(cp.evse.status)
+    assert set(CHARGER_STATUSES) <= seen, seen
