@@ -546,10 +546,11 @@ class DeviceImage:
                 u.plan_ids[id(key)] = pm
         else:
             key = requests
-        if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
-            self._heartbeat(u, now_ms)      # what the plan's first request does
-            self._kicked[u.uid] = now_ms
         if pm is not None:
+            # every request of a memoized plan passes the static checks: its first one kicks
+            if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
+                self._heartbeat(u, now_ms)
+                self._kicked[u.uid] = now_ms
             fns = u.token_fns
             tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
             if (tok is not None and tok == pm.tokens) or \
@@ -572,8 +573,6 @@ class DeviceImage:
     def _plan_build(self, u: _Unit, key: tuple, now_ms: int) -> list[list[int]]:
         """Answer a plan request by request, recording per register the points it looked up;
         keep the plan's memo when every register is memoizable (see :meth:`read_many`)."""
-        fns = u.token_fns
-        tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
         cache = self._request_cache(u, now_ms)
         lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
         ok = all(lz.__class__ is _LazyPoints for lz in lazies)
@@ -589,9 +588,15 @@ class DeviceImage:
                 if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
                     u.pure.add(lk)
             if segs is None:            # fails for static reasons, or a clock / group register
-                out.append(self._read_plain(u, t, a, n, now_ms))
+                out.append(self._read_plain(u, t, a, n, now_ms))    # (kicks after its checks)
                 ok = False
                 continue
+            if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
+                self._heartbeat(u, now_ms)      # as _read_cached: once per instant
+                self._kicked[u.uid] = now_ms
+                cache = self._request_cache(u, now_ms)      # (the heartbeat dropped the points)
+                lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
+                ok = ok and all(lz.__class__ is _LazyPoints for lz in lazies)
             if lk not in u.pure:
                 ok = False
             words_out: list[int] = []
@@ -633,6 +638,9 @@ class DeviceImage:
         if old.__class__ is _Plan:
             u.plan_ids.pop(id(old.key), None)
         if ok:
+            # the devices' tokens now: nothing changed them since the kick (reads are pure)
+            fns = u.token_fns
+            tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
             pm = _Plan(key, tuple(tuple(w) for w in out),
                        tuple((i, name, v) for (i, name), v in deps.items()), tok, tuple(timed))
             u.plans[key] = pm

@@ -153,3 +153,24 @@ def test_decode_shared_is_decode(name):
             (want.state, want.currents_a, want.applied_a, want.setpoint_a, want.phases, want.raw)
         states.add(got.state)
     assert len(states) >= 2, states
+
+
+@pytest.mark.parametrize("first_bad", [True, False])
+def test_a_refused_request_feeds_the_watchdog_as_plain_reads_do(first_bad):
+    """ABB is fed by any request, but a request refused for static reasons (an address outside
+    the address space, a quantity above the limit) is answered before the device sees it: the
+    memo path must not feed it either."""
+    p = get_profile("abb_terra_ac")
+    drv = driver_for(p)
+    cps = [ChargePoint(EvseConfig(watchdog_timeout_ms=60_000)) for _ in range(2)]
+    fast = DeviceImage(p, {drv.unit: cps[0]}, cache=True)
+    plain = DeviceImage(p, {drv.unit: cps[1]})
+    for t, bad in ((1000, ("holding", 0xFFF8, 16)), (2000, ("holding", 0, 500)), (3000, ("holding", 0xFFF8, 16))):
+        plan = tuple([bad] + drv.read_plan()) if first_bad else tuple(drv.read_plan() + [bad])
+        for cp in cps:
+            cp.advance(t)
+        fast.invalidate()
+        got = _answer(lambda: fast.read_many(drv.unit, plan, t))
+        want = _answer(lambda: [plain.read(drv.unit, tb, a, n, t) for tb, a, n in plan])
+        assert got == want
+        assert cps[0].evse._wd_last_feed_ms == cps[1].evse._wd_last_feed_ms, t
