@@ -152,8 +152,23 @@ def cable_rating_from_pp(ohm: float | None) -> int | None:
     return None
 
 
+#: Bumped by every attribute assignment on any :class:`FirmwareFaults` or :class:`EvseConfig`
+#: (construction included). Part of :meth:`Evse.read_token`: a point computed from a config or
+#: fault knob cannot keep a stale value when one is changed at run time. A global counter, not a
+#: field, so ``vars()`` / ``fields()`` of those objects stay exactly their knobs.
+_KNOBS_GEN = [0]
+
+
+class _CountedKnobs:
+    """Mixin: every assignment bumps :data:`_KNOBS_GEN` (rare: set-up, fault injection)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _KNOBS_GEN[0] += 1
+        object.__setattr__(self, name, value)
+
+
 @dataclass
-class FirmwareFaults:
+class FirmwareFaults(_CountedKnobs):
     """Knobs that make the firmware non-compliant on purpose (negative controls).
 
     slow_contactor_ms: extra delay on every contactor opening (and RCD supply removal).
@@ -184,7 +199,7 @@ class FirmwareFaults:
 
 
 @dataclass
-class EvseConfig:
+class EvseConfig(_CountedKnobs):
     """Product parameters and timings of a charger firmware (defaults: the standard's values or a
     typical compliant product).  Identity strings feed the ``serial`` / ``model_name`` points."""
 
@@ -323,9 +338,40 @@ def _as_float(name: str, value: object, lo: float = 0.0, hi: float = math.inf) -
     return v
 
 
+#: Read points whose value moves with the clock alone (``now_ms``, the energy integrators, the
+#: watchdog's last feed and the validity deadline): every other point is a function of the state
+#: :meth:`Evse.read_token` covers.
+TIMED_POINTS = frozenset({"session_energy_wh", "total_energy_wh", "session_duration_s",
+                          "setpoint_valid_s", "watchdog_remaining_s"})
+# Attributes whose assignment does not bump the change counter: the clock (every advance) and the
+# watchdog feed / validity times (every heartbeat of a product fed by any request). Only the
+# state machine and TIMED_POINTS read them (checked: tests/firmware_sim/test_evse_token.py).
+_UNVERSIONED = frozenset({"now_ms", "_wd_last_feed_ms", "_validity_deadline_ms", "_rev"})
+_UNSET = object()
+
+
 class Evse:
     """The charger firmware.  Drive it with :meth:`update` at every :meth:`next_event_ms` (or use
     :class:`ChargePoint`, which does that and couples an EV)."""
+
+    timed_points = TIMED_POINTS
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The change counter behind read_token: any assignment that replaces a value (not the
+        # same object) bumps it, wherever it comes from (the state machine, writes, an owner
+        # setting an attribute), so an unchanged counter proves an unchanged state. The clock
+        # and the feed times are left out (_UNVERSIONED): they move every cycle.
+        if name not in _UNVERSIONED:
+            d = self.__dict__
+            if d.get(name, _UNSET) is not value:
+                d["_rev"] = d.get("_rev", 0) + 1
+        object.__setattr__(self, name, value)
+
+    def read_token(self) -> tuple:
+        """A value equal to an earlier one only if no point outside :data:`TIMED_POINTS` can
+        have changed since (the change counter, and the generation of config / fault knobs):
+        a register image reuses answers computed from those points while it is unchanged."""
+        return (self.__dict__["_rev"], _KNOBS_GEN[0])
 
     def __init__(self, config: EvseConfig | None = None, faults: FirmwareFaults | None = None,
                  start_ms: int = 0, initial_total_wh: float = 0.0) -> None:
@@ -517,8 +563,10 @@ class Evse:
         """
         if t_ms < self.now_ms:
             raise ValueError(f"time went backwards: {t_ms} < {self.now_ms}")
-        self.now_ms = t_ms
-        self._ev = ev
+        d = self.__dict__
+        d["now_ms"] = t_ms      # the clock is not counted (_UNVERSIONED): no __setattr__ needed
+        if d["_ev"] is not ev:
+            self._ev = ev
         self._track_ev_cp(t_ms, ev.cp)
         self._track_conditions(t_ms)
         self._process_deadlines(t_ms)
@@ -554,22 +602,27 @@ class Evse:
             self._close_armed_ms = None
 
     def _track_conditions(self, t: int) -> None:
+        # (runs twice per update: attributes already None are not assigned again, which spares
+        # the change counter's __setattr__ the no-op)
         c, ev, closed = self.config, self._ev, self.contactor_closed
         can_close = (not closed and self._open_at_ms is None and self.pwm_on
                      and self._ev_cp in ("C", "D") and self._error == ErrorCode.NONE
                      and not self.in_f_hold)
         if not can_close:
-            self._close_armed_ms = None
+            if self._close_armed_ms is not None:
+                self._close_armed_ms = None
         elif self._close_armed_ms is None:
             self._close_armed_ms = t
         dc_on = closed and ev.leakage_dc_ma >= c.rcd_dc_break_ms[0][0]
         if not dc_on:
-            self._dc_onset_ms = None
+            if self._dc_onset_ms is not None:
+                self._dc_onset_ms = None
         elif self._dc_onset_ms is None:
             self._dc_onset_ms = t
         ac_on = closed and ev.leakage_ac_ma >= c.rcd_ac_trip_fraction * c.rcd_ac_idn_ma
         if not ac_on:
-            self._ac_onset_ms = None
+            if self._ac_onset_ms is not None:
+                self._ac_onset_ms = None
         elif self._ac_onset_ms is None:
             self._ac_onset_ms = t
         oc_on = False
@@ -577,7 +630,8 @@ class Evse:
             limit = (self.applied_current_a + c.soft_overcurrent_margin_a) * c.soft_overcurrent_factor
             oc_on = any(i > limit for i in ev.currents_a)
         if not oc_on:
-            self._oc_onset_ms = None
+            if self._oc_onset_ms is not None:
+                self._oc_onset_ms = None
         elif self._oc_onset_ms is None:
             self._oc_onset_ms = t
 
@@ -649,7 +703,8 @@ class Evse:
             self._phases_active = self._phases_setting
             self._log(t, "phase_switch", phases=self._phases_active)
         target = self.target_current_a()
-        self._pwm_pending_at_ms = None
+        if self._pwm_pending_at_ms is not None:
+            self._pwm_pending_at_ms = None
         if target != self._target_seen_a:  # remember when the latest target appeared
             self._target_seen_a, self._target_since_ms = target, t
         if target <= 0.0:
@@ -761,11 +816,16 @@ class Evse:
     @property
     def status(self) -> str:
         """The allocator's status vocabulary (:data:`CHARGER_STATUSES`)."""
-        if self.error_code != ErrorCode.NONE or self.cp_state in ("E", "F"):
+        # error_code != NONE or cp_state in (E, F), spelled out on the attributes (the trace
+        # asks every charger's status every cycle): a latched error, a CP short (E), the F hold,
+        # or a plugged cable without a valid coding
+        ev_cp = self._ev_cp
+        if self._error != ErrorCode.NONE or ev_cp == "E" or self._f_until_ms is not None or \
+                (ev_cp != "A" and self.cable_max_current_a is None):
             return "fault"
         if not self.enabled:
             return "unavailable"
-        if not self.connected:
+        if ev_cp == "A":
             return "disconnected"
         if not self.pwm_on:
             return "connected_idle"  # the charger is not offering current (paused, failsafe stop)
@@ -841,8 +901,11 @@ class Evse:
             raise KeyError(name)
         if now_ms < self.now_ms:
             raise ValueError(f"write in the past: {now_ms} < {self.now_ms}")
-        self.now_ms = now_ms
-        if name == "setpoint_a":
+        self.__dict__["now_ms"] = now_ms                # not counted (_UNVERSIONED): no hook
+        if name == "heartbeat":     # first: products fed by any request send one every cycle
+            if not self.in_failsafe:  # only a set-point write ends a fallback
+                self._feed(now_ms)
+        elif name == "setpoint_a":
             v = _as_float(name, value)
             self._setpoint_a = v
             self._feed(now_ms)
@@ -877,14 +940,11 @@ class Evse:
                 if not self.config.supports_phase_switching or self.config.hw_phases == 1:
                     raise ValueError("this charger does not support 1p/3p switching")
                 self._phases_setting = p
-        elif name == "heartbeat":
-            if not self.in_failsafe:  # only a set-point write ends a fallback
-                self._feed(now_ms)
         elif name == "unlock":
             self._unlock_requested = _as_bool(name, value) and self.connected
 
     def _feed(self, now_ms: int) -> None:
-        self._wd_last_feed_ms = now_ms
+        self.__dict__["_wd_last_feed_ms"] = now_ms      # not counted (_UNVERSIONED): no hook
 
 
 #: How each read point is computed (``Evse.points`` / ``Evse.point``): one function per point, so
@@ -1024,9 +1084,15 @@ class ChargePoint:
         if now_ms < self.now_ms:
             raise ValueError(f"time went backwards: {now_ms} < {self.now_ms}")
         if unchanged:
+            if now_ms == self.now_ms and self.evse.now_ms == now_ms and \
+                    (self.ev is None or getattr(self.ev, "_now_ms", None) == now_ms):
+                # already there (a same-instant heartbeat after the plant's advance): the
+                # events after now are all later than now_ms, so the branch below would only
+                # set the clocks to the values they have
+                return
             t = self._next_event_ms()
             if t is None or t > now_ms:
-                self.now_ms = self.evse.now_ms = now_ms
+                self.now_ms = self.evse.__dict__["now_ms"] = now_ms    # (not counted: _UNVERSIONED)
                 if self.ev is not None:
                     self.ev._now_ms = now_ms
                 return
@@ -1112,6 +1178,12 @@ class ChargePoint:
     def point_getter(self, name: str):
         """``point(name)`` as a zero-argument callable (see :meth:`Evse.point_getter`)."""
         return self.evse.point_getter(name)
+
+    timed_points = TIMED_POINTS
+
+    def read_token(self) -> tuple:
+        """:meth:`Evse.read_token` (the points are the EVSE's)."""
+        return self.evse.read_token()
 
     def write_point(self, name: str, value: object, now_ms: int) -> None:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""

@@ -185,12 +185,21 @@ class SiteController:
 
     async def _read(self, ep: Endpoint, now_ms: int):
         try:
-            many = getattr(ep.link, "read_many", None)   # fast mode: the plan in one call
+            drv = ep.driver
+            link = ep.link
+            now = getattr(link, "read_many_now", None)   # fast mode: the plan in one call, in memory
+            if now is not None:
+                # the driver's own plan tuple (the image keys its plan memo on it) and, for a
+                # charger, its decoded reading without copies: this method's caller only reads it
+                responses = now(ep.unit, drv.read_plan_view())
+                shared = getattr(drv, "decode_shared", None)
+                return shared(responses) if shared is not None else drv.decode(responses)
+            many = getattr(link, "read_many", None)
             if many is not None:
-                responses = await many(ep.unit, ep.driver.read_plan())
+                responses = await many(ep.unit, drv.read_plan())
             else:
-                responses = [await ep.link.read(ep.unit, t, a, n) for t, a, n in ep.driver.read_plan()]
-            return ep.driver.decode(responses)
+                responses = [await link.read(ep.unit, t, a, n) for t, a, n in drv.read_plan()]
+            return drv.decode(responses)
         except (ModbusError, LinkTimeout, DecodeError, OSError) as exc:
             self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
             return None

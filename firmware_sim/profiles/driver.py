@@ -292,6 +292,56 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+class _KeysRead(dict):
+    """The ``raw`` dict a charger's status decoder gets (memo drivers), noting the keys it reads:
+    the state is a function of those values only, so a later response that changes none of them
+    (an Alfen validity countdown) keeps the state without running the decoder again. Anything
+    that sees the whole mapping (iteration, views, length, comparison, repr, copies, changes)
+    sets ``keys_read`` to None: every key may matter, no shortcut. A dict subclass, so the
+    decoder sees a dict; the reading keeps a plain copy (with whatever the decoder changed)."""
+
+    __slots__ = ("keys_read",)
+
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.keys_read: set | None = set()
+
+    def __getitem__(self, k: Any) -> Any:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.__getitem__(self, k)
+
+    def get(self, k: Any, default: Any = None) -> Any:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.get(self, k, default)
+
+    def __contains__(self, k: Any) -> bool:
+        ks = self.keys_read
+        if ks is not None:
+            ks.add(k)
+        return dict.__contains__(self, k)
+
+    def _whole(name: str):      # noqa: N805 (a helper building methods)
+        base = getattr(dict, name)
+
+        def whole(self, *a: Any, **kw: Any) -> Any:
+            self.keys_read = None
+            return base(self, *a, **kw)
+        whole.__name__ = name
+        return whole
+
+    for _n in ("keys", "values", "items", "__iter__", "__len__", "__eq__", "__ne__", "__repr__",
+               "__str__", "__reversed__", "__or__", "__ior__", "__reduce__", "__reduce_ex__",
+               "__sizeof__", "copy", "setdefault", "pop", "popitem", "update", "clear",
+               "__setitem__", "__delitem__"):
+        locals()[_n] = _whole(_n)
+    del _n, _whole
+    __hash__ = None     # type: ignore[assignment]
+
+
 class _Driver:
     kind = ""
 
@@ -303,6 +353,11 @@ class _Driver:
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
+        self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
+        self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
+        # memo (chargers): request index -> (position, field) of the one field that changed in
+        # it last time; set only for fields outside _status_keys, dropped on every full decode
+        self._change_hints: dict = {}
         if p.kind != self.kind:
             raise ValueError(f"{p.name} is a {p.kind}, not a {self.kind}")
         self.profile = p
@@ -325,12 +380,24 @@ class _Driver:
 
     def _build_plan(self) -> None:
         self._plan, self._where = self._layout.plan([r for _, r in self._fields])
+        self._plan_t = tuple(self._plan)
         # per field: (name, register, response index, word offset, end), for the memo path
         self._locs = [(key, reg, *self._where[(reg.table, reg.address)]) for key, reg in self._fields]
         self._locs = [(key, reg, i, off, off + reg.count) for key, reg, i, off in self._locs]
+        # per request, per word: (position in _locs, field) of the field the word belongs to, or
+        # None (filler): decode_shared re-decodes only the fields whose words changed
+        self._word_owner = [[None] * n for _, _, n in self._plan]
+        for pos, loc in enumerate(self._locs):
+            for j in range(loc[3], loc[4]):
+                self._word_owner[loc[2]][j] = (pos, loc)
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
+
+    def read_plan_view(self) -> tuple[Request, ...]:
+        """:meth:`read_plan` as the driver's own tuple (the same object every call: a register
+        image keys its plan memo on it)."""
+        return self._plan_t
 
     def _values(self, responses: Sequence[Sequence[int]]) -> dict[str, Any]:
         if len(responses) != len(self._plan):
@@ -407,15 +474,53 @@ class MeterDriver(_Driver):
     def decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
         if self.memo:
             key = tuple(map(tuple, responses))
-            if key == self._memo_key:
+            old = self._memo_key
+            if key == old:
                 return list(self._memo_val)
-            out = self._decode(responses)
-            self._memo_key, self._memo_val = key, list(out)
+            # the fields whose words did not change keep their values (a meter's voltages often
+            # hold while its currents move)
+            v = self._values_changed(old, key) if old is not None else None
+            if v is None:
+                v = self._values(responses)
+            out = self._decode_values(v)
+            self._memo_key, self._memo_val, self._memo_values = key, list(out), v
             return out
         return self._decode(responses)
 
+    def _values_changed(self, old: tuple, new: tuple) -> dict | None:
+        """The values of ``new`` from those of ``old`` (the memo's), decoding again only the
+        fields whose words changed, in field order (the first to fail is the one ``_values``
+        names); None when anything is malformed (``_values`` reports it)."""
+        if len(old) != len(new) or len(new) != len(self._plan):
+            return None
+        changed: dict = {}
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                if len(a) != len(b):
+                    return None
+                owner = self._word_owner[i]
+                for j, (x, y) in enumerate(zip(a, b)):
+                    if x != y:
+                        o = owner[j]
+                        if o is None:
+                            return None
+                        changed[o[0]] = o[1]
+        v = dict(self._memo_values)
+        memo = self._field_memo
+        for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
+            words = new[i][off:end]
+            last = memo.get(key)
+            if last is not None and last[0] == words:
+                v[key] = last[1]
+            else:
+                v[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
+                memo[key] = (words, value)
+        return v
+
     def _decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
-        v = self._values(responses)
+        return self._decode_values(self._values(responses))
+
+    def _decode_values(self, v: dict) -> list[float]:
         s = self.spec
         name = self.profile.name
         for k, x in v.items():
@@ -664,6 +769,73 @@ class ChargerDriver(_Driver):
                                   setpoint_a=r.setpoint_a, phases=r.phases, raw=raw)
         return self._decode(responses)
 
+    def decode_shared(self, responses: list) -> ChargerReading:
+        """:meth:`decode` for a caller that only reads the result and drops ``responses`` (the
+        site controller's scan): with ``memo`` the remembered reading itself, and ``responses``
+        kept as the memo's key, without the copies :meth:`decode` makes. Never mutate either."""
+        if not self.memo:
+            return self._decode(responses)
+        key = self._memo_key
+        if key is None or key != responses:
+            r = self._decode_changed(key, responses) if key is not None else None
+            if r is None:
+                r = self._decode(responses)
+            self._memo_key, self._memo_val = responses, r
+            return r
+        return self._memo_val
+
+    def _decode_changed(self, old: list, responses: list) -> ChargerReading | None:
+        """The reading for ``responses`` from the memo's (decoded from ``old``) when the words
+        that changed belong only to fields that neither the currents, the applied current, the
+        set-point, the phases nor the status decoder (keys it read last time) depend on: those
+        fields are decoded again into a copy of ``raw``, everything else is kept. None: decode
+        in full (also for anything malformed, which the full path reports)."""
+        prev = self._memo_val
+        keep = self._status_keys
+        if keep is None or len(old) != len(responses) or len(responses) != len(self._plan):
+            return None
+        changed: dict = {}
+        hints = self._change_hints
+        for i, (a, b) in enumerate(zip(old, responses)):
+            if a != b:
+                if len(a) != len(b):
+                    return None
+                h = hints.get(i)
+                if h is not None:
+                    # the field that changed last time (a countdown): if the words around it
+                    # are the same, it is the only change (two C-level comparisons)
+                    pos, loc = h
+                    off, end = loc[3], loc[4]
+                    if a[:off] == b[:off] and a[end:] == b[end:]:
+                        changed[pos] = loc      # (not a key of ``keep``: see below)
+                        continue
+                owner = self._word_owner[i]
+                mine: dict = {}
+                for j, (x, y) in enumerate(zip(a, b)):
+                    if x != y:
+                        o = owner[j]
+                        if o is None:
+                            return None     # a filler word moved: not this product's answer
+                        if o[1][0] in keep:
+                            return None
+                        mine[o[0]] = o[1]
+                changed.update(mine)
+                if len(mine) == 1:
+                    hints[i] = next(iter(mine.items()))
+        raw = dict(prev.raw)
+        memo = self._field_memo
+        # in field order: the first field that fails to decode is the one the full path names
+        for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
+            words = tuple(responses[i][off:end])
+            last = memo.get(key)
+            if last is not None and last[0] == words:
+                raw[key] = last[1]
+            else:
+                raw[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
+                memo[key] = (words, value)
+        return ChargerReading(state=prev.state, currents_a=prev.currents_a, applied_a=prev.applied_a,
+                              setpoint_a=prev.setpoint_a, phases=prev.phases, raw=raw)
+
     def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         raw = self._values(responses)
         name = self.profile.name
@@ -687,12 +859,28 @@ class ChargerDriver(_Driver):
                 phases = None
             if phases not in (1, 3):
                 phases = None
+        self._status_keys = None
+        self._change_hints = {}     # (only fields outside the new _status_keys may be hinted)
+        if self.memo:
+            raw = _KeysRead(raw)
         try:
             state = self.spec.status(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"{name}: cannot decode the state from {raw!r}: {exc}") from exc
         if state not in STATES:
             raise DecodeError(f"{name}: decoder returned {state!r}")
+        if raw.__class__ is _KeysRead:
+            ks = raw.keys_read
+            raw = dict.copy(raw)
+            if ks is not None:
+                # what decode_shared must not see change to keep this reading's state
+                ks.update(("currents_a", "applied_current_a", "setpoint_a"))
+                for k, _ in self._fields:
+                    if k.startswith("current_l"):
+                        ks.add(k)
+                if self._phases_key is not None:
+                    ks.add(self._phases_key)
+                self._status_keys = ks
         return ChargerReading(state=state, currents_a=cur, applied_a=opt("applied_current_a"),
                               setpoint_a=opt("setpoint_a"), phases=phases, raw=raw)
 

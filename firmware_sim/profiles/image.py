@@ -79,7 +79,7 @@ class NoSuchUnit(LookupError):
 
 class _Unit:
     __slots__ = ("uid", "role", "devices", "maps", "blocks", "local", "is_station", "layouts", "enc",
-                 "answers", "pure", "plans", "getters")
+                 "answers", "pure", "plans", "getters", "plan_ids", "token_fns", "timed")
 
     def __init__(self, uid: int, role: str, devices: tuple, is_station: bool) -> None:
         self.uid = uid
@@ -103,12 +103,31 @@ class _Unit:
         # (device index, point name) -> zero-argument callable computing that point (see
         # ``_getter``), so re-checking a memo's points skips the mapping layers
         self.getters: dict[tuple[int, str], Any] = {}
+        # read_many: id(plan tuple) -> its _Plan (the driver passes the same tuple every cycle:
+        # one identity lookup instead of hashing the requests)
+        self.plan_ids: dict[int, _Plan] = {}
+        # each device's ``read_token`` (None unless every device has one) and ``timed_points``
+        fns = tuple(getattr(d, "read_token", None) for d in devices)
+        self.token_fns = fns if fns and all(f is not None for f in fns) else None
+        self.timed = tuple(getattr(d, "timed_points", frozenset()) for d in devices)
+
+
+class _Plan:
+    """A read plan's memo (``read_many``): the answers; the points the registers that do not move
+    with the clock looked up (``deps``) and the devices' read tokens when those were last seen
+    unchanged (``tokens``); and the segments of the registers that read a time-dependent point
+    (``timed``: request index, word position, layout segment, the point's getter for a register
+    bound directly to one, else None), re-encoded on every read."""
+
+    __slots__ = ("key", "answers", "deps", "tokens", "timed")
+
+    def __init__(self, key: tuple, answers: tuple, deps: tuple, tokens: Any, timed: tuple) -> None:
+        self.key, self.answers, self.deps, self.tokens, self.timed = key, answers, deps, tokens, timed
 
 
 _MISSING = object()
-# read_many: a plan memo that missed this many reads in a row rests for _PLAN_REST reads (the
-# answers are the same either way; only the bookkeeping is skipped)
-_PLAN_MISSES = 2
+# read_many: a plan that cannot be memoized rests for _PLAN_REST reads before it is tried again
+# (the answers are the same either way; only the bookkeeping is skipped)
 _PLAN_REST = 64
 _copysign = math.copysign
 _SCALARS = frozenset({int, float, str, bool, type(None)})
@@ -303,6 +322,10 @@ class DeviceImage:
             raise
         except Exception as exc:
             raise ModbusError(DEVICE_FAILURE, f"{self.profile.name} {reg.name}: {exc!r}") from exc
+        return self._encode_memo(u, reg, value)
+
+    def _encode_memo(self, u: _Unit, reg: Register, value: Any) -> list[int]:
+        """``value``'s words for ``reg`` through the unit's last-encoding memo (do not mutate)."""
         key = id(reg)
         m = u.enc.get(key)
         tv = type(value)
@@ -488,59 +511,142 @@ class DeviceImage:
     def read_many(self, unit: int, requests: Sequence[tuple[str, int, int]], now_ms: int = 0) -> list[list[int]]:
         """``[read(unit, t, a, n, now_ms) for t, a, n in requests]``: a master's read plan for
         one device (fast mode reads a whole plan per cycle). The same requests, answers and
-        exceptions in the same order; with ``cache=True`` a plan whose every request was
-        memoizable is answered from one memo while the points of all its requests are unchanged
-        (checked once per plan, not once per request: nothing changes the device between the
-        requests of a plan but the "any" kick, which the first request makes in both paths)."""
-        u = self._unit(unit)
+        exceptions in the same order.
+
+        With ``cache=True`` a plan whose registers all come from the devices' points is answered
+        from one memo (nothing changes the device between the requests of a plan but the "any"
+        kick, which the first request makes in both paths, so it is done first):
+
+        * the answers of registers computed from points that do not move with the clock are
+          reused while every device's ``read_token`` is the one seen when they were last checked
+          (the model's change counter: unchanged proves those points unchanged), else while the
+          points they looked up still have the same values (then the new token is kept);
+        * registers that looked up a time-dependent point (the device's ``timed_points``: a
+          validity countdown, an energy counter) are encoded again on every read and patched
+          into a copy of the answers: one countdown no longer costs the whole plan.
+        """
+        u = self._units.get(unit)
+        if u is None:
+            raise NoSuchUnit(unit)
         if not self.cache:
             return [self._read_plain(u, t, a, n, now_ms) for t, a, n in requests]
-        key = tuple(requests)
-        pm = u.plans.get(key)
-        misses = 0
-        if pm.__class__ is int:
-            # a plan that changed on consecutive reads (a countdown register): its memo costs a
-            # check and a rebuild every cycle for nothing, so it rests for this many reads
-            if pm > 1:
-                u.plans[key] = pm - 1
-            else:
-                del u.plans[key]
-            return [self.read(unit, t, a, n, now_ms) for t, a, n in key]
-        if pm is not None:
-            if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
-                self._heartbeat(u, now_ms)      # what the plan's first request does
-                self._kicked[u.uid] = now_ms
-            if self._still_valid(u, pm[0], self._request_cache(u, now_ms)):
-                return [list(a) for a in pm[1]]
-            misses = pm[2] + 1
-        out: list = []
-        # the points of requests that had to be recomputed come first in the plan's memo: they
-        # are the ones that moved (a countdown, a current), so next cycle's check stops early
-        moved: dict | None = {}
-        kept: dict = {}
-        for t, a, n in key:
-            r = self._read_cached(u, t, a, n, now_ms)
-            if r is None:
-                out.append(self._read_plain(u, t, a, n, now_ms))
-                moved = None
-                continue
-            out.append(r[0])
-            if moved is not None:
-                if r[1] is None:
-                    moved = None
+        pm = u.plan_ids.get(id(requests))
+        if pm is None or pm.key is not requests:
+            key = requests if requests.__class__ is tuple else tuple(requests)
+            pm = u.plans.get(key)
+            if pm.__class__ is int:
+                # a plan that cannot be memoized (a register read back from the image, a value
+                # that is not a scalar, a device without points): it rests for this many reads
+                if pm > 1:
+                    u.plans[key] = pm - 1
                 else:
-                    dst = kept if r[2] else moved
-                    for idx, name, v in r[1]:
-                        dst.setdefault((idx, name), v)
-        if moved is None:
-            u.plans.pop(key, None)
-        elif misses >= _PLAN_MISSES:
-            u.plans[key] = _PLAN_REST
+                    del u.plans[key]
+                return [self.read(unit, t, a, n, now_ms) for t, a, n in key]
+            if pm is not None and key is requests:
+                u.plan_ids[id(key)] = pm
         else:
-            for k, v in kept.items():
-                moved.setdefault(k, v)
-            u.plans[key] = (tuple((i, n, v) for (i, n), v in moved.items()),
-                            tuple(tuple(w) for w in out), misses)
+            key = requests
+        if pm is not None:
+            # every request of a memoized plan passes the static checks: its first one kicks
+            if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
+                self._heartbeat(u, now_ms)
+                self._kicked[u.uid] = now_ms
+            fns = u.token_fns
+            tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
+            if (tok is not None and tok == pm.tokens) or \
+                    self._still_valid(u, pm.deps, self._request_cache(u, now_ms)):
+                pm.tokens = tok
+                out = list(map(list, pm.answers))
+                for ri, pos, (reg, off, stop, whole), g in pm.timed:
+                    words = None
+                    if g is not None:       # a point register: its getter, without the mappings
+                        try:
+                            words = self._encode_memo(u, reg, g())
+                        except Exception:
+                            words = None    # the way below raises what the plain path raises
+                    if words is None:
+                        words = self._words_memo(u, reg, self._request_cache(u, now_ms))
+                    out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                return out
+        return self._plan_build(u, key, now_ms)
+
+    def _plan_build(self, u: _Unit, key: tuple, now_ms: int) -> list[list[int]]:
+        """Answer a plan request by request, recording per register the points it looked up;
+        keep the plan's memo when every register is memoizable (see :meth:`read_many`)."""
+        cache = self._request_cache(u, now_ms)
+        lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
+        ok = all(lz.__class__ is _LazyPoints for lz in lazies)
+        timed_points = u.timed
+        deps: dict = {}
+        timed: list = []
+        out: list = []
+        for ri, (t, a, n) in enumerate(key):
+            lk = (t, a, n)
+            segs = u.layouts.get(lk, _MISSING)
+            if segs is _MISSING:
+                segs = u.layouts[lk] = self._layout(u, t, a, n)
+                if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
+                    u.pure.add(lk)
+            if segs is None:            # fails for static reasons, or a clock / group register
+                out.append(self._read_plain(u, t, a, n, now_ms))    # (kicks after its checks)
+                ok = False
+                continue
+            if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
+                self._heartbeat(u, now_ms)      # as _read_cached: once per instant
+                self._kicked[u.uid] = now_ms
+                cache = self._request_cache(u, now_ms)      # (the heartbeat dropped the points)
+                lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
+                ok = ok and all(lz.__class__ is _LazyPoints for lz in lazies)
+            if lk not in u.pure:
+                ok = False
+            words_out: list[int] = []
+            for seg in segs:
+                if seg.__class__ is list:
+                    words_out.extend(seg)
+                    continue
+                reg, off, stop, whole = seg
+                rec: list = []
+                recording = ok
+                if recording:
+                    for lz in lazies:
+                        lz.rec = rec        # the points this register's encoder looks up
+                try:
+                    if ok and reg.writable and reg.fn is None and \
+                            reg.point not in lazies[reg.slot - 1 if reg.slot else 0]:
+                        ok = False      # reads back the image's local value
+                    words = self._words_memo(u, reg, cache)
+                finally:
+                    if recording:
+                        for lz in lazies:
+                            lz.rec = None
+                pos = len(words_out)
+                words_out.extend(words if whole else words[off:stop])
+                if not ok:
+                    continue
+                if any(v.__class__ not in _SCALARS for _, _, v in rec):
+                    ok = False
+                elif any(name in timed_points[i] for i, name, _ in rec):
+                    g = None
+                    if reg.fn is None and not reg.writable and reg.point is not None:
+                        g = self._getter(u, reg.slot - 1 if reg.slot else 0, reg.point)
+                    timed.append((ri, pos, seg, g))
+                else:
+                    for i, name, v in rec:
+                        deps.setdefault((i, name), v)
+            out.append(words_out)
+        old = u.plans.get(key)
+        if old.__class__ is _Plan:
+            u.plan_ids.pop(id(old.key), None)
+        if ok:
+            # the devices' tokens now: nothing changed them since the kick (reads are pure)
+            fns = u.token_fns
+            tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
+            pm = _Plan(key, tuple(tuple(w) for w in out),
+                       tuple((i, name, v) for (i, name), v in deps.items()), tok, tuple(timed))
+            u.plans[key] = pm
+            u.plan_ids[id(key)] = pm
+        else:
+            u.plans[key] = _PLAN_REST
         return out
 
     def _read_plain(self, u: _Unit, table: str, address: int, count: int, now_ms: int) -> list[int]:
