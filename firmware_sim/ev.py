@@ -480,20 +480,29 @@ class EV:
         """Earliest future time at which the EV changes by itself (None: never)."""
         if not self._plugged:
             return None
-        cands = []
+        # the minimum of the candidates after now, without building lists (every charging
+        # charger asks this several times per cycle); same candidates, same result
+        now = self._now_ms
+        best = None
         if self._queue:
-            cands.append(self._queue[0][0])
-        if self._c_at_ms is not None:
-            cands.append(self._c_at_ms)
+            x = self._queue[0][0]
+            if x > now:
+                best = x
+        x = self._c_at_ms
+        if x is not None and x > now and (best is None or x < best):
+            best = x
         if self._drawing:
-            cands.append((self._now_ms // self.tick_ms + 1) * self.tick_ms)
-        cands = [c for c in cands if c > self._now_ms]
-        return min(cands) if cands else None
+            tick = self.tick_ms
+            x = (now // tick + 1) * tick
+            if x > now and (best is None or x < best):
+                best = x
+        return best
 
     def state_signature(self) -> tuple:
         """Everything the EVSE can observe plus internal timers (for fixed-point settling)."""
+        # (diode_ok inlined as the property's body: no subclass of EV overrides it)
         return (self._cp, tuple(self._currents), self._perceived, len(self._queue), self._c_at_ms,
-                self._energised, self.diode_ok, self._drawing)
+                self._energised, not self.faults.missing_diode, self._drawing)
 
     # ------------------------------------------------------------------ point vocabulary
     def points(self) -> dict[str, object]:

@@ -788,7 +788,15 @@ class Evse:
 
     def state_signature(self) -> tuple:
         """Observable state plus timers, for fixed-point settling of a coupled EV."""
-        return (self.cp_state, self.pwm_on, self.duty_pct, self.contactor_closed, self._error,
+        # cp_state inlined (the property's body: this runs two to three times per settle)
+        ev_cp = self._ev_cp
+        if self._f_until_ms is not None:
+            cp = "F"
+        elif ev_cp == "A" or ev_cp == "E":
+            cp = ev_cp
+        else:
+            cp = ev_cp + ("2" if self.pwm_on else "1")
+        return (cp, self.pwm_on, self.duty_pct, self.contactor_closed, self._error,
                 self.in_failsafe, self._open_at_ms, self._close_armed_ms, self._dc_onset_ms,
                 self._ac_onset_ms, self._oc_onset_ms, self._pwm_pending_at_ms, self._phases_active,
                 self.connector_locked, self.next_event_ms())
