@@ -387,6 +387,7 @@ class EV:
         self._reset_session(t_ms)
 
     _energised = False
+    _duty_memo = None     # (duty_pct, duty_table, current_from_duty(...)); no annotation: not a field
 
     def update(self, t_ms: int, duty_pct: float | None, contactor_closed: bool,
                conductors_energised: int = 3,
@@ -408,7 +409,18 @@ class EV:
             return
         f = self.faults
         # 1. the PWM delay line: a change is perceived reaction_delay_ms later, in order
-        allowed = current_from_duty(duty_pct, self.duty_table) if duty_pct is not None else None
+        if duty_pct is None:
+            allowed = None
+        else:
+            # current_from_duty is a pure function of (duty, table): reuse the last answer
+            # (the duty stays put for minutes while the EV is asked every tick)
+            memo = self._duty_memo
+            table = self.duty_table
+            if memo is not None and memo[0] == duty_pct and memo[1] == table:
+                allowed = memo[2]
+            else:
+                allowed = current_from_duty(duty_pct, table)
+                self._duty_memo = (duty_pct, table, allowed)
         if allowed != self._last_signal:
             self._last_signal = allowed
             self._queue.append((t_ms + int(self.reaction_delay_ms), allowed))

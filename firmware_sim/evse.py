@@ -569,9 +569,14 @@ class Evse:
             self._ev = ev
         self._track_ev_cp(t_ms, ev.cp)
         self._track_conditions(t_ms)
+        rev, gen = d["_rev"], _KNOBS_GEN[0]
         self._process_deadlines(t_ms)
         self._apply_pwm(t_ms)
-        self._track_conditions(t_ms)
+        # _track_conditions reads only versioned attributes, the config / fault knobs and t, and
+        # is idempotent on its own output: with the change counter and the knob generation
+        # unchanged since its first run, the second run would assign nothing (skipped)
+        if d["_rev"] != rev or _KNOBS_GEN[0] != gen:
+            self._track_conditions(t_ms)
         self._update_locks(t_ms)
         self._log_cp_state(t_ms)
         self._update_energy(t_ms)
@@ -628,7 +633,10 @@ class Evse:
         oc_on = False
         if closed and not self.faults.overcurrent_never_trips and self._error == ErrorCode.NONE:
             limit = (self.applied_current_a + c.soft_overcurrent_margin_a) * c.soft_overcurrent_factor
-            oc_on = any(i > limit for i in ev.currents_a)
+            for i in ev.currents_a:     # (any() over a generator, without the generator)
+                if i > limit:
+                    oc_on = True
+                    break
         if not oc_on:
             if self._oc_onset_ms is not None:
                 self._oc_onset_ms = None
@@ -748,7 +756,9 @@ class Evse:
 
     def _update_energy(self, t: int) -> None:
         if self.contactor_closed:
-            p = self.power_total_w
+            # power_total_w inlined (currents_a is [float(i) for i in _ev.currents_a] when
+            # closed): the same products summed in the same order
+            p = sum([v * float(i) for v, i in zip(self.voltages_v, self._ev.currents_a)])
             rate = max(0.0, p) / 3.6e6  # Wh per ms; an EVSE only delivers
         else:
             rate = 0.0      # what the formula gives with the contactor open (no current)
