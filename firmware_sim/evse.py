@@ -1159,6 +1159,24 @@ class ChargePoint:
         """Iterate EV and EVSE at time ``t`` until neither changes (a fixed point)."""
         self.now_ms = t
         evse = self.evse
+        ed = evse.__dict__
+        # The EVSE may skip its update in the first pass (a charging EV's tick re-settles every
+        # cycle, the EVSE having nothing to do) when all of these hold:
+        # - it is still in the state of this object's last completed settle, at that settle's
+        #   time T: change counter, knob generation and clock unchanged (the only uncounted
+        #   writes, heartbeat feeds, put the watchdog deadline after T);
+        # - nothing of its own falls due in (T, t] (every time-triggered change is an event of
+        #   next_event_ms) and no PWM change is pending (its update would re-arm the same
+        #   pending time, counting two assignments);
+        # - the EV's signals after its update are the object the EVSE last consumed.
+        # Then update(t) finds the inputs of its last, idempotent update at T and nothing due,
+        # so it would only move the clock (and set_rate the same rate: a no-op).
+        settled = self._settled
+        may_skip = False
+        if settled is not None and settled[0] == ed["_rev"] and settled[1] == _KNOBS_GEN[0] \
+                and settled[2] == ed["now_ms"] <= t and ed["_pwm_pending_at_ms"] is None:
+            x = evse.next_event_ms()
+            may_skip = x is None or x > t
         # the state after one pass is the state before the next: its signature is computed once
         after = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
         for _ in range(32):
@@ -1166,11 +1184,19 @@ class ChargePoint:
             if self.ev is not None:
                 self.ev.update(t, evse.duty_pct if evse.pwm_on else None, evse.contactor_closed,
                                evse.energised_conductors, evse.voltages_v, self.draw_limit_a)
-            evse.update(t, self._signals())
+            sig = self._signals()
+            if may_skip and sig is ed["_ev"]:
+                ed["now_ms"] = t        # all update(t) would do (not counted: _UNVERSIONED)
+            else:
+                evse.update(t, sig)
+            may_skip = False            # (first pass only)
             after = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
             if after == before:
+                self._settled = (ed["_rev"], _KNOBS_GEN[0], t)
                 return
         raise RuntimeError(f"EVSE/EV coupling did not settle at t={t} ms")
+
+    _settled: tuple | None = None   # (change counter, knob generation, time) of the last settle
 
     # ------------------------------------------------------------------ measurements
     def currents_a(self) -> list[float]:
