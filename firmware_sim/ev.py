@@ -438,7 +438,7 @@ class EV:
         # 2. SOC / taper on the absolute tick grid while drawing (event resolution tick_ms)
         if self._drawing and t_ms % self.tick_ms == 0:
             self._soc_snapshot = self.soc_at(t_ms)
-        full = self.full
+        full = self._soc_snapshot >= self.target_soc_pct     # (the property full, inlined)
         # 3. pilot state machine
         request = "D" if self.ventilation else "C"
         if f.cp_short:
@@ -473,7 +473,10 @@ class EV:
                 limit = min(self._perceived, self.max_current_a, self.taper_limit_a(self._soc_snapshot))
                 per = max(0.0, limit * self.draw_fraction)
         n = min(self.phases, 1 if conductors_energised == 1 else 3)
-        demand = [per if k < n and voltages_v[k] >= 1.0 else 0.0 for k in range(3)]
+        # (the comprehension over range(3), unrolled: same elements)
+        demand = [per if 0 < n and voltages_v[0] >= 1.0 else 0.0,
+                  per if 1 < n and voltages_v[1] >= 1.0 else 0.0,
+                  per if 2 < n and voltages_v[2] >= 1.0 else 0.0]
         self._demand = demand
         if draw_limit_a is not None:
             demand = [d if lim is None else min(d, max(0.0, float(lim))) for d, lim in zip(demand, draw_limit_a)]
@@ -485,7 +488,7 @@ class EV:
             # SOC is exact at the start and end of every draw period
             self._soc_snapshot = self.soc_at(t_ms)
             self._drawing = drawing
-        power_w = sum(v * i for v, i in zip(voltages_v, self._currents)) * self.charge_efficiency
+        power_w = sum([v * i for v, i in zip(voltages_v, self._currents)]) * self.charge_efficiency
         self._energy.set_rate(t_ms, power_w / 3.6e6)  # Wh per ms
 
     def next_event_ms(self) -> int | None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any, Iterable
 
-from .ev import EV, _Integrator
+from .ev import EV, SimulatedEv, _Integrator
 
 __all__ = [
     "Evse", "EvseConfig", "FirmwareFaults", "ChargePoint", "EvSignals", "EvseEvent", "ErrorCode",
@@ -1003,6 +1003,11 @@ _POINT_GETTERS: dict[str, Any] = {
 }
 
 
+#: EV classes whose cp_state / diode_ok / currents_a / leakage_*_ma are EV's own properties
+#: (ChargePoint._signals reads their bodies directly; any other class goes through them)
+_PLAIN_EVS = (EV, SimulatedEv)
+
+
 class ChargePoint:
     """A charger (:class:`Evse`) with an optional plugged :class:`EV`, on a virtual clock.
 
@@ -1144,8 +1149,17 @@ class ChargePoint:
         ev = self.ev
         if ev is None:
             return NO_EV
-        key = (ev.cp_state, ev.diode_ok, tuple(ev.currents_a), ev.leakage_dc_ma, ev.leakage_ac_ma,
-               ev.pp_ohm)
+        if type(ev) in _PLAIN_EVS:
+            # the EV's properties read directly (their bodies; neither class overrides them)
+            f = ev.faults
+            if ev._energised:
+                dc, ac = float(f.leakage_dc_ma), float(f.leakage_ac_ma)
+            else:
+                dc = ac = 0.0
+            key = (ev._cp, not f.missing_diode, tuple(ev._currents), dc, ac, ev.pp_ohm)
+        else:
+            key = (ev.cp_state, ev.diode_ok, tuple(ev.currents_a), ev.leakage_dc_ma,
+                   ev.leakage_ac_ma, ev.pp_ohm)
         # the same values give an equal (frozen) object: reuse the last one (built twice per settle)
         last = self._last_signals
         if last is not None and last[0] == key:

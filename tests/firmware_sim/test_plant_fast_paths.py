@@ -149,3 +149,25 @@ def test_settle_skip_is_taken(monkeypatch):
     calls[0] = 0
     _script(_NoSkipChargePoint)
     assert n_fast < calls[0] * 0.8
+
+
+def test_signals_read_directly_equal_the_properties():
+    # ChargePoint._signals reads EV / SimulatedEv attributes directly (the properties' bodies);
+    # they must give what the properties give, energised with leakage and a missing diode too
+    # (swapping dc and ac, or dropping the energised test, fails: checked)
+    cp = ChargePoint(EvseConfig(watchdog_timeout_ms=0))
+    cp.write_point("setpoint_a", 16.0, 0)
+    v = EV(reaction_delay_ms=0, start_delay_ms=0, seed=2)
+    cp.plug(v, 0)
+    seen = []
+    for t, knobs in ((1000, {}), (3000, {"leakage_dc_ma": 3.0, "leakage_ac_ma": 7.0}),
+                     (5000, {"missing_diode": True})):
+        for k, x in knobs.items():
+            setattr(v.faults, k, x)
+        cp.advance(t)
+        s = cp._signals()
+        assert s == EvSignals(cp=v.cp_state, diode_ok=v.diode_ok, currents_a=tuple(v.currents_a),
+                              leakage_dc_ma=v.leakage_dc_ma, leakage_ac_ma=v.leakage_ac_ma,
+                              pp_ohm=v.pp_ohm)
+        seen.append((s.leakage_dc_ma, s.leakage_ac_ma, s.diode_ok))
+    assert seen[1][:2] == (3.0, 7.0) or seen[2][:2] == (3.0, 7.0)
