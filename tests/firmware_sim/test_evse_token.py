@@ -103,7 +103,7 @@ def _ops(rng: random.Random, cp: ChargePoint, t: int) -> int:
         else:
             e.voltages_v = (rng.choice([230.0, 0.0]), 230.0, 230.0)
     except (ValueError, RuntimeError):
-        pass
+        pass    # an operation the model refuses in its current state is still a step of the walk
     return t
 
 
