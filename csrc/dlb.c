@@ -353,6 +353,22 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
     return s->path + (size_t)leaf * DLB_MAX_DEPTH;
 }
 
+/* take amount from run[] on every circuit of a path: on each used phase lane, and amount_n (amount
+ * times the phases used) on the power lane */
+static inline void path_subtract(dlb_site *s, const int32_t *path, int32_t depth, uint32_t used, int64_t amount,
+                                 int64_t amount_n)
+{
+    const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
+                  a2 = amount * (int64_t)((used >> 2) & 1u);
+    for (int32_t i = 0; i < depth; i++) {
+        int64_t *run = s->cx[path[i]].run;
+        run[0] -= a0;
+        run[1] -= a1;
+        run[2] -= a2;
+        run[DLB_LANE_POWER] -= amount_n;
+    }
+}
+
 /* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
@@ -378,15 +394,7 @@ static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n
     }
     if (lane < 0 && take) {
         s->gen++;
-        const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
-                      a2 = amount * (int64_t)((used >> 2) & 1u);
-        for (int32_t i = 0; i < depth; i++) {
-            int64_t *run = s->cx[path[i]].run;
-            run[0] -= a0;
-            run[1] -= a1;
-            run[2] -= a2;
-            run[DLB_LANE_POWER] -= amount_n;
-        }
+        path_subtract(s, path, depth, used, amount, amount_n);
         return -2;
     }
     leaf->fail_gen[used] = s->gen;
@@ -465,15 +473,7 @@ static void run_take(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t a
     s->gen++;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
-    const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
-                  a2 = amount * (int64_t)((used >> 2) & 1u), an = amount * n;
-    for (int32_t i = 0; i < depth; i++) {
-        int64_t *run = s->cx[path[i]].run;
-        run[0] -= a0;
-        run[1] -= a1;
-        run[2] -= a2;
-        run[DLB_LANE_POWER] -= an;
-    }
+    path_subtract(s, path, depth, used, amount, amount * n);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -399,6 +399,16 @@ class _Driver:
         image keys its plan memo on it)."""
         return self._plan_t
 
+    def _field_value(self, key: str, reg: Register, words: Sequence[int]) -> Any:
+        """One field's value through the per-field memo: the same words decode to the same value
+        (one changing register, such as a validity countdown, no longer costs decoding the rest)."""
+        last = self._field_memo.get(key)
+        if last is not None and last[0] == words:
+            return last[1]
+        value = _decode_reg(self.profile, reg, words, self._decoders)
+        self._field_memo[key] = (words, value)
+        return value
+
     def _values(self, responses: Sequence[Sequence[int]]) -> dict[str, Any]:
         if len(responses) != len(self._plan):
             raise DecodeError(f"{self.profile.name}: {len(responses)} responses for "
@@ -410,15 +420,9 @@ class _Driver:
         if self.memo:
             # per field: the same words decode to the same value (one changing register, such as
             # a validity countdown, no longer costs decoding every other field)
-            memo = self._field_memo
+            field = self._field_value
             for key, reg, i, off, end in self._locs:
-                words = tuple(responses[i][off:end])
-                last = memo.get(key)
-                if last is not None and last[0] == words:
-                    out[key] = last[1]
-                else:
-                    out[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
-                    memo[key] = (words, value)
+                out[key] = field(key, reg, tuple(responses[i][off:end]))
             return out
         for key, reg in self._fields:
             i, off = self._where[(reg.table, reg.address)]
@@ -506,15 +510,8 @@ class MeterDriver(_Driver):
                             return None
                         changed[o[0]] = o[1]
         v = dict(self._memo_values)
-        memo = self._field_memo
         for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
-            words = new[i][off:end]
-            last = memo.get(key)
-            if last is not None and last[0] == words:
-                v[key] = last[1]
-            else:
-                v[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
-                memo[key] = (words, value)
+            v[key] = self._field_value(key, reg, new[i][off:end])
         return v
 
     def _decode(self, responses: Sequence[Sequence[int]]) -> list[float]:
@@ -823,16 +820,9 @@ class ChargerDriver(_Driver):
                 if len(mine) == 1:
                     hints[i] = next(iter(mine.items()))
         raw = dict(prev.raw)
-        memo = self._field_memo
         # in field order: the first field that fails to decode is the one the full path names
         for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
-            words = tuple(responses[i][off:end])
-            last = memo.get(key)
-            if last is not None and last[0] == words:
-                raw[key] = last[1]
-            else:
-                raw[key] = value = _decode_reg(self.profile, reg, words, self._decoders)
-                memo[key] = (words, value)
+            raw[key] = self._field_value(key, reg, tuple(responses[i][off:end]))
         return ChargerReading(state=prev.state, currents_a=prev.currents_a, applied_a=prev.applied_a,
                               setpoint_a=prev.setpoint_a, phases=prev.phases, raw=raw)
 

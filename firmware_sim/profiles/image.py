@@ -456,6 +456,14 @@ class DeviceImage:
                 return r[0]
         return self._read_plain(u, table, address, count, now_ms)
 
+    def _new_layout(self, u: _Unit, key: tuple[str, int, int]) -> Any:
+        """The request's :meth:`_layout`, kept in the unit; a request whose every register reads
+        model points is marked pure (its answer may be memoized)."""
+        segs = u.layouts[key] = self._layout(u, *key)
+        if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
+            u.pure.add(key)
+        return segs
+
     def _read_cached(self, u: _Unit, table: str, address: int, count: int, now_ms: int):
         """The cached path of :meth:`read`: None when the request needs the plain path (it may
         fail for static reasons), else (words, points, reused) where points is what the answer
@@ -465,9 +473,7 @@ class DeviceImage:
         key = (table, address, count)
         segs = u.layouts.get(key, _MISSING)
         if segs is _MISSING:
-            segs = u.layouts[key] = self._layout(u, table, address, count)
-            if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
-                u.pure.add(key)
+            segs = self._new_layout(u, key)
         if segs is None:
             return None
         if self._kick == "any" and self._kicked.get(u.uid) != now_ms:
@@ -584,9 +590,7 @@ class DeviceImage:
             lk = (t, a, n)
             segs = u.layouts.get(lk, _MISSING)
             if segs is _MISSING:
-                segs = u.layouts[lk] = self._layout(u, t, a, n)
-                if segs is not None and all(seg.__class__ is list or _from_points(seg[0]) for seg in segs):
-                    u.pure.add(lk)
+                segs = self._new_layout(u, lk)
             if segs is None:            # fails for static reasons, or a clock / group register
                 out.append(self._read_plain(u, t, a, n, now_ms))    # (kicks after its checks)
                 ok = False
