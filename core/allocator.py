@@ -369,27 +369,13 @@ class Allocator:
         if chargers:
             charger_index, states = self._charger_index, model.STATES
             hi = model.MAX_CURRENT_MA
-            hi_a = hi / 1000 + 1
             for name, reading in chargers.items():
                 k = charger_index.get(name)
                 if k is None:
                     raise ValueError(f"chargers: {name!r} is not a charger of this site")
                 if isinstance(reading, dict):
                     state = states.get(reading.get("state"))
-                    cur = reading.get("current_a", _ZERO3)
-                    ma = None
-                    if cur.__class__ is list and len(cur) == 3:
-                        # _to_ma's fast path inlined (one call less per charger); lo = 0
-                        a, b, c = cur
-                        if a.__class__ is float and b.__class__ is float and c.__class__ is float \
-                                and -1.0 <= a <= hi_a and -1.0 <= b <= hi_a and -1.0 <= c <= hi_a:
-                            a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
-                            if 0 <= a <= hi and 0 <= b <= hi and 0 <= c <= hi:
-                                ma = (a, b, c)
-                        else:
-                            ma = _to_ma(cur, 0, hi)
-                    else:
-                        ma = _to_ma(cur, 0, hi)
+                    ma = _to_ma(reading.get("current_a", _ZERO3), 0, hi)
                 else:
                     state = ma = None
                 if state is None or ma is None:

@@ -285,26 +285,18 @@ class SiteController:
             if phases is not None and phases_written.get(name) != phases and drv.phase_writes(phases):
                 if await self._write(ep, drv.phase_writes(phases), now_ms):
                     phases_written[name] = phases
-            if hb_due:
-                hb_is_sp = drv.heartbeat_is_setpoint
-                if written.get(name) != target or hb_is_sp:
-                    if await self._write(ep, drv.setpoint_writes(target), now_ms):
-                        written[name] = target
-                        last_write_ms[name] = now_ms
-                        if hb_is_sp:
-                            last_hb_ms[name] = now_ms
-                if not hb_is_sp:
-                    writes = drv.heartbeat_writes()
-                    if writes and await self._write(ep, writes, now_ms):
-                        last_hb_ms[name] = now_ms
-                    elif not writes:
-                        last_hb_ms[name] = now_ms
-            elif written.get(name) != target:
+            if written.get(name) != target or (hb_due and drv.heartbeat_is_setpoint):
                 if await self._write(ep, drv.setpoint_writes(target), now_ms):
                     written[name] = target
                     last_write_ms[name] = now_ms
                     if drv.heartbeat_is_setpoint:
                         last_hb_ms[name] = now_ms
+            if hb_due and not drv.heartbeat_is_setpoint:
+                writes = drv.heartbeat_writes()
+                if writes and await self._write(ep, writes, now_ms):
+                    last_hb_ms[name] = now_ms
+                elif not writes:
+                    last_hb_ms[name] = now_ms
         if self._account(now_ms, (time.perf_counter() - wall0) * 1000):
             # the overrun fault is declared now: drive the outputs to their safe state at once
             await self._write_safe(now_ms)

@@ -101,10 +101,13 @@ class FastLink:
         self.latency_ms += extra
         return now
 
-    async def read(self, unit: int, table: str, address: int, count: int) -> list:
+    def _read_now(self, unit: int, table: str, address: int, count: int) -> list:
         now = self._gate()
         self.transactions += 1
         return self.image.read(unit, table, address, count, now)
+
+    async def read(self, unit: int, table: str, address: int, count: int) -> list:
+        return self._read_now(unit, table, address, count)
 
     async def read_many(self, unit: int, requests) -> list:
         """``[await read(unit, t, a, n) for t, a, n in requests]`` in one call (a device's read
@@ -116,12 +119,7 @@ class FastLink:
         """:meth:`read_many` without the coroutine: nothing in memory waits, and the controller
         reads every device every cycle (it calls this when the link has it)."""
         if self.name in self.faults.active:
-            out = []
-            for t, a, n in requests:        # what read() does, request by request
-                now = self._gate()
-                self.transactions += 1
-                out.append(self.image.read(unit, t, a, n, now))
-            return out
+            return [self._read_now(unit, t, a, n) for t, a, n in requests]
         self.transactions += len(requests)
         return self.image.read_many(unit, requests, self.clock.now_ms())
 
