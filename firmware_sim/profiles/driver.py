@@ -769,7 +769,10 @@ class ChargerDriver(_Driver):
     def decode_shared(self, responses: list) -> ChargerReading:
         """:meth:`decode` for a caller that only reads the result and drops ``responses`` (the
         site controller's scan): with ``memo`` the remembered reading itself, and ``responses``
-        kept as the memo's key, without the copies :meth:`decode` makes. Never mutate either."""
+        kept as the memo's key, without the copies :meth:`decode` makes. Never mutate either.
+        The same reading object comes back while its state, currents, applied current,
+        set-point and phases hold; only its ``raw`` may be updated in place meanwhile (a caller
+        that keeps ``raw`` across calls copies it)."""
         if not self.memo:
             return self._decode(responses)
         key = self._memo_key
@@ -785,8 +788,10 @@ class ChargerDriver(_Driver):
         """The reading for ``responses`` from the memo's (decoded from ``old``) when the words
         that changed belong only to fields that neither the currents, the applied current, the
         set-point, the phases nor the status decoder (keys it read last time) depend on: those
-        fields are decoded again into a copy of ``raw``, everything else is kept. None: decode
-        in full (also for anything malformed, which the full path reports)."""
+        fields are decoded again into the memo's ``raw`` in place and the memo's reading itself
+        is the answer (an Alfen's validity countdown then costs one field, and the controller
+        sees the same reading object while nothing it uses changed). None: decode in full (also
+        for anything malformed, which the full path reports)."""
         prev = self._memo_val
         keep = self._status_keys
         if keep is None or len(old) != len(responses) or len(responses) != len(self._plan):
@@ -819,12 +824,17 @@ class ChargerDriver(_Driver):
                 changed.update(mine)
                 if len(mine) == 1:
                     hints[i] = next(iter(mine.items()))
-        raw = dict(prev.raw)
-        # in field order: the first field that fails to decode is the one the full path names
-        for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
-            raw[key] = self._field_value(key, reg, tuple(responses[i][off:end]))
-        return ChargerReading(state=prev.state, currents_a=prev.currents_a, applied_a=prev.applied_a,
-                              setpoint_a=prev.setpoint_a, phases=prev.phases, raw=raw)
+        # in field order: the first field that fails to decode is the one the full path names;
+        # all of them decoded before the memo's reading changes (a failure leaves it as it was)
+        field = self._field_value
+        if len(changed) == 1:
+            (key, reg, i, off, end), = changed.values()
+            prev.raw[key] = field(key, reg, tuple(responses[i][off:end]))
+        else:
+            values = [(key, field(key, reg, tuple(responses[i][off:end])))
+                      for key, reg, i, off, end in (changed[pos] for pos in sorted(changed))]
+            prev.raw.update(values)
+        return prev
 
     def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
         raw = self._values(responses)

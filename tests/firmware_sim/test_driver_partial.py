@@ -14,7 +14,7 @@ import pytest
 
 from dlbrig.firmware_sim.profiles import get_profile
 from dlbrig.firmware_sim.profiles.alfen import alfen_status
-from dlbrig.firmware_sim.profiles.driver import ChargerDriver
+from dlbrig.firmware_sim.profiles.driver import ChargerDriver, DecodeError
 
 ALFEN = get_profile("alfen_ng9xx")
 # 320..325 I L1..L3; 1200..1215: availability, mode 3 state "C2", applied 16 A, validity 55 s
@@ -118,3 +118,38 @@ def test_meter_partial_decode_matches_a_full_decode():
         assert got == want
         seen.add(repr(got))
     assert len(seen) >= 20
+
+
+def test_the_countdown_alone_keeps_the_reading_object():
+    """Only ``raw`` moves, in place: the controller sees the same reading object (and so knows
+    nothing it uses changed); a change the state depends on gives a new one."""
+    drv = ChargerDriver(ALFEN, memo=True)
+    first = drv.decode_shared(copy.deepcopy(BASE))
+    for k, left in enumerate((54, 53, 52)):
+        r = copy.deepcopy(BASE)
+        r[1][9] = left
+        assert drv.decode_shared(r) is first and first.raw["setpoint_valid_s"] == left, k
+    r = copy.deepcopy(BASE)
+    r[1][1] = 0x4232                            # "B2": connected, idle
+    got = drv.decode_shared(r)
+    assert got is not first and got.state != first.state == "charging"
+
+
+def test_a_field_that_fails_leaves_the_remembered_reading_as_it_was(monkeypatch):
+    drv = ChargerDriver(ALFEN, memo=True)
+    first = drv.decode_shared(copy.deepcopy(BASE))
+    before = dict(first.raw)
+    real = drv._field_value
+
+    def fails_on_the_safe_current(key, reg, words):
+        if key == "safe_current_a":
+            raise DecodeError("broken on purpose")
+        return real(key, reg, words)
+
+    monkeypatch.setattr(drv, "_field_value", fails_on_the_safe_current)
+    r = copy.deepcopy(BASE)
+    r[1][9] = 40                                # the countdown (decodes first) ...
+    r[1][13] = 7                                # ... and the safe current after it (fails)
+    with pytest.raises(DecodeError):
+        drv.decode_shared(r)
+    assert first.raw == before
