@@ -22,6 +22,8 @@ from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriv
 from .links import LinkTimeout
 
 
+_READ_ERRORS = (ModbusError, LinkTimeout, DecodeError, OSError)   # a failed read, not a crash
+
 #: a meter reading that stays bit-identical while the EVs under it move by more than this is frozen
 FROZEN_EV_DELTA_A = 3.0
 SETUP_CONCURRENCY = 8   # chargers configured at once at start-up (wire mode)
@@ -105,6 +107,7 @@ class SiteController:
         self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
         self._meter_subtree: dict = {}
         self._timed_links = None
+        self._scan = None        # per charger endpoint: (endpoint, *_direct_read(endpoint))
 
     def _under_meter(self, meter: str) -> list:
         """(charger name, phase map) of every charger in the meter's circuit subtree."""
@@ -183,24 +186,32 @@ class SiteController:
             self.failures.append(Failure(now_ms, ep.name, "write", f"{type(exc).__name__}: {exc}"))
             return False
 
+    @staticmethod
+    def _direct_read(ep: Endpoint) -> tuple:
+        """(link's read_many_now, the driver's plan tuple, decoder) for an in-memory link (fast
+        mode: the whole plan in one call), else (None, None, None): read through the awaitable
+        link. The image keys its plan memo on the plan tuple, and a charger's reading comes
+        without copies (decode_shared): the controller only reads it."""
+        drv = ep.driver
+        now = getattr(ep.link, "read_many_now", None)
+        if now is None:
+            return None, None, None
+        return now, drv.read_plan_view(), getattr(drv, "decode_shared", None) or drv.decode
+
     async def _read(self, ep: Endpoint, now_ms: int):
         try:
+            now, plan, dec = self._direct_read(ep)
+            if now is not None:
+                return dec(now(ep.unit, plan))
             drv = ep.driver
             link = ep.link
-            now = getattr(link, "read_many_now", None)   # fast mode: the plan in one call, in memory
-            if now is not None:
-                # the driver's own plan tuple (the image keys its plan memo on it) and, for a
-                # charger, its decoded reading without copies: this method's caller only reads it
-                responses = now(ep.unit, drv.read_plan_view())
-                shared = getattr(drv, "decode_shared", None)
-                return shared(responses) if shared is not None else drv.decode(responses)
             many = getattr(link, "read_many", None)
             if many is not None:
                 responses = await many(ep.unit, drv.read_plan())
             else:
                 responses = [await link.read(ep.unit, t, a, n) for t, a, n in drv.read_plan()]
             return drv.decode(responses)
-        except (ModbusError, LinkTimeout, DecodeError, OSError) as exc:
+        except _READ_ERRORS as exc:
             self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
             return None
 
@@ -241,10 +252,21 @@ class SiteController:
         chargers = {}
         written = self.written
         session_info = self.session_info
-        for ep in self.chargers:
-            r = await read(ep, now_ms)
-            if r is None:
-                continue
+        scan = self._scan
+        if scan is None:
+            scan = self._scan = [(ep, *self._direct_read(ep)) for ep in self.chargers]
+        for ep, link_now, plan, dec in scan:
+            if link_now is not None:
+                # an in-memory link: _read's fast path, without a coroutine per device
+                try:
+                    r = dec(link_now(ep.unit, plan))
+                except _READ_ERRORS as exc:
+                    self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
+                    continue
+            else:
+                r = await read(ep, now_ms)
+                if r is None:
+                    continue
             name = ep.name
             state = r.state
             if state == "unavailable" and written.get(name) == 0:
