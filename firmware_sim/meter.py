@@ -236,6 +236,15 @@ class Meter:
             d[k] = getattr(self, k)
         return d
 
+    def point(self, name: str) -> object:
+        """``points()[name]`` without building the mapping (a register image in fast mode looks
+        up the few points a read needs); KeyError for unknown names."""
+        if name in METER_CONFIG_POINTS:
+            return getattr(self, name)
+        if self.fault is None or self.fault == "frozen":
+            return self._display[name]
+        return self.points()[name]
+
     @property
     def currents_a(self) -> list[float]:
         p = self.points()

@@ -119,10 +119,15 @@ class _Plan:
     (``timed``: request index, word position, layout segment, the point's getter for a register
     bound directly to one, else None), re-encoded on every read."""
 
-    __slots__ = ("key", "answers", "deps", "tokens", "timed")
+    __slots__ = ("key", "answers", "deps", "tokens", "timed", "points")
 
-    def __init__(self, key: tuple, answers: tuple, deps: tuple, tokens: Any, timed: tuple) -> None:
+    def __init__(self, key: tuple, answers: tuple, deps: tuple, tokens: Any, timed: tuple,
+                 points: tuple | None = None) -> None:
         self.key, self.answers, self.deps, self.tokens, self.timed = key, answers, deps, tokens, timed
+        # when every register of the plan is bound directly to one point: per register (request
+        # index, word position, layout segment, the point's getter, device index, point name,
+        # timed), so that changed points re-encode only their registers (see _plan_regen)
+        self.points = points
 
 
 _MISSING = object()
@@ -574,7 +579,36 @@ class DeviceImage:
                         words = self._words_memo(u, reg, self._request_cache(u, now_ms))
                     out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
                 return out
+            if pm.points is not None:
+                out = self._plan_regen(u, pm, tok)
+                if out is not None:
+                    return out
         return self._plan_build(u, key, now_ms)
+
+    def _plan_regen(self, u: _Unit, pm: _Plan, tok: Any) -> list[list[int]] | None:
+        """A memoized plan whose points changed, when every register is bound directly to one
+        point (a meter: every value moves every second): each register encoded again from its
+        point's getter (the encodings memo answers the unchanged ones), and the memo renewed,
+        as :meth:`_plan_build` would leave it, without its per-register recording. None when a
+        point fails or is not a scalar: the full build then answers (or raises) as before."""
+        out = list(map(list, pm.answers))
+        deps: dict = {}
+        enc = self._encode_memo
+        try:
+            for ri, pos, (reg, off, stop, whole), g, idx, name, timed in pm.points:
+                v = g()
+                if v.__class__ not in _SCALARS:
+                    return None
+                words = enc(u, reg, v)
+                out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                if not timed:
+                    deps.setdefault((idx, name), v)
+        except Exception:
+            return None
+        pm.answers = tuple(tuple(w) for w in out)
+        pm.deps = tuple((i, name, v) for (i, name), v in deps.items())
+        pm.tokens = tok
+        return out
 
     def _plan_build(self, u: _Unit, key: tuple, now_ms: int) -> list[list[int]]:
         """Answer a plan request by request, recording per register the points it looked up;
@@ -585,6 +619,7 @@ class DeviceImage:
         timed_points = u.timed
         deps: dict = {}
         timed: list = []
+        points: list | None = []
         out: list = []
         for ri, (t, a, n) in enumerate(key):
             lk = (t, a, n)
@@ -629,14 +664,22 @@ class DeviceImage:
                     continue
                 if any(v.__class__ not in _SCALARS for _, _, v in rec):
                     ok = False
-                elif any(name in timed_points[i] for i, name, _ in rec):
-                    g = None
-                    if reg.fn is None and not reg.writable and reg.point is not None:
-                        g = self._getter(u, reg.slot - 1 if reg.slot else 0, reg.point)
+                    continue
+                g = None
+                if reg.fn is None and not reg.writable and reg.point is not None:
+                    idx = reg.slot - 1 if reg.slot else 0
+                    g = self._getter(u, idx, reg.point)
+                is_timed = any(name in timed_points[i] for i, name, _ in rec)
+                if is_timed:
                     timed.append((ri, pos, seg, g))
                 else:
                     for i, name, v in rec:
                         deps.setdefault((i, name), v)
+                if points is not None:
+                    if g is not None and reg.group_fn is None and reg.clock_fn is None:
+                        points.append((ri, pos, seg, g, idx, reg.point, is_timed))
+                    else:
+                        points = None
             out.append(words_out)
         old = u.plans.get(key)
         if old.__class__ is _Plan:
@@ -646,7 +689,8 @@ class DeviceImage:
             fns = u.token_fns
             tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
             pm = _Plan(key, tuple(tuple(w) for w in out),
-                       tuple((i, name, v) for (i, name), v in deps.items()), tok, tuple(timed))
+                       tuple((i, name, v) for (i, name), v in deps.items()), tok, tuple(timed),
+                       tuple(points) if points else None)
             u.plans[key] = pm
             u.plan_ids[id(key)] = pm
         else:
