@@ -834,6 +834,19 @@ class Evse:
     @property
     def status(self) -> str:
         """The allocator's status vocabulary (:data:`CHARGER_STATUSES`)."""
+        # a function of counted state only (the point is not timed): while the change counter
+        # and the knob generation hold, the last answer stands (the trace and the image ask
+        # every charger every cycle). Kept in __dict__ directly: not an assignment that counts.
+        d = self.__dict__
+        memo = d.get("_status_memo")
+        rev, gen = d["_rev"], _KNOBS_GEN[0]
+        if memo is not None and memo[0] == rev and memo[1] == gen:
+            return memo[2]
+        st = self._status()
+        d["_status_memo"] = (rev, gen, st)
+        return st
+
+    def _status(self) -> str:
         # error_code != NONE or cp_state in (E, F), spelled out on the attributes (the trace
         # asks every charger's status every cycle): a latched error, a CP short (E), the F hold,
         # or a plugged cable without a valid coding
@@ -1201,10 +1214,15 @@ class ChargePoint:
             sig = self._signals()
             if may_skip and sig is ed["_ev"]:
                 ed["now_ms"] = t        # all update(t) would do (not counted: _UNVERSIONED)
+                # its signature is the one before: only its clock moved, and the clock enters it
+                # only through next_event_ms, which has nothing in (T, t] (may_skip) and so
+                # gives the same answer at t as at T
+                evse_after = before[0]
             else:
                 evse.update(t, sig)
+                evse_after = evse.state_signature()
             may_skip = False            # (first pass only)
-            after = (evse.state_signature(), self.ev.state_signature() if self.ev else None)
+            after = (evse_after, self.ev.state_signature() if self.ev else None)
             if after == before:
                 self._settled = (ed["_rev"], _KNOBS_GEN[0], t)
                 return
