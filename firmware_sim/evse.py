@@ -1132,15 +1132,15 @@ class ChargePoint:
                 if self.ev is not None:
                     self.ev._now_ms = now_ms
                 return
+            # an event is due in (now, now_ms]: t is the loop's first one (nothing ran since)
         else:
             self._settle(self.now_ms)  # pick up external changes made at the current time
-        if now_ms == self.now_ms:
-            return      # settled at now_ms just above: settling again is a no-op (idempotent)
-        while True:
+            if now_ms == self.now_ms:
+                return      # settled at now_ms just above: settling again is a no-op (idempotent)
             t = self._next_event_ms()
-            if t is None or t > now_ms:
-                break
+        while t is not None and t <= now_ms:
             self._settle(t)
+            t = self._next_event_ms()
         if self.now_ms != now_ms:   # (an event exactly at now_ms has settled it already)
             self._settle(now_ms)
 
