@@ -188,12 +188,14 @@ class SiteController:
 
     @staticmethod
     def _direct_read(ep: Endpoint) -> tuple:
-        """(link's read_many_now, the driver's plan tuple, decoder) for an in-memory link (fast
-        mode: the whole plan in one call), else (None, None, None): read through the awaitable
-        link. The image keys its plan memo on the plan tuple, and a charger's reading comes
-        without copies (decode_shared): the controller only reads it."""
+        """(link's read_many_shared or read_many_now, the driver's plan tuple, decoder) for an
+        in-memory link (fast mode: the whole plan in one call), else (None, None, None): read
+        through the awaitable link. The image keys its plan memo on the plan tuple, and the
+        answers and a charger's reading come without copies (read_many_shared, decode_shared):
+        the controller only reads them."""
         drv = ep.driver
-        now = getattr(ep.link, "read_many_now", None)
+        link = ep.link
+        now = getattr(link, "read_many_shared", None) or getattr(link, "read_many_now", None)
         if now is None:
             return None, None, None
         return now, drv.read_plan_view(), getattr(drv, "decode_shared", None) or drv.decode

@@ -115,13 +115,19 @@ class FastLink:
         request meets the fault (and its random draw) exactly as separate reads do."""
         return self.read_many_now(unit, requests)
 
-    def read_many_now(self, unit: int, requests) -> list:
+    def read_many_now(self, unit: int, requests, *, shared: bool = False) -> list:
         """:meth:`read_many` without the coroutine: nothing in memory waits, and the controller
-        reads every device every cycle (it calls this when the link has it)."""
+        reads every device every cycle (it calls this when the link has it). ``shared``: see
+        :meth:`read_many_shared`."""
         if self.name in self.faults.active:
             return [self._read_now(unit, t, a, n) for t, a, n in requests]
         self.transactions += len(requests)
-        return self.image.read_many(unit, requests, self.clock.now_ms())
+        return self.image.read_many(unit, requests, self.clock.now_ms(), shared=shared)
+
+    def read_many_shared(self, unit: int, requests) -> list:
+        """:meth:`read_many_now` for a caller that never mutates the answers (the controller's
+        scan): an unchanged plan answers with the image's own lists, no copy per cycle."""
+        return self.read_many_now(unit, requests, shared=True)
 
     async def write(self, unit: int, table: str, address: int, words) -> None:
         now = self._gate()

@@ -776,7 +776,7 @@ class ChargerDriver(_Driver):
         if not self.memo:
             return self._decode(responses)
         key = self._memo_key
-        if key is None or key != responses:
+        if key is not responses and (key is None or key != responses):
             r = self._decode_changed(key, responses) if key is not None else None
             if r is None:
                 r = self._decode(responses)

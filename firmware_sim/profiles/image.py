@@ -119,7 +119,7 @@ class _Plan:
     (``timed``: request index, word position, layout segment, the point's getter for a register
     bound directly to one, else None), re-encoded on every read."""
 
-    __slots__ = ("key", "answers", "deps", "tokens", "timed", "points")
+    __slots__ = ("key", "answers", "deps", "tokens", "timed", "points", "shared")
 
     def __init__(self, key: tuple, answers: tuple, deps: tuple, tokens: Any, timed: tuple,
                  points: tuple | None = None) -> None:
@@ -128,6 +128,7 @@ class _Plan:
         # index, word position, layout segment, the point's getter, device index, point name,
         # timed), so that changed points re-encode only their registers (see _plan_regen)
         self.points = points
+        self.shared: list | None = None     # the answers as lists, for read_many(shared=True)
 
 
 _MISSING = object()
@@ -519,10 +520,12 @@ class DeviceImage:
             return list(out), deps, False
         return out, None, False
 
-    def read_many(self, unit: int, requests: Sequence[tuple[str, int, int]], now_ms: int = 0) -> list[list[int]]:
+    def read_many(self, unit: int, requests: Sequence[tuple[str, int, int]], now_ms: int = 0, *,
+                  shared: bool = False) -> list[list[int]]:
         """``[read(unit, t, a, n, now_ms) for t, a, n in requests]``: a master's read plan for
         one device (fast mode reads a whole plan per cycle). The same requests, answers and
-        exceptions in the same order.
+        exceptions in the same order. ``shared=True``: a caller that never mutates the answers
+        may get the memo's own lists (the same object while they hold), not a copy.
 
         With ``cache=True`` a plan whose registers all come from the devices' points is answered
         from one memo (nothing changes the device between the requests of a plan but the "any"
@@ -567,6 +570,11 @@ class DeviceImage:
             if (tok is not None and tok == pm.tokens) or \
                     self._still_valid(u, pm.deps, self._request_cache(u, now_ms)):
                 pm.tokens = tok
+                if shared and not pm.timed:
+                    out = pm.shared
+                    if out is None:
+                        out = pm.shared = list(map(list, pm.answers))
+                    return out
                 out = list(map(list, pm.answers))
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
@@ -606,6 +614,7 @@ class DeviceImage:
         except Exception:
             return None
         pm.answers = tuple(tuple(w) for w in out)
+        pm.shared = None
         pm.deps = tuple((i, name, v) for (i, name), v in deps.items())
         pm.tokens = tok
         return out

@@ -174,3 +174,35 @@ def test_a_refused_request_feeds_the_watchdog_as_plain_reads_do(first_bad):
         want = _answer(lambda: [plain.read(drv.unit, tb, a, n, t) for tb, a, n in plan])
         assert got == want
         assert cps[0].evse._wd_last_feed_ms == cps[1].evse._wd_last_feed_ms, t
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_shared_answers_are_the_memo_while_it_holds(name):
+    """``read_many(shared=True)`` (the controller's scan) answers what plain reads answer; a plan
+    without timed registers gives the memo's own lists while the model is unchanged and new
+    ones once it changed; with a timed register every answer is a fresh copy."""
+    cp, drv, unit, fast, plain, plan = _setup(name)
+    t = _charging(cp, drv, fast, unit)
+    same = changed = 0
+    last = None
+    for k in range(40):
+        t += 1000
+        if k == 20:
+            for table, address, words in drv.setpoint_writes(10.0):
+                fast.write(unit, table, address, words, t)
+        cp.advance(t, unchanged=k != 20)
+        fast.invalidate()
+        got = fast.read_many(unit, plan, t, shared=True)
+        assert got == [plain.read(unit, tb, a, n, t) for tb, a, n in plan], k
+        if last is not None:
+            if got is last:
+                same += 1
+            elif got != last:
+                changed += 1
+        last = got
+    pm = fast._units[unit].plans[plan]
+    if pm.timed:
+        assert same == 0 and changed >= 39
+    else:
+        assert same >= 30 and changed >= 1, (same, changed)
+    assert fast.read_many(unit, plan, t) is not last        # a caller without shared: a copy
