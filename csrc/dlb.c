@@ -1047,6 +1047,15 @@ static void end_session(dlb_site *s, int32_t k)
 static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, int64_t now)
 {
     charger_state *st = &s->ks[k];
+    /* The usual case: a fresh reading equal to the stored one from a charger that is not lost. The
+     * stored state and currents passed the range checks; the session logic below already ran for this
+     * state (a demanding state opened the session, DISCONNECTED closed it, the others leave it), and
+     * with t_last = now and ok_since set the ladder keeps lost at 0: only the time of the reading is new. */
+    if (ci->fresh && !st->lost && ci->state == st->state && ci->current_ma[0] == st->meas[0] &&
+        ci->current_ma[1] == st->meas[1] && ci->current_ma[2] == st->meas[2] && !ci->session_update) {
+        st->t_last = now;
+        return;
+    }
     if (ci->fresh && in_range(ci->state, 0, DLB_STATE_UNAVAILABLE)) {
         int ok = 1;
         for (int i = 0; i < DLB_PHASES; i++) {
