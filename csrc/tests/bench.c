@@ -152,15 +152,18 @@ static uint64_t xs(uint64_t *s)
 }
 
 /* inputs of the next cycle: EVs follow the previous set-points (capped by the EV's own max), the root
- * and feeder meters sum the base load and the EV currents below them */
+ * and feeder meters sum the base load and the EV currents below them. With `noisy`, readings move as
+ * on a real site: the base load varies by +-200 mA per phase and meter, and a drawing EV is measured
+ * up to 0.3 A below its set-point, so no step sees the same meter readings as the one before (a core
+ * that only repeats work when its inputs repeat gains nothing here). */
 static void make_inputs(const bench_site *b, const dlb_charger_output *out, dlb_meter_input *mi,
-                        dlb_charger_input *ci, uint64_t *seed, int first)
+                        dlb_charger_input *ci, uint64_t *seed, int first, int noisy)
 {
     memset(mi, 0, b->nc * sizeof(*mi));
     for (size_t c = 0; c < b->nc; c++) {
         mi[c].fresh = b->circ[c].has_meter;
         for (int ph = 0; ph < 3; ph++) {
-            mi[c].current_ma[ph] = 3000; /* base load */
+            mi[c].current_ma[ph] = 3000 + (noisy ? (int32_t)(xs(seed) % 401u) - 200 : 0); /* base load */
         }
     }
     for (size_t k = 0; k < b->nk; k++) {
@@ -173,6 +176,9 @@ static void make_inputs(const bench_site *b, const dlb_charger_output *out, dlb_
         int32_t sp = first ? 0 : out[k].setpoint_ma;
         int32_t ev_max = k % 6 == 0 ? 10000 : 32000; /* some EVs take less: reclaim */
         int32_t draw = sp < ev_max ? sp : ev_max;
+        if (noisy && draw > 0) {
+            draw -= (int32_t)(xs(seed) % 300u);
+        }
         int phases = first ? kc->phases : (kc->phases == 3 ? out[k].phases : 1);
         x->state = draw > 0 ? DLB_STATE_CHARGING : DLB_STATE_CONNECTED_IDLE;
         if ((xs(seed) & 1023u) == 0) {
@@ -223,16 +229,100 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* One timed series: `n` steps of the site with `nk` chargers after a warm-up; prints a table row and
+ * writes a JSON object (followed by `sep`). Returns the heap allocations counted during the steps, or
+ * -1 when the core failed. */
+static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
+{
+    bench_site b;
+    make_site(&b, nk);
+    size_t need = dlb_memory_size(b.nc, b.nk);
+    void *mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
+    dlb_site *site = NULL;
+    int rc = dlb_init(mem, need, &b.p, b.circ, b.nc, b.chg, b.nk, &site);
+    if (rc != DLB_OK) {
+        fprintf(stderr, "dlb_init failed: %d\n", rc);
+        return -1;
+    }
+    dlb_meter_input *mi = calloc(b.nc, sizeof(*mi));
+    dlb_charger_input *ci = calloc(b.nk, sizeof(*ci));
+    dlb_charger_output *out = calloc(b.nk, sizeof(*out));
+    dlb_circuit_output *cout = calloc(b.nc, sizeof(*cout));
+    int warm = n / 5 + 50;
+    int64_t *t = calloc((size_t)n, sizeof(*t));
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    int64_t now = 0;
+    long allocs = 0;
+    uint64_t checksum = 1469598103934665603ull;
+    for (int i = -warm; i < n; i++) {
+        make_inputs(&b, out, mi, ci, &seed, i == -warm, noisy);
+        g_allocs = 0;
+        g_counting = 1;
+        int64_t t0 = now_ns();
+        rc = dlb_step(site, now, mi, ci, out, cout);
+        int64_t t1 = now_ns();
+        g_counting = 0;
+        if (rc != DLB_OK) {
+            fprintf(stderr, "dlb_step failed: %d\n", rc);
+            return -1;
+        }
+        checksum = fnv(checksum, out, b.nk * sizeof(*out));
+        checksum = fnv(checksum, cout, b.nc * sizeof(*cout));
+        if (i >= 0) {
+            t[i] = t1 - t0;
+            allocs += g_allocs;
+        }
+        now += 1000;
+    }
+    int charging = 0;
+    int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
+    for (size_t k = 0; k < b.nk; k++) {
+        charging += out[k].setpoint_ma > 0;
+        demand += b.chg[k].max_ma * b.chg[k].phases;
+    }
+    qsort(t, (size_t)n, sizeof(*t), cmp_i64);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        sum += (double)t[i];
+    }
+    double med = (double)t[n / 2] / 1000.0, p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
+    double mean = sum / n / 1000.0, aps = (double)allocs / n;
+    printf("%8zu %6s %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk, noisy ? "noisy" : "steady", b.nc, n,
+           med, p99, mean, charging, aps, (unsigned long long)checksum);
+    fprintf(f,
+            "    {\"n\": %zu, \"readings\": \"%s\", \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, "
+            "\"median_us\": %.3f, \"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, \"charging_at_end\": %d, "
+            "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
+            "\"output_checksum\": \"%016llx\"}%s\n",
+            b.nk, noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, (double)t[0] / 1000.0, charging,
+            (double)demand / (3.0 * (double)cap), aps, (unsigned long long)checksum, sep);
+    free(t);
+    free(mi);
+    free(ci);
+    free(out);
+    free(cout);
+    free(mem);
+    free(b.circ);
+    free(b.chg);
+    return allocs;
+}
+
+/* `bench [out.json]`: every size with steady readings ("results"), then N = 1,000 with noisy readings
+ * ("noisy_results"). `bench out.json N ITERS [noisy]`: one series (for callgrind). */
 int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "build/bench_c.json";
     static size_t sizes[] = {8, 64, 1000, 10000};
     static int iters[] = {20000, 20000, 5000, 600};
     size_t n_sizes = sizeof(sizes) / sizeof(sizes[0]);
-    if (argc > 3) { /* one size, given iterations: `bench out.json N ITERS` (for callgrind) */
+    size_t noisy_n = 1000;
+    int noisy_iters = 5000;
+    if (argc > 3) {
         sizes[0] = (size_t)strtoul(argv[2], NULL, 10);
         iters[0] = (int)strtol(argv[3], NULL, 10);
-        n_sizes = 1;
+        n_sizes = argc > 4 && strcmp(argv[4], "noisy") == 0 ? 0 : 1;
+        noisy_n = n_sizes ? 0 : sizes[0];
+        noisy_iters = iters[0];
     }
     FILE *f = fopen(path, "w");
     if (f == NULL) {
@@ -240,81 +330,23 @@ int main(int argc, char **argv)
         return 1;
     }
     fprintf(f, "{\n  \"clock\": \"CLOCK_MONOTONIC around each dlb_step\",\n  \"results\": [\n");
-    printf("%8s %6s %8s %12s %12s %12s %10s %14s %18s\n", "N", "nc", "iters", "median_us", "p99_us", "mean_us",
-           "charging", "allocs/step", "output checksum");
+    printf("%8s %6s %6s %8s %12s %12s %12s %10s %14s %18s\n", "N", "inputs", "nc", "iters", "median_us", "p99_us",
+           "mean_us", "charging", "allocs/step", "output checksum");
     int failed = 0;
     for (size_t si = 0; si < n_sizes; si++) {
-        bench_site b;
-        make_site(&b, sizes[si]);
-        size_t need = dlb_memory_size(b.nc, b.nk);
-        void *mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
-        dlb_site *site = NULL;
-        int rc = dlb_init(mem, need, &b.p, b.circ, b.nc, b.chg, b.nk, &site);
-        if (rc != DLB_OK) {
-            fprintf(stderr, "dlb_init failed: %d\n", rc);
+        long allocs = bench_one(sizes[si], iters[si], 0, f, si + 1 < n_sizes ? "," : "");
+        if (allocs < 0) {
             return 1;
         }
-        dlb_meter_input *mi = calloc(b.nc, sizeof(*mi));
-        dlb_charger_input *ci = calloc(b.nk, sizeof(*ci));
-        dlb_charger_output *out = calloc(b.nk, sizeof(*out));
-        dlb_circuit_output *cout = calloc(b.nc, sizeof(*cout));
-        int n = iters[si], warm = n / 5 + 50;
-        int64_t *t = calloc((size_t)n, sizeof(*t));
-        uint64_t seed = 0x9E3779B97F4A7C15ull;
-        int64_t now = 0;
-        long allocs = 0;
-        uint64_t checksum = 1469598103934665603ull;
-        for (int i = -warm; i < n; i++) {
-            make_inputs(&b, out, mi, ci, &seed, i == -warm);
-            g_allocs = 0;
-            g_counting = 1;
-            int64_t t0 = now_ns();
-            rc = dlb_step(site, now, mi, ci, out, cout);
-            int64_t t1 = now_ns();
-            g_counting = 0;
-            if (rc != DLB_OK) {
-                fprintf(stderr, "dlb_step failed: %d\n", rc);
-                return 1;
-            }
-            checksum = fnv(checksum, out, b.nk * sizeof(*out));
-            checksum = fnv(checksum, cout, b.nc * sizeof(*cout));
-            if (i >= 0) {
-                t[i] = t1 - t0;
-                allocs += g_allocs;
-            }
-            now += 1000;
-        }
-        int charging = 0;
-        int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
-        for (size_t k = 0; k < b.nk; k++) {
-            charging += out[k].setpoint_ma > 0;
-            demand += b.chg[k].max_ma * b.chg[k].phases;
-        }
-        qsort(t, (size_t)n, sizeof(*t), cmp_i64);
-        double sum = 0;
-        for (int i = 0; i < n; i++) {
-            sum += (double)t[i];
-        }
-        double med = (double)t[n / 2] / 1000.0, p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
-        double mean = sum / n / 1000.0, aps = (double)allocs / n;
-        printf("%8zu %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk, b.nc, n, med, p99, mean, charging, aps,
-               (unsigned long long)checksum);
-        fprintf(f,
-                "    {\"n\": %zu, \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, \"median_us\": %.3f, "
-                "\"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, \"charging_at_end\": %d, "
-                "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
-                "\"output_checksum\": \"%016llx\"}%s\n",
-                b.nk, b.nc, n, med, p99, mean, (double)t[0] / 1000.0, charging,
-                (double)demand / (3.0 * (double)cap), aps, (unsigned long long)checksum, si + 1 < n_sizes ? "," : "");
         failed |= allocs != 0;
-        free(t);
-        free(mi);
-        free(ci);
-        free(out);
-        free(cout);
-        free(mem);
-        free(b.circ);
-        free(b.chg);
+    }
+    fprintf(f, "  ],\n  \"noisy_results\": [\n");
+    if (noisy_n > 0) {
+        long allocs = bench_one(noisy_n, noisy_iters, 1, f, "");
+        if (allocs < 0) {
+            return 1;
+        }
+        failed |= allocs != 0;
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
