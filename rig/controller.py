@@ -214,8 +214,11 @@ class SiteController:
                 responses = [await link.read(ep.unit, t, a, n) for t, a, n in drv.read_plan()]
             return drv.decode(responses)
         except _READ_ERRORS as exc:
-            self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
+            self._read_failed(ep, now_ms, exc)
             return None
+
+    def _read_failed(self, ep: Endpoint, now_ms: int, exc: Exception) -> None:
+        self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
 
     async def configure(self, now_ms: int):
         """Start-up: set each charger's own failsafe (safe current and communication timeout)."""
@@ -263,7 +266,7 @@ class SiteController:
                 try:
                     r = dec(link_now(ep.unit, plan))
                 except _READ_ERRORS as exc:
-                    self.failures.append(Failure(now_ms, ep.name, "read", f"{type(exc).__name__}: {exc}"))
+                    self._read_failed(ep, now_ms, exc)
                     continue
             else:
                 r = await read(ep, now_ms)
