@@ -827,13 +827,8 @@ class ChargerDriver(_Driver):
         # in field order: the first field that fails to decode is the one the full path names;
         # all of them decoded before the memo's reading changes (a failure leaves it as it was)
         field = self._field_value
-        if len(changed) == 1:
-            (key, reg, i, off, end), = changed.values()
-            prev.raw[key] = field(key, reg, tuple(responses[i][off:end]))
-        else:
-            values = [(key, field(key, reg, tuple(responses[i][off:end])))
-                      for key, reg, i, off, end in (changed[pos] for pos in sorted(changed))]
-            prev.raw.update(values)
+        prev.raw.update([(key, field(key, reg, tuple(responses[i][off:end])))
+                         for key, reg, i, off, end in (changed[pos] for pos in sorted(changed))])
         return prev
 
     def _decode(self, responses: Sequence[Sequence[int]]) -> ChargerReading:
