@@ -220,14 +220,28 @@ def test_fast_and_wire_agree(scenario, compared):
         assert x["delivered_kwh"] == pytest.approx(per[x["vehicle"]], abs=22.0 * LAG_S / 3600 + 0.002), x
     # peak currents per circuit: the same EVs at nearly the same set-points, but wire mode lands
     # a set-point up to a cycle later and the core's meter_latency_s holds back ramp-ups for a
-    # window that starts at a different instant: within 10 % of the limit; a circuit that went over
-    # its limit peaks at the disturbance, whose size depends on timing (see above)
+    # window that starts at a different instant: within 10 % of the limit. A site still ramping
+    # up when the run ends may peak in its last seconds (base_load_step peaks at 58 s of 60), which
+    # wire mode reaches up to LAG_S later or not at all: its peak is compared from below with fast
+    # mode's peak over the run without its last LAG_S. A circuit that went over its limit peaks at
+    # the disturbance, whose size depends on timing (see above).
+    f_rows, _ = read_outputs(fast)
+    settled_s = float(f_rows[-1][0]) - LAG_S
     for n, c in f["circuits"].items():
         if n not in over(f):
             tol_a = max(1.0, 0.1 * max(c["limit_a"]))
-            assert w["circuits"][n]["peak_a"] == pytest.approx(c["peak_a"], abs=tol_a), n
+            low = trace_peak_a(f_rows, n, until_s=settled_s) - tol_a
+            high = c["peak_a"] + tol_a
+            assert low <= w["circuits"][n]["peak_a"] <= high, (n, low, w["circuits"][n]["peak_a"], high)
             assert w["circuits"][n]["peak_a"] <= max(c["limit_a"]), n
     assert w["failed_transactions"] == 0
+
+
+def trace_peak_a(rows, circuit, until_s):
+    """The circuit's highest true phase current in trace.csv over the rows up to ``until_s``."""
+    header, data = rows[0], rows[1:]
+    cols = [header.index(f"{circuit}.I{k}_A") for k in (1, 2, 3)]
+    return max(float(r[c]) for r in data if float(r[0]) <= until_s for c in cols)
 
 
 def _trace_energy_kwh(rows, root, voltage_v, cycle_s=1.0):
