@@ -358,10 +358,11 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 static inline void path_subtract(dlb_site *s, const int32_t *path, int32_t depth, uint32_t used, int64_t amount,
                                  int64_t amount_n)
 {
+    circuit_scratch *const cx = s->cx;
     const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
                   a2 = amount * (int64_t)((used >> 2) & 1u);
     for (int32_t i = 0; i < depth; i++) {
-        int64_t *run = s->cx[path[i]].run;
+        int64_t *run = cx[path[i]].run;
         run[0] -= a0;
         run[1] -= a1;
         run[2] -= a2;
@@ -377,13 +378,14 @@ static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0
  * answer is then void at once, so it is not remembered. */
 static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
 {
-    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    circuit_scratch *const cx = s->cx;
+    circuit_scratch *leaf = &cx[s->chg[k].circuit];
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t amount_n = amount * n;
     int32_t lane = -1;
     for (int32_t i = 0; i < depth; i++) {
-        const int64_t *run = s->cx[path[i]].run;
+        const int64_t *run = cx[path[i]].run;
         uint32_t shortm = ((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
                            ((uint32_t)(run[2] < amount) << 2)) & used;
         shortm |= (uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3;
@@ -1044,9 +1046,8 @@ static void end_session(dlb_site *s, int32_t k)
     st->wait_since = TNONE;
 }
 
-static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, int64_t now)
+static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
-    charger_state *st = &s->ks[k];
     /* The usual case: a fresh reading equal to the stored one from a charger that is not lost. The
      * stored state and currents passed the range checks; the session logic below already ran for this
      * state (a demanding state opened the session, DISCONNECTED closed it, the others leave it), and
@@ -1095,11 +1096,9 @@ static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, 
 }
 
 /* stage 2: what a charger wants and which site phases it loads */
-static void classify(dlb_site *s, int32_t k, int64_t now)
+static void classify(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                     charger_scratch *x, int64_t now)
 {
-    const charger_state *st = &s->ks[k];
-    const dlb_charger *kc = &s->chg[k];
-    charger_scratch *x = &s->kx[k];
     x->narrowed = 0;
     if (st->lost || !is_demanding(st->state)) {
         x->kind = st->lost ? KIND_LOST : KIND_NODEMAND;
@@ -1203,10 +1202,9 @@ static int64_t session_energy_wh(const dlb_site *s, int32_t k)
 }
 
 /* stage 5 detail: the admission key (smaller first) */
-static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier_out)
+static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                              int64_t drawn, int64_t now, int32_t *tier_out)
 {
-    const charger_state *st = &s->ks[k];
-    const dlb_charger *kc = &s->chg[k];
     const dlb_params *p = &s->p;
     int on = st->sp > 0;
     int must_stay = on && now - st->on_since < p->min_on_ms;
@@ -1215,7 +1213,7 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
     int64_t pkey;
     if (must_stay) {
         tier = 0;
-    } else if (st->reclaim_cap > 0 && s->kx[k].drawn < p->active_threshold_ma) {
+    } else if (st->reclaim_cap > 0 && drawn < p->active_threshold_ma) {
         tier = TIER_IDLE;
     } else if (!on && st->wait_since != TNONE && now - st->wait_since >= p->rotation_period_ms) {
         tier = TIER_STARVING;
@@ -1264,10 +1262,15 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     int below = 0;
+    circuit_scratch *const cx = s->cx;
+    const int32_t *const hpa = s->hp;
+    int32_t *const dirty = s->dirty;
+    int32_t n_dirty = s->n_dirty;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        circuit_scratch *cs = &s->cx[c];
-        const int64_t mp = n * s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
+        circuit_scratch *cs = &cx[c];
+        const int32_t hpc = hpa[c];
+        const int64_t mp = n * hpc; /* an uncapped power lane stays out of the fill (W = 0) */
         cs->W[0] += dW * m0;
         cs->D[0] += dD * m0;
         cs->W[1] += dW * m1;
@@ -1277,16 +1280,17 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
         cs->W[DLB_LANE_POWER] += dW * mp;
         cs->D[DLB_LANE_POWER] += dD * mp;
         if (level >= 0) { /* charger events only: an untouched lane was at or above level and is unchanged */
-            uint32_t touched = used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+            uint32_t touched = used | ((uint32_t)hpc << DLB_LANE_POWER);
             for (int ln = 0; ln < DLB_LANES; ln++) {
                 below |= ((touched >> ln) & 1u) && cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
             }
         }
         if (cs->dirty == 0) {
-            s->dirty[s->n_dirty++] = c;
+            dirty[n_dirty++] = c;
         }
-        cs->dirty |= used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+        cs->dirty |= used | ((uint32_t)hpc << DLB_LANE_POWER);
     }
+    s->n_dirty = n_dirty;
     return below;
 }
 
@@ -1634,9 +1638,10 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
     const int64_t n = x->n_used;
     const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+    const circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        const int64_t *hr = s->cx[c].hr;
+        const int64_t *hr = cx[c].hr;
         const int64_t v0 = hr[0] + off0, v1 = hr[1] + off1, v2 = hr[2] + off2;
         if (v0 < r.room) {
             r.room = v0;
@@ -1718,8 +1723,9 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
                   a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
+    circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
-        circuit_scratch *cs = &s->cx[path[i]];
+        circuit_scratch *cs = &cx[path[i]];
         cs->hr[0] -= a0;
         cs->hr[1] -= a1;
         cs->hr[2] -= a2;
@@ -1853,12 +1859,24 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const int32_t nc = s->nc, nk = s->nk;
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
     s->last_now = now;
+    /* The arrays in locals: a store through a member of one of them may alias a field of *s as far as
+     * the compiler knows, which would otherwise reload the base pointers in every iteration. They are
+     * read again at each stage (RELOAD) so that none is live across a whole step: that keeps dlb_step's
+     * frame small (the stack bound in dlb.h). */
+    charger_state *ks;
+    const dlb_charger *chg;
+    charger_scratch *kx;
+    circuit_scratch *cx;
+    uint64_t *key;
+    int32_t *adm;
+#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
+    RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
         memset(cs->childbase, 0, sizeof(cs->childbase));
         memset(cs->alloc, 0, sizeof(cs->alloc));
@@ -1868,8 +1886,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         const int32_t phases = kc->phases;
         if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
             int64_t sum = st->meas[0];
@@ -1878,10 +1897,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
             st->delivered_mams += sum * dt;
         }
-        ingest_charger(s, k, &chargers[k], now);
-        classify(s, k, now);
-        const charger_scratch *x = &s->kx[k];
-        circuit_scratch *cs = &s->cx[kc->circuit];
+        ingest_charger(s, k, st, &chargers[k], now);
+        classify(s, k, st, kc, x, now);
+        circuit_scratch *cs = &cx[kc->circuit];
         const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
@@ -1923,7 +1941,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -1938,7 +1956,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &s->cx[cc->parent];
+            circuit_scratch *ps = &cx[cc->parent];
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 ps->evsum[ph] += cs->evsum[ph];
                 ps->childbase[ph] += cs->base[ph];
@@ -1951,7 +1969,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
@@ -1989,12 +2007,13 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 4. ceilings and holds */
+    RELOAD();
     int32_t n_items = 0;
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         o->setpoint_ma = 0;
         o->phases = st->mode;
         o->reason = DLB_REASON_NONE;
@@ -2050,32 +2069,36 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         x->in_group = 1; /* eligible; reused as a marker below */
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        s->key[k] = admission_key(s, k, now, &x->tier);
+        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
+    RELOAD();
     int32_t n_rest = 0;
+    int32_t *const order = s->order, *const rest = s->items;
+    kpair *const pairs = s->pairs;
     for (int32_t i = 0; i < nk; i++) {
-        int32_t k = s->order[i];
-        if (s->kx[k].in_group) {
-            s->pairs[n_items].key = s->key[k];
-            s->pairs[n_items++].item = k;
+        int32_t k = order[i];
+        if (kx[k].in_group) {
+            pairs[n_items].key = key[k];
+            pairs[n_items++].item = k;
         } else {
-            s->items[n_rest++] = k; /* the rest, in their kept order */
+            rest[n_rest++] = k; /* the rest, in their kept order */
         }
     }
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
+    sort_pairs(pairs, s->pairs_tmp, (size_t)n_items);
     /* keep the order for the next step: eligible sorted first, then the rest as they were */
     for (int32_t i = 0; i < n_items; i++) {
-        s->order[i] = (int32_t)s->pairs[i].item;
+        order[i] = (int32_t)pairs[i].item;
     }
-    memcpy(s->order + n_items, s->items, (size_t)n_rest * sizeof(int32_t));
+    memcpy(order + n_items, rest, (size_t)n_rest * sizeof(int32_t));
     int32_t n_adm = 0;
+    RELOAD();
     for (int32_t i = 0; i < n_items; i++) {
-        int32_t k = s->order[i];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        int32_t k = order[i];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         dlb_charger_output *o = &out[k];
         x->in_group = 0;
         /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
@@ -2106,8 +2129,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
             o->limit_circuit = fc;
             o->limit_lane = fl;
-            s->cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (s->cx[fc].budget[fl] < 0) {
+            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+            if (cx[fc].budget[fl] < 0) {
                 o->reason = DLB_REASON_OVERLOAD;
             } else if (st->sp > 0 && x->tier == TIER_OTHER) {
                 o->reason = DLB_REASON_ROTATION;
@@ -2122,49 +2145,49 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
-        s->adm[n_adm++] = k;
+        adm[n_adm++] = k;
     }
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
         for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 1;
+            kx[adm[i]].in_group = 1;
         }
         progressive_fill(s, s->adm, n_adm);
         for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 0;
+            kx[adm[i]].in_group = 0;
         }
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
         memset(cnt, 0, sizeof(s->prio_count));
         for (int32_t i = 0; i < n_adm; i++) {
-            cnt[255 - s->chg[s->adm[i]].priority + 1]++;
+            cnt[255 - chg[adm[i]].priority + 1]++;
         }
         for (int32_t b = 0; b < 256; b++) {
             cnt[b + 1] += cnt[b];
         }
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            s->group[cnt[255 - s->chg[k].priority]++] = k;
+            int32_t k = adm[i];
+            s->group[cnt[255 - chg[k].priority]++] = k;
         }
         int32_t lo = 0;
         while (lo < n_adm) {
-            int32_t hi = lo, prio = s->chg[s->group[lo]].priority;
-            while (hi < n_adm && s->chg[s->group[hi]].priority == prio) {
-                s->kx[s->group[hi++]].in_group = 1;
+            int32_t hi = lo, prio = chg[s->group[lo]].priority;
+            while (hi < n_adm && chg[s->group[hi]].priority == prio) {
+                kx[s->group[hi++]].in_group = 1;
             }
             progressive_fill(s, s->group + lo, hi - lo);
             for (int32_t i = lo; i < hi; i++) {
-                s->kx[s->group[i]].in_group = 0;
+                kx[s->group[i]].in_group = 0;
             }
             lo = hi;
         }
     } else {
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
+            int32_t k = adm[i];
+            charger_scratch *x = &kx[k];
+            const dlb_charger *kc = &chg[k];
             int64_t room = run_room(s, k, x->hi - kc->min_ma);
             int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
             run_take(s, k, x->used, x->n_used, v - kc->min_ma);
@@ -2173,13 +2196,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
         int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
+        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
         if (over >= 0 && t > cut) {
             /* the lane is already overloaded: nobody on it is raised above its draw */
             room_t ro = {0, over, 0};
@@ -2205,10 +2229,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         dlb_charger_output *o = &out[k];
         if (x->sp == 0) {
             continue;
@@ -2239,18 +2264,20 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        out[k].setpoint_ma = (int32_t)s->kx[k].sp;
+        int32_t k = adm[i];
+        out[k].setpoint_ma = (int32_t)kx[k].sp;
     }
 
     /* 9. switch-up (next step), remember, outputs */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        switch_up(s, k, s->kx[k].sp, now);
+        int32_t k = adm[i];
+        switch_up(s, k, kx[k].sp, now);
     }
+    RELOAD();
     for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &s->ks[k];
-        const int32_t kind = s->kx[k].kind, spk = out[k].setpoint_ma;
+        const charger_state *st = &ks[k];
+        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
         /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
          * marked waiting (the usual case) */
         if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
@@ -2263,31 +2290,32 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             out[k].flags |= DLB_CHARGER_PROBING;
         }
     }
+    RELOAD();
     /* allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        const uint32_t used = s->kx[k].used;
+        int32_t k = adm[i];
+        const uint32_t used = kx[k].used;
         const int64_t v = out[k].setpoint_ma;
-        circuit_scratch *cs = &s->cx[s->chg[k].circuit];
+        circuit_scratch *cs = &cx[chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
         if (out[k].limit_circuit != DLB_NONE) {
-            s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                s->cx[par].alloc[ph] += s->cx[c].alloc[ph];
+                cx[par].alloc[ph] += cx[c].alloc[ph];
             }
         }
     }
     for (int32_t c = 0; c < nc; c++) {
-        const circuit_scratch *cs = &s->cx[c];
+        const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
@@ -2297,6 +2325,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
     }
+#undef RELOAD
     return DLB_OK;
 }
 
