@@ -89,7 +89,8 @@ typedef struct {
     uint64_t pm_gen;
     uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
     int64_t fail_amount[8]; /* valid while run[] is unchanged (site gen), for this amount ... */
-    int32_t fail_lane[8];   /* ... the answer */
+    int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
+                               the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
 } circuit_scratch;
 
@@ -1626,13 +1627,18 @@ typedef struct {
     int32_t unbal;  /* 1 if the unbalance limit binds */
 } room_t;
 
-static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
+/* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
+ * then the unbalance lanes) with a strict "<" from ROOM_NONE: *lane_out is the first lane holding the
+ * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
+#define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
+#define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
+static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
-    room_t r = {want, -1, 0};
+    room_t r = {ROOM_NONE, -1, 0};
     /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
      * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
@@ -1689,6 +1695,37 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             }
         }
     }
+    *lane_out = r.lane < 0 ? -1 : r.lane | (r.unbal ? ROOM_UNBAL : 0);
+    return r.room;
+}
+
+/* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
+ * the lane that binds (-1 if want does). The scan's first minimum over [want, lanes...] is want when
+ * want <= the lanes' minimum, else the lanes' first minimum, so the want-free minimum (path_room) can be
+ * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
+ * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
+ * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
+static room_t room_of(dlb_site *s, int32_t k, int64_t want)
+{
+    const uint32_t used = s->kx[k].used;
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    int64_t mv;
+    int32_t ml;
+    if (leaf->fail_gen[used] == s->gen) {
+        mv = leaf->fail_amount[used];
+        ml = leaf->fail_lane[used];
+    } else {
+        mv = path_room(s, k, &ml);
+        leaf->fail_gen[used] = s->gen;
+        leaf->fail_amount[used] = mv;
+        leaf->fail_lane[used] = ml;
+    }
+    room_t r = {want, -1, 0};
+    if (mv < want) {
+        r.room = mv;
+        r.lane = ml & (ROOM_UNBAL - 1);
+        r.unbal = (ml & ROOM_UNBAL) != 0;
+    }
     return r;
 }
 
@@ -1718,6 +1755,7 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
     if (cost <= 0) {
         return;
     }
+    s->gen++; /* hr[] changes: room_of's memo is void */
     const uint32_t used = x->used;
     const int64_t a0 = cost * (int64_t)(used & 1u), a1 = cost * (int64_t)((used >> 1) & 1u),
                   a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
@@ -2196,6 +2234,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
+    s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
     RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
         int32_t k = adm[i];
