@@ -278,6 +278,27 @@ static void heap_swap(dlb_site *s, int32_t i, int32_t j)
     s->cx[a].heap_pos = j;
 }
 
+/* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
+ * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
+ * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
+static void heap_sift_down(dlb_site *s, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
+            m = l;
+        }
+        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
+            m = r;
+        }
+        if (m == i) {
+            break;
+        }
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
 static void heap_sift(dlb_site *s, int32_t i)
 {
     while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
@@ -1340,7 +1361,7 @@ static void rekey_dirty(dlb_site *s)
     s->n_dirty = 0;
     if (rebuild) {
         for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
-            heap_sift(s, i);
+            heap_sift_down(s, i);
         }
     }
 }
