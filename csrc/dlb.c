@@ -77,14 +77,25 @@ typedef struct {
 typedef struct {
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
     int64_t alloc[DLB_PHASES];
-    int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
-    int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
+    int64_t budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
+    union { /* stage 3's sums, then (dead by then) the fill's pending changes (zeroed at its start) */
+        struct {
+            int64_t fixed[DLB_LANES], meas_d[DLB_LANES];
+        };
+        /* fill: (W, D) changes of a batch of charger events not yet applied (lanes_pend / lanes_flush),
+         * per lane (the power lane's without the circuit's hp factor) */
+        struct {
+            int64_t pW[DLB_LANES], pD[DLB_LANES];
+        };
+    };
     int64_t D[DLB_LANES], W[DLB_LANES];
     int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
     int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
     int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
     int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
+    uint32_t pmask;         /* fill: the used phases of the pending changes (PEND_MARK set while any) */
+    int32_t pnext;          /* fill: the next pending circuit of the same depth */
     int64_t pm[DLB_LANES];  /* min of run[] over the circuit's path, valid while pm_gen == site gen */
     uint64_t pm_gen;
     uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
@@ -129,6 +140,8 @@ struct dlb_site {
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
+    int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
+    int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -363,8 +376,8 @@ static void heap_key(dlb_site *s, int32_t c)
 
 static int has_power(const dlb_site *s, int32_t c) { return s->hp[c] != 0; }
 
-/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run, hr
- * and hr0; the walks below subtract from and compare with them without a branch: INF minus one step's
+/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run and
+ * hr; the walks below subtract from and compare with them without a branch: INF minus one step's
  * grants stays far above any current, so such a lane never binds, exactly as if it were skipped. */
 
 /* the ancestors of charger k's circuit (itself first), and how many */
@@ -1316,6 +1329,88 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
+/* The same change as lanes_adjust(s, k, dW, dD, -1), deferred: added to the pending change of k's
+ * circuit only. lanes_flush() applies every pending change before the heap is next consulted. W and D
+ * get the same integer sums (in another order) and the same lanes are marked dirty, and rekey_dirty
+ * reads nothing else, so the fill is the same: but a batch of events on one subtree updates each
+ * circuit above once instead of once per event (a saturating root lane freezes chargers everywhere). */
+#define PEND_MARK 16u
+static void pend_push(dlb_site *s, int32_t c)
+{
+    const int32_t d = s->plen[c];
+    s->cx[c].pnext = s->phead[d];
+    s->phead[d] = c;
+    if (d > s->pdepth) {
+        s->pdepth = d;
+    }
+}
+
+static void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+{
+    const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    const int64_t n = x->n_used;
+    const int32_t c = s->chg[k].circuit;
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pmask == 0) {
+        pend_push(s, c);
+    }
+    cs->pmask |= used | PEND_MARK;
+    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
+    cs->pW[0] += dW * m0;
+    cs->pD[0] += dD * m0;
+    cs->pW[1] += dW * m1;
+    cs->pD[1] += dD * m1;
+    cs->pW[2] += dW * m2;
+    cs->pD[2] += dD * m2;
+    cs->pW[DLB_LANE_POWER] += dW * n;
+    cs->pD[DLB_LANE_POWER] += dD * n;
+}
+
+/* apply the pending changes, deepest circuits first: each adds its own to W, D (the power lane times
+ * its hp, as lanes_adjust does per circuit), marks the lanes dirty and hands the sum to its parent */
+static void lanes_flush(dlb_site *s)
+{
+    circuit_scratch *const cx = s->cx;
+    for (int32_t d = s->pdepth; d >= 1; d--) {
+        int32_t c = s->phead[d];
+        s->phead[d] = -1;
+        while (c >= 0) {
+            circuit_scratch *cs = &cx[c];
+            const int64_t hpc = s->hp[c];
+            for (int ln = 0; ln < DLB_PHASES; ln++) {
+                cs->W[ln] += cs->pW[ln];
+                cs->D[ln] += cs->pD[ln];
+            }
+            cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
+            cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
+            if (cs->dirty == 0) {
+                s->dirty[s->n_dirty++] = c;
+            }
+            cs->dirty |= (cs->pmask & 7u) | ((uint32_t)hpc << DLB_LANE_POWER);
+            const int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE) {
+                circuit_scratch *ps = &cx[par];
+                if (ps->pmask == 0) {
+                    pend_push(s, par);
+                }
+                ps->pmask |= cs->pmask;
+                for (int ln = 0; ln < DLB_LANES; ln++) {
+                    ps->pW[ln] += cs->pW[ln];
+                    ps->pD[ln] += cs->pD[ln];
+                }
+            }
+            for (int ln = 0; ln < DLB_LANES; ln++) {
+                cs->pW[ln] = 0;
+                cs->pD[ln] = 0;
+            }
+            cs->pmask = 0;
+            c = cs->pnext;
+        }
+    }
+    s->pdepth = 0;
+}
+
 /* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
  * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
  * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
@@ -1416,15 +1511,15 @@ static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
 }
 
 /* The fill's END events: items[0..n_end) (ceiling max_ma, in perm_end order) merged with
- * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted here by level) into
- * ev_end, by (level, index). Returns the number of events. */
+ * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted by level by the caller,
+ * which keeps the call chain one merge_sort frame shallower) into ev_end, by (level, index). Returns the
+ * number of events. */
 static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
 {
     if (n_other == 0) {
         memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
         return n_end;
     }
-    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
     int32_t i = 0, j = 0, o = 0;
     while (i < n_end || j < n_other) {
         int take_other = i >= n_end;
@@ -1459,14 +1554,21 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         for (int ln = 0; ln < DLB_LANES; ln++) {
             cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
+            cs->pW[ln] = 0;
+            cs->pD[ln] = 0;
             cs->lvl[ln] = INF;
             check_below |= cs->D[ln] < 0;
         }
         cs->heap_pos = -1;
         cs->dirty = 0;
+        cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
     }
     s->n_heap = 0;
     s->n_dirty = 0;
+    for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
+        s->phead[d] = -1;
+    }
+    s->pdepth = 0;
     int32_t n_start = 0, n_end = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
@@ -1504,6 +1606,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
             }
         }
+        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
         n_end = merge_end_events(s, n_end, n_other);
     } else {
         int32_t n_other = 0;
@@ -1522,6 +1625,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         }
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
+        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
         n_end = merge_end_events(s, n_end, n_other);
     }
     /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
@@ -1561,8 +1665,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
                     x->value = x->hi;
-                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q,
-                                         check_below ? ev_level : -1);
+                    if (check_below) {
+                        below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                    } else {
+                        lanes_pend(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q);
+                    }
                 }
             }
             while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
@@ -1570,10 +1677,14 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[k];
                 if (!x->frozen) { /* START: grows past its minimum */
                     x->started = 1;
-                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q,
-                                         check_below ? ev_level : -1);
+                    if (check_below) {
+                        below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                    } else {
+                        lanes_pend(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q);
+                    }
                 }
             }
+            lanes_flush(s);
             rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[s->heap[0]].key_lane;
@@ -1594,11 +1705,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
+                    lanes_pend(s, k, -w, -w * level); /* the heap is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
             }
+            lanes_flush(s);
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
@@ -2039,11 +2151,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 cap = s->power_cap[c];
                 load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
             } else {
-                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = cs->hr0[ln] = INF;
+                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
                 continue;
             }
             cs->budget[ln] = cs->run[ln] = cap - load;
-            cs->hr[ln] = cs->hr0[ln] = cap - load - cs->meas_d[ln];
+            cs->hr[ln] = cap - load - cs->meas_d[ln];
             if (cap - load < 0) {
                 cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
             }
