@@ -1281,7 +1281,8 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
+/* stage 6: weighted max-min fair progressive filling over a group of chargers (marked in evf[] during
+ * the fill) */
 
 /* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
  * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
@@ -1586,24 +1587,33 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
      * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
      * A small group (a priority class, or few admitted chargers) sorts its own events by their
      * positions in those permutations (rank_sort, O(n) per pass), the lowered END levels the same way. */
+    /* ... and the group in dfs order: the chargers on a saturating lane are one contiguous run of it
+     * (a large group filters dfs[] in the same pass as the permutations) */
+    int32_t n_gl = 0;
     if ((int64_t)n_group * 16 >= s->nk) {
         int32_t n_other = 0;
-        for (int32_t i = 0; i < s->nk; i++) {
-            int32_t k = s->perm_start[i];
-            if (s->evf[k] & EVF_EVENTS) {
-                s->ev_start[n_start++] = k;
+        const int32_t nk = s->nk;
+        const uint8_t *const evf = s->evf;
+        const int32_t *const perm_start = s->perm_start, *const perm_end = s->perm_end, *const dfs = s->dfs;
+        int32_t *const ev_start = s->ev_start, *const items = s->items, *const ev_other = s->ev_other;
+        int32_t *const glist = s->glist;
+        uint64_t *const key = s->key;
+        for (int32_t i = 0; i < nk; i++) {
+            const int32_t ka = perm_start[i], kb = perm_end[i], kd = dfs[i];
+            if (evf[ka] & EVF_EVENTS) {
+                ev_start[n_start++] = ka;
             }
-        }
-        for (int32_t i = 0; i < s->nk; i++) {
-            int32_t k = s->perm_end[i];
-            const uint32_t f = s->evf[k];
+            const uint32_t f = evf[kb];
             if (f & EVF_EVENTS) {
                 if (f & EVF_AT_MAX) {
-                    s->items[n_end++] = k;
+                    items[n_end++] = kb;
                 } else {
-                    s->key[k] = (uint64_t)end_level(s, k);
-                    s->ev_other[n_other++] = k;
+                    key[kb] = (uint64_t)end_level(s, kb);
+                    ev_other[n_other++] = kb;
                 }
+            }
+            if (evf[kd] & EVF_GROUP) {
+                glist[n_gl++] = kd;
             }
         }
         merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
@@ -1627,16 +1637,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         rank_sort(s, s->items, n_end, s->rank_end);
         merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
         n_end = merge_end_events(s, n_end, n_other);
-    }
-    /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
-    int32_t n_gl = 0;
-    if ((int64_t)n_group * 16 >= s->nk) {
-        for (int32_t i = 0; i < s->nk; i++) {
-            if (s->evf[s->dfs[i]] & EVF_GROUP) {
-                s->glist[n_gl++] = s->dfs[i];
-            }
-        }
-    } else {
         for (int32_t i = 0; i < n_group; i++) {
             s->glist[n_gl++] = group[i];
         }
@@ -2237,7 +2237,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 continue;
             }
         }
-        x->in_group = 1; /* eligible; reused as a marker below */
+        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
@@ -2271,7 +2271,6 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         dlb_charger_output *o = &out[k];
-        x->in_group = 0;
         /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
         int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
         const int taken = failed == -2;
@@ -2321,13 +2320,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
-        for (int32_t i = 0; i < n_adm; i++) {
-            kx[adm[i]].in_group = 1;
-        }
         progressive_fill(s, s->adm, n_adm);
-        for (int32_t i = 0; i < n_adm; i++) {
-            kx[adm[i]].in_group = 0;
-        }
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
@@ -2346,12 +2339,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         while (lo < n_adm) {
             int32_t hi = lo, prio = chg[s->group[lo]].priority;
             while (hi < n_adm && chg[s->group[hi]].priority == prio) {
-                kx[s->group[hi++]].in_group = 1;
+                hi++;
             }
             progressive_fill(s, s->group + lo, hi - lo);
-            for (int32_t i = lo; i < hi; i++) {
-                kx[s->group[i]].in_group = 0;
-            }
             lo = hi;
         }
     } else {
