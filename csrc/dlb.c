@@ -77,19 +77,31 @@ typedef struct {
 typedef struct {
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
     int64_t alloc[DLB_PHASES];
-    int64_t fixed[DLB_LANES], meas_d[DLB_LANES], budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
-    int64_t hr0[DLB_LANES]; /* real headroom before this step's grants */
+    int64_t budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
+    union { /* stage 3's sums, then (dead by then) the fill's pending changes (zeroed at its start) */
+        struct {
+            int64_t fixed[DLB_LANES], meas_d[DLB_LANES];
+        };
+        /* fill: (W, D) changes of a batch of charger events not yet applied (lanes_pend / lanes_flush),
+         * per lane (the power lane's without the circuit's hp factor) */
+        struct {
+            int64_t pW[DLB_LANES], pD[DLB_LANES];
+        };
+    };
     int64_t D[DLB_LANES], W[DLB_LANES];
     int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
     int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
     int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
     int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
+    uint32_t pmask;         /* fill: the used phases of the pending changes (PEND_MARK set while any) */
+    int32_t pnext;          /* fill: the next pending circuit of the same depth */
     int64_t pm[DLB_LANES];  /* min of run[] over the circuit's path, valid while pm_gen == site gen */
     uint64_t pm_gen;
     uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
     int64_t fail_amount[8]; /* valid while run[] is unchanged (site gen), for this amount ... */
-    int32_t fail_lane[8];   /* ... the answer */
+    int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
+                               the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
 } circuit_scratch;
 
@@ -128,6 +140,8 @@ struct dlb_site {
     int32_t n_dirty;
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
+    int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
+    int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -277,6 +291,27 @@ static void heap_swap(dlb_site *s, int32_t i, int32_t j)
     s->cx[a].heap_pos = j;
 }
 
+/* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
+ * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
+ * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
+static void heap_sift_down(dlb_site *s, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
+            m = l;
+        }
+        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
+            m = r;
+        }
+        if (m == i) {
+            break;
+        }
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
 static void heap_sift(dlb_site *s, int32_t i)
 {
     while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
@@ -341,8 +376,8 @@ static void heap_key(dlb_site *s, int32_t c)
 
 static int has_power(const dlb_site *s, int32_t c) { return s->hp[c] != 0; }
 
-/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run, hr
- * and hr0; the walks below subtract from and compare with them without a branch: INF minus one step's
+/* Lanes without a cap (the power lane of a circuit without power_limit_w) hold INF in budget, run and
+ * hr; the walks below subtract from and compare with them without a branch: INF minus one step's
  * grants stays far above any current, so such a lane never binds, exactly as if it were skipped. */
 
 /* the ancestors of charger k's circuit (itself first), and how many */
@@ -358,10 +393,11 @@ static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 static inline void path_subtract(dlb_site *s, const int32_t *path, int32_t depth, uint32_t used, int64_t amount,
                                  int64_t amount_n)
 {
+    circuit_scratch *const cx = s->cx;
     const int64_t a0 = amount * (int64_t)(used & 1u), a1 = amount * (int64_t)((used >> 1) & 1u),
                   a2 = amount * (int64_t)((used >> 2) & 1u);
     for (int32_t i = 0; i < depth; i++) {
-        int64_t *run = s->cx[path[i]].run;
+        int64_t *run = cx[path[i]].run;
         run[0] -= a0;
         run[1] -= a1;
         run[2] -= a2;
@@ -377,13 +413,14 @@ static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0
  * answer is then void at once, so it is not remembered. */
 static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
 {
-    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    circuit_scratch *const cx = s->cx;
+    circuit_scratch *leaf = &cx[s->chg[k].circuit];
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     const int64_t amount_n = amount * n;
     int32_t lane = -1;
     for (int32_t i = 0; i < depth; i++) {
-        const int64_t *run = s->cx[path[i]].run;
+        const int64_t *run = cx[path[i]].run;
         uint32_t shortm = ((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
                            ((uint32_t)(run[2] < amount) << 2)) & used;
         shortm |= (uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3;
@@ -1044,9 +1081,8 @@ static void end_session(dlb_site *s, int32_t k)
     st->wait_since = TNONE;
 }
 
-static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, int64_t now)
+static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
-    charger_state *st = &s->ks[k];
     /* The usual case: a fresh reading equal to the stored one from a charger that is not lost. The
      * stored state and currents passed the range checks; the session logic below already ran for this
      * state (a demanding state opened the session, DISCONNECTED closed it, the others leave it), and
@@ -1095,11 +1131,9 @@ static void ingest_charger(dlb_site *s, int32_t k, const dlb_charger_input *ci, 
 }
 
 /* stage 2: what a charger wants and which site phases it loads */
-static void classify(dlb_site *s, int32_t k, int64_t now)
+static void classify(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                     charger_scratch *x, int64_t now)
 {
-    const charger_state *st = &s->ks[k];
-    const dlb_charger *kc = &s->chg[k];
-    charger_scratch *x = &s->kx[k];
     x->narrowed = 0;
     if (st->lost || !is_demanding(st->state)) {
         x->kind = st->lost ? KIND_LOST : KIND_NODEMAND;
@@ -1203,10 +1237,9 @@ static int64_t session_energy_wh(const dlb_site *s, int32_t k)
 }
 
 /* stage 5 detail: the admission key (smaller first) */
-static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier_out)
+static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                              int64_t drawn, int64_t now, int32_t *tier_out)
 {
-    const charger_state *st = &s->ks[k];
-    const dlb_charger *kc = &s->chg[k];
     const dlb_params *p = &s->p;
     int on = st->sp > 0;
     int must_stay = on && now - st->on_since < p->min_on_ms;
@@ -1215,7 +1248,7 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
     int64_t pkey;
     if (must_stay) {
         tier = 0;
-    } else if (st->reclaim_cap > 0 && s->kx[k].drawn < p->active_threshold_ma) {
+    } else if (st->reclaim_cap > 0 && drawn < p->active_threshold_ma) {
         tier = TIER_IDLE;
     } else if (!on && st->wait_since != TNONE && now - st->wait_since >= p->rotation_period_ms) {
         tier = TIER_STARVING;
@@ -1248,7 +1281,8 @@ static uint64_t admission_key(dlb_site *s, int32_t k, int64_t now, int32_t *tier
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* stage 6: weighted max-min fair progressive filling over the chargers with in_group set */
+/* stage 6: weighted max-min fair progressive filling over a group of chargers (marked in evf[] during
+ * the fill) */
 
 /* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
  * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
@@ -1264,10 +1298,15 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     int below = 0;
+    circuit_scratch *const cx = s->cx;
+    const int32_t *const hpa = s->hp;
+    int32_t *const dirty = s->dirty;
+    int32_t n_dirty = s->n_dirty;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        circuit_scratch *cs = &s->cx[c];
-        const int64_t mp = n * s->hp[c]; /* an uncapped power lane stays out of the fill (W = 0) */
+        circuit_scratch *cs = &cx[c];
+        const int32_t hpc = hpa[c];
+        const int64_t mp = n * hpc; /* an uncapped power lane stays out of the fill (W = 0) */
         cs->W[0] += dW * m0;
         cs->D[0] += dD * m0;
         cs->W[1] += dW * m1;
@@ -1277,17 +1316,100 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
         cs->W[DLB_LANE_POWER] += dW * mp;
         cs->D[DLB_LANE_POWER] += dD * mp;
         if (level >= 0) { /* charger events only: an untouched lane was at or above level and is unchanged */
-            uint32_t touched = used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+            uint32_t touched = used | ((uint32_t)hpc << DLB_LANE_POWER);
             for (int ln = 0; ln < DLB_LANES; ln++) {
                 below |= ((touched >> ln) & 1u) && cs->W[ln] > 0 && cs->D[ln] < cs->W[ln] * level;
             }
         }
         if (cs->dirty == 0) {
-            s->dirty[s->n_dirty++] = c;
+            dirty[n_dirty++] = c;
         }
-        cs->dirty |= used | ((uint32_t)s->hp[c] << DLB_LANE_POWER);
+        cs->dirty |= used | ((uint32_t)hpc << DLB_LANE_POWER);
     }
+    s->n_dirty = n_dirty;
     return below;
+}
+
+/* The same change as lanes_adjust(s, k, dW, dD, -1), deferred: added to the pending change of k's
+ * circuit only. lanes_flush() applies every pending change before the heap is next consulted. W and D
+ * get the same integer sums (in another order) and the same lanes are marked dirty, and rekey_dirty
+ * reads nothing else, so the fill is the same: but a batch of events on one subtree updates each
+ * circuit above once instead of once per event (a saturating root lane freezes chargers everywhere). */
+#define PEND_MARK 16u
+static void pend_push(dlb_site *s, int32_t c)
+{
+    const int32_t d = s->plen[c];
+    s->cx[c].pnext = s->phead[d];
+    s->phead[d] = c;
+    if (d > s->pdepth) {
+        s->pdepth = d;
+    }
+}
+
+static void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+{
+    const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    const int64_t n = x->n_used;
+    const int32_t c = s->chg[k].circuit;
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pmask == 0) {
+        pend_push(s, c);
+    }
+    cs->pmask |= used | PEND_MARK;
+    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
+    cs->pW[0] += dW * m0;
+    cs->pD[0] += dD * m0;
+    cs->pW[1] += dW * m1;
+    cs->pD[1] += dD * m1;
+    cs->pW[2] += dW * m2;
+    cs->pD[2] += dD * m2;
+    cs->pW[DLB_LANE_POWER] += dW * n;
+    cs->pD[DLB_LANE_POWER] += dD * n;
+}
+
+/* apply the pending changes, deepest circuits first: each adds its own to W, D (the power lane times
+ * its hp, as lanes_adjust does per circuit), marks the lanes dirty and hands the sum to its parent */
+static void lanes_flush(dlb_site *s)
+{
+    circuit_scratch *const cx = s->cx;
+    for (int32_t d = s->pdepth; d >= 1; d--) {
+        int32_t c = s->phead[d];
+        s->phead[d] = -1;
+        while (c >= 0) {
+            circuit_scratch *cs = &cx[c];
+            const int64_t hpc = s->hp[c];
+            for (int ln = 0; ln < DLB_PHASES; ln++) {
+                cs->W[ln] += cs->pW[ln];
+                cs->D[ln] += cs->pD[ln];
+            }
+            cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
+            cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
+            if (cs->dirty == 0) {
+                s->dirty[s->n_dirty++] = c;
+            }
+            cs->dirty |= (cs->pmask & 7u) | ((uint32_t)hpc << DLB_LANE_POWER);
+            const int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE) {
+                circuit_scratch *ps = &cx[par];
+                if (ps->pmask == 0) {
+                    pend_push(s, par);
+                }
+                ps->pmask |= cs->pmask;
+                for (int ln = 0; ln < DLB_LANES; ln++) {
+                    ps->pW[ln] += cs->pW[ln];
+                    ps->pD[ln] += cs->pD[ln];
+                }
+            }
+            for (int ln = 0; ln < DLB_LANES; ln++) {
+                cs->pW[ln] = 0;
+                cs->pD[ln] = 0;
+            }
+            cs->pmask = 0;
+            c = cs->pnext;
+        }
+    }
+    s->pdepth = 0;
 }
 
 /* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
@@ -1335,7 +1457,7 @@ static void rekey_dirty(dlb_site *s)
     s->n_dirty = 0;
     if (rebuild) {
         for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
-            heap_sift(s, i);
+            heap_sift_down(s, i);
         }
     }
 }
@@ -1390,15 +1512,15 @@ static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
 }
 
 /* The fill's END events: items[0..n_end) (ceiling max_ma, in perm_end order) merged with
- * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted here by level) into
- * ev_end, by (level, index). Returns the number of events. */
+ * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted by level by the caller,
+ * which keeps the call chain one merge_sort frame shallower) into ev_end, by (level, index). Returns the
+ * number of events. */
 static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
 {
     if (n_other == 0) {
         memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
         return n_end;
     }
-    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key);
     int32_t i = 0, j = 0, o = 0;
     while (i < n_end || j < n_other) {
         int take_other = i >= n_end;
@@ -1433,14 +1555,21 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         for (int ln = 0; ln < DLB_LANES; ln++) {
             cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
             cs->W[ln] = 0;
+            cs->pW[ln] = 0;
+            cs->pD[ln] = 0;
             cs->lvl[ln] = INF;
             check_below |= cs->D[ln] < 0;
         }
         cs->heap_pos = -1;
         cs->dirty = 0;
+        cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
     }
     s->n_heap = 0;
     s->n_dirty = 0;
+    for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
+        s->phead[d] = -1;
+    }
+    s->pdepth = 0;
     int32_t n_start = 0, n_end = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
@@ -1458,26 +1587,36 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
      * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
      * A small group (a priority class, or few admitted chargers) sorts its own events by their
      * positions in those permutations (rank_sort, O(n) per pass), the lowered END levels the same way. */
+    /* ... and the group in dfs order: the chargers on a saturating lane are one contiguous run of it
+     * (a large group filters dfs[] in the same pass as the permutations) */
+    int32_t n_gl = 0;
     if ((int64_t)n_group * 16 >= s->nk) {
         int32_t n_other = 0;
-        for (int32_t i = 0; i < s->nk; i++) {
-            int32_t k = s->perm_start[i];
-            if (s->evf[k] & EVF_EVENTS) {
-                s->ev_start[n_start++] = k;
+        const int32_t nk = s->nk;
+        const uint8_t *const evf = s->evf;
+        const int32_t *const perm_start = s->perm_start, *const perm_end = s->perm_end, *const dfs = s->dfs;
+        int32_t *const ev_start = s->ev_start, *const items = s->items, *const ev_other = s->ev_other;
+        int32_t *const glist = s->glist;
+        uint64_t *const key = s->key;
+        for (int32_t i = 0; i < nk; i++) {
+            const int32_t ka = perm_start[i], kb = perm_end[i], kd = dfs[i];
+            if (evf[ka] & EVF_EVENTS) {
+                ev_start[n_start++] = ka;
             }
-        }
-        for (int32_t i = 0; i < s->nk; i++) {
-            int32_t k = s->perm_end[i];
-            const uint32_t f = s->evf[k];
+            const uint32_t f = evf[kb];
             if (f & EVF_EVENTS) {
                 if (f & EVF_AT_MAX) {
-                    s->items[n_end++] = k;
+                    items[n_end++] = kb;
                 } else {
-                    s->key[k] = (uint64_t)end_level(s, k);
-                    s->ev_other[n_other++] = k;
+                    key[kb] = (uint64_t)end_level(s, kb);
+                    ev_other[n_other++] = kb;
                 }
             }
+            if (evf[kd] & EVF_GROUP) {
+                glist[n_gl++] = kd;
+            }
         }
+        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
         n_end = merge_end_events(s, n_end, n_other);
     } else {
         int32_t n_other = 0;
@@ -1496,17 +1635,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         }
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
+        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
         n_end = merge_end_events(s, n_end, n_other);
-    }
-    /* the group in dfs order: the chargers on a saturating lane are one contiguous run of it */
-    int32_t n_gl = 0;
-    if ((int64_t)n_group * 16 >= s->nk) {
-        for (int32_t i = 0; i < s->nk; i++) {
-            if (s->evf[s->dfs[i]] & EVF_GROUP) {
-                s->glist[n_gl++] = s->dfs[i];
-            }
-        }
-    } else {
         for (int32_t i = 0; i < n_group; i++) {
             s->glist[n_gl++] = group[i];
         }
@@ -1535,8 +1665,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
                     x->value = x->hi;
-                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q,
-                                         check_below ? ev_level : -1);
+                    if (check_below) {
+                        below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                    } else {
+                        lanes_pend(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q);
+                    }
                 }
             }
             while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
@@ -1544,10 +1677,14 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[k];
                 if (!x->frozen) { /* START: grows past its minimum */
                     x->started = 1;
-                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q,
-                                         check_below ? ev_level : -1);
+                    if (check_below) {
+                        below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                    } else {
+                        lanes_pend(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q);
+                    }
                 }
             }
+            lanes_flush(s);
             rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[s->heap[0]].key_lane;
@@ -1568,11 +1705,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    (void)lanes_adjust(s, k, -w, -w * level, -1); /* the heap is not consulted here */
+                    lanes_pend(s, k, -w, -w * level); /* the heap is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
             }
+            lanes_flush(s);
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
@@ -1622,21 +1760,27 @@ typedef struct {
     int32_t unbal;  /* 1 if the unbalance limit binds */
 } room_t;
 
-static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
+/* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
+ * then the unbalance lanes) with a strict "<" from ROOM_NONE: *lane_out is the first lane holding the
+ * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
+#define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
+#define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
+static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
-    room_t r = {want, -1, 0};
+    room_t r = {ROOM_NONE, -1, 0};
     /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
      * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
     const int64_t n = x->n_used;
     const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+    const circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        const int64_t *hr = s->cx[c].hr;
+        const int64_t *hr = cx[c].hr;
         const int64_t v0 = hr[0] + off0, v1 = hr[1] + off1, v2 = hr[2] + off2;
         if (v0 < r.room) {
             r.room = v0;
@@ -1684,6 +1828,37 @@ static room_t room_of(const dlb_site *s, int32_t k, int64_t want)
             }
         }
     }
+    *lane_out = r.lane < 0 ? -1 : r.lane | (r.unbal ? ROOM_UNBAL : 0);
+    return r.room;
+}
+
+/* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
+ * the lane that binds (-1 if want does). The scan's first minimum over [want, lanes...] is want when
+ * want <= the lanes' minimum, else the lanes' first minimum, so the want-free minimum (path_room) can be
+ * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
+ * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
+ * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
+static room_t room_of(dlb_site *s, int32_t k, int64_t want)
+{
+    const uint32_t used = s->kx[k].used;
+    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
+    int64_t mv;
+    int32_t ml;
+    if (leaf->fail_gen[used] == s->gen) {
+        mv = leaf->fail_amount[used];
+        ml = leaf->fail_lane[used];
+    } else {
+        mv = path_room(s, k, &ml);
+        leaf->fail_gen[used] = s->gen;
+        leaf->fail_amount[used] = mv;
+        leaf->fail_lane[used] = ml;
+    }
+    room_t r = {want, -1, 0};
+    if (mv < want) {
+        r.room = mv;
+        r.lane = ml & (ROOM_UNBAL - 1);
+        r.unbal = (ml & ROOM_UNBAL) != 0;
+    }
     return r;
 }
 
@@ -1713,13 +1888,15 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
     if (cost <= 0) {
         return;
     }
+    s->gen++; /* hr[] changes: room_of's memo is void */
     const uint32_t used = x->used;
     const int64_t a0 = cost * (int64_t)(used & 1u), a1 = cost * (int64_t)((used >> 1) & 1u),
                   a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
+    circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
-        circuit_scratch *cs = &s->cx[path[i]];
+        circuit_scratch *cs = &cx[path[i]];
         cs->hr[0] -= a0;
         cs->hr[1] -= a1;
         cs->hr[2] -= a2;
@@ -1853,12 +2030,24 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     const int32_t nc = s->nc, nk = s->nk;
     const int64_t dt = s->last_now == TNONE ? 0 : now - s->last_now;
     s->last_now = now;
+    /* The arrays in locals: a store through a member of one of them may alias a field of *s as far as
+     * the compiler knows, which would otherwise reload the base pointers in every iteration. They are
+     * read again at each stage (RELOAD) so that none is live across a whole step: that keeps dlb_step's
+     * frame small (the stack bound in dlb.h). */
+    charger_state *ks;
+    const dlb_charger *chg;
+    charger_scratch *kx;
+    circuit_scratch *cx;
+    uint64_t *key;
+    int32_t *adm;
+#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
+    RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
     for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         memset(cs->evsum, 0, sizeof(cs->evsum));
         memset(cs->childbase, 0, sizeof(cs->childbase));
         memset(cs->alloc, 0, sizeof(cs->alloc));
@@ -1868,8 +2057,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         const int32_t phases = kc->phases;
         if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
             int64_t sum = st->meas[0];
@@ -1878,10 +2068,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
             st->delivered_mams += sum * dt;
         }
-        ingest_charger(s, k, &chargers[k], now);
-        classify(s, k, now);
-        const charger_scratch *x = &s->kx[k];
-        circuit_scratch *cs = &s->cx[kc->circuit];
+        ingest_charger(s, k, st, &chargers[k], now);
+        classify(s, k, st, kc, x, now);
+        circuit_scratch *cs = &cx[kc->circuit];
         const int32_t *pmap = kc->phase_map;
         if (x->kind == KIND_LOST) {
             int64_t r = max64(st->sp, kc->failsafe_ma);
@@ -1923,7 +2112,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -1938,7 +2127,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             }
         }
         if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &s->cx[cc->parent];
+            circuit_scratch *ps = &cx[cc->parent];
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 ps->evsum[ph] += cs->evsum[ph];
                 ps->childbase[ph] += cs->base[ph];
@@ -1951,7 +2140,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
-        circuit_scratch *cs = &s->cx[c];
+        circuit_scratch *cs = &cx[c];
         uint32_t over = 0;
         for (int ln = 0; ln < DLB_LANES; ln++) {
             int64_t cap, load;
@@ -1962,11 +2151,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 cap = s->power_cap[c];
                 load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
             } else {
-                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = cs->hr0[ln] = INF;
+                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
                 continue;
             }
             cs->budget[ln] = cs->run[ln] = cap - load;
-            cs->hr[ln] = cs->hr0[ln] = cap - load - cs->meas_d[ln];
+            cs->hr[ln] = cap - load - cs->meas_d[ln];
             if (cap - load < 0) {
                 cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
             }
@@ -1989,12 +2178,13 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 4. ceilings and holds */
+    RELOAD();
     int32_t n_items = 0;
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         o->setpoint_ma = 0;
         o->phases = st->mode;
         o->reason = DLB_REASON_NONE;
@@ -2047,37 +2237,40 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 continue;
             }
         }
-        x->in_group = 1; /* eligible; reused as a marker below */
+        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        s->key[k] = admission_key(s, k, now, &x->tier);
+        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
+    RELOAD();
     int32_t n_rest = 0;
+    int32_t *const order = s->order, *const rest = s->items;
+    kpair *const pairs = s->pairs;
     for (int32_t i = 0; i < nk; i++) {
-        int32_t k = s->order[i];
-        if (s->kx[k].in_group) {
-            s->pairs[n_items].key = s->key[k];
-            s->pairs[n_items++].item = k;
+        int32_t k = order[i];
+        if (kx[k].in_group) {
+            pairs[n_items].key = key[k];
+            pairs[n_items++].item = k;
         } else {
-            s->items[n_rest++] = k; /* the rest, in their kept order */
+            rest[n_rest++] = k; /* the rest, in their kept order */
         }
     }
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)n_items);
+    sort_pairs(pairs, s->pairs_tmp, (size_t)n_items);
     /* keep the order for the next step: eligible sorted first, then the rest as they were */
     for (int32_t i = 0; i < n_items; i++) {
-        s->order[i] = (int32_t)s->pairs[i].item;
+        order[i] = (int32_t)pairs[i].item;
     }
-    memcpy(s->order + n_items, s->items, (size_t)n_rest * sizeof(int32_t));
+    memcpy(order + n_items, rest, (size_t)n_rest * sizeof(int32_t));
     int32_t n_adm = 0;
+    RELOAD();
     for (int32_t i = 0; i < n_items; i++) {
-        int32_t k = s->order[i];
-        charger_state *st = &s->ks[k];
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
+        int32_t k = order[i];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
         dlb_charger_output *o = &out[k];
-        x->in_group = 0;
         /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
         int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
         const int taken = failed == -2;
@@ -2106,8 +2299,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
             o->limit_circuit = fc;
             o->limit_lane = fl;
-            s->cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (s->cx[fc].budget[fl] < 0) {
+            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+            if (cx[fc].budget[fl] < 0) {
                 o->reason = DLB_REASON_OVERLOAD;
             } else if (st->sp > 0 && x->tier == TIER_OTHER) {
                 o->reason = DLB_REASON_ROTATION;
@@ -2122,49 +2315,40 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
-        s->adm[n_adm++] = k;
+        adm[n_adm++] = k;
     }
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
-        for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 1;
-        }
         progressive_fill(s, s->adm, n_adm);
-        for (int32_t i = 0; i < n_adm; i++) {
-            s->kx[s->adm[i]].in_group = 0;
-        }
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
         memset(cnt, 0, sizeof(s->prio_count));
         for (int32_t i = 0; i < n_adm; i++) {
-            cnt[255 - s->chg[s->adm[i]].priority + 1]++;
+            cnt[255 - chg[adm[i]].priority + 1]++;
         }
         for (int32_t b = 0; b < 256; b++) {
             cnt[b + 1] += cnt[b];
         }
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            s->group[cnt[255 - s->chg[k].priority]++] = k;
+            int32_t k = adm[i];
+            s->group[cnt[255 - chg[k].priority]++] = k;
         }
         int32_t lo = 0;
         while (lo < n_adm) {
-            int32_t hi = lo, prio = s->chg[s->group[lo]].priority;
-            while (hi < n_adm && s->chg[s->group[hi]].priority == prio) {
-                s->kx[s->group[hi++]].in_group = 1;
+            int32_t hi = lo, prio = chg[s->group[lo]].priority;
+            while (hi < n_adm && chg[s->group[hi]].priority == prio) {
+                hi++;
             }
             progressive_fill(s, s->group + lo, hi - lo);
-            for (int32_t i = lo; i < hi; i++) {
-                s->kx[s->group[i]].in_group = 0;
-            }
             lo = hi;
         }
     } else {
         for (int32_t i = 0; i < n_adm; i++) {
-            int32_t k = s->adm[i];
-            charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
+            int32_t k = adm[i];
+            charger_scratch *x = &kx[k];
+            const dlb_charger *kc = &chg[k];
             int64_t room = run_room(s, k, x->hi - kc->min_ma);
             int64_t v = floor_grid(kc->min_ma + max64(room, 0), kc->step_ma);
             run_take(s, k, x->used, x->n_used, v - kc->min_ma);
@@ -2173,13 +2357,15 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
+    s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
         int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
+        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
         if (over >= 0 && t > cut) {
             /* the lane is already overloaded: nobody on it is raised above its draw */
             room_t ro = {0, over, 0};
@@ -2205,10 +2391,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         dlb_charger_output *o = &out[k];
         if (x->sp == 0) {
             continue;
@@ -2239,18 +2426,20 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         }
     }
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        out[k].setpoint_ma = (int32_t)s->kx[k].sp;
+        int32_t k = adm[i];
+        out[k].setpoint_ma = (int32_t)kx[k].sp;
     }
 
     /* 9. switch-up (next step), remember, outputs */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        switch_up(s, k, s->kx[k].sp, now);
+        int32_t k = adm[i];
+        switch_up(s, k, kx[k].sp, now);
     }
+    RELOAD();
     for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &s->ks[k];
-        const int32_t kind = s->kx[k].kind, spk = out[k].setpoint_ma;
+        const charger_state *st = &ks[k];
+        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
         /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
          * marked waiting (the usual case) */
         if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
@@ -2263,31 +2452,32 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             out[k].flags |= DLB_CHARGER_PROBING;
         }
     }
+    RELOAD();
     /* allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = s->adm[i];
-        const uint32_t used = s->kx[k].used;
+        int32_t k = adm[i];
+        const uint32_t used = kx[k].used;
         const int64_t v = out[k].setpoint_ma;
-        circuit_scratch *cs = &s->cx[s->chg[k].circuit];
+        circuit_scratch *cs = &cx[chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
         if (out[k].limit_circuit != DLB_NONE) {
-            s->cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
             for (int ph = 0; ph < DLB_PHASES; ph++) {
-                s->cx[par].alloc[ph] += s->cx[c].alloc[ph];
+                cx[par].alloc[ph] += cx[c].alloc[ph];
             }
         }
     }
     for (int32_t c = 0; c < nc; c++) {
-        const circuit_scratch *cs = &s->cx[c];
+        const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
         for (int ph = 0; ph < DLB_PHASES; ph++) {
             co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
@@ -2297,6 +2487,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
     }
+#undef RELOAD
     return DLB_OK;
 }
 

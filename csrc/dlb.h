@@ -15,9 +15,9 @@
  *   - Deterministic: the same configuration, inputs and history give bit-identical outputs on every
  *     platform. All tie-breaks are by index. dlb.c is mirrored stage for stage by the readable
  *     specification core/reference.py (C adds only shortcuts shown to visit the same order: presorted
- *     fill events, batched heap re-keys, cached path minima; and skips of work shown to change nothing,
- *     each with its proof in a comment); differential tests enforce equality, and a C test pins the
- *     outputs of long random runs.
+ *     fill events, batched heap re-keys and lane updates, cached path minima; and skips of work shown
+ *     to change nothing, each with its proof in a comment); differential tests enforce equality, and a
+ *     C test pins the outputs of long random runs.
  *   - Bounded: for N chargers, C circuits, tree depth D (<= DLB_MAX_DEPTH = 16) and P distinct
  *     priority classes among the admitted chargers (P = 1 unless the policy is PRIORITY; P <= 256),
  *     one dlb_step() costs O(N log N + N*D*log C + C*P) time:
@@ -31,7 +31,7 @@
  *                 by a batch of same-level events, O(log C) each, or an O(C) rebuild when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 224 + deepest callee chain 264;
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 256 + deepest callee chain 240;
  *     `make -C csrc test` prints the per-function frames).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
@@ -278,7 +278,7 @@ void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
  * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.9 kB + 1.3 kB per circuit
- * + 0.6 kB per charger on LP64 (x86-64 gcc: 721,672 bytes for 81 circuits and 1,000 chargers;
+ * + 0.6 kB per charger on LP64 (x86-64 gcc: 719,800 bytes for 81 circuits and 1,000 chargers;
  * 7.2 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
