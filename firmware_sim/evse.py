@@ -1126,15 +1126,16 @@ class ChargePoint:
                 # events after now are all later than now_ms, so the branch below would only
                 # set the clocks to the values they have
                 return
-            t = self._next_event_ms()
+            if type(self.ev) is EV:
+                t = self._quiet_ticks(now_ms)
+            else:
+                t = self._next_event_ms()
             if t is None or t > now_ms:
                 self.now_ms = self.evse.__dict__["now_ms"] = now_ms    # (not counted: _UNVERSIONED)
                 if self.ev is not None:
                     self.ev._now_ms = now_ms
                 return
             # an event is due in (now, now_ms]: t is the loop's first one (nothing ran since)
-            if type(self.ev) is EV:
-                t = self._quiet_ticks(t, now_ms)
         else:
             self._settle(self.now_ms)  # pick up external changes made at the current time
             if now_ms == self.now_ms:
@@ -1146,9 +1147,10 @@ class ChargePoint:
         if self.now_ms != now_ms:   # (an event exactly at now_ms has settled it already)
             self._settle(now_ms)
 
-    def _quiet_ticks(self, t: int, now_ms: int) -> int | None:
-        """Under the owner's promise (see advance), take the EV's SOC ticks in [t, now_ms] that
-        settling would only repeat, without settling; returns the first event left.
+    def _quiet_ticks(self, now_ms: int) -> int | None:
+        """Under the owner's promise (see advance), take the EV's SOC ticks up to now_ms that
+        settling would only repeat, without settling; returns the first event left
+        (:meth:`_next_event_ms` after them).
 
         A charging EV's tick comes every second. Settling at it would be one pass (the fixed
         point is found at once) when the EVSE is still in the state of this object's last
@@ -1157,23 +1159,27 @@ class ChargePoint:
         update only moves its SOC snapshot (EV.quiet_tick decides). That pass leaves the EVSE
         as it is (an update with the same signals and nothing due moves only its clock) and
         ends with the change counter, the knob generation and the tick as the settle record.
+        The EVSE's next event is asked once: a quiet tick before it leaves it where it is.
         """
         ev, evse = self.ev, self.evse
         ed = evse.__dict__
+        now = self.now_ms
+        x = evse.next_event_ms()        # (as _next_event_ms: after now)
+        if x is not None and x <= now:
+            x = None
         settled = self._settled
-        while t is not None and t <= now_ms:
+        while True:
+            t = x
+            y = ev.next_event_ms()
+            if y is not None and y > now and (t is None or y < t):
+                t = y
+            if t is None or t > now_ms or t == x:       # nothing due, or the EVSE's own event
+                return t
             if settled is None or settled[0] != ed["_rev"] or settled[1] != _KNOBS_GEN[0] \
-                    or ed["_pwm_pending_at_ms"] is not None:
-                break
-            x = evse.next_event_ms()
-            if x is not None and x <= t:
-                break
-            if not ev.quiet_tick(t):      # (changes nothing when it declines)
-                break
-            self.now_ms = ed["now_ms"] = t      # (not counted: _UNVERSIONED)
+                    or ed["_pwm_pending_at_ms"] is not None or not ev.quiet_tick(t):
+                return t                # (quiet_tick changes nothing when it declines)
+            self.now_ms = ed["now_ms"] = now = t        # (not counted: _UNVERSIONED)
             self._settled = settled = (settled[0], settled[1], t)
-            t = self._next_event_ms()
-        return t
 
     def _next_event_ms(self) -> int | None:
         # the earliest of the EVSE's and the EV's next events after now (every idle charger asks

@@ -18,10 +18,10 @@ def _state(cp):
             [(x.t_ms, x.kind, x.data) for x in e.events], e.status)
 
 
-def _pair(**ev_kw):
+def _pair(watchdog_ms=0, **ev_kw):
     cps = []
     for _ in range(2):
-        cp = ChargePoint(EvseConfig(hw_max_current_a=16.0, hw_phases=3, watchdog_timeout_ms=0))
+        cp = ChargePoint(EvseConfig(hw_max_current_a=16.0, hw_phases=3, watchdog_timeout_ms=watchdog_ms))
         cp.write_point("setpoint_a", 16.0, 0)
         cp.plug(EV.preset("sedan_3p", seed=3, **ev_kw), 0)
         cps.append(cp)
@@ -89,3 +89,11 @@ def test_quiet_ticks_up_to_a_target_below_the_knee(quiet_count):
     _run(fast, plain, 120_000)
     assert fast.ev.full and plain.ev.full
     assert quiet_count[0] > 20
+
+
+def test_the_evse_event_on_a_tick_is_not_skipped(quiet_count):
+    # the watchdog (last feed: the set-point at 0 and 40 s) runs out on a tick while the EV draws
+    fast, plain = _pair(watchdog_ms=70_000, battery_kwh=60.0, soc_pct=30.0)
+    _run(fast, plain, 150_000, writes={40_000: 12.0})
+    assert any(x.kind == "watchdog_fallback" and x.t_ms == 110_000 for x in fast.evse.events)
+    assert quiet_count[0] > 50
