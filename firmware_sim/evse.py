@@ -328,6 +328,12 @@ def _as_bool(name: str, value: object) -> bool:
     raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")
 
 
+def _same_float(old: object, new: float) -> bool:
+    """``old`` is a float equal to ``new`` that prints the same (0.0 and -0.0 do not): assigning
+    ``new`` over it would change no point (write_point then leaves the change counter alone)."""
+    return old.__class__ is float and old == new and (old != 0.0 or math.copysign(1.0, old) == math.copysign(1.0, new))
+
+
 def _as_float(name: str, value: object, lo: float = 0.0, hi: float = math.inf) -> float:
     try:
         v = float(value)  # type: ignore[arg-type]
@@ -938,7 +944,8 @@ class Evse:
                 self._feed(now_ms)
         elif name == "setpoint_a":
             v = _as_float(name, value)
-            self._setpoint_a = v
+            if not _same_float(self._setpoint_a, v):    # (a repeated value counts no change)
+                self._setpoint_a = v
             self._feed(now_ms)
             if self._pending_validity_ms is not None:
                 self._validity_deadline_ms = now_ms + self._pending_validity_ms
@@ -953,11 +960,17 @@ class Evse:
             v = _as_float(name, value)
             if v <= 0:
                 raise ValueError("setpoint_validity_s must be > 0")
-            self._pending_validity_ms = int(round(v * 1000))
+            ms = int(round(v * 1000))
+            if ms != self._pending_validity_ms:
+                self._pending_validity_ms = ms
         elif name == "safe_current_a":
-            self._safe_a = _as_float(name, value, 0.0, 80.0)
+            v = _as_float(name, value, 0.0, 80.0)
+            if not _same_float(self._safe_a, v):
+                self._safe_a = v
         elif name == "watchdog_timeout_s":
-            self._wd_timeout_ms = int(round(_as_float(name, value) * 1000))
+            ms = int(round(_as_float(name, value) * 1000))
+            if ms != self._wd_timeout_ms:
+                self._wd_timeout_ms = ms
         elif name == "enabled":
             en = _as_bool(name, value)
             if en != self.enabled:
@@ -1302,13 +1315,24 @@ class ChargePoint:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""
         if name not in CHARGER_POINTS_WRITE:
             raise KeyError(name)
-        self.advance(now_ms, unchanged=self.settled_promise)
-        self.evse.write_point(name, value, now_ms)
-        if name == "heartbeat" and self.settled_promise:
-            # Settled at now_ms just above, and a heartbeat only moves the watchdog's last feed
-            # to now_ms (its deadline to the future): nothing is due at now_ms that was not,
-            # so settling again is a no-op (idempotent update, integrators keep their rate).
-            # Skipped under the owner's promise only (fast mode: products fed by any request
-            # see this every cycle); the plain path settles, and both give the same run.
-            return
+        promise = self.settled_promise
+        self.advance(now_ms, unchanged=promise)
+        evse = self.evse
+        if promise:
+            ed = evse.__dict__
+            rev, gen = ed["_rev"], _KNOBS_GEN[0]
+        evse.write_point(name, value, now_ms)
+        if promise:
+            if name == "heartbeat":
+                # Settled at now_ms just above, and a heartbeat only moves the watchdog's last feed
+                # to now_ms (its deadline to the future): nothing is due at now_ms that was not,
+                # so settling again is a no-op (idempotent update, integrators keep their rate).
+                # Skipped under the owner's promise only (fast mode: products fed by any request
+                # see this every cycle); the plain path settles, and both give the same run.
+                return
+            # Likewise any write that assigned nothing counted (a repeated set-point, watchdog
+            # timeout, enable...): besides the feed it can only have cleared the validity
+            # deadline (a new one is set only with the pending validity, which is counted)
+            if ed["_rev"] == rev and _KNOBS_GEN[0] == gen:
+                return
         self._settle(now_ms)
