@@ -491,6 +491,35 @@ class EV:
         power_w = sum([v * i for v, i in zip(voltages_v, self._currents)]) * self.charge_efficiency
         self._energy.set_rate(t_ms, power_w / 3.6e6)  # Wh per ms
 
+    def quiet_tick(self, t_ms: int) -> bool:
+        """Take the SOC tick at ``t_ms`` alone if :meth:`update` at ``t_ms`` with the inputs of the
+        last update would change nothing else; False (nothing done) otherwise.
+
+        For a caller that knows the inputs are those of the last update and that it left the EV
+        settled (ChargePoint under its owner's promise). While drawing, a tick only moves the
+        SOC snapshot: every other step of update is then a repetition of the last one unless the
+        snapshot crosses the target (full) or moves the taper limit, or a queued PWM change or
+        the B -> C start falls due; with none of those the draw, the pilot state and the
+        integrator's rate stay as they are.
+        """
+        if not self._drawing or t_ms % self.tick_ms or t_ms < self._now_ms:
+            return False
+        q = self._queue
+        if q and q[0][0] <= t_ms:
+            return False
+        c = self._c_at_ms
+        if c is not None and c <= t_ms:
+            return False
+        old, new = self._soc_snapshot, self.soc_at(t_ms)
+        target = self.target_soc_pct
+        if (new >= target) != (old >= target):
+            return False
+        if self.faults.overdraw_pct <= 0 and self.taper_limit_a(new) != self.taper_limit_a(old):
+            return False
+        self._now_ms = t_ms
+        self._soc_snapshot = new
+        return True
+
     def next_event_ms(self) -> int | None:
         """Earliest future time at which the EV changes by itself (None: never)."""
         if not self._plugged:

@@ -328,6 +328,12 @@ def _as_bool(name: str, value: object) -> bool:
     raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")
 
 
+def _same_float(old: object, new: float) -> bool:
+    """``old`` is a float equal to ``new`` that prints the same (0.0 and -0.0 do not): assigning
+    ``new`` over it would change no point (write_point then leaves the change counter alone)."""
+    return old.__class__ is float and old == new and (old != 0.0 or math.copysign(1.0, old) == math.copysign(1.0, new))
+
+
 def _as_float(name: str, value: object, lo: float = 0.0, hi: float = math.inf) -> float:
     try:
         v = float(value)  # type: ignore[arg-type]
@@ -938,7 +944,8 @@ class Evse:
                 self._feed(now_ms)
         elif name == "setpoint_a":
             v = _as_float(name, value)
-            self._setpoint_a = v
+            if not _same_float(self._setpoint_a, v):    # (a repeated value counts no change)
+                self._setpoint_a = v
             self._feed(now_ms)
             if self._pending_validity_ms is not None:
                 self._validity_deadline_ms = now_ms + self._pending_validity_ms
@@ -953,11 +960,17 @@ class Evse:
             v = _as_float(name, value)
             if v <= 0:
                 raise ValueError("setpoint_validity_s must be > 0")
-            self._pending_validity_ms = int(round(v * 1000))
+            ms = int(round(v * 1000))
+            if ms != self._pending_validity_ms:
+                self._pending_validity_ms = ms
         elif name == "safe_current_a":
-            self._safe_a = _as_float(name, value, 0.0, 80.0)
+            v = _as_float(name, value, 0.0, 80.0)
+            if not _same_float(self._safe_a, v):
+                self._safe_a = v
         elif name == "watchdog_timeout_s":
-            self._wd_timeout_ms = int(round(_as_float(name, value) * 1000))
+            ms = int(round(_as_float(name, value) * 1000))
+            if ms != self._wd_timeout_ms:
+                self._wd_timeout_ms = ms
         elif name == "enabled":
             en = _as_bool(name, value)
             if en != self.enabled:
@@ -1126,7 +1139,10 @@ class ChargePoint:
                 # events after now are all later than now_ms, so the branch below would only
                 # set the clocks to the values they have
                 return
-            t = self._next_event_ms()
+            if type(self.ev) is EV:
+                t = self._quiet_ticks(now_ms)
+            else:
+                t = self._next_event_ms()
             if t is None or t > now_ms:
                 self.now_ms = self.evse.__dict__["now_ms"] = now_ms    # (not counted: _UNVERSIONED)
                 if self.ev is not None:
@@ -1143,6 +1159,40 @@ class ChargePoint:
             t = self._next_event_ms()
         if self.now_ms != now_ms:   # (an event exactly at now_ms has settled it already)
             self._settle(now_ms)
+
+    def _quiet_ticks(self, now_ms: int) -> int | None:
+        """Under the owner's promise (see advance), take the EV's SOC ticks up to now_ms that
+        settling would only repeat, without settling; returns the first event left
+        (:meth:`_next_event_ms` after them).
+
+        A charging EV's tick comes every second. Settling at it would be one pass (the fixed
+        point is found at once) when the EVSE is still in the state of this object's last
+        settle (change counter and knob generation unchanged; the promise: the EV's inputs too),
+        nothing of the EVSE falls due by the tick and no PWM change is pending, and the EV's
+        update only moves its SOC snapshot (EV.quiet_tick decides). That pass leaves the EVSE
+        as it is (an update with the same signals and nothing due moves only its clock) and
+        ends with the change counter, the knob generation and the tick as the settle record.
+        The EVSE's next event is asked once: a quiet tick before it leaves it where it is.
+        """
+        ev, evse = self.ev, self.evse
+        ed = evse.__dict__
+        now = self.now_ms
+        x = evse.next_event_ms()        # (as _next_event_ms: after now)
+        if x is not None and x <= now:
+            x = None
+        settled = self._settled
+        while True:
+            t = x
+            y = ev.next_event_ms()
+            if y is not None and y > now and (t is None or y < t):
+                t = y
+            if t is None or t > now_ms or t == x:       # nothing due, or the EVSE's own event
+                return t
+            if settled is None or settled[0] != ed["_rev"] or settled[1] != _KNOBS_GEN[0] \
+                    or ed["_pwm_pending_at_ms"] is not None or not ev.quiet_tick(t):
+                return t                # (quiet_tick changes nothing when it declines)
+            self.now_ms = ed["now_ms"] = now = t        # (not counted: _UNVERSIONED)
+            self._settled = settled = (settled[0], settled[1], t)
 
     def _next_event_ms(self) -> int | None:
         # the earliest of the EVSE's and the EV's next events after now (every idle charger asks
@@ -1265,13 +1315,24 @@ class ChargePoint:
         """Controller write (:data:`CHARGER_POINTS_WRITE`) at ``now_ms``; the firmware reacts at once."""
         if name not in CHARGER_POINTS_WRITE:
             raise KeyError(name)
-        self.advance(now_ms, unchanged=self.settled_promise)
-        self.evse.write_point(name, value, now_ms)
-        if name == "heartbeat" and self.settled_promise:
-            # Settled at now_ms just above, and a heartbeat only moves the watchdog's last feed
-            # to now_ms (its deadline to the future): nothing is due at now_ms that was not,
-            # so settling again is a no-op (idempotent update, integrators keep their rate).
-            # Skipped under the owner's promise only (fast mode: products fed by any request
-            # see this every cycle); the plain path settles, and both give the same run.
-            return
+        promise = self.settled_promise
+        self.advance(now_ms, unchanged=promise)
+        evse = self.evse
+        if promise:
+            ed = evse.__dict__
+            rev, gen = ed["_rev"], _KNOBS_GEN[0]
+        evse.write_point(name, value, now_ms)
+        if promise:
+            if name == "heartbeat":
+                # Settled at now_ms just above, and a heartbeat only moves the watchdog's last feed
+                # to now_ms (its deadline to the future): nothing is due at now_ms that was not,
+                # so settling again is a no-op (idempotent update, integrators keep their rate).
+                # Skipped under the owner's promise only (fast mode: products fed by any request
+                # see this every cycle); the plain path settles, and both give the same run.
+                return
+            # Likewise any write that assigned nothing counted (a repeated set-point, watchdog
+            # timeout, enable...): besides the feed it can only have cleared the validity
+            # deadline (a new one is set only with the pending validity, which is counted)
+            if ed["_rev"] == rev and _KNOBS_GEN[0] == gen:
+                return
         self._settle(now_ms)

@@ -54,6 +54,9 @@ METER_CONFIG_POINTS: dict[str, tuple[int, ...]] = {
 METER_FAULTS = (None, "frozen", "nan", "garbage", "zero")
 
 _ROT = (1.0, cmath.exp(-2j * math.pi / 3), cmath.exp(2j * math.pi / 3))
+# per phase the display keys of _measure, in the order it inserts them
+_PHASE_KEYS = tuple((f"voltage_l{n}_v", f"current_l{n}_a", f"power_l{n}_w", f"va_l{n}", f"var_l{n}", f"pf_l{n}")
+                    for n in (1, 2, 3))
 
 
 def _q(x: float, res: float) -> float:
@@ -159,13 +162,20 @@ class Meter:
             raise ValueError(f"time went backwards: {now_ms} < {self.now_ms}")
         new_i = _three(true_currents_a, "true_currents_a")
         new_v = list(self._truth_v) if voltages_v is None else _three(voltages_v, "voltages_v")
-        if any(math.isnan(x) for x in new_i + new_v):
-            raise ValueError("ground truth must not be NaN")
+        for x in new_i:
+            if x != x:
+                raise ValueError("ground truth must not be NaN")
+        for x in new_v:
+            if x != x:
+                raise ValueError("ground truth must not be NaN")
         iv = self.update_interval_ms
         g = (now_ms // iv) * iv  # the last sample instant <= now
+        en_now = None
         if self._last_sample_ms is None or g > self._last_sample_ms:
             if g >= now_ms:  # the sample instant is now: it sees the new truth
+                # (the counters at now_ms: the same as those stored below, computed once)
                 s_i, s_v, en = new_i, new_v, self._energies_after(now_ms - self.now_ms)
+                en_now = en
             else:  # it was in the held interval
                 s_i, s_v = list(self._truth_i), list(self._truth_v)
                 en = self._energies_after(max(0, g - self.now_ms))
@@ -173,48 +183,68 @@ class Meter:
             self._sample_index = g // iv
             if self.fault != "frozen":
                 self._display = self._measure(s_i, s_v, self._sample_index, en)
-        self._imp, self._exp, self._imp_tot, self._exp_tot = self._energies_after(now_ms - self.now_ms)
+        self._imp, self._exp, self._imp_tot, self._exp_tot = \
+            en_now if en_now is not None else self._energies_after(now_ms - self.now_ms)
         self._truth_i, self._truth_v = new_i, new_v
         self.now_ms = now_ms
 
     def _measure(self, i_true: list[float], v_true: list[float], index: int, en: tuple) -> dict:
         """Displayed values for one sample: noise (seeded by sample index), resolution, wiring."""
-        rng = random.Random(f"dlbrig.meter:{self.seed}:{index}")
-        i = [_q(x + (rng.gauss(0.0, self.noise_a) if self.noise_a > 0 else 0.0), self.resolution_a)
-             for x in i_true]
-        v = [_q(x + (rng.gauss(0.0, self.voltage_noise_v) if self.voltage_noise_v > 0 else 0.0),
-                self.resolution_v) for x in v_true]
+        noise_a, noise_v = self.noise_a, self.voltage_noise_v
+        if noise_a > 0 or noise_v > 0:
+            rng = random.Random(f"dlbrig.meter:{self.seed}:{index}")
+            i = [_q(x + (rng.gauss(0.0, noise_a) if noise_a > 0 else 0.0), self.resolution_a)
+                 for x in i_true]
+            v = [_q(x + (rng.gauss(0.0, noise_v) if noise_v > 0 else 0.0), self.resolution_v)
+                 for x in v_true]
+        else:
+            # without noise the generator draws nothing: not seeded (a string seed hashes,
+            # every sample); x + 0.0 is what the noisy expression adds
+            res_a, res_v = self.resolution_a, self.resolution_v
+            i = [_q(x + 0.0, res_a) for x in i_true]
+            v = [_q(x + 0.0, res_v) for x in v_true]
         if self.system_type == 1:
             i[1] = i[2] = v[1] = v[2] = 0.0
         d: dict[str, float] = {}
         p_tot = va_tot = var_tot = 0.0
+        pfs, signed = self._pf, self.signed_current
         for k in range(3):
-            n = k + 1
-            p = v[k] * i[k] * self._pf[k]
-            va = v[k] * abs(i[k])
+            kv, ki, kp, kva, kvar, kpf = _PHASE_KEYS[k]
+            ik, vk = i[k], v[k]
+            p = vk * ik * pfs[k]
+            va = vk * abs(ik)
             var = math.sqrt(max(0.0, va * va - p * p))
-            d[f"voltage_l{n}_v"] = v[k]
-            d[f"current_l{n}_a"] = i[k] if self.signed_current else abs(i[k])
-            d[f"power_l{n}_w"] = p
-            d[f"va_l{n}"] = va
-            d[f"var_l{n}"] = var
-            d[f"pf_l{n}"] = p / va if va > 0 else 1.0
+            d[kv] = vk
+            d[ki] = ik if signed else abs(ik)
+            d[kp] = p
+            d[kva] = va
+            d[kvar] = var
+            d[kpf] = p / va if va > 0 else 1.0
             p_tot, va_tot, var_tot = p_tot + p, va_tot + va, var_tot + var
-        phi = [math.acos(pf) for pf in self._pf]
-        d["current_n_a"] = abs(sum(i[k] * _ROT[k] * cmath.exp(-1j * phi[k]) for k in range(3)))
+        shift = self._n_shift
+        if shift is None or shift[0] is not pfs:
+            # the phase-angle factors depend on the power factors only
+            shift = self._n_shift = (pfs, [cmath.exp(-1j * math.acos(pf)) for pf in pfs])
+        e = shift[1]
+        d["current_n_a"] = abs(sum([i[k] * _ROT[k] * e[k] for k in range(3)]))
         d["power_total_w"] = p_tot
         d["va_total"] = va_tot
         d["var_total"] = var_tot
         d["pf_total"] = p_tot / va_tot if va_tot > 0 else 1.0
         d["frequency_hz"] = float(self.frequency_hz)
         imp, exp, imp_tot, exp_tot = en
-        for k in range(3):
-            d[f"import_l{k + 1}_kwh"] = imp[k]
-            d[f"export_l{k + 1}_kwh"] = exp[k]
+        d["import_l1_kwh"] = imp[0]
+        d["export_l1_kwh"] = exp[0]
+        d["import_l2_kwh"] = imp[1]
+        d["export_l2_kwh"] = exp[1]
+        d["import_l3_kwh"] = imp[2]
+        d["export_l3_kwh"] = exp[2]
         d["import_kwh"] = imp_tot
         d["export_kwh"] = exp_tot
         d["total_kwh"] = imp_tot + exp_tot
         return d
+
+    _n_shift = None     # (self._pf, [exp(-j phi)] per phase) for the neutral current; not a field
 
     # ------------------------------------------------------------------ readings
     def true_energy_kwh(self) -> tuple[float, float]:

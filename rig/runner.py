@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import Site
+from ..firmware_sim.evse import _KNOBS_GEN, Evse
 from ..firmware_sim.profiles.driver import driver_for
 from .clock import VirtualClock, WallClock
 from .controller import Endpoint, SiteController
@@ -118,6 +119,17 @@ class Run:
         self._trace_chargers = [(n, self.plant.chargers[n]) for n in names]
         self._trace_parts = [None] * (len(self.site.circuit_names) + len(names))   # (key, text) per part
 
+    @property
+    def _trace_chargers_ed(self):
+        """(name, charger, its Evse's __dict__ or None) per trace charger: the EVSE's state is
+        known unchanged by its change counter in fast mode (caches) with a real Evse only."""
+        src = self._trace_chargers
+        memo = self.__dict__.get("_ed_memo")
+        if memo is None or memo[0] is not src:
+            memo = self._ed_memo = (src, [(n, cp, cp.evse.__dict__ if self.caches and type(getattr(cp, "evse", None)) is Evse
+                                           else None) for n, cp in src])
+        return memo[1]
+
     def endpoints(self, links: dict) -> list:
         eps = []
         for name, dev in self.plant.devices.items():
@@ -158,9 +170,21 @@ class Run:
             append(hit[1])
             i += 1
         by_name = res.chargers if res is not None else None
-        for name, cp in self._trace_chargers:
+        gen = _KNOBS_GEN[0]
+        for name, cp, ed in self._trace_chargers_ed:
             r = by_name[name] if by_name is not None else None
             sp, why = (r.current_a, r.reason) if r else ("", "")
+            hit = parts_cache[i]
+            if ed is not None and hit is not None and hit[2] == ed["_rev"] and hit[3] == gen:
+                # fast mode, an Evse: the PWM current, the true currents and the status are
+                # functions of its counted state and the knobs (Evse.read_token), unchanged
+                # since the part was formatted; only the controller's two fields are checked
+                key = hit[0]
+                if key[0] == ((sp or zk[cs(1.0, sp)]) if sp.__class__ is float else _fmt_key(sp)) and \
+                        key[6] == (why if why.__class__ is str else _fmt_key(why)):
+                    append(hit[1])
+                    i += 1
+                    continue
             pwm = getattr(cp.evse, "applied_current_a", _NO_PWM)
             a, b, c = cp.currents_a()
             st = cp.status
@@ -170,10 +194,13 @@ class Run:
                    (b or zk[cs(1.0, b)]) if b.__class__ is float else _fmt_key(b),
                    (c or zk[cs(1.0, c)]) if c.__class__ is float else _fmt_key(c),
                    st if st.__class__ is str else _fmt_key(st), why if why.__class__ is str else _fmt_key(why))
-            hit = parts_cache[i]
             if hit is None or hit[0] != key:
-                hit = parts_cache[i] = (key, tr.fields([sp, round(pwm, 3) if pwm is not _NO_PWM else "",
-                                                       round(a, 3), round(b, 3), round(c, 3), st, why]))
+                hit = (key, tr.fields([sp, round(pwm, 3) if pwm is not _NO_PWM else "",
+                                       round(a, 3), round(b, 3), round(c, 3), st, why]))
+            if ed is not None:
+                # (the counter read after the values: reading them assigns nothing counted)
+                hit = (hit[0], hit[1], ed["_rev"], gen)
+            parts_cache[i] = hit
             append(hit[1])
             i += 1
         tr.line(",".join(parts))
