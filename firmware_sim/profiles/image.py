@@ -581,11 +581,15 @@ class DeviceImage:
                         out = pm.shared = list(map(list, pm.answers))
                     return out
                 out = list(map(list, pm.answers))
+                encoders = self._encoders
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
                     if g is not None:       # a point register: its getter, without the mappings
+                        # straight to the register's encoder (the build made it): a timed
+                        # value moves every second, the last-encoding memo would only miss
+                        enc = encoders.get(id(reg))
                         try:
-                            words = self._encode_memo(u, reg, g())
+                            words = enc(g()) if enc is not None else self._encode_memo(u, reg, g())
                         except Exception:
                             words = None    # the way below raises what the plain path raises
                     if words is None:
