@@ -325,6 +325,7 @@ class Allocator:
         self._charger_defaults = [d.fresh, d.state, *d.current_ma, d.session_update, d.departure_in_ms,
                                   d.energy_need_wh] * len(site.chargers)
         self._reason_cache = {}     # (reason, limit_circuit, limit_lane) -> _reason()
+        self._shared_last = None    # step_shared: (outputs, circuit outputs, their result objects)
 
     def step_raw(self, now_ms: int, meters: list, chargers: list):
         """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
@@ -348,7 +349,14 @@ class Allocator:
     def session_energy_wh(self, charger: str) -> int:
         return self._backend.session_energy_wh(self._charger_index[charger])
 
-    def step(self, now_ms: int, meters: dict | None = None, chargers: dict | None = None) -> Result:
+    def step_shared(self, now_ms: int, meters: dict | None = None, chargers: dict | None = None) -> Result:
+        """:meth:`step` for a caller that never mutates the result (the site controller): a
+        charger's or circuit's result object is the previous step's own while its outputs (the
+        core's integers) are the same, not a new one per step. The values are those of step()."""
+        return self.step(now_ms, meters, chargers, _shared=True)
+
+    def step(self, now_ms: int, meters: dict | None = None, chargers: dict | None = None,
+             _shared: bool = False) -> Result:
         # Inputs go to the backend as flat int lists in dlb.h field order (see _CBackend.step_flat):
         # a circuit or charger without a (trusted) reading keeps its "no new reading" defaults.
         rejected = []
@@ -369,10 +377,53 @@ class Allocator:
         if chargers:
             charger_index, states = self._charger_index, model.STATES
             hi = model.MAX_CURRENT_MA
+            fhi = hi / 1000 + 1         # _to_ma's range check before scaling (lo = 0: -1.0)
             for name, reading in chargers.items():
                 k = charger_index.get(name)
                 if k is None:
                     raise ValueError(f"chargers: {name!r} is not a charger of this site")
+                if reading.__class__ is dict:
+                    # the common reading (a plain dict, three in-range float amps), decided as
+                    # below without a call per charger: _to_ma's fast path inline; anything it
+                    # does not take goes through _to_ma itself
+                    get = reading.get
+                    state = states.get(get("state"))
+                    cur = get("current_a", _ZERO3)
+                    ma = None
+                    if cur.__class__ is list and len(cur) == 3:
+                        a, b, c = cur
+                        if a.__class__ is float and b.__class__ is float and c.__class__ is float and \
+                                -1.0 <= a <= fhi and -1.0 <= b <= fhi and -1.0 <= c <= fhi:
+                            a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
+                            if 0 <= a <= hi and 0 <= b <= hi and 0 <= c <= hi:
+                                ma = (a, b, c)
+                            cur = None      # decided: in range, or not trusted
+                    if cur is not None:
+                        ma = _to_ma(cur, 0, hi)
+                    if state is None or ma is None:
+                        rejected.append((name, f"charger reading not trusted: {reading!r}"))
+                        continue
+                    dep = get("departure_s", _ABSENT)
+                    need = get("energy_need_kwh", _ABSENT)
+                    i = 8 * k
+                    if dep is _ABSENT and need is _ABSENT:
+                        k_flat[i:i + 8] = (1, state, *ma, 0, -1, -1)
+                        continue
+                    if dep is _ABSENT:
+                        dep = None
+                    if need is _ABSENT:
+                        need = None
+                    su, dep_ms, need_wh = 0, -1, -1
+                    if (dep is None or (dep.__class__ is float and 0.0 <= dep < 2e6) or _session_value_ok(dep)) \
+                            and (need is None or (need.__class__ is float and 0.0 <= need < 2e6)
+                                 or _session_value_ok(need)):
+                        su = 1
+                        dep_ms = int(round(dep * 1000)) if dep is not None else -1
+                        need_wh = int(round(need * 1000)) if need is not None else -1
+                    else:
+                        rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+                    k_flat[i:i + 8] = (1, state, *ma, su, dep_ms, need_wh)
+                    continue
                 if isinstance(reading, dict):
                     state = states.get(reading.get("state"))
                     ma = _to_ma(reading.get("current_a", _ZERO3), 0, hi)
@@ -396,7 +447,44 @@ class Allocator:
                 i = 8 * k
                 k_flat[i:i + 8] = (1, state, *ma, su, dep_ms, need_wh)
         co, ro = self._backend.step_flat(now_ms, m_flat, k_flat)
+        if _shared:
+            return self._result_shared(now_ms, co, ro, rejected)
         return self._result_flat(now_ms, co, ro, rejected)
+
+    def _result_shared(self, now_ms, co, ro, rejected) -> Result:
+        """_result_flat, reusing the last shared result's object of each charger (circuit) whose
+        six (eleven) output integers are the ones it was made from: its fields are a function of
+        those integers and the site only."""
+        last = self._shared_last
+        if last is None:
+            res = self._result_flat(now_ms, co, ro, rejected)
+            self._shared_last = (co, ro, res.chargers, res.circuits)
+            return res
+        lco, lro, lch, lci = last
+        if co == lco:
+            cres = lch.copy()
+        else:
+            cres = {}
+            reasons = self._reason_cache
+            it = iter(co)
+            j = 0
+            for name, sp, ph, rc, lc, lane, fl in zip(self.site.charger_names, it, it, it, it, it, it):
+                if co[j:j + 6] == lco[j:j + 6]:
+                    cres[name] = lch[name]
+                else:       # as _result_flat
+                    why = reasons.get((rc, lc, lane))
+                    if why is None:
+                        why = reasons[(rc, lc, lane)] = _reason(self.site, rc, lc, lane)
+                    if fl < 0:
+                        fl += 1 << 32
+                    cres[name] = ChargerResult(sp / 1000, ph, why[0], rc, why[1], why[2], sp, fl)
+                j += 6
+        if ro == lro:
+            circ = lci.copy()
+        else:
+            circ = self._result_flat(now_ms, (), ro, rejected).circuits
+        self._shared_last = (co, ro, cres, circ)
+        return Result(now_ms, cres, circ, rejected)
 
     def _result_flat(self, now_ms, co, ro, rejected) -> Result:
         """Result from step_flat's outputs; the same objects as _result gives for the same outputs."""
@@ -443,6 +531,7 @@ class Allocator:
 
 
 _ZERO3 = (0, 0, 0)
+_ABSENT = object()
 
 
 def _session_value_ok(v) -> bool:

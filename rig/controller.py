@@ -292,7 +292,13 @@ class SiteController:
         self.last_readings = {"meters": meters, "chargers": chargers}
         if self.energy is not None and not self.safe_state:
             meters, chargers = self.energy.before_step(now_ms, meters, chargers, self.site.cycle_ms)
-        res = None if self.safe_state else self.alloc.step(now_ms, meters=meters, chargers=chargers)
+        if self.safe_state:
+            res = None
+        else:
+            # the controller and the runner only read the result: the core's no-copy step when
+            # the decision maker has one (another DUT may not)
+            step = getattr(self.alloc, "step_shared", None) or self.alloc.step
+            res = step(now_ms, meters=meters, chargers=chargers)
         self.last_result = res
         by_name = res.chargers if res is not None else None
         phases_written, last_write_ms, last_hb_ms = self.phases_written, self.last_write_ms, self.last_hb_ms

@@ -307,7 +307,36 @@ def _compile_encoder(dtype: str, wo: str, scale: float, count: int | None, satur
                 raw = lo if raw < lo else hi
             u = raw & mask      # two's complement, as struct.pack writes it
             return [(u >> s) & 0xFFFF for s in shifts]
-        return enc_int
+        if n > 2:
+            return enc_int
+        # The registers a fast run encodes every second (a countdown, a current in mA, a
+        # counter): an exact int, or a float that is neither NaN nor infinite after scaling,
+        # within range. The same arithmetic as enc_int, without its checks for the other cases
+        # (which it still handles).
+        hi_word = n == 2 and wo != LSW
+        lo_word = n == 2 and wo == LSW
+        exact = scale == 1
+
+        def enc_fast(value: Any) -> list[int]:
+            c = value.__class__
+            if c is int and exact:
+                raw = value
+            elif c is float:
+                x = value if exact else (value * inv if inv is not None else value / scale)
+                if x - x != 0.0:        # NaN or infinite (also a NaN value)
+                    return enc_int(value)
+                raw = int(floor(x + 0.5)) if x >= 0 else -int(floor(-x + 0.5))
+            else:
+                return enc_int(value)
+            if raw < lo or raw > hi:
+                return enc_int(value)
+            u = raw & mask
+            if hi_word:
+                return [u >> 16, u & 0xFFFF]
+            if lo_word:
+                return [u & 0xFFFF, u >> 16]
+            return [u]
+        return enc_fast
     if dtype in _FLOATS:
         n, fmt = _FLOATS[dtype]
         pack = struct.Struct(fmt).pack

@@ -288,6 +288,29 @@ def _decode_reg(p: Profile, reg: Register, words: Sequence[int], compiled: dict 
         raise DecodeError(f"{p.name} {reg.name}: {exc}") from exc
 
 
+def _field_decoder(p: Profile, reg: Register, compiled: dict):
+    """``lambda words: _decode_reg(p, reg, words, compiled)`` for the words of one field as a
+    tuple of the register's length (what the memo paths pass), with the not-available pattern
+    and the decoder found once; anything else takes _decode_reg itself."""
+    dec = compiled.get(id(reg))
+    if dec is None:
+        dec = compiled[id(reg)] = decoder(reg.dtype, reg.word_order or p.word_order, reg.scale)
+    n = reg.count
+    na = (0xFFFF,) * n if reg.dtype in _INT_MAX and n > 1 else None
+    nan = math.nan
+
+    def field(words: Any) -> Any:
+        if words.__class__ is not tuple or len(words) != n:
+            return _decode_reg(p, reg, words, compiled)
+        if words == na:
+            return nan
+        try:
+            return dec(words)
+        except CodecError as exc:
+            raise DecodeError(f"{p.name} {reg.name}: {exc}") from exc
+    return field
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -353,6 +376,7 @@ class _Driver:
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
+        self._field_decs: dict[int, Any] = {}   # memo: id(register) -> _field_decoder
         self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
         self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
         # memo (chargers): request index -> (position, field) of the one field that changed in
@@ -405,7 +429,10 @@ class _Driver:
         last = self._field_memo.get(key)
         if last is not None and last[0] == words:
             return last[1]
-        value = _decode_reg(self.profile, reg, words, self._decoders)
+        f = self._field_decs.get(id(reg))
+        if f is None:
+            f = self._field_decs[id(reg)] = _field_decoder(self.profile, reg, self._decoders)
+        value = f(words)
         self._field_memo[key] = (words, value)
         return value
 

@@ -119,16 +119,21 @@ class _Plan:
     (``timed``: request index, word position, layout segment, the point's getter for a register
     bound directly to one, else None), re-encoded on every read."""
 
-    __slots__ = ("key", "answers", "deps", "tokens", "timed", "points", "shared")
+    __slots__ = ("key", "answers", "deps", "tokens", "timed", "points", "shared", "regs")
 
     def __init__(self, key: tuple, answers: tuple, deps: tuple, tokens: Any, timed: tuple,
-                 points: tuple | None = None) -> None:
+                 points: tuple | None = None, regs: tuple | None = None) -> None:
         self.key, self.answers, self.deps, self.tokens, self.timed = key, answers, deps, tokens, timed
         # when every register of the plan is bound directly to one point: per register (request
         # index, word position, layout segment, the point's getter, device index, point name,
         # timed), so that changed points re-encode only their registers (see _plan_regen)
         self.points = points
         self.shared: list | None = None     # the answers as lists, for read_many(shared=True)
+        # per register (request index, word position, layout segment, the points it looked up
+        # as (device index, name, value), timed, getter or None): a charger's plan (registers
+        # computed by product functions too) re-encodes only the registers whose points changed
+        # (see _plan_update)
+        self.regs = regs
 
 
 _MISSING = object()
@@ -576,11 +581,15 @@ class DeviceImage:
                         out = pm.shared = list(map(list, pm.answers))
                     return out
                 out = list(map(list, pm.answers))
+                encoders = self._encoders
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
                     if g is not None:       # a point register: its getter, without the mappings
+                        # straight to the register's encoder (the build made it): a timed
+                        # value moves every second, the last-encoding memo would only miss
+                        enc = encoders.get(id(reg))
                         try:
-                            words = self._encode_memo(u, reg, g())
+                            words = enc(g()) if enc is not None else self._encode_memo(u, reg, g())
                         except Exception:
                             words = None    # the way below raises what the plain path raises
                     if words is None:
@@ -591,7 +600,83 @@ class DeviceImage:
                 out = self._plan_regen(u, pm, tok)
                 if out is not None:
                     return out
+            elif pm.regs is not None:
+                out = self._plan_update(u, pm, tok, now_ms)
+                if out is not None:
+                    return out
         return self._plan_build(u, key, now_ms)
+
+    def _plan_update(self, u: _Unit, pm: _Plan, tok: Any, now_ms: int) -> list[list[int]] | None:
+        """A memoized plan whose points changed (a write, a state change): the registers whose
+        recorded points all still hold keep their words (their encoders are pure functions of
+        those points, as for :meth:`_still_valid`); the others, and every time-dependent one,
+        are encoded again with recording, and the memo is renewed as :meth:`_plan_build` would
+        leave it. None when a register fails, reads back a local value or looks up a value that
+        is not a scalar: the full build then answers (or raises) as before."""
+        cache = self._request_cache(u, now_ms)
+        lazies = [self._points(u, i, cache) for i in range(len(u.devices))]
+        for lz in lazies:
+            if lz.__class__ is not _LazyPoints:
+                return None
+        vals = [lz._vals for lz in lazies]
+        getters = u.getters
+        timed_points = u.timed
+        out = list(map(list, pm.answers))
+        deps: dict = {}
+        timed: list = []
+        regs: list = []
+        try:
+            for ent in pm.regs:
+                ri, pos, seg, rec, is_timed, g = ent
+                if not is_timed:
+                    for idx, name, old in rec:
+                        vs = vals[idx]
+                        v = vs.get(name, _MISSING)
+                        if v is _MISSING:
+                            f = getters.get((idx, name))
+                            v = vs[name] = (f if f is not None else self._getter(u, idx, name))()
+                        if v.__class__ is not old.__class__ or v != old or \
+                                (v.__class__ is float and v == 0.0 and
+                                 _copysign(1.0, v) != _copysign(1.0, old)):
+                            break
+                    else:
+                        regs.append(ent)
+                        for idx, name, v in rec:
+                            deps.setdefault((idx, name), v)
+                        continue
+                reg, off, stop, whole = seg
+                new: list = []
+                for lz in lazies:
+                    lz.rec = new
+                try:
+                    if reg.writable and reg.fn is None and \
+                            reg.point not in lazies[reg.slot - 1 if reg.slot else 0]:
+                        return None     # reads back the image's local value
+                    words = self._words_memo(u, reg, cache)
+                finally:
+                    for lz in lazies:
+                        lz.rec = None
+                for _, _, v in new:
+                    if v.__class__ not in _SCALARS:
+                        return None
+                out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                rec = tuple(new)
+                is_timed = any(name in timed_points[i] for i, name, _ in rec)
+                if is_timed:
+                    timed.append((ri, pos, seg, g))
+                else:
+                    for idx, name, v in rec:
+                        deps.setdefault((idx, name), v)
+                regs.append((ri, pos, seg, rec, is_timed, g))
+        except Exception:
+            return None
+        pm.answers = tuple(tuple(w) for w in out)
+        pm.shared = None
+        pm.deps = tuple((i, name, v) for (i, name), v in deps.items())
+        pm.timed = tuple(timed)
+        pm.regs = tuple(regs)
+        pm.tokens = tok
+        return out
 
     def _plan_regen(self, u: _Unit, pm: _Plan, tok: Any) -> list[list[int]] | None:
         """A memoized plan whose points changed, when every register is bound directly to one
@@ -629,6 +714,7 @@ class DeviceImage:
         deps: dict = {}
         timed: list = []
         points: list | None = []
+        regs: list = []
         out: list = []
         for ri, (t, a, n) in enumerate(key):
             lk = (t, a, n)
@@ -684,6 +770,7 @@ class DeviceImage:
                 else:
                     for i, name, v in rec:
                         deps.setdefault((i, name), v)
+                regs.append((ri, pos, seg, tuple(rec), is_timed, g))
                 if points is not None:
                     if g is not None and reg.group_fn is None and reg.clock_fn is None:
                         points.append((ri, pos, seg, g, idx, reg.point, is_timed))
@@ -699,7 +786,7 @@ class DeviceImage:
             tok = (fns[0]() if len(fns) == 1 else tuple(f() for f in fns)) if fns is not None else None
             pm = _Plan(key, tuple(tuple(w) for w in out),
                        tuple((i, name, v) for (i, name), v in deps.items()), tok, tuple(timed),
-                       tuple(points) if points else None)
+                       tuple(points) if points else None, tuple(regs))
             u.plans[key] = pm
             u.plan_ids[id(key)] = pm
         else:
