@@ -90,3 +90,29 @@ def test_a_missed_target_is_shown_as_miss():
     rep = {"rows": [row], "machine": bench.machine_info(), "commit": None, "dirty": False,
            "timestamp": "t", "wall_s": 0.0}
     assert "MISS" in bench.format_report(rep) and "1 missed" in bench.format_report(rep)
+
+
+def test_core_rows_carry_every_core_target():
+    """make bench's table shows each of issue 2's core targets with its verdict (not only cffi's):
+    synthetic figures where some pass and some miss."""
+    st = lambda med, p99: {"median_us": med, "p99_us": p99}
+    core = {"rows": [
+        {"n": 1000, "cffi": st(40.0, 200.0), "pure_c": st(30.0, 60.0), "reference": st(9000.0, 9000.0),
+         "reference_over_c": 180.0, "cffi_same_steps_as_reference": st(50.0, 50.0)},
+        {"n": 10000, "cffi": st(900.0, 1000.0), "pure_c": st(1200.0, 1300.0), "reference": None,
+         "reference_over_c": None, "reference_skipped_estimate_s": 99.0}],
+        "pure_c_noisy": {1000: st(24.0, 30.0)}}
+    rows = {r["benchmark"]: r for r in bench._core_rows(core, None)}
+    want = {
+        "dlb_step N=1,000, C through cffi, median": "PASS",          # 40 <= 50
+        "dlb_step N=1,000, C through cffi, p99 / median": "MISS",    # 5x > 3x
+        "dlb_step N=1,000, pure C, median": "MISS",                  # 30 > 25
+        "dlb_step N=1,000, pure C, p99 / median": "PASS",            # 2x
+        "dlb_step N=1,000, pure C, noisy readings, median": "PASS",  # 24 <= 25
+        "dlb_step N=1,000, reference / C (cffi, same steps)": "MISS",  # 180 < 200
+        "dlb_step N=1,000, reference, median": "-",
+        "dlb_step N=10,000, C through cffi, median": "PASS",         # 900 us <= 1 ms
+        "dlb_step N=10,000, pure C, median": "MISS",                 # 1.2 ms
+        "dlb_step N=10,000, reference, median": "-",                 # skipped
+    }
+    assert {n: r["verdict"] for n, r in rows.items()} == want
