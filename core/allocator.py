@@ -302,6 +302,18 @@ class _ReferenceBackend:
         return self.core.session_energy_wh(k)
 
 
+def _session_flat(name, dep, need, rejected) -> tuple[int, int, int]:
+    """A charger reading's session data as the core's (session_update, departure_in_ms,
+    energy_need_wh); untrusted data is recorded in ``rejected`` and sent as "no update"."""
+    # (an in-range float is finite: the common case without _session_value_ok's calls)
+    if (dep is None or (dep.__class__ is float and 0.0 <= dep < 2e6) or _session_value_ok(dep)) \
+            and (need is None or (need.__class__ is float and 0.0 <= need < 2e6) or _session_value_ok(need)):
+        return (1, int(round(dep * 1000)) if dep is not None else -1,
+                int(round(need * 1000)) if need is not None else -1)
+    rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+    return 0, -1, -1
+
+
 class Allocator:
     """One site's allocator. ``backend="c"`` (default) or ``"reference"``."""
 
@@ -413,16 +425,7 @@ class Allocator:
                         dep = None
                     if need is _ABSENT:
                         need = None
-                    su, dep_ms, need_wh = 0, -1, -1
-                    if (dep is None or (dep.__class__ is float and 0.0 <= dep < 2e6) or _session_value_ok(dep)) \
-                            and (need is None or (need.__class__ is float and 0.0 <= need < 2e6)
-                                 or _session_value_ok(need)):
-                        su = 1
-                        dep_ms = int(round(dep * 1000)) if dep is not None else -1
-                        need_wh = int(round(need * 1000)) if need is not None else -1
-                    else:
-                        rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
-                    k_flat[i:i + 8] = (1, state, *ma, su, dep_ms, need_wh)
+                    k_flat[i:i + 8] = (1, state, *ma, *_session_flat(name, dep, need, rejected))
                     continue
                 if isinstance(reading, dict):
                     state = states.get(reading.get("state"))
@@ -434,16 +437,8 @@ class Allocator:
                     continue
                 su, dep_ms, need_wh = 0, -1, -1
                 if "departure_s" in reading or "energy_need_kwh" in reading:
-                    dep, need = reading.get("departure_s"), reading.get("energy_need_kwh")
-                    # (an in-range float is finite: the common case without _session_value_ok's calls)
-                    if (dep is None or (dep.__class__ is float and 0.0 <= dep < 2e6) or _session_value_ok(dep)) \
-                            and (need is None or (need.__class__ is float and 0.0 <= need < 2e6)
-                                 or _session_value_ok(need)):
-                        su = 1
-                        dep_ms = int(round(dep * 1000)) if dep is not None else -1
-                        need_wh = int(round(need * 1000)) if need is not None else -1
-                    else:
-                        rejected.append((name, f"session data not trusted: {dep!r}, {need!r}"))
+                    su, dep_ms, need_wh = _session_flat(name, reading.get("departure_s"),
+                                                        reading.get("energy_need_kwh"), rejected)
                 i = 8 * k
                 k_flat[i:i + 8] = (1, state, *ma, su, dep_ms, need_wh)
         co, ro = self._backend.step_flat(now_ms, m_flat, k_flat)

@@ -318,20 +318,7 @@ static void heap_sift(dlb_site *s, int32_t i)
         heap_swap(s, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
-            m = l;
-        }
-        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
-            m = r;
-        }
-        if (m == i) {
-            break;
-        }
-        heap_swap(s, i, m);
-        i = m;
-    }
+    heap_sift_down(s, i);
 }
 
 /* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */

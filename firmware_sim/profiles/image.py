@@ -196,6 +196,18 @@ def _as_devices(dev: Any) -> tuple:
     return (dev,)
 
 
+def _file_register(rec, timed_points, timed: list, deps: dict, where: tuple) -> bool:
+    """File a plan register by the points it read (rec: (unit index, point, value) ...): one that
+    reads a time-dependent point is re-encoded every read (timed); the others make the plan's
+    dependencies (the first value seen of each point). Returns whether it is timed."""
+    if any(name in timed_points[i] for i, name, _ in rec):
+        timed.append(where)
+        return True
+    for i, name, v in rec:
+        deps.setdefault((i, name), v)
+    return False
+
+
 class DeviceImage:
     """Serve ``profile`` for ``devices`` (unit id -> device, or unit id -> [device per connector]).
 
@@ -661,12 +673,7 @@ class DeviceImage:
                         return None
                 out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
                 rec = tuple(new)
-                is_timed = any(name in timed_points[i] for i, name, _ in rec)
-                if is_timed:
-                    timed.append((ri, pos, seg, g))
-                else:
-                    for idx, name, v in rec:
-                        deps.setdefault((idx, name), v)
+                is_timed = _file_register(rec, timed_points, timed, deps, (ri, pos, seg, g))
                 regs.append((ri, pos, seg, rec, is_timed, g))
         except Exception:
             return None
@@ -764,12 +771,7 @@ class DeviceImage:
                 if reg.fn is None and not reg.writable and reg.point is not None:
                     idx = reg.slot - 1 if reg.slot else 0
                     g = self._getter(u, idx, reg.point)
-                is_timed = any(name in timed_points[i] for i, name, _ in rec)
-                if is_timed:
-                    timed.append((ri, pos, seg, g))
-                else:
-                    for i, name, v in rec:
-                        deps.setdefault((i, name), v)
+                is_timed = _file_register(rec, timed_points, timed, deps, (ri, pos, seg, g))
                 regs.append((ri, pos, seg, tuple(rec), is_timed, g))
                 if points is not None:
                     if g is not None and reg.group_fn is None and reg.clock_fn is None:
