@@ -1728,6 +1728,18 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 continue; /* not this pass's, or nothing to add: ideal is on the grid, room would be <= 0 */
             }
             const int64_t step = s->chg[k].step_ma;
+            /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
+             * (or its power lane) below that already settles it at 0, as run_room would */
+            {
+                int32_t depth;
+                const int32_t *path = path_of(s, k, &depth);
+                const int64_t *rr = s->cx[path[depth - 1]].run;
+                const uint32_t used = x->used;
+                if (((used & 1u) && rr[0] < step) || ((used & 2u) && rr[1] < step) ||
+                    ((used & 4u) && rr[2] < step) || rr[DLB_LANE_POWER] < step * x->n_used) {
+                    continue;
+                }
+            }
             int64_t room = run_room(s, k, x->hi - x->ideal);
             int64_t extra = floor_grid(x->ideal + max64(room, 0), step) - x->ideal;
             if (extra > 0) {
