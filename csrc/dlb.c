@@ -321,18 +321,34 @@ static void heap_sift(dlb_site *s, int32_t i)
     heap_sift_down(s, i);
 }
 
+/* the lowest cached lane level of circuit c and its lane id (the first such lane), or lane -1 if every
+ * level is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
+static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *best_out)
+{
+    int64_t best = cs->lvl[0];
+    int32_t ln = 0;
+    if (cs->lvl[1] < best) {
+        best = cs->lvl[1];
+        ln = 1;
+    }
+    if (cs->lvl[2] < best) {
+        best = cs->lvl[2];
+        ln = 2;
+    }
+    if (cs->lvl[3] < best) {
+        best = cs->lvl[3];
+        ln = 3;
+    }
+    *best_out = best;
+    return best < INF ? c * 4 + ln : -1;
+}
+
 /* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
 static void heap_key(dlb_site *s, int32_t c)
 {
     circuit_scratch *cs = &s->cx[c];
-    int64_t best = INF;
-    int32_t lane = -1;
-    for (int ln = 0; ln < DLB_LANES; ln++) {
-        if (cs->lvl[ln] < best) {
-            best = cs->lvl[ln];
-            lane = c * 4 + ln;
-        }
-    }
+    int64_t best;
+    const int32_t lane = circ_best(cs, c, &best);
     int32_t pos = cs->heap_pos;
     if (lane >= 0) {
         cs->key_level = best;
@@ -1366,10 +1382,13 @@ static void lanes_flush(dlb_site *s)
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const int64_t hpc = s->hp[c];
-            for (int ln = 0; ln < DLB_PHASES; ln++) {
-                cs->W[ln] += cs->pW[ln];
-                cs->D[ln] += cs->pD[ln];
-            }
+            /* lanes written out: gcc -O2 keeps a 3- or 4-trip loop as a loop */
+            cs->W[0] += cs->pW[0];
+            cs->D[0] += cs->pD[0];
+            cs->W[1] += cs->pW[1];
+            cs->D[1] += cs->pD[1];
+            cs->W[2] += cs->pW[2];
+            cs->D[2] += cs->pD[2];
             cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
             cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
             if (cs->dirty == 0) {
@@ -1383,10 +1402,14 @@ static void lanes_flush(dlb_site *s)
                     pend_push(s, par);
                 }
                 ps->pmask |= cs->pmask;
-                for (int ln = 0; ln < DLB_LANES; ln++) {
-                    ps->pW[ln] += cs->pW[ln];
-                    ps->pD[ln] += cs->pD[ln];
-                }
+                ps->pW[0] += cs->pW[0];
+                ps->pD[0] += cs->pD[0];
+                ps->pW[1] += cs->pW[1];
+                ps->pD[1] += cs->pD[1];
+                ps->pW[2] += cs->pW[2];
+                ps->pD[2] += cs->pD[2];
+                ps->pW[3] += cs->pW[3];
+                ps->pD[3] += cs->pD[3];
             }
             for (int ln = 0; ln < DLB_LANES; ln++) {
                 cs->pW[ln] = 0;
@@ -1408,24 +1431,26 @@ static void rekey_dirty(dlb_site *s)
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            if ((cs->dirty >> ln) & 1u) {
-                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
-            }
+        const uint32_t d = cs->dirty;
+        if (d & 1u) {
+            cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
+        }
+        if (d & 2u) {
+            cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
+        }
+        if (d & 4u) {
+            cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
+        }
+        if (d & 8u) {
+            cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
         cs->dirty = 0;
         if (!rebuild) {
             heap_key(s, c);
             continue;
         }
-        int64_t best = INF;
-        int32_t lane = -1;
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            if (cs->lvl[ln] < best) {
-                best = cs->lvl[ln];
-                lane = c * 4 + ln;
-            }
-        }
+        int64_t best;
+        const int32_t lane = circ_best(cs, c, &best);
         if (lane >= 0) {
             cs->key_level = best;
             cs->key_lane = lane;
@@ -1539,14 +1564,15 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     int check_below = 0;
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &s->cx[c];
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
-            cs->W[ln] = 0;
-            cs->pW[ln] = 0;
-            cs->pD[ln] = 0;
-            cs->lvl[ln] = INF;
-            check_below |= cs->D[ln] < 0;
-        }
+        cs->D[0] = cs->run[0] * DLB_Q;
+        cs->D[1] = cs->run[1] * DLB_Q;
+        cs->D[2] = cs->run[2] * DLB_Q;
+        cs->D[DLB_LANE_POWER] = s->hp[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
+        check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
+        memset(cs->W, 0, sizeof(cs->W));
+        memset(cs->pW, 0, sizeof(cs->pW));
+        memset(cs->pD, 0, sizeof(cs->pD));
+        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
         cs->heap_pos = -1;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
@@ -1679,13 +1705,18 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
             int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
+             * same dfs order), so that later saturations above it do not scan the frozen ones again. */
+            int32_t *const glist = s->glist;
+            int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
-                int32_t k = s->glist[g];
+                int32_t k = glist[g];
                 charger_scratch *x = &s->kx[k];
                 if (x->frozen) {
                     continue;
                 }
                 if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
+                    glist[keep++] = k;
                     continue;
                 }
                 x->frozen = 1;
@@ -1696,6 +1727,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
+            }
+            if (keep < hi) {
+                memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
+                n_gl -= hi - keep;
             }
             lanes_flush(s);
             if (s->cx[c].dirty == 0) {
