@@ -138,6 +138,7 @@ struct dlb_site {
                    * presorted lists (one byte per charger instead of its scratch and configuration) */
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
+    int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
@@ -294,7 +295,7 @@ static void heap_swap(dlb_site *s, int32_t i, int32_t j)
 /* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
  * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
  * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
-static void heap_sift_down(dlb_site *s, int32_t i)
+static inline void heap_sift_down(dlb_site *s, int32_t i)
 {
     for (;;) {
         int32_t l = 2 * i + 1, r = l + 1, m = i;
@@ -1086,14 +1087,19 @@ static void end_session(dlb_site *s, int32_t k)
 
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
-    /* The usual case: a fresh reading equal to the stored one from a charger that is not lost. The
-     * stored state and currents passed the range checks; the session logic below already ran for this
-     * state (a demanding state opened the session, DISCONNECTED closed it, the others leave it), and
-     * with t_last = now and ok_since set the ladder keeps lost at 0: only the time of the reading is new. */
-    if (ci->fresh && !st->lost && ci->state == st->state && ci->current_ma[0] == st->meas[0] &&
-        ci->current_ma[1] == st->meas[1] && ci->current_ma[2] == st->meas[2] && !ci->session_update) {
-        st->t_last = now;
-        return;
+    /* The usual case: a fresh reading of the stored state, without session data, from a charger that
+     * is not lost. The stored state passed the range check; the session logic below already ran for
+     * this state (a demanding state opened the session, DISCONNECTED closed it, the others leave it),
+     * and with t_last = now and ok_since set (it is while not lost) the ladder keeps lost at 0: only
+     * the currents (when in range; a negative one reads as a large unsigned) and the time are new. */
+    if (ci->fresh && !st->lost && ci->state == st->state && !ci->session_update) {
+        /* the same holds for new currents that pass the range check: they replace the stored ones */
+        if ((uint32_t)ci->current_ma[0] <= DLB_MAX_CURRENT_MA && (uint32_t)ci->current_ma[1] <= DLB_MAX_CURRENT_MA &&
+            (uint32_t)ci->current_ma[2] <= DLB_MAX_CURRENT_MA) {
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            st->t_last = now;
+            return;
+        }
     }
     if (ci->fresh && in_range(ci->state, 0, DLB_STATE_UNAVAILABLE)) {
         int ok = 1;
@@ -1431,18 +1437,10 @@ static void rekey_dirty(dlb_site *s)
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
-        const uint32_t d = cs->dirty;
-        if (d & 1u) {
-            cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
-        }
-        if (d & 2u) {
-            cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
-        }
-        if (d & 4u) {
-            cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
-        }
-        if (d & 8u) {
-            cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if ((cs->dirty >> ln) & 1u) {
+                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
+            }
         }
         cs->dirty = 0;
         if (!rebuild) {
@@ -2214,6 +2212,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 4. ceilings and holds */
     RELOAD();
     int32_t n_items = 0;
+    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
+     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
+     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
         charger_state *st = &ks[k];
@@ -2224,28 +2226,33 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         o->reason = DLB_REASON_NONE;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
-        o->flags = 0;
         x->admitted = 0;
         x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
+        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+         * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind == KIND_LOST) {
             o->setpoint_ma = st->sp;
             o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                 : DLB_REASON_FAILSAFE;
-            o->flags |= DLB_CHARGER_LOST;
-            continue;
-        }
-        if (x->narrowed) {
-            o->flags |= DLB_CHARGER_NARROWED;
+            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                       (st->probing ? DLB_CHARGER_PROBING : 0u);
+            continue; /* remember() keeps its held set-point: nothing to do */
         }
         if (x->kind == KIND_NODEMAND) {
             o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
                         : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
                                                              : DLB_REASON_NOT_CONNECTED;
+            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+                s->key[nk + s->n_todo++] = (uint64_t)k;
+            }
             continue;
         }
         if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
             reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
         }
+        o->flags = (x->narrowed ? DLB_CHARGER_NARROWED : 0u) | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                   (st->probing ? DLB_CHARGER_PROBING : 0u);
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
@@ -2264,10 +2271,16 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
                 o->reason = DLB_REASON_MIN_OFF;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
                 continue;
             }
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
                 o->reason = DLB_REASON_START_CAP;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
                 continue;
             }
         }
@@ -2340,6 +2353,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 o->reason = DLB_REASON_ROTATION;
             } else {
                 o->reason = DLB_REASON_SCARCITY;
+            }
+            if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
+                s->key[nk + s->n_todo++] = (uint64_t)k;
             }
             continue;
         }
@@ -2458,42 +2474,30 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             o->limit_circuit = DLB_NONE;
             o->limit_lane = DLB_NONE;
         }
-    }
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        out[k].setpoint_ma = (int32_t)kx[k].sp;
+        o->setpoint_ma = (int32_t)x->sp; /* final: no later charger's top-up reads it */
     }
 
-    /* 9. switch-up (next step), remember, outputs */
-    RELOAD();
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        switch_up(s, k, kx[k].sp, now);
-    }
-    RELOAD();
-    for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &ks[k];
-        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
-        /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
-         * marked waiting (the usual case) */
-        if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, kind, spk, now);
-        }
-        if (st->reclaim_cap > 0) {
-            out[k].flags |= DLB_CHARGER_RECLAIMED;
-        }
-        if (st->probing) {
-            out[k].flags |= DLB_CHARGER_PROBING;
-        }
-    }
-    RELOAD();
-    /* allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
+    /* 9. switch-up (next step), remember, outputs, in one pass over the admitted chargers: switch_up
+     * reads the final headroom (hr) and its charger's state, the sums read outputs, remember() its
+     * charger's state (switch_up and remember() touch disjoint fields), so each charger's three steps
+     * may follow each other.
+     * remember() for the admitted chargers and the listed others (each touches only its own charger's
+     * state and, stopping a probe, clears its meter's owner only if that is itself: any order gives
+     * the same state). It changes nothing when a demanding charger keeps its set-point and is on or
+     * already marked waiting (the usual case), nor for a lost one (its output is its set-point).
+     * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
-     * admission) name a limiting circuit */
+     * admission) name a limiting circuit. */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
+        const int32_t k = adm[i], spk = out[k].setpoint_ma;
+        switch_up(s, k, spk, now);
+        const charger_state *st = &ks[k];
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now);
+        }
         const uint32_t used = kx[k].used;
-        const int64_t v = out[k].setpoint_ma;
+        const int64_t v = spk;
         circuit_scratch *cs = &cx[chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
@@ -2501,6 +2505,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (out[k].limit_circuit != DLB_NONE) {
             cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
+    }
+    for (int32_t i = 0; i < s->n_todo; i++) {
+        const int32_t k = (int32_t)s->key[nk + i];
+        remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
