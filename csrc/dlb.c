@@ -257,18 +257,35 @@ static void sort_pairs(kpair *a, kpair *tmp, size_t n)
         if (!pair_less(&a[i], &a[i - 1])) {
             continue; /* already in place: the usual case */
         }
-        kpair x = a[i];
-        size_t j = i;
-        while (j > 0 && pair_less(&x, &a[j - 1])) {
-            a[j] = a[j - 1];
-            j--;
-            if (--budget == 0) {
-                a[j] = x;
-                merge_sort_pairs(a, tmp, n);
-                return;
+        /* a[i] goes before a[i - 1]: find its place in the sorted a[0..i) by a search that widens
+         * backwards from i - 1 (a short way back costs a compare or two) and then halves, and shift the
+         * pairs in between up by one at once. p = the first index with a[i] < a[p]. */
+        const kpair x = a[i];
+        size_t hi = i - 1, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] <= x if lo > 0 */
+        while (back <= hi) {
+            const size_t j = hi - back;
+            if (!pair_less(&x, &a[j])) {
+                lo = j + 1;
+                break;
+            }
+            hi = j;
+            back *= 2;
+        }
+        while (lo < hi) { /* a[lo - 1] <= x < a[hi] */
+            const size_t mid = lo + (hi - lo) / 2;
+            if (pair_less(&x, &a[mid])) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
-        a[j] = x;
+        memmove(a + hi + 1, a + hi, (i - hi) * sizeof(kpair));
+        a[hi] = x;
+        if (i - hi >= budget) {
+            merge_sort_pairs(a, tmp, n); /* far from sorted: O(N log N) from here */
+            return;
+        }
+        budget -= i - hi;
     }
 }
 
@@ -1175,11 +1192,11 @@ static void classify(const dlb_site *s, int32_t k, const charger_state *st, cons
     if (active == 1u) { /* conductor 0 alone */
         used = 1u << kc->phase_map[0];
         n_used = 1;
-        drawn = max64(0, st->meas[0]);
+        drawn = st->meas[0]; /* stored currents passed the range check: >= 0 */
     } else if (active == 7u) { /* all three: a 3-phase map is a permutation */
         used = 7u;
         n_used = 3;
-        drawn = max64(max64(0, st->meas[0]), max64(st->meas[1], st->meas[2]));
+        drawn = max64(st->meas[0], max64(st->meas[1], st->meas[2]));
     } else {
         drawn = 0;
         used = 0;
@@ -1268,11 +1285,13 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     }
     if (!must_stay && tier == TIER_STARVING) {
         pkey = st->wait_since;
+    } else if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
+        pkey = (st->delivered_mams / kc->weight) >> 20;
     } else if (p->policy == DLB_POLICY_FIFO) {
         pkey = st->arrival;
     } else if (p->policy == DLB_POLICY_EDF) {
         pkey = st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
-    } else if (p->policy == DLB_POLICY_LLF) {
+    } else { /* DLB_POLICY_LLF */
         if (st->departure == TNONE || st->energy_need_wh < 0) {
             pkey = KEY_PKEY_MAX;
         } else {
@@ -1280,8 +1299,6 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
             int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
             pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
         }
-    } else {
-        pkey = (st->delivered_mams / kc->weight) >> 20;
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
     *tier_out = tier;
