@@ -2166,52 +2166,68 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
         }
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if (cc->has_meter && !ms->stale) {
-                cs->base[ph] = ms->ma[ph] - ev_seen[ph];
-            } else if (cc->has_meter) {
-                cs->base[ph] = cc->fallback_base_ma[ph];
-            } else {
-                cs->base[ph] = cc->fallback_base_ma[ph] + cs->childbase[ph];
-            }
+        if (cc->has_meter && !ms->stale) {
+            cs->base[0] = ms->ma[0] - ev_seen[0];
+            cs->base[1] = ms->ma[1] - ev_seen[1];
+            cs->base[2] = ms->ma[2] - ev_seen[2];
+        } else if (cc->has_meter) {
+            cs->base[0] = cc->fallback_base_ma[0];
+            cs->base[1] = cc->fallback_base_ma[1];
+            cs->base[2] = cc->fallback_base_ma[2];
+        } else {
+            cs->base[0] = cc->fallback_base_ma[0] + cs->childbase[0];
+            cs->base[1] = cc->fallback_base_ma[1] + cs->childbase[1];
+            cs->base[2] = cc->fallback_base_ma[2] + cs->childbase[2];
         }
         if (cc->parent != DLB_NONE) {
             circuit_scratch *ps = &cx[cc->parent];
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                ps->evsum[ph] += cs->evsum[ph];
-                ps->childbase[ph] += cs->base[ph];
-            }
-            for (int ln = 0; ln < DLB_LANES; ln++) {
-                ps->fixed[ln] += cs->fixed[ln];
-                ps->meas_d[ln] += cs->meas_d[ln];
-            }
+            ps->evsum[0] += cs->evsum[0];
+            ps->evsum[1] += cs->evsum[1];
+            ps->evsum[2] += cs->evsum[2];
+            ps->childbase[0] += cs->base[0];
+            ps->childbase[1] += cs->base[1];
+            ps->childbase[2] += cs->base[2];
+            ps->fixed[0] += cs->fixed[0];
+            ps->fixed[1] += cs->fixed[1];
+            ps->fixed[2] += cs->fixed[2];
+            ps->fixed[DLB_LANE_POWER] += cs->fixed[DLB_LANE_POWER];
+            ps->meas_d[0] += cs->meas_d[0];
+            ps->meas_d[1] += cs->meas_d[1];
+            ps->meas_d[2] += cs->meas_d[2];
+            ps->meas_d[DLB_LANE_POWER] += cs->meas_d[DLB_LANE_POWER];
         }
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
         circuit_scratch *cs = &cx[c];
-        uint32_t over = 0;
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            int64_t cap, load;
-            if (ln < DLB_PHASES) {
-                cap = (int64_t)cc->limit_ma[ln] - cc->margin_ma;
-                load = cs->base[ln] + cs->fixed[ln];
-            } else if (has_power(s, c)) {
-                cap = s->power_cap[c];
-                load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
-            } else {
-                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
-                continue;
-            }
-            cs->budget[ln] = cs->run[ln] = cap - load;
-            cs->hr[ln] = cap - load - cs->meas_d[ln];
-            if (cap - load < 0) {
-                cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
-            }
-            if (cs->hr[ln] < 0) {
-                cs->status |= DLB_CIRCUIT_OVERLOADED;
-                over |= 1u << ln;
-            }
+        /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
+        int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - cs->base[0] - cs->fixed[0];
+        int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - cs->base[1] - cs->fixed[1];
+        int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - cs->base[2] - cs->fixed[2];
+        int64_t h0 = b0 - cs->meas_d[0], h1 = b1 - cs->meas_d[1], h2 = b2 - cs->meas_d[2];
+        cs->budget[0] = cs->run[0] = b0;
+        cs->budget[1] = cs->run[1] = b1;
+        cs->budget[2] = cs->run[2] = b2;
+        cs->hr[0] = h0;
+        cs->hr[1] = h1;
+        cs->hr[2] = h2;
+        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
+        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
+        if (has_power(s, c)) {
+            const int64_t bp = s->power_cap[c] - (cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER]);
+            const int64_t hp = bp - cs->meas_d[DLB_LANE_POWER];
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
+            cs->hr[DLB_LANE_POWER] = hp;
+            bo |= bp < 0;
+            over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
+        } else {
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
+        }
+        if (bo) {
+            cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
+        }
+        if (over) {
+            cs->status |= DLB_CIRCUIT_OVERLOADED;
         }
         const meter_state *ms = &s->ms[c];
         if (cc->has_meter && ms->stale) {
