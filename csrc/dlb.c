@@ -330,7 +330,7 @@ static inline void heap_sift_down(dlb_site *s, int32_t i)
     }
 }
 
-static void heap_sift(dlb_site *s, int32_t i)
+static inline void heap_sift(dlb_site *s, int32_t i)
 {
     while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
         heap_swap(s, i, (i - 1) / 2);
@@ -1372,7 +1372,7 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
-static void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -1454,10 +1454,18 @@ static void rekey_dirty(dlb_site *s)
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            if ((cs->dirty >> ln) & 1u) {
-                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
-            }
+        const uint32_t d = cs->dirty;
+        if (d & 1u) {
+            cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
+        }
+        if (d & 2u) {
+            cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
+        }
+        if (d & 4u) {
+            cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
+        }
+        if (d & 8u) {
+            cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
         cs->dirty = 0;
         if (!rebuild) {
@@ -1887,21 +1895,25 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
  * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
  * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
  * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
-static room_t room_of(dlb_site *s, int32_t k, int64_t want)
+/* the memo entry of charger k's leaf and phases, computed (path_room) when void; out of line, so that
+ * room_of's usual case (a valid entry) is inline in the stages without growing dlb_step's frame */
+static void room_memo(dlb_site *s, int32_t k, circuit_scratch *leaf, uint32_t used)
+{
+    int32_t ml;
+    leaf->fail_amount[used] = path_room(s, k, &ml);
+    leaf->fail_lane[used] = ml;
+    leaf->fail_gen[used] = s->gen;
+}
+
+static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
 {
     const uint32_t used = s->kx[k].used;
     circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
-    int64_t mv;
-    int32_t ml;
-    if (leaf->fail_gen[used] == s->gen) {
-        mv = leaf->fail_amount[used];
-        ml = leaf->fail_lane[used];
-    } else {
-        mv = path_room(s, k, &ml);
-        leaf->fail_gen[used] = s->gen;
-        leaf->fail_amount[used] = mv;
-        leaf->fail_lane[used] = ml;
+    if (leaf->fail_gen[used] != s->gen) {
+        room_memo(s, k, leaf, used);
     }
+    const int64_t mv = leaf->fail_amount[used];
+    const int32_t ml = leaf->fail_lane[used];
     room_t r = {want, -1, 0};
     if (mv < want) {
         r.room = mv;
