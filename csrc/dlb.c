@@ -2296,8 +2296,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
             reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
         }
-        o->flags = (x->narrowed ? DLB_CHARGER_NARROWED : 0u) | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                   (st->probing ? DLB_CHARGER_PROBING : 0u);
+        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
