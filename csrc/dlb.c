@@ -138,6 +138,7 @@ struct dlb_site {
                    * presorted lists (one byte per charger instead of its scratch and configuration) */
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
+    int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
@@ -256,18 +257,35 @@ static void sort_pairs(kpair *a, kpair *tmp, size_t n)
         if (!pair_less(&a[i], &a[i - 1])) {
             continue; /* already in place: the usual case */
         }
-        kpair x = a[i];
-        size_t j = i;
-        while (j > 0 && pair_less(&x, &a[j - 1])) {
-            a[j] = a[j - 1];
-            j--;
-            if (--budget == 0) {
-                a[j] = x;
-                merge_sort_pairs(a, tmp, n);
-                return;
+        /* a[i] goes before a[i - 1]: find its place in the sorted a[0..i) by a search that widens
+         * backwards from i - 1 (a short way back costs a compare or two) and then halves, and shift the
+         * pairs in between up by one at once. p = the first index with a[i] < a[p]. */
+        const kpair x = a[i];
+        size_t hi = i - 1, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] <= x if lo > 0 */
+        while (back <= hi) {
+            const size_t j = hi - back;
+            if (!pair_less(&x, &a[j])) {
+                lo = j + 1;
+                break;
+            }
+            hi = j;
+            back *= 2;
+        }
+        while (lo < hi) { /* a[lo - 1] <= x < a[hi] */
+            const size_t mid = lo + (hi - lo) / 2;
+            if (pair_less(&x, &a[mid])) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
-        a[j] = x;
+        memmove(a + hi + 1, a + hi, (i - hi) * sizeof(kpair));
+        a[hi] = x;
+        if (i - hi >= budget) {
+            merge_sort_pairs(a, tmp, n); /* far from sorted: O(N log N) from here */
+            return;
+        }
+        budget -= i - hi;
     }
 }
 
@@ -294,7 +312,7 @@ static void heap_swap(dlb_site *s, int32_t i, int32_t j)
 /* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
  * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
  * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
-static void heap_sift_down(dlb_site *s, int32_t i)
+static inline void heap_sift_down(dlb_site *s, int32_t i)
 {
     for (;;) {
         int32_t l = 2 * i + 1, r = l + 1, m = i;
@@ -312,7 +330,7 @@ static void heap_sift_down(dlb_site *s, int32_t i)
     }
 }
 
-static void heap_sift(dlb_site *s, int32_t i)
+static inline void heap_sift(dlb_site *s, int32_t i)
 {
     while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
         heap_swap(s, i, (i - 1) / 2);
@@ -321,18 +339,34 @@ static void heap_sift(dlb_site *s, int32_t i)
     heap_sift_down(s, i);
 }
 
+/* the lowest cached lane level of circuit c and its lane id (the first such lane), or lane -1 if every
+ * level is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
+static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *best_out)
+{
+    int64_t best = cs->lvl[0];
+    int32_t ln = 0;
+    if (cs->lvl[1] < best) {
+        best = cs->lvl[1];
+        ln = 1;
+    }
+    if (cs->lvl[2] < best) {
+        best = cs->lvl[2];
+        ln = 2;
+    }
+    if (cs->lvl[3] < best) {
+        best = cs->lvl[3];
+        ln = 3;
+    }
+    *best_out = best;
+    return best < INF ? c * 4 + ln : -1;
+}
+
 /* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
 static void heap_key(dlb_site *s, int32_t c)
 {
     circuit_scratch *cs = &s->cx[c];
-    int64_t best = INF;
-    int32_t lane = -1;
-    for (int ln = 0; ln < DLB_LANES; ln++) {
-        if (cs->lvl[ln] < best) {
-            best = cs->lvl[ln];
-            lane = c * 4 + ln;
-        }
-    }
+    int64_t best;
+    const int32_t lane = circ_best(cs, c, &best);
     int32_t pos = cs->heap_pos;
     if (lane >= 0) {
         cs->key_level = best;
@@ -1070,14 +1104,19 @@ static void end_session(dlb_site *s, int32_t k)
 
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
-    /* The usual case: a fresh reading equal to the stored one from a charger that is not lost. The
-     * stored state and currents passed the range checks; the session logic below already ran for this
-     * state (a demanding state opened the session, DISCONNECTED closed it, the others leave it), and
-     * with t_last = now and ok_since set the ladder keeps lost at 0: only the time of the reading is new. */
-    if (ci->fresh && !st->lost && ci->state == st->state && ci->current_ma[0] == st->meas[0] &&
-        ci->current_ma[1] == st->meas[1] && ci->current_ma[2] == st->meas[2] && !ci->session_update) {
-        st->t_last = now;
-        return;
+    /* The usual case: a fresh reading of the stored state, without session data, from a charger that
+     * is not lost. The stored state passed the range check; the session logic below already ran for
+     * this state (a demanding state opened the session, DISCONNECTED closed it, the others leave it),
+     * and with t_last = now and ok_since set (it is while not lost) the ladder keeps lost at 0: only
+     * the currents (when in range; a negative one reads as a large unsigned) and the time are new. */
+    if (ci->fresh && !st->lost && ci->state == st->state && !ci->session_update) {
+        /* the same holds for new currents that pass the range check: they replace the stored ones */
+        if ((uint32_t)ci->current_ma[0] <= DLB_MAX_CURRENT_MA && (uint32_t)ci->current_ma[1] <= DLB_MAX_CURRENT_MA &&
+            (uint32_t)ci->current_ma[2] <= DLB_MAX_CURRENT_MA) {
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            st->t_last = now;
+            return;
+        }
     }
     if (ci->fresh && in_range(ci->state, 0, DLB_STATE_UNAVAILABLE)) {
         int ok = 1;
@@ -1153,11 +1192,11 @@ static void classify(const dlb_site *s, int32_t k, const charger_state *st, cons
     if (active == 1u) { /* conductor 0 alone */
         used = 1u << kc->phase_map[0];
         n_used = 1;
-        drawn = max64(0, st->meas[0]);
+        drawn = st->meas[0]; /* stored currents passed the range check: >= 0 */
     } else if (active == 7u) { /* all three: a 3-phase map is a permutation */
         used = 7u;
         n_used = 3;
-        drawn = max64(max64(0, st->meas[0]), max64(st->meas[1], st->meas[2]));
+        drawn = max64(st->meas[0], max64(st->meas[1], st->meas[2]));
     } else {
         drawn = 0;
         used = 0;
@@ -1246,11 +1285,13 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     }
     if (!must_stay && tier == TIER_STARVING) {
         pkey = st->wait_since;
+    } else if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
+        pkey = (st->delivered_mams / kc->weight) >> 20;
     } else if (p->policy == DLB_POLICY_FIFO) {
         pkey = st->arrival;
     } else if (p->policy == DLB_POLICY_EDF) {
         pkey = st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
-    } else if (p->policy == DLB_POLICY_LLF) {
+    } else { /* DLB_POLICY_LLF */
         if (st->departure == TNONE || st->energy_need_wh < 0) {
             pkey = KEY_PKEY_MAX;
         } else {
@@ -1258,8 +1299,6 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
             int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
             pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
         }
-    } else {
-        pkey = (st->delivered_mams / kc->weight) >> 20;
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
     *tier_out = tier;
@@ -1333,7 +1372,7 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
-static void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -1366,10 +1405,13 @@ static void lanes_flush(dlb_site *s)
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const int64_t hpc = s->hp[c];
-            for (int ln = 0; ln < DLB_PHASES; ln++) {
-                cs->W[ln] += cs->pW[ln];
-                cs->D[ln] += cs->pD[ln];
-            }
+            /* lanes written out: gcc -O2 keeps a 3- or 4-trip loop as a loop */
+            cs->W[0] += cs->pW[0];
+            cs->D[0] += cs->pD[0];
+            cs->W[1] += cs->pW[1];
+            cs->D[1] += cs->pD[1];
+            cs->W[2] += cs->pW[2];
+            cs->D[2] += cs->pD[2];
             cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
             cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
             if (cs->dirty == 0) {
@@ -1383,10 +1425,14 @@ static void lanes_flush(dlb_site *s)
                     pend_push(s, par);
                 }
                 ps->pmask |= cs->pmask;
-                for (int ln = 0; ln < DLB_LANES; ln++) {
-                    ps->pW[ln] += cs->pW[ln];
-                    ps->pD[ln] += cs->pD[ln];
-                }
+                ps->pW[0] += cs->pW[0];
+                ps->pD[0] += cs->pD[0];
+                ps->pW[1] += cs->pW[1];
+                ps->pD[1] += cs->pD[1];
+                ps->pW[2] += cs->pW[2];
+                ps->pD[2] += cs->pD[2];
+                ps->pW[3] += cs->pW[3];
+                ps->pD[3] += cs->pD[3];
             }
             for (int ln = 0; ln < DLB_LANES; ln++) {
                 cs->pW[ln] = 0;
@@ -1408,24 +1454,26 @@ static void rekey_dirty(dlb_site *s)
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            if ((cs->dirty >> ln) & 1u) {
-                cs->lvl[ln] = cs->W[ln] > 0 ? fdiv(cs->D[ln], cs->W[ln]) : INF;
-            }
+        const uint32_t d = cs->dirty;
+        if (d & 1u) {
+            cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
+        }
+        if (d & 2u) {
+            cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
+        }
+        if (d & 4u) {
+            cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
+        }
+        if (d & 8u) {
+            cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
         cs->dirty = 0;
         if (!rebuild) {
             heap_key(s, c);
             continue;
         }
-        int64_t best = INF;
-        int32_t lane = -1;
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            if (cs->lvl[ln] < best) {
-                best = cs->lvl[ln];
-                lane = c * 4 + ln;
-            }
-        }
+        int64_t best;
+        const int32_t lane = circ_best(cs, c, &best);
         if (lane >= 0) {
             cs->key_level = best;
             cs->key_lane = lane;
@@ -1539,14 +1587,15 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     int check_below = 0;
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &s->cx[c];
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            cs->D[ln] = (ln < DLB_PHASES || s->hp[c]) ? cs->run[ln] * DLB_Q : 0;
-            cs->W[ln] = 0;
-            cs->pW[ln] = 0;
-            cs->pD[ln] = 0;
-            cs->lvl[ln] = INF;
-            check_below |= cs->D[ln] < 0;
-        }
+        cs->D[0] = cs->run[0] * DLB_Q;
+        cs->D[1] = cs->run[1] * DLB_Q;
+        cs->D[2] = cs->run[2] * DLB_Q;
+        cs->D[DLB_LANE_POWER] = s->hp[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
+        check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
+        memset(cs->W, 0, sizeof(cs->W));
+        memset(cs->pW, 0, sizeof(cs->pW));
+        memset(cs->pD, 0, sizeof(cs->pD));
+        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
         cs->heap_pos = -1;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
@@ -1679,13 +1728,18 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
             int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
+             * same dfs order), so that later saturations above it do not scan the frozen ones again. */
+            int32_t *const glist = s->glist;
+            int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
-                int32_t k = s->glist[g];
+                int32_t k = glist[g];
                 charger_scratch *x = &s->kx[k];
                 if (x->frozen) {
                     continue;
                 }
                 if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
+                    glist[keep++] = k;
                     continue;
                 }
                 x->frozen = 1;
@@ -1696,6 +1750,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
+            }
+            if (keep < hi) {
+                memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
+                n_gl -= hi - keep;
             }
             lanes_flush(s);
             if (s->cx[c].dirty == 0) {
@@ -1728,6 +1786,18 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 continue; /* not this pass's, or nothing to add: ideal is on the grid, room would be <= 0 */
             }
             const int64_t step = s->chg[k].step_ma;
+            /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
+             * (or its power lane) below that already settles it at 0, as run_room would */
+            {
+                int32_t depth;
+                const int32_t *path = path_of(s, k, &depth);
+                const int64_t *rr = s->cx[path[depth - 1]].run;
+                const uint32_t used = x->used;
+                if (((used & 1u) && rr[0] < step) || ((used & 2u) && rr[1] < step) ||
+                    ((used & 4u) && rr[2] < step) || rr[DLB_LANE_POWER] < step * x->n_used) {
+                    continue;
+                }
+            }
             int64_t room = run_room(s, k, x->hi - x->ideal);
             int64_t extra = floor_grid(x->ideal + max64(room, 0), step) - x->ideal;
             if (extra > 0) {
@@ -1825,21 +1895,25 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
  * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
  * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
  * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
-static room_t room_of(dlb_site *s, int32_t k, int64_t want)
+/* the memo entry of charger k's leaf and phases, computed (path_room) when void; out of line, so that
+ * room_of's usual case (a valid entry) is inline in the stages without growing dlb_step's frame */
+static void room_memo(dlb_site *s, int32_t k, circuit_scratch *leaf, uint32_t used)
+{
+    int32_t ml;
+    leaf->fail_amount[used] = path_room(s, k, &ml);
+    leaf->fail_lane[used] = ml;
+    leaf->fail_gen[used] = s->gen;
+}
+
+static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
 {
     const uint32_t used = s->kx[k].used;
     circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
-    int64_t mv;
-    int32_t ml;
-    if (leaf->fail_gen[used] == s->gen) {
-        mv = leaf->fail_amount[used];
-        ml = leaf->fail_lane[used];
-    } else {
-        mv = path_room(s, k, &ml);
-        leaf->fail_gen[used] = s->gen;
-        leaf->fail_amount[used] = mv;
-        leaf->fail_lane[used] = ml;
+    if (leaf->fail_gen[used] != s->gen) {
+        room_memo(s, k, leaf, used);
     }
+    const int64_t mv = leaf->fail_amount[used];
+    const int32_t ml = leaf->fail_lane[used];
     room_t r = {want, -1, 0};
     if (mv < want) {
         r.room = mv;
@@ -2104,52 +2178,68 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (cc->has_meter) {
             ev_window(p, ms, cs->evsum, now, ev_seen);
         }
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            if (cc->has_meter && !ms->stale) {
-                cs->base[ph] = ms->ma[ph] - ev_seen[ph];
-            } else if (cc->has_meter) {
-                cs->base[ph] = cc->fallback_base_ma[ph];
-            } else {
-                cs->base[ph] = cc->fallback_base_ma[ph] + cs->childbase[ph];
-            }
+        if (cc->has_meter && !ms->stale) {
+            cs->base[0] = ms->ma[0] - ev_seen[0];
+            cs->base[1] = ms->ma[1] - ev_seen[1];
+            cs->base[2] = ms->ma[2] - ev_seen[2];
+        } else if (cc->has_meter) {
+            cs->base[0] = cc->fallback_base_ma[0];
+            cs->base[1] = cc->fallback_base_ma[1];
+            cs->base[2] = cc->fallback_base_ma[2];
+        } else {
+            cs->base[0] = cc->fallback_base_ma[0] + cs->childbase[0];
+            cs->base[1] = cc->fallback_base_ma[1] + cs->childbase[1];
+            cs->base[2] = cc->fallback_base_ma[2] + cs->childbase[2];
         }
         if (cc->parent != DLB_NONE) {
             circuit_scratch *ps = &cx[cc->parent];
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                ps->evsum[ph] += cs->evsum[ph];
-                ps->childbase[ph] += cs->base[ph];
-            }
-            for (int ln = 0; ln < DLB_LANES; ln++) {
-                ps->fixed[ln] += cs->fixed[ln];
-                ps->meas_d[ln] += cs->meas_d[ln];
-            }
+            ps->evsum[0] += cs->evsum[0];
+            ps->evsum[1] += cs->evsum[1];
+            ps->evsum[2] += cs->evsum[2];
+            ps->childbase[0] += cs->base[0];
+            ps->childbase[1] += cs->base[1];
+            ps->childbase[2] += cs->base[2];
+            ps->fixed[0] += cs->fixed[0];
+            ps->fixed[1] += cs->fixed[1];
+            ps->fixed[2] += cs->fixed[2];
+            ps->fixed[DLB_LANE_POWER] += cs->fixed[DLB_LANE_POWER];
+            ps->meas_d[0] += cs->meas_d[0];
+            ps->meas_d[1] += cs->meas_d[1];
+            ps->meas_d[2] += cs->meas_d[2];
+            ps->meas_d[DLB_LANE_POWER] += cs->meas_d[DLB_LANE_POWER];
         }
     }
     for (int32_t c = 0; c < nc; c++) {
         const dlb_circuit *cc = &s->circ[c];
         circuit_scratch *cs = &cx[c];
-        uint32_t over = 0;
-        for (int ln = 0; ln < DLB_LANES; ln++) {
-            int64_t cap, load;
-            if (ln < DLB_PHASES) {
-                cap = (int64_t)cc->limit_ma[ln] - cc->margin_ma;
-                load = cs->base[ln] + cs->fixed[ln];
-            } else if (has_power(s, c)) {
-                cap = s->power_cap[c];
-                load = cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER];
-            } else {
-                cs->budget[ln] = cs->run[ln] = cs->hr[ln] = INF;
-                continue;
-            }
-            cs->budget[ln] = cs->run[ln] = cap - load;
-            cs->hr[ln] = cap - load - cs->meas_d[ln];
-            if (cap - load < 0) {
-                cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
-            }
-            if (cs->hr[ln] < 0) {
-                cs->status |= DLB_CIRCUIT_OVERLOADED;
-                over |= 1u << ln;
-            }
+        /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
+        int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - cs->base[0] - cs->fixed[0];
+        int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - cs->base[1] - cs->fixed[1];
+        int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - cs->base[2] - cs->fixed[2];
+        int64_t h0 = b0 - cs->meas_d[0], h1 = b1 - cs->meas_d[1], h2 = b2 - cs->meas_d[2];
+        cs->budget[0] = cs->run[0] = b0;
+        cs->budget[1] = cs->run[1] = b1;
+        cs->budget[2] = cs->run[2] = b2;
+        cs->hr[0] = h0;
+        cs->hr[1] = h1;
+        cs->hr[2] = h2;
+        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
+        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
+        if (has_power(s, c)) {
+            const int64_t bp = s->power_cap[c] - (cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER]);
+            const int64_t hp = bp - cs->meas_d[DLB_LANE_POWER];
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
+            cs->hr[DLB_LANE_POWER] = hp;
+            bo |= bp < 0;
+            over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
+        } else {
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
+        }
+        if (bo) {
+            cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
+        }
+        if (over) {
+            cs->status |= DLB_CIRCUIT_OVERLOADED;
         }
         const meter_state *ms = &s->ms[c];
         if (cc->has_meter && ms->stale) {
@@ -2167,6 +2257,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 4. ceilings and holds */
     RELOAD();
     int32_t n_items = 0;
+    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
+     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
+     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
         charger_state *st = &ks[k];
@@ -2177,28 +2271,33 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         o->reason = DLB_REASON_NONE;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
-        o->flags = 0;
         x->admitted = 0;
         x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
+        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+         * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind == KIND_LOST) {
             o->setpoint_ma = st->sp;
             o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                 : DLB_REASON_FAILSAFE;
-            o->flags |= DLB_CHARGER_LOST;
-            continue;
-        }
-        if (x->narrowed) {
-            o->flags |= DLB_CHARGER_NARROWED;
+            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                       (st->probing ? DLB_CHARGER_PROBING : 0u);
+            continue; /* remember() keeps its held set-point: nothing to do */
         }
         if (x->kind == KIND_NODEMAND) {
             o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
                         : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
                                                              : DLB_REASON_NOT_CONNECTED;
+            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+                s->key[nk + s->n_todo++] = (uint64_t)k;
+            }
             continue;
         }
         if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
             reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
         }
+        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
@@ -2217,10 +2316,16 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
                 o->reason = DLB_REASON_MIN_OFF;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
                 continue;
             }
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
                 o->reason = DLB_REASON_START_CAP;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
                 continue;
             }
         }
@@ -2293,6 +2398,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 o->reason = DLB_REASON_ROTATION;
             } else {
                 o->reason = DLB_REASON_SCARCITY;
+            }
+            if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
+                s->key[nk + s->n_todo++] = (uint64_t)k;
             }
             continue;
         }
@@ -2411,42 +2519,30 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             o->limit_circuit = DLB_NONE;
             o->limit_lane = DLB_NONE;
         }
-    }
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        out[k].setpoint_ma = (int32_t)kx[k].sp;
+        o->setpoint_ma = (int32_t)x->sp; /* final: no later charger's top-up reads it */
     }
 
-    /* 9. switch-up (next step), remember, outputs */
-    RELOAD();
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        switch_up(s, k, kx[k].sp, now);
-    }
-    RELOAD();
-    for (int32_t k = 0; k < nk; k++) {
-        const charger_state *st = &ks[k];
-        const int32_t kind = kx[k].kind, spk = out[k].setpoint_ma;
-        /* remember() changes nothing when a demanding charger keeps its set-point and is on or already
-         * marked waiting (the usual case) */
-        if (!(spk == st->sp && kind == KIND_DEMAND && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, kind, spk, now);
-        }
-        if (st->reclaim_cap > 0) {
-            out[k].flags |= DLB_CHARGER_RECLAIMED;
-        }
-        if (st->probing) {
-            out[k].flags |= DLB_CHARGER_PROBING;
-        }
-    }
-    RELOAD();
-    /* allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
+    /* 9. switch-up (next step), remember, outputs, in one pass over the admitted chargers: switch_up
+     * reads the final headroom (hr) and its charger's state, the sums read outputs, remember() its
+     * charger's state (switch_up and remember() touch disjoint fields), so each charger's three steps
+     * may follow each other.
+     * remember() for the admitted chargers and the listed others (each touches only its own charger's
+     * state and, stopping a probe, clears its meter's owner only if that is itself: any order gives
+     * the same state). It changes nothing when a demanding charger keeps its set-point and is on or
+     * already marked waiting (the usual case), nor for a lost one (its output is its set-point).
+     * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
-     * admission) name a limiting circuit */
+     * admission) name a limiting circuit. */
+    RELOAD();
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
+        const int32_t k = adm[i], spk = out[k].setpoint_ma;
+        switch_up(s, k, spk, now);
+        const charger_state *st = &ks[k];
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now);
+        }
         const uint32_t used = kx[k].used;
-        const int64_t v = out[k].setpoint_ma;
+        const int64_t v = spk;
         circuit_scratch *cs = &cx[chg[k].circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
@@ -2454,6 +2550,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         if (out[k].limit_circuit != DLB_NONE) {
             cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
+    }
+    for (int32_t i = 0; i < s->n_todo; i++) {
+        const int32_t k = (int32_t)s->key[nk + i];
+        remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
     for (int32_t c = nc - 1; c > 0; c--) {
         int32_t par = s->circ[c].parent;
