@@ -627,6 +627,7 @@ class ChargerDriver(_Driver):
         if spec.pause == "enable" and self._enable is None:
             raise ValueError(f"{p.name}: pause='enable' but no writable 'enabled' register")
         self._phase_reg = lay.find("phases_setting", writable=True)
+        self.switches_phases = self._phase_reg is not None     # phase_writes(1 or 3) is not []
         self._safe_reg = lay.find("safe_current_a", writable=True)
         self._timeout_reg = lay.find("watchdog_timeout_s", writable=True)
         self.min_current_a = float(spec.min_current_a)
