@@ -84,6 +84,16 @@ class CoreArrays(NamedTuple):
     circuit_out: np.ndarray   # CIRCUIT_OUTPUT_DTYPE, one per circuit
 
 
+def _circuit_result(c, a0, a1, a2, h0, h1, h2, b0, b1, b2, pw, st) -> CircuitResult:
+    """A circuit's result from its eleven output integers (step_flat's order)."""
+    if st < 0:                          # uint32 read through a signed view
+        st += 1 << 32
+    status, flags = _status_name(st)
+    ph = None if c.power_limit_w == 0 else pw / 1000
+    return CircuitResult([a0 / 1000, a1 / 1000, a2 / 1000], [h0 / 1000, h1 / 1000, h2 / 1000],
+                         [b0 / 1000, b1 / 1000, b2 / 1000], ph, status, flags)
+
+
 def _status_name(bits: int) -> tuple:
     flags = set()
     for bit, name in ((model.CIRCUIT_OVERLOADED, "overloaded"), (model.CIRCUIT_BASE_OVERLOAD, "base_overload"),
@@ -338,6 +348,8 @@ class Allocator:
                                   d.energy_need_wh] * len(site.chargers)
         self._reason_cache = {}     # (reason, limit_circuit, limit_lane) -> _reason()
         self._shared_last = None    # step_shared: (outputs, circuit outputs, their result objects)
+        # per charger: (amps, amps, amps, their mA) of its last plain-float reading in range
+        self._last_ma = [None] * len(site.chargers)
 
     def step_raw(self, now_ms: int, meters: list, chargers: list):
         """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
@@ -388,6 +400,7 @@ class Allocator:
         k_flat = self._charger_defaults.copy()
         if chargers:
             charger_index, states = self._charger_index, model.STATES
+            last_ma = self._last_ma
             hi = model.MAX_CURRENT_MA
             fhi = hi / 1000 + 1         # _to_ma's range check before scaling (lo = 0: -1.0)
             for name, reading in chargers.items():
@@ -404,12 +417,19 @@ class Allocator:
                     ma = None
                     if cur.__class__ is list and len(cur) == 3:
                         a, b, c = cur
-                        if a.__class__ is float and b.__class__ is float and c.__class__ is float and \
-                                -1.0 <= a <= fhi and -1.0 <= b <= fhi and -1.0 <= c <= fhi:
-                            a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
-                            if 0 <= a <= hi and 0 <= b <= hi and 0 <= c <= hi:
-                                ma = (a, b, c)
-                            cur = None      # decided: in range, or not trusted
+                        if a.__class__ is float and b.__class__ is float and c.__class__ is float:
+                            last = last_ma[k]
+                            if last is not None and a == last[0] and b == last[1] and c == last[2]:
+                                # the same amps as last step: the same mA (equal floats round
+                                # alike; NaN never equals), without the range checks and rounding
+                                ma = last[3]
+                                cur = None
+                            elif -1.0 <= a <= fhi and -1.0 <= b <= fhi and -1.0 <= c <= fhi:
+                                ra, rb, rc = round(a * 1000), round(b * 1000), round(c * 1000)
+                                if 0 <= ra <= hi and 0 <= rb <= hi and 0 <= rc <= hi:
+                                    ma = (ra, rb, rc)
+                                    last_ma[k] = (a, b, c, ma)
+                                cur = None      # decided: in range, or not trusted
                     if cur is not None:
                         ma = _to_ma(cur, 0, hi)
                     if state is None or ma is None:
@@ -420,6 +440,11 @@ class Allocator:
                     i = 8 * k
                     if dep is _ABSENT and need is _ABSENT:
                         k_flat[i:i + 8] = (1, state, *ma, 0, -1, -1)
+                        continue
+                    if dep.__class__ is float and need.__class__ is float and \
+                            0.0 <= dep < 2e6 and 0.0 <= need < 2e6:
+                        # _session_flat's common case (both given, in range) without the call
+                        k_flat[i:i + 8] = (1, state, *ma, 1, round(dep * 1000), round(need * 1000))
                         continue
                     if dep is _ABSENT:
                         dep = None
@@ -477,7 +502,16 @@ class Allocator:
         if ro == lro:
             circ = lci.copy()
         else:
-            circ = self._result_flat(now_ms, (), ro, rejected).circuits
+            # circuit by circuit as the chargers above: the metered root moves every step, the
+            # circuits below it often hold
+            circ = {}
+            j = 0
+            for name, c in zip(self.site.circuit_names, self.site.circuits):
+                if ro[j:j + 11] == lro[j:j + 11]:
+                    circ[name] = lci[name]
+                else:
+                    circ[name] = _circuit_result(c, *ro[j:j + 11])
+                j += 11
         self._shared_last = (co, ro, cres, circ)
         return Result(now_ms, cres, circ, rejected)
 
@@ -495,14 +529,9 @@ class Allocator:
             cres[name] = ChargerResult(sp / 1000, ph, why[0], rc, why[1], why[2], sp, fl)
         circ = {}
         it = iter(ro)
-        for name, c, a0, a1, a2, h0, h1, h2, b0, b1, b2, pw, st in zip(
-                self.site.circuit_names, self.site.circuits, it, it, it, it, it, it, it, it, it, it, it):
-            if st < 0:
-                st += 1 << 32
-            status, flags = _status_name(st)
-            ph = None if c.power_limit_w == 0 else pw / 1000
-            circ[name] = CircuitResult([a0 / 1000, a1 / 1000, a2 / 1000], [h0 / 1000, h1 / 1000, h2 / 1000],
-                                       [b0 / 1000, b1 / 1000, b2 / 1000], ph, status, flags)
+        for name, c, *out in zip(self.site.circuit_names, self.site.circuits, it, it, it, it, it, it, it, it, it,
+                                 it, it):
+            circ[name] = _circuit_result(c, *out)
         return Result(now_ms, cres, circ, rejected)
 
     def _result(self, now_ms, outs, couts, rejected) -> Result:

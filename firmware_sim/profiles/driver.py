@@ -414,6 +414,19 @@ class _Driver:
         for pos, loc in enumerate(self._locs):
             for j in range(loc[3], loc[4]):
                 self._word_owner[loc[2]][j] = (pos, loc)
+        # per request: (start, end, owner) of each run of words with one owner (field or filler
+        # None), when no two fields share a word (else None: the word-by-word comparison)
+        self._spans = None
+        if sum(loc[4] - loc[3] for loc in self._locs) == sum(o is not None for w in self._word_owner for o in w):
+            self._spans = []
+            for owner in self._word_owner:
+                runs: list = []
+                for j, o in enumerate(owner):
+                    if runs and runs[-1][2] is o:
+                        runs[-1][1] = j + 1
+                    else:
+                        runs.append([j, j + 1, o])
+                self._spans.append(tuple(map(tuple, runs)))
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
@@ -525,16 +538,26 @@ class MeterDriver(_Driver):
         if len(old) != len(new) or len(new) != len(self._plan):
             return None
         changed: dict = {}
+        spans = self._spans
         for i, (a, b) in enumerate(zip(old, new)):
             if a != b:
                 if len(a) != len(b):
                     return None
-                owner = self._word_owner[i]
-                for j, (x, y) in enumerate(zip(a, b)):
-                    if x != y:
-                        o = owner[j]
+                if spans is None:
+                    owner = self._word_owner[i]
+                    for j, (x, y) in enumerate(zip(a, b)):
+                        if x != y:
+                            o = owner[j]
+                            if o is None:
+                                return None
+                            changed[o[0]] = o[1]
+                    continue
+                # field by field (a meter's values move every second: most of its words change,
+                # one slice comparison per field instead of one step per word)
+                for s, e, o in spans[i]:
+                    if a[s:e] != b[s:e]:
                         if o is None:
-                            return None
+                            return None     # a filler word moved
                         changed[o[0]] = o[1]
         v = dict(self._memo_values)
         for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
@@ -548,7 +571,8 @@ class MeterDriver(_Driver):
         s = self.spec
         name = self.profile.name
         for k, x in v.items():
-            if not _finite(x):
+            # (a float is finite when x - x is 0.0: NaN and infinities give NaN)
+            if (x.__class__ is not float or x - x != 0.0) and not _finite(x):
                 raise DecodeError(f"{name}: {k} = {x!r}")
         out: list[float] = []
         for i in (1, 2, 3):

@@ -592,7 +592,16 @@ class DeviceImage:
                     if out is None:
                         out = pm.shared = list(map(list, pm.answers))
                     return out
-                out = list(map(list, pm.answers))
+                if shared:
+                    # the memo's own lists for the requests without a timed register, a copy
+                    # for each one patched below: a caller comparing with the last answers
+                    # meets the same objects for the unchanged requests
+                    sh = pm.shared
+                    if sh is None:
+                        sh = pm.shared = list(map(list, pm.answers))
+                    out = sh.copy()
+                else:
+                    out = list(map(list, pm.answers))
                 encoders = self._encoders
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
@@ -606,7 +615,10 @@ class DeviceImage:
                             words = None    # the way below raises what the plain path raises
                     if words is None:
                         words = self._words_memo(u, reg, self._request_cache(u, now_ms))
-                    out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                    row = out[ri]
+                    if shared and row is sh[ri]:
+                        row = out[ri] = row.copy()
+                    row[pos:pos + stop - off] = words if whole else words[off:stop]
                 return out
             if pm.points is not None:
                 out = self._plan_regen(u, pm, tok)
@@ -688,18 +700,22 @@ class DeviceImage:
     def _plan_regen(self, u: _Unit, pm: _Plan, tok: Any) -> list[list[int]] | None:
         """A memoized plan whose points changed, when every register is bound directly to one
         point (a meter: every value moves every second): each register encoded again from its
-        point's getter (the encodings memo answers the unchanged ones), and the memo renewed,
+        point's getter through the register's encoder, and the memo renewed,
         as :meth:`_plan_build` would leave it, without its per-register recording. None when a
         point fails or is not a scalar: the full build then answers (or raises) as before."""
         out = list(map(list, pm.answers))
         deps: dict = {}
-        enc = self._encode_memo
+        memo = self._encode_memo
+        encoders = self._encoders
         try:
             for ri, pos, (reg, off, stop, whole), g, idx, name, timed in pm.points:
                 v = g()
                 if v.__class__ not in _SCALARS:
                     return None
-                words = enc(u, reg, v)
+                # straight to the register's encoder (the build made it): a meter's values move
+                # every second, the last-encoding memo would mostly miss
+                enc = encoders.get(id(reg))
+                words = enc(v) if enc is not None else memo(u, reg, v)
                 out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
                 if not timed:
                     deps.setdefault((idx, name), v)
