@@ -16,13 +16,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from ..core import Allocator, Site
+from ..core import Allocator, ChargerResult, Site, model
 from ..firmware_sim.profiles import ModbusError
 from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriver
 from .links import LinkTimeout
 
 
 _READ_ERRORS = (ModbusError, LinkTimeout, DecodeError, OSError)   # a failed read, not a crash
+_LOST = model.CHARGER_LOST
 
 #: a meter reading that stays bit-identical while the EVs under it move by more than this is frozen
 FROZEN_EV_DELTA_A = 3.0
@@ -341,7 +342,8 @@ class SiteController:
         for ep, name, drv, hb_ms, hb_sp, switches in outs:
             if by_name is not None:
                 cr = by_name[name]
-                if cr.lost:
+                # (the core's result: its flags without the property call; another DUT's: lost)
+                if (cr.flags & _LOST) if cr.__class__ is ChargerResult else cr.lost:
                     continue            # no answer: writing would only add timeouts
                 target, phases = cr.current_a, cr.phases
             else:                       # safe state: each charger at its safe current
@@ -400,8 +402,9 @@ class SiteController:
             if timed is None:
                 timed = self._timed_links = [e.link for e in self.meters + self.chargers if hasattr(e.link, "latency_ms")]
             elapsed = float(sum([link.latency_ms for link in timed]))
-            for link in timed:
-                link.latency_ms = 0
+            if elapsed:         # (latencies are never negative: a zero sum leaves nothing to reset)
+                for link in timed:
+                    link.latency_ms = 0
         st.durations_ms.append(elapsed)
         st.starts_ms.append(now_ms)
         if elapsed > self.site.cycle_ms:

@@ -879,6 +879,10 @@ class ChargerDriver(_Driver):
         # in field order: the first field that fails to decode is the one the full path names;
         # all of them decoded before the memo's reading changes (a failure leaves it as it was)
         field = self._field_value
+        if len(changed) == 1:       # (the countdown alone: every second on every Alfen)
+            for key, reg, i, off, end in changed.values():
+                prev.raw[key] = field(key, reg, tuple(responses[i][off:end]))
+            return prev
         prev.raw.update([(key, field(key, reg, tuple(responses[i][off:end])))
                          for key, reg, i, off, end in (changed[pos] for pos in sorted(changed))])
         return prev

@@ -48,7 +48,7 @@ from collections.abc import Mapping as _MappingABC
 from typing import Any, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, encode, encoder
+from .codec import CodecError, decode, decoder, encode, encoder
 
 __all__ = ["DeviceImage", "ModbusError", "NoSuchUnit",
            "ILLEGAL_FUNCTION", "ILLEGAL_DATA_ADDRESS", "ILLEGAL_DATA_VALUE", "DEVICE_FAILURE"]
@@ -232,6 +232,7 @@ class DeviceImage:
         # value it already holds: a no-op that costs a model settle, so it is skipped.
         self._kicked: dict[int, int] = {}
         self._encoders: dict[int, Any] = {}     # cache=True: id(register) -> compiled encoder
+        self._decoders: dict[int, Any] = {}     # cache=True: id(register) -> compiled decoder (writes)
         p = profile
         self._units: dict[int, _Unit] = {}
         for uid, dev in devices.items():
@@ -285,9 +286,11 @@ class DeviceImage:
 
     def invalidate(self) -> None:
         """Forget cached ``points()`` (the devices changed outside this image)."""
+        # (called on every write, heartbeat and plant step: no new dicts for nothing) the points
+        # cache is dropped by its next use, which starts a new one when _pc_now is not its time
         self._pc_now = None
-        self._pc = {}
-        self._kicked = {}
+        if self._kicked:
+            self._kicked = {}
 
     def _request_cache(self, u: _Unit, now_ms: int) -> dict:
         if not self.cache:
@@ -939,7 +942,14 @@ class DeviceImage:
     def _decode_checked(self, reg: Register, words: Sequence[int]) -> tuple[Any, Any]:
         p = self.profile
         try:
-            value = decode(words, reg.dtype, reg.word_order or p.word_order, reg.scale)
+            if self.cache:      # the register's codec, compiled once (codec.decoder: same values)
+                dec = self._decoders.get(id(reg))
+                if dec is None:
+                    dec = self._decoders[id(reg)] = decoder(reg.dtype, reg.word_order or p.word_order,
+                                                            reg.scale)
+                value = dec(words)
+            else:
+                value = decode(words, reg.dtype, reg.word_order or p.word_order, reg.scale)
         except CodecError as exc:
             raise ModbusError(p.invalid_value_exception, str(exc)) from exc
         if not check_value(reg, value):
