@@ -108,8 +108,8 @@ class SiteController:
         self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
         self._meter_subtree: dict = {}
         self._timed_links = None
-        self._scan = None        # per charger endpoint: (endpoint, *_direct_read(endpoint))
-        self._meter_scan = None  # the same per meter endpoint
+        self._scan = None        # per charger endpoint: (endpoint, its name, unit, *_direct_read(endpoint))
+        self._meter_scan = None  # per meter endpoint: (endpoint, *_direct_read(endpoint))
         self._seen: dict = {}    # charger -> (its last reading object, the currents list made from it)
         self._out_scan = None    # per charger endpoint: what the write loop needs of its driver (see cycle)
 
@@ -282,13 +282,13 @@ class SiteController:
         session_info = self.session_info
         scan = self._scan
         if scan is None:
-            scan = self._scan = [(ep, *self._direct_read(ep)) for ep in self.chargers]
+            scan = self._scan = [(ep, ep.name, ep.unit, *self._direct_read(ep)) for ep in self.chargers]
         seen = self._seen
-        for ep, link_now, plan, dec in scan:
+        for ep, name, unit, link_now, plan, dec in scan:
             if link_now is not None:
                 # an in-memory link: _read's fast path, without a coroutine per device
                 try:
-                    r = dec(link_now(ep.unit, plan))
+                    r = dec(link_now(unit, plan))
                 except _READ_ERRORS as exc:
                     self._read_failed(ep, now_ms, exc)
                     continue
@@ -296,7 +296,6 @@ class SiteController:
                 r = await read(ep, now_ms)
                 if r is None:
                     continue
-            name = ep.name
             state = r.state
             if state == "unavailable" and written.get(name) == 0:
                 # KEBA P30 and CHARX pause through their enable register and then report
@@ -310,11 +309,15 @@ class SiteController:
             else:
                 cur = list(r.currents_a)
                 seen[name] = (r, cur)
-            reading = {"state": state, "current_a": cur}
-            if session_info is not None:
-                info = session_info(name)
-                if info is not None:
-                    dep, need = info
+            info = session_info(name) if session_info is not None else None
+            if info is None:
+                reading = {"state": state, "current_a": cur}
+            else:
+                dep, need = info
+                if dep is not None and need is not None:    # (a session with both: one build)
+                    reading = {"state": state, "current_a": cur, "departure_s": dep, "energy_need_kwh": need}
+                else:
+                    reading = {"state": state, "current_a": cur}
                     if dep is not None:
                         reading["departure_s"] = dep
                     if need is not None:

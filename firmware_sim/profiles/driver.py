@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, decoder, encode
+from .codec import CodecError, decode, decoder, encode, encoder
 
 __all__ = [
     "Request", "Write", "DecodeError", "ChargerReading", "ChargerSpec", "MeterSpec",
@@ -376,6 +376,7 @@ class _Driver:
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
+        self._encoders: dict[int, Any] = {}     # memo: id(register) -> compiled encoder (writes)
         self._field_decs: dict[int, Any] = {}   # memo: id(register) -> _field_decoder
         self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
         self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
@@ -723,6 +724,12 @@ class ChargerDriver(_Driver):
     def _write(self, reg: Register, value: Any) -> Write:
         if not check_value(reg, value):
             raise ValueError(f"{self.profile.name} {reg.name}: {value!r} not accepted")
+        if self.memo:       # the register's codec, compiled once (codec.encoder: the same words)
+            enc = self._encoders.get(id(reg))
+            if enc is None:
+                enc = self._encoders[id(reg)] = encoder(reg.dtype, reg.word_order or self.profile.word_order,
+                                                        reg.scale, reg.count)
+            return (reg.table, reg.address, enc(value))
         words = encode(value, reg.dtype, reg.word_order or self.profile.word_order, reg.scale,
                        reg.count)
         return (reg.table, reg.address, words)

@@ -8,7 +8,8 @@
 * ``ChargerDriver._decode_changed`` with one changed field (the countdown) updates ``raw`` in
   place as the general path does, and leaves it as it was when that field fails to decode.
 * A write through a cached image decodes with the register's compiled decoder: the same values
-  and the same exceptions as an image without caches.
+  and the same exceptions as an image without caches; a memo driver encodes its writes with the
+  compiled encoders: the same words and refusals as a driver without memo.
 * ``invalidate()`` no longer empties the points cache itself: the next request at any time
   still sees the model's new values.
 """
@@ -213,3 +214,25 @@ def test_invalidate_drops_the_points_at_the_same_instant():
     cp.unplug(t)            # the model changes at the same instant
     fast.invalidate()
     assert fast.read_many(unit, plan, t) == [plain.read(unit, tb, a, n, t) for tb, a, n in plan] != first
+
+
+@pytest.mark.parametrize("name", ["alfen_ng9xx", "keba_p30", "abb_terra_ac", "dlbrig_generic", "vestel_evc04"])
+def test_memo_driver_writes_the_plain_drivers_words(name):
+    """A memo driver encodes its writes with the registers' compiled encoders: the same writes
+    (and the same refusals) as a driver without memo."""
+    fast, plain = driver_for(name, memo=True), driver_for(name)
+
+    def outcome(fn):
+        try:
+            return ("ok", fn())
+        except Exception as exc:    # (the type is what must agree)
+            return ("err", type(exc).__name__)
+    for amps in (0.0, 5.9, 6.0, 7.3, 13.37, 16.0, 32.0, 80.0, 1e9, -1.0, math.nan):
+        assert outcome(lambda: fast.setpoint_writes(amps)) == outcome(lambda: plain.setpoint_writes(amps)), amps
+    for ph in (1, 3, 2):
+        assert outcome(lambda: fast.phase_writes(ph)) == outcome(lambda: plain.phase_writes(ph)), ph
+    assert outcome(lambda: fast.failsafe_writes(6.0, 20.0)) == outcome(lambda: plain.failsafe_writes(6.0, 20.0))
+    assert outcome(fast.heartbeat_writes) == outcome(plain.heartbeat_writes)
+    # fresh lists each call: a caller may keep or change what it got
+    w1, w2 = fast.setpoint_writes(10.0), fast.setpoint_writes(10.0)
+    assert w1 == w2 and all(a[2] is not b[2] for a, b in zip(w1, w2))
