@@ -427,9 +427,9 @@ class Allocator:
                     # the common reading (a plain dict, three in-range float amps), decided as
                     # below without a call per charger: _to_ma's fast path inline; anything it
                     # does not take goes through _to_ma itself
-                    get = reading.get
-                    state = states.get(get("state"))
-                    cur = get("current_a", _ZERO3)
+                    # (reading.get(...) calls the method without making a bound one per charger)
+                    state = states.get(reading.get("state"))
+                    cur = reading.get("current_a", _ZERO3)
                     ma = None
                     if cur.__class__ is list and len(cur) == 3:
                         a, b, c = cur
@@ -452,8 +452,8 @@ class Allocator:
                     if state is None or ma is None:
                         rejected.append((name, f"charger reading not trusted: {reading!r}"))
                         continue
-                    dep = get("departure_s", _ABSENT)
-                    need = get("energy_need_kwh", _ABSENT)
+                    dep = reading.get("departure_s", _ABSENT)
+                    need = reading.get("energy_need_kwh", _ABSENT)
                     i = 8 * k
                     if dep is _ABSENT and need is _ABSENT:
                         k_flat[i:i + 8] = (1, state, *ma, 0, -1, -1)
