@@ -8,6 +8,7 @@ from amps to integer milliamps once; NaN, infinite or out-of-range readings are 
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -82,6 +83,16 @@ class CoreArrays(NamedTuple):
     chargers: np.ndarray      # CHARGER_INPUT_DTYPE, one per charger
     charger_out: np.ndarray   # CHARGER_OUTPUT_DTYPE, one per charger
     circuit_out: np.ndarray   # CIRCUIT_OUTPUT_DTYPE, one per circuit
+
+
+def _circuit_result(c, a0, a1, a2, h0, h1, h2, b0, b1, b2, pw, st) -> CircuitResult:
+    """A circuit's result from its eleven output integers (step_flat's order)."""
+    if st < 0:                          # uint32 read through a signed view
+        st += 1 << 32
+    status, flags = _status_name(st)
+    ph = None if c.power_limit_w == 0 else pw / 1000
+    return CircuitResult([a0 / 1000, a1 / 1000, a2 / 1000], [h0 / 1000, h1 / 1000, h2 / 1000],
+                         [b0 / 1000, b1 / 1000, b2 / 1000], ph, status, flags)
 
 
 def _status_name(bits: int) -> tuple:
@@ -187,6 +198,10 @@ class _CBackend:
         self._ci_flat = memoryview(ffi.buffer(self.chargers_in)).cast("B").cast("i")
         self._co_flat = memoryview(ffi.buffer(self.chargers_out)).cast("B").cast("i")[:6 * nk]
         self._ro_flat = memoryview(ffi.buffer(self.circuits_out)).cast("B").cast("i")
+        self._pack_m = struct.Struct(f"={4 * nc}i").pack     # step_flat's whole inputs, as bytes
+        self._pack_k = struct.Struct(f"={8 * nk}i").pack
+        self._mi_bytes = self._mi_flat.cast("B")
+        self._ci_bytes = self._ci_flat.cast("B")
         # zero-copy views; an empty site still has one (unused) charger slot in C: views show nk rows
         self.arrays = CoreArrays(
             np.frombuffer(ffi.buffer(self.meters_in), dtype=METER_INPUT_DTYPE)[:nc],
@@ -218,9 +233,18 @@ class _CBackend:
         fresh, current_ma[3]; 8 per charger: fresh, state, current_ma[3], session_update,
         departure_in_ms, energy_need_wh); returns the outputs flat (6 per charger, 11 per circuit;
         the unsigned flags / status as stored, i.e. negative above 2**31 - 1)."""
-        self._mi_flat[:] = array("i", meters_flat)
-        if chargers_flat:       # (an empty site has one unused charger slot in C)
-            self._ci_flat[:len(chargers_flat)] = array("i", chargers_flat)
+        try:
+            # struct packs an int list in one call (array("i", list) parses each item through
+            # a format string: several times the cost); all packed before anything is written
+            m = self._pack_m(*meters_flat)
+            k = self._pack_k(*chargers_flat) if chargers_flat else None
+            self._mi_bytes[:] = m
+            if k is not None:
+                self._ci_bytes[:len(k)] = k
+        except struct.error:    # (a length or value the arrays cannot take: their own error)
+            self._mi_flat[:] = array("i", meters_flat)
+            if chargers_flat:       # (an empty site has one unused charger slot in C)
+                self._ci_flat[:len(chargers_flat)] = array("i", chargers_flat)
         self._call(now_ms)
         return self._co_flat.tolist(), self._ro_flat.tolist()
 
@@ -338,6 +362,10 @@ class Allocator:
                                   d.energy_need_wh] * len(site.chargers)
         self._reason_cache = {}     # (reason, limit_circuit, limit_lane) -> _reason()
         self._shared_last = None    # step_shared: (outputs, circuit outputs, their result objects)
+        # per charger: ([amps, amps, amps], their mA) of its last plain-float reading in range,
+        # and (mA, state, the first six input fields) of its last reading with session data
+        self._last_ma = [None] * len(site.chargers)
+        self._heads = [None] * len(site.chargers)
 
     def step_raw(self, now_ms: int, meters: list, chargers: list):
         """Integer-level step: lists of model.MeterInput / model.ChargerInput (one per circuit / charger)."""
@@ -388,6 +416,7 @@ class Allocator:
         k_flat = self._charger_defaults.copy()
         if chargers:
             charger_index, states = self._charger_index, model.STATES
+            last_ma, heads = self._last_ma, self._heads
             hi = model.MAX_CURRENT_MA
             fhi = hi / 1000 + 1         # _to_ma's range check before scaling (lo = 0: -1.0)
             for name, reading in chargers.items():
@@ -398,28 +427,47 @@ class Allocator:
                     # the common reading (a plain dict, three in-range float amps), decided as
                     # below without a call per charger: _to_ma's fast path inline; anything it
                     # does not take goes through _to_ma itself
-                    get = reading.get
-                    state = states.get(get("state"))
-                    cur = get("current_a", _ZERO3)
+                    # (reading.get(...) calls the method without making a bound one per charger)
+                    state = states.get(reading.get("state"))
+                    cur = reading.get("current_a", _ZERO3)
                     ma = None
                     if cur.__class__ is list and len(cur) == 3:
                         a, b, c = cur
-                        if a.__class__ is float and b.__class__ is float and c.__class__ is float and \
-                                -1.0 <= a <= fhi and -1.0 <= b <= fhi and -1.0 <= c <= fhi:
-                            a, b, c = round(a * 1000), round(b * 1000), round(c * 1000)
-                            if 0 <= a <= hi and 0 <= b <= hi and 0 <= c <= hi:
-                                ma = (a, b, c)
-                            cur = None      # decided: in range, or not trusted
+                        if a.__class__ is float and b.__class__ is float and c.__class__ is float:
+                            last = last_ma[k]
+                            if last is not None and last[0] == cur:
+                                # the same amps as last step (a copy of them: floats compared
+                                # in C): the same mA (equal floats round alike; NaN never
+                                # equals), without the range checks and rounding
+                                ma = last[1]
+                                cur = None
+                            elif -1.0 <= a <= fhi and -1.0 <= b <= fhi and -1.0 <= c <= fhi:
+                                ra, rb, rc = round(a * 1000), round(b * 1000), round(c * 1000)
+                                if 0 <= ra <= hi and 0 <= rb <= hi and 0 <= rc <= hi:
+                                    ma = (ra, rb, rc)
+                                    last_ma[k] = ([a, b, c], ma)
+                                cur = None      # decided: in range, or not trusted
                     if cur is not None:
                         ma = _to_ma(cur, 0, hi)
                     if state is None or ma is None:
                         rejected.append((name, f"charger reading not trusted: {reading!r}"))
                         continue
-                    dep = get("departure_s", _ABSENT)
-                    need = get("energy_need_kwh", _ABSENT)
+                    dep = reading.get("departure_s", _ABSENT)
+                    need = reading.get("energy_need_kwh", _ABSENT)
                     i = 8 * k
                     if dep is _ABSENT and need is _ABSENT:
                         k_flat[i:i + 8] = (1, state, *ma, 0, -1, -1)
+                        continue
+                    if dep.__class__ is float and need.__class__ is float and \
+                            0.0 <= dep < 2e6 and 0.0 <= need < 2e6:
+                        # _session_flat's common case (both given, in range) without the call;
+                        # the six fields before the session data kept while state and mA hold
+                        h = heads[k]
+                        if h is None or h[0] is not ma or h[1] != state:
+                            h = heads[k] = (ma, state, (1, state, *ma, 1))
+                        k_flat[i:i + 6] = h[2]
+                        k_flat[i + 6] = round(dep * 1000)
+                        k_flat[i + 7] = round(need * 1000)
                         continue
                     if dep is _ABSENT:
                         dep = None
@@ -477,7 +525,16 @@ class Allocator:
         if ro == lro:
             circ = lci.copy()
         else:
-            circ = self._result_flat(now_ms, (), ro, rejected).circuits
+            # circuit by circuit as the chargers above: the metered root moves every step, the
+            # circuits below it often hold
+            circ = {}
+            j = 0
+            for name, c in zip(self.site.circuit_names, self.site.circuits):
+                if ro[j:j + 11] == lro[j:j + 11]:
+                    circ[name] = lci[name]
+                else:
+                    circ[name] = _circuit_result(c, *ro[j:j + 11])
+                j += 11
         self._shared_last = (co, ro, cres, circ)
         return Result(now_ms, cres, circ, rejected)
 
@@ -495,14 +552,9 @@ class Allocator:
             cres[name] = ChargerResult(sp / 1000, ph, why[0], rc, why[1], why[2], sp, fl)
         circ = {}
         it = iter(ro)
-        for name, c, a0, a1, a2, h0, h1, h2, b0, b1, b2, pw, st in zip(
-                self.site.circuit_names, self.site.circuits, it, it, it, it, it, it, it, it, it, it, it):
-            if st < 0:
-                st += 1 << 32
-            status, flags = _status_name(st)
-            ph = None if c.power_limit_w == 0 else pw / 1000
-            circ[name] = CircuitResult([a0 / 1000, a1 / 1000, a2 / 1000], [h0 / 1000, h1 / 1000, h2 / 1000],
-                                       [b0 / 1000, b1 / 1000, b2 / 1000], ph, status, flags)
+        for name, c, *out in zip(self.site.circuit_names, self.site.circuits, it, it, it, it, it, it, it, it, it,
+                                 it, it):
+            circ[name] = _circuit_result(c, *out)
         return Result(now_ms, cres, circ, rejected)
 
     def _result(self, now_ms, outs, couts, rejected) -> Result:

@@ -16,13 +16,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from ..core import Allocator, Site
+from ..core import Allocator, ChargerResult, Site, model
 from ..firmware_sim.profiles import ModbusError
 from ..firmware_sim.profiles.driver import ChargerDriver, DecodeError, MeterDriver
 from .links import LinkTimeout
 
 
 _READ_ERRORS = (ModbusError, LinkTimeout, DecodeError, OSError)   # a failed read, not a crash
+_LOST = model.CHARGER_LOST
 
 #: a meter reading that stays bit-identical while the EVs under it move by more than this is frozen
 FROZEN_EV_DELTA_A = 3.0
@@ -107,7 +108,10 @@ class SiteController:
         self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
         self._meter_subtree: dict = {}
         self._timed_links = None
-        self._scan = None        # per charger endpoint: (endpoint, *_direct_read(endpoint))
+        self._scan = None        # per charger endpoint: (endpoint, its name, unit, *_direct_read(endpoint))
+        self._meter_scan = None  # per meter endpoint: (endpoint, *_direct_read(endpoint))
+        self._seen: dict = {}    # charger -> (its last reading object, the currents list made from it)
+        self._out_scan = None    # per charger endpoint: what the write loop needs of its driver (see cycle)
 
     def _under_meter(self, meter: str) -> list:
         """(charger name, phase map) of every charger in the meter's circuit subtree."""
@@ -146,22 +150,30 @@ class SiteController:
         stale ladder (fallback budget). A constant load with constant EVs is never taken for frozen:
         only a meter that contradicts the chargers it feeds is."""
         key = tuple(currents)
-        ev = self._ev_sum(name, chargers)
         last = self._meter_seen.get(name)
         if last is None or last[0] != key:
             if last is not None and last[3]:
                 self.failures.append(Failure(now_ms, name, "read", "meter values changing again (was frozen)"))
-            self._meter_seen[name] = (key, now_ms, ev, False)
+            # the readings the EV sum comes from, not the sum: it is only needed once the values
+            # have held past the meter's lag, and a live meter changes every cycle (the cycle's
+            # readings are never mutated: a new dict per cycle)
+            self._meter_seen[name] = (key, now_ms, chargers, False)
             return False
         if last[3]:
             return True
         lag_ms = self.site.params.meter_latency_ms + 2 * self.site.cycle_ms
-        moved = max(abs(a - b) for a, b in zip(ev, last[2]))
-        if now_ms - last[1] > lag_ms and moved > FROZEN_EV_DELTA_A:
+        if now_ms - last[1] <= lag_ms:
+            return False
+        then = last[2]
+        if then.__class__ is dict:
+            then = self._ev_sum(name, then)
+            self._meter_seen[name] = last = (key, last[1], then, False)
+        moved = max(abs(a - b) for a, b in zip(self._ev_sum(name, chargers), then))
+        if moved > FROZEN_EV_DELTA_A:
             self.failures.append(Failure(now_ms, name, "read", f"meter frozen: values unchanged for "
                                          f"{(now_ms - last[1]) / 1000:g} s while the EVs under it changed "
                                          f"by {moved:.1f} A"))
-            self._meter_seen[name] = (key, last[1], last[2], True)
+            self._meter_seen[name] = (key, last[1], then, True)
             return True
         return False
 
@@ -241,6 +253,7 @@ class SiteController:
         else:
             for ep, writes in plans:
                 await self._write(ep, writes, now_ms)
+        self._out_scan = None       # (the failsafe timeouts set the heartbeat intervals)
         self.configured = True
 
     async def cycle(self, now_ms: int):
@@ -249,9 +262,19 @@ class SiteController:
         if not self.configured:
             await self.configure(now_ms)
         read = self._read
+        mscan = self._meter_scan
+        if mscan is None:
+            mscan = self._meter_scan = [(ep, *self._direct_read(ep)) for ep in self.meters]
         raw_meters = {}
-        for ep in self.meters:
-            currents = await read(ep, now_ms)
+        for ep, link_now, plan, dec in mscan:
+            if link_now is not None:        # as for the chargers below
+                try:
+                    currents = dec(link_now(ep.unit, plan))
+                except _READ_ERRORS as exc:
+                    self._read_failed(ep, now_ms, exc)
+                    continue
+            else:
+                currents = await read(ep, now_ms)
             if currents is not None:
                 raw_meters[ep.name] = currents
         chargers = {}
@@ -259,12 +282,13 @@ class SiteController:
         session_info = self.session_info
         scan = self._scan
         if scan is None:
-            scan = self._scan = [(ep, *self._direct_read(ep)) for ep in self.chargers]
-        for ep, link_now, plan, dec in scan:
+            scan = self._scan = [(ep, ep.name, ep.unit, *self._direct_read(ep)) for ep in self.chargers]
+        seen = self._seen
+        for ep, name, unit, link_now, plan, dec in scan:
             if link_now is not None:
                 # an in-memory link: _read's fast path, without a coroutine per device
                 try:
-                    r = dec(link_now(ep.unit, plan))
+                    r = dec(link_now(unit, plan))
                 except _READ_ERRORS as exc:
                     self._read_failed(ep, now_ms, exc)
                     continue
@@ -272,17 +296,28 @@ class SiteController:
                 r = await read(ep, now_ms)
                 if r is None:
                     continue
-            name = ep.name
             state = r.state
             if state == "unavailable" and written.get(name) == 0:
                 # KEBA P30 and CHARX pause through their enable register and then report
                 # "unavailable": that is our own pause, not an out-of-service charger
                 state = "connected_idle"
-            reading = {"state": state, "current_a": list(r.currents_a)}
-            if session_info is not None:
-                info = session_info(name)
-                if info is not None:
-                    dep, need = info
+            # decode_shared gives the same reading object while its currents hold: last cycle's
+            # copy of them is still right (nothing downstream mutates a reading)
+            last = seen.get(name)
+            if last is not None and last[0] is r:
+                cur = last[1]
+            else:
+                cur = list(r.currents_a)
+                seen[name] = (r, cur)
+            info = session_info(name) if session_info is not None else None
+            if info is None:
+                reading = {"state": state, "current_a": cur}
+            else:
+                dep, need = info
+                if dep is not None and need is not None:    # (a session with both: one build)
+                    reading = {"state": state, "current_a": cur, "departure_s": dep, "energy_need_kwh": need}
+                else:
+                    reading = {"state": state, "current_a": cur}
                     if dep is not None:
                         reading["departure_s"] = dep
                     if need is not None:
@@ -302,29 +337,35 @@ class SiteController:
         self.last_result = res
         by_name = res.chargers if res is not None else None
         phases_written, last_write_ms, last_hb_ms = self.phases_written, self.last_write_ms, self.last_hb_ms
-        for ep in self.chargers:
-            name = ep.name
-            drv = ep.driver
+        outs = self._out_scan
+        if outs is None:
+            # the drivers' heartbeat intervals hold from configure() (which sets their failsafe
+            # timeout) to the next: found once, not through a property per charger per cycle
+            outs = self._out_scan = [(ep, ep.name, ep.driver, *self._out_of(ep.driver)) for ep in self.chargers]
+        for ep, name, drv, hb_ms, hb_sp, switches in outs:
             if by_name is not None:
                 cr = by_name[name]
-                if cr.lost:
+                # (the core's result: its flags without the property call; another DUT's: lost)
+                if (cr.flags & _LOST) if cr.__class__ is ChargerResult else cr.lost:
                     continue            # no answer: writing would only add timeouts
                 target, phases = cr.current_a, cr.phases
             else:                       # safe state: each charger at its safe current
                 k = self.site.chargers[self.site.charger_names.index(name)]
                 target, phases = k.failsafe_ma / 1000, None
-            interval = drv.heartbeat_interval_s
-            hb_due = interval is not None and now_ms - last_hb_ms.get(name, -10**12) >= interval * 1000
-            if phases is not None and phases_written.get(name) != phases and drv.phase_writes(phases):
+            hb_due = hb_ms is not None and now_ms - last_hb_ms.get(name, -10**12) >= hb_ms
+            # (a driver without a phase register has no phase writes for 1 or 3 phases: only
+            # any other value is asked, for the error it raises)
+            if phases is not None and phases_written.get(name) != phases and \
+                    (switches or phases not in (1, 3)) and drv.phase_writes(phases):
                 if await self._write(ep, drv.phase_writes(phases), now_ms):
                     phases_written[name] = phases
-            if written.get(name) != target or (hb_due and drv.heartbeat_is_setpoint):
+            if written.get(name) != target or (hb_due and hb_sp):
                 if await self._write(ep, drv.setpoint_writes(target), now_ms):
                     written[name] = target
                     last_write_ms[name] = now_ms
-                    if drv.heartbeat_is_setpoint:
+                    if hb_sp:
                         last_hb_ms[name] = now_ms
-            if hb_due and not drv.heartbeat_is_setpoint:
+            if hb_due and not hb_sp:
                 writes = drv.heartbeat_writes()
                 if writes and await self._write(ep, writes, now_ms):
                     last_hb_ms[name] = now_ms
@@ -336,6 +377,14 @@ class SiteController:
             res = None
         self.last_result = res
         return res
+
+    @staticmethod
+    def _out_of(drv) -> tuple:
+        """(heartbeat interval in ms or None, heartbeat_is_setpoint, has a phase register) of a
+        charger driver, as the write loop uses them."""
+        interval = drv.heartbeat_interval_s
+        return (None if interval is None else interval * 1000, drv.heartbeat_is_setpoint,
+                getattr(drv, "switches_phases", True))
 
     async def _write_safe(self, now_ms: int):
         cfg = {n: k for n, k in zip(self.site.charger_names, self.site.chargers)}
@@ -356,8 +405,9 @@ class SiteController:
             if timed is None:
                 timed = self._timed_links = [e.link for e in self.meters + self.chargers if hasattr(e.link, "latency_ms")]
             elapsed = float(sum([link.latency_ms for link in timed]))
-            for link in timed:
-                link.latency_ms = 0
+            if elapsed:         # (latencies are never negative: a zero sum leaves nothing to reset)
+                for link in timed:
+                    link.latency_ms = 0
         st.durations_ms.append(elapsed)
         st.starts_ms.append(now_ms)
         if elapsed > self.site.cycle_ms:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, decoder, encode
+from .codec import CodecError, decode, decoder, encode, encoder
 
 __all__ = [
     "Request", "Write", "DecodeError", "ChargerReading", "ChargerSpec", "MeterSpec",
@@ -376,6 +376,7 @@ class _Driver:
         self._memo_val: Any = None
         self._field_memo: dict[str, tuple] = {}
         self._decoders: dict[int, Any] = {}     # memo: id(register) -> compiled decoder
+        self._encoders: dict[int, Any] = {}     # memo: id(register) -> compiled encoder (writes)
         self._field_decs: dict[int, Any] = {}   # memo: id(register) -> _field_decoder
         self._status_keys: set | None = None    # memo: raw keys the last full decode depends on
         self._memo_values: dict = {}            # memo (meters): the fields' values of _memo_key
@@ -414,6 +415,19 @@ class _Driver:
         for pos, loc in enumerate(self._locs):
             for j in range(loc[3], loc[4]):
                 self._word_owner[loc[2]][j] = (pos, loc)
+        # per request: (start, end, owner) of each run of words with one owner (field or filler
+        # None), when no two fields share a word (else None: the word-by-word comparison)
+        self._spans = None
+        if sum(loc[4] - loc[3] for loc in self._locs) == sum(o is not None for w in self._word_owner for o in w):
+            self._spans = []
+            for owner in self._word_owner:
+                runs: list = []
+                for j, o in enumerate(owner):
+                    if runs and runs[-1][2] is o:
+                        runs[-1][1] = j + 1
+                    else:
+                        runs.append([j, j + 1, o])
+                self._spans.append(tuple(map(tuple, runs)))
 
     def read_plan(self) -> list[Request]:
         return list(self._plan)
@@ -525,16 +539,26 @@ class MeterDriver(_Driver):
         if len(old) != len(new) or len(new) != len(self._plan):
             return None
         changed: dict = {}
+        spans = self._spans
         for i, (a, b) in enumerate(zip(old, new)):
             if a != b:
                 if len(a) != len(b):
                     return None
-                owner = self._word_owner[i]
-                for j, (x, y) in enumerate(zip(a, b)):
-                    if x != y:
-                        o = owner[j]
+                if spans is None:
+                    owner = self._word_owner[i]
+                    for j, (x, y) in enumerate(zip(a, b)):
+                        if x != y:
+                            o = owner[j]
+                            if o is None:
+                                return None
+                            changed[o[0]] = o[1]
+                    continue
+                # field by field (a meter's values move every second: most of its words change,
+                # one slice comparison per field instead of one step per word)
+                for s, e, o in spans[i]:
+                    if a[s:e] != b[s:e]:
                         if o is None:
-                            return None
+                            return None     # a filler word moved
                         changed[o[0]] = o[1]
         v = dict(self._memo_values)
         for key, reg, i, off, end in (changed[pos] for pos in sorted(changed)):
@@ -548,7 +572,8 @@ class MeterDriver(_Driver):
         s = self.spec
         name = self.profile.name
         for k, x in v.items():
-            if not _finite(x):
+            # (a float is finite when x - x is 0.0: NaN and infinities give NaN)
+            if (x.__class__ is not float or x - x != 0.0) and not _finite(x):
                 raise DecodeError(f"{name}: {k} = {x!r}")
         out: list[float] = []
         for i in (1, 2, 3):
@@ -627,6 +652,7 @@ class ChargerDriver(_Driver):
         if spec.pause == "enable" and self._enable is None:
             raise ValueError(f"{p.name}: pause='enable' but no writable 'enabled' register")
         self._phase_reg = lay.find("phases_setting", writable=True)
+        self.switches_phases = self._phase_reg is not None     # phase_writes(1 or 3) is not []
         self._safe_reg = lay.find("safe_current_a", writable=True)
         self._timeout_reg = lay.find("watchdog_timeout_s", writable=True)
         self.min_current_a = float(spec.min_current_a)
@@ -698,6 +724,12 @@ class ChargerDriver(_Driver):
     def _write(self, reg: Register, value: Any) -> Write:
         if not check_value(reg, value):
             raise ValueError(f"{self.profile.name} {reg.name}: {value!r} not accepted")
+        if self.memo:       # the register's codec, compiled once (codec.encoder: the same words)
+            enc = self._encoders.get(id(reg))
+            if enc is None:
+                enc = self._encoders[id(reg)] = encoder(reg.dtype, reg.word_order or self.profile.word_order,
+                                                        reg.scale, reg.count)
+            return (reg.table, reg.address, enc(value))
         words = encode(value, reg.dtype, reg.word_order or self.profile.word_order, reg.scale,
                        reg.count)
         return (reg.table, reg.address, words)
@@ -854,6 +886,10 @@ class ChargerDriver(_Driver):
         # in field order: the first field that fails to decode is the one the full path names;
         # all of them decoded before the memo's reading changes (a failure leaves it as it was)
         field = self._field_value
+        if len(changed) == 1:       # (the countdown alone: every second on every Alfen)
+            for key, reg, i, off, end in changed.values():
+                prev.raw[key] = field(key, reg, tuple(responses[i][off:end]))
+            return prev
         prev.raw.update([(key, field(key, reg, tuple(responses[i][off:end])))
                          for key, reg, i, off, end in (changed[pos] for pos in sorted(changed))])
         return prev

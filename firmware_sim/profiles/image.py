@@ -48,7 +48,7 @@ from collections.abc import Mapping as _MappingABC
 from typing import Any, Mapping, Sequence
 
 from .base import READ_FC, Profile, Register, check_value
-from .codec import CodecError, decode, encode, encoder
+from .codec import CodecError, decode, decoder, encode, encoder
 
 __all__ = ["DeviceImage", "ModbusError", "NoSuchUnit",
            "ILLEGAL_FUNCTION", "ILLEGAL_DATA_ADDRESS", "ILLEGAL_DATA_VALUE", "DEVICE_FAILURE"]
@@ -232,6 +232,7 @@ class DeviceImage:
         # value it already holds: a no-op that costs a model settle, so it is skipped.
         self._kicked: dict[int, int] = {}
         self._encoders: dict[int, Any] = {}     # cache=True: id(register) -> compiled encoder
+        self._decoders: dict[int, Any] = {}     # cache=True: id(register) -> compiled decoder (writes)
         p = profile
         self._units: dict[int, _Unit] = {}
         for uid, dev in devices.items():
@@ -285,9 +286,11 @@ class DeviceImage:
 
     def invalidate(self) -> None:
         """Forget cached ``points()`` (the devices changed outside this image)."""
+        # (called on every write, heartbeat and plant step: no new dicts for nothing) the points
+        # cache is dropped by its next use, which starts a new one when _pc_now is not its time
         self._pc_now = None
-        self._pc = {}
-        self._kicked = {}
+        if self._kicked:
+            self._kicked = {}
 
     def _request_cache(self, u: _Unit, now_ms: int) -> dict:
         if not self.cache:
@@ -592,7 +595,16 @@ class DeviceImage:
                     if out is None:
                         out = pm.shared = list(map(list, pm.answers))
                     return out
-                out = list(map(list, pm.answers))
+                if shared:
+                    # the memo's own lists for the requests without a timed register, a copy
+                    # for each one patched below: a caller comparing with the last answers
+                    # meets the same objects for the unchanged requests
+                    sh = pm.shared
+                    if sh is None:
+                        sh = pm.shared = list(map(list, pm.answers))
+                    out = sh.copy()
+                else:
+                    out = list(map(list, pm.answers))
                 encoders = self._encoders
                 for ri, pos, (reg, off, stop, whole), g in pm.timed:
                     words = None
@@ -606,7 +618,10 @@ class DeviceImage:
                             words = None    # the way below raises what the plain path raises
                     if words is None:
                         words = self._words_memo(u, reg, self._request_cache(u, now_ms))
-                    out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
+                    row = out[ri]
+                    if shared and row is sh[ri]:
+                        row = out[ri] = row.copy()
+                    row[pos:pos + stop - off] = words if whole else words[off:stop]
                 return out
             if pm.points is not None:
                 out = self._plan_regen(u, pm, tok)
@@ -688,18 +703,22 @@ class DeviceImage:
     def _plan_regen(self, u: _Unit, pm: _Plan, tok: Any) -> list[list[int]] | None:
         """A memoized plan whose points changed, when every register is bound directly to one
         point (a meter: every value moves every second): each register encoded again from its
-        point's getter (the encodings memo answers the unchanged ones), and the memo renewed,
+        point's getter through the register's encoder, and the memo renewed,
         as :meth:`_plan_build` would leave it, without its per-register recording. None when a
         point fails or is not a scalar: the full build then answers (or raises) as before."""
         out = list(map(list, pm.answers))
         deps: dict = {}
-        enc = self._encode_memo
+        memo = self._encode_memo
+        encoders = self._encoders
         try:
             for ri, pos, (reg, off, stop, whole), g, idx, name, timed in pm.points:
                 v = g()
                 if v.__class__ not in _SCALARS:
                     return None
-                words = enc(u, reg, v)
+                # straight to the register's encoder (the build made it): a meter's values move
+                # every second, the last-encoding memo would mostly miss
+                enc = encoders.get(id(reg))
+                words = enc(v) if enc is not None else memo(u, reg, v)
                 out[ri][pos:pos + stop - off] = words if whole else words[off:stop]
                 if not timed:
                     deps.setdefault((idx, name), v)
@@ -923,7 +942,14 @@ class DeviceImage:
     def _decode_checked(self, reg: Register, words: Sequence[int]) -> tuple[Any, Any]:
         p = self.profile
         try:
-            value = decode(words, reg.dtype, reg.word_order or p.word_order, reg.scale)
+            if self.cache:      # the register's codec, compiled once (codec.decoder: same values)
+                dec = self._decoders.get(id(reg))
+                if dec is None:
+                    dec = self._decoders[id(reg)] = decoder(reg.dtype, reg.word_order or p.word_order,
+                                                            reg.scale)
+                value = dec(words)
+            else:
+                value = decode(words, reg.dtype, reg.word_order or p.word_order, reg.scale)
         except CodecError as exc:
             raise ModbusError(p.invalid_value_exception, str(exc)) from exc
         if not check_value(reg, value):
