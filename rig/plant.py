@@ -20,6 +20,7 @@ from ..core import Site
 from ..firmware_sim import EV, PV, BuildingLoad, ChargePoint, EvseConfig, FirmwareFaults, Meter, SiteLoad, StepEvent
 from ..firmware_sim.profiles import DeviceImage, get_profile
 from ..firmware_sim.ev import SimulatedEv
+from ..firmware_sim.evse import Evse
 from .links import CommFault, CommFaults
 
 MS = 1000
@@ -116,6 +117,17 @@ class Plant:
         self._truth_tree = [(s.circuit_names[s.circuits[c].parent], s.circuit_names[c])
                             for c in range(len(s.circuits) - 1, -1, -1) if s.circuits[c].parent != -1]
         self._charger_list = list(self.chargers.values())               # (advance's loops)
+        self._promised = False      # the chargers' settled_promise set by advance (fast mode)
+        # _truth_fast's plan: per circuit in site order (name, its base loads, its chargers as
+        # (EVSE __dict__, charge point, (conductor, site phase) pairs) in self.chargers order, and
+        # whether their change counters prove their currents unchanged: plain models only)
+        groups = {n: [] for n in s.circuit_names}
+        for name, cp, circuit, pairs in self._truth_chargers:
+            groups[circuit].append((cp.evse.__dict__, cp, pairs))
+        self._truth_groups = [
+            (n, self.loads[n], tuple(g), all(type(cp) is ChargePoint and type(cp.evse) is Evse for _, cp, _ in g))
+            for n, g in groups.items()]
+        self._truth_memo = {}       # circuit -> (change counters of its chargers, its own currents)
         self._images = [dev.image for dev in self.devices.values()]      # (invalidate's loop)
         self.truth = {n: [0.0, 0.0, 0.0] for n in s.circuit_names}
         self._update_truth(0)
@@ -435,11 +447,17 @@ class Plant:
     def advance(self, t_ms: int) -> None:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
         chargers = self._charger_list
-        if self.caches:
+        if self.caches and self._promised and (
+                (self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms)
+                or (self._step_i < len(self._steps) and self._steps[self._step_i].at_ms <= t_ms)
+                or (self._deferred_next is not None and self._deferred_next <= t_ms)):
             # The images are invalidated once, at the end: nothing reads them while the plant
-            # advances (fast mode is one thread; wire mode runs without caches).
+            # advances (fast mode is one thread; wire mode runs without caches). The promise
+            # matters to write_point only, which nothing but the events applied below calls
+            # during an advance: it is withdrawn only when one of them is due.
             for cp in chargers:                  # the plant may change them from here on
                 cp.settled_promise = False
+            self._promised = False
         applied = False      # anything that may change a model outside its own methods
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
             v = self._pending_vehicles.pop(0)
@@ -479,8 +497,10 @@ class Plant:
             self.invalidate()
             # until the next advance only the images touch the chargers, through write_point
             # (which settles): promise them unchanged so same-instant writes skip a no-op settle
-            for cp in chargers:
-                cp.settled_promise = True
+            if not self._promised:
+                for cp in chargers:
+                    cp.settled_promise = True
+                self._promised = True
 
     def invalidate(self) -> None:
         """Drop the device images' cached points (models changed outside their images)."""
@@ -488,7 +508,57 @@ class Plant:
             image.invalidate()
 
     def _update_truth(self, t_ms):
-        self.truth = self.circuit_truth(t_ms)
+        if self.caches and not self._dead:
+            self.truth = self._truth_fast(t_ms)
+        else:
+            self.truth = self.circuit_truth(t_ms)
+
+    def _truth_fast(self, t_ms) -> dict:
+        """circuit_truth(t_ms) of the models (fast mode, every phase supplied), where a circuit
+        without base loads keeps the sum of its chargers' currents while their change counters
+        hold: an EVSE's currents are a function of its counted state (the EV's through the
+        signals object it consumed), and most chargers change nothing from one second to the
+        next. The sums are the plain path's, in its order (0.0, then the chargers in order)."""
+        t_abs = t_ms + self.start_ms
+        memo = self._truth_memo
+        own = {}
+        for n, load, group, plain in self._truth_groups:
+            if load.components:
+                tgt = list(load.current_a(t_abs))
+                for ed, cp, pairs in group:
+                    cur = cp.currents_a()
+                    for i, phase in pairs:
+                        tgt[phase] += cur[i]
+                own[n] = tgt
+                continue
+            if plain:
+                m = memo.get(n)
+                if m is not None:
+                    revs = m[0]
+                    k = 0
+                    for ed, cp, pairs in group:
+                        if ed["_rev"] != revs[k]:
+                            break
+                        k += 1
+                    else:
+                        own[n] = m[1][:]     # (the tree sums below add to the parents' lists)
+                        continue
+            revs = []
+            tgt = [0.0, 0.0, 0.0]
+            for ed, cp, pairs in group:
+                revs.append(ed["_rev"])
+                cur = cp.currents_a()
+                for i, phase in pairs:
+                    tgt[phase] += cur[i]
+            if plain:
+                memo[n] = (revs, tgt[:])
+            own[n] = tgt
+        for parent, child in self._truth_tree:     # children before parents: sums up the tree
+            pt, ct = own[parent], own[child]
+            pt[0] += ct[0]
+            pt[1] += ct[1]
+            pt[2] += ct[2]
+        return own
 
     def circuit_truth(self, t_ms, charger_currents: dict | None = None) -> dict:
         """True current per circuit and phase (its whole subtree): base loads (none on a phase
