@@ -102,6 +102,7 @@ class Plant:
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
         self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
+        self._open_energy: dict = {}   # charger -> (its open session, its EVSE) (session_info, caches)
         self._sessions_of: dict[str, list] = {}       # charger -> its sessions, in self.sessions order
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
@@ -156,6 +157,7 @@ class Plant:
             comp = StepEvent(at_ms=at, delta_a=ld.delta_a, duration_ms=ld.for_ms)
         else:
             comp = BuildingLoad(kind=ld.kind, peak_a=ld.peak_a, seed=seed, unbalance=ld.unbalance)
+            comp.segment_memo = self.caches     # (asked every second: see BuildingLoad.current_a)
         self.loads[ld.circuit].add(comp)
 
     def _add_charger(self, dev):
@@ -229,6 +231,7 @@ class Plant:
         self.sessions.append(session)
         self._sessions_of.setdefault(charger, []).append(session)
         self._open_session[charger] = session
+        self._open_energy[charger] = (session, cp.evse)
         self.events_log.append((t, f"plug {charger} {preset}"))
 
     def _unplug(self, charger, t):
@@ -245,11 +248,24 @@ class Plant:
                 s.delivered_kwh = cp.evse.session_energy_wh / 1000
                 break
         self._open_session.pop(charger, None)
+        self._open_energy.pop(charger, None)
         cp.unplug(t)
         self.events_log.append((t, f"unplug {charger}"))
 
     def session_info(self, charger):
         """(departure in s from now, energy still needed in kWh) for the controller, or None."""
+        if self.caches:
+            # every cycle for every charger: the open session and its EVSE at hand, the session
+            # energy read from the EVSE's integrator as its property does (a plain Evse only)
+            o = self._open_energy.get(charger)
+            if o is not None and o[0].left_ms is None and type(o[1]) is Evse:
+                s, evse = o
+                d = s.depart_ms
+                dep = None if d is None else max(0.0, (d - self.now_ms) / 1000)
+                n = s.need_kwh
+                if n is None:
+                    return dep, None
+                return dep, max(0.0, n - evse._session.value(evse.now_ms) / 1000)
         s = self._open_session.get(charger)     # every cycle for every charger: no scan
         if s is not None and s.left_ms is None:
             dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
