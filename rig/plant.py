@@ -184,6 +184,7 @@ class Plant:
         i = self.circuit_index[dev.circuit]
         m = Meter(update_interval_ms=int(dev.update_interval_s * 1000), noise_a=dev.noise_a,
                   seed=self.seed * 7919 + i, nominal_voltage_v=float(self.voltage_v))
+        m.quantise_memo = self.caches       # (sampled every second: see Meter._measure)
         unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
         image = DeviceImage(profile, {unit: m}, cache=self.caches)
         self.meters[dev.circuit] = m
