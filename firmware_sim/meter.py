@@ -171,6 +171,9 @@ class Meter:
         iv = self.update_interval_ms
         g = (now_ms // iv) * iv  # the last sample instant <= now
         en_now = None
+        # the state is stored in the instance's dict: __setattr__ is there for the fault knob
+        # only, and going through it costs a Python call per assignment (every second)
+        d = self.__dict__
         if self._last_sample_ms is None or g > self._last_sample_ms:
             if g >= now_ms:  # the sample instant is now: it sees the new truth
                 # (the counters at now_ms: the same as those stored below, computed once)
@@ -179,14 +182,14 @@ class Meter:
             else:  # it was in the held interval
                 s_i, s_v = list(self._truth_i), list(self._truth_v)
                 en = self._energies_after(max(0, g - self.now_ms))
-            self._last_sample_ms = g
-            self._sample_index = g // iv
+            d["_last_sample_ms"] = g
+            d["_sample_index"] = g // iv
             if self.fault != "frozen":
-                self._display = self._measure(s_i, s_v, self._sample_index, en)
-        self._imp, self._exp, self._imp_tot, self._exp_tot = \
+                d["_display"] = self._measure(s_i, s_v, self._sample_index, en)
+        d["_imp"], d["_exp"], d["_imp_tot"], d["_exp_tot"] = \
             en_now if en_now is not None else self._energies_after(now_ms - self.now_ms)
-        self._truth_i, self._truth_v = new_i, new_v
-        self.now_ms = now_ms
+        d["_truth_i"], d["_truth_v"] = new_i, new_v
+        d["now_ms"] = now_ms
 
     def _measure(self, i_true: list[float], v_true: list[float], index: int, en: tuple) -> dict:
         """Displayed values for one sample: noise (seeded by sample index), resolution, wiring."""
@@ -209,7 +212,7 @@ class Meter:
                 v = [_q(x + 0.0, res_v) for x in v_true]
                 if self.quantise_memo:
                     # (equal inputs quantise alike: x + 0.0 makes a -0.0 the 0.0 it equals)
-                    self._v_memo = (list(v_true), res_v, list(v))
+                    self.__dict__["_v_memo"] = (list(v_true), res_v, list(v))
         if self.system_type == 1:
             i[1] = i[2] = v[1] = v[2] = 0.0
         d: dict[str, float] = {}
