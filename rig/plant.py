@@ -102,7 +102,9 @@ class Plant:
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
         self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
-        self._open_energy: dict = {}   # charger -> (its open session, its EVSE) (session_info, caches)
+        # charger -> (its open session, its EVSE, the EVSE's session integrator) for session_info
+        # (caches; a plain Evse only)
+        self._open_energy: dict = {}
         self._sessions_of: dict[str, list] = {}       # charger -> its sessions, in self.sessions order
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
@@ -232,7 +234,8 @@ class Plant:
         self.sessions.append(session)
         self._sessions_of.setdefault(charger, []).append(session)
         self._open_session[charger] = session
-        self._open_energy[charger] = (session, cp.evse)
+        if type(cp.evse) is Evse:
+            self._open_energy[charger] = (session, cp.evse, cp.evse._session)
         self.events_log.append((t, f"plug {charger} {preset}"))
 
     def _unplug(self, charger, t):
@@ -257,16 +260,16 @@ class Plant:
         """(departure in s from now, energy still needed in kWh) for the controller, or None."""
         if self.caches:
             # every cycle for every charger: the open session and its EVSE at hand, the session
-            # energy read from the EVSE's integrator as its property does (a plain Evse only)
+            # energy computed from the EVSE's integrator as its property does (its value() inlined)
             o = self._open_energy.get(charger)
-            if o is not None and o[0].left_ms is None and type(o[1]) is Evse:
-                s, evse = o
+            if o is not None and o[0].left_ms is None:
+                s, evse, g = o
                 d = s.depart_ms
                 dep = None if d is None else max(0.0, (d - self.now_ms) / 1000)
                 n = s.need_kwh
                 if n is None:
                     return dep, None
-                return dep, max(0.0, n - evse._session.value(evse.now_ms) / 1000)
+                return dep, max(0.0, n - (g.acc + g.rate * (evse.now_ms - g.t0)) / 1000)
         s = self._open_session.get(charger)     # every cycle for every charger: no scan
         if s is not None and s.left_ms is None:
             dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
