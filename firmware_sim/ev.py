@@ -510,11 +510,17 @@ class EV:
         c = self._c_at_ms
         if c is not None and c <= t_ms:
             return False
-        old, new = self._soc_snapshot, self.soc_at(t_ms)
+        # soc_at(t_ms) and the integrator's value inlined (every charging EV, every second)
+        e = self._energy
+        old = self._soc_snapshot
+        new = min(100.0, self._soc0_pct + (e.acc + e.rate * (t_ms - e.t0)) / 1000.0 / self.battery_kwh * 100.0)
         target = self.target_soc_pct
         if (new >= target) != (old >= target):
             return False
-        if self.faults.overdraw_pct <= 0 and self.taper_limit_a(new) != self.taper_limit_a(old):
+        knee = self.taper_soc_pct
+        # both at or below the knee: taper_limit_a is max_current_a for both (not called)
+        if (new > knee or old > knee) and knee < 100.0 and self.faults.overdraw_pct <= 0 and \
+                self.taper_limit_a(new) != self.taper_limit_a(old):
             return False
         self._now_ms = t_ms
         self._soc_snapshot = new

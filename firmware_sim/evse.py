@@ -802,6 +802,33 @@ class Evse:
                 best = x
         return best
 
+    def next_event_memo(self) -> int | None:
+        """:meth:`next_event_ms` for a caller that asks it every cycle (ChargePoint under its
+        owner's promise). Of its candidates only the watchdog's moves without a counted
+        assignment (every heartbeat feeds it); the earliest of the others is a function of the
+        counted state, the knobs and the validity deadline (not counted), and while it is after
+        the clock it stays the earliest after a later clock: kept under those keys."""
+        d = self.__dict__
+        now = d["now_ms"]
+        m = d.get("_next_memo")
+        if m is None or m[0] != d["_rev"] or m[1] != _KNOBS_GEN[0] or \
+                m[2] != d["_validity_deadline_ms"] or (m[3] is not None and m[3] <= now):
+            feed = d["_wd_last_feed_ms"]
+            d["_wd_last_feed_ms"] = None    # (uncounted) the candidates without the watchdog's
+            try:
+                rest = self.next_event_ms()
+            finally:
+                d["_wd_last_feed_ms"] = feed
+            d["_next_memo"] = m = (d["_rev"], _KNOBS_GEN[0], d["_validity_deadline_ms"], rest)
+        best = m[3]
+        feed = d["_wd_last_feed_ms"]
+        if feed is not None and d["_wd_timeout_ms"] > 0 and not d["in_failsafe"] \
+                and not self.faults.no_watchdog:
+            x = feed + d["_wd_timeout_ms"]
+            if x > now and (best is None or x < best):
+                best = x
+        return best
+
     def state_signature(self) -> tuple:
         """Observable state plus timers, for fixed-point settling of a coupled EV."""
         # cp_state inlined (the property's body: this runs two to three times per settle)
@@ -889,9 +916,14 @@ class Evse:
 
     # ------------------------------------------------------------------ point vocabulary
     def _valid_ms(self) -> int:
-        if self._validity_deadline_ms is not None and not self.in_failsafe:
+        # (watchdog_remaining_ms inlined: a timed point, read every cycle)
+        if self.in_failsafe:
+            return 0
+        if self._validity_deadline_ms is not None:
             return max(0, self._validity_deadline_ms - self.now_ms)
-        return 0 if self.in_failsafe else self.watchdog_remaining_ms()
+        if self._wd_timeout_ms > 0 and not self.faults.no_watchdog and self._wd_last_feed_ms is not None:
+            return max(0, self._wd_last_feed_ms + self._wd_timeout_ms - self.now_ms)
+        return self._wd_timeout_ms
 
     def _duration_ms(self) -> int:
         if self._plug_ms is None:
@@ -1142,7 +1174,7 @@ class ChargePoint:
             if type(self.ev) is EV:
                 t = self._quiet_ticks(now_ms)
             else:
-                t = self._next_event_ms()
+                t = self._next_event_ms(type(self.evse) is Evse)
             if t is None or t > now_ms:
                 self.now_ms = self.evse.__dict__["now_ms"] = now_ms    # (not counted: _UNVERSIONED)
                 if self.ev is not None:
@@ -1177,7 +1209,8 @@ class ChargePoint:
         ev, evse = self.ev, self.evse
         ed = evse.__dict__
         now = self.now_ms
-        x = evse.next_event_ms()        # (as _next_event_ms: after now)
+        # (as _next_event_ms: after now)
+        x = evse.next_event_memo() if type(evse) is Evse else evse.next_event_ms()
         if x is not None and x <= now:
             x = None
         settled = self._settled
@@ -1194,11 +1227,11 @@ class ChargePoint:
             self.now_ms = ed["now_ms"] = now = t        # (not counted: _UNVERSIONED)
             self._settled = settled = (settled[0], settled[1], t)
 
-    def _next_event_ms(self) -> int | None:
+    def _next_event_ms(self, memo: bool = False) -> int | None:
         # the earliest of the EVSE's and the EV's next events after now (every idle charger asks
-        # this every cycle: no lists built)
+        # this every cycle: no lists built); memo: under the owner's promise, a plain Evse
         now = self.now_ms
-        best = self.evse.next_event_ms()
+        best = self.evse.next_event_memo() if memo else self.evse.next_event_ms()
         if best is not None and best <= now:
             best = None
         ev = self.ev

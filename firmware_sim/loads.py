@@ -182,8 +182,47 @@ class BuildingLoad:
 
     def current_a(self, t_ms: int) -> list[float]:
         """Per-phase current [L1, L2, L3] (A) at ``t_ms``."""
+        if self.segment_memo:
+            return self._current_a_memo(int(t_ms))
         base = self.peak_a * self.total_fraction(t_ms)
         return [base * w for w in self._w]
+
+    #: Set by an owner that asks every second (the rig's plant in fast mode): current_a keeps the
+    #: knots of the stretch it is in (one hour's shape knots, one 15-min pair of noise knots) and
+    #: does shape's and noise's arithmetic on them, instead of finding them again for every query.
+    #: The same operations on the same values (the numpy knots as the floats they hold), so the
+    #: same result. Not a field: the plain path (False) is the reference.
+    segment_memo = False
+    _seg = None     # (from, until, hour start, shape knot, its slope, noise knot, its slope, kind, seed)
+
+    def _current_a_memo(self, t: int) -> list[float]:
+        seg = self._seg
+        if seg is None or not seg[0] <= t < seg[1] or seg[7] != self.kind or seg[8] != self.seed:
+            seg = self._seg = self._segment(t)
+        shape = seg[3] + seg[4] * (t - seg[2]) / MS_PER_HOUR
+        noise = seg[5] + seg[6] * (t - seg[0]) / _NOISE_KNOT_MS
+        base = self.peak_a * max(shape * (1.0 + self.noise_fraction * noise), float(self.critical_fraction))
+        return [base * w for w in self._w]
+
+    def _segment(self, t: int) -> tuple:
+        """The knots shape(t) and noise(t) interpolate between, for the 15-min stretch of ``t``."""
+        day, ms = divmod(t, MS_PER_DAY)
+        dow = day % 7
+        prof = _PROFILES[self.kind][0 if dow < 5 else (1 if dow == 5 else 2)]
+        h = ms // MS_PER_HOUR
+        a = prof[h]
+        if h < 23:
+            b = prof[h + 1]
+        else:
+            nd = (dow + 1) % 7
+            b = _PROFILES[self.kind][0 if nd < 5 else (1 if nd == 5 else 2)][0]
+        i = ms // _NOISE_KNOT_MS
+        knots = self._noise_knots(day)
+        na = knots[i]
+        nb = knots[i + 1] if i + 1 < _KNOTS_PER_DAY else self._noise_knots(day + 1)[0]
+        start = day * MS_PER_DAY + i * _NOISE_KNOT_MS
+        return (start, start + _NOISE_KNOT_MS, day * MS_PER_DAY + h * MS_PER_HOUR, a, b - a,
+                float(na), float(nb - na), self.kind, self.seed)
 
     def critical_current_a(self, t_ms: int) -> list[float]:
         """Per-phase non-sheddable part (A), e.g. a hospital's critical loads."""

@@ -171,6 +171,9 @@ class Meter:
         iv = self.update_interval_ms
         g = (now_ms // iv) * iv  # the last sample instant <= now
         en_now = None
+        # the state is stored in the instance's dict: __setattr__ is there for the fault knob
+        # only, and going through it costs a Python call per assignment (every second)
+        d = self.__dict__
         if self._last_sample_ms is None or g > self._last_sample_ms:
             if g >= now_ms:  # the sample instant is now: it sees the new truth
                 # (the counters at now_ms: the same as those stored below, computed once)
@@ -179,14 +182,14 @@ class Meter:
             else:  # it was in the held interval
                 s_i, s_v = list(self._truth_i), list(self._truth_v)
                 en = self._energies_after(max(0, g - self.now_ms))
-            self._last_sample_ms = g
-            self._sample_index = g // iv
+            d["_last_sample_ms"] = g
+            d["_sample_index"] = g // iv
             if self.fault != "frozen":
-                self._display = self._measure(s_i, s_v, self._sample_index, en)
-        self._imp, self._exp, self._imp_tot, self._exp_tot = \
+                d["_display"] = self._measure(s_i, s_v, self._sample_index, en)
+        d["_imp"], d["_exp"], d["_imp_tot"], d["_exp_tot"] = \
             en_now if en_now is not None else self._energies_after(now_ms - self.now_ms)
-        self._truth_i, self._truth_v = new_i, new_v
-        self.now_ms = now_ms
+        d["_truth_i"], d["_truth_v"] = new_i, new_v
+        d["now_ms"] = now_ms
 
     def _measure(self, i_true: list[float], v_true: list[float], index: int, en: tuple) -> dict:
         """Displayed values for one sample: noise (seeded by sample index), resolution, wiring."""
@@ -202,7 +205,14 @@ class Meter:
             # every sample); x + 0.0 is what the noisy expression adds
             res_a, res_v = self.resolution_a, self.resolution_v
             i = [_q(x + 0.0, res_a) for x in i_true]
-            v = [_q(x + 0.0, res_v) for x in v_true]
+            vm = self._v_memo
+            if vm is not None and vm[0] == v_true and vm[1] == res_v:
+                v = list(vm[2])
+            else:
+                v = [_q(x + 0.0, res_v) for x in v_true]
+                if self.quantise_memo:
+                    # (equal inputs quantise alike: x + 0.0 makes a -0.0 the 0.0 it equals)
+                    self.__dict__["_v_memo"] = (list(v_true), res_v, list(v))
         if self.system_type == 1:
             i[1] = i[2] = v[1] = v[2] = 0.0
         d: dict[str, float] = {}
@@ -245,6 +255,11 @@ class Meter:
         return d
 
     _n_shift = None     # (self._pf, [exp(-j phi)] per phase) for the neutral current; not a field
+    #: Set by an owner that advances the meter every second (the rig's plant in fast mode): the
+    #: quantised voltages of the last noise-free sample are kept for the same true voltages (the
+    #: supply, which rarely changes; _q's round(x, 9) is the costly part of a sample). Not a field.
+    quantise_memo = False
+    _v_memo = None      # (true voltages, resolution, their quantised values)
 
     # ------------------------------------------------------------------ readings
     def true_energy_kwh(self) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from ..core import Site
 from ..firmware_sim import EV, PV, BuildingLoad, ChargePoint, EvseConfig, FirmwareFaults, Meter, SiteLoad, StepEvent
 from ..firmware_sim.profiles import DeviceImage, get_profile
 from ..firmware_sim.ev import SimulatedEv
+from ..firmware_sim.evse import Evse
 from .links import CommFault, CommFaults
 
 MS = 1000
@@ -101,6 +102,9 @@ class Plant:
         # sessions: vehicles from the scenario (and plug steps of the timeline)
         self.sessions: list[Session] = []
         self._open_session: dict[str, Session] = {}   # charger -> its session still plugged in
+        # charger -> (its open session, its EVSE, the EVSE's session integrator) for session_info
+        # (caches; a plain Evse only)
+        self._open_energy: dict = {}
         self._sessions_of: dict[str, list] = {}       # charger -> its sessions, in self.sessions order
         self._pending_vehicles = sorted(scenario.expand_vehicles(), key=lambda v: (self._time(v.arrive), v.id))
         self._steps = sorted(scenario.steps, key=lambda st: (st.at_ms, st.line))
@@ -116,6 +120,17 @@ class Plant:
         self._truth_tree = [(s.circuit_names[s.circuits[c].parent], s.circuit_names[c])
                             for c in range(len(s.circuits) - 1, -1, -1) if s.circuits[c].parent != -1]
         self._charger_list = list(self.chargers.values())               # (advance's loops)
+        self._promised = False      # the chargers' settled_promise set by advance (fast mode)
+        # _truth_fast's plan: per circuit in site order (name, its base loads, its chargers as
+        # (EVSE __dict__, charge point, (conductor, site phase) pairs) in self.chargers order, and
+        # whether their change counters prove their currents unchanged: plain models only)
+        groups = {n: [] for n in s.circuit_names}
+        for name, cp, circuit, pairs in self._truth_chargers:
+            groups[circuit].append((cp.evse.__dict__, cp, pairs))
+        self._truth_groups = [
+            (n, self.loads[n], tuple(g), all(type(cp) is ChargePoint and type(cp.evse) is Evse for _, cp, _ in g))
+            for n, g in groups.items()]
+        self._truth_memo = {}       # circuit -> (change counters of its chargers, its own currents)
         self._images = [dev.image for dev in self.devices.values()]      # (invalidate's loop)
         self.truth = {n: [0.0, 0.0, 0.0] for n in s.circuit_names}
         self._update_truth(0)
@@ -144,6 +159,7 @@ class Plant:
             comp = StepEvent(at_ms=at, delta_a=ld.delta_a, duration_ms=ld.for_ms)
         else:
             comp = BuildingLoad(kind=ld.kind, peak_a=ld.peak_a, seed=seed, unbalance=ld.unbalance)
+            comp.segment_memo = self.caches     # (asked every second: see BuildingLoad.current_a)
         self.loads[ld.circuit].add(comp)
 
     def _add_charger(self, dev):
@@ -170,6 +186,7 @@ class Plant:
         i = self.circuit_index[dev.circuit]
         m = Meter(update_interval_ms=int(dev.update_interval_s * 1000), noise_a=dev.noise_a,
                   seed=self.seed * 7919 + i, nominal_voltage_v=float(self.voltage_v))
+        m.quantise_memo = self.caches       # (sampled every second: see Meter._measure)
         unit = dev.unit if dev.unit is not None else profile.unit_ids[0]
         image = DeviceImage(profile, {unit: m}, cache=self.caches)
         self.meters[dev.circuit] = m
@@ -217,6 +234,8 @@ class Plant:
         self.sessions.append(session)
         self._sessions_of.setdefault(charger, []).append(session)
         self._open_session[charger] = session
+        if type(cp.evse) is Evse:
+            self._open_energy[charger] = (session, cp.evse, cp.evse._session)
         self.events_log.append((t, f"plug {charger} {preset}"))
 
     def _unplug(self, charger, t):
@@ -233,11 +252,24 @@ class Plant:
                 s.delivered_kwh = cp.evse.session_energy_wh / 1000
                 break
         self._open_session.pop(charger, None)
+        self._open_energy.pop(charger, None)
         cp.unplug(t)
         self.events_log.append((t, f"unplug {charger}"))
 
     def session_info(self, charger):
         """(departure in s from now, energy still needed in kWh) for the controller, or None."""
+        if self.caches:
+            # every cycle for every charger: the open session and its EVSE at hand, the session
+            # energy computed from the EVSE's integrator as its property does (its value() inlined)
+            o = self._open_energy.get(charger)
+            if o is not None and o[0].left_ms is None:
+                s, evse, g = o
+                d = s.depart_ms
+                dep = None if d is None else max(0.0, (d - self.now_ms) / 1000)
+                n = s.need_kwh
+                if n is None:
+                    return dep, None
+                return dep, max(0.0, n - (g.acc + g.rate * (evse.now_ms - g.t0)) / 1000)
         s = self._open_session.get(charger)     # every cycle for every charger: no scan
         if s is not None and s.left_ms is None:
             dep = None if s.depart_ms is None else max(0.0, (s.depart_ms - self.now_ms) / 1000)
@@ -435,11 +467,17 @@ class Plant:
     def advance(self, t_ms: int) -> None:
         """Move every model to ``t_ms`` (ms since scenario start), applying due events first."""
         chargers = self._charger_list
-        if self.caches:
+        if self.caches and self._promised and (
+                (self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms)
+                or (self._step_i < len(self._steps) and self._steps[self._step_i].at_ms <= t_ms)
+                or (self._deferred_next is not None and self._deferred_next <= t_ms)):
             # The images are invalidated once, at the end: nothing reads them while the plant
-            # advances (fast mode is one thread; wire mode runs without caches).
+            # advances (fast mode is one thread; wire mode runs without caches). The promise
+            # matters to write_point only, which nothing but the events applied below calls
+            # during an advance: it is withdrawn only when one of them is due.
             for cp in chargers:                  # the plant may change them from here on
                 cp.settled_promise = False
+            self._promised = False
         applied = False      # anything that may change a model outside its own methods
         while self._pending_vehicles and self._time(self._pending_vehicles[0].arrive) <= t_ms:
             v = self._pending_vehicles.pop(0)
@@ -479,8 +517,10 @@ class Plant:
             self.invalidate()
             # until the next advance only the images touch the chargers, through write_point
             # (which settles): promise them unchanged so same-instant writes skip a no-op settle
-            for cp in chargers:
-                cp.settled_promise = True
+            if not self._promised:
+                for cp in chargers:
+                    cp.settled_promise = True
+                self._promised = True
 
     def invalidate(self) -> None:
         """Drop the device images' cached points (models changed outside their images)."""
@@ -488,7 +528,57 @@ class Plant:
             image.invalidate()
 
     def _update_truth(self, t_ms):
-        self.truth = self.circuit_truth(t_ms)
+        if self.caches and not self._dead:
+            self.truth = self._truth_fast(t_ms)
+        else:
+            self.truth = self.circuit_truth(t_ms)
+
+    def _truth_fast(self, t_ms) -> dict:
+        """circuit_truth(t_ms) of the models (fast mode, every phase supplied), where a circuit
+        without base loads keeps the sum of its chargers' currents while their change counters
+        hold: an EVSE's currents are a function of its counted state (the EV's through the
+        signals object it consumed), and most chargers change nothing from one second to the
+        next. The sums are the plain path's, in its order (0.0, then the chargers in order)."""
+        t_abs = t_ms + self.start_ms
+        memo = self._truth_memo
+        own = {}
+        for n, load, group, plain in self._truth_groups:
+            if load.components:
+                tgt = list(load.current_a(t_abs))
+                for ed, cp, pairs in group:
+                    cur = cp.currents_a()
+                    for i, phase in pairs:
+                        tgt[phase] += cur[i]
+                own[n] = tgt
+                continue
+            if plain:
+                m = memo.get(n)
+                if m is not None:
+                    revs = m[0]
+                    k = 0
+                    for ed, cp, pairs in group:
+                        if ed["_rev"] != revs[k]:
+                            break
+                        k += 1
+                    else:
+                        own[n] = m[1][:]     # (the tree sums below add to the parents' lists)
+                        continue
+            revs = []
+            tgt = [0.0, 0.0, 0.0]
+            for ed, cp, pairs in group:
+                revs.append(ed["_rev"])
+                cur = cp.currents_a()
+                for i, phase in pairs:
+                    tgt[phase] += cur[i]
+            if plain:
+                memo[n] = (revs, tgt[:])
+            own[n] = tgt
+        for parent, child in self._truth_tree:     # children before parents: sums up the tree
+            pt, ct = own[parent], own[child]
+            pt[0] += ct[0]
+            pt[1] += ct[1]
+            pt[2] += ct[2]
+        return own
 
     def circuit_truth(self, t_ms, charger_currents: dict | None = None) -> dict:
         """True current per circuit and phase (its whole subtree): base loads (none on a phase

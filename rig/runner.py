@@ -62,10 +62,25 @@ class Kpis:
 
     def update(self, dt_s: float, truth: dict, voltage_v: float):
         self.samples += 1
+        limits, peak_a = self.limits, self.peak_a
         for name, cur in truth.items():
-            lim = self.limits[name]
-            self.peak_a[name] = max(self.peak_a[name], max(cur))
-            over = max(c - l for c, l in zip(cur, lim))
+            lim = limits[name]
+            # max(self.peak_a[name], max(cur)) and max(c - l ...) spelled out (four circuits every
+            # second): the first of equal values stays, as max keeps it (0.0 / -0.0 print apart)
+            a, b, c = cur
+            m = a
+            if b > m:
+                m = b
+            if c > m:
+                m = c
+            if m > peak_a[name]:
+                peak_a[name] = m
+            la, lb, lc = lim
+            over = a - la
+            if b - lb > over:
+                over = b - lb
+            if c - lc > over:
+                over = c - lc
             if over > 1e-6:
                 self.overshoot_as[name] += sum(max(0.0, c - l) for c, l in zip(cur, lim)) * dt_s
                 self.time_over_s[name] += dt_s
