@@ -28,7 +28,7 @@ from dlbrig.rig.plant import Plant
 from dlbrig.rig.scenario import load_scenario
 
 SCENARIO = """\
-name: ctrl7
+name: controller_shortcuts
 start: "Mon 10:00"
 duration: 3m
 site:
@@ -55,7 +55,7 @@ vehicles:
 
 
 def _build(tmp_path):
-    path = tmp_path / "ctrl7.yaml"
+    path = tmp_path / "controller_shortcuts.yaml"
     path.write_text(SCENARIO)
     sc = load_scenario(str(path))
     site = Site.from_dict(sc.site)

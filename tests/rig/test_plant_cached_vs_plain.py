@@ -24,7 +24,7 @@ TIMELINE = [
 
 def _scenario():
     data = {
-        "name": "plant7", "seed": 3, "start": "Mon 07:00", "duration": "4m", "mode": "fast",
+        "name": "plant_cached_vs_plain", "seed": 3, "start": "Mon 07:00", "duration": "4m", "mode": "fast",
         "site": {"voltage_v": 230, "policy": "fair", "circuits": [
             {"name": "main", "limit_a": 250, "margin_a": 5, "meter": True, "fallback_base_a": [180, 180, 180]},
             {"name": "level_1", "parent": "main", "limit_a": 100},
@@ -41,7 +41,7 @@ def _scenario():
                       "energy_kwh": [1, 30], "presets": {"sedan_3p": 2, "compact_1p": 1}}],
         "timeline": TIMELINE,
     }
-    return validate(data, file="<plant7>")
+    return validate(data, file="<plant_cached_vs_plain>")
 
 
 def _state(plant, t):
