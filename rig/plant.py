@@ -573,6 +573,10 @@ class Plant:
             if plain:
                 memo[n] = (revs, tgt[:])
             own[n] = tgt
+        return self._sum_up(own)
+
+    def _sum_up(self, own: dict) -> dict:
+        """``own`` (circuit -> [3] A of the circuit itself) made per subtree, in place."""
         for parent, child in self._truth_tree:     # children before parents: sums up the tree
             pt, ct = own[parent], own[child]
             pt[0] += ct[0]
@@ -595,12 +599,7 @@ class Plant:
             tgt = own[circuit]
             for i, phase in pairs:
                 tgt[phase] += cur[i]
-        for parent, child in self._truth_tree:     # children before parents: sums up the tree
-            pt, ct = own[parent], own[child]
-            pt[0] += ct[0]
-            pt[1] += ct[1]
-            pt[2] += ct[2]
-        return own
+        return self._sum_up(own)
 
     def base_a(self, circuit: str) -> list:
         """True non-EV load of a circuit's subtree (for traces)."""

@@ -16,6 +16,7 @@
 #include "../dlb.h"
 #include "invariants.h"
 #include "sim.h"
+#include "bench_site.h"
 
 /* ---- a tiny test framework: a test passes if none of its checks failed ---- */
 static int g_passed, g_failed, g_cur_failed;
@@ -1428,12 +1429,13 @@ static void test_wait_after_fault(void)
 /* The fill re-keys its heap of circuits once per batch of events; when many circuits change at once
  * (a batch of START events under a wide tree, a freeze at the root) it rebuilds the heap bottom-up
  * (rekey_dirty). A wrong rebuild leaves a circuit that is not the lowest on top: lanes then saturate
- * out of order, which breaks no capacity invariant but changes the set-points. The site of the
- * benchmark (tests/bench.c: a root, 16 feeders, 64 sub-circuits, 1,000 chargers of weights 1..3 under
- * scarcity, EVs following their set-points, noisy readings) has batches that dirty every circuit and
- * saturations at the root and below in every step; heaps left unordered there change the outputs
- * (checked by breaking the rebuild). The outputs are pinned to those of the core checked against the
- * reference (tests/core differential tests) and every step's invariants are checked. */
+ * out of order, which breaks no capacity invariant but changes the set-points. The benchmark's site
+ * (make_site in tests/bench_site.h: a root, 16 feeders, 64 sub-circuits, 1,000 chargers of weights
+ * 1..3 under scarcity), with EVs following their set-points and noisy readings, has batches that
+ * dirty every circuit and saturations at the root and below in every step; heaps left unordered there
+ * change the outputs (checked by breaking the rebuild). The outputs are pinned to those of the core
+ * checked against the reference (tests/core differential tests) and every step's invariants are
+ * checked. */
 #define GOLDEN_REBUILD 0xd11ca1dddf49f0c4ull
 static uint64_t xs64(uint64_t *x)
 {
@@ -1445,52 +1447,12 @@ static uint64_t xs64(uint64_t *x)
 
 static void test_heap_rebuild(void)
 {
-    const size_t nk = 1000, feeders = 16, subs = 64, nc = 1 + feeders + subs;
-    dlb_params p;
-    dlb_params_default(&p);
-    p.rotation_period_ms = 300000;
-    p.min_on_ms = 60000;
-    p.min_off_ms = 30000;
-    dlb_circuit *circ = calloc(nc, sizeof(*circ));
-    dlb_charger *chg = calloc(nk, sizeof(*chg));
-    int64_t root64 = ((int64_t)nk * 16000 * 2 / 3 + 1) / 4;
-    const int32_t root = (int32_t)(root64 > DLB_MAX_CURRENT_MA ? DLB_MAX_CURRENT_MA : root64);
-    for (size_t c = 0; c < nc; c++) {
-        dlb_circuit *cc = &circ[c];
-        int32_t lim;
-        if (c == 0) {
-            cc->parent = DLB_NONE;
-            lim = root;
-            cc->has_meter = 1;
-            cc->margin_ma = 2000;
-        } else if (c <= feeders) {
-            cc->parent = 0;
-            lim = root * 2 / (int32_t)feeders + 10000;
-            cc->has_meter = 1;
-            cc->power_limit_w = c % 3 == 0 ? lim * 3 * 230 / 1000 * 8 / 10 : 0;
-        } else {
-            cc->parent = (int32_t)(1 + (c - 1 - feeders) / 4);
-            lim = root * 2 / (int32_t)subs + 16000;
-            cc->unbalance_limit_ma = c % 5 == 0 ? 20000 : 0;
-        }
-        cc->limit_ma[0] = cc->limit_ma[1] = cc->limit_ma[2] = lim;
-    }
-    for (size_t k = 0; k < nk; k++) {
-        dlb_charger *kc = &chg[k];
-        kc->circuit = (int32_t)(1 + feeders + k % subs);
-        kc->phases = k % 3 == 2 ? 1 : 3;
-        int rot = (int)(k % 3);
-        for (int i = 0; i < 3; i++) {
-            kc->phase_map[i] = kc->phases == 1 ? (i == 0 ? rot : 0) : (i + rot) % 3;
-        }
-        kc->min_ma = 6000;
-        kc->max_ma = k % 4 == 0 ? 16000 : 32000;
-        kc->step_ma = k % 5 == 0 ? 100 : 1000;
-        kc->priority = k % 7 == 0 ? 100 : 0;
-        kc->weight = (int32_t)(1 + k % 3);
-        kc->failsafe_ma = 6000;
-        kc->can_switch_phases = kc->phases == 3 && k % 10 == 1;
-    }
+    bench_site b;
+    make_site(&b, 1000);
+    const size_t nk = b.nk, nc = b.nc;
+    const dlb_params p = b.p;
+    const dlb_circuit *circ = b.circ;
+    const dlb_charger *chg = b.chg;
     size_t need = dlb_memory_size(nc, nk);
     void *mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
     dlb_meter_input *mi = calloc(nc, sizeof(*mi));
@@ -1553,8 +1515,7 @@ static void test_heap_rebuild(void)
     free(ci);
     free(out);
     free(cout);
-    free(circ);
-    free(chg);
+    free_site(&b);
     printf("    heap rebuild outputs: hash %016llx\n", (unsigned long long)h);
     CHECK(h == GOLDEN_REBUILD, "outputs differ from the pinned ones: hash %016llx, expected %016llx",
           (unsigned long long)h, (unsigned long long)GOLDEN_REBUILD);

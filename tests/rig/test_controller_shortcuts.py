@@ -26,6 +26,7 @@ from dlbrig.rig.controller import Endpoint, SiteController
 from dlbrig.rig.links import CommFault, FastLink
 from dlbrig.rig.plant import Plant
 from dlbrig.rig.scenario import load_scenario
+from test_controller import cycles
 
 SCENARIO = """\
 name: controller_shortcuts
@@ -69,21 +70,12 @@ def _build(tmp_path):
     return clock, plant, ctrl
 
 
-def _cycles(clock, plant, ctrl, seconds, start=0):
-    res = None
-    for t in range(start, start + seconds * 1000, 1000):
-        clock.advance_to(t)
-        plant.advance(t)
-        res = asyncio.run(ctrl.cycle(t))
-    return res
-
-
 def test_currents_list_follows_the_reading_object(tmp_path):
     clock, plant, ctrl = _build(tmp_path)
     reused = renewed = 0
     last = {}
     for t in range(0, 90_000, 1000):
-        _cycles(clock, plant, ctrl, 1, start=t)
+        cycles(clock, plant, ctrl, 1, start=t)
         for name, reading in ctrl.last_readings["chargers"].items():
             r, cur = ctrl._seen[name]
             assert reading["current_a"] is cur and cur == list(r.currents_a)
@@ -137,20 +129,20 @@ def test_a_changed_reading_object_gets_a_new_list():
 
 def test_a_fault_on_the_meter_link_is_a_failed_read(tmp_path):
     clock, plant, ctrl = _build(tmp_path)
-    _cycles(clock, plant, ctrl, 5)
+    cycles(clock, plant, ctrl, 5)
     assert "main" in ctrl.last_readings["meters"] and not ctrl.failures
     plant.comm.set("main", CommFault("exception", None, code=4))
-    _cycles(clock, plant, ctrl, 2, start=5000)
+    cycles(clock, plant, ctrl, 2, start=5000)
     assert "main" not in ctrl.last_readings["meters"]
     assert [f.op for f in ctrl.failures if f.device == "main"] == ["read", "read"]
     plant.comm.set("main", None)
-    _cycles(clock, plant, ctrl, 1, start=7000)
+    cycles(clock, plant, ctrl, 1, start=7000)
     assert "main" in ctrl.last_readings["meters"]
 
 
 def test_write_facts_are_the_drivers_after_each_configure(tmp_path):
     clock, plant, ctrl = _build(tmp_path)
-    _cycles(clock, plant, ctrl, 3)
+    cycles(clock, plant, ctrl, 3)
 
     def facts():
         return [(ep.name, hb, sp, sw) for ep, _, _, hb, sp, sw in ctrl._out_scan]
@@ -162,7 +154,7 @@ def test_write_facts_are_the_drivers_after_each_configure(tmp_path):
     # a restart configures again (another failsafe timeout: other intervals)
     ctrl.site.params.charger_timeout_ms *= 3
     ctrl.restart()
-    _cycles(clock, plant, ctrl, 1, start=3000)
+    cycles(clock, plant, ctrl, 1, start=3000)
     want2 = [(ep.name, None if ep.driver.heartbeat_interval_s is None else ep.driver.heartbeat_interval_s * 1000,
               ep.driver.heartbeat_is_setpoint, ep.driver.phase_writes(3) != []) for ep in ctrl.chargers]
     assert facts() == want2 != want
