@@ -136,7 +136,7 @@ struct dlb_site {
     int32_t radix[16];              /* counts of one rank_sort pass */
     uint8_t *evf; /* EVF_* bits of each charger during one fill, 0 outside it: the dense filter of the
                    * presorted lists (one byte per charger instead of its scratch and configuration) */
-    kpair *pairs, *pairs_tmp; /* the admission sort */
+    kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
@@ -250,16 +250,40 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
     }
 }
 
-static void sort_pairs(kpair *a, kpair *tmp, size_t n)
+/* Inlining hints for the admission (stage 5), which gcc -O2 gets wrong both ways: the path walk inlined
+ * into the admission loop saves a call and six saved registers per walk, and the sort and the loop kept
+ * out of dlb_step keep its frame (the deepest call chain, see dlb.h) from growing. */
+#if defined(__GNUC__)
+#define DLB_NOINLINE __attribute__((noinline))
+#define DLB_INLINE __attribute__((always_inline)) inline
+#else
+#define DLB_NOINLINE
+#define DLB_INLINE inline
+#endif
+
+/* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
+ * eligible come first and the rest follow by index */
+#define KEY_REST UINT64_MAX
+
+/* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
+ * (KEY_REST if not eligible) and sort by (key, index). One pass refreshes and repairs: a[0..i) is
+ * sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if it does not go last
+ * (a search that widens backwards from i - 1, then halves; the pairs in between shift up at once).
+ * Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge sort,
+ * O(N log N). The result is the unique order, whichever path ran. Returns the number eligible. */
+DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key, const charger_scratch *kx)
 {
     size_t budget = 8u * n + 64u;
-    for (size_t i = 1; i < n; i++) {
-        if (!pair_less(&a[i], &a[i - 1])) {
+    int32_t n_items = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t k = (int32_t)a[i].item;
+        const int in = kx[k].in_group;
+        const uint64_t kk = in ? key[k] : KEY_REST;
+        n_items += in;
+        a[i].key = kk;
+        if (i == 0 || !pair_less(&a[i], &a[i - 1])) {
             continue; /* already in place: the usual case */
         }
-        /* a[i] goes before a[i - 1]: find its place in the sorted a[0..i) by a search that widens
-         * backwards from i - 1 (a short way back costs a compare or two) and then halves, and shift the
-         * pairs in between up by one at once. p = the first index with a[i] < a[p]. */
         const kpair x = a[i];
         size_t hi = i - 1, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] <= x if lo > 0 */
         while (back <= hi) {
@@ -281,12 +305,19 @@ static void sort_pairs(kpair *a, kpair *tmp, size_t n)
         }
         memmove(a + hi + 1, a + hi, (i - hi) * sizeof(kpair));
         a[hi] = x;
-        if (i - hi >= budget) {
-            merge_sort_pairs(a, tmp, n); /* far from sorted: O(N log N) from here */
-            return;
+        if (i - hi >= budget) { /* far from sorted: O(N log N) from here */
+            for (size_t j = i + 1; j < n; j++) {
+                const int32_t kj = (int32_t)a[j].item;
+                const int inj = kx[kj].in_group;
+                a[j].key = inj ? key[kj] : KEY_REST;
+                n_items += inj;
+            }
+            merge_sort_pairs(a, tmp, n);
+            return n_items;
         }
         budget -= i - hi;
     }
+    return n_items;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -432,7 +463,7 @@ static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0
 /* first_short without the memo: walk the path, remember the answer in the leaf circuit. With take set
  * and nothing short, take amount from run[] right away instead (run_take, on the path just read): the
  * answer is then void at once, so it is not remembered. */
-static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
+DLB_INLINE static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
 {
     circuit_scratch *const cx = s->cx;
     circuit_scratch *leaf = &cx[s->chg[k].circuit];
@@ -883,7 +914,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         st->state = DLB_STATE_DISCONNECTED;
         st->mode = s->chg[k].phases;
         st->energy_need_wh = -1;
-        s->order[k] = k;
+        s->pairs[k].item = k; /* stage 5 starts from the index order */
     }
     /* Depth-first pre-order of circuits (lowest index first among siblings, as the reference does);
      * chargers laid out in that order make every subtree one contiguous range of dfs[]. Child lists
@@ -1304,6 +1335,79 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     *tier_out = tier;
     return ((uint64_t)(must_stay ? 0 : 1) << 62) | ((uint64_t)cls << 54) | ((uint64_t)tier << KEY_PKEY_BITS) |
            (uint64_t)pkey;
+}
+
+/* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
+ * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
+ * registers to itself and the fit check inlined, and dlb_step's frame does not grow. */
+DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
+{
+    const dlb_params *p = &s->p;
+    const int32_t nk = s->nk;
+    const kpair *const pairs = s->pairs;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    int32_t *const adm = s->adm;
+    int32_t n_adm = 0;
+    for (int32_t i = 0; i < n_items; i++) {
+        int32_t k = (int32_t)pairs[i].item;
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        dlb_charger_output *o = &out[k];
+        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
+        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
+        const int taken = failed == -2;
+        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
+            (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
+            uint32_t one = 1u << kc->phase_map[0];
+            if (first_short(s, k, one, 1, kc->min_ma, 0) < 0) {
+                st->mode = 1;
+                s->kcold[k].switches++;
+                st->last_switch = now;
+                s->kcold[k].up_since = TNONE;
+                /* Its old draw stays counted on the old phases. On the new phase it was counted at m if
+                 * that phase was one of them, else at its draw there (a fixed load): only what it gets
+                 * above that is new. */
+                if (!(x->used & one)) {
+                    x->m = st->meas[0];
+                }
+                x->used = one;
+                x->n_used = 1;
+                failed = -1;
+                o->phases = 1;
+                o->flags |= DLB_CHARGER_SWITCHED;
+            }
+        }
+        if (failed >= 0) {
+            const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
+            o->limit_circuit = fc;
+            o->limit_lane = fl;
+            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+            if (cx[fc].budget[fl] < 0) {
+                o->reason = DLB_REASON_OVERLOAD;
+            } else if (st->sp > 0 && x->tier == TIER_OTHER) {
+                o->reason = DLB_REASON_ROTATION;
+            } else {
+                o->reason = DLB_REASON_SCARCITY;
+            }
+            if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
+                s->key[nk + s->n_todo++] = (uint64_t)k;
+            }
+            continue;
+        }
+        if (!taken) {
+            run_take(s, k, x->used, x->n_used, kc->min_ma);
+        }
+        x->admitted = 1;
+        x->ideal = kc->min_ma;
+        o->flags |= DLB_CHARGER_ADMITTED;
+        adm[n_adm++] = k;
+    }
+
+    return n_adm;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2337,81 +2441,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    int32_t n_rest = 0;
-    int32_t *const order = s->order, *const rest = s->items;
-    kpair *const pairs = s->pairs;
-    for (int32_t i = 0; i < nk; i++) {
-        int32_t k = order[i];
-        if (kx[k].in_group) {
-            pairs[n_items].key = key[k];
-            pairs[n_items++].item = k;
-        } else {
-            rest[n_rest++] = k; /* the rest, in their kept order */
-        }
-    }
-    sort_pairs(pairs, s->pairs_tmp, (size_t)n_items);
-    /* keep the order for the next step: eligible sorted first, then the rest as they were */
-    for (int32_t i = 0; i < n_items; i++) {
-        order[i] = (int32_t)pairs[i].item;
-    }
-    memcpy(order + n_items, rest, (size_t)n_rest * sizeof(int32_t));
-    int32_t n_adm = 0;
-    RELOAD();
-    for (int32_t i = 0; i < n_items; i++) {
-        int32_t k = order[i];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        dlb_charger_output *o = &out[k];
-        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
-        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
-        const int taken = failed == -2;
-        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
-            (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
-            uint32_t one = 1u << kc->phase_map[0];
-            if (first_short(s, k, one, 1, kc->min_ma, 0) < 0) {
-                st->mode = 1;
-                s->kcold[k].switches++;
-                st->last_switch = now;
-                s->kcold[k].up_since = TNONE;
-                /* Its old draw stays counted on the old phases. On the new phase it was counted at m if
-                 * that phase was one of them, else at its draw there (a fixed load): only what it gets
-                 * above that is new. */
-                if (!(x->used & one)) {
-                    x->m = st->meas[0];
-                }
-                x->used = one;
-                x->n_used = 1;
-                failed = -1;
-                o->phases = 1;
-                o->flags |= DLB_CHARGER_SWITCHED;
-            }
-        }
-        if (failed >= 0) {
-            const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
-            o->limit_circuit = fc;
-            o->limit_lane = fl;
-            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (cx[fc].budget[fl] < 0) {
-                o->reason = DLB_REASON_OVERLOAD;
-            } else if (st->sp > 0 && x->tier == TIER_OTHER) {
-                o->reason = DLB_REASON_ROTATION;
-            } else {
-                o->reason = DLB_REASON_SCARCITY;
-            }
-            if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
-                s->key[nk + s->n_todo++] = (uint64_t)k;
-            }
-            continue;
-        }
-        if (!taken) {
-            run_take(s, k, x->used, x->n_used, kc->min_ma);
-        }
-        x->admitted = 1;
-        x->ideal = kc->min_ma;
-        o->flags |= DLB_CHARGER_ADMITTED;
-        adm[n_adm++] = k;
-    }
+    n_items = sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key, kx); /* kept: the next step's start */
+    const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
