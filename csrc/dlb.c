@@ -120,7 +120,7 @@ struct dlb_site {
     charger_cold *kcold;
     charger_scratch *kx;
     circuit_scratch *cx;
-    int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
+    int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
     int32_t n_heap;
     /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
@@ -594,7 +594,7 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
-    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
+    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, evf, total;
@@ -631,8 +631,6 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_scratch));
     l->cx = o;
     o += align8(nc * sizeof(circuit_scratch));
-    l->order = o;
-    o += align8(nk * sizeof(int32_t));
     l->items = o;
     o += align8(n_items * sizeof(int32_t));
     l->tmp = o;
@@ -859,7 +857,6 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
     s->kx = (charger_scratch *)(void *)(base + l.kx);
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
-    s->order = (int32_t *)(void *)(base + l.order);
     s->items = (int32_t *)(void *)(base + l.items);
     s->tmp = (int32_t *)(void *)(base + l.tmp);
     s->heap = (int32_t *)(void *)(base + l.heap);
