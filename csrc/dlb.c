@@ -1334,12 +1334,43 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
            (uint64_t)pkey;
 }
 
+/* stage 5 detail: a 3-phase charger that cannot get its minimum switches to one phase if it may and
+ * its minimum fits there (then 1). Out of the admission loop: rare, and it keeps the loop's registers. */
+DLB_NOINLINE static int switch_to_one(dlb_site *s, int32_t k, dlb_charger_output *o, int64_t now)
+{
+    const dlb_params *p = &s->p;
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    if (!(st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
+          (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms))) {
+        return 0;
+    }
+    uint32_t one = 1u << kc->phase_map[0];
+    if (first_short(s, k, one, 1, kc->min_ma, 0) >= 0) {
+        return 0;
+    }
+    st->mode = 1;
+    s->kcold[k].switches++;
+    st->last_switch = now;
+    s->kcold[k].up_since = TNONE;
+    /* Its old draw stays counted on the old phases. On the new phase it was counted at m if that phase
+     * was one of them, else at its draw there (a fixed load): only what it gets above that is new. */
+    if (!(x->used & one)) {
+        x->m = st->meas[0];
+    }
+    x->used = one;
+    x->n_used = 1;
+    o->phases = 1;
+    o->flags |= DLB_CHARGER_SWITCHED;
+    return 1;
+}
+
 /* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
  * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
  * registers to itself and the fit check inlined, and dlb_step's frame does not grow. */
 DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
-    const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
     const kpair *const pairs = s->pairs;
     charger_state *const ks = s->ks;
@@ -1348,35 +1379,27 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
     circuit_scratch *const cx = s->cx;
     int32_t *const adm = s->adm;
     int32_t n_adm = 0;
+    uint64_t gen = s->gen;
     for (int32_t i = 0; i < n_items; i++) {
         int32_t k = (int32_t)pairs[i].item;
         charger_state *st = &ks[k];
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         dlb_charger_output *o = &out[k];
-        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
-        int32_t failed = first_short(s, k, x->used, x->n_used, kc->min_ma, 1);
+        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered);
+         * first_short with the site gen in a register (a store to run[] or key[] may alias s->gen) */
+        const circuit_scratch *leaf = &cx[kc->circuit];
+        const uint32_t used = x->used;
+        int32_t failed;
+        if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
+            failed = leaf->fail_lane[used];
+        } else {
+            failed = first_short_walk(s, k, used, x->n_used, kc->min_ma, 1);
+            gen = s->gen;
+        }
         const int taken = failed == -2;
-        if (failed >= 0 && kc->can_switch_phases && st->mode == 3 && s->kcold[k].switches < p->max_phase_switches &&
-            (st->last_switch == TNONE || now - st->last_switch >= p->phase_switch_hold_ms)) {
-            uint32_t one = 1u << kc->phase_map[0];
-            if (first_short(s, k, one, 1, kc->min_ma, 0) < 0) {
-                st->mode = 1;
-                s->kcold[k].switches++;
-                st->last_switch = now;
-                s->kcold[k].up_since = TNONE;
-                /* Its old draw stays counted on the old phases. On the new phase it was counted at m if
-                 * that phase was one of them, else at its draw there (a fixed load): only what it gets
-                 * above that is new. */
-                if (!(x->used & one)) {
-                    x->m = st->meas[0];
-                }
-                x->used = one;
-                x->n_used = 1;
-                failed = -1;
-                o->phases = 1;
-                o->flags |= DLB_CHARGER_SWITCHED;
-            }
+        if (failed >= 0 && kc->can_switch_phases && switch_to_one(s, k, &out[k], now)) {
+            failed = -1;
         }
         if (failed >= 0) {
             const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
@@ -1397,6 +1420,7 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
         }
         if (!taken) {
             run_take(s, k, x->used, x->n_used, kc->min_ma);
+            gen = s->gen;
         }
         x->admitted = 1;
         x->ideal = kc->min_ma;
