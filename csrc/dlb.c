@@ -1366,30 +1366,61 @@ DLB_NOINLINE static int switch_to_one(dlb_site *s, int32_t k, dlb_charger_output
     return 1;
 }
 
+/* stage 5 detail: the outputs of charger k, which cannot get its minimum: lane `failed` is short */
+static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int32_t failed)
+{
+    const charger_state *st = &s->ks[k];
+    circuit_scratch *fcs = &s->cx[failed >> 2];
+    const int32_t fl = failed & 3; /* failed % 4 (failed >= 0) */
+    o->limit_circuit = failed >> 2;
+    o->limit_lane = fl;
+    fcs->status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+    if (fcs->budget[fl] < 0) {
+        o->reason = DLB_REASON_OVERLOAD;
+    } else if (st->sp > 0 && s->kx[k].tier == TIER_OTHER) {
+        o->reason = DLB_REASON_ROTATION;
+    } else {
+        o->reason = DLB_REASON_SCARCITY;
+    }
+    if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
+        s->key[s->nk + s->n_todo++] = (uint64_t)k;
+    }
+}
+
 /* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
  * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
- * registers to itself and the fit check inlined, and dlb_step's frame does not grow. */
+ * registers to itself and the fit check inlined, and dlb_step's frame does not grow. Under scarcity most
+ * chargers fail on a remembered answer: an inner loop of few live values settles those, the rest (a
+ * path walk, a phase switch, an admission) take the outer loop. */
 DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
-    const int32_t nk = s->nk;
-    const kpair *const pairs = s->pairs;
-    charger_state *const ks = s->ks;
+    const kpair *pp = s->pairs, *const end = s->pairs + n_items;
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
-    int32_t *const adm = s->adm;
     int32_t n_adm = 0;
     uint64_t gen = s->gen;
-    for (int32_t i = 0; i < n_items; i++) {
-        int32_t k = (int32_t)pairs[i].item;
-        charger_state *st = &ks[k];
+    for (; pp < end; pp++) {
+        int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
-        dlb_charger_output *o = &out[k];
-        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered);
-         * first_short with the site gen in a register (a store to run[] or key[] may alias s->gen) */
         const circuit_scratch *leaf = &cx[kc->circuit];
-        const uint32_t used = x->used;
+        uint32_t used = x->used;
+        /* the site gen in a register: a store to run[] or key[] may alias s->gen */
+        while (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma && leaf->fail_lane[used] >= 0 &&
+               !kc->can_switch_phases) {
+            admit_fail(s, k, &out[k], leaf->fail_lane[used]);
+            if (++pp == end) {
+                return n_adm;
+            }
+            k = (int32_t)pp->item;
+            kc = &chg[k];
+            x = &kx[k];
+            leaf = &cx[kc->circuit];
+            used = x->used;
+        }
+        dlb_charger_output *o = &out[k];
+        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
         int32_t failed;
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             failed = leaf->fail_lane[used];
@@ -1397,37 +1428,20 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
             failed = first_short_walk(s, k, used, x->n_used, kc->min_ma, 1);
             gen = s->gen;
         }
-        const int taken = failed == -2;
-        if (failed >= 0 && kc->can_switch_phases && switch_to_one(s, k, &out[k], now)) {
-            failed = -1;
+        if (failed >= 0 && kc->can_switch_phases && switch_to_one(s, k, o, now)) {
+            run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
+            gen = s->gen;
+            failed = -2;
         }
         if (failed >= 0) {
-            const int32_t fc = failed >> 2, fl = failed & 3; /* failed / 4, failed % 4 (failed >= 0) */
-            o->limit_circuit = fc;
-            o->limit_lane = fl;
-            cx[fc].status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
-            if (cx[fc].budget[fl] < 0) {
-                o->reason = DLB_REASON_OVERLOAD;
-            } else if (st->sp > 0 && x->tier == TIER_OTHER) {
-                o->reason = DLB_REASON_ROTATION;
-            } else {
-                o->reason = DLB_REASON_SCARCITY;
-            }
-            if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
-                s->key[nk + s->n_todo++] = (uint64_t)k;
-            }
+            admit_fail(s, k, o, failed);
             continue;
-        }
-        if (!taken) {
-            run_take(s, k, x->used, x->n_used, kc->min_ma);
-            gen = s->gen;
         }
         x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
-        adm[n_adm++] = k;
+        s->adm[n_adm++] = k;
     }
-
     return n_adm;
 }
 
