@@ -275,13 +275,23 @@ DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uin
 {
     size_t budget = 8u * n + 64u;
     int32_t n_items = 0;
-    for (size_t i = 0; i < n; i++) {
+    if (n == 0) {
+        return 0;
+    }
+    /* key[k] of a charger not eligible holds what an earlier use left there (dlb_init zeroes the buffer,
+     * so it is always set): or-ed with all ones it is KEY_REST, with no branch on in_group */
+    {
+        const int32_t k0 = (int32_t)a[0].item;
+        n_items = kx[k0].in_group;
+        a[0].key = key[k0] | ((uint64_t)n_items - 1u);
+    }
+    for (size_t i = 1; i < n; i++) {
         const int32_t k = (int32_t)a[i].item;
         const int in = kx[k].in_group;
-        const uint64_t kk = in ? key[k] : KEY_REST;
+        const uint64_t kk = key[k] | ((uint64_t)in - 1u);
         n_items += in;
         a[i].key = kk;
-        if (i == 0 || !pair_less(&a[i], &a[i - 1])) {
+        if (kk > a[i - 1].key || (kk == a[i - 1].key && k > a[i - 1].item)) {
             continue; /* already in place: the usual case */
         }
         const kpair x = a[i];
@@ -309,7 +319,7 @@ DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uin
             for (size_t j = i + 1; j < n; j++) {
                 const int32_t kj = (int32_t)a[j].item;
                 const int inj = kx[kj].in_group;
-                a[j].key = inj ? key[kj] : KEY_REST;
+                a[j].key = key[kj] | ((uint64_t)inj - 1u);
                 n_items += inj;
             }
             merge_sort_pairs(a, tmp, n);
