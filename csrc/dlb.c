@@ -2459,15 +2459,19 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         charger_scratch *x = &kx[k];
         const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
-        int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
-        if (over >= 0 && t > cut) {
-            /* the lane is already overloaded: nobody on it is raised above its draw */
-            room_t ro = {0, over, 0};
-            t = cut;
-            set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-            if (t < kc->min_ma) {
-                t = 0;
+        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
+         * is above the cut, and the cut is at least its set-point: the division and the walk for the
+         * lane are left for that rare case. */
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
+            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+            if (t > cut) {
+                /* the lane is already overloaded: nobody on it is raised above its draw */
+                room_t ro = {0, overloaded_lane(s, k), 0};
+                t = cut;
+                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                if (t < kc->min_ma) {
+                    t = 0;
+                }
             }
         }
         x->target = t;
