@@ -139,6 +139,7 @@ struct dlb_site {
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
+    int32_t n_sw;   /* stages 8-9: switch-up candidates in adm[0..n_sw) (a member: dlb_step's frame) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
@@ -1895,14 +1896,70 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
  * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
  * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
  * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
-/* the memo entry of charger k's leaf and phases, computed (path_room) when void; out of line, so that
- * room_of's usual case (a valid entry) is inline in the stages without growing dlb_step's frame */
-static void room_memo(dlb_site *s, int32_t k, circuit_scratch *leaf, uint32_t used)
+
+/* Without unbalance lanes (all three phases used, or no unbalance limit on the path) the scan of circuit
+ * c's path is c's own lanes followed by the scan of its parent's path, so the first minimum is c's own
+ * unless the parent's entry for the same phases is strictly lower: entries are filled from the nearest
+ * valid ancestor down, one circuit's lanes each, and the circuits near the root, shared by every leaf,
+ * are scanned once per mask instead of once per leaf. An ancestor of such a circuit has no unbalance
+ * lanes either (unbal_path is inherited downwards), so its entry has the same meaning. */
+/* The memo entry of charger k's leaf and phases, computed when void; out of line, so that room_of's
+ * usual case (a valid entry) is inline in the stages without growing dlb_step's frame. */
+static void room_memo(dlb_site *s, int32_t k)
 {
-    int32_t ml;
-    leaf->fail_amount[used] = path_room(s, k, &ml);
-    leaf->fail_lane[used] = ml;
-    leaf->fail_gen[used] = s->gen;
+    circuit_scratch *const cx = s->cx;
+    const int32_t c = s->chg[k].circuit;
+    const uint32_t used = s->kx[k].used;
+    const int64_t n = s->kx[k].n_used;
+    const uint64_t gen = s->gen;
+    if (n < DLB_PHASES && s->unbal_path[c]) {
+        int32_t ml;
+        cx[c].fail_amount[used] = path_room(s, k, &ml);
+        cx[c].fail_lane[used] = ml;
+        cx[c].fail_gen[used] = gen;
+        return;
+    }
+    const int32_t *path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    const int32_t depth = s->plen[c];
+    int32_t i = 1; /* path[0] = c: its entry is void */
+    while (i < depth && cx[path[i]].fail_gen[used] != gen) {
+        i++;
+    }
+    int64_t room = ROOM_NONE;
+    int32_t lane = -1;
+    if (i < depth) {
+        room = cx[path[i]].fail_amount[used];
+        lane = cx[path[i]].fail_lane[used];
+    }
+    const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+    for (int32_t j = i - 1; j >= 0; j--) {
+        const int32_t a = path[j];
+        circuit_scratch *cs = &cx[a];
+        const int64_t *hr = cs->hr;
+        /* own lanes in scan order with a strict "<" (unused phases read as hr + INF, see path_room) */
+        int64_t v = hr[0] + off0;
+        int32_t ln = 0;
+        if (hr[1] + off1 < v) {
+            v = hr[1] + off1;
+            ln = 1;
+        }
+        if (hr[2] + off2 < v) {
+            v = hr[2] + off2;
+            ln = 2;
+        }
+        const int64_t hp = hr[DLB_LANE_POWER];
+        if (hp < v * n) {
+            v = n == 1 ? hp : fdiv(hp, n);
+            ln = DLB_LANE_POWER;
+        }
+        if (v <= room) { /* ties go to the earlier lane: c's own */
+            room = v;
+            lane = a * 4 + ln;
+        }
+        cs->fail_amount[used] = room;
+        cs->fail_lane[used] = lane;
+        cs->fail_gen[used] = gen;
+    }
 }
 
 static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
@@ -1910,7 +1967,7 @@ static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
     const uint32_t used = s->kx[k].used;
     circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
     if (leaf->fail_gen[used] != s->gen) {
-        room_memo(s, k, leaf, used);
+        room_memo(s, k);
     }
     const int64_t mv = leaf->fail_amount[used];
     const int32_t ml = leaf->fail_lane[used];
@@ -1990,12 +2047,20 @@ static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
     if (!(kc->can_switch_phases && st->mode == 1 && cd->switches < p->max_phase_switches)) {
         return;
     }
+    /* room for three phases at the minimum on the whole path (an uncapped power lane holds INF in hr
+     * and passes); the walk stops at the first lane without */
     int room = spk == kc->max_ma;
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        room = room && cs->hr[kc->phase_map[1]] >= kc->min_ma && cs->hr[kc->phase_map[2]] >= kc->min_ma;
-        if (has_power(s, c)) {
-            room = room && cs->hr[DLB_LANE_POWER] >= 2 * (int64_t)kc->min_ma;
+    if (room) {
+        const int64_t mn = kc->min_ma;
+        const int32_t p1 = kc->phase_map[1], p2 = kc->phase_map[2];
+        int32_t depth;
+        const int32_t *path = path_of(s, k, &depth);
+        for (int32_t i = 0; i < depth; i++) {
+            const int64_t *hr = s->cx[path[i]].hr;
+            if (hr[p1] < mn || hr[p2] < mn || hr[DLB_LANE_POWER] < 2 * mn) {
+                room = 0;
+                break;
+            }
         }
     }
     if (!room) {
@@ -2489,71 +2554,74 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             pay(s, k, t - max64(x->sp, x->m));
         }
     }
-    /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
-    RELOAD();
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
-        dlb_charger_output *o = &out[k];
-        if (x->sp == 0) {
-            continue;
-        }
-        if (x->sp < x->hi) {
-            /* up to m it is counted already; above, real headroom pays (none while a lane is short,
-             * e.g. reserved for a charger that waits) */
-            /* a charger cut in the transition has what it waits for reserved: counted up to target */
-            int64_t base = max64(max64(x->sp, x->m), x->target);
-            room_t r = room_of(s, k, max64(x->hi - base, 0));
-            if (r.room >= 0) {
-                int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
-                if (v > x->sp) {
-                    pay(s, k, v - base);
-                    x->sp = v;
-                }
-            }
-            int keep = o->reason == DLB_REASON_OVERLOAD ||
-                       ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && x->sp < x->target);
-            if (x->sp < x->hi && !keep) {
-                set_limit(o, r, DLB_REASON_CIRCUIT);
-            }
-        }
-        if (x->sp >= x->hi) {
-            o->reason = x->hi_reason;
-            o->limit_circuit = DLB_NONE;
-            o->limit_lane = DLB_NONE;
-        }
-        o->setpoint_ma = (int32_t)x->sp; /* final: no later charger's top-up reads it */
-    }
-
-    /* 9. switch-up (next step), remember, outputs, in one pass over the admitted chargers: switch_up
-     * reads the final headroom (hr) and its charger's state, the sums read outputs, remember() its
-     * charger's state (switch_up and remember() touch disjoint fields), so each charger's three steps
-     * may follow each other.
+    /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
+     * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
+     * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
+     * sums read outputs. Only the switch-up (next step) must wait for the final headroom (hr): its
+     * candidates are kept in adm[0..n_sw), written behind the reading position.
      * remember() for the admitted chargers and the listed others (each touches only its own charger's
      * state and, stopping a probe, clears its meter's owner only if that is itself: any order gives
-     * the same state). It changes nothing when a demanding charger keeps its set-point and is on or
-     * already marked waiting (the usual case), nor for a lost one (its output is its set-point).
+     * the same state; switch_up and remember() touch disjoint fields). It changes nothing when a
+     * demanding charger keeps its set-point and is on or already marked waiting (the usual case), nor
+     * for a lost one (its output is its set-point).
      * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit. */
-    RELOAD();
+    s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
     for (int32_t i = 0; i < n_adm; i++) {
-        const int32_t k = adm[i], spk = out[k].setpoint_ma;
-        switch_up(s, k, spk, now);
-        const charger_state *st = &ks[k];
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now);
+        int32_t k = adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        dlb_charger_output *o = &out[k];
+        if (x->sp != 0) {
+            if (x->sp < x->hi) {
+                /* up to m it is counted already; above, real headroom pays (none while a lane is short,
+                 * e.g. reserved for a charger that waits) */
+                /* a charger cut in the transition has what it waits for reserved: counted up to target */
+                int64_t base = max64(max64(x->sp, x->m), x->target);
+                room_t r = room_of(s, k, max64(x->hi - base, 0));
+                if (r.room >= 0) {
+                    int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
+                    if (v > x->sp) {
+                        pay(s, k, v - base);
+                        x->sp = v;
+                    }
+                }
+                int keep = o->reason == DLB_REASON_OVERLOAD ||
+                           ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) &&
+                            x->sp < x->target);
+                if (x->sp < x->hi && !keep) {
+                    set_limit(o, r, DLB_REASON_CIRCUIT);
+                }
+            }
+            if (x->sp >= x->hi) {
+                o->reason = x->hi_reason;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+            }
+            o->setpoint_ma = (int32_t)x->sp;
         }
-        const uint32_t used = kx[k].used;
+        const int32_t spk = o->setpoint_ma;
+        const uint32_t used = x->used;
         const int64_t v = spk;
-        circuit_scratch *cs = &cx[chg[k].circuit];
+        circuit_scratch *cs = &s->cx[kc->circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
-        if (out[k].limit_circuit != DLB_NONE) {
-            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+        if (o->limit_circuit != DLB_NONE) {
+            s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
+        const charger_state *st = &s->ks[k];
+        if (kc->can_switch_phases && st->mode == 1) {
+            adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
+        }
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now); /* last: little is live across the call */
+        }
+    }
+    for (int32_t i = 0; i < s->n_sw; i++) {
+        const int32_t k = adm[i];
+        switch_up(s, k, out[k].setpoint_ma, now);
     }
     for (int32_t i = 0; i < s->n_todo; i++) {
         const int32_t k = (int32_t)s->key[nk + i];
