@@ -1962,6 +1962,59 @@ static void room_memo(dlb_site *s, int32_t k)
     }
 }
 
+/* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
+ * children) for one phase and for all three: per circuit and mask its own lanes and its parent's entry,
+ * without the per-charger lookup of a lazy fill. Masks with unbalance lanes, and any entry after a pay,
+ * are left to room_memo. */
+static void room_fill(dlb_site *s)
+{
+    static const uint32_t masks[4] = {1u, 2u, 4u, 7u};
+    circuit_scratch *const cx = s->cx;
+    const uint64_t gen = s->gen;
+    for (int32_t c = 0; c < s->nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        const circuit_scratch *ps = s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL;
+        const int64_t *hr = cs->hr;
+        const int64_t hp = hr[DLB_LANE_POWER];
+        for (int mi = s->unbal_path[c] ? 3 : 0; mi < 4; mi++) {
+            const uint32_t u = masks[mi];
+            int64_t v;
+            int32_t ln;
+            if (u == 7u) {
+                v = hr[0];
+                ln = 0;
+                if (hr[1] < v) {
+                    v = hr[1];
+                    ln = 1;
+                }
+                if (hr[2] < v) {
+                    v = hr[2];
+                    ln = 2;
+                }
+                if (hp < v * 3) {
+                    v = fdiv(hp, 3);
+                    ln = DLB_LANE_POWER;
+                }
+            } else {
+                ln = mi; /* masks 1, 2, 4: phase lanes 0, 1, 2 */
+                v = hr[ln];
+                if (hp < v) {
+                    v = hp;
+                    ln = DLB_LANE_POWER;
+                }
+            }
+            int32_t lane = c * 4 + ln;
+            if (ps != NULL && ps->fail_amount[u] < v) { /* ties go to the earlier lane: c's own */
+                v = ps->fail_amount[u];
+                lane = ps->fail_lane[u];
+            }
+            cs->fail_amount[u] = v;
+            cs->fail_lane[u] = lane;
+            cs->fail_gen[u] = gen;
+        }
+    }
+}
+
 static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
 {
     const uint32_t used = s->kx[k].used;
@@ -2567,6 +2620,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit. */
+    if (n_adm >= 2 * nc) { /* else most entries would not be read: the lazy fill costs less */
+        room_fill(s);
+    }
     s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
     for (int32_t i = 0; i < n_adm; i++) {
         int32_t k = adm[i];
