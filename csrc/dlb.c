@@ -1962,56 +1962,53 @@ static void room_memo(dlb_site *s, int32_t k)
     }
 }
 
+/* one entry of room_fill: circuit c's own first minimum (v, lane) for mask u, or its parent's if lower */
+static inline void room_put(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
+                            uint64_t gen)
+{
+    if (ps != NULL && ps->fail_amount[u] < v) { /* ties go to the earlier lane: c's own */
+        v = ps->fail_amount[u];
+        lane = ps->fail_lane[u];
+    }
+    cs->fail_amount[u] = v;
+    cs->fail_lane[u] = lane;
+    cs->fail_gen[u] = gen;
+}
+
 /* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
- * children) for one phase and for all three: per circuit and mask its own lanes and its parent's entry,
- * without the per-charger lookup of a lazy fill. Masks with unbalance lanes, and any entry after a pay,
- * are left to room_memo. */
+ * children) for each single phase and for all three: per circuit and mask its own lanes and its parent's
+ * entry, without the per-charger lookup of a lazy fill. Masks with unbalance lanes, and any entry after a
+ * pay, are left to room_memo. */
 static void room_fill(dlb_site *s)
 {
-    static const uint32_t masks[4] = {1u, 2u, 4u, 7u};
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
     for (int32_t c = 0; c < s->nc; c++) {
         circuit_scratch *cs = &cx[c];
         const circuit_scratch *ps = s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL;
-        const int64_t *hr = cs->hr;
-        const int64_t hp = hr[DLB_LANE_POWER];
-        for (int mi = s->unbal_path[c] ? 3 : 0; mi < 4; mi++) {
-            const uint32_t u = masks[mi];
-            int64_t v;
-            int32_t ln;
-            if (u == 7u) {
-                v = hr[0];
-                ln = 0;
-                if (hr[1] < v) {
-                    v = hr[1];
-                    ln = 1;
-                }
-                if (hr[2] < v) {
-                    v = hr[2];
-                    ln = 2;
-                }
-                if (hp < v * 3) {
-                    v = fdiv(hp, 3);
-                    ln = DLB_LANE_POWER;
-                }
-            } else {
-                ln = mi; /* masks 1, 2, 4: phase lanes 0, 1, 2 */
-                v = hr[ln];
-                if (hp < v) {
-                    v = hp;
-                    ln = DLB_LANE_POWER;
-                }
-            }
-            int32_t lane = c * 4 + ln;
-            if (ps != NULL && ps->fail_amount[u] < v) { /* ties go to the earlier lane: c's own */
-                v = ps->fail_amount[u];
-                lane = ps->fail_lane[u];
-            }
-            cs->fail_amount[u] = v;
-            cs->fail_lane[u] = lane;
-            cs->fail_gen[u] = gen;
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
+        const int32_t c4 = c * 4;
+        int64_t v = h0;
+        int32_t ln = 0;
+        if (h1 < v) {
+            v = h1;
+            ln = 1;
         }
+        if (h2 < v) {
+            v = h2;
+            ln = 2;
+        }
+        if (hp < v * 3) {
+            v = fdiv(hp, 3);
+            ln = DLB_LANE_POWER;
+        }
+        room_put(cs, ps, 7u, v, c4 + ln, gen);
+        if (s->unbal_path[c]) {
+            continue;
+        }
+        room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
+        room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
+        room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
     }
 }
 
@@ -2087,8 +2084,8 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
         return;
     }
     o->reason = r.unbal ? DLB_REASON_UNBALANCE : reason;
-    o->limit_circuit = r.lane / 4;
-    o->limit_lane = r.lane % 4;
+    o->limit_circuit = r.lane >> 2; /* lane / 4 and lane % 4: lane >= 0 here */
+    o->limit_lane = r.lane & 3;
 }
 
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
@@ -2620,7 +2617,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit. */
-    if (n_adm >= 2 * nc) { /* else most entries would not be read: the lazy fill costs less */
+    if (2 * n_adm >= nc) { /* else most entries would not be read: the lazy fill costs less */
         room_fill(s);
     }
     s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
