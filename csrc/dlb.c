@@ -2680,24 +2680,38 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const int32_t k = (int32_t)s->key[nk + i];
         remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
-    for (int32_t c = nc - 1; c > 0; c--) {
-        int32_t par = s->circ[c].parent;
-        if (par != DLB_NONE) {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                cx[par].alloc[ph] += cx[c].alloc[ph];
-            }
-        }
-    }
-    for (int32_t c = 0; c < nc; c++) {
+    /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
+     * reached, is output, and then added to its parent's */
+    for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
-            co->headroom_ma[ph] = clamp32(cs->hr[ph]);
-            co->base_ma[ph] = clamp32(cs->base[ph]);
+        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
+         * do, and then need no clamping */
+        const uint64_t h = (uint64_t)1 << 31;
+        const uint64_t any = ((uint64_t)cs->alloc[0] + h) | ((uint64_t)cs->alloc[1] + h) | ((uint64_t)cs->alloc[2] + h) |
+                             ((uint64_t)cs->hr[0] + h) | ((uint64_t)cs->hr[1] + h) | ((uint64_t)cs->hr[2] + h) |
+                             ((uint64_t)cs->base[0] + h) | ((uint64_t)cs->base[1] + h) | ((uint64_t)cs->base[2] + h);
+        if ((any >> 32) == 0) {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                co->allocated_ma[ph] = (int32_t)cs->alloc[ph];
+                co->headroom_ma[ph] = (int32_t)cs->hr[ph];
+                co->base_ma[ph] = (int32_t)cs->base[ph];
+            }
+        } else {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
+                co->headroom_ma[ph] = clamp32(cs->hr[ph]);
+                co->base_ma[ph] = clamp32(cs->base[ph]);
+            }
         }
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
+        const int32_t par = s->circ[c].parent;
+        if (par != DLB_NONE) {
+            cx[par].alloc[0] += cs->alloc[0];
+            cx[par].alloc[1] += cs->alloc[1];
+            cx[par].alloc[2] += cs->alloc[2];
+        }
     }
 #undef RELOAD
     return DLB_OK;
