@@ -1814,8 +1814,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
 
 typedef struct {
     int64_t room;
-    int32_t lane;   /* binding lane id or -1 */
-    int32_t unbal;  /* 1 if the unbalance limit binds */
+    int32_t lane; /* binding lane id (ROOM_UNBAL set if the unbalance limit binds) or -1 */
 } room_t;
 
 /* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
@@ -1829,7 +1828,10 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
     const uint32_t used = x->used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
-    room_t r = {ROOM_NONE, -1, 0};
+    struct {
+        int64_t room;
+        int32_t lane, unbal;
+    } r = {ROOM_NONE, -1, 0};
     /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
      * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
@@ -1975,10 +1977,28 @@ static inline void room_put(circuit_scratch *cs, const circuit_scratch *ps, uint
     cs->fail_gen[u] = gen;
 }
 
+/* room_put for a circuit whose unbalance limit is the only one on its path: its unbalance lane (uv, ulane),
+ * scanned after every other lane, binds only if strictly lower */
+static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
+                                  int64_t uv, int32_t ulane, uint64_t gen)
+{
+    if (ps != NULL && ps->fail_amount[u] < v) {
+        v = ps->fail_amount[u];
+        lane = ps->fail_lane[u];
+    }
+    if (uv < v) {
+        v = uv;
+        lane = ulane | ROOM_UNBAL;
+    }
+    cs->fail_amount[u] = v;
+    cs->fail_lane[u] = lane;
+    cs->fail_gen[u] = gen;
+}
+
 /* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
  * children) for each single phase and for all three: per circuit and mask its own lanes and its parent's
- * entry, without the per-charger lookup of a lazy fill. Masks with unbalance lanes, and any entry after a
- * pay, are left to room_memo. */
+ * entry, without the per-charger lookup of a lazy fill. Single phases below a second unbalance limit on
+ * the path, and any entry after a pay, are left to room_memo. */
 static void room_fill(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
@@ -2004,6 +2024,19 @@ static void room_fill(dlb_site *s)
         }
         room_put(cs, ps, 7u, v, c4 + ln, gen);
         if (s->unbal_path[c]) {
+            if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
+                continue; /* more than one unbalance limit may be on its path: left to room_memo */
+            }
+            /* the first unbalance limit on the path is c's own: one phase p used, it allows
+             * limit + min(evl of the other two) - evl[p] */
+            const int64_t lim = s->circ[c].unbalance_limit_ma;
+            const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+            room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
+                           c4, gen);
+            room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
+                           c4 + 1, gen);
+            room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
+                           c4 + 2, gen);
             continue;
         }
         room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
@@ -2021,11 +2054,10 @@ static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
     }
     const int64_t mv = leaf->fail_amount[used];
     const int32_t ml = leaf->fail_lane[used];
-    room_t r = {want, -1, 0};
+    room_t r = {want, -1};
     if (mv < want) {
         r.room = mv;
-        r.lane = ml & (ROOM_UNBAL - 1);
-        r.unbal = (ml & ROOM_UNBAL) != 0;
+        r.lane = ml;
     }
     return r;
 }
@@ -2083,8 +2115,8 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
         o->limit_lane = DLB_NONE;
         return;
     }
-    o->reason = r.unbal ? DLB_REASON_UNBALANCE : reason;
-    o->limit_circuit = r.lane >> 2; /* lane / 4 and lane % 4: lane >= 0 here */
+    o->reason = (r.lane & ROOM_UNBAL) != 0 ? DLB_REASON_UNBALANCE : reason;
+    o->limit_circuit = (r.lane & (ROOM_UNBAL - 1)) >> 2; /* lane / 4 and lane % 4: lane >= 0 here */
     o->limit_lane = r.lane & 3;
 }
 
@@ -2587,7 +2619,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
             if (t > cut) {
                 /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k), 0};
+                room_t ro = {0, overloaded_lane(s, k)};
                 t = cut;
                 set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
                 if (t < kc->min_ma) {
