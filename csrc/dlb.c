@@ -139,6 +139,7 @@ struct dlb_site {
     kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
+    int32_t n_sw;   /* stages 8-9: switch-up candidates in adm[0..n_sw) (a member: dlb_step's frame) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
@@ -1962,8 +1963,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
 
 typedef struct {
     int64_t room;
-    int32_t lane;   /* binding lane id or -1 */
-    int32_t unbal;  /* 1 if the unbalance limit binds */
+    int32_t lane; /* binding lane id (ROOM_UNBAL set if the unbalance limit binds) or -1 */
 } room_t;
 
 /* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
@@ -1977,7 +1977,10 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
     const uint32_t used = x->used;
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
-    room_t r = {ROOM_NONE, -1, 0};
+    struct {
+        int64_t room;
+        int32_t lane, unbal;
+    } r = {ROOM_NONE, -1, 0};
     /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
      * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
@@ -2044,14 +2047,151 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
  * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
  * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
  * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
-/* the memo entry of charger k's leaf and phases, computed (path_room) when void; out of line, so that
- * room_of's usual case (a valid entry) is inline in the stages without growing dlb_step's frame */
-static void room_memo(dlb_site *s, int32_t k, circuit_scratch *leaf, uint32_t used)
+
+/* Without unbalance lanes (all three phases used, or no unbalance limit on the path) the scan of circuit
+ * c's path is c's own lanes followed by the scan of its parent's path, so the first minimum is c's own
+ * unless the parent's entry for the same phases is strictly lower: entries are filled from the nearest
+ * valid ancestor down, one circuit's lanes each, and the circuits near the root, shared by every leaf,
+ * are scanned once per mask instead of once per leaf. An ancestor of such a circuit has no unbalance
+ * lanes either (unbal_path is inherited downwards), so its entry has the same meaning. */
+/* The memo entry of charger k's leaf and phases, computed when void; out of line, so that room_of's
+ * usual case (a valid entry) is inline in the stages without growing dlb_step's frame. */
+static void room_memo(dlb_site *s, int32_t k)
 {
-    int32_t ml;
-    leaf->fail_amount[used] = path_room(s, k, &ml);
-    leaf->fail_lane[used] = ml;
-    leaf->fail_gen[used] = s->gen;
+    circuit_scratch *const cx = s->cx;
+    const int32_t c = s->chg[k].circuit;
+    const uint32_t used = s->kx[k].used;
+    const int64_t n = s->kx[k].n_used;
+    const uint64_t gen = s->gen;
+    if (n < DLB_PHASES && s->unbal_path[c]) {
+        int32_t ml;
+        cx[c].fail_amount[used] = path_room(s, k, &ml);
+        cx[c].fail_lane[used] = ml;
+        cx[c].fail_gen[used] = gen;
+        return;
+    }
+    const int32_t *path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    const int32_t depth = s->plen[c];
+    int32_t i = 1; /* path[0] = c: its entry is void */
+    while (i < depth && cx[path[i]].fail_gen[used] != gen) {
+        i++;
+    }
+    int64_t room = ROOM_NONE;
+    int32_t lane = -1;
+    if (i < depth) {
+        room = cx[path[i]].fail_amount[used];
+        lane = cx[path[i]].fail_lane[used];
+    }
+    const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+    for (int32_t j = i - 1; j >= 0; j--) {
+        const int32_t a = path[j];
+        circuit_scratch *cs = &cx[a];
+        const int64_t *hr = cs->hr;
+        /* own lanes in scan order with a strict "<" (unused phases read as hr + INF, see path_room) */
+        int64_t v = hr[0] + off0;
+        int32_t ln = 0;
+        if (hr[1] + off1 < v) {
+            v = hr[1] + off1;
+            ln = 1;
+        }
+        if (hr[2] + off2 < v) {
+            v = hr[2] + off2;
+            ln = 2;
+        }
+        const int64_t hp = hr[DLB_LANE_POWER];
+        if (hp < v * n) {
+            v = n == 1 ? hp : fdiv(hp, n);
+            ln = DLB_LANE_POWER;
+        }
+        if (v <= room) { /* ties go to the earlier lane: c's own */
+            room = v;
+            lane = a * 4 + ln;
+        }
+        cs->fail_amount[used] = room;
+        cs->fail_lane[used] = lane;
+        cs->fail_gen[used] = gen;
+    }
+}
+
+/* one entry of room_fill: circuit c's own first minimum (v, lane) for mask u, or its parent's if lower */
+static inline void room_put(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
+                            uint64_t gen)
+{
+    if (ps != NULL && ps->fail_amount[u] < v) { /* ties go to the earlier lane: c's own */
+        v = ps->fail_amount[u];
+        lane = ps->fail_lane[u];
+    }
+    cs->fail_amount[u] = v;
+    cs->fail_lane[u] = lane;
+    cs->fail_gen[u] = gen;
+}
+
+/* room_put for a circuit whose unbalance limit is the only one on its path: its unbalance lane (uv, ulane),
+ * scanned after every other lane, binds only if strictly lower */
+static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
+                                  int64_t uv, int32_t ulane, uint64_t gen)
+{
+    if (ps != NULL && ps->fail_amount[u] < v) {
+        v = ps->fail_amount[u];
+        lane = ps->fail_lane[u];
+    }
+    if (uv < v) {
+        v = uv;
+        lane = ulane | ROOM_UNBAL;
+    }
+    cs->fail_amount[u] = v;
+    cs->fail_lane[u] = lane;
+    cs->fail_gen[u] = gen;
+}
+
+/* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
+ * children) for each single phase and for all three: per circuit and mask its own lanes and its parent's
+ * entry, without the per-charger lookup of a lazy fill. Single phases below a second unbalance limit on
+ * the path, and any entry after a pay, are left to room_memo. */
+static void room_fill(dlb_site *s)
+{
+    circuit_scratch *const cx = s->cx;
+    const uint64_t gen = s->gen;
+    for (int32_t c = 0; c < s->nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        const circuit_scratch *ps = s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL;
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
+        const int32_t c4 = c * 4;
+        int64_t v = h0;
+        int32_t ln = 0;
+        if (h1 < v) {
+            v = h1;
+            ln = 1;
+        }
+        if (h2 < v) {
+            v = h2;
+            ln = 2;
+        }
+        if (hp < v * 3) {
+            v = fdiv(hp, 3);
+            ln = DLB_LANE_POWER;
+        }
+        room_put(cs, ps, 7u, v, c4 + ln, gen);
+        if (s->unbal_path[c]) {
+            if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
+                continue; /* more than one unbalance limit may be on its path: left to room_memo */
+            }
+            /* the first unbalance limit on the path is c's own: one phase p used, it allows
+             * limit + min(evl of the other two) - evl[p] */
+            const int64_t lim = s->circ[c].unbalance_limit_ma;
+            const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+            room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
+                           c4, gen);
+            room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
+                           c4 + 1, gen);
+            room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
+                           c4 + 2, gen);
+            continue;
+        }
+        room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
+        room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
+        room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
+    }
 }
 
 static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
@@ -2059,15 +2199,14 @@ static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
     const uint32_t used = s->kx[k].used;
     circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
     if (leaf->fail_gen[used] != s->gen) {
-        room_memo(s, k, leaf, used);
+        room_memo(s, k);
     }
     const int64_t mv = leaf->fail_amount[used];
     const int32_t ml = leaf->fail_lane[used];
-    room_t r = {want, -1, 0};
+    room_t r = {want, -1};
     if (mv < want) {
         r.room = mv;
-        r.lane = ml & (ROOM_UNBAL - 1);
-        r.unbal = (ml & ROOM_UNBAL) != 0;
+        r.lane = ml;
     }
     return r;
 }
@@ -2125,9 +2264,9 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
         o->limit_lane = DLB_NONE;
         return;
     }
-    o->reason = r.unbal ? DLB_REASON_UNBALANCE : reason;
-    o->limit_circuit = r.lane / 4;
-    o->limit_lane = r.lane % 4;
+    o->reason = (r.lane & ROOM_UNBAL) != 0 ? DLB_REASON_UNBALANCE : reason;
+    o->limit_circuit = (r.lane & (ROOM_UNBAL - 1)) >> 2; /* lane / 4 and lane % 4: lane >= 0 here */
+    o->limit_lane = r.lane & 3;
 }
 
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
@@ -2139,12 +2278,20 @@ static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
     if (!(kc->can_switch_phases && st->mode == 1 && cd->switches < p->max_phase_switches)) {
         return;
     }
+    /* room for three phases at the minimum on the whole path (an uncapped power lane holds INF in hr
+     * and passes); the walk stops at the first lane without */
     int room = spk == kc->max_ma;
-    FOR_PATH(s, k, c) {
-        const circuit_scratch *cs = &s->cx[c];
-        room = room && cs->hr[kc->phase_map[1]] >= kc->min_ma && cs->hr[kc->phase_map[2]] >= kc->min_ma;
-        if (has_power(s, c)) {
-            room = room && cs->hr[DLB_LANE_POWER] >= 2 * (int64_t)kc->min_ma;
+    if (room) {
+        const int64_t mn = kc->min_ma;
+        const int32_t p1 = kc->phase_map[1], p2 = kc->phase_map[2];
+        int32_t depth;
+        const int32_t *path = path_of(s, k, &depth);
+        for (int32_t i = 0; i < depth; i++) {
+            const int64_t *hr = s->cx[path[i]].hr;
+            if (hr[p1] < mn || hr[p2] < mn || hr[DLB_LANE_POWER] < 2 * mn) {
+                room = 0;
+                break;
+            }
         }
     }
     if (!room) {
@@ -2535,15 +2682,25 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         charger_scratch *x = &kx[k];
         const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
-        int32_t over = overloaded_lane(s, k);
-        int64_t cut = over >= 0 ? max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma)) : 0;
-        if (over >= 0 && t > cut) {
-            /* the lane is already overloaded: nobody on it is raised above its draw */
-            room_t ro = {0, over, 0};
-            t = cut;
-            set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-            if (t < kc->min_ma) {
-                t = 0;
+        if (t <= ks[k].sp) {
+            /* the usual case: the cut below is at least the set-point and m (counted already) at least the
+             * set-point too, so neither an overloaded lane nor the headroom can lower the ideal */
+            x->target = t;
+            x->sp = t;
+            continue;
+        }
+        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
+         * is above the cut: the division and the walk for the lane are left for that case. */
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0) {
+            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+            if (t > cut) {
+                /* the lane is already overloaded: nobody on it is raised above its draw */
+                room_t ro = {0, overloaded_lane(s, k)};
+                t = cut;
+                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                if (t < kc->min_ma) {
+                    t = 0;
+                }
             }
         }
         x->target = t;
@@ -2561,94 +2718,114 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             pay(s, k, t - max64(x->sp, x->m));
         }
     }
-    /* 8. top-up: what real headroom is left goes to admitted chargers in admission order */
-    RELOAD();
-    for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
-        dlb_charger_output *o = &out[k];
-        if (x->sp == 0) {
-            continue;
-        }
-        if (x->sp < x->hi) {
-            /* up to m it is counted already; above, real headroom pays (none while a lane is short,
-             * e.g. reserved for a charger that waits) */
-            /* a charger cut in the transition has what it waits for reserved: counted up to target */
-            int64_t base = max64(max64(x->sp, x->m), x->target);
-            room_t r = room_of(s, k, max64(x->hi - base, 0));
-            if (r.room >= 0) {
-                int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
-                if (v > x->sp) {
-                    pay(s, k, v - base);
-                    x->sp = v;
-                }
-            }
-            int keep = o->reason == DLB_REASON_OVERLOAD ||
-                       ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && x->sp < x->target);
-            if (x->sp < x->hi && !keep) {
-                set_limit(o, r, DLB_REASON_CIRCUIT);
-            }
-        }
-        if (x->sp >= x->hi) {
-            o->reason = x->hi_reason;
-            o->limit_circuit = DLB_NONE;
-            o->limit_lane = DLB_NONE;
-        }
-        o->setpoint_ma = (int32_t)x->sp; /* final: no later charger's top-up reads it */
-    }
-
-    /* 9. switch-up (next step), remember, outputs, in one pass over the admitted chargers: switch_up
-     * reads the final headroom (hr) and its charger's state, the sums read outputs, remember() its
-     * charger's state (switch_up and remember() touch disjoint fields), so each charger's three steps
-     * may follow each other.
+    /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
+     * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
+     * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
+     * sums read outputs. Only the switch-up (next step) must wait for the final headroom (hr): its
+     * candidates are kept in adm[0..n_sw), written behind the reading position.
      * remember() for the admitted chargers and the listed others (each touches only its own charger's
      * state and, stopping a probe, clears its meter's owner only if that is itself: any order gives
-     * the same state). It changes nothing when a demanding charger keeps its set-point and is on or
-     * already marked waiting (the usual case), nor for a lost one (its output is its set-point).
+     * the same state; switch_up and remember() touch disjoint fields). It changes nothing when a
+     * demanding charger keeps its set-point and is on or already marked waiting (the usual case), nor
+     * for a lost one (its output is its set-point).
      * Allocated current and LIMITING: only admitted chargers have a set-point here (lost ones were
      * summed in stage 1, every other one is at 0) and only they and the paused ones (marked at
      * admission) name a limiting circuit. */
-    RELOAD();
+    if (2 * n_adm >= nc) { /* else most entries would not be read: the lazy fill costs less */
+        room_fill(s);
+    }
+    s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
     for (int32_t i = 0; i < n_adm; i++) {
-        const int32_t k = adm[i], spk = out[k].setpoint_ma;
-        switch_up(s, k, spk, now);
-        const charger_state *st = &ks[k];
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now);
+        int32_t k = adm[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        dlb_charger_output *o = &out[k];
+        if (x->sp != 0) {
+            if (x->sp < x->hi) {
+                /* up to m it is counted already; above, real headroom pays (none while a lane is short,
+                 * e.g. reserved for a charger that waits) */
+                /* a charger cut in the transition has what it waits for reserved: counted up to target */
+                int64_t base = max64(max64(x->sp, x->m), x->target);
+                room_t r = room_of(s, k, max64(x->hi - base, 0));
+                if (r.room >= 0) {
+                    int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
+                    if (v > x->sp) {
+                        pay(s, k, v - base);
+                        x->sp = v;
+                    }
+                }
+                int keep = o->reason == DLB_REASON_OVERLOAD ||
+                           ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) &&
+                            x->sp < x->target);
+                if (x->sp < x->hi && !keep) {
+                    set_limit(o, r, DLB_REASON_CIRCUIT);
+                }
+            }
+            if (x->sp >= x->hi) {
+                o->reason = x->hi_reason;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+            }
+            o->setpoint_ma = (int32_t)x->sp;
         }
-        const uint32_t used = kx[k].used;
+        const int32_t spk = o->setpoint_ma;
+        const uint32_t used = x->used;
         const int64_t v = spk;
-        circuit_scratch *cs = &cx[chg[k].circuit];
+        circuit_scratch *cs = &s->cx[kc->circuit];
         cs->alloc[0] += v * (int64_t)(used & 1u);
         cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
         cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
-        if (out[k].limit_circuit != DLB_NONE) {
-            cx[out[k].limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+        if (o->limit_circuit != DLB_NONE) {
+            s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
+        const charger_state *st = &s->ks[k];
+        if (kc->can_switch_phases && st->mode == 1) {
+            adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
+        }
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now); /* last: little is live across the call */
+        }
+    }
+    for (int32_t i = 0; i < s->n_sw; i++) {
+        const int32_t k = adm[i];
+        switch_up(s, k, out[k].setpoint_ma, now);
     }
     for (int32_t i = 0; i < s->n_todo; i++) {
         const int32_t k = (int32_t)s->key[nk + i];
         remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
-    for (int32_t c = nc - 1; c > 0; c--) {
-        int32_t par = s->circ[c].parent;
-        if (par != DLB_NONE) {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                cx[par].alloc[ph] += cx[c].alloc[ph];
-            }
-        }
-    }
-    for (int32_t c = 0; c < nc; c++) {
+    /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
+     * reached, is output, and then added to its parent's */
+    for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
-            co->headroom_ma[ph] = clamp32(cs->hr[ph]);
-            co->base_ma[ph] = clamp32(cs->base[ph]);
+        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
+         * do, and then need no clamping */
+        const uint64_t h = (uint64_t)1 << 31;
+        const uint64_t any = ((uint64_t)cs->alloc[0] + h) | ((uint64_t)cs->alloc[1] + h) | ((uint64_t)cs->alloc[2] + h) |
+                             ((uint64_t)cs->hr[0] + h) | ((uint64_t)cs->hr[1] + h) | ((uint64_t)cs->hr[2] + h) |
+                             ((uint64_t)cs->base[0] + h) | ((uint64_t)cs->base[1] + h) | ((uint64_t)cs->base[2] + h);
+        if ((any >> 32) == 0) {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                co->allocated_ma[ph] = (int32_t)cs->alloc[ph];
+                co->headroom_ma[ph] = (int32_t)cs->hr[ph];
+                co->base_ma[ph] = (int32_t)cs->base[ph];
+            }
+        } else {
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
+                co->headroom_ma[ph] = clamp32(cs->hr[ph]);
+                co->base_ma[ph] = clamp32(cs->base[ph]);
+            }
         }
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
+        const int32_t par = s->circ[c].parent;
+        if (par != DLB_NONE) {
+            cx[par].alloc[0] += cs->alloc[0];
+            cx[par].alloc[1] += cs->alloc[1];
+            cx[par].alloc[2] += cs->alloc[2];
+        }
     }
 #undef RELOAD
     return DLB_OK;
