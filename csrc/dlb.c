@@ -9,6 +9,13 @@
 
 #include <string.h>
 
+/* keeps a once-called pass out of dlb_step's frame (see charger_pass) */
+#if defined(__GNUC__)
+#define DLB_NOINLINE __attribute__((noinline))
+#else
+#define DLB_NOINLINE
+#endif
+
 #define HOUR_MS 3600000
 #define INF ((int64_t)1 << 62)
 #define KEY_PKEY_BITS 52
@@ -1156,62 +1163,29 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     }
 }
 
-/* stage 2: what a charger wants and which site phases it loads */
-static void classify(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
-                     charger_scratch *x, int64_t now)
+/* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
+static void classify_none(charger_scratch *x, int32_t kind)
 {
     x->narrowed = 0;
-    if (st->lost || !is_demanding(st->state)) {
-        x->kind = st->lost ? KIND_LOST : KIND_NODEMAND;
-        x->used = 0;
-        x->n_used = 0;
-        x->m = 0;
-        x->drawn = 0;
-        return;
-    }
-    x->kind = KIND_DEMAND; /* used, n_used, drawn and m are all set below */
-    int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
-    uint32_t active = n_cond == 3 ? 7u : 1u;
-    if (st->state == DLB_STATE_CHARGING && st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
-        (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms)) {
-        /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
-         * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-        const int32_t thr = s->p.active_threshold_ma;
-        uint32_t drawing = (uint32_t)(st->meas[0] >= thr);
-        if (n_cond == 3) {
-            drawing |= ((uint32_t)(st->meas[1] >= thr) << 1) | ((uint32_t)(st->meas[2] >= thr) << 2);
-        }
-        if (drawing != 0) {
-            active = drawing;
-            x->narrowed = 1;
-        }
-    }
-    int64_t drawn;
-    uint32_t used;
-    int32_t n_used;
-    if (active == 1u) { /* conductor 0 alone */
-        used = 1u << kc->phase_map[0];
-        n_used = 1;
-        drawn = st->meas[0]; /* stored currents passed the range check: >= 0 */
-    } else if (active == 7u) { /* all three: a 3-phase map is a permutation */
-        used = 7u;
-        n_used = 3;
-        drawn = max64(st->meas[0], max64(st->meas[1], st->meas[2]));
-    } else {
-        drawn = 0;
-        used = 0;
-        n_used = 0;
-        for (int i = 0; i < n_cond; i++) {
-            if ((active >> i) & 1u) {
-                used |= 1u << kc->phase_map[i];
-                n_used++;
-                drawn = max64(drawn, st->meas[i]);
-            }
-        }
-    }
-    x->used = used;
-    x->n_used = n_used;
-    x->drawn = drawn;
+    x->kind = kind;
+    x->used = 0;
+    x->n_used = 0;
+    x->m = 0;
+    x->drawn = 0;
+}
+
+/* Charging since the last start or phase switch for at least follow_time_ms: the EV had time to use
+ * every conductor. Stored times are >= 0 and TNONE is -1, so the later of on_since and last_switch is
+ * the one to wait for (on_since is set while the charger is on). */
+static int follow_done(const dlb_site *s, const charger_state *st, int64_t now)
+{
+    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE &&
+           now - max64(st->on_since, st->last_switch) >= s->p.follow_time_ms;
+}
+
+/* the largest lowered set-point the EV may still apply (0 if none) */
+static int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now)
+{
     int64_t held = 0;
     if (now < st->hold_end) { /* else every hold has expired */
         const charger_cold *cd = &s->kcold[k];
@@ -1221,7 +1195,124 @@ static void classify(const dlb_site *s, int32_t k, const charger_state *st, cons
             }
         }
     }
-    x->m = max64(max64(drawn, st->sp), held);
+    return held;
+}
+
+/* Stages 1-3 for every charger: ingest, classify, and the sums of its circuit (meters ingested first).
+ * Out of line: inlined, its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
+DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt)
+{
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    for (int32_t k = 0; k < nk; k++) {
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const int32_t phases = kc->phases;
+        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
+            int64_t sum = st->meas[0];
+            if (phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            st->delivered_mams += sum * dt;
+        }
+        ingest_charger(s, k, st, &chargers[k], now);
+        circuit_scratch *cs = &cx[kc->circuit];
+        const int32_t *pmap = kc->phase_map;
+        /* The power lane's fixed and meas_d are not summed here: every charger adds to it what it adds
+         * to its phases, so it is their sum (taken per circuit below). */
+        if (st->lost) {
+            int64_t r = max64(st->sp, kc->failsafe_ma);
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += r;
+                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
+            }
+            classify_none(x, KIND_LOST);
+            continue;
+        }
+        const int64_t c0 = st->meas[0];
+        cs->evsum[pmap[0]] += c0;
+        if (phases == 3) {
+            cs->evsum[pmap[1]] += st->meas[1];
+            cs->evsum[pmap[2]] += st->meas[2];
+        }
+        if (!is_demanding(st->state)) {
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += st->meas[i];
+            }
+            classify_none(x, KIND_NODEMAND);
+            continue;
+        }
+        /* 2. classify a charger with demand: which site phases it loads (counted at m) */
+        x->kind = KIND_DEMAND;
+        const int follow = follow_done(s, st, now);
+        const int64_t held = held_sp(s, k, st, now);
+        if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
+            const int32_t ph = pmap[0];
+            const int64_t m = max64(max64(c0, st->sp), held);
+            x->used = 1u << ph;
+            x->n_used = 1;
+            x->drawn = c0; /* stored currents passed the range check: >= 0 */
+            x->m = m;
+            x->narrowed = (uint32_t)(follow && c0 >= s->p.active_threshold_ma);
+            cs->meas_d[ph] += m;
+            if (phases == 3) { /* conductors outside its counted set are fixed loads */
+                cs->fixed[pmap[1]] += st->meas[1];
+                cs->fixed[pmap[2]] += st->meas[2];
+            }
+            continue;
+        }
+        const int64_t c1 = st->meas[1], c2 = st->meas[2];
+        uint32_t active = 7u;
+        x->narrowed = 0;
+        if (follow) {
+            /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+             * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
+            const int64_t thr = s->p.active_threshold_ma;
+            const uint32_t drawing = (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
+            if (drawing != 0) {
+                active = drawing;
+                x->narrowed = 1;
+            }
+        }
+        if (active == 7u) { /* all three: a 3-phase map is a permutation */
+            const int64_t drawn = max64(c0, max64(c1, c2));
+            const int64_t m = max64(max64(drawn, st->sp), held);
+            x->used = 7u;
+            x->n_used = 3;
+            x->drawn = drawn;
+            x->m = m;
+            cs->meas_d[0] += m;
+            cs->meas_d[1] += m;
+            cs->meas_d[2] += m;
+            continue;
+        }
+        int64_t drawn = 0;
+        uint32_t used = 0;
+        int32_t n_used = 0;
+        for (int i = 0; i < 3; i++) {
+            if ((active >> i) & 1u) {
+                used |= 1u << pmap[i];
+                n_used++;
+                drawn = max64(drawn, st->meas[i]);
+            } else { /* conductors outside its counted set are fixed loads */
+                cs->fixed[pmap[i]] += st->meas[i];
+            }
+        }
+        const int64_t m = max64(max64(drawn, st->sp), held);
+        x->used = used;
+        x->n_used = n_used;
+        x->drawn = drawn;
+        x->m = m;
+        for (int i = 0; i < 3; i++) {
+            if ((active >> i) & 1u) {
+                cs->meas_d[pmap[i]] += m;
+            }
+        }
+    }
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -2117,59 +2208,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         cs->status = 0;
         ingest_meter(s, c, &meters[c], now);
     }
-    for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        const int32_t phases = kc->phases;
-        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
-            int64_t sum = st->meas[0];
-            if (phases == 3) {
-                sum += (int64_t)st->meas[1] + st->meas[2];
-            }
-            st->delivered_mams += sum * dt;
-        }
-        ingest_charger(s, k, st, &chargers[k], now);
-        classify(s, k, st, kc, x, now);
-        circuit_scratch *cs = &cx[kc->circuit];
-        const int32_t *pmap = kc->phase_map;
-        if (x->kind == KIND_LOST) {
-            int64_t r = max64(st->sp, kc->failsafe_ma);
-            for (int i = 0; i < phases; i++) {
-                cs->fixed[pmap[i]] += r;
-                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
-            }
-            cs->fixed[DLB_LANE_POWER] += r * phases;
-            continue;
-        }
-        cs->evsum[pmap[0]] += st->meas[0];
-        if (phases == 3) {
-            cs->evsum[pmap[1]] += st->meas[1];
-            cs->evsum[pmap[2]] += st->meas[2];
-        }
-        if (x->kind == KIND_NODEMAND) {
-            for (int i = 0; i < phases; i++) {
-                cs->fixed[pmap[i]] += st->meas[i];
-                cs->fixed[DLB_LANE_POWER] += st->meas[i];
-            }
-            continue;
-        }
-        const uint32_t used = x->used;
-        if (x->n_used != phases) { /* conductors outside its counted set are fixed loads */
-            for (int i = 0; i < phases; i++) {
-                if (!((used >> pmap[i]) & 1u)) {
-                    cs->fixed[pmap[i]] += st->meas[i];
-                    cs->fixed[DLB_LANE_POWER] += st->meas[i];
-                }
-            }
-        }
-        if (x->m != 0) { /* a waiting charger usually counts nothing */
-            cs->meas_d[0] += x->m * (int64_t)(used & 1u);
-            cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
-            cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
-            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
-        }
-    }
+    charger_pass(s, chargers, now, dt);
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
@@ -2191,6 +2230,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             cs->base[1] = cc->fallback_base_ma[1] + cs->childbase[1];
             cs->base[2] = cc->fallback_base_ma[2] + cs->childbase[2];
         }
+        /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
+         * out), and the children's sums are in by now (children come after their parent) */
+        cs->fixed[DLB_LANE_POWER] = cs->fixed[0] + cs->fixed[1] + cs->fixed[2];
+        cs->meas_d[DLB_LANE_POWER] = cs->meas_d[0] + cs->meas_d[1] + cs->meas_d[2];
         if (cc->parent != DLB_NONE) {
             circuit_scratch *ps = &cx[cc->parent];
             ps->evsum[0] += cs->evsum[0];
@@ -2202,11 +2245,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             ps->fixed[0] += cs->fixed[0];
             ps->fixed[1] += cs->fixed[1];
             ps->fixed[2] += cs->fixed[2];
-            ps->fixed[DLB_LANE_POWER] += cs->fixed[DLB_LANE_POWER];
             ps->meas_d[0] += cs->meas_d[0];
             ps->meas_d[1] += cs->meas_d[1];
             ps->meas_d[2] += cs->meas_d[2];
-            ps->meas_d[DLB_LANE_POWER] += cs->meas_d[DLB_LANE_POWER];
         }
     }
     for (int32_t c = 0; c < nc; c++) {
