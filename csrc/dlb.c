@@ -1117,9 +1117,10 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
      * and with t_last = now and ok_since set (it is while not lost) the ladder keeps lost at 0: only
      * the currents (when in range; a negative one reads as a large unsigned) and the time are new. */
     if (ci->fresh && !st->lost && ci->state == st->state && !ci->session_update) {
-        /* the same holds for new currents that pass the range check: they replace the stored ones */
-        if ((uint32_t)ci->current_ma[0] <= DLB_MAX_CURRENT_MA && (uint32_t)ci->current_ma[1] <= DLB_MAX_CURRENT_MA &&
-            (uint32_t)ci->current_ma[2] <= DLB_MAX_CURRENT_MA) {
+        /* the same holds for new currents that pass the range check: they replace the stored ones (the
+         * OR bounds each current; currents that pass the check with a larger OR take the path below) */
+        if (((uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2]) <=
+            DLB_MAX_CURRENT_MA) {
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             st->t_last = now;
             return;
@@ -1234,13 +1235,9 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
             continue;
         }
         const int64_t c0 = st->meas[0];
-        cs->evsum[pmap[0]] += c0;
-        if (phases == 3) {
-            cs->evsum[pmap[1]] += st->meas[1];
-            cs->evsum[pmap[2]] += st->meas[2];
-        }
         if (!is_demanding(st->state)) {
             for (int i = 0; i < phases; i++) {
+                cs->evsum[pmap[i]] += st->meas[i];
                 cs->fixed[pmap[i]] += st->meas[i];
             }
             classify_none(x, KIND_NODEMAND);
@@ -1248,7 +1245,6 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
         }
         /* 2. classify a charger with demand: which site phases it loads (counted at m) */
         x->kind = KIND_DEMAND;
-        const int follow = follow_done(s, st, now);
         const int64_t held = held_sp(s, k, st, now);
         if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
             const int32_t ph = pmap[0];
@@ -1257,25 +1253,35 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
             x->n_used = 1;
             x->drawn = c0; /* stored currents passed the range check: >= 0 */
             x->m = m;
-            x->narrowed = (uint32_t)(follow && c0 >= s->p.active_threshold_ma);
+            x->narrowed = (uint32_t)(c0 >= s->p.active_threshold_ma && follow_done(s, st, now));
+            cs->evsum[ph] += c0;
             cs->meas_d[ph] += m;
             if (phases == 3) { /* conductors outside its counted set are fixed loads */
-                cs->fixed[pmap[1]] += st->meas[1];
-                cs->fixed[pmap[2]] += st->meas[2];
+                const int64_t c1 = st->meas[1], c2 = st->meas[2];
+                cs->evsum[pmap[1]] += c1;
+                cs->evsum[pmap[2]] += c2;
+                cs->fixed[pmap[1]] += c1;
+                cs->fixed[pmap[2]] += c2;
             }
             continue;
         }
         const int64_t c1 = st->meas[1], c2 = st->meas[2];
         uint32_t active = 7u;
         x->narrowed = 0;
-        if (follow) {
-            /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
-             * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-            const int64_t thr = s->p.active_threshold_ma;
-            const uint32_t drawing = (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
-            if (drawing != 0) {
-                active = drawing;
-                x->narrowed = 1;
+        if ((c0 | c1 | c2) != 0) { /* else (a waiting EV) no conductor draws and there is no EV current */
+            cs->evsum[pmap[0]] += c0;
+            cs->evsum[pmap[1]] += c1;
+            cs->evsum[pmap[2]] += c2;
+            if (follow_done(s, st, now)) {
+                /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+                 * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
+                const int64_t thr = s->p.active_threshold_ma;
+                const uint32_t drawing =
+                    (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
+                if (drawing != 0) {
+                    active = drawing;
+                    x->narrowed = 1;
+                }
             }
         }
         if (active == 7u) { /* all three: a 3-phase map is a permutation */
@@ -1395,6 +1401,94 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     *tier_out = tier;
     return ((uint64_t)(must_stay ? 0 : 1) << 62) | ((uint64_t)cls << 54) | ((uint64_t)tier << KEY_PKEY_BITS) |
            (uint64_t)pkey;
+}
+
+/* stage 4 for every charger (out of line for the same reason as charger_pass) */
+DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    const dlb_params *p = &s->p;
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    uint64_t *const key = s->key;
+    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
+     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
+     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
+    for (int32_t k = 0; k < nk; k++) {
+        dlb_charger_output *o = &out[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        o->setpoint_ma = 0;
+        o->phases = st->mode;
+        o->reason = DLB_REASON_NONE;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        x->admitted = 0;
+        x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
+        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+         * probing only for a charger without demand (remember() stops its probe) */
+        if (x->kind == KIND_LOST) {
+            o->setpoint_ma = st->sp;
+            o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                                : DLB_REASON_FAILSAFE;
+            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                       (st->probing ? DLB_CHARGER_PROBING : 0u);
+            continue; /* remember() keeps its held set-point: nothing to do */
+        }
+        if (x->kind == KIND_NODEMAND) {
+            o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                        : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                             : DLB_REASON_NOT_CONNECTED;
+            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+                s->key[nk + s->n_todo++] = (uint64_t)k;
+            }
+            continue;
+        }
+        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
+            reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
+        }
+        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+        x->hi = kc->max_ma;
+        x->hi_reason = DLB_REASON_CHARGER_MAX;
+        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+            x->hi = st->reclaim_cap;
+            x->hi_reason = DLB_REASON_EV;
+        }
+        if (p->ramp_up_ma_per_s > 0) {
+            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
+                                         : kc->min_ma;
+            if (ramp_hi < x->hi) {
+                x->hi = ramp_hi;
+                x->hi_reason = DLB_REASON_RAMP;
+            }
+            x->hi = floor_grid(x->hi, kc->step_ma);
+        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
+        if (st->sp == 0) {
+            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                o->reason = DLB_REASON_MIN_OFF;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
+                o->reason = DLB_REASON_START_CAP;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+        }
+        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
+        /* its admission key, computed here while its state is at hand (nothing it reads changes before
+         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2298,83 +2392,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 4. ceilings and holds */
     RELOAD();
     int32_t n_items = 0;
-    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
-     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
-     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
-    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
-    for (int32_t k = 0; k < nk; k++) {
-        dlb_charger_output *o = &out[k];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        o->setpoint_ma = 0;
-        o->phases = st->mode;
-        o->reason = DLB_REASON_NONE;
-        o->limit_circuit = DLB_NONE;
-        o->limit_lane = DLB_NONE;
-        x->admitted = 0;
-        x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
-        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
-         * probing only for a charger without demand (remember() stops its probe) */
-        if (x->kind == KIND_LOST) {
-            o->setpoint_ma = st->sp;
-            o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
-                                                                                : DLB_REASON_FAILSAFE;
-            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                       (st->probing ? DLB_CHARGER_PROBING : 0u);
-            continue; /* remember() keeps its held set-point: nothing to do */
-        }
-        if (x->kind == KIND_NODEMAND) {
-            o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
-                        : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
-                                                             : DLB_REASON_NOT_CONNECTED;
-            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
-            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
-                s->key[nk + s->n_todo++] = (uint64_t)k;
-            }
-            continue;
-        }
-        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
-            reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
-        }
-        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-        x->hi = kc->max_ma;
-        x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-            x->hi = st->reclaim_cap;
-            x->hi_reason = DLB_REASON_EV;
-        }
-        if (p->ramp_up_ma_per_s > 0) {
-            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
-                                         : kc->min_ma;
-            if (ramp_hi < x->hi) {
-                x->hi = ramp_hi;
-                x->hi_reason = DLB_REASON_RAMP;
-            }
-            x->hi = floor_grid(x->hi, kc->step_ma);
-        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (st->sp == 0) {
-            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                o->reason = DLB_REASON_MIN_OFF;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
-                o->reason = DLB_REASON_START_CAP;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-        }
-        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
-        /* its admission key, computed here while its state is at hand (nothing it reads changes before
-         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
-    }
+    ceilings_pass(s, out, now, dt);
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
