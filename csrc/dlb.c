@@ -1291,9 +1291,11 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
             x->n_used = 3;
             x->drawn = drawn;
             x->m = m;
-            cs->meas_d[0] += m;
-            cs->meas_d[1] += m;
-            cs->meas_d[2] += m;
+            if (m != 0) { /* a waiting charger usually counts nothing */
+                cs->meas_d[0] += m;
+                cs->meas_d[1] += m;
+                cs->meas_d[2] += m;
+            }
             continue;
         }
         int64_t drawn = 0;
@@ -1426,27 +1428,30 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         o->reason = DLB_REASON_NONE;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
-        x->admitted = 0;
-        x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
+        x->admitted = 0; /* in_group is set below; sp, ideal and target at admission and in stage 7 */
         /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
          * probing only for a charger without demand (remember() stops its probe) */
-        if (x->kind == KIND_LOST) {
-            o->setpoint_ma = st->sp;
-            o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
-                                                                                : DLB_REASON_FAILSAFE;
-            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                       (st->probing ? DLB_CHARGER_PROBING : 0u);
-            continue; /* remember() keeps its held set-point: nothing to do */
-        }
-        if (x->kind == KIND_NODEMAND) {
-            o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
-                        : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
-                                                             : DLB_REASON_NOT_CONNECTED;
-            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
-            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
-                s->key[nk + s->n_todo++] = (uint64_t)k;
+        if (x->kind != KIND_DEMAND) { /* the usual case tested once */
+            if (x->kind == KIND_LOST) {
+                x->in_group = 0;
+                o->setpoint_ma = st->sp;
+                o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                                    : DLB_REASON_FAILSAFE;
+                o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                           (st->probing ? DLB_CHARGER_PROBING : 0u);
+                continue; /* remember() keeps its held set-point: nothing to do */
             }
-            continue;
+            if (x->kind == KIND_NODEMAND) {
+                x->in_group = 0;
+                o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                            : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                                 : DLB_REASON_NOT_CONNECTED;
+                o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+                if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
         }
         if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
             reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
@@ -1470,6 +1475,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                x->in_group = 0;
                 o->reason = DLB_REASON_MIN_OFF;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
@@ -1477,6 +1483,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue;
             }
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
+                x->in_group = 0;
                 o->reason = DLB_REASON_START_CAP;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
@@ -1484,7 +1491,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue;
             }
         }
-        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
+        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (set every step) */
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
