@@ -42,6 +42,7 @@ typedef struct {
     int32_t meas[DLB_PHASES];
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
+    uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
 } charger_state;
 
 typedef struct {
@@ -1162,6 +1163,8 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
             st->lost = 0;
         }
     }
+    /* only this function changes lost and in_session (the usual case above changes neither) */
+    st->counting = (uint8_t)(st->in_session && !st->lost);
 }
 
 /* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
@@ -1213,7 +1216,7 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         const int32_t phases = kc->phases;
-        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
+        if (st->counting) { /* in session and not lost: energy over the elapsed interval, before the new reading */
             int64_t sum = st->meas[0];
             if (phases == 3) {
                 sum += (int64_t)st->meas[1] + st->meas[2];
@@ -1268,20 +1271,31 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
         const int64_t c1 = st->meas[1], c2 = st->meas[2];
         uint32_t active = 7u;
         x->narrowed = 0;
-        if ((c0 | c1 | c2) != 0) { /* else (a waiting EV) no conductor draws and there is no EV current */
-            cs->evsum[pmap[0]] += c0;
-            cs->evsum[pmap[1]] += c1;
-            cs->evsum[pmap[2]] += c2;
-            if (follow_done(s, st, now)) {
-                /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
-                 * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-                const int64_t thr = s->p.active_threshold_ma;
-                const uint32_t drawing =
-                    (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
-                if (drawing != 0) {
-                    active = drawing;
-                    x->narrowed = 1;
-                }
+        if ((c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
+            const int64_t m = max64(st->sp, held);
+            x->used = 7u;
+            x->n_used = 3;
+            x->drawn = 0;
+            x->m = m;
+            if (m != 0) {
+                cs->meas_d[0] += m;
+                cs->meas_d[1] += m;
+                cs->meas_d[2] += m;
+            }
+            continue;
+        }
+        cs->evsum[pmap[0]] += c0;
+        cs->evsum[pmap[1]] += c1;
+        cs->evsum[pmap[2]] += c2;
+        if (follow_done(s, st, now)) {
+            /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+             * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
+            const int64_t thr = s->p.active_threshold_ma;
+            const uint32_t drawing =
+                (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
+            if (drawing != 0) {
+                active = drawing;
+                x->narrowed = 1;
             }
         }
         if (active == 7u) { /* all three: a 3-phase map is a permutation */
@@ -1291,11 +1305,9 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
             x->n_used = 3;
             x->drawn = drawn;
             x->m = m;
-            if (m != 0) { /* a waiting charger usually counts nothing */
-                cs->meas_d[0] += m;
-                cs->meas_d[1] += m;
-                cs->meas_d[2] += m;
-            }
+            cs->meas_d[0] += m;
+            cs->meas_d[1] += m;
+            cs->meas_d[2] += m;
             continue;
         }
         int64_t drawn = 0;
