@@ -1221,7 +1221,9 @@ DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *char
             if (phases == 3) {
                 sum += (int64_t)st->meas[1] + st->meas[2];
             }
-            st->delivered_mams += sum * dt;
+            if (sum != 0) { /* a waiting EV draws nothing */
+                st->delivered_mams += sum * dt;
+            }
         }
         ingest_charger(s, k, st, &chargers[k], now);
         circuit_scratch *cs = &cx[kc->circuit];
@@ -1465,16 +1467,19 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue;
             }
         }
-        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
-            reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
-        }
-        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-            x->hi = st->reclaim_cap;
-            x->hi_reason = DLB_REASON_EV;
+        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
+            reclaim(s, k, x->drawn, now);
+            o->flags = (x->narrowed * DLB_CHARGER_NARROWED) |
+                       ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                       ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+            if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+                x->hi = st->reclaim_cap;
+                x->hi_reason = DLB_REASON_EV;
+            }
+        } else { /* a paused charger without reclaim state: reclaim() would change nothing */
+            o->flags = x->narrowed * DLB_CHARGER_NARROWED;
         }
         if (p->ramp_up_ma_per_s > 0) {
             int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
