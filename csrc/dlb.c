@@ -33,7 +33,7 @@ enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; 
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
  * a phase switch touches. Every pass over the chargers then streams 152 bytes per charger instead of
  * 352 (at N = 10000, 1.5 MB instead of 3.5 MB). hold_end and cap_until summarise the cold histories so
- * that the per-step checks need not read them (see classify and stage 4). */
+ * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
     int64_t delivered_mams, last_switch, below_since, reclaimed_at, probe_since;
