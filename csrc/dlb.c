@@ -9,6 +9,18 @@
 
 #include <string.h>
 
+/* Inlining hints, which gcc -O2 gets wrong both ways here: the once-called passes (charger_pass,
+ * ceilings_pass, sort_pairs, admit) kept out of dlb_step keep its frame (the deepest call chain, see
+ * dlb.h) from growing; the path walk inlined into the admission loop saves a call and six saved
+ * registers per walk. */
+#if defined(__GNUC__)
+#define DLB_NOINLINE __attribute__((noinline))
+#define DLB_INLINE __attribute__((always_inline)) inline
+#else
+#define DLB_NOINLINE
+#define DLB_INLINE inline
+#endif
+
 #define HOUR_MS 3600000
 #define INF ((int64_t)1 << 62)
 #define KEY_PKEY_BITS 52
@@ -26,7 +38,7 @@ enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; 
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
  * a phase switch touches. Every pass over the chargers then streams 152 bytes per charger instead of
  * 352 (at N = 10000, 1.5 MB instead of 3.5 MB). hold_end and cap_until summarise the cold histories so
- * that the per-step checks need not read them (see classify and stage 4). */
+ * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
     int64_t delivered_mams, last_switch, below_since, reclaimed_at, probe_since;
@@ -35,6 +47,7 @@ typedef struct {
     int32_t meas[DLB_PHASES];
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
+    uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
 } charger_state;
 
 typedef struct {
@@ -250,17 +263,6 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
         memcpy(a, src, n * sizeof(kpair));
     }
 }
-
-/* Inlining hints for the admission (stage 5), which gcc -O2 gets wrong both ways: the path walk inlined
- * into the admission loop saves a call and six saved registers per walk, and the sort and the loop kept
- * out of dlb_step keep its frame (the deepest call chain, see dlb.h) from growing. */
-#if defined(__GNUC__)
-#define DLB_NOINLINE __attribute__((noinline))
-#define DLB_INLINE __attribute__((always_inline)) inline
-#else
-#define DLB_NOINLINE
-#define DLB_INLINE inline
-#endif
 
 /* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
  * eligible come first and the rest follow by index */
@@ -1149,9 +1151,10 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
      * and with t_last = now and ok_since set (it is while not lost) the ladder keeps lost at 0: only
      * the currents (when in range; a negative one reads as a large unsigned) and the time are new. */
     if (ci->fresh && !st->lost && ci->state == st->state && !ci->session_update) {
-        /* the same holds for new currents that pass the range check: they replace the stored ones */
-        if ((uint32_t)ci->current_ma[0] <= DLB_MAX_CURRENT_MA && (uint32_t)ci->current_ma[1] <= DLB_MAX_CURRENT_MA &&
-            (uint32_t)ci->current_ma[2] <= DLB_MAX_CURRENT_MA) {
+        /* the same holds for new currents that pass the range check: they replace the stored ones (the
+         * OR bounds each current; currents that pass the check with a larger OR take the path below) */
+        if (((uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2]) <=
+            DLB_MAX_CURRENT_MA) {
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             st->t_last = now;
             return;
@@ -1193,64 +1196,33 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
             st->lost = 0;
         }
     }
+    /* only this function changes lost and in_session (the usual case above changes neither) */
+    st->counting = (uint8_t)(st->in_session && !st->lost);
 }
 
-/* stage 2: what a charger wants and which site phases it loads */
-static void classify(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
-                     charger_scratch *x, int64_t now)
+/* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
+static void classify_none(charger_scratch *x, int32_t kind)
 {
     x->narrowed = 0;
-    if (st->lost || !is_demanding(st->state)) {
-        x->kind = st->lost ? KIND_LOST : KIND_NODEMAND;
-        x->used = 0;
-        x->n_used = 0;
-        x->m = 0;
-        x->drawn = 0;
-        return;
-    }
-    x->kind = KIND_DEMAND; /* used, n_used, drawn and m are all set below */
-    int n_cond = (kc->phases == 3 && st->mode == 3) ? 3 : 1;
-    uint32_t active = n_cond == 3 ? 7u : 1u;
-    if (st->state == DLB_STATE_CHARGING && st->on_since != TNONE && now - st->on_since >= s->p.follow_time_ms &&
-        (st->last_switch == TNONE || now - st->last_switch >= s->p.follow_time_ms)) {
-        /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
-         * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-        const int32_t thr = s->p.active_threshold_ma;
-        uint32_t drawing = (uint32_t)(st->meas[0] >= thr);
-        if (n_cond == 3) {
-            drawing |= ((uint32_t)(st->meas[1] >= thr) << 1) | ((uint32_t)(st->meas[2] >= thr) << 2);
-        }
-        if (drawing != 0) {
-            active = drawing;
-            x->narrowed = 1;
-        }
-    }
-    int64_t drawn;
-    uint32_t used;
-    int32_t n_used;
-    if (active == 1u) { /* conductor 0 alone */
-        used = 1u << kc->phase_map[0];
-        n_used = 1;
-        drawn = st->meas[0]; /* stored currents passed the range check: >= 0 */
-    } else if (active == 7u) { /* all three: a 3-phase map is a permutation */
-        used = 7u;
-        n_used = 3;
-        drawn = max64(st->meas[0], max64(st->meas[1], st->meas[2]));
-    } else {
-        drawn = 0;
-        used = 0;
-        n_used = 0;
-        for (int i = 0; i < n_cond; i++) {
-            if ((active >> i) & 1u) {
-                used |= 1u << kc->phase_map[i];
-                n_used++;
-                drawn = max64(drawn, st->meas[i]);
-            }
-        }
-    }
-    x->used = used;
-    x->n_used = n_used;
-    x->drawn = drawn;
+    x->kind = kind;
+    x->used = 0;
+    x->n_used = 0;
+    x->m = 0;
+    x->drawn = 0;
+}
+
+/* Charging since the last start or phase switch for at least follow_time_ms: the EV had time to use
+ * every conductor. Stored times are >= 0 and TNONE is -1, so the later of on_since and last_switch is
+ * the one to wait for (on_since is set while the charger is on). */
+static int follow_done(const dlb_site *s, const charger_state *st, int64_t now)
+{
+    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE &&
+           now - max64(st->on_since, st->last_switch) >= s->p.follow_time_ms;
+}
+
+/* the largest lowered set-point the EV may still apply (0 if none) */
+static int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now)
+{
     int64_t held = 0;
     if (now < st->hold_end) { /* else every hold has expired */
         const charger_cold *cd = &s->kcold[k];
@@ -1260,7 +1232,142 @@ static void classify(const dlb_site *s, int32_t k, const charger_state *st, cons
             }
         }
     }
-    x->m = max64(max64(drawn, st->sp), held);
+    return held;
+}
+
+/* Stages 1-3 for every charger: ingest, classify, and the sums of its circuit (meters ingested first).
+ * Out of line: inlined, its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
+DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt)
+{
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    for (int32_t k = 0; k < nk; k++) {
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const int32_t phases = kc->phases;
+        if (st->counting) { /* in session and not lost: energy over the elapsed interval, before the new reading */
+            int64_t sum = st->meas[0];
+            if (phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            if (sum != 0) { /* a waiting EV draws nothing */
+                st->delivered_mams += sum * dt;
+            }
+        }
+        ingest_charger(s, k, st, &chargers[k], now);
+        circuit_scratch *cs = &cx[kc->circuit];
+        const int32_t *pmap = kc->phase_map;
+        /* The power lane's fixed and meas_d are not summed here: every charger adds to it what it adds
+         * to its phases, so it is their sum (taken per circuit below). */
+        if (st->lost) {
+            int64_t r = max64(st->sp, kc->failsafe_ma);
+            for (int i = 0; i < phases; i++) {
+                cs->fixed[pmap[i]] += r;
+                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
+            }
+            classify_none(x, KIND_LOST);
+            continue;
+        }
+        const int64_t c0 = st->meas[0];
+        if (!is_demanding(st->state)) {
+            for (int i = 0; i < phases; i++) {
+                cs->evsum[pmap[i]] += st->meas[i];
+                cs->fixed[pmap[i]] += st->meas[i];
+            }
+            classify_none(x, KIND_NODEMAND);
+            continue;
+        }
+        /* 2. classify a charger with demand: which site phases it loads (counted at m) */
+        x->kind = KIND_DEMAND;
+        const int64_t held = held_sp(s, k, st, now);
+        if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
+            const int32_t ph = pmap[0];
+            const int64_t m = max64(max64(c0, st->sp), held);
+            x->used = 1u << ph;
+            x->n_used = 1;
+            x->drawn = c0; /* stored currents passed the range check: >= 0 */
+            x->m = m;
+            x->narrowed = (uint32_t)(c0 >= s->p.active_threshold_ma && follow_done(s, st, now));
+            cs->evsum[ph] += c0;
+            cs->meas_d[ph] += m;
+            if (phases == 3) { /* conductors outside its counted set are fixed loads */
+                const int64_t c1 = st->meas[1], c2 = st->meas[2];
+                cs->evsum[pmap[1]] += c1;
+                cs->evsum[pmap[2]] += c2;
+                cs->fixed[pmap[1]] += c1;
+                cs->fixed[pmap[2]] += c2;
+            }
+            continue;
+        }
+        const int64_t c1 = st->meas[1], c2 = st->meas[2];
+        uint32_t active = 7u;
+        x->narrowed = 0;
+        if ((c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
+            const int64_t m = max64(st->sp, held);
+            x->used = 7u;
+            x->n_used = 3;
+            x->drawn = 0;
+            x->m = m;
+            if (m != 0) {
+                cs->meas_d[0] += m;
+                cs->meas_d[1] += m;
+                cs->meas_d[2] += m;
+            }
+            continue;
+        }
+        cs->evsum[pmap[0]] += c0;
+        cs->evsum[pmap[1]] += c1;
+        cs->evsum[pmap[2]] += c2;
+        if (follow_done(s, st, now)) {
+            /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
+             * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
+            const int64_t thr = s->p.active_threshold_ma;
+            const uint32_t drawing =
+                (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
+            if (drawing != 0) {
+                active = drawing;
+                x->narrowed = 1;
+            }
+        }
+        if (active == 7u) { /* all three: a 3-phase map is a permutation */
+            const int64_t drawn = max64(c0, max64(c1, c2));
+            const int64_t m = max64(max64(drawn, st->sp), held);
+            x->used = 7u;
+            x->n_used = 3;
+            x->drawn = drawn;
+            x->m = m;
+            cs->meas_d[0] += m;
+            cs->meas_d[1] += m;
+            cs->meas_d[2] += m;
+            continue;
+        }
+        int64_t drawn = 0;
+        uint32_t used = 0;
+        int32_t n_used = 0;
+        for (int i = 0; i < 3; i++) {
+            if ((active >> i) & 1u) {
+                used |= 1u << pmap[i];
+                n_used++;
+                drawn = max64(drawn, st->meas[i]);
+            } else { /* conductors outside its counted set are fixed loads */
+                cs->fixed[pmap[i]] += st->meas[i];
+            }
+        }
+        const int64_t m = max64(max64(drawn, st->sp), held);
+        x->used = used;
+        x->n_used = n_used;
+        x->drawn = drawn;
+        x->m = m;
+        for (int i = 0; i < 3; i++) {
+            if ((active >> i) & 1u) {
+                cs->meas_d[pmap[i]] += m;
+            }
+        }
+    }
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -1454,6 +1561,102 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
         s->adm[n_adm++] = k;
     }
     return n_adm;
+}
+
+/* stage 4 for every charger (out of line for the same reason as charger_pass) */
+DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    const dlb_params *p = &s->p;
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    uint64_t *const key = s->key;
+    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
+     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
+     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
+    for (int32_t k = 0; k < nk; k++) {
+        dlb_charger_output *o = &out[k];
+        charger_state *st = &ks[k];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        o->setpoint_ma = 0;
+        o->phases = st->mode;
+        o->reason = DLB_REASON_NONE;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        x->admitted = 0; /* in_group is set below; sp, ideal and target at admission and in stage 7 */
+        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+         * probing only for a charger without demand (remember() stops its probe) */
+        if (x->kind != KIND_DEMAND) { /* the usual case tested once */
+            if (x->kind == KIND_LOST) {
+                x->in_group = 0;
+                o->setpoint_ma = st->sp;
+                o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                                    : DLB_REASON_FAILSAFE;
+                o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                           (st->probing ? DLB_CHARGER_PROBING : 0u);
+                continue; /* remember() keeps its held set-point: nothing to do */
+            }
+            if (x->kind == KIND_NODEMAND) {
+                x->in_group = 0;
+                o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                            : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                                 : DLB_REASON_NOT_CONNECTED;
+                o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+                if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+        }
+        x->hi = kc->max_ma;
+        x->hi_reason = DLB_REASON_CHARGER_MAX;
+        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
+            reclaim(s, k, x->drawn, now);
+            o->flags = (x->narrowed * DLB_CHARGER_NARROWED) |
+                       ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                       ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+            if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+                x->hi = st->reclaim_cap;
+                x->hi_reason = DLB_REASON_EV;
+            }
+        } else { /* a paused charger without reclaim state: reclaim() would change nothing */
+            o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+        }
+        if (p->ramp_up_ma_per_s > 0) {
+            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
+                                         : kc->min_ma;
+            if (ramp_hi < x->hi) {
+                x->hi = ramp_hi;
+                x->hi_reason = DLB_REASON_RAMP;
+            }
+            x->hi = floor_grid(x->hi, kc->step_ma);
+        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
+        if (st->sp == 0) {
+            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                x->in_group = 0;
+                o->reason = DLB_REASON_MIN_OFF;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
+                x->in_group = 0;
+                o->reason = DLB_REASON_START_CAP;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+        }
+        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (set every step) */
+        /* its admission key, computed here while its state is at hand (nothing it reads changes before
+         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2413,59 +2616,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         cs->status = 0;
         ingest_meter(s, c, &meters[c], now);
     }
-    for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        const int32_t phases = kc->phases;
-        if (st->in_session && !st->lost) { /* energy over the elapsed interval, before the new reading */
-            int64_t sum = st->meas[0];
-            if (phases == 3) {
-                sum += (int64_t)st->meas[1] + st->meas[2];
-            }
-            st->delivered_mams += sum * dt;
-        }
-        ingest_charger(s, k, st, &chargers[k], now);
-        classify(s, k, st, kc, x, now);
-        circuit_scratch *cs = &cx[kc->circuit];
-        const int32_t *pmap = kc->phase_map;
-        if (x->kind == KIND_LOST) {
-            int64_t r = max64(st->sp, kc->failsafe_ma);
-            for (int i = 0; i < phases; i++) {
-                cs->fixed[pmap[i]] += r;
-                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
-            }
-            cs->fixed[DLB_LANE_POWER] += r * phases;
-            continue;
-        }
-        cs->evsum[pmap[0]] += st->meas[0];
-        if (phases == 3) {
-            cs->evsum[pmap[1]] += st->meas[1];
-            cs->evsum[pmap[2]] += st->meas[2];
-        }
-        if (x->kind == KIND_NODEMAND) {
-            for (int i = 0; i < phases; i++) {
-                cs->fixed[pmap[i]] += st->meas[i];
-                cs->fixed[DLB_LANE_POWER] += st->meas[i];
-            }
-            continue;
-        }
-        const uint32_t used = x->used;
-        if (x->n_used != phases) { /* conductors outside its counted set are fixed loads */
-            for (int i = 0; i < phases; i++) {
-                if (!((used >> pmap[i]) & 1u)) {
-                    cs->fixed[pmap[i]] += st->meas[i];
-                    cs->fixed[DLB_LANE_POWER] += st->meas[i];
-                }
-            }
-        }
-        if (x->m != 0) { /* a waiting charger usually counts nothing */
-            cs->meas_d[0] += x->m * (int64_t)(used & 1u);
-            cs->meas_d[1] += x->m * (int64_t)((used >> 1) & 1u);
-            cs->meas_d[2] += x->m * (int64_t)((used >> 2) & 1u);
-            cs->meas_d[DLB_LANE_POWER] += x->m * x->n_used;
-        }
-    }
+    charger_pass(s, chargers, now, dt);
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
@@ -2487,6 +2638,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             cs->base[1] = cc->fallback_base_ma[1] + cs->childbase[1];
             cs->base[2] = cc->fallback_base_ma[2] + cs->childbase[2];
         }
+        /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
+         * out), and the children's sums are in by now (children come after their parent) */
+        cs->fixed[DLB_LANE_POWER] = cs->fixed[0] + cs->fixed[1] + cs->fixed[2];
+        cs->meas_d[DLB_LANE_POWER] = cs->meas_d[0] + cs->meas_d[1] + cs->meas_d[2];
         if (cc->parent != DLB_NONE) {
             circuit_scratch *ps = &cx[cc->parent];
             ps->evsum[0] += cs->evsum[0];
@@ -2498,11 +2653,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             ps->fixed[0] += cs->fixed[0];
             ps->fixed[1] += cs->fixed[1];
             ps->fixed[2] += cs->fixed[2];
-            ps->fixed[DLB_LANE_POWER] += cs->fixed[DLB_LANE_POWER];
             ps->meas_d[0] += cs->meas_d[0];
             ps->meas_d[1] += cs->meas_d[1];
             ps->meas_d[2] += cs->meas_d[2];
-            ps->meas_d[DLB_LANE_POWER] += cs->meas_d[DLB_LANE_POWER];
         }
     }
     for (int32_t c = 0; c < nc; c++) {
@@ -2553,83 +2706,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 4. ceilings and holds */
     RELOAD();
     int32_t n_items = 0;
-    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
-     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
-     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
-    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
-    for (int32_t k = 0; k < nk; k++) {
-        dlb_charger_output *o = &out[k];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        o->setpoint_ma = 0;
-        o->phases = st->mode;
-        o->reason = DLB_REASON_NONE;
-        o->limit_circuit = DLB_NONE;
-        o->limit_lane = DLB_NONE;
-        x->admitted = 0;
-        x->in_group = 0; /* sp, ideal and target are set at admission and in stage 7 before any read */
-        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
-         * probing only for a charger without demand (remember() stops its probe) */
-        if (x->kind == KIND_LOST) {
-            o->setpoint_ma = st->sp;
-            o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
-                                                                                : DLB_REASON_FAILSAFE;
-            o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                       (st->probing ? DLB_CHARGER_PROBING : 0u);
-            continue; /* remember() keeps its held set-point: nothing to do */
-        }
-        if (x->kind == KIND_NODEMAND) {
-            o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
-                        : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
-                                                             : DLB_REASON_NOT_CONNECTED;
-            o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
-            if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
-                s->key[nk + s->n_todo++] = (uint64_t)k;
-            }
-            continue;
-        }
-        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
-            reclaim(s, k, x->drawn, now); /* else (a paused charger without reclaim state) it changes nothing */
-        }
-        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-        x->hi = kc->max_ma;
-        x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-            x->hi = st->reclaim_cap;
-            x->hi_reason = DLB_REASON_EV;
-        }
-        if (p->ramp_up_ma_per_s > 0) {
-            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
-                                         : kc->min_ma;
-            if (ramp_hi < x->hi) {
-                x->hi = ramp_hi;
-                x->hi_reason = DLB_REASON_RAMP;
-            }
-            x->hi = floor_grid(x->hi, kc->step_ma);
-        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (st->sp == 0) {
-            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                o->reason = DLB_REASON_MIN_OFF;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
-                o->reason = DLB_REASON_START_CAP;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-        }
-        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (reset above every step) */
-        /* its admission key, computed here while its state is at hand (nothing it reads changes before
-         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
-    }
+    ceilings_pass(s, out, now, dt);
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
