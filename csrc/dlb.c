@@ -90,9 +90,7 @@ typedef struct {
     };
     int64_t D[DLB_LANES], W[DLB_LANES];
     int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
-    int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
-    int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
-    int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
+    int32_t key_lane;       /* id (circuit * 4 + lane) of the lane with the lowest level (site tlv[]) */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
     uint32_t pmask;         /* fill: the used phases of the pending changes (PEND_MARK set while any) */
     int32_t pnext;          /* fill: the next pending circuit of the same depth */
@@ -122,7 +120,7 @@ struct dlb_site {
     circuit_scratch *cx;
     int32_t *order, *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
-    int32_t n_heap;
+    int32_t tsize, tdepth; /* fill: leaves of the tournament tree in heap[] (a power of two >= nc), log2 */
     /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
      * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
     int32_t *path, *plen, *hp;
@@ -143,6 +141,7 @@ struct dlb_site {
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
+    int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -290,58 +289,69 @@ static void sort_pairs(kpair *a, kpair *tmp, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Indexed min-heap over circuits, each keyed by its lowest lane (saturation level, lane id). The
+/* Tournament tree over circuits, each keyed by its lowest lane (saturation level, lane id). The
  * minimum over circuits of (level, lane id) is the minimum over all lanes, which is the order the
- * reference's per-lane heap pops; one heap entry per circuit keeps updates to one sift per circuit. */
+ * reference's per-lane heap pops. Circuit c is leaf tsize + c of heap[] (1-based, heap[i] the winner of
+ * heap[2i] and heap[2i+1]); tlv[c] is its key level, INF if no lane grows (and tlv[nc] = INF for the
+ * padding leaves). Lane ids of different circuits order as the circuits do, and a left subtree holds
+ * lower circuits than its sibling, so "the right one only if strictly lower" breaks ties by lane id.
+ * A re-key is one walk to the root (no swaps, no positions to keep); a batch touching many circuits
+ * recomputes only the nodes above real circuits, level by level (O(C)). */
 
-static int circ_less(const dlb_site *s, int32_t a, int32_t b)
-{
-    const circuit_scratch *ca = &s->cx[a], *cb = &s->cx[b];
-    return ca->key_level < cb->key_level || (ca->key_level == cb->key_level && ca->key_lane < cb->key_lane);
-}
+static inline int32_t tree_win(const int64_t *lv, int32_t a, int32_t b) { return lv[b] < lv[a] ? b : a; }
 
-static void heap_swap(dlb_site *s, int32_t i, int32_t j)
+/* Set up at init (heap[] is the init's traversal stack before). Between fills the nodes keep their
+ * winners: a fill resets every tlv[] to INF, and a node holding any circuit of its subtree with an INF
+ * level is then as good as any other (an INF root means nothing grows); a node above a circuit whose
+ * level becomes finite is recomputed on the way up from it before the root is next read. */
+static void tree_init(dlb_site *s)
 {
-    int32_t a = s->heap[i], b = s->heap[j];
-    s->heap[i] = b;
-    s->heap[j] = a;
-    s->cx[b].heap_pos = i;
-    s->cx[a].heap_pos = j;
-}
-
-/* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
- * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
- * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
-static inline void heap_sift_down(dlb_site *s, int32_t i)
-{
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
-            m = l;
-        }
-        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
-            m = r;
-        }
-        if (m == i) {
-            break;
-        }
-        heap_swap(s, i, m);
-        i = m;
+    int32_t tsize = 1, tdepth = 0;
+    while (tsize < s->nc) {
+        tsize *= 2;
+        tdepth++;
+    }
+    s->tsize = tsize;
+    s->tdepth = tdepth;
+    for (int32_t c = 0; c <= s->nc; c++) {
+        s->tlv[c] = INF;
+    }
+    for (int32_t i = 1; i < tsize; i++) {
+        s->heap[i] = s->nc; /* padding leaf nc: tlv[nc] = INF always */
+    }
+    for (int32_t c = 0; c < tsize; c++) {
+        s->heap[tsize + c] = c < s->nc ? c : s->nc;
     }
 }
 
-static inline void heap_sift(dlb_site *s, int32_t i)
+/* recompute the nodes above leaf c */
+static void tree_up(dlb_site *s, int32_t c)
 {
-    while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
-        heap_swap(s, i, (i - 1) / 2);
-        i = (i - 1) / 2;
+    int32_t *const t = s->heap;
+    const int64_t *const lv = s->tlv;
+    for (int32_t i = (s->tsize + c) >> 1; i >= 1; i >>= 1) {
+        t[i] = tree_win(lv, t[2 * i], t[2 * i + 1]);
     }
-    heap_sift_down(s, i);
 }
 
-/* the lowest cached lane level of circuit c and its lane id (the first such lane), or lane -1 if every
- * level is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
-static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *best_out)
+/* recompute every node above a real circuit, bottom-up (nodes above padding alone stay padding) */
+static void tree_rebuild(dlb_site *s)
+{
+    int32_t *const t = s->heap;
+    const int64_t *const lv = s->tlv;
+    int32_t lo = s->tsize, hi = s->tsize + s->nc - 1; /* leaves of real circuits */
+    while (lo > 1) {
+        lo >>= 1;
+        hi >>= 1;
+        for (int32_t i = lo; i <= hi; i++) {
+            t[i] = tree_win(lv, t[2 * i], t[2 * i + 1]);
+        }
+    }
+}
+
+/* the lowest cached lane level of circuit c and its lane id (the first such lane); INF if every level
+ * is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
+static inline int64_t circ_best(const circuit_scratch *cs, int32_t c, int32_t *lane_out)
 {
     int64_t best = cs->lvl[0];
     int32_t ln = 0;
@@ -357,36 +367,8 @@ static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *b
         best = cs->lvl[3];
         ln = 3;
     }
-    *best_out = best;
-    return best < INF ? c * 4 + ln : -1;
-}
-
-/* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
-static void heap_key(dlb_site *s, int32_t c)
-{
-    circuit_scratch *cs = &s->cx[c];
-    int64_t best;
-    const int32_t lane = circ_best(cs, c, &best);
-    int32_t pos = cs->heap_pos;
-    if (lane >= 0) {
-        cs->key_level = best;
-        cs->key_lane = lane;
-        if (pos < 0) {
-            pos = s->n_heap++;
-            s->heap[pos] = c;
-            cs->heap_pos = pos;
-        }
-        heap_sift(s, pos);
-    } else if (pos >= 0) {
-        int32_t last = --s->n_heap;
-        if (pos != last) {
-            heap_swap(s, pos, last);
-        }
-        cs->heap_pos = -1;
-        if (pos != last) {
-            heap_sift(s, pos);
-        }
-    }
+    *lane_out = c * 4 + ln;
+    return best;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -566,7 +548,7 @@ typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
-        pairs_tmp, evf, total;
+        pairs_tmp, evf, tlv, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -660,6 +642,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kpair));
     l->evf = o;
     o += align8(nk * sizeof(uint8_t));
+    l->tlv = o;
+    o += align8((nc + 1) * sizeof(int64_t));
     l->total = o;
     return 1;
 }
@@ -858,6 +842,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     s->evf = base + l.evf;
+    s->tlv = (int64_t *)(void *)(base + l.tlv);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -946,7 +931,6 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         }
     }
     for (int32_t c = 0; c < s->nc; c++) {
-        s->cx[c].heap_pos = -1;
         s->hp[c] = s->power_cap[c] != INF;
         int32_t d = 0;
         for (int32_t a = c; a != DLB_NONE; a = s->circ[a].parent) {
@@ -976,6 +960,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         s->rank_start[s->perm_start[i]] = i;
         s->rank_end[s->perm_end[i]] = i;
     }
+    tree_init(s);
     *site = s;
     return DLB_OK;
 }
@@ -1394,8 +1379,10 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
     cs->pD[DLB_LANE_POWER] += dD * n;
 }
 
-/* apply the pending changes, deepest circuits first: each adds its own to W, D (the power lane times
- * its hp, as lanes_adjust does per circuit), marks the lanes dirty and hands the sum to its parent */
+/* apply the pending changes, deepest circuits first: each adds its own to W, D, marks the lanes dirty
+ * and hands the sum to its parent. The power lane is added whether or not the circuit has a power cap
+ * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never marked dirty, so its W and
+ * D are never read, and all eight lanes then add as one vector. */
 static void lanes_flush(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
@@ -1404,20 +1391,20 @@ static void lanes_flush(dlb_site *s)
         s->phead[d] = -1;
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
-            const int64_t hpc = s->hp[c];
-            /* lanes written out: gcc -O2 keeps a 3- or 4-trip loop as a loop */
+            const uint32_t hpc = (uint32_t)s->hp[c];
+            /* lanes written out: gcc -O2 keeps a 4-trip loop as a loop */
             cs->W[0] += cs->pW[0];
             cs->D[0] += cs->pD[0];
             cs->W[1] += cs->pW[1];
             cs->D[1] += cs->pD[1];
             cs->W[2] += cs->pW[2];
             cs->D[2] += cs->pD[2];
-            cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
-            cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
+            cs->W[3] += cs->pW[3];
+            cs->D[3] += cs->pD[3];
             if (cs->dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
-            cs->dirty |= (cs->pmask & 7u) | ((uint32_t)hpc << DLB_LANE_POWER);
+            cs->dirty |= (cs->pmask & 7u) | (hpc << DLB_LANE_POWER);
             const int32_t par = s->circ[c].parent;
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
@@ -1445,12 +1432,11 @@ static void lanes_flush(dlb_site *s)
     s->pdepth = 0;
 }
 
-/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
- * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
- * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
+/* re-key every dirty circuit: recompute the changed lanes' levels and its key, then the tree above it;
+ * when many circuits changed, the tree is recomputed once bottom-up instead (O(C)). */
 static void rekey_dirty(dlb_site *s)
 {
-    int rebuild = s->n_dirty > 8 && s->n_dirty * 4 > s->n_heap;
+    int64_t *const lv = s->tlv;
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
@@ -1468,33 +1454,16 @@ static void rekey_dirty(dlb_site *s)
             cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
         cs->dirty = 0;
-        if (!rebuild) {
-            heap_key(s, c);
-            continue;
-        }
-        int64_t best;
-        const int32_t lane = circ_best(cs, c, &best);
-        if (lane >= 0) {
-            cs->key_level = best;
-            cs->key_lane = lane;
-            if (cs->heap_pos < 0) {
-                cs->heap_pos = s->n_heap;
-                s->heap[s->n_heap++] = c;
-            }
-        } else if (cs->heap_pos >= 0) {
-            int32_t pos = cs->heap_pos, last = --s->n_heap;
-            if (pos != last) {
-                heap_swap(s, pos, last);
-            }
-            cs->heap_pos = -1;
+        lv[c] = circ_best(cs, c, &cs->key_lane);
+    }
+    if (s->n_dirty * s->tdepth > s->nc) {
+        tree_rebuild(s);
+    } else {
+        for (int32_t i = 0; i < s->n_dirty; i++) {
+            tree_up(s, s->dirty[i]);
         }
     }
     s->n_dirty = 0;
-    if (rebuild) {
-        for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
-            heap_sift_down(s, i);
-        }
-    }
 }
 
 /* first index of glist[0..n) whose dfs position is >= pos */
@@ -1596,11 +1565,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         memset(cs->pW, 0, sizeof(cs->pW));
         memset(cs->pD, 0, sizeof(cs->pD));
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        cs->heap_pos = -1;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
     }
-    s->n_heap = 0;
+    for (int32_t c = 0; c < s->nc; c++) {
+        s->tlv[c] = INF; /* the tree's nodes may keep the last fill's winners: all are INF now */
+    }
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
         s->phead[d] = -1;
@@ -1680,12 +1650,13 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     }
     int32_t is = 0, ie = 0;
     for (;;) {
-        if (s->n_heap == 0 && is == n_start) {
+        const int32_t top = s->heap[1];
+        const int64_t lane_level = s->tlv[top];
+        if (lane_level == INF && is == n_start) {
             /* Nothing grows and nothing will start: a started charger that is not frozen keeps W > 0 on
              * its lanes, so its circuits are in the heap. Every END left is a frozen charger's no-op. */
             break;
         }
-        int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
         int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
         int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
         int64_t ev_level = min64(s_level, e_level);
@@ -1723,7 +1694,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             lanes_flush(s);
             rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
-            int32_t j = s->cx[s->heap[0]].key_lane;
+            int32_t j = s->cx[top].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
