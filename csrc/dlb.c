@@ -131,7 +131,7 @@ struct dlb_site {
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
-    int32_t radix[16];              /* counts of one rank_sort pass */
+    int32_t radix[256];             /* counts of one rank_sort pass */
     uint8_t *evf; /* EVF_* bits of each charger during one fill, 0 outside it: the dense filter of the
                    * presorted lists (one byte per charger instead of its scratch and configuration) */
     kpair *pairs, *pairs_tmp; /* the admission sort */
@@ -1432,6 +1432,63 @@ static void lanes_flush(dlb_site *s)
     s->pdepth = 0;
 }
 
+/* the fill's final take, deferred like lanes_pend: amount (per conductor) from every lane charger k
+ * loads, added to the pending sums of its circuit (pW, free after the fill's last lanes_flush) */
+static inline void lanes_pend_run(dlb_site *s, int32_t k, int64_t amount)
+{
+    const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    const int32_t c = s->chg[k].circuit;
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pmask == 0) {
+        pend_push(s, c);
+        cs->pmask = PEND_MARK;
+    }
+    cs->pW[0] += amount * (int64_t)(used & 1u);
+    cs->pW[1] += amount * (int64_t)((used >> 1) & 1u);
+    cs->pW[2] += amount * (int64_t)((used >> 2) & 1u);
+    cs->pW[DLB_LANE_POWER] += amount * x->n_used;
+}
+
+/* take the pending sums of lanes_pend_run from run[], deepest circuits first, each handing its sum to
+ * its parent: every circuit's run[] changes by the sum over the chargers below it, as run_take's walks
+ * would (uncapped power lanes hold INF and stay far above any current, as there) */
+static void run_flush(dlb_site *s)
+{
+    circuit_scratch *const cx = s->cx;
+    if (s->pdepth == 0) {
+        return;
+    }
+    s->gen++;
+    for (int32_t d = s->pdepth; d >= 1; d--) {
+        int32_t c = s->phead[d];
+        s->phead[d] = -1;
+        while (c >= 0) {
+            circuit_scratch *cs = &cx[c];
+            cs->run[0] -= cs->pW[0];
+            cs->run[1] -= cs->pW[1];
+            cs->run[2] -= cs->pW[2];
+            cs->run[3] -= cs->pW[3];
+            const int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE) {
+                circuit_scratch *ps = &cx[par];
+                if (ps->pmask == 0) {
+                    pend_push(s, par);
+                    ps->pmask = PEND_MARK;
+                }
+                ps->pW[0] += cs->pW[0];
+                ps->pW[1] += cs->pW[1];
+                ps->pW[2] += cs->pW[2];
+                ps->pW[3] += cs->pW[3];
+            }
+            cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
+            cs->pmask = 0;
+            c = cs->pnext;
+        }
+    }
+    s->pdepth = 0;
+}
+
 /* re-key every dirty circuit: recompute the changed lanes' levels and its key, then the tree above it;
  * when many circuits changed, the tree is recomputed once bottom-up instead (O(C)). */
 static void rekey_dirty(dlb_site *s)
@@ -1485,26 +1542,30 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
 static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
 
-/* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
- * (at most 4 passes for DLB_MAX_CHARGERS), O(n + 16) each. Sorting by a presorted position gives the
- * same order as sorting by that list's (level, index), in O(n) instead of O(n log n). */
+/* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, O(n + buckets)
+ * per pass: 8 bits a pass (at most 2 passes for DLB_MAX_CHARGERS) when n is large enough to pay for 256
+ * buckets, else 4 bits (at most 4 passes). Any digit width gives the same order (each pass is stable).
+ * Sorting by a presorted position gives the same order as sorting by that list's (level, index), in
+ * O(n) instead of O(n log n). */
 static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
 {
     int32_t *src = a, *dst = s->tmp;
     int32_t *cnt = s->radix;
-    for (int shift = 0; ((s->nk - 1) >> shift) > 0; shift += 4) {
-        memset(s->radix, 0, sizeof(s->radix));
+    const int bits = n >= 256 ? 8 : 4;
+    const int32_t nb = (int32_t)1 << bits, mask = nb - 1;
+    for (int shift = 0; ((s->nk - 1) >> shift) > 0; shift += bits) {
+        memset(cnt, 0, (size_t)nb * sizeof(int32_t));
         for (int32_t i = 0; i < n; i++) {
-            cnt[(rank[src[i]] >> shift) & 15]++;
+            cnt[(rank[src[i]] >> shift) & mask]++;
         }
         int32_t acc = 0;
-        for (int d = 0; d < 16; d++) {
+        for (int32_t d = 0; d < nb; d++) {
             int32_t c = cnt[d];
             cnt[d] = acc;
             acc += c;
         }
         for (int32_t i = 0; i < n; i++) {
-            dst[cnt[(rank[src[i]] >> shift) & 15]++] = src[i];
+            dst[cnt[(rank[src[i]] >> shift) & mask]++] = src[i];
         }
         int32_t *t = src;
         src = dst;
@@ -1734,28 +1795,45 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             rekey_dirty(s);
         }
     }
+}
+
+/* The end of a class's fill: each charger's share floored to its grid, then the top-up. A function of
+ * its own (called per class by dlb_step) keeps progressive_fill's frame, the deepest, small. */
+static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
+{
+    /* Each charger's share floored to its grid, taken from run[] per leaf circuit (the pending sums of
+     * the leaves, then run_flush up the tree: the same integer sums as a run_take per charger). The
+     * chargers the top-up below can give more (ideal < hi) are listed per pass on the way, in group
+     * order: pass 0 those already counted above their share, pass 1 the others. */
+    int32_t n_top0 = 0, n_top1 = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         s->evf[k] = 0;
         int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
-        run_take(s, k, x->used, x->n_used, v - kc->min_ma);
+        if (v != kc->min_ma) {
+            lanes_pend_run(s, k, v - kc->min_ma);
+        }
         x->ideal = v;
+        if (v < x->hi) {
+            if (x->m > v) {
+                s->ev_start[n_top0++] = k;
+            } else {
+                s->ev_end[n_top1++] = k;
+            }
+        }
     }
+    run_flush(s);
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
-     * others, each pass in admission order. The first pass marks what it saw with `started`. */
+     * others, each pass in admission order. */
     for (int pass = 0; pass < 2; pass++) {
-        for (int32_t i = 0; i < n_group; i++) {
-            int32_t k = group[i];
+        const int32_t *const top = pass == 0 ? s->ev_start : s->ev_end;
+        const int32_t n_top = pass == 0 ? n_top0 : n_top1;
+        for (int32_t i = 0; i < n_top; i++) {
+            int32_t k = top[i];
             charger_scratch *x = &s->kx[k];
-            if (pass == 0) {
-                x->started = x->m > x->ideal;
-            }
-            if (x->started != (pass == 0) || x->ideal >= x->hi) {
-                continue; /* not this pass's, or nothing to add: ideal is on the grid, room would be <= 0 */
-            }
             const int64_t step = s->chg[k].step_ma;
             /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
              * (or its power lane) below that already settles it at 0, as run_room would */
@@ -2387,6 +2465,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
         progressive_fill(s, s->adm, n_adm);
+        fill_take(s, s->adm, n_adm);
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
@@ -2408,6 +2487,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 hi++;
             }
             progressive_fill(s, s->group + lo, hi - lo);
+            fill_take(s, s->group + lo, hi - lo);
             lo = hi;
         }
     } else {
