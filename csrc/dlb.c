@@ -82,10 +82,10 @@ typedef struct {
         struct {
             int64_t fixed[DLB_LANES], meas_d[DLB_LANES];
         };
-        /* fill: (W, D) changes of a batch of charger events not yet applied (lanes_pend / lanes_flush),
-         * per lane (the power lane's without the circuit's hp factor) */
+        /* fill: W changes of a batch of charger events not yet applied (lanes_pend / lanes_flush), per
+         * lane (the power lane's without the circuit's hp factor); D changes by them times the level */
         struct {
-            int64_t pW[DLB_LANES], pD[DLB_LANES];
+            int64_t pW[DLB_LANES];
         };
     };
     int64_t D[DLB_LANES], W[DLB_LANES];
@@ -1341,11 +1341,14 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
-/* The same change as lanes_adjust(s, k, dW, dD, -1), deferred: added to the pending change of k's
- * circuit only. lanes_flush() applies every pending change before the heap is next consulted. W and D
- * get the same integer sums (in another order) and the same lanes are marked dirty, and rekey_dirty
- * reads nothing else, so the fill is the same: but a batch of events on one subtree updates each
- * circuit above once instead of once per event (a saturating root lane freezes chargers everywhere). */
+/* The same change as lanes_adjust(s, k, dW, dW * level, -1), deferred: added to the pending change of
+ * k's circuit only. lanes_flush(s, level) applies every pending change before the tree is next
+ * consulted. Every change of one batch is at one level (a START adds (w, min * Q) = (w, w * level), an
+ * END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by W's change times the
+ * level and only W is pending. W and D get the same integer sums (in another order) and the same lanes
+ * are marked dirty, and rekey_dirty reads nothing else, so the fill is the same: but a batch of events
+ * on one subtree updates each circuit above once instead of once per event (a saturating root lane
+ * freezes chargers everywhere). */
 #define PEND_MARK 16u
 static void pend_push(dlb_site *s, int32_t c)
 {
@@ -1357,7 +1360,7 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
-static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -1370,20 +1373,16 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
     cs->pmask |= used | PEND_MARK;
     const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
     cs->pW[0] += dW * m0;
-    cs->pD[0] += dD * m0;
     cs->pW[1] += dW * m1;
-    cs->pD[1] += dD * m1;
     cs->pW[2] += dW * m2;
-    cs->pD[2] += dD * m2;
     cs->pW[DLB_LANE_POWER] += dW * n;
-    cs->pD[DLB_LANE_POWER] += dD * n;
 }
 
-/* apply the pending changes, deepest circuits first: each adds its own to W, D, marks the lanes dirty
- * and hands the sum to its parent. The power lane is added whether or not the circuit has a power cap
- * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never marked dirty, so its W and
- * D are never read, and all eight lanes then add as one vector. */
-static void lanes_flush(dlb_site *s)
+/* apply the pending changes of a batch at `level`, deepest circuits first: each adds its own to W (and
+ * times the level to D), marks the lanes dirty and hands the sum to its parent. The power lane is added
+ * whether or not the circuit has a power cap (lanes_adjust adds it times hp): an uncapped circuit's
+ * power lane is never marked dirty, so its W and D are never read. */
+static void lanes_flush(dlb_site *s, int64_t level)
 {
     circuit_scratch *const cx = s->cx;
     for (int32_t d = s->pdepth; d >= 1; d--) {
@@ -1392,15 +1391,13 @@ static void lanes_flush(dlb_site *s)
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const uint32_t hpc = (uint32_t)s->hp[c];
-            /* lanes written out: gcc -O2 keeps a 4-trip loop as a loop */
-            cs->W[0] += cs->pW[0];
-            cs->D[0] += cs->pD[0];
-            cs->W[1] += cs->pW[1];
-            cs->D[1] += cs->pD[1];
-            cs->W[2] += cs->pW[2];
-            cs->D[2] += cs->pD[2];
-            cs->W[3] += cs->pW[3];
-            cs->D[3] += cs->pD[3];
+            /* the power lane only where capped; a trip count known only at run time also keeps gcc from
+             * vectorising the 64-bit products (SSE2 has no such multiply: emulated, it costs more) */
+            for (int32_t ln = 0, nl = 3 + (int32_t)hpc; ln < nl; ln++) {
+                const int64_t w = cs->pW[ln];
+                cs->W[ln] += w;
+                cs->D[ln] += w * level;
+            }
             if (cs->dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
@@ -1413,18 +1410,11 @@ static void lanes_flush(dlb_site *s)
                 }
                 ps->pmask |= cs->pmask;
                 ps->pW[0] += cs->pW[0];
-                ps->pD[0] += cs->pD[0];
                 ps->pW[1] += cs->pW[1];
-                ps->pD[1] += cs->pD[1];
                 ps->pW[2] += cs->pW[2];
-                ps->pD[2] += cs->pD[2];
                 ps->pW[3] += cs->pW[3];
-                ps->pD[3] += cs->pD[3];
             }
-            for (int ln = 0; ln < DLB_LANES; ln++) {
-                cs->pW[ln] = 0;
-                cs->pD[ln] = 0;
-            }
+            cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
             cs->pmask = 0;
             c = cs->pnext;
         }
@@ -1624,7 +1614,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
         memset(cs->W, 0, sizeof(cs->W));
         memset(cs->pW, 0, sizeof(cs->pW));
-        memset(cs->pD, 0, sizeof(cs->pD));
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
@@ -1736,7 +1725,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     if (check_below) {
                         below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
                     } else {
-                        lanes_pend(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q);
+                        lanes_pend(s, k, -(int64_t)s->chg[k].weight);
                     }
                 }
             }
@@ -1748,11 +1737,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     if (check_below) {
                         below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
                     } else {
-                        lanes_pend(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q);
+                        lanes_pend(s, k, s->chg[k].weight);
                     }
                 }
             }
-            lanes_flush(s);
+            lanes_flush(s, ev_level);
             rekey_dirty(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[top].key_lane;
@@ -1778,7 +1767,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    lanes_pend(s, k, -w, -w * level); /* the heap is not consulted here */
+                    lanes_pend(s, k, -w); /* the tree is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
@@ -1787,7 +1776,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
             }
-            lanes_flush(s);
+            lanes_flush(s, level);
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
@@ -1832,9 +1821,9 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         const int32_t *const top = pass == 0 ? s->ev_start : s->ev_end;
         const int32_t n_top = pass == 0 ? n_top0 : n_top1;
         for (int32_t i = 0; i < n_top; i++) {
-            int32_t k = top[i];
-            charger_scratch *x = &s->kx[k];
+            const int32_t k = top[i];
             const int64_t step = s->chg[k].step_ma;
+            charger_scratch *x = &s->kx[k];
             /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
              * (or its power lane) below that already settles it at 0, as run_room would */
             {
