@@ -20,7 +20,6 @@
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
-enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; min < hi; hi == max */
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
@@ -132,8 +131,8 @@ struct dlb_site {
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
     int32_t radix[256];             /* counts of one rank_sort pass */
-    uint8_t *evf; /* EVF_* bits of each charger during one fill, 0 outside it: the dense filter of the
-                   * presorted lists (one byte per charger instead of its scratch and configuration) */
+    uint64_t *bm;   /* fill: 3 bitmaps of n_words words (positions in perm_start, perm_end, dfs) */
+    int32_t n_words;
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
@@ -548,7 +547,7 @@ typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, order, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
-        pairs_tmp, evf, tlv, total;
+        pairs_tmp, bm, tlv, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -640,8 +639,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kpair));
     l->pairs_tmp = o;
     o += align8(nk * sizeof(kpair));
-    l->evf = o;
-    o += align8(nk * sizeof(uint8_t));
+    l->bm = o;
+    o += align8(3 * ((nk + 63) / 64) * sizeof(uint64_t));
     l->tlv = o;
     o += align8((nc + 1) * sizeof(int64_t));
     l->total = o;
@@ -841,7 +840,9 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->rank_end = (int32_t *)(void *)(base + l.rank_end);
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
-    s->evf = base + l.evf;
+    s->bm = (uint64_t *)(void *)(base + l.bm);
+    s->n_words = (s->nk + 63) / 64;
+    memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
     s->tlv = (int64_t *)(void *)(base + l.tlv);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
@@ -1292,8 +1293,7 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* stage 6: weighted max-min fair progressive filling over a group of chargers (marked in evf[] during
- * the fill) */
+/* stage 6: weighted max-min fair progressive filling over a group of chargers */
 
 /* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
  * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
@@ -1532,6 +1532,35 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
 static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
 
+/* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
+static inline void bit_set(uint64_t *bm, int32_t pos) { bm[pos >> 6] |= (uint64_t)1 << (pos & 63); }
+
+/* the index of the lowest set bit of x != 0 (de Bruijn multiply, standard C) */
+static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
+                                      62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+                                      63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+                                      46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
+static inline int32_t lowest_bit(uint64_t x) { return debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
+
+/* out[] = list[pos] for every set bit pos of bm, ascending, clearing bm; returns the count */
+static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int32_t *out)
+{
+    int32_t n = 0;
+    for (int32_t w = 0; w < n_words; w++) {
+        uint64_t x = bm[w];
+        if (x == 0) {
+            continue;
+        }
+        bm[w] = 0;
+        const int32_t *const base = list + (size_t)w * 64;
+        do {
+            out[n++] = base[lowest_bit(x)];
+            x &= x - 1;
+        } while (x != 0);
+    }
+    return n;
+}
+
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, O(n + buckets)
  * per pass: 8 bits a pass (at most 2 passes for DLB_MAX_CHARGERS) when n is large enough to pay for 256
  * buckets, else 4 bits (at most 4 passes). Any digit width gives the same order (each pass is stable).
@@ -1626,7 +1655,15 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         s->phead[d] = -1;
     }
     s->pdepth = 0;
-    int32_t n_start = 0, n_end = 0;
+    int32_t n_start = 0, n_end = 0, n_other = 0, n_gl = 0;
+    /* The two event lists, each sorted by (level, index), and the group in dfs order (the chargers on
+     * a saturating lane are one contiguous run of it). A large group (>= N/64 chargers) marks its
+     * members' positions in the presorted permutations (perm_start, perm_end, dfs) in bitmaps and
+     * reads the set bits in order: O(n + N/64). A small group (a priority class, or few admitted
+     * chargers) sorts its own events by those positions (rank_sort, O(n) per pass). END levels lowered
+     * below max (reclaim, ramp) are sorted apart and merged either way. */
+    const int large = (int64_t)n_group * 64 >= s->nk;
+    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words, *const bm_dfs = s->bm + 2 * s->n_words;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
@@ -1636,68 +1673,39 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         x->value = kc->min_ma;
         if (kc->min_ma >= x->hi) {
             x->value = x->hi;
-        }
-        s->evf[k] = (uint8_t)(EVF_GROUP | (kc->min_ma < x->hi ? EVF_EVENTS : 0) | (x->hi == kc->max_ma ? EVF_AT_MAX : 0));
-    }
-    /* The two event lists, each sorted by (level, index). A large group filters the presorted
-     * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
-     * A small group (a priority class, or few admitted chargers) sorts its own events by their
-     * positions in those permutations (rank_sort, O(n) per pass), the lowered END levels the same way. */
-    /* ... and the group in dfs order: the chargers on a saturating lane are one contiguous run of it
-     * (a large group filters dfs[] in the same pass as the permutations) */
-    int32_t n_gl = 0;
-    if ((int64_t)n_group * 16 >= s->nk) {
-        int32_t n_other = 0;
-        const int32_t nk = s->nk;
-        const uint8_t *const evf = s->evf;
-        const int32_t *const perm_start = s->perm_start, *const perm_end = s->perm_end, *const dfs = s->dfs;
-        int32_t *const ev_start = s->ev_start, *const items = s->items, *const ev_other = s->ev_other;
-        int32_t *const glist = s->glist;
-        uint64_t *const key = s->key;
-        for (int32_t i = 0; i < nk; i++) {
-            const int32_t ka = perm_start[i], kb = perm_end[i], kd = dfs[i];
-            if (evf[ka] & EVF_EVENTS) {
-                ev_start[n_start++] = ka;
-            }
-            const uint32_t f = evf[kb];
-            if (f & EVF_EVENTS) {
-                if (f & EVF_AT_MAX) {
-                    items[n_end++] = kb;
-                } else {
-                    key[kb] = (uint64_t)end_level(s, kb);
-                    ev_other[n_other++] = kb;
-                }
-            }
-            if (evf[kd] & EVF_GROUP) {
-                glist[n_gl++] = kd;
-            }
-        }
-        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
-        n_end = merge_end_events(s, n_end, n_other);
-    } else {
-        int32_t n_other = 0;
-        for (int32_t i = 0; i < n_group; i++) {
-            int32_t k = group[i];
-            const charger_scratch *x = &s->kx[k];
-            if (s->chg[k].min_ma < x->hi) {
+        } else if (x->hi != kc->max_ma) {
+            s->key[k] = (uint64_t)end_level(s, k);
+            s->ev_other[n_other++] = k;
+            if (large) {
+                bit_set(bm_start, s->rank_start[k]);
+            } else {
                 s->ev_start[n_start++] = k;
-                if (x->hi == s->chg[k].max_ma) {
-                    s->items[n_end++] = k;
-                } else {
-                    s->key[k] = (uint64_t)end_level(s, k);
-                    s->ev_other[n_other++] = k;
-                }
             }
+        } else if (large) {
+            bit_set(bm_start, s->rank_start[k]);
+            bit_set(bm_end, s->rank_end[k]);
+        } else {
+            s->ev_start[n_start++] = k;
+            s->items[n_end++] = k;
         }
+        if (large) {
+            bit_set(bm_dfs, s->dfs_pos[k]);
+        }
+    }
+    if (large) {
+        n_start = bits_take(bm_start, s->n_words, s->perm_start, s->ev_start);
+        n_end = bits_take(bm_end, s->n_words, s->perm_end, s->items);
+        n_gl = bits_take(bm_dfs, s->n_words, s->dfs, s->glist);
+    } else {
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
-        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
-        n_end = merge_end_events(s, n_end, n_other);
         for (int32_t i = 0; i < n_group; i++) {
             s->glist[n_gl++] = group[i];
         }
         rank_sort(s, s->glist, n_gl, s->dfs_pos);
     }
+    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
+    n_end = merge_end_events(s, n_end, n_other);
     int32_t is = 0, ie = 0;
     for (;;) {
         const int32_t top = s->heap[1];
@@ -1799,7 +1807,6 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        s->evf[k] = 0;
         int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
         if (v != kc->min_ma) {
             lanes_pend_run(s, k, v - kc->min_ma);
