@@ -1342,13 +1342,13 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
 }
 
 /* The same change as lanes_adjust(s, k, dW, dW * level, -1), deferred: added to the pending change of
- * k's circuit only. lanes_flush(s, level) applies every pending change before the tree is next
- * consulted. Every change of one batch is at one level (a START adds (w, min * Q) = (w, w * level), an
- * END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by W's change times the
- * level and only W is pending. W and D get the same integer sums (in another order) and the same lanes
- * are marked dirty, and rekey_dirty reads nothing else, so the fill is the same: but a batch of events
- * on one subtree updates each circuit above once instead of once per event (a saturating root lane
- * freezes chargers everywhere). */
+ * k's circuit only. lanes_flush and rekey_dirty(s, level) apply every pending change before the tree
+ * is next consulted. Every change of one batch is at one level (a START adds (w, min * Q) =
+ * (w, w * level), an END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by
+ * W's change times the level and only W is pending. W and D get the same integer sums (in another
+ * order) and the same lanes are marked dirty, and rekey_dirty reads nothing else, so the fill is the
+ * same: but a batch of events on one subtree updates each circuit above once instead of once per event
+ * (a saturating root lane freezes chargers everywhere). */
 #define PEND_MARK 16u
 static void pend_push(dlb_site *s, int32_t c)
 {
@@ -1378,11 +1378,13 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
     cs->pW[DLB_LANE_POWER] += dW * n;
 }
 
-/* apply the pending changes of a batch at `level`, deepest circuits first: each adds its own to W (and
- * times the level to D), marks the lanes dirty and hands the sum to its parent. The power lane is added
- * whether or not the circuit has a power cap (lanes_adjust adds it times hp): an uncapped circuit's
- * power lane is never marked dirty, so its W and D are never read. */
-static void lanes_flush(dlb_site *s, int64_t level)
+/* apply the pending changes of a batch, deepest circuits first: each adds its own to W, marks the lanes
+ * dirty and hands the sum to its parent; D gets pW times the batch level in rekey_dirty, lane by lane
+ * (written here, the eight 64-bit updates were vectorised by gcc, with an emulated multiply that costs
+ * more than scalar code). The power lane is added whether or not the circuit has a power cap
+ * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never marked dirty, so its W and
+ * D are never read. */
+static void lanes_flush(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
     for (int32_t d = s->pdepth; d >= 1; d--) {
@@ -1391,13 +1393,11 @@ static void lanes_flush(dlb_site *s, int64_t level)
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const uint32_t hpc = (uint32_t)s->hp[c];
-            /* the power lane only where capped; a trip count known only at run time also keeps gcc from
-             * vectorising the 64-bit products (SSE2 has no such multiply: emulated, it costs more) */
-            for (int32_t ln = 0, nl = 3 + (int32_t)hpc; ln < nl; ln++) {
-                const int64_t w = cs->pW[ln];
-                cs->W[ln] += w;
-                cs->D[ln] += w * level;
-            }
+            /* lanes written out: gcc -O2 keeps a 4-trip loop as a loop */
+            cs->W[0] += cs->pW[0];
+            cs->W[1] += cs->pW[1];
+            cs->W[2] += cs->pW[2];
+            cs->W[3] += cs->pW[3];
             if (cs->dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
@@ -1414,8 +1414,7 @@ static void lanes_flush(dlb_site *s, int64_t level)
                 ps->pW[2] += cs->pW[2];
                 ps->pW[3] += cs->pW[3];
             }
-            cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
-            cs->pmask = 0;
+            cs->pmask = 0; /* pW stays: rekey_dirty adds it times the level to D, then clears it */
             c = cs->pnext;
         }
     }
@@ -1481,25 +1480,32 @@ static void run_flush(dlb_site *s)
 
 /* re-key every dirty circuit: recompute the changed lanes' levels and its key, then the tree above it;
  * when many circuits changed, the tree is recomputed once bottom-up instead (O(C)). */
-static void rekey_dirty(dlb_site *s)
+static void rekey_dirty(dlb_site *s, int64_t level)
 {
     int64_t *const lv = s->tlv;
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
         const uint32_t d = cs->dirty;
+        /* lanes_flush's batch (pW, 0 if the circuit was not flushed) at the batch level: lanes not
+         * dirty have pW = 0 but an uncapped power lane, whose D is never read */
         if (d & 1u) {
+            cs->D[0] += cs->pW[0] * level;
             cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
         }
         if (d & 2u) {
+            cs->D[1] += cs->pW[1] * level;
             cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
         }
         if (d & 4u) {
+            cs->D[2] += cs->pW[2] * level;
             cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
         }
         if (d & 8u) {
+            cs->D[3] += cs->pW[3] * level;
             cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
+        cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
         cs->dirty = 0;
         lv[c] = circ_best(cs, c, &cs->key_lane);
     }
@@ -1749,8 +1755,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     }
                 }
             }
-            lanes_flush(s, ev_level);
-            rekey_dirty(s);
+            lanes_flush(s);
+            rekey_dirty(s, ev_level);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[top].key_lane;
             int32_t c = j / 4, ln = j % 4;
@@ -1784,12 +1790,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
             }
-            lanes_flush(s, level);
+            lanes_flush(s);
             if (s->cx[c].dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
             s->cx[c].dirty |= 1u << ln;
-            rekey_dirty(s);
+            rekey_dirty(s, level);
         }
     }
 }
