@@ -339,6 +339,13 @@ static void tree_rebuild(dlb_site *s)
     int32_t *const t = s->heap;
     const int64_t *const lv = s->tlv;
     int32_t lo = s->tsize, hi = s->tsize + s->nc - 1; /* leaves of real circuits */
+    if (lo > 1) { /* the lowest nodes: leaf tsize + c holds c (c <= nc: a padding leaf holds nc) */
+        lo >>= 1;
+        hi >>= 1;
+        for (int32_t i = lo, c = 0; i <= hi; i++, c += 2) {
+            t[i] = lv[c + 1] < lv[c] ? c + 1 : c;
+        }
+    }
     while (lo > 1) {
         lo >>= 1;
         hi >>= 1;
@@ -1546,12 +1553,12 @@ static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50
                                       62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
                                       63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
                                       46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
-static inline int32_t lowest_bit(uint64_t x) { return debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
+static inline size_t lowest_bit(uint64_t x) { return (size_t)debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
 
 /* out[] = list[pos] for every set bit pos of bm, ascending, clearing bm; returns the count */
 static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int32_t *out)
 {
-    int32_t n = 0;
+    int32_t *o = out;
     for (int32_t w = 0; w < n_words; w++) {
         uint64_t x = bm[w];
         if (x == 0) {
@@ -1560,11 +1567,11 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
         bm[w] = 0;
         const int32_t *const base = list + (size_t)w * 64;
         do {
-            out[n++] = base[lowest_bit(x)];
+            *o++ = base[lowest_bit(x)];
             x &= x - 1;
         } while (x != 0);
     }
-    return n;
+    return (int32_t)(o - out);
 }
 
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, O(n + buckets)
@@ -1728,31 +1735,50 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             break;
         }
         if (ev_level <= lane_level) {
-            /* every charger event at this level: ENDs (by index) before STARTs (by index) */
-            int below = 0;
-            while (!below && ie < n_end && end_level(s, s->ev_end[ie]) == ev_level) {
-                int32_t k = s->ev_end[ie++];
-                charger_scratch *x = &s->kx[k];
-                if (!x->frozen) { /* END: reaches its ceiling */
-                    x->frozen = 1;
-                    x->value = x->hi;
-                    if (check_below) {
-                        below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
-                    } else {
+            /* every charger event at this level: ENDs (by index) before STARTs (by index); the usual case
+             * (no lane starts negative: no batch ends early) without lanes_adjust's check */
+            int32_t *const ev_end = s->ev_end, *const ev_start = s->ev_start;
+            if (!check_below) {
+                for (; ie < n_end; ie++) {
+                    const int32_t k = ev_end[ie];
+                    if (end_level(s, k) != ev_level) {
+                        break;
+                    }
+                    charger_scratch *x = &s->kx[k];
+                    if (!x->frozen) { /* END: reaches its ceiling */
+                        x->frozen = 1;
+                        x->value = x->hi;
                         lanes_pend(s, k, -(int64_t)s->chg[k].weight);
                     }
                 }
-            }
-            while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
-                int32_t k = s->ev_start[is++];
-                charger_scratch *x = &s->kx[k];
-                if (!x->frozen) { /* START: grows past its minimum */
-                    x->started = 1;
-                    if (check_below) {
-                        below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
-                    } else {
+                for (; is < n_start; is++) {
+                    const int32_t k = ev_start[is];
+                    if (start_level(s, k) != ev_level) {
+                        break;
+                    }
+                    charger_scratch *x = &s->kx[k];
+                    if (!x->frozen) { /* START: grows past its minimum */
+                        x->started = 1;
                         lanes_pend(s, k, s->chg[k].weight);
                     }
+                }
+            }
+            int below = !check_below;
+            while (!below && ie < n_end && end_level(s, ev_end[ie]) == ev_level) {
+                int32_t k = ev_end[ie++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) {
+                    x->frozen = 1;
+                    x->value = x->hi;
+                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                }
+            }
+            while (!below && is < n_start && start_level(s, ev_start[is]) == ev_level) {
+                int32_t k = ev_start[is++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) {
+                    x->started = 1;
+                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
                 }
             }
             lanes_flush(s);
