@@ -133,6 +133,8 @@ struct dlb_site {
     int32_t radix[256];             /* counts of one rank_sort pass */
     uint64_t *bm;   /* fill: 3 bitmaps of n_words words (positions in perm_start, perm_end, dfs) */
     int32_t n_words;
+    int32_t single_root;   /* fill: circuit 0 is the only root */
+    int64_t top_rmin[9];   /* fill_take: the root's lowest run[] per set of used phases; [8] its power lane */
     kpair *pairs, *pairs_tmp; /* the admission sort */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
@@ -312,6 +314,11 @@ static void tree_init(dlb_site *s)
     }
     s->tsize = tsize;
     s->tdepth = tdepth;
+    int32_t roots = 0;
+    for (int32_t c = 0; c < s->nc; c++) {
+        roots += s->circ[c].parent == DLB_NONE;
+    }
+    s->single_root = roots == 1;
     for (int32_t c = 0; c <= s->nc; c++) {
         s->tlv[c] = INF;
     }
@@ -1659,8 +1666,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
-    }
-    for (int32_t c = 0; c < s->nc; c++) {
         s->tlv[c] = INF; /* the tree's nodes may keep the last fill's winners: all are INF now */
     }
     s->n_dirty = 0;
@@ -1792,6 +1797,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
              * same dfs order), so that later saturations above it do not scan the frozen ones again. */
             int32_t *const glist = s->glist;
+            const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
             int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
                 int32_t k = glist[g];
@@ -1799,7 +1805,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->frozen) {
                     continue;
                 }
-                if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
+                if (!(x->used & on_lane)) {
                     glist[keep++] = k;
                     continue;
                 }
@@ -1823,6 +1829,18 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             s->cx[c].dirty |= 1u << ln;
             rekey_dirty(s, level);
         }
+    }
+}
+
+/* fill_take's table of the single root's run[]: the lowest per set of used phases, [8] the power lane */
+static void root_table(dlb_site *s)
+{
+    if (s->single_root) {
+        const int64_t *rr = s->cx[0].run; /* circuit 0 is a root: parents come first */
+        for (uint32_t m = 0; m < 8; m++) {
+            s->top_rmin[m] = min64(m & 1u ? rr[0] : INF, min64(m & 2u ? rr[1] : INF, m & 4u ? rr[2] : INF));
+        }
+        s->top_rmin[8] = rr[DLB_LANE_POWER];
     }
 }
 
@@ -1853,6 +1871,7 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         }
     }
     run_flush(s);
+    root_table(s);
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
      * others, each pass in admission order. */
@@ -1864,8 +1883,13 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
             const int64_t step = s->chg[k].step_ma;
             charger_scratch *x = &s->kx[k];
             /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
-             * (or its power lane) below that already settles it at 0, as run_room would */
-            {
+             * (or its power lane) below that already settles it at 0, as run_room would. With one root
+             * its minimum per set of used lanes is tabled (again after each take). */
+            if (s->single_root) {
+                if (s->top_rmin[x->used & 7u] < step || s->top_rmin[8] < step * x->n_used) {
+                    continue;
+                }
+            } else {
                 int32_t depth;
                 const int32_t *path = path_of(s, k, &depth);
                 const int64_t *rr = s->cx[path[depth - 1]].run;
@@ -1880,6 +1904,7 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
             if (extra > 0) {
                 run_take(s, k, x->used, x->n_used, extra);
                 x->ideal += extra;
+                root_table(s);
             }
         }
     }
