@@ -130,7 +130,7 @@ struct dlb_site {
     int32_t *qw, *perm_start, *perm_end, *ev_start, *ev_end, *ev_other, *dirty;
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
-    int32_t radix[256];             /* counts of one rank_sort pass */
+    int32_t radix[16];              /* counts of one rank_sort pass */
     uint64_t *bm;   /* fill: 3 bitmaps of n_words words (positions in perm_start, perm_end, dfs) */
     int32_t n_words;
     int32_t single_root;   /* fill: circuit 0 is the only root */
@@ -1581,30 +1581,26 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
     return (int32_t)(o - out);
 }
 
-/* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, O(n + buckets)
- * per pass: 8 bits a pass (at most 2 passes for DLB_MAX_CHARGERS) when n is large enough to pay for 256
- * buckets, else 4 bits (at most 4 passes). Any digit width gives the same order (each pass is stable).
- * Sorting by a presorted position gives the same order as sorting by that list's (level, index), in
- * O(n) instead of O(n log n). */
+/* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
+ * (at most 4 passes for DLB_MAX_CHARGERS), O(n + 16) each. Sorting by a presorted position gives the
+ * same order as sorting by that list's (level, index), in O(n) instead of O(n log n). */
 static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
 {
     int32_t *src = a, *dst = s->tmp;
     int32_t *cnt = s->radix;
-    const int bits = n >= 256 ? 8 : 4;
-    const int32_t nb = (int32_t)1 << bits, mask = nb - 1;
-    for (int shift = 0; ((s->nk - 1) >> shift) > 0; shift += bits) {
-        memset(cnt, 0, (size_t)nb * sizeof(int32_t));
+    for (int shift = 0; ((s->nk - 1) >> shift) > 0; shift += 4) {
+        memset(s->radix, 0, sizeof(s->radix));
         for (int32_t i = 0; i < n; i++) {
-            cnt[(rank[src[i]] >> shift) & mask]++;
+            cnt[(rank[src[i]] >> shift) & 15]++;
         }
         int32_t acc = 0;
-        for (int32_t d = 0; d < nb; d++) {
+        for (int d = 0; d < 16; d++) {
             int32_t c = cnt[d];
             cnt[d] = acc;
             acc += c;
         }
         for (int32_t i = 0; i < n; i++) {
-            dst[cnt[(rank[src[i]] >> shift) & mask]++] = src[i];
+            dst[cnt[(rank[src[i]] >> shift) & 15]++] = src[i];
         }
         int32_t *t = src;
         src = dst;
