@@ -32,7 +32,6 @@
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
-enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; min < hi; hi == max */
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
@@ -95,17 +94,15 @@ typedef struct {
         struct {
             int64_t fixed[DLB_LANES], meas_d[DLB_LANES];
         };
-        /* fill: (W, D) changes of a batch of charger events not yet applied (lanes_pend / lanes_flush),
-         * per lane (the power lane's without the circuit's hp factor) */
+        /* fill: W changes of a batch of charger events not yet applied (lanes_pend / lanes_flush), per
+         * lane (the power lane's without the circuit's hp factor); D changes by them times the level */
         struct {
-            int64_t pW[DLB_LANES], pD[DLB_LANES];
+            int64_t pW[DLB_LANES];
         };
     };
     int64_t D[DLB_LANES], W[DLB_LANES];
     int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
-    int64_t key_level;      /* lowest saturation level over the circuit's growing lanes ... */
-    int32_t key_lane;       /* ... and that lane's id (circuit * 4 + lane): the heap order */
-    int32_t heap_pos;       /* position in the heap of circuits, -1 if not in it */
+    int32_t key_lane;       /* id (circuit * 4 + lane) of the lane with the lowest level (site tlv[]) */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
     uint32_t pmask;         /* fill: the used phases of the pending changes (PEND_MARK set while any) */
     int32_t pnext;          /* fill: the next pending circuit of the same depth */
@@ -135,7 +132,7 @@ struct dlb_site {
     circuit_scratch *cx;
     int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
-    int32_t n_heap;
+    int32_t tsize, tdepth; /* fill: leaves of the tournament tree in heap[] (a power of two >= nc), log2 */
     /* flattened tree: path[c * DLB_MAX_DEPTH + i], i < plen[c], is circuit c's i-th ancestor (i = 0: c);
      * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
     int32_t *path, *plen, *hp;
@@ -147,8 +144,10 @@ struct dlb_site {
     int32_t *dfs_pos, *glist; /* position of each charger in dfs[]; the fill's group in dfs order */
     int32_t *rank_start, *rank_end; /* position of each charger in perm_start[] and perm_end[] */
     int32_t radix[16];              /* counts of one rank_sort pass */
-    uint8_t *evf; /* EVF_* bits of each charger during one fill, 0 outside it: the dense filter of the
-                   * presorted lists (one byte per charger instead of its scratch and configuration) */
+    uint64_t *bm;   /* fill: 3 bitmaps of n_words words (positions in perm_start, perm_end, dfs) */
+    int32_t n_words;
+    int32_t single_root;   /* fill: circuit 0 is the only root */
+    int64_t top_rmin[9];   /* fill_take: the root's lowest run[] per set of used phases; [8] its power lane */
     kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
@@ -157,6 +156,7 @@ struct dlb_site {
     int32_t prio_count[257];
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
+    int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -334,58 +334,81 @@ DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uin
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Indexed min-heap over circuits, each keyed by its lowest lane (saturation level, lane id). The
+/* Tournament tree over circuits, each keyed by its lowest lane (saturation level, lane id). The
  * minimum over circuits of (level, lane id) is the minimum over all lanes, which is the order the
- * reference's per-lane heap pops; one heap entry per circuit keeps updates to one sift per circuit. */
+ * reference's per-lane heap pops. Circuit c is leaf tsize + c of heap[] (1-based, heap[i] the winner of
+ * heap[2i] and heap[2i+1]); tlv[c] is its key level, INF if no lane grows (and tlv[nc] = INF for the
+ * padding leaves). Lane ids of different circuits order as the circuits do, and a left subtree holds
+ * lower circuits than its sibling, so "the right one only if strictly lower" breaks ties by lane id.
+ * A re-key is one walk to the root (no swaps, no positions to keep); a batch touching many circuits
+ * recomputes only the nodes above real circuits, level by level (O(C)). */
 
-static int circ_less(const dlb_site *s, int32_t a, int32_t b)
-{
-    const circuit_scratch *ca = &s->cx[a], *cb = &s->cx[b];
-    return ca->key_level < cb->key_level || (ca->key_level == cb->key_level && ca->key_lane < cb->key_lane);
-}
+static inline int32_t tree_win(const int64_t *lv, int32_t a, int32_t b) { return lv[b] < lv[a] ? b : a; }
 
-static void heap_swap(dlb_site *s, int32_t i, int32_t j)
+/* Set up at init (heap[] is the init's traversal stack before). Between fills the nodes keep their
+ * winners: a fill resets every tlv[] to INF, and a node holding any circuit of its subtree with an INF
+ * level is then as good as any other (an INF root means nothing grows); a node above a circuit whose
+ * level becomes finite is recomputed on the way up from it before the root is next read. */
+static void tree_init(dlb_site *s)
 {
-    int32_t a = s->heap[i], b = s->heap[j];
-    s->heap[i] = b;
-    s->heap[j] = a;
-    s->cx[b].heap_pos = i;
-    s->cx[a].heap_pos = j;
-}
-
-/* Only down: the rebuild's bottom-up heapify (rekey_dirty) needs exactly this. heap_sift's upward pass
- * there could swap a node's parent value into a subtree already heapified and leave it out of order, so
- * that heap[0] need not be the minimum (and the fill's order would depend on the dirty list's order). */
-static inline void heap_sift_down(dlb_site *s, int32_t i)
-{
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < s->n_heap && circ_less(s, s->heap[l], s->heap[m])) {
-            m = l;
-        }
-        if (r < s->n_heap && circ_less(s, s->heap[r], s->heap[m])) {
-            m = r;
-        }
-        if (m == i) {
-            break;
-        }
-        heap_swap(s, i, m);
-        i = m;
+    int32_t tsize = 1, tdepth = 0;
+    while (tsize < s->nc) {
+        tsize *= 2;
+        tdepth++;
+    }
+    s->tsize = tsize;
+    s->tdepth = tdepth;
+    int32_t roots = 0;
+    for (int32_t c = 0; c < s->nc; c++) {
+        roots += s->circ[c].parent == DLB_NONE;
+    }
+    s->single_root = roots == 1;
+    for (int32_t c = 0; c <= s->nc; c++) {
+        s->tlv[c] = INF;
+    }
+    for (int32_t i = 1; i < tsize; i++) {
+        s->heap[i] = s->nc; /* padding leaf nc: tlv[nc] = INF always */
+    }
+    for (int32_t c = 0; c < tsize; c++) {
+        s->heap[tsize + c] = c < s->nc ? c : s->nc;
     }
 }
 
-static inline void heap_sift(dlb_site *s, int32_t i)
+/* recompute the nodes above leaf c */
+static void tree_up(dlb_site *s, int32_t c)
 {
-    while (i > 0 && circ_less(s, s->heap[i], s->heap[(i - 1) / 2])) {
-        heap_swap(s, i, (i - 1) / 2);
-        i = (i - 1) / 2;
+    int32_t *const t = s->heap;
+    const int64_t *const lv = s->tlv;
+    for (int32_t i = (s->tsize + c) >> 1; i >= 1; i >>= 1) {
+        t[i] = tree_win(lv, t[2 * i], t[2 * i + 1]);
     }
-    heap_sift_down(s, i);
 }
 
-/* the lowest cached lane level of circuit c and its lane id (the first such lane), or lane -1 if every
- * level is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
-static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *best_out)
+/* recompute every node above a real circuit, bottom-up (nodes above padding alone stay padding) */
+static void tree_rebuild(dlb_site *s)
+{
+    int32_t *const t = s->heap;
+    const int64_t *const lv = s->tlv;
+    int32_t lo = s->tsize, hi = s->tsize + s->nc - 1; /* leaves of real circuits */
+    if (lo > 1) { /* the lowest nodes: leaf tsize + c holds c (c <= nc: a padding leaf holds nc) */
+        lo >>= 1;
+        hi >>= 1;
+        for (int32_t i = lo, c = 0; i <= hi; i++, c += 2) {
+            t[i] = lv[c + 1] < lv[c] ? c + 1 : c;
+        }
+    }
+    while (lo > 1) {
+        lo >>= 1;
+        hi >>= 1;
+        for (int32_t i = lo; i <= hi; i++) {
+            t[i] = tree_win(lv, t[2 * i], t[2 * i + 1]);
+        }
+    }
+}
+
+/* the lowest cached lane level of circuit c and its lane id (the first such lane); INF if every level
+ * is INF (no lane grows); written out, as gcc -O2 keeps a 4-trip loop as a loop */
+static inline int64_t circ_best(const circuit_scratch *cs, int32_t c, int32_t *lane_out)
 {
     int64_t best = cs->lvl[0];
     int32_t ln = 0;
@@ -401,36 +424,8 @@ static inline int32_t circ_best(const circuit_scratch *cs, int32_t c, int64_t *b
         best = cs->lvl[3];
         ln = 3;
     }
-    *best_out = best;
-    return best < INF ? c * 4 + ln : -1;
-}
-
-/* re-key circuit c from its cached lane levels: in the heap while a lane grows (W > 0) */
-static void heap_key(dlb_site *s, int32_t c)
-{
-    circuit_scratch *cs = &s->cx[c];
-    int64_t best;
-    const int32_t lane = circ_best(cs, c, &best);
-    int32_t pos = cs->heap_pos;
-    if (lane >= 0) {
-        cs->key_level = best;
-        cs->key_lane = lane;
-        if (pos < 0) {
-            pos = s->n_heap++;
-            s->heap[pos] = c;
-            cs->heap_pos = pos;
-        }
-        heap_sift(s, pos);
-    } else if (pos >= 0) {
-        int32_t last = --s->n_heap;
-        if (pos != last) {
-            heap_swap(s, pos, last);
-        }
-        cs->heap_pos = -1;
-        if (pos != last) {
-            heap_sift(s, pos);
-        }
-    }
+    *lane_out = c * 4 + ln;
+    return best;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -610,7 +605,7 @@ typedef struct {
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
-        pairs_tmp, evf, total;
+        pairs_tmp, bm, tlv, total;
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -700,8 +695,10 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kpair));
     l->pairs_tmp = o;
     o += align8(nk * sizeof(kpair));
-    l->evf = o;
-    o += align8(nk * sizeof(uint8_t));
+    l->bm = o;
+    o += align8(3 * ((nk + 63) / 64) * sizeof(uint64_t));
+    l->tlv = o;
+    o += align8((nc + 1) * sizeof(int64_t));
     l->total = o;
     return 1;
 }
@@ -898,7 +895,10 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->rank_end = (int32_t *)(void *)(base + l.rank_end);
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
-    s->evf = base + l.evf;
+    s->bm = (uint64_t *)(void *)(base + l.bm);
+    s->n_words = (s->nk + 63) / 64;
+    memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
+    s->tlv = (int64_t *)(void *)(base + l.tlv);
     memcpy(s->circ, circuits, n_circuits * sizeof(dlb_circuit));
     if (n_chargers > 0) {
         memcpy(s->chg, chargers, n_chargers * sizeof(dlb_charger));
@@ -987,7 +987,6 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         }
     }
     for (int32_t c = 0; c < s->nc; c++) {
-        s->cx[c].heap_pos = -1;
         s->hp[c] = s->power_cap[c] != INF;
         int32_t d = 0;
         for (int32_t a = c; a != DLB_NONE; a = s->circ[a].parent) {
@@ -1017,6 +1016,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         s->rank_start[s->perm_start[i]] = i;
         s->rank_end[s->perm_end[i]] = i;
     }
+    tree_init(s);
     *site = s;
     return DLB_OK;
 }
@@ -1660,8 +1660,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* stage 6: weighted max-min fair progressive filling over a group of chargers (marked in evf[] during
- * the fill) */
+/* stage 6: weighted max-min fair progressive filling over a group of chargers */
 
 /* Add (dW, dD) per unit of factor to every lane charger k loads and mark the circuits dirty (they are
  * re-keyed once per batch). Returns 1 if a touched lane now saturates below `level` (D < W * level; not
@@ -1709,11 +1708,14 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
     return below;
 }
 
-/* The same change as lanes_adjust(s, k, dW, dD, -1), deferred: added to the pending change of k's
- * circuit only. lanes_flush() applies every pending change before the heap is next consulted. W and D
- * get the same integer sums (in another order) and the same lanes are marked dirty, and rekey_dirty
- * reads nothing else, so the fill is the same: but a batch of events on one subtree updates each
- * circuit above once instead of once per event (a saturating root lane freezes chargers everywhere). */
+/* The same change as lanes_adjust(s, k, dW, dW * level, -1), deferred: added to the pending change of
+ * k's circuit only. lanes_flush and rekey_dirty(s, level) apply every pending change before the tree
+ * is next consulted. Every change of one batch is at one level (a START adds (w, min * Q) =
+ * (w, w * level), an END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by
+ * W's change times the level and only W is pending. W and D get the same integer sums (in another
+ * order) and the same lanes are marked dirty, and rekey_dirty reads nothing else, so the fill is the
+ * same: but a batch of events on one subtree updates each circuit above once instead of once per event
+ * (a saturating root lane freezes chargers everywhere). */
 #define PEND_MARK 16u
 static void pend_push(dlb_site *s, int32_t c)
 {
@@ -1725,7 +1727,7 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
-static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
+static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -1738,17 +1740,17 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW, int64_t dD)
     cs->pmask |= used | PEND_MARK;
     const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
     cs->pW[0] += dW * m0;
-    cs->pD[0] += dD * m0;
     cs->pW[1] += dW * m1;
-    cs->pD[1] += dD * m1;
     cs->pW[2] += dW * m2;
-    cs->pD[2] += dD * m2;
     cs->pW[DLB_LANE_POWER] += dW * n;
-    cs->pD[DLB_LANE_POWER] += dD * n;
 }
 
-/* apply the pending changes, deepest circuits first: each adds its own to W, D (the power lane times
- * its hp, as lanes_adjust does per circuit), marks the lanes dirty and hands the sum to its parent */
+/* apply the pending changes of a batch, deepest circuits first: each adds its own to W, marks the lanes
+ * dirty and hands the sum to its parent; D gets pW times the batch level in rekey_dirty, lane by lane
+ * (written here, the eight 64-bit updates were vectorised by gcc, with an emulated multiply that costs
+ * more than scalar code). The power lane is added whether or not the circuit has a power cap
+ * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never marked dirty, so its W and
+ * D are never read. */
 static void lanes_flush(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
@@ -1757,20 +1759,16 @@ static void lanes_flush(dlb_site *s)
         s->phead[d] = -1;
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
-            const int64_t hpc = s->hp[c];
-            /* lanes written out: gcc -O2 keeps a 3- or 4-trip loop as a loop */
+            const uint32_t hpc = (uint32_t)s->hp[c];
+            /* lanes written out: gcc -O2 keeps a 4-trip loop as a loop */
             cs->W[0] += cs->pW[0];
-            cs->D[0] += cs->pD[0];
             cs->W[1] += cs->pW[1];
-            cs->D[1] += cs->pD[1];
             cs->W[2] += cs->pW[2];
-            cs->D[2] += cs->pD[2];
-            cs->W[DLB_LANE_POWER] += cs->pW[DLB_LANE_POWER] * hpc;
-            cs->D[DLB_LANE_POWER] += cs->pD[DLB_LANE_POWER] * hpc;
+            cs->W[3] += cs->pW[3];
             if (cs->dirty == 0) {
                 s->dirty[s->n_dirty++] = c;
             }
-            cs->dirty |= (cs->pmask & 7u) | ((uint32_t)hpc << DLB_LANE_POWER);
+            cs->dirty |= (cs->pmask & 7u) | (hpc << DLB_LANE_POWER);
             const int32_t par = s->circ[c].parent;
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
@@ -1779,18 +1777,67 @@ static void lanes_flush(dlb_site *s)
                 }
                 ps->pmask |= cs->pmask;
                 ps->pW[0] += cs->pW[0];
-                ps->pD[0] += cs->pD[0];
                 ps->pW[1] += cs->pW[1];
-                ps->pD[1] += cs->pD[1];
                 ps->pW[2] += cs->pW[2];
-                ps->pD[2] += cs->pD[2];
                 ps->pW[3] += cs->pW[3];
-                ps->pD[3] += cs->pD[3];
             }
-            for (int ln = 0; ln < DLB_LANES; ln++) {
-                cs->pW[ln] = 0;
-                cs->pD[ln] = 0;
+            cs->pmask = 0; /* pW stays: rekey_dirty adds it times the level to D, then clears it */
+            c = cs->pnext;
+        }
+    }
+    s->pdepth = 0;
+}
+
+/* the fill's final take, deferred like lanes_pend: amount (per conductor) from every lane charger k
+ * loads, added to the pending sums of its circuit (pW, free after the fill's last lanes_flush) */
+static inline void lanes_pend_run(dlb_site *s, int32_t k, int64_t amount)
+{
+    const charger_scratch *x = &s->kx[k];
+    const uint32_t used = x->used;
+    const int32_t c = s->chg[k].circuit;
+    circuit_scratch *cs = &s->cx[c];
+    if (cs->pmask == 0) {
+        pend_push(s, c);
+        cs->pmask = PEND_MARK;
+    }
+    cs->pW[0] += amount * (int64_t)(used & 1u);
+    cs->pW[1] += amount * (int64_t)((used >> 1) & 1u);
+    cs->pW[2] += amount * (int64_t)((used >> 2) & 1u);
+    cs->pW[DLB_LANE_POWER] += amount * x->n_used;
+}
+
+/* take the pending sums of lanes_pend_run from run[], deepest circuits first, each handing its sum to
+ * its parent: every circuit's run[] changes by the sum over the chargers below it, as run_take's walks
+ * would (uncapped power lanes hold INF and stay far above any current, as there) */
+static void run_flush(dlb_site *s)
+{
+    circuit_scratch *const cx = s->cx;
+    if (s->pdepth == 0) {
+        return;
+    }
+    s->gen++;
+    for (int32_t d = s->pdepth; d >= 1; d--) {
+        int32_t c = s->phead[d];
+        s->phead[d] = -1;
+        while (c >= 0) {
+            circuit_scratch *cs = &cx[c];
+            cs->run[0] -= cs->pW[0];
+            cs->run[1] -= cs->pW[1];
+            cs->run[2] -= cs->pW[2];
+            cs->run[3] -= cs->pW[3];
+            const int32_t par = s->circ[c].parent;
+            if (par != DLB_NONE) {
+                circuit_scratch *ps = &cx[par];
+                if (ps->pmask == 0) {
+                    pend_push(s, par);
+                    ps->pmask = PEND_MARK;
+                }
+                ps->pW[0] += cs->pW[0];
+                ps->pW[1] += cs->pW[1];
+                ps->pW[2] += cs->pW[2];
+                ps->pW[3] += cs->pW[3];
             }
+            cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
             cs->pmask = 0;
             c = cs->pnext;
         }
@@ -1798,56 +1845,45 @@ static void lanes_flush(dlb_site *s)
     s->pdepth = 0;
 }
 
-/* re-key every dirty circuit: recompute the changed lanes' levels, then its heap entry. When many
- * circuits changed, the keys are set without sifting and the heap is rebuilt bottom-up (O(C)); the
- * minimum, which is all the fill reads, is the same either way (keys are unique: lane ids differ). */
-static void rekey_dirty(dlb_site *s)
+/* re-key every dirty circuit: recompute the changed lanes' levels and its key, then the tree above it;
+ * when many circuits changed, the tree is recomputed once bottom-up instead (O(C)). */
+static void rekey_dirty(dlb_site *s, int64_t level)
 {
-    int rebuild = s->n_dirty > 8 && s->n_dirty * 4 > s->n_heap;
+    int64_t *const lv = s->tlv;
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
         const uint32_t d = cs->dirty;
+        /* lanes_flush's batch (pW, 0 if the circuit was not flushed) at the batch level: lanes not
+         * dirty have pW = 0 but an uncapped power lane, whose D is never read */
         if (d & 1u) {
+            cs->D[0] += cs->pW[0] * level;
             cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
         }
         if (d & 2u) {
+            cs->D[1] += cs->pW[1] * level;
             cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
         }
         if (d & 4u) {
+            cs->D[2] += cs->pW[2] * level;
             cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
         }
         if (d & 8u) {
+            cs->D[3] += cs->pW[3] * level;
             cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
         }
+        cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
         cs->dirty = 0;
-        if (!rebuild) {
-            heap_key(s, c);
-            continue;
-        }
-        int64_t best;
-        const int32_t lane = circ_best(cs, c, &best);
-        if (lane >= 0) {
-            cs->key_level = best;
-            cs->key_lane = lane;
-            if (cs->heap_pos < 0) {
-                cs->heap_pos = s->n_heap;
-                s->heap[s->n_heap++] = c;
-            }
-        } else if (cs->heap_pos >= 0) {
-            int32_t pos = cs->heap_pos, last = --s->n_heap;
-            if (pos != last) {
-                heap_swap(s, pos, last);
-            }
-            cs->heap_pos = -1;
+        lv[c] = circ_best(cs, c, &cs->key_lane);
+    }
+    if (s->n_dirty * s->tdepth > s->nc) {
+        tree_rebuild(s);
+    } else {
+        for (int32_t i = 0; i < s->n_dirty; i++) {
+            tree_up(s, s->dirty[i]);
         }
     }
     s->n_dirty = 0;
-    if (rebuild) {
-        for (int32_t i = s->n_heap / 2 - 1; i >= 0; i--) {
-            heap_sift_down(s, i);
-        }
-    }
 }
 
 /* first index of glist[0..n) whose dfs position is >= pos */
@@ -1868,6 +1904,35 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 /* level of charger k's next event in one of the fill's sorted event lists */
 static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
 static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
+
+/* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
+static inline void bit_set(uint64_t *bm, int32_t pos) { bm[pos >> 6] |= (uint64_t)1 << (pos & 63); }
+
+/* the index of the lowest set bit of x != 0 (de Bruijn multiply, standard C) */
+static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
+                                      62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+                                      63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+                                      46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
+static inline size_t lowest_bit(uint64_t x) { return (size_t)debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
+
+/* out[] = list[pos] for every set bit pos of bm, ascending, clearing bm; returns the count */
+static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int32_t *out)
+{
+    int32_t *o = out;
+    for (int32_t w = 0; w < n_words; w++) {
+        uint64_t x = bm[w];
+        if (x == 0) {
+            continue;
+        }
+        bm[w] = 0;
+        const int32_t *const base = list + (size_t)w * 64;
+        do {
+            *o++ = base[lowest_bit(x)];
+            x &= x - 1;
+        } while (x != 0);
+    }
+    return (int32_t)(o - out);
+}
 
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
  * (at most 4 passes for DLB_MAX_CHARGERS), O(n + 16) each. Sorting by a presorted position gives the
@@ -1947,19 +2012,25 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
         memset(cs->W, 0, sizeof(cs->W));
         memset(cs->pW, 0, sizeof(cs->pW));
-        memset(cs->pD, 0, sizeof(cs->pD));
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        cs->heap_pos = -1;
         cs->dirty = 0;
         cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
+        s->tlv[c] = INF; /* the tree's nodes may keep the last fill's winners: all are INF now */
     }
-    s->n_heap = 0;
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
         s->phead[d] = -1;
     }
     s->pdepth = 0;
-    int32_t n_start = 0, n_end = 0;
+    int32_t n_start = 0, n_end = 0, n_other = 0, n_gl = 0;
+    /* The two event lists, each sorted by (level, index), and the group in dfs order (the chargers on
+     * a saturating lane are one contiguous run of it). A large group (>= N/64 chargers) marks its
+     * members' positions in the presorted permutations (perm_start, perm_end, dfs) in bitmaps and
+     * reads the set bits in order: O(n + N/64). A small group (a priority class, or few admitted
+     * chargers) sorts its own events by those positions (rank_sort, O(n) per pass). END levels lowered
+     * below max (reclaim, ramp) are sorted apart and merged either way. */
+    const int large = (int64_t)n_group * 64 >= s->nk;
+    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words, *const bm_dfs = s->bm + 2 * s->n_words;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
@@ -1969,76 +2040,48 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         x->value = kc->min_ma;
         if (kc->min_ma >= x->hi) {
             x->value = x->hi;
-        }
-        s->evf[k] = (uint8_t)(EVF_GROUP | (kc->min_ma < x->hi ? EVF_EVENTS : 0) | (x->hi == kc->max_ma ? EVF_AT_MAX : 0));
-    }
-    /* The two event lists, each sorted by (level, index). A large group filters the presorted
-     * permutations (O(N)); END levels lowered below max (reclaim, ramp) are sorted apart and merged.
-     * A small group (a priority class, or few admitted chargers) sorts its own events by their
-     * positions in those permutations (rank_sort, O(n) per pass), the lowered END levels the same way. */
-    /* ... and the group in dfs order: the chargers on a saturating lane are one contiguous run of it
-     * (a large group filters dfs[] in the same pass as the permutations) */
-    int32_t n_gl = 0;
-    if ((int64_t)n_group * 16 >= s->nk) {
-        int32_t n_other = 0;
-        const int32_t nk = s->nk;
-        const uint8_t *const evf = s->evf;
-        const int32_t *const perm_start = s->perm_start, *const perm_end = s->perm_end, *const dfs = s->dfs;
-        int32_t *const ev_start = s->ev_start, *const items = s->items, *const ev_other = s->ev_other;
-        int32_t *const glist = s->glist;
-        uint64_t *const key = s->key;
-        for (int32_t i = 0; i < nk; i++) {
-            const int32_t ka = perm_start[i], kb = perm_end[i], kd = dfs[i];
-            if (evf[ka] & EVF_EVENTS) {
-                ev_start[n_start++] = ka;
-            }
-            const uint32_t f = evf[kb];
-            if (f & EVF_EVENTS) {
-                if (f & EVF_AT_MAX) {
-                    items[n_end++] = kb;
-                } else {
-                    key[kb] = (uint64_t)end_level(s, kb);
-                    ev_other[n_other++] = kb;
-                }
-            }
-            if (evf[kd] & EVF_GROUP) {
-                glist[n_gl++] = kd;
-            }
-        }
-        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
-        n_end = merge_end_events(s, n_end, n_other);
-    } else {
-        int32_t n_other = 0;
-        for (int32_t i = 0; i < n_group; i++) {
-            int32_t k = group[i];
-            const charger_scratch *x = &s->kx[k];
-            if (s->chg[k].min_ma < x->hi) {
+        } else if (x->hi != kc->max_ma) {
+            s->key[k] = (uint64_t)end_level(s, k);
+            s->ev_other[n_other++] = k;
+            if (large) {
+                bit_set(bm_start, s->rank_start[k]);
+            } else {
                 s->ev_start[n_start++] = k;
-                if (x->hi == s->chg[k].max_ma) {
-                    s->items[n_end++] = k;
-                } else {
-                    s->key[k] = (uint64_t)end_level(s, k);
-                    s->ev_other[n_other++] = k;
-                }
             }
+        } else if (large) {
+            bit_set(bm_start, s->rank_start[k]);
+            bit_set(bm_end, s->rank_end[k]);
+        } else {
+            s->ev_start[n_start++] = k;
+            s->items[n_end++] = k;
         }
+        if (large) {
+            bit_set(bm_dfs, s->dfs_pos[k]);
+        }
+    }
+    if (large) {
+        n_start = bits_take(bm_start, s->n_words, s->perm_start, s->ev_start);
+        n_end = bits_take(bm_end, s->n_words, s->perm_end, s->items);
+        n_gl = bits_take(bm_dfs, s->n_words, s->dfs, s->glist);
+    } else {
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
-        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
-        n_end = merge_end_events(s, n_end, n_other);
         for (int32_t i = 0; i < n_group; i++) {
             s->glist[n_gl++] = group[i];
         }
         rank_sort(s, s->glist, n_gl, s->dfs_pos);
     }
+    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
+    n_end = merge_end_events(s, n_end, n_other);
     int32_t is = 0, ie = 0;
     for (;;) {
-        if (s->n_heap == 0 && is == n_start) {
+        const int32_t top = s->heap[1];
+        const int64_t lane_level = s->tlv[top];
+        if (lane_level == INF && is == n_start) {
             /* Nothing grows and nothing will start: a started charger that is not frozen keeps W > 0 on
              * its lanes, so its circuits are in the heap. Every END left is a frozen charger's no-op. */
             break;
         }
-        int64_t lane_level = s->n_heap > 0 ? s->cx[s->heap[0]].key_level : INF;
         int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
         int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
         int64_t ev_level = min64(s_level, e_level);
@@ -2046,37 +2089,56 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             break;
         }
         if (ev_level <= lane_level) {
-            /* every charger event at this level: ENDs (by index) before STARTs (by index) */
-            int below = 0;
-            while (!below && ie < n_end && end_level(s, s->ev_end[ie]) == ev_level) {
-                int32_t k = s->ev_end[ie++];
-                charger_scratch *x = &s->kx[k];
-                if (!x->frozen) { /* END: reaches its ceiling */
-                    x->frozen = 1;
-                    x->value = x->hi;
-                    if (check_below) {
-                        below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
-                    } else {
-                        lanes_pend(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q);
+            /* every charger event at this level: ENDs (by index) before STARTs (by index); the usual case
+             * (no lane starts negative: no batch ends early) without lanes_adjust's check */
+            int32_t *const ev_end = s->ev_end, *const ev_start = s->ev_start;
+            if (!check_below) {
+                for (; ie < n_end; ie++) {
+                    const int32_t k = ev_end[ie];
+                    if (end_level(s, k) != ev_level) {
+                        break;
+                    }
+                    charger_scratch *x = &s->kx[k];
+                    if (!x->frozen) { /* END: reaches its ceiling */
+                        x->frozen = 1;
+                        x->value = x->hi;
+                        lanes_pend(s, k, -(int64_t)s->chg[k].weight);
+                    }
+                }
+                for (; is < n_start; is++) {
+                    const int32_t k = ev_start[is];
+                    if (start_level(s, k) != ev_level) {
+                        break;
+                    }
+                    charger_scratch *x = &s->kx[k];
+                    if (!x->frozen) { /* START: grows past its minimum */
+                        x->started = 1;
+                        lanes_pend(s, k, s->chg[k].weight);
                     }
                 }
             }
-            while (!below && is < n_start && start_level(s, s->ev_start[is]) == ev_level) {
-                int32_t k = s->ev_start[is++];
+            int below = !check_below;
+            while (!below && ie < n_end && end_level(s, ev_end[ie]) == ev_level) {
+                int32_t k = ev_end[ie++];
                 charger_scratch *x = &s->kx[k];
-                if (!x->frozen) { /* START: grows past its minimum */
+                if (!x->frozen) {
+                    x->frozen = 1;
+                    x->value = x->hi;
+                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                }
+            }
+            while (!below && is < n_start && start_level(s, ev_start[is]) == ev_level) {
+                int32_t k = ev_start[is++];
+                charger_scratch *x = &s->kx[k];
+                if (!x->frozen) {
                     x->started = 1;
-                    if (check_below) {
-                        below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
-                    } else {
-                        lanes_pend(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q);
-                    }
+                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
                 }
             }
             lanes_flush(s);
-            rekey_dirty(s);
+            rekey_dirty(s, ev_level);
         } else { /* the lowest lane saturates: freeze every charger on it */
-            int32_t j = s->cx[s->heap[0]].key_lane;
+            int32_t j = s->cx[top].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
             int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
@@ -2084,6 +2146,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
              * same dfs order), so that later saturations above it do not scan the frozen ones again. */
             int32_t *const glist = s->glist;
+            const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
             int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
                 int32_t k = glist[g];
@@ -2091,7 +2154,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->frozen) {
                     continue;
                 }
-                if (ln != DLB_LANE_POWER && !((x->used >> ln) & 1u)) {
+                if (!(x->used & on_lane)) {
                     glist[keep++] = k;
                     continue;
                 }
@@ -2099,7 +2162,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    lanes_pend(s, k, -w, -w * level); /* the heap is not consulted here */
+                    lanes_pend(s, k, -w); /* the tree is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
                 }
@@ -2113,35 +2176,69 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 s->dirty[s->n_dirty++] = c;
             }
             s->cx[c].dirty |= 1u << ln;
-            rekey_dirty(s);
+            rekey_dirty(s, level);
         }
     }
+}
+
+/* fill_take's table of the single root's run[]: the lowest per set of used phases, [8] the power lane */
+static void root_table(dlb_site *s)
+{
+    if (s->single_root) {
+        const int64_t *rr = s->cx[0].run; /* circuit 0 is a root: parents come first */
+        for (uint32_t m = 0; m < 8; m++) {
+            s->top_rmin[m] = min64(m & 1u ? rr[0] : INF, min64(m & 2u ? rr[1] : INF, m & 4u ? rr[2] : INF));
+        }
+        s->top_rmin[8] = rr[DLB_LANE_POWER];
+    }
+}
+
+/* The end of a class's fill: each charger's share floored to its grid, then the top-up. A function of
+ * its own (called per class by dlb_step) keeps progressive_fill's frame, the deepest, small. */
+static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
+{
+    /* Each charger's share floored to its grid, taken from run[] per leaf circuit (the pending sums of
+     * the leaves, then run_flush up the tree: the same integer sums as a run_take per charger). The
+     * chargers the top-up below can give more (ideal < hi) are listed per pass on the way, in group
+     * order: pass 0 those already counted above their share, pass 1 the others. */
+    int32_t n_top0 = 0, n_top1 = 0;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        s->evf[k] = 0;
         int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
-        run_take(s, k, x->used, x->n_used, v - kc->min_ma);
+        if (v != kc->min_ma) {
+            lanes_pend_run(s, k, v - kc->min_ma);
+        }
         x->ideal = v;
+        if (v < x->hi) {
+            if (x->m > v) {
+                s->ev_start[n_top0++] = k;
+            } else {
+                s->ev_end[n_top1++] = k;
+            }
+        }
     }
+    run_flush(s);
+    root_table(s);
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
-     * others, each pass in admission order. The first pass marks what it saw with `started`. */
+     * others, each pass in admission order. */
     for (int pass = 0; pass < 2; pass++) {
-        for (int32_t i = 0; i < n_group; i++) {
-            int32_t k = group[i];
-            charger_scratch *x = &s->kx[k];
-            if (pass == 0) {
-                x->started = x->m > x->ideal;
-            }
-            if (x->started != (pass == 0) || x->ideal >= x->hi) {
-                continue; /* not this pass's, or nothing to add: ideal is on the grid, room would be <= 0 */
-            }
+        const int32_t *const top = pass == 0 ? s->ev_start : s->ev_end;
+        const int32_t n_top = pass == 0 ? n_top0 : n_top1;
+        for (int32_t i = 0; i < n_top; i++) {
+            const int32_t k = top[i];
             const int64_t step = s->chg[k].step_ma;
+            charger_scratch *x = &s->kx[k];
             /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
-             * (or its power lane) below that already settles it at 0, as run_room would */
-            {
+             * (or its power lane) below that already settles it at 0, as run_room would. With one root
+             * its minimum per set of used lanes is tabled (again after each take). */
+            if (s->single_root) {
+                if (s->top_rmin[x->used & 7u] < step || s->top_rmin[8] < step * x->n_used) {
+                    continue;
+                }
+            } else {
                 int32_t depth;
                 const int32_t *path = path_of(s, k, &depth);
                 const int64_t *rr = s->cx[path[depth - 1]].run;
@@ -2156,6 +2253,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             if (extra > 0) {
                 run_take(s, k, x->used, x->n_used, extra);
                 x->ideal += extra;
+                root_table(s);
             }
         }
     }
@@ -2716,6 +2814,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 6. ideal fill above the minimum */
     if (p->policy == DLB_POLICY_FAIR) {
         progressive_fill(s, s->adm, n_adm);
+        fill_take(s, s->adm, n_adm);
     } else if (p->policy == DLB_POLICY_PRIORITY) {
         /* classes from the highest priority down; within a class, admission order (a counting sort) */
         int32_t *cnt = s->prio_count;
@@ -2737,6 +2836,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 hi++;
             }
             progressive_fill(s, s->group + lo, hi - lo);
+            fill_take(s, s->group + lo, hi - lo);
             lo = hi;
         }
     } else {

@@ -24,14 +24,16 @@
  *       N log N   the admission sort (insertion sort repairs last step's order in O(N + moves); past
  *                 8N + 64 moves it switches to a merge sort) and, per priority class of g chargers,
  *                 O(g) for its fill events (radix passes over their ranks in lists presorted at
- *                 init; END levels lowered by a reclaim cap or the ramp sorted in O(g log g); one
- *                 class spanning >= N/16 chargers filters the presorted lists in O(N) instead);
+ *                 init; END levels lowered by a reclaim cap or the ramp sorted in O(g log g); a
+ *                 class of g >= N/64 chargers marks its ranks in bitmaps and reads them in order,
+ *                 O(g + N/64) = O(g), instead);
  *       N*D*log C every walk of a charger up its path (admission, fill events, headroom), and the
- *                 fill's heap of circuits keyed by their lowest lane (one re-key per circuit touched
- *                 by a batch of same-level events, O(log C) each, or an O(C) rebuild when many are);
+ *                 fill's tournament tree of circuits keyed by their lowest lane (one re-key per
+ *                 circuit touched by a batch of same-level events, O(log C) each, or an O(C) rebuild
+ *                 when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 272 + deepest callee chain 232;
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 272 + deepest callee chain 208, admit and switch_to_one;
  *     `make -C csrc test` prints the per-function frames).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
