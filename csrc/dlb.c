@@ -2859,16 +2859,10 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         charger_scratch *x = &kx[k];
         const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
-        if (t <= ks[k].sp) {
-            /* the usual case: the cut below is at least the set-point and m (counted already) at least the
-             * set-point too, so neither an overloaded lane nor the headroom can lower the ideal */
-            x->target = t;
-            x->sp = t;
-            continue;
-        }
         /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
-         * is above the cut: the division and the walk for the lane are left for that case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0) {
+         * is above the cut, and the cut is at least its set-point: the division and the walk for the
+         * lane are left for that rare case. */
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
             int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
             if (t > cut) {
                 /* the lane is already overloaded: nobody on it is raised above its draw */
