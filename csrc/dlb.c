@@ -269,30 +269,21 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
 #define KEY_REST UINT64_MAX
 
 /* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
- * (KEY_REST if not eligible) and sort by (key, index). One pass refreshes and repairs: a[0..i) is
- * sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if it does not go last
- * (a search that widens backwards from i - 1, then halves; the pairs in between shift up at once).
- * Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge sort,
- * O(N log N). The result is the unique order, whichever path ran. Returns the number eligible. */
-DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key, const charger_scratch *kx)
+ * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
+ * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
+ * it does not go last (a search that widens backwards from i - 1, then halves; the pairs in between
+ * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge
+ * sort, O(N log N). The result is the unique order, whichever path ran. */
+DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
-    int32_t n_items = 0;
     if (n == 0) {
-        return 0;
+        return;
     }
-    /* key[k] of a charger not eligible holds what an earlier use left there (dlb_init zeroes the buffer,
-     * so it is always set): or-ed with all ones it is KEY_REST, with no branch on in_group */
-    {
-        const int32_t k0 = (int32_t)a[0].item;
-        n_items = kx[k0].in_group;
-        a[0].key = key[k0] | ((uint64_t)n_items - 1u);
-    }
+    a[0].key = key[a[0].item];
     for (size_t i = 1; i < n; i++) {
-        const int32_t k = (int32_t)a[i].item;
-        const int in = kx[k].in_group;
-        const uint64_t kk = key[k] | ((uint64_t)in - 1u);
-        n_items += in;
+        const int64_t k = a[i].item;
+        const uint64_t kk = key[k];
         a[i].key = kk;
         if (kk > a[i - 1].key || (kk == a[i - 1].key && k > a[i - 1].item)) {
             continue; /* already in place: the usual case */
@@ -320,17 +311,13 @@ DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uin
         a[hi] = x;
         if (i - hi >= budget) { /* far from sorted: O(N log N) from here */
             for (size_t j = i + 1; j < n; j++) {
-                const int32_t kj = (int32_t)a[j].item;
-                const int inj = kx[kj].in_group;
-                a[j].key = key[kj] | ((uint64_t)inj - 1u);
-                n_items += inj;
+                a[j].key = key[a[j].item];
             }
             merge_sort_pairs(a, tmp, n);
-            return n_items;
+            return;
         }
         budget -= i - hi;
     }
-    return n_items;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1555,7 +1542,6 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
             admit_fail(s, k, o, failed);
             continue;
         }
-        x->admitted = 1;
         x->ideal = kc->min_ma;
         o->flags |= DLB_CHARGER_ADMITTED;
         s->adm[n_adm++] = k;
@@ -1563,8 +1549,10 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
     return n_adm;
 }
 
-/* stage 4 for every charger (out of line for the same reason as charger_pass) */
-DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
+ * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). */
+DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
@@ -1575,6 +1563,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
     /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
      * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
      * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    int32_t n_items = 0;
     s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
@@ -1586,12 +1575,11 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         o->reason = DLB_REASON_NONE;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
-        x->admitted = 0; /* in_group is set below; sp, ideal and target at admission and in stage 7 */
         /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
          * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind != KIND_DEMAND) { /* the usual case tested once */
             if (x->kind == KIND_LOST) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->setpoint_ma = st->sp;
                 o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                     : DLB_REASON_FAILSAFE;
@@ -1600,7 +1588,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue; /* remember() keeps its held set-point: nothing to do */
             }
             if (x->kind == KIND_NODEMAND) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
                             : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
                                                                  : DLB_REASON_NOT_CONNECTED;
@@ -1636,7 +1624,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->reason = DLB_REASON_MIN_OFF;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
@@ -1644,7 +1632,7 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue;
             }
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->reason = DLB_REASON_START_CAP;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
@@ -1652,11 +1640,12 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue;
             }
         }
-        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (set every step) */
+        n_items++;
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
+    return n_items;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2705,12 +2694,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 4. ceilings and holds */
     RELOAD();
-    int32_t n_items = 0;
-    ceilings_pass(s, out, now, dt);
+    const int32_t n_items = ceilings_pass(s, out, now, dt);
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    n_items = sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key, kx); /* kept: the next step's start */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
