@@ -1543,6 +1543,9 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
             continue;
         }
         x->ideal = kc->min_ma;
+        o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
         o->flags |= DLB_CHARGER_ADMITTED;
         s->adm[n_adm++] = k;
     }
@@ -1570,16 +1573,17 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
         charger_state *st = &ks[k];
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
+        /* reason and limit only where final: below for one not eligible, in stage 5 for the others (each
+         * fails there, which names the lane, or is admitted) */
         o->setpoint_ma = 0;
         o->phases = st->mode;
-        o->reason = DLB_REASON_NONE;
-        o->limit_circuit = DLB_NONE;
-        o->limit_lane = DLB_NONE;
         /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
          * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind != KIND_DEMAND) { /* the usual case tested once */
             if (x->kind == KIND_LOST) {
                 key[k] = KEY_REST;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 o->setpoint_ma = st->sp;
                 o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                     : DLB_REASON_FAILSAFE;
@@ -1589,6 +1593,8 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             }
             if (x->kind == KIND_NODEMAND) {
                 key[k] = KEY_REST;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
                             : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
                                                                  : DLB_REASON_NOT_CONNECTED;
@@ -1626,6 +1632,8 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
                 key[k] = KEY_REST;
                 o->reason = DLB_REASON_MIN_OFF;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
                 }
@@ -1634,6 +1642,8 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
                 key[k] = KEY_REST;
                 o->reason = DLB_REASON_START_CAP;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
                 }
