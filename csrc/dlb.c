@@ -1395,6 +1395,26 @@ static int64_t session_energy_wh(const dlb_site *s, int32_t k)
     return s->ks[k].delivered_mams * s->p.voltage_v / 3600000000LL;
 }
 
+/* stage 5 detail: the policy's part of the admission key (before clamping) */
+static inline int64_t policy_pkey(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                                  int64_t now)
+{
+    const dlb_params *p = &s->p;
+    if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
+        return (st->delivered_mams / kc->weight) >> 20;
+    } else if (p->policy == DLB_POLICY_FIFO) {
+        return st->arrival;
+    } else if (p->policy == DLB_POLICY_EDF) {
+        return st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
+    } /* DLB_POLICY_LLF */
+    if (st->departure == TNONE || st->energy_need_wh < 0) {
+        return KEY_PKEY_MAX;
+    }
+    int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
+    int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
+    return (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
+}
+
 /* stage 5 detail: the admission key (smaller first) */
 static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
                               int64_t drawn, int64_t now, int32_t *tier_out)
@@ -1418,20 +1438,8 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     }
     if (!must_stay && tier == TIER_STARVING) {
         pkey = st->wait_since;
-    } else if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
-        pkey = (st->delivered_mams / kc->weight) >> 20;
-    } else if (p->policy == DLB_POLICY_FIFO) {
-        pkey = st->arrival;
-    } else if (p->policy == DLB_POLICY_EDF) {
-        pkey = st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
-    } else { /* DLB_POLICY_LLF */
-        if (st->departure == TNONE || st->energy_need_wh < 0) {
-            pkey = KEY_PKEY_MAX;
-        } else {
-            int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
-            int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
-            pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
-        }
+    } else {
+        pkey = policy_pkey(s, k, st, kc, now);
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
     *tier_out = tier;
@@ -1492,6 +1500,15 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     }
 }
 
+/* stage 5 detail: the memo already says that charger kc's minimum does not fit on its first conductor's
+ * phase alone, so switch_to_one would return 0 (its other conditions have no side effects): under
+ * scarcity most chargers that may switch phases fail there too, without the call */
+static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger *kc, uint64_t gen)
+{
+    const uint32_t one = 1u << kc->phase_map[0];
+    return leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma && leaf->fail_lane[one] >= 0;
+}
+
 /* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
  * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
  * registers to itself and the fit check inlined, and dlb_step's frame does not grow. Under scarcity most
@@ -1513,7 +1530,7 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
         uint32_t used = x->used;
         /* the site gen in a register: a store to run[] or key[] may alias s->gen */
         while (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma && leaf->fail_lane[used] >= 0 &&
-               !kc->can_switch_phases) {
+               (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
             admit_fail(s, k, &out[k], leaf->fail_lane[used]);
             if (++pp == end) {
                 return n_adm;
@@ -1607,17 +1624,57 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
         }
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
-            reclaim(s, k, x->drawn, now);
-            o->flags = (x->narrowed * DLB_CHARGER_NARROWED) |
-                       ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                       ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-            if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-                x->hi = st->reclaim_cap;
-                x->hi_reason = DLB_REASON_EV;
-            }
-        } else { /* a paused charger without reclaim state: reclaim() would change nothing */
+        if (st->sp == 0 && st->below_since == TNONE && !st->probing && st->reclaim_cap <= 0) {
+            /* A paused charger without reclaim state (most waiting ones): reclaim() would change nothing,
+             * and its admission key is admission_key's for sp = 0 and no reclaim cap (not on: no
+             * must_stay, no IDLE or STICKY tier), with what was tested here not tested again. */
             o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+            if (p->ramp_up_ma_per_s > 0) {
+                if (kc->min_ma < x->hi) {
+                    x->hi = kc->min_ma;
+                    x->hi_reason = DLB_REASON_RAMP;
+                }
+                x->hi = floor_grid(x->hi, kc->step_ma);
+            }
+            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                key[k] = KEY_REST;
+                o->reason = DLB_REASON_MIN_OFF;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            if (now < st->cap_until) {
+                key[k] = KEY_REST;
+                o->reason = DLB_REASON_START_CAP;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            n_items++;
+            const int64_t ws = st->wait_since;
+            const uint64_t cls = p->policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+            if (ws != TNONE && now - ws >= p->rotation_period_ms) {
+                x->tier = TIER_STARVING;
+                key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
+            } else {
+                x->tier = TIER_OTHER;
+                key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                         (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
+            }
+            continue;
+        }
+        reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+            x->hi = st->reclaim_cap;
+            x->hi_reason = DLB_REASON_EV;
         }
         if (p->ramp_up_ma_per_s > 0) {
             int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
