@@ -1662,6 +1662,11 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             if (ws != TNONE && now - ws >= p->rotation_period_ms) {
                 x->tier = TIER_STARVING;
                 key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
+            } else if (p->policy == DLB_POLICY_FAIR) {
+                /* delivered_mams >= 0 (it only grows) and < 2^63: the policy key is in [0, 2^43), no clamp */
+                x->tier = TIER_OTHER;
+                key[k] = ((uint64_t)1 << 62) | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                         (uint64_t)((st->delivered_mams / kc->weight) >> 20);
             } else {
                 x->tier = TIER_OTHER;
                 key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
