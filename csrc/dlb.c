@@ -31,6 +31,9 @@
 #define DLB_EV_HISTORY 12   /* EV-sum buckets per metered circuit (reference: EV_HISTORY) */
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
+/* or-ed into charger_scratch.tier (read by admit_fail alone) by stage 4: paused (sp = 0) and already marked
+ * waiting, so a failure is not for rotation and remember() changes nothing */
+#define TIER_WAITING 8
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 enum { EVF_GROUP = 1, EVF_EVENTS = 2, EVF_AT_MAX = 4 }; /* in the fill's group; min < hi; hi == max */
 
@@ -1482,12 +1485,16 @@ DLB_NOINLINE static int switch_to_one(dlb_site *s, int32_t k, dlb_charger_output
 /* stage 5 detail: the outputs of charger k, which cannot get its minimum: lane `failed` is short */
 static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int32_t failed)
 {
-    const charger_state *st = &s->ks[k];
     circuit_scratch *fcs = &s->cx[failed >> 2];
     const int32_t fl = failed & 3; /* failed % 4 (failed >= 0) */
     o->limit_circuit = failed >> 2;
     o->limit_lane = fl;
     fcs->status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+    if (s->kx[k].tier & TIER_WAITING) { /* the usual failure: its state need not be read */
+        o->reason = fcs->budget[fl] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+        return;
+    }
+    const charger_state *st = &s->ks[k];
     if (fcs->budget[fl] < 0) {
         o->reason = DLB_REASON_OVERLOAD;
     } else if (st->sp > 0 && s->kx[k].tier == TIER_OTHER) {
@@ -1660,15 +1667,15 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             const int64_t ws = st->wait_since;
             const uint64_t cls = p->policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
             if (ws != TNONE && now - ws >= p->rotation_period_ms) {
-                x->tier = TIER_STARVING;
+                x->tier = TIER_STARVING | TIER_WAITING;
                 key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
             } else if (p->policy == DLB_POLICY_FAIR) {
                 /* delivered_mams >= 0 (it only grows) and < 2^63: the policy key is in [0, 2^43), no clamp */
-                x->tier = TIER_OTHER;
+                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
                 key[k] = ((uint64_t)1 << 62) | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
                          (uint64_t)((st->delivered_mams / kc->weight) >> 20);
             } else {
-                x->tier = TIER_OTHER;
+                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
                 key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
                          (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
             }
