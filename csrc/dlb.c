@@ -31,6 +31,9 @@
 #define DLB_EV_HISTORY 12   /* EV-sum buckets per metered circuit (reference: EV_HISTORY) */
 
 enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
+/* or-ed into charger_scratch.tier (read by admit_fail alone) by stage 4: paused (sp = 0) and already marked
+ * waiting, so a failure is not for rotation and remember() changes nothing */
+#define TIER_WAITING 8
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
@@ -269,30 +272,21 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
 #define KEY_REST UINT64_MAX
 
 /* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
- * (KEY_REST if not eligible) and sort by (key, index). One pass refreshes and repairs: a[0..i) is
- * sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if it does not go last
- * (a search that widens backwards from i - 1, then halves; the pairs in between shift up at once).
- * Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge sort,
- * O(N log N). The result is the unique order, whichever path ran. Returns the number eligible. */
-DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key, const charger_scratch *kx)
+ * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
+ * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
+ * it does not go last (a search that widens backwards from i - 1, then halves; the pairs in between
+ * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge
+ * sort, O(N log N). The result is the unique order, whichever path ran. */
+DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
-    int32_t n_items = 0;
     if (n == 0) {
-        return 0;
+        return;
     }
-    /* key[k] of a charger not eligible holds what an earlier use left there (dlb_init zeroes the buffer,
-     * so it is always set): or-ed with all ones it is KEY_REST, with no branch on in_group */
-    {
-        const int32_t k0 = (int32_t)a[0].item;
-        n_items = kx[k0].in_group;
-        a[0].key = key[k0] | ((uint64_t)n_items - 1u);
-    }
+    a[0].key = key[a[0].item];
     for (size_t i = 1; i < n; i++) {
-        const int32_t k = (int32_t)a[i].item;
-        const int in = kx[k].in_group;
-        const uint64_t kk = key[k] | ((uint64_t)in - 1u);
-        n_items += in;
+        const int64_t k = a[i].item;
+        const uint64_t kk = key[k];
         a[i].key = kk;
         if (kk > a[i - 1].key || (kk == a[i - 1].key && k > a[i - 1].item)) {
             continue; /* already in place: the usual case */
@@ -320,17 +314,13 @@ DLB_NOINLINE static int32_t sort_pairs(kpair *a, kpair *tmp, size_t n, const uin
         a[hi] = x;
         if (i - hi >= budget) { /* far from sorted: O(N log N) from here */
             for (size_t j = i + 1; j < n; j++) {
-                const int32_t kj = (int32_t)a[j].item;
-                const int inj = kx[kj].in_group;
-                a[j].key = key[kj] | ((uint64_t)inj - 1u);
-                n_items += inj;
+                a[j].key = key[a[j].item];
             }
             merge_sort_pairs(a, tmp, n);
-            return n_items;
+            return;
         }
         budget -= i - hi;
     }
-    return n_items;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1408,6 +1398,26 @@ static int64_t session_energy_wh(const dlb_site *s, int32_t k)
     return s->ks[k].delivered_mams * s->p.voltage_v / 3600000000LL;
 }
 
+/* stage 5 detail: the policy's part of the admission key (before clamping) */
+static inline int64_t policy_pkey(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                                  int64_t now)
+{
+    const dlb_params *p = &s->p;
+    if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
+        return (st->delivered_mams / kc->weight) >> 20;
+    } else if (p->policy == DLB_POLICY_FIFO) {
+        return st->arrival;
+    } else if (p->policy == DLB_POLICY_EDF) {
+        return st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
+    } /* DLB_POLICY_LLF */
+    if (st->departure == TNONE || st->energy_need_wh < 0) {
+        return KEY_PKEY_MAX;
+    }
+    int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
+    int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
+    return (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
+}
+
 /* stage 5 detail: the admission key (smaller first) */
 static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
                               int64_t drawn, int64_t now, int32_t *tier_out)
@@ -1431,20 +1441,8 @@ static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state 
     }
     if (!must_stay && tier == TIER_STARVING) {
         pkey = st->wait_since;
-    } else if (p->policy == DLB_POLICY_FAIR || p->policy == DLB_POLICY_PRIORITY) {
-        pkey = (st->delivered_mams / kc->weight) >> 20;
-    } else if (p->policy == DLB_POLICY_FIFO) {
-        pkey = st->arrival;
-    } else if (p->policy == DLB_POLICY_EDF) {
-        pkey = st->departure != TNONE ? st->departure : KEY_PKEY_MAX;
-    } else { /* DLB_POLICY_LLF */
-        if (st->departure == TNONE || st->energy_need_wh < 0) {
-            pkey = KEY_PKEY_MAX;
-        } else {
-            int64_t remaining_wh = max64(0, st->energy_need_wh - session_energy_wh(s, k));
-            int64_t rate_w = max64(1, (int64_t)kc->max_ma * kc->phases * p->voltage_v / 1000);
-            pkey = (st->departure - now) - fdiv(remaining_wh * HOUR_MS, rate_w) + LAXITY_OFFSET;
-        }
+    } else {
+        pkey = policy_pkey(s, k, st, kc, now);
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
     *tier_out = tier;
@@ -1487,12 +1485,16 @@ DLB_NOINLINE static int switch_to_one(dlb_site *s, int32_t k, dlb_charger_output
 /* stage 5 detail: the outputs of charger k, which cannot get its minimum: lane `failed` is short */
 static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int32_t failed)
 {
-    const charger_state *st = &s->ks[k];
     circuit_scratch *fcs = &s->cx[failed >> 2];
     const int32_t fl = failed & 3; /* failed % 4 (failed >= 0) */
     o->limit_circuit = failed >> 2;
     o->limit_lane = fl;
     fcs->status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
+    if (s->kx[k].tier & TIER_WAITING) { /* the usual failure: its state need not be read */
+        o->reason = fcs->budget[fl] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+        return;
+    }
+    const charger_state *st = &s->ks[k];
     if (fcs->budget[fl] < 0) {
         o->reason = DLB_REASON_OVERLOAD;
     } else if (st->sp > 0 && s->kx[k].tier == TIER_OTHER) {
@@ -1503,6 +1505,15 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     if (st->sp != 0 || st->wait_since == TNONE) { /* else remember() changes nothing */
         s->key[s->nk + s->n_todo++] = (uint64_t)k;
     }
+}
+
+/* stage 5 detail: the memo already says that charger kc's minimum does not fit on its first conductor's
+ * phase alone, so switch_to_one would return 0 (its other conditions have no side effects): under
+ * scarcity most chargers that may switch phases fail there too, without the call */
+static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger *kc, uint64_t gen)
+{
+    const uint32_t one = 1u << kc->phase_map[0];
+    return leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma && leaf->fail_lane[one] >= 0;
 }
 
 /* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
@@ -1526,7 +1537,7 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
         uint32_t used = x->used;
         /* the site gen in a register: a store to run[] or key[] may alias s->gen */
         while (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma && leaf->fail_lane[used] >= 0 &&
-               !kc->can_switch_phases) {
+               (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
             admit_fail(s, k, &out[k], leaf->fail_lane[used]);
             if (++pp == end) {
                 return n_adm;
@@ -1555,16 +1566,20 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
             admit_fail(s, k, o, failed);
             continue;
         }
-        x->admitted = 1;
         x->ideal = kc->min_ma;
+        o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
         o->flags |= DLB_CHARGER_ADMITTED;
         s->adm[n_adm++] = k;
     }
     return n_adm;
 }
 
-/* stage 4 for every charger (out of line for the same reason as charger_pass) */
-DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
+ * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). */
+DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
@@ -1575,23 +1590,24 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
     /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
      * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
      * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
+    int32_t n_items = 0;
     s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
         charger_state *st = &ks[k];
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
+        /* reason and limit only where final: below for one not eligible, in stage 5 for the others (each
+         * fails there, which names the lane, or is admitted) */
         o->setpoint_ma = 0;
         o->phases = st->mode;
-        o->reason = DLB_REASON_NONE;
-        o->limit_circuit = DLB_NONE;
-        o->limit_lane = DLB_NONE;
-        x->admitted = 0; /* in_group is set below; sp, ideal and target at admission and in stage 7 */
         /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
          * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind != KIND_DEMAND) { /* the usual case tested once */
             if (x->kind == KIND_LOST) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 o->setpoint_ma = st->sp;
                 o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
                                                                                     : DLB_REASON_FAILSAFE;
@@ -1600,7 +1616,9 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
                 continue; /* remember() keeps its held set-point: nothing to do */
             }
             if (x->kind == KIND_NODEMAND) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
                             : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
                                                                  : DLB_REASON_NOT_CONNECTED;
@@ -1613,17 +1631,62 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         }
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->sp > 0 || st->below_since != TNONE || st->probing || st->reclaim_cap > 0) {
-            reclaim(s, k, x->drawn, now);
-            o->flags = (x->narrowed * DLB_CHARGER_NARROWED) |
-                       ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                       ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-            if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-                x->hi = st->reclaim_cap;
-                x->hi_reason = DLB_REASON_EV;
-            }
-        } else { /* a paused charger without reclaim state: reclaim() would change nothing */
+        if (st->sp == 0 && st->below_since == TNONE && !st->probing && st->reclaim_cap <= 0) {
+            /* A paused charger without reclaim state (most waiting ones): reclaim() would change nothing,
+             * and its admission key is admission_key's for sp = 0 and no reclaim cap (not on: no
+             * must_stay, no IDLE or STICKY tier), with what was tested here not tested again. */
             o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+            if (p->ramp_up_ma_per_s > 0) {
+                if (kc->min_ma < x->hi) {
+                    x->hi = kc->min_ma;
+                    x->hi_reason = DLB_REASON_RAMP;
+                }
+                x->hi = floor_grid(x->hi, kc->step_ma);
+            }
+            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
+                key[k] = KEY_REST;
+                o->reason = DLB_REASON_MIN_OFF;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            if (now < st->cap_until) {
+                key[k] = KEY_REST;
+                o->reason = DLB_REASON_START_CAP;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[nk + s->n_todo++] = (uint64_t)k;
+                }
+                continue;
+            }
+            n_items++;
+            const int64_t ws = st->wait_since;
+            const uint64_t cls = p->policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+            if (ws != TNONE && now - ws >= p->rotation_period_ms) {
+                x->tier = TIER_STARVING | TIER_WAITING;
+                key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
+            } else if (p->policy == DLB_POLICY_FAIR) {
+                /* delivered_mams >= 0 (it only grows) and < 2^63: the policy key is in [0, 2^43), no clamp */
+                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
+                key[k] = ((uint64_t)1 << 62) | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                         (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+            } else {
+                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
+                key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                         (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
+            }
+            continue;
+        }
+        reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+            x->hi = st->reclaim_cap;
+            x->hi_reason = DLB_REASON_EV;
         }
         if (p->ramp_up_ma_per_s > 0) {
             int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
@@ -1636,27 +1699,32 @@ DLB_NOINLINE static void ceilings_pass(dlb_site *s, dlb_charger_output *out, int
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
         if (st->sp == 0) {
             if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->reason = DLB_REASON_MIN_OFF;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
                 }
                 continue;
             }
             if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
-                x->in_group = 0;
+                key[k] = KEY_REST;
                 o->reason = DLB_REASON_START_CAP;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
                 if (st->wait_since == TNONE) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
                 }
                 continue;
             }
         }
-        x->in_group = 1; /* eligible: read once, when stage 5 collects the keys (set every step) */
+        n_items++;
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
+    return n_items;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2803,12 +2871,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 4. ceilings and holds */
     RELOAD();
-    int32_t n_items = 0;
-    ceilings_pass(s, out, now, dt);
+    const int32_t n_items = ceilings_pass(s, out, now, dt);
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    n_items = sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key, kx); /* kept: the next step's start */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
