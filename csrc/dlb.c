@@ -80,7 +80,7 @@ typedef struct {
     uint32_t used;      /* bit p set: loads site phase p */
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
-    uint8_t admitted, started, frozen, in_group;
+    uint8_t started, frozen;
 } charger_scratch;
 
 typedef struct {
