@@ -371,6 +371,9 @@ class ReferenceCore:
                 ideal[k] = x
 
         # ---- 7. transition safety, then 8. top-up, both in admission order over real headroom
+        # EV load per phase of each circuit with an unbalance limit: max(set-point, counted draw). What a
+        # charger cut in the transition still waits for is reserved in real headroom only: it is no EV
+        # load (counted on an unused phase it would let another charger rise above the real load)
         evl = {c: [meas_d[c][0], meas_d[c][1], meas_d[c][2]] for c in range(nc)
                if self.circuits[c].unbalance_limit_ma > 0}
         hr = dict(headroom)
@@ -397,7 +400,7 @@ class ReferenceCore:
             if sp[k] < t:
                 self._set_limit(out[k], bind, REASON_TRANSITION)
                 # keep what it still waits for: the top-up must not hand it to someone else
-                self._pay(k, t - max(sp[k], m[k]), lanes[k], used[k], hr, evl)
+                self._pay(k, t - max(sp[k], m[k]), lanes[k], used[k], hr, evl, 0)
         for k in admitted:
             kc, o = cfg[k], out[k]
             if sp[k] == 0:
@@ -407,11 +410,13 @@ class ReferenceCore:
                 # short, e.g. reserved for a charger that waits)
                 # a charger cut in the transition has what it waits for reserved: counted up to target
                 counted = max(sp[k], m[k], target[k])
-                room, bind = self._room(k, max(hi[k] - counted, 0), lanes[k], used[k], hr, evl)
+                # its unbalance room is measured from its EV load, max(sp, m), not from counted
+                room, bind = self._room(k, max(hi[k] - counted, 0), lanes[k], used[k], hr, evl,
+                                        counted - max(sp[k], m[k]))
                 if room >= 0:
                     v = min(hi[k], floor_grid(counted + room, kc.step_ma))
                     if v > sp[k]:
-                        self._pay(k, v - counted, lanes[k], used[k], hr, evl)
+                        self._pay(k, v - counted, lanes[k], used[k], hr, evl, v - max(sp[k], m[k]))
                         sp[k] = v
                 keep = o.reason == REASON_OVERLOAD or \
                     (o.reason in (REASON_TRANSITION, REASON_UNBALANCE) and sp[k] < target[k])
@@ -737,7 +742,7 @@ class ReferenceCore:
                     run[j] -= extra * a
                 ideal[k] += extra
 
-    def _room(self, k, want, lanes, used, hr, evl):
+    def _room(self, k, want, lanes, used, hr, evl, own=0):
         """How far charger k may rise over real headroom (and the unbalance limit), and which lane binds."""
         room, bind = want, None
         for j, c, ln, a in lanes:
@@ -751,20 +756,23 @@ class ReferenceCore:
                 u = self.circuits[c].unbalance_limit_ma
                 low = min(evl[c][q] for q in range(PHASES) if q not in used)
                 for ph in used:
-                    r = u + low - evl[c][ph]
+                    r = u + low - evl[c][ph] - own
                     if r < room:
                         room, bind = r, (c * 4 + ph, REASON_UNBALANCE)
         return room, bind
 
-    def _pay(self, k, cost, lanes, used, hr, evl):
-        if cost <= 0:
-            return
-        for j, c, ln, a in lanes:
-            hr[j] -= cost * a
-        for c in self.path[k]:
-            if c in evl:
-                for ph in used:
-                    evl[c][ph] += cost
+    def _pay(self, k, cost, lanes, used, hr, evl, real=None):
+        """Charger k takes cost more of real headroom; its EV load rises by real (default: cost; 0 for a
+        reservation, more for a raise above a reservation)."""
+        real = cost if real is None else real
+        if cost > 0:
+            for j, c, ln, a in lanes:
+                hr[j] -= cost * a
+        if real > 0:
+            for c in self.path[k]:
+                if c in evl:
+                    for ph in used:
+                        evl[c][ph] += real
 
     @staticmethod
     def _set_limit(o, bind, default_reason):

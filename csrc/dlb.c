@@ -90,6 +90,9 @@ typedef struct {
 
 /* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
 typedef struct {
+    /* evl: stages 7-8's EV load per phase for the unbalance limit, max(set-point, counted draw). What a
+     * charger cut in the transition still waits for is reserved in hr only: it is no EV load (counted
+     * on an unused phase it would let another charger rise above the real load) */
     int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
     int64_t alloc[DLB_PHASES];
     int64_t budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
@@ -2340,7 +2343,7 @@ typedef struct {
  * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
-static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
+static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -2396,7 +2399,7 @@ static int64_t path_room(const dlb_site *s, int32_t k, int32_t *lane_out)
             }
             for (int ph = 0; ph < DLB_PHASES; ph++) {
                 if ((used >> ph) & 1u) {
-                    int64_t v = u + low - cs->evl[ph];
+                    int64_t v = u + low - cs->evl[ph] - own;
                     if (v < r.room) {
                         r.room = v;
                         r.lane = c * 4 + ph;
@@ -2434,7 +2437,7 @@ static void room_memo(dlb_site *s, int32_t k)
     const uint64_t gen = s->gen;
     if (n < DLB_PHASES && s->unbal_path[c]) {
         int32_t ml;
-        cx[c].fail_amount[used] = path_room(s, k, &ml);
+        cx[c].fail_amount[used] = path_room(s, k, 0, &ml);
         cx[c].fail_lane[used] = ml;
         cx[c].fail_gen[used] = gen;
         return;
@@ -2580,6 +2583,20 @@ static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
     return r;
 }
 
+/* room_of for a charger whose unbalance room is measured from own below its counted level (a charger
+ * cut in the transition, counted up to its target in hr, in the top-up): no memo */
+static room_t room_own(const dlb_site *s, int32_t k, int64_t want, int64_t own)
+{
+    int32_t ml;
+    const int64_t mv = path_room(s, k, own, &ml);
+    room_t r = {want, -1};
+    if (mv < want) {
+        r.room = mv;
+        r.lane = ml;
+    }
+    return r;
+}
+
 /* first lane of charger k that was overloaded before this step's grants (initial headroom < 0); the
  * per-step mask of overloaded lanes on each circuit's path (over_path) settles the usual "none" at once */
 static int32_t overloaded_lane(const dlb_site *s, int32_t k)
@@ -2600,16 +2617,22 @@ static int32_t overloaded_lane(const dlb_site *s, int32_t k)
     return -1;
 }
 
-static void pay(dlb_site *s, int32_t k, int64_t cost)
+/* charger k takes cost more of real headroom (hr); its EV load (evl) rises by real: cost, 0 for a
+ * reservation, more for a raise above a reservation */
+static void pay(dlb_site *s, int32_t k, int64_t cost, int64_t real)
 {
     const charger_scratch *x = &s->kx[k];
-    if (cost <= 0) {
+    if (cost <= 0 && real <= 0) {
         return;
     }
+    cost = max64(cost, 0);
+    real = max64(real, 0);
     s->gen++; /* hr[] changes: room_of's memo is void */
     const uint32_t used = x->used;
     const int64_t a0 = cost * (int64_t)(used & 1u), a1 = cost * (int64_t)((used >> 1) & 1u),
                   a2 = cost * (int64_t)((used >> 2) & 1u), an = cost * x->n_used;
+    const int64_t b0 = real * (int64_t)(used & 1u), b1 = real * (int64_t)((used >> 1) & 1u),
+                  b2 = real * (int64_t)((used >> 2) & 1u);
     int32_t depth;
     const int32_t *path = path_of(s, k, &depth);
     circuit_scratch *const cx = s->cx;
@@ -2619,9 +2642,9 @@ static void pay(dlb_site *s, int32_t k, int64_t cost)
         cs->hr[1] -= a1;
         cs->hr[2] -= a2;
         cs->hr[DLB_LANE_POWER] -= an;
-        cs->evl[0] += a0;
-        cs->evl[1] += a1;
-        cs->evl[2] += a2;
+        cs->evl[0] += b0;
+        cs->evl[1] += b1;
+        cs->evl[2] += b2;
     }
 }
 
@@ -2949,11 +2972,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         room_t r = room_of(s, k, t - x->m);
         int64_t v = floor_grid(x->m + max64(r.room, 0), kc->step_ma);
         x->sp = v >= kc->min_ma ? v : 0;
-        pay(s, k, x->sp - x->m);
+        pay(s, k, x->sp - x->m, x->sp - x->m);
         if (x->sp < t) {
             set_limit(&out[k], r, DLB_REASON_TRANSITION);
             /* keep what it still waits for: the top-up must not hand it to someone else */
-            pay(s, k, t - max64(x->sp, x->m));
+            pay(s, k, t - max64(x->sp, x->m), 0);
         }
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
@@ -2984,11 +3007,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                  * e.g. reserved for a charger that waits) */
                 /* a charger cut in the transition has what it waits for reserved: counted up to target */
                 int64_t base = max64(max64(x->sp, x->m), x->target);
-                room_t r = room_of(s, k, max64(x->hi - base, 0));
+                const int64_t ev = max64(x->sp, x->m); /* its EV load: the unbalance room counts from it */
+                room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
+                               ? room_own(s, k, max64(x->hi - base, 0), base - ev)
+                               : room_of(s, k, max64(x->hi - base, 0));
                 if (r.room >= 0) {
                     int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
                     if (v > x->sp) {
-                        pay(s, k, v - base);
+                        pay(s, k, v - base, v - max64(x->sp, x->m));
                         x->sp = v;
                     }
                 }
