@@ -66,7 +66,10 @@
  *      "fair" (and within each class for "priority"), greedy in admission order for fifo/edf/llf.
  *   5. transition safety (decreases first, increases after): a demanding charger is counted at
  *      m = max(measured draw, its previous set-point, any set-point lowered within follow_time_ms),
- *      because the EV may still apply any of them. With real headroom = limit - margin - base - fixed
+ *      because the EV may still apply any of them. (The lowered set-points are kept per charger on a
+ *      staircase of 4 entries, with no heap: a fifth reduction within follow_time_ms merges the two
+ *      oldest into the larger value with the later expiry, so m may count more than this rule until
+ *      then, never less: it only holds chargers back.) With real headroom = limit - margin - base - fixed
  *      loads - sum of m, each charger in admission order gets its ideal value only as far as real
  *      headroom allows (keeping a value it already had costs nothing); a charger not yet drawing its
  *      minimum waits (reason TRANSITION) for others to follow their reductions, and what it still
