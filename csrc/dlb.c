@@ -1579,6 +1579,28 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
     return n_adm;
 }
 
+/* stage 4 detail: a paused charger held off (min_off_ms after a pause, or max_starts_per_hour starts within
+ * the last hour) is not eligible: its key is KEY_REST and its outputs final here. Returns 1 if so. */
+static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_charger_output *o, int64_t now)
+{
+    int32_t reason;
+    if (st->off_since != TNONE && now - st->off_since < s->p.min_off_ms) {
+        reason = DLB_REASON_MIN_OFF;
+    } else if (now < st->cap_until) {
+        reason = DLB_REASON_START_CAP;
+    } else {
+        return 0;
+    }
+    s->key[k] = KEY_REST;
+    o->reason = reason;
+    o->limit_circuit = DLB_NONE;
+    o->limit_lane = DLB_NONE;
+    if (st->wait_since == TNONE) {
+        s->key[s->nk + s->n_todo++] = (uint64_t)k;
+    }
+    return 1;
+}
+
 /* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
  * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
  * keys alone). */
@@ -1646,24 +1668,7 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
                 }
                 x->hi = floor_grid(x->hi, kc->step_ma);
             }
-            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                key[k] = KEY_REST;
-                o->reason = DLB_REASON_MIN_OFF;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-            if (now < st->cap_until) {
-                key[k] = KEY_REST;
-                o->reason = DLB_REASON_START_CAP;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
+            if (held_off(s, k, st, o, now)) {
                 continue;
             }
             n_items++;
@@ -1700,27 +1705,8 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
             }
             x->hi = floor_grid(x->hi, kc->step_ma);
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (st->sp == 0) {
-            if (st->off_since != TNONE && now - st->off_since < p->min_off_ms) {
-                key[k] = KEY_REST;
-                o->reason = DLB_REASON_MIN_OFF;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
-            if (now < st->cap_until) { /* max_starts_per_hour starts within the last hour */
-                key[k] = KEY_REST;
-                o->reason = DLB_REASON_START_CAP;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                if (st->wait_since == TNONE) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                continue;
-            }
+        if (st->sp == 0 && held_off(s, k, st, o, now)) {
+            continue;
         }
         n_items++;
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
