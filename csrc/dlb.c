@@ -461,10 +461,8 @@ static inline void path_subtract(dlb_site *s, const int32_t *path, int32_t depth
 /* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
-/* first_short without the memo: walk the path, remember the answer in the leaf circuit. With take set
- * and nothing short, take amount from run[] right away instead (run_take, on the path just read): the
- * answer is then void at once, so it is not remembered. */
-DLB_INLINE static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
+/* first_short without the memo: walk the path, remember the answer in the leaf circuit */
+DLB_INLINE static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
     circuit_scratch *const cx = s->cx;
     circuit_scratch *leaf = &cx[s->chg[k].circuit];
@@ -482,20 +480,14 @@ DLB_INLINE static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used
             break;
         }
     }
-    if (lane < 0 && take) {
-        s->gen++;
-        path_subtract(s, path, depth, used, amount, amount_n);
-        return -2;
-    }
     leaf->fail_gen[used] = s->gen;
     leaf->fail_amount[used] = amount;
     leaf->fail_lane[used] = lane;
     return lane;
 }
 
-/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can (-2 if all
- * can and take was set and the amount was taken from run[] as run_take would) */
-static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount, int take)
+/* first lane on charger k's path where run[] cannot take amount (per factor); -1 if all can */
+static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t n, int64_t amount)
 {
     /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
      * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
@@ -503,7 +495,113 @@ static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t
     if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
         return leaf->fail_lane[used];
     }
-    return first_short_walk(s, k, used, n, amount, take); /* six arguments: all in registers */
+    return first_short_walk(s, k, used, n, amount); /* five arguments: all in registers */
+}
+
+/* the first short lane (circuit * 4 + lane) of circuit c's run[] for the amount, -1 if none */
+static inline int32_t short_lane(const dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
+{
+    const int64_t *run = s->cx[c].run;
+    const uint32_t shortm = (((uint32_t)(run[0] < amount) | ((uint32_t)(run[1] < amount) << 1) |
+                              ((uint32_t)(run[2] < amount) << 2)) & used) |
+                            ((uint32_t)(run[DLB_LANE_POWER] < amount_n) << 3);
+    return shortm != 0 ? c * 4 + lowest_lane[shortm] : -1;
+}
+
+/* admit_take's miss: the amount does not fit on leaf circuit c's path; the circuits at path positions
+ * below `taken` already gave it and get it back (run[] as before: the site gen stands). The answer, the
+ * first short lane from the leaf up, is remembered as first_short_walk would. Out of line: the fit's
+ * loop keeps its registers. */
+DLB_NOINLINE static int32_t admit_short(dlb_site *s, int32_t c, int32_t taken, uint32_t used, int64_t amount,
+                                        int64_t amount_n)
+{
+    const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    path_subtract(s, path, taken, used, -amount, -amount_n);
+    int32_t lane = -1;
+    for (int32_t i = 0; lane < 0; i++) { /* some circuit of the path is short */
+        lane = short_lane(s, path[i], used, amount, amount_n);
+    }
+    circuit_scratch *leaf = &s->cx[c];
+    leaf->fail_gen[used] = s->gen;
+    leaf->fail_amount[used] = amount;
+    leaf->fail_lane[used] = lane;
+    return lane;
+}
+
+/* admit_take's usual miss, its top circuit short: the first short lane from the leaf up, nothing taken
+ * (first_short_walk for circuit c) */
+DLB_INLINE static int32_t admit_miss(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
+{
+    circuit_scratch *const cx = s->cx;
+    const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    int32_t lane = -1;
+    for (int32_t i = 0; lane < 0; i++) { /* the top circuit is short */
+        lane = short_lane(s, path[i], used, amount, amount_n);
+    }
+    cx[c].fail_gen[used] = s->gen;
+    cx[c].fail_amount[used] = amount;
+    cx[c].fail_lane[used] = lane;
+    return lane;
+}
+
+/* Admission's fit test and take in one walk up leaf circuit c's path: the top circuit first (where the
+ * usual miss is: its answer then comes from admit_short's walk from the leaf), then each circuit's run[]
+ * minus the amount (amount_n on the power lane) is stored as soon as no lane it tests goes below 0
+ * (r - a < 0 is r < a, first_short's test), so a fit costs one pass. Written out for the usual phase
+ * sets (all three, or one), whose loops keep few values live. Returns -2 if the amount fitted and was
+ * taken (the gen bumped, as run_take), else the first short lane. */
+DLB_INLINE static int32_t admit_take(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
+{
+    circuit_scratch *const cx = s->cx;
+    const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    const int32_t top = s->plen[c] - 1;
+    int64_t *const rt = cx[path[top]].run;
+    if (used == 7u) {
+        if (((rt[0] - amount) | (rt[1] - amount) | (rt[2] - amount) | (rt[DLB_LANE_POWER] - amount_n)) < 0) {
+            return admit_miss(s, c, used, amount, amount_n);
+        }
+        for (int32_t i = 0; i < top; i++) {
+            int64_t *run = cx[path[i]].run;
+            const int64_t t0 = run[0] - amount, t1 = run[1] - amount, t2 = run[2] - amount,
+                          tp = run[DLB_LANE_POWER] - amount_n;
+            if ((t0 | t1 | t2 | tp) < 0) {
+                return admit_short(s, c, i, used, amount, amount_n);
+            }
+            run[0] = t0;
+            run[1] = t1;
+            run[2] = t2;
+            run[DLB_LANE_POWER] = tp;
+        }
+        rt[0] -= amount;
+        rt[1] -= amount;
+        rt[2] -= amount;
+        rt[DLB_LANE_POWER] -= amount_n;
+    } else if ((used & (used - 1u)) == 0 && used != 0) {
+        const int32_t ph = lowest_lane[used];
+        if (((rt[ph] - amount) | (rt[DLB_LANE_POWER] - amount_n)) < 0) {
+            return admit_miss(s, c, used, amount, amount_n);
+        }
+        for (int32_t i = 0; i < top; i++) {
+            int64_t *run = cx[path[i]].run;
+            const int64_t t = run[ph] - amount, tp = run[DLB_LANE_POWER] - amount_n;
+            if ((t | tp) < 0) {
+                return admit_short(s, c, i, used, amount, amount_n);
+            }
+            run[ph] = t;
+            run[DLB_LANE_POWER] = tp;
+        }
+        rt[ph] -= amount;
+        rt[DLB_LANE_POWER] -= amount_n;
+    } else { /* two phases (or none): test the whole path, then take */
+        for (int32_t i = 0; i <= top; i++) {
+            if (short_lane(s, path[i], used, amount, amount_n) >= 0) {
+                return admit_short(s, c, 0, used, amount, amount_n);
+            }
+        }
+        path_subtract(s, path, top + 1, used, amount, amount_n);
+    }
+    s->gen++;
+    return -2;
 }
 
 /* the minimum of run[] per lane over circuit c's path, cached per circuit until run[] changes; the
@@ -1466,7 +1564,7 @@ DLB_NOINLINE static int switch_to_one(dlb_site *s, int32_t k, dlb_charger_output
         return 0;
     }
     uint32_t one = 1u << kc->phase_map[0];
-    if (first_short(s, k, one, 1, kc->min_ma, 0) >= 0) {
+    if (first_short(s, k, one, 1, kc->min_ma) >= 0) {
         return 0;
     }
     st->mode = 1;
@@ -1519,55 +1617,81 @@ static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger
     return leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma && leaf->fail_lane[one] >= 0;
 }
 
+/* stage 5 detail: settle the chargers from pp on that cannot get their minimum, until one may (it fits, or
+ * it may switch phases and the memo does not already say one phase is short too; the caller takes it
+ * from there, the answer remembered if short). Nothing here changes run[], so one site gen holds
+ * throughout and every answer is remembered: under scarcity most chargers fail on a remembered answer,
+ * the rest of their leaf circuit and phases after one walk. A function of its own, so that this loop of
+ * few live values keeps them in registers. Returns where it stopped. */
+DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                             const kpair *const end)
+{
+    const dlb_charger *const chg = s->chg;
+    const charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    const uint64_t gen = s->gen;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        const uint32_t used = kx[k].used;
+        circuit_scratch *leaf = &cx[kc->circuit];
+        int32_t lane;
+        if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
+            lane = leaf->fail_lane[used];
+        } else {
+            const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
+            const int32_t depth = s->plen[kc->circuit];
+            const int64_t amount = kc->min_ma, amount_n = amount * kx[k].n_used;
+            lane = -1;
+            for (int32_t i = 0; i < depth && lane < 0; i++) {
+                lane = short_lane(s, path[i], used, amount, amount_n);
+            }
+            if (lane < 0) {
+                return pp; /* it fits: the caller takes it */
+            }
+            leaf->fail_gen[used] = gen;
+            leaf->fail_amount[used] = amount;
+            leaf->fail_lane[used] = lane;
+        }
+        if (lane < 0 || (kc->can_switch_phases && !one_phase_fails(leaf, kc, gen))) {
+            return pp;
+        }
+        admit_fail(s, k, &out[k], lane);
+    }
+    return pp;
+}
+
 /* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
  * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
- * registers to itself and the fit check inlined, and dlb_step's frame does not grow. Under scarcity most
- * chargers fail on a remembered answer: an inner loop of few live values settles those, the rest (a
- * path walk, a phase switch, an admission) take the outer loop. */
+ * registers to itself and the fit's walk inlined, and dlb_step's frame does not grow. After a charger
+ * that fails, admit_fails settles those that follow until one may be admitted. */
 DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
     const kpair *pp = s->pairs, *const end = s->pairs + n_items;
-    const dlb_charger *const chg = s->chg;
-    charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
     int32_t n_adm = 0;
-    uint64_t gen = s->gen;
-    for (; pp < end; pp++) {
-        int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        const circuit_scratch *leaf = &cx[kc->circuit];
-        uint32_t used = x->used;
-        /* the site gen in a register: a store to run[] or key[] may alias s->gen */
-        while (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma && leaf->fail_lane[used] >= 0 &&
-               (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
-            admit_fail(s, k, &out[k], leaf->fail_lane[used]);
-            if (++pp == end) {
-                return n_adm;
-            }
-            k = (int32_t)pp->item;
-            kc = &chg[k];
-            x = &kx[k];
-            leaf = &cx[kc->circuit];
-            used = x->used;
-        }
+    while (pp < end) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
+        const circuit_scratch *leaf = &s->cx[kc->circuit];
+        const uint32_t used = x->used;
         dlb_charger_output *o = &out[k];
-        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered) */
+        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered:
+         * a remembered answer is a short lane) */
         int32_t failed;
-        if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
+        if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma) {
             failed = leaf->fail_lane[used];
         } else {
-            failed = first_short_walk(s, k, used, x->n_used, kc->min_ma, 1);
-            gen = s->gen;
-        }
-        if (failed >= 0 && kc->can_switch_phases && switch_to_one(s, k, o, now)) {
-            run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
-            gen = s->gen;
-            failed = -2;
+            failed = admit_take(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
         }
         if (failed >= 0) {
-            admit_fail(s, k, o, failed);
-            continue;
+            if (kc->can_switch_phases && switch_to_one(s, k, o, now)) {
+                run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
+            } else {
+                admit_fail(s, k, o, failed);
+                pp = admit_fails(s, out, pp + 1, end);
+                continue;
+            }
         }
         x->ideal = kc->min_ma;
         o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
@@ -1575,6 +1699,7 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
         o->limit_lane = DLB_NONE;
         o->flags |= DLB_CHARGER_ADMITTED;
         s->adm[n_adm++] = k;
+        pp++;
     }
     return n_adm;
 }
