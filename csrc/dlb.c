@@ -1621,8 +1621,10 @@ static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger
  * it may switch phases and the memo does not already say one phase is short too; the caller takes it
  * from there, the answer remembered if short). Nothing here changes run[], so one site gen holds
  * throughout and every answer is remembered: under scarcity most chargers fail on a remembered answer,
- * the rest of their leaf circuit and phases after one walk. A function of its own, so that this loop of
- * few live values keeps them in registers. Returns where it stopped. */
+ * the rest of their leaf circuit and phases after one walk, and most of them stage 4 saw paused and
+ * already waiting (their outputs need no state: see admit_fail). Those take the inner loop, of few live
+ * values; the rest the outer one. A function of its own, so that both keep their values in registers.
+ * Returns where it stopped. */
 DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
@@ -1631,17 +1633,36 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
     for (; pp < end; pp++) {
-        const int32_t k = (int32_t)pp->item;
+        int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
-        const uint32_t used = kx[k].used;
+        const charger_scratch *x = &kx[k];
         circuit_scratch *leaf = &cx[kc->circuit];
+        uint32_t used = x->used;
+        while ((x->tier & TIER_WAITING) && leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma &&
+               leaf->fail_lane[used] >= 0 && (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
+            const int32_t lane = leaf->fail_lane[used];
+            dlb_charger_output *o = &out[k];
+            circuit_scratch *fcs = &cx[lane >> 2];
+            o->limit_circuit = lane >> 2;
+            o->limit_lane = lane & 3;
+            fcs->status |= DLB_CIRCUIT_LIMITING;
+            o->reason = fcs->budget[lane & 3] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+            if (++pp == end) {
+                return pp;
+            }
+            k = (int32_t)pp->item;
+            kc = &chg[k];
+            x = &kx[k];
+            leaf = &cx[kc->circuit];
+            used = x->used;
+        }
         int32_t lane;
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             lane = leaf->fail_lane[used];
         } else {
             const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
             const int32_t depth = s->plen[kc->circuit];
-            const int64_t amount = kc->min_ma, amount_n = amount * kx[k].n_used;
+            const int64_t amount = kc->min_ma, amount_n = amount * x->n_used;
             lane = -1;
             for (int32_t i = 0; i < depth && lane < 0; i++) {
                 lane = short_lane(s, path[i], used, amount, amount_n);
