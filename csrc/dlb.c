@@ -528,9 +528,9 @@ DLB_NOINLINE static int32_t admit_short(dlb_site *s, int32_t c, int32_t taken, u
     return lane;
 }
 
-/* admit_take's usual miss, its top circuit short: the first short lane from the leaf up, nothing taken
- * (first_short_walk for circuit c) */
-DLB_INLINE static int32_t admit_miss(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
+/* admit_take's usual miss (it returned -1: a lane is short, nothing taken): the first short lane from
+ * the leaf up, remembered (first_short_walk for circuit c) */
+DLB_NOINLINE static int32_t admit_miss(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
 {
     circuit_scratch *const cx = s->cx;
     const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
@@ -545,11 +545,12 @@ DLB_INLINE static int32_t admit_miss(dlb_site *s, int32_t c, uint32_t used, int6
 }
 
 /* Admission's fit test and take in one walk up leaf circuit c's path: the top circuit first (where the
- * usual miss is: its answer then comes from admit_short's walk from the leaf), then each circuit's run[]
- * minus the amount (amount_n on the power lane) is stored as soon as no lane it tests goes below 0
- * (r - a < 0 is r < a, first_short's test), so a fit costs one pass. Written out for the usual phase
- * sets (all three, or one), whose loops keep few values live. Returns -2 if the amount fitted and was
- * taken (the gen bumped, as run_take), else the first short lane. */
+ * usual miss is), then each circuit's run[] minus the amount (amount_n on the power lane) is stored as
+ * soon as no lane it tests goes below 0 (r - a < 0 is r < a, first_short's test), so a fit costs one
+ * pass. Written out for the usual phase sets (all three, or one), whose loops keep few values live, and
+ * without calls (the misses are the caller's: see admit_short and admit_miss). Returns -2 if the amount
+ * fitted and was taken (the gen bumped, as run_take), -1 if a lane is short and nothing was taken, else
+ * the path position of the first short circuit (those below it have given the amount). */
 DLB_INLINE static int32_t admit_take(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
 {
     circuit_scratch *const cx = s->cx;
@@ -558,14 +559,14 @@ DLB_INLINE static int32_t admit_take(dlb_site *s, int32_t c, uint32_t used, int6
     int64_t *const rt = cx[path[top]].run;
     if (used == 7u) {
         if (((rt[0] - amount) | (rt[1] - amount) | (rt[2] - amount) | (rt[DLB_LANE_POWER] - amount_n)) < 0) {
-            return admit_miss(s, c, used, amount, amount_n);
+            return -1;
         }
         for (int32_t i = 0; i < top; i++) {
             int64_t *run = cx[path[i]].run;
             const int64_t t0 = run[0] - amount, t1 = run[1] - amount, t2 = run[2] - amount,
                           tp = run[DLB_LANE_POWER] - amount_n;
             if ((t0 | t1 | t2 | tp) < 0) {
-                return admit_short(s, c, i, used, amount, amount_n);
+                return i;
             }
             run[0] = t0;
             run[1] = t1;
@@ -579,13 +580,13 @@ DLB_INLINE static int32_t admit_take(dlb_site *s, int32_t c, uint32_t used, int6
     } else if ((used & (used - 1u)) == 0 && used != 0) {
         const int32_t ph = lowest_lane[used];
         if (((rt[ph] - amount) | (rt[DLB_LANE_POWER] - amount_n)) < 0) {
-            return admit_miss(s, c, used, amount, amount_n);
+            return -1;
         }
         for (int32_t i = 0; i < top; i++) {
             int64_t *run = cx[path[i]].run;
             const int64_t t = run[ph] - amount, tp = run[DLB_LANE_POWER] - amount_n;
             if ((t | tp) < 0) {
-                return admit_short(s, c, i, used, amount, amount_n);
+                return i;
             }
             run[ph] = t;
             run[DLB_LANE_POWER] = tp;
@@ -595,7 +596,7 @@ DLB_INLINE static int32_t admit_take(dlb_site *s, int32_t c, uint32_t used, int6
     } else { /* two phases (or none): test the whole path, then take */
         for (int32_t i = 0; i <= top; i++) {
             if (short_lane(s, path[i], used, amount, amount_n) >= 0) {
-                return admit_short(s, c, 0, used, amount, amount_n);
+                return -1;
             }
         }
         path_subtract(s, path, top + 1, used, amount, amount_n);
@@ -1682,45 +1683,95 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
     return pp;
 }
 
-/* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
- * if it fits; returns how many were admitted (listed in adm[]). A function of its own: the loop gets
- * registers to itself and the fit's walk inlined, and dlb_step's frame does not grow. After a charger
- * that fails, admit_fails settles those that follow until one may be admitted. */
-DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
+/* stage 5 detail: admit the chargers from pp on while each has no remembered answer (that would be a short
+ * lane) and fits (admit_take: taken at once), appending them to adm[] (*n_adm of them so far); stops at
+ * the first that does not, with admit_take's answer for it in *r (-1 if it was not asked). The usual
+ * admission, in a function of its own without calls, whose loop keeps its values in registers. */
+DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                           const kpair *const end, int32_t *n_adm, int32_t *r)
 {
-    const kpair *pp = s->pairs, *const end = s->pairs + n_items;
-    int32_t n_adm = 0;
-    while (pp < end) {
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    const circuit_scratch *const cx = s->cx;
+    int32_t *const adm = s->adm;
+    int32_t n = *n_adm;
+    *r = -1;
+    for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &s->chg[k];
-        charger_scratch *x = &s->kx[k];
-        const circuit_scratch *leaf = &s->cx[kc->circuit];
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const circuit_scratch *leaf = &cx[kc->circuit];
         const uint32_t used = x->used;
-        dlb_charger_output *o = &out[k];
-        /* admitted at its minimum if it fits (taken from run[] at once when the fit was not remembered:
-         * a remembered answer is a short lane) */
-        int32_t failed;
         if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma) {
-            failed = leaf->fail_lane[used];
-        } else {
-            failed = admit_take(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+            break;
         }
-        if (failed >= 0) {
-            if (kc->can_switch_phases && switch_to_one(s, k, o, now)) {
-                run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
-            } else {
-                admit_fail(s, k, o, failed);
-                pp = admit_fails(s, out, pp + 1, end);
-                continue;
-            }
+        const int32_t t = admit_take(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+        if (t != -2) {
+            *r = t;
+            break;
         }
+        dlb_charger_output *o = &out[k];
         x->ideal = kc->min_ma;
         o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
         o->flags |= DLB_CHARGER_ADMITTED;
-        s->adm[n_adm++] = k;
-        pp++;
+        adm[n++] = k;
+    }
+    *n_adm = n;
+    return pp;
+}
+
+/* stage 5 detail: charger k's fit is remembered for this run[] (a short lane, see admit_take) */
+static inline int remembered(const dlb_site *s, int32_t k)
+{
+    const dlb_charger *kc = &s->chg[k];
+    const circuit_scratch *leaf = &s->cx[kc->circuit];
+    const uint32_t used = s->kx[k].used;
+    return leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma;
+}
+
+/* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
+ * if it fits; returns how many were admitted (listed in adm[]). The usual admissions are admit_run's,
+ * the usual failures admit_fails'; this loop takes the rest (a miss's answer, a phase switch). */
+DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
+{
+    const kpair *pp = s->pairs, *const end = s->pairs + n_items;
+    int32_t n_adm = 0, r;
+    pp = admit_run(s, out, pp, end, &n_adm, &r);
+    while (pp < end) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
+        const uint32_t used = x->used;
+        dlb_charger_output *o = &out[k];
+        int32_t failed;
+        if (remembered(s, k)) {
+            failed = s->cx[kc->circuit].fail_lane[used];
+        } else if (r == -1) {
+            failed = admit_miss(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+        } else {
+            failed = admit_short(s, kc->circuit, r, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+        }
+        if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
+            if (failed >= 0) {
+                run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
+            } /* else a remembered fit: a minimum of 0 after a phase switch (run_take left the gen) */
+            x->ideal = kc->min_ma;
+            o->reason = DLB_REASON_NONE;
+            o->limit_circuit = DLB_NONE;
+            o->limit_lane = DLB_NONE;
+            o->flags |= DLB_CHARGER_ADMITTED;
+            s->adm[n_adm++] = k;
+            pp = admit_run(s, out, pp + 1, end, &n_adm, &r);
+            continue;
+        }
+        admit_fail(s, k, o, failed);
+        pp = admit_fails(s, out, pp + 1, end);
+        /* it stopped at a charger that fits (no answer remembered) or that may switch phases */
+        if (pp < end && !remembered(s, (int32_t)pp->item)) {
+            pp = admit_run(s, out, pp, end, &n_adm, &r);
+        }
     }
     return n_adm;
 }
