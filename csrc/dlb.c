@@ -270,6 +270,32 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
     }
 }
 
+/* Sort a[0..n) when much of it is already in order (the admission order after a step that changed many
+ * keys): one pass keeps an ascending run in a[] and moves each pair below the run's last, together with
+ * that last, to tmp[] (at most twice the fewest pairs whose removal leaves a[] sorted); the m moved are
+ * merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end. O(N + m log m). */
+static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
+{
+    size_t w = 0, m = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (w == 0 || pair_less(&a[w - 1], &a[j])) {
+            a[w++] = a[j];
+        } else {
+            tmp[m++] = a[j];
+            tmp[m++] = a[--w];
+        }
+    }
+    merge_sort_pairs(tmp, a + w, m);
+    size_t i1 = w, i2 = m, o = n;
+    while (i2 > 0) {
+        if (i1 > 0 && pair_less(&tmp[i2 - 1], &a[i1 - 1])) {
+            a[--o] = a[--i1];
+        } else {
+            a[--o] = tmp[--i2];
+        }
+    }
+}
+
 /* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
  * eligible come first and the rest follow by index */
 #define KEY_REST UINT64_MAX
@@ -278,8 +304,8 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
  * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
  * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
  * it does not go last (a search that widens backwards from i - 1, then halves; the pairs in between
- * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by a bottom-up merge
- * sort, O(N log N). The result is the unique order, whichever path ran. */
+ * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by split_sort_pairs,
+ * O(N log N). The result is the unique order, whichever path ran. */
 DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
@@ -319,7 +345,7 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64
             for (size_t j = i + 1; j < n; j++) {
                 a[j].key = key[a[j].item];
             }
-            merge_sort_pairs(a, tmp, n);
+            split_sort_pairs(a, tmp, n);
             return;
         }
         budget -= i - hi;
