@@ -154,6 +154,10 @@ struct dlb_site {
     int32_t n_words;
     int32_t single_root;   /* fill: circuit 0 is the only root */
     int64_t top_rmin[9];   /* fill_take: the root's lowest run[] per set of used phases; [8] its power lane */
+    /* fill_take: the top-up's candidates per pass and set of used phases (bucket pass * 8 + used): the
+     * first group index (linked by items[]) and the smallest step */
+    int32_t top_head[16];
+    int64_t top_step[16];
     kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
@@ -2346,41 +2350,76 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
 {
     /* Each charger's share floored to its grid, taken from run[] per leaf circuit (the pending sums of
      * the leaves, then run_flush up the tree: the same integer sums as a run_take per charger). The
-     * chargers the top-up below can give more (ideal < hi) are listed per pass on the way, in group
-     * order: pass 0 those already counted above their share, pass 1 the others. */
-    int32_t n_top0 = 0, n_top1 = 0;
-    for (int32_t i = 0; i < n_group; i++) {
+     * chargers the top-up below can give more (ideal < hi) are listed per pass (0: those already counted
+     * above their share, 1: the others) and set of used phases, each list in group order (built from
+     * the group's end: items[i] is the next group index i's list). */
+    int32_t *const head = s->top_head, *const nxt = s->items;
+    int64_t *const bstep = s->top_step;
+    for (int b = 0; b < 16; b++) {
+        head[b] = -1;
+        bstep[b] = INF;
+    }
+    for (int32_t i = n_group - 1; i >= 0; i--) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
+        const int64_t step = kc->step_ma, val = x->value;
+        int64_t v = max64(val >= 0 ? val - val % step : floor_grid(val, step), kc->min_ma);
         if (v != kc->min_ma) {
             lanes_pend_run(s, k, v - kc->min_ma);
         }
         x->ideal = v;
         if (v < x->hi) {
-            if (x->m > v) {
-                s->ev_start[n_top0++] = k;
-            } else {
-                s->ev_end[n_top1++] = k;
-            }
+            const int32_t b = (x->m > v ? 0 : 8) + (int32_t)(x->used & 7u);
+            nxt[i] = head[b];
+            head[b] = i;
+            bstep[b] = min64(bstep[b], step);
         }
     }
     run_flush(s);
     root_table(s);
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
-     * others, each pass in admission order. */
+     * others, each pass in admission order (the lists merged by group index). ideal is on the grid, so
+     * extra > 0 needs room >= step: a used lane of the path's root (or its power lane) below that
+     * already settles it at 0, as run_room would. With one root its minimum per set of used lanes is
+     * tabled (again after each take), and a whole list is dropped once it is below the list's smallest
+     * step (run[] only falls): its chargers are not visited. */
     for (int pass = 0; pass < 2; pass++) {
-        const int32_t *const top = pass == 0 ? s->ev_start : s->ev_end;
-        const int32_t n_top = pass == 0 ? n_top0 : n_top1;
-        for (int32_t i = 0; i < n_top; i++) {
-            const int32_t k = top[i];
+        int32_t *const hd = head + pass * 8;
+        const int64_t *const bs = bstep + pass * 8;
+        uint32_t live = 0;
+        for (uint32_t m = 0; m < 8; m++) {
+            live |= (uint32_t)(hd[m] >= 0) << m;
+        }
+        int recheck = s->single_root;
+        while (live != 0) {
+            if (recheck) {
+                recheck = 0;
+                for (uint32_t m = 0; m < 8; m++) {
+                    if (((live >> m) & 1u) && (s->top_rmin[m] < bs[m] || s->top_rmin[8] < bs[m])) {
+                        live &= ~(1u << m);
+                    }
+                }
+                if (live == 0) {
+                    break;
+                }
+            }
+            uint32_t mb = 0;
+            int32_t i = INT32_MAX;
+            for (uint32_t m = 0; m < 8; m++) {
+                if (((live >> m) & 1u) && hd[m] < i) {
+                    i = hd[m];
+                    mb = m;
+                }
+            }
+            hd[mb] = nxt[i];
+            if (nxt[i] < 0) {
+                live &= ~(1u << mb);
+            }
+            const int32_t k = group[i];
             const int64_t step = s->chg[k].step_ma;
             charger_scratch *x = &s->kx[k];
-            /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
-             * (or its power lane) below that already settles it at 0, as run_room would. With one root
-             * its minimum per set of used lanes is tabled (again after each take). */
             if (s->single_root) {
                 if (s->top_rmin[x->used & 7u] < step || s->top_rmin[8] < step * x->n_used) {
                     continue;
@@ -2401,6 +2440,7 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
                 run_take(s, k, x->used, x->n_used, extra);
                 x->ideal += extra;
                 root_table(s);
+                recheck = s->single_root;
             }
         }
     }
