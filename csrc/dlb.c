@@ -1952,7 +1952,7 @@ static void run_flush(dlb_site *s)
 
 /* re-key every circuit lanes_adjust changed (marked in dirty[] and cs->dirty, the batches with
  * lanes_adjust's check): recompute the changed lanes' levels and its key, then the tree above */
-static void rekey_dirty(dlb_site *s)
+DLB_NOINLINE static void rekey_dirty(dlb_site *s)
 {
     int64_t *const lv = s->tlv;
     for (int32_t i = 0; i < s->n_dirty; i++) {
@@ -2051,7 +2051,7 @@ static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
  * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted by level by the caller,
  * which keeps the call chain one merge_sort frame shallower) into ev_end, by (level, index). Returns the
  * number of events. */
-static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
+DLB_NOINLINE static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
 {
     if (n_other == 0) {
         memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
