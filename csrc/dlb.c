@@ -1831,12 +1831,12 @@ static void tree_update(dlb_site *s)
 
 /* Apply the pending changes of a batch at `level`, deepest circuits first: each adds its own to W and
  * pW times the level to D, re-keys the lanes that changed (its used phases, and the power lane where it
- * has a power cap) and hands the sum to its parent; then the tree above the re-keyed circuits. A circuit
- * is complete when reached (its children are deeper), so it is re-keyed once, in the same pass. The
- * power lane's W and D are updated whether or not the circuit has a power cap (lanes_adjust adds them
- * times hp): an uncapped circuit's power lane is never re-keyed, so they are never read. Lanes written
- * out: gcc -O2 keeps a 4-trip loop as a loop (and vectorised the 64-bit products with an emulated
- * multiply). */
+ * has a power cap), lists itself in dirty[] and hands the sum to its parent (the caller then updates the
+ * tree: tree_update). A circuit is complete when reached (its children are deeper), so it is re-keyed
+ * once, in the same pass. The power lane's W is updated whether or not the circuit has a power cap
+ * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never re-keyed, so its W and D
+ * are never read. Lanes written out: gcc -O2 keeps a 4-trip loop as a loop (and vectorised the 64-bit
+ * products with an emulated multiply). */
 static void lanes_flush(dlb_site *s, int64_t level)
 {
     circuit_scratch *const cx = s->cx;
@@ -1866,8 +1866,8 @@ static void lanes_flush(dlb_site *s, int64_t level)
                 cs->D[2] += p2 * level;
                 cs->lvl[2] = lane_level(cs->D[2], cs->W[2]);
             }
-            cs->D[3] += p3 * level;
             if (s->hp[c]) {
+                cs->D[3] += p3 * level;
                 cs->lvl[3] = lane_level(cs->D[3], cs->W[3]);
             }
             lv[c] = circ_best(cs, c, &cs->key_lane);
