@@ -2279,7 +2279,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             }
             /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
              * same order), so that later saturations above it do not scan the frozen ones again. Its
-             * events left are cleared from the bitmaps (its START if not started, its END). */
+             * events left are cleared from the bitmaps (its START if not started, its END): one by one,
+             * or when the run is the whole list (the only root's lane: most of the group freezes) by
+             * setting the bitmaps afresh from the chargers left. */
+            /* clr: bit 0 clear START bits one by one, bit 1 END bits; 0 (large): set afresh */
+            const int clr = large && !(lo == 0 && hi == n_gl) ? 1 | (lazy_end << 1) : 0;
             const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
             int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
@@ -2293,7 +2297,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     continue;
                 }
                 x->frozen = 1;
-                if (lazy_end) {
+                if (clr & 2) {
                     const int32_t r = s->rank_end[k];
                     bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
                 }
@@ -2303,7 +2307,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     lanes_pend(s, k, -w); /* the tree is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
-                    if (large) {
+                    if (clr & 1) {
                         const int32_t r = s->rank_start[k];
                         bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
                     }
@@ -2312,6 +2316,24 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             if (keep < hi) {
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
+            }
+            if (large && clr == 0) { /* every event not read is one of theirs (cursors' words below: 0) */
+                memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
+                if (lazy_end) {
+                    memset(bm_end + ie, 0, (size_t)(n_words - ie) * sizeof(uint64_t));
+                }
+                for (int32_t g = 0; g < n_gl; g++) {
+                    const int32_t k = glist[g];
+                    const charger_scratch *x = &s->kx[k];
+                    if (s->chg[k].min_ma < x->hi) { /* it has events: START read if started, END not */
+                        if (!x->started) {
+                            bit_set(bm_start, s->rank_start[k]);
+                        }
+                        if (lazy_end) {
+                            bit_set(bm_end, s->rank_end[k]);
+                        }
+                    }
+                }
             }
             /* lane ln of c is re-keyed (its chargers had W > 0 on it and froze, so it is pending: marked
              * here all the same) */
@@ -2364,9 +2386,12 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         const int64_t step = kc->step_ma, val = x->value;
-        int64_t v = max64(val >= 0 ? val - val % step : floor_grid(val, step), kc->min_ma);
-        if (v != kc->min_ma) {
-            lanes_pend_run(s, k, v - kc->min_ma);
+        int64_t v = kc->min_ma;
+        if (val > v) { /* else its floor is at most min; min >= 1, so val > 0: C's remainder floors */
+            v = max64(val - val % step, v);
+            if (v != kc->min_ma) {
+                lanes_pend_run(s, k, v - kc->min_ma);
+            }
         }
         x->ideal = v;
         if (v < x->hi) {

@@ -33,8 +33,8 @@
  *                 when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 256 + deepest callee chain 232,
- *     progressive_fill 176 + rank_sort 56; `make -C csrc test` checks the bound on gcc's call graph).
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 256 + deepest callee chain 248,
+ *     progressive_fill 192 + rank_sort 56; `make -C csrc test` checks the bound on gcc's call graph).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
  * the three phase currents and, when the circuit has a power cap, the sum of the three phase currents
