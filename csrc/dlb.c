@@ -154,6 +154,10 @@ struct dlb_site {
     int32_t n_words;
     int32_t single_root;   /* fill: circuit 0 is the only root */
     int64_t top_rmin[9];   /* fill_take: the root's lowest run[] per set of used phases; [8] its power lane */
+    /* fill_take: the top-up's candidates per pass and set of used phases (bucket pass * 8 + used): the
+     * first group index (linked by items[]) and the smallest step */
+    int32_t top_head[16];
+    int64_t top_step[16];
     kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
@@ -1989,13 +1993,12 @@ static int lanes_adjust(dlb_site *s, int32_t k, int64_t dW, int64_t dD, int64_t 
 }
 
 /* The same change as lanes_adjust(s, k, dW, dW * level, -1), deferred: added to the pending change of
- * k's circuit only. lanes_flush and rekey_dirty(s, level) apply every pending change before the tree
- * is next consulted. Every change of one batch is at one level (a START adds (w, min * Q) =
- * (w, w * level), an END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by
- * W's change times the level and only W is pending. W and D get the same integer sums (in another
- * order) and the same lanes are marked dirty, and rekey_dirty reads nothing else, so the fill is the
- * same: but a batch of events on one subtree updates each circuit above once instead of once per event
- * (a saturating root lane freezes chargers everywhere). */
+ * k's circuit only. lanes_flush(s, level) applies every pending change before the tree is next
+ * consulted. Every change of one batch is at one level (a START adds (w, min * Q) = (w, w * level), an
+ * END (-w, -hi * Q), a freeze (-w, -w * level): Q / w is exact), so D changes by W's change times the
+ * level and only W is pending. W and D get the same integer sums (in another order) and the same lanes
+ * are re-keyed, so the fill is the same: but a batch of events on one subtree updates each circuit
+ * above once instead of once per event (a saturating root lane freezes chargers everywhere). */
 #define PEND_MARK 16u
 static void pend_push(dlb_site *s, int32_t c)
 {
@@ -2025,47 +2028,92 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
     cs->pW[DLB_LANE_POWER] += dW * n;
 }
 
-/* apply the pending changes of a batch, deepest circuits first: each adds its own to W, marks the lanes
- * dirty and hands the sum to its parent; D gets pW times the batch level in rekey_dirty, lane by lane
- * (written here, the eight 64-bit updates were vectorised by gcc, with an emulated multiply that costs
- * more than scalar code). The power lane is added whether or not the circuit has a power cap
- * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never marked dirty, so its W and
- * D are never read. */
-static void lanes_flush(dlb_site *s)
+/* a lane's saturation level floor(D / W), INF if it does not grow (W = 0); D >= 0 is the usual case
+ * (always unless a lane started negative, see progressive_fill), where C's division is the floor */
+static inline int64_t lane_level(int64_t D, int64_t W)
+{
+    if (W <= 0) {
+        return INF;
+    }
+    return D >= 0 ? D / W : fdiv(D, W);
+}
+
+/* the tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
+ * many changed one bottom-up recomputation (O(C)) */
+static void tree_update(dlb_site *s)
+{
+    if (s->n_dirty * s->tdepth > s->nc) {
+        tree_rebuild(s);
+    } else {
+        for (int32_t i = 0; i < s->n_dirty; i++) {
+            tree_up(s, s->dirty[i]);
+        }
+    }
+    s->n_dirty = 0;
+}
+
+/* Apply the pending changes of a batch at `level`, deepest circuits first: each adds its own to W and
+ * pW times the level to D, re-keys the lanes that changed (its used phases, and the power lane where it
+ * has a power cap), lists itself in dirty[] and hands the sum to its parent (the caller then updates the
+ * tree: tree_update). A circuit is complete when reached (its children are deeper), so it is re-keyed
+ * once, in the same pass. The power lane's W is updated whether or not the circuit has a power cap
+ * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never re-keyed, so its W and D
+ * are never read. Lanes written out: gcc -O2 keeps a 4-trip loop as a loop (and vectorised the 64-bit
+ * products with an emulated multiply). */
+static void lanes_flush(dlb_site *s, int64_t level)
 {
     circuit_scratch *const cx = s->cx;
+    int64_t *const lv = s->tlv;
+    int32_t *const dirty = s->dirty;
+    int32_t n_dirty = s->n_dirty;
     for (int32_t d = s->pdepth; d >= 1; d--) {
         int32_t c = s->phead[d];
         s->phead[d] = -1;
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
-            const uint32_t hpc = (uint32_t)s->hp[c];
-            /* lanes written out: gcc -O2 keeps a 4-trip loop as a loop */
-            cs->W[0] += cs->pW[0];
-            cs->W[1] += cs->pW[1];
-            cs->W[2] += cs->pW[2];
-            cs->W[3] += cs->pW[3];
-            if (cs->dirty == 0) {
-                s->dirty[s->n_dirty++] = c;
+            const uint32_t mask = cs->pmask;
+            const int64_t p0 = cs->pW[0], p1 = cs->pW[1], p2 = cs->pW[2], p3 = cs->pW[3];
+            cs->W[0] += p0;
+            cs->W[1] += p1;
+            cs->W[2] += p2;
+            cs->W[3] += p3;
+            if (mask & 1u) {
+                cs->D[0] += p0 * level;
+                cs->lvl[0] = lane_level(cs->D[0], cs->W[0]);
             }
-            cs->dirty |= (cs->pmask & 7u) | (hpc << DLB_LANE_POWER);
+            if (mask & 2u) {
+                cs->D[1] += p1 * level;
+                cs->lvl[1] = lane_level(cs->D[1], cs->W[1]);
+            }
+            if (mask & 4u) {
+                cs->D[2] += p2 * level;
+                cs->lvl[2] = lane_level(cs->D[2], cs->W[2]);
+            }
+            if (s->hp[c]) {
+                cs->D[3] += p3 * level;
+                cs->lvl[3] = lane_level(cs->D[3], cs->W[3]);
+            }
+            lv[c] = circ_best(cs, c, &cs->key_lane);
+            dirty[n_dirty++] = c;
             const int32_t par = s->circ[c].parent;
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
                     pend_push(s, par);
                 }
-                ps->pmask |= cs->pmask;
-                ps->pW[0] += cs->pW[0];
-                ps->pW[1] += cs->pW[1];
-                ps->pW[2] += cs->pW[2];
-                ps->pW[3] += cs->pW[3];
+                ps->pmask |= mask;
+                ps->pW[0] += p0;
+                ps->pW[1] += p1;
+                ps->pW[2] += p2;
+                ps->pW[3] += p3;
             }
-            cs->pmask = 0; /* pW stays: rekey_dirty adds it times the level to D, then clears it */
+            cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
+            cs->pmask = 0;
             c = cs->pnext;
         }
     }
     s->pdepth = 0;
+    s->n_dirty = n_dirty;
 }
 
 /* the fill's final take, deferred like lanes_pend: amount (per conductor) from every lane charger k
@@ -2125,45 +2173,23 @@ static void run_flush(dlb_site *s)
     s->pdepth = 0;
 }
 
-/* re-key every dirty circuit: recompute the changed lanes' levels and its key, then the tree above it;
- * when many circuits changed, the tree is recomputed once bottom-up instead (O(C)). */
-static void rekey_dirty(dlb_site *s, int64_t level)
+/* re-key every circuit lanes_adjust changed (marked in dirty[] and cs->dirty, the batches with
+ * lanes_adjust's check): recompute the changed lanes' levels and its key, then the tree above */
+DLB_NOINLINE static void rekey_dirty(dlb_site *s)
 {
     int64_t *const lv = s->tlv;
     for (int32_t i = 0; i < s->n_dirty; i++) {
         int32_t c = s->dirty[i];
         circuit_scratch *cs = &s->cx[c];
         const uint32_t d = cs->dirty;
-        /* lanes_flush's batch (pW, 0 if the circuit was not flushed) at the batch level: lanes not
-         * dirty have pW = 0 but an uncapped power lane, whose D is never read */
-        if (d & 1u) {
-            cs->D[0] += cs->pW[0] * level;
-            cs->lvl[0] = cs->W[0] > 0 ? fdiv(cs->D[0], cs->W[0]) : INF;
+        for (int ln = 0; ln < DLB_LANES; ln++) {
+            if (d & (1u << ln)) {
+                cs->lvl[ln] = lane_level(cs->D[ln], cs->W[ln]);
+            }
         }
-        if (d & 2u) {
-            cs->D[1] += cs->pW[1] * level;
-            cs->lvl[1] = cs->W[1] > 0 ? fdiv(cs->D[1], cs->W[1]) : INF;
-        }
-        if (d & 4u) {
-            cs->D[2] += cs->pW[2] * level;
-            cs->lvl[2] = cs->W[2] > 0 ? fdiv(cs->D[2], cs->W[2]) : INF;
-        }
-        if (d & 8u) {
-            cs->D[3] += cs->pW[3] * level;
-            cs->lvl[3] = cs->W[3] > 0 ? fdiv(cs->D[3], cs->W[3]) : INF;
-        }
-        cs->pW[0] = cs->pW[1] = cs->pW[2] = cs->pW[3] = 0;
         cs->dirty = 0;
         lv[c] = circ_best(cs, c, &cs->key_lane);
     }
-    if (s->n_dirty * s->tdepth > s->nc) {
-        tree_rebuild(s);
-    } else {
-        for (int32_t i = 0; i < s->n_dirty; i++) {
-            tree_up(s, s->dirty[i]);
-        }
-    }
-    s->n_dirty = 0;
 }
 
 /* first index of glist[0..n) whose dfs position is >= pos */
@@ -2248,7 +2274,7 @@ static void rank_sort(dlb_site *s, int32_t *a, int32_t n, const int32_t *rank)
  * ev_other[0..n_other) (ceiling lowered by a reclaim cap or the ramp, sorted by level by the caller,
  * which keeps the call chain one merge_sort frame shallower) into ev_end, by (level, index). Returns the
  * number of events. */
-static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
+DLB_NOINLINE static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t n_other)
 {
     if (n_other == 0) {
         memcpy(s->ev_end, s->items, (size_t)n_end * sizeof(int32_t));
@@ -2302,15 +2328,17 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         s->phead[d] = -1;
     }
     s->pdepth = 0;
-    int32_t n_start = 0, n_end = 0, n_other = 0, n_gl = 0;
-    /* The two event lists, each sorted by (level, index), and the group in dfs order (the chargers on
-     * a saturating lane are one contiguous run of it). A large group (>= N/64 chargers) marks its
-     * members' positions in the presorted permutations (perm_start, perm_end, dfs) in bitmaps and
-     * reads the set bits in order: O(n + N/64). A small group (a priority class, or few admitted
-     * chargers) sorts its own events by those positions (rank_sort, O(n) per pass). END levels lowered
-     * below max (reclaim, ramp) are sorted apart and merged either way. */
+    int32_t n_start = 0, n_end = 0, n_other = 0;
+    /* The two event sequences, each by (level, index). A large group (>= N/64 chargers) marks its
+     * members' positions in the presorted permutations (perm_start, perm_end) in bitmaps and reads the
+     * set bits in order as the fill goes (O(n + N/64)); a freeze clears the frozen charger's bits, so
+     * the events of the chargers frozen early (most, when a root lane saturates early) are never read.
+     * A small group (a priority class, or few admitted chargers) sorts its own events by those positions
+     * (rank_sort, O(n) per pass). END levels lowered below max (reclaim, ramp) are sorted apart and
+     * merged into a list (a large group's END bitmap read into one first). */
     const int large = (int64_t)n_group * 64 >= s->nk;
-    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words, *const bm_dfs = s->bm + 2 * s->n_words;
+    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words;
+    const int32_t n_words = s->n_words;
     for (int32_t i = 0; i < n_group; i++) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
@@ -2335,97 +2363,150 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             s->ev_start[n_start++] = k;
             s->items[n_end++] = k;
         }
-        if (large) {
-            bit_set(bm_dfs, s->dfs_pos[k]);
-        }
     }
-    if (large) {
-        n_start = bits_take(bm_start, s->n_words, s->perm_start, s->ev_start);
-        n_end = bits_take(bm_end, s->n_words, s->perm_end, s->items);
-        n_gl = bits_take(bm_dfs, s->n_words, s->dfs, s->glist);
-    } else {
+    /* END events from the bitmap as the fill goes (lazy_end), or from the list ev_end[0..n_end) */
+    const int lazy_end = large && n_other == 0;
+    if (!large) {
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
-        for (int32_t i = 0; i < n_group; i++) {
-            s->glist[n_gl++] = group[i];
-        }
-        rank_sort(s, s->glist, n_gl, s->dfs_pos);
+    } else if (!lazy_end) {
+        n_end = bits_take(bm_end, n_words, s->perm_end, s->items);
     }
-    merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
-    n_end = merge_end_events(s, n_end, n_other);
+    if (!lazy_end) {
+        merge_sort(s->ev_other, s->tmp, (size_t)n_other, s->key); /* here: one frame less deep */
+        n_end = merge_end_events(s, n_end, n_other);
+    }
+    /* The group's chargers still growing (or not yet started), compacted as lanes freeze them. The
+     * chargers on a saturating lane of circuit c are those of c's dfs range: the list is put in dfs order
+     * (a run of it per subtree) at the first saturation below a root, as the only root's lane freezes
+     * every charger on it in any order. */
+    int32_t *const glist = s->glist;
+    int32_t n_gl = n_group;
+    int dfs_sorted = 0;
+    memcpy(glist, group, (size_t)n_group * sizeof(int32_t));
+    /* cursors: a word of the bitmap (large; lazy_end) or an index into the list */
     int32_t is = 0, ie = 0;
     for (;;) {
         const int32_t top = s->heap[1];
         const int64_t lane_level = s->tlv[top];
-        if (lane_level == INF && is == n_start) {
+        int32_t ks;
+        if (large) {
+            while (is < n_words && bm_start[is] == 0) {
+                is++;
+            }
+            ks = is < n_words ? s->perm_start[(size_t)is * 64 + lowest_bit(bm_start[is])] : -1;
+        } else {
+            ks = is < n_start ? s->ev_start[is] : -1;
+        }
+        if (lane_level == INF && ks < 0) {
             /* Nothing grows and nothing will start: a started charger that is not frozen keeps W > 0 on
              * its lanes, so its circuits are in the heap. Every END left is a frozen charger's no-op. */
             break;
         }
-        int64_t s_level = is < n_start ? start_level(s, s->ev_start[is]) : INF;
-        int64_t e_level = ie < n_end ? end_level(s, s->ev_end[ie]) : INF;
-        int64_t ev_level = min64(s_level, e_level);
+        int32_t ke;
+        if (lazy_end) {
+            while (ie < n_words && bm_end[ie] == 0) {
+                ie++;
+            }
+            ke = ie < n_words ? s->perm_end[(size_t)ie * 64 + lowest_bit(bm_end[ie])] : -1;
+        } else {
+            ke = ie < n_end ? s->ev_end[ie] : -1;
+        }
+        const int64_t s_level = ks >= 0 ? start_level(s, ks) : INF;
+        const int64_t e_level = ke >= 0 ? end_level(s, ke) : INF;
+        const int64_t ev_level = min64(s_level, e_level);
         if (lane_level == INF && ev_level == INF) {
             break;
         }
         if (ev_level <= lane_level) {
-            /* every charger event at this level: ENDs (by index) before STARTs (by index); the usual case
-             * (no lane starts negative: no batch ends early) without lanes_adjust's check */
-            int32_t *const ev_end = s->ev_end, *const ev_start = s->ev_start;
-            if (!check_below) {
-                for (; ie < n_end; ie++) {
-                    const int32_t k = ev_end[ie];
-                    if (end_level(s, k) != ev_level) {
-                        break;
-                    }
-                    charger_scratch *x = &s->kx[k];
-                    if (!x->frozen) { /* END: reaches its ceiling */
-                        x->frozen = 1;
-                        x->value = x->hi;
-                        lanes_pend(s, k, -(int64_t)s->chg[k].weight);
-                    }
+            /* every charger event at this level: ENDs (by index) before STARTs (by index); with
+             * lanes_adjust's check (some lane started negative) the batch may end early */
+            int below = 0;
+            while (ke >= 0 && end_level(s, ke) == ev_level) {
+                if (lazy_end) {
+                    bm_end[ie] &= bm_end[ie] - 1;
+                } else {
+                    ie++;
                 }
-                for (; is < n_start; is++) {
-                    const int32_t k = ev_start[is];
-                    if (start_level(s, k) != ev_level) {
-                        break;
-                    }
-                    charger_scratch *x = &s->kx[k];
-                    if (!x->frozen) { /* START: grows past its minimum */
-                        x->started = 1;
-                        lanes_pend(s, k, s->chg[k].weight);
-                    }
-                }
-            }
-            int below = !check_below;
-            while (!below && ie < n_end && end_level(s, ev_end[ie]) == ev_level) {
-                int32_t k = ev_end[ie++];
-                charger_scratch *x = &s->kx[k];
-                if (!x->frozen) {
+                charger_scratch *x = &s->kx[ke];
+                if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
                     x->value = x->hi;
-                    below = lanes_adjust(s, k, -(int64_t)s->chg[k].weight, -x->hi * DLB_Q, ev_level);
+                    if (!check_below) {
+                        lanes_pend(s, ke, -(int64_t)s->chg[ke].weight);
+                    } else if (lanes_adjust(s, ke, -(int64_t)s->chg[ke].weight, -x->hi * DLB_Q, ev_level)) {
+                        below = 1;
+                        break;
+                    }
+                }
+                if (lazy_end) {
+                    while (ie < n_words && bm_end[ie] == 0) {
+                        ie++;
+                    }
+                    ke = ie < n_words ? s->perm_end[(size_t)ie * 64 + lowest_bit(bm_end[ie])] : -1;
+                } else {
+                    ke = ie < n_end ? s->ev_end[ie] : -1;
                 }
             }
-            while (!below && is < n_start && start_level(s, ev_start[is]) == ev_level) {
-                int32_t k = ev_start[is++];
-                charger_scratch *x = &s->kx[k];
-                if (!x->frozen) {
+            while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
+                if (large) {
+                    bm_start[is] &= bm_start[is] - 1;
+                } else {
+                    is++;
+                }
+                charger_scratch *x = &s->kx[ks];
+                if (!x->frozen) { /* START: grows past its minimum */
                     x->started = 1;
-                    below = lanes_adjust(s, k, s->chg[k].weight, (int64_t)s->chg[k].min_ma * DLB_Q, ev_level);
+                    if (!check_below) {
+                        lanes_pend(s, ks, s->chg[ks].weight);
+                    } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
+                                            ev_level)) {
+                        break;
+                    }
+                }
+                if (large) {
+                    while (is < n_words && bm_start[is] == 0) {
+                        is++;
+                    }
+                    ks = is < n_words ? s->perm_start[(size_t)is * 64 + lowest_bit(bm_start[is])] : -1;
+                } else {
+                    ks = is < n_start ? s->ev_start[is] : -1;
                 }
             }
-            lanes_flush(s);
-            rekey_dirty(s, ev_level);
+            if (check_below) {
+                rekey_dirty(s);
+            } else {
+                lanes_flush(s, ev_level);
+            }
+            tree_update(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
             int32_t j = s->cx[top].key_lane;
             int32_t c = j / 4, ln = j % 4;
             int64_t level = lane_level;
-            int32_t lo = glist_lower_bound(s, n_gl, s->range_start[c]);
-            int32_t hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            int32_t lo = 0, hi = n_gl;
+            if (!(s->single_root && s->circ[c].parent == DLB_NONE)) {
+                if (!dfs_sorted) {
+                    dfs_sorted = 1;
+                    if (large) {
+                        uint64_t *const bm_dfs = s->bm + 2 * n_words;
+                        for (int32_t g = 0; g < n_gl; g++) {
+                            bit_set(bm_dfs, s->dfs_pos[glist[g]]);
+                        }
+                        n_gl = bits_take(bm_dfs, n_words, s->dfs, glist);
+                    } else {
+                        rank_sort(s, glist, n_gl, s->dfs_pos);
+                    }
+                }
+                lo = glist_lower_bound(s, n_gl, s->range_start[c]);
+                hi = glist_lower_bound(s, n_gl, s->range_end[c]);
+            }
             /* A frozen charger stays frozen: the run is compacted to the chargers still growing (in the
-             * same dfs order), so that later saturations above it do not scan the frozen ones again. */
-            int32_t *const glist = s->glist;
+             * same order), so that later saturations above it do not scan the frozen ones again. Its
+             * events left are cleared from the bitmaps (its START if not started, its END): one by one,
+             * or when the run is the whole list (the only root's lane: most of the group freezes) by
+             * setting the bitmaps afresh from the chargers left. */
+            /* clr: bit 0 clear START bits one by one, bit 1 END bits; 0 (large): set afresh */
+            const int clr = large && !(lo == 0 && hi == n_gl) ? 1 | (lazy_end << 1) : 0;
             const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
             int32_t keep = lo;
             for (int32_t g = lo; g < hi; g++) {
@@ -2439,25 +2520,60 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     continue;
                 }
                 x->frozen = 1;
+                if (clr & 2) {
+                    const int32_t r = s->rank_end[k];
+                    bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
+                }
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
                     lanes_pend(s, k, -w); /* the tree is not consulted here */
                 } else {
                     x->value = s->chg[k].min_ma;
+                    if (clr & 1) {
+                        const int32_t r = s->rank_start[k];
+                        bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
+                    }
                 }
             }
             if (keep < hi) {
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
             }
-            lanes_flush(s);
-            if (s->cx[c].dirty == 0) {
-                s->dirty[s->n_dirty++] = c;
+            if (large && clr == 0) { /* every event not read is one of theirs (cursors' words below: 0) */
+                memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
+                if (lazy_end) {
+                    memset(bm_end + ie, 0, (size_t)(n_words - ie) * sizeof(uint64_t));
+                }
+                for (int32_t g = 0; g < n_gl; g++) {
+                    const int32_t k = glist[g];
+                    const charger_scratch *x = &s->kx[k];
+                    if (s->chg[k].min_ma < x->hi) { /* it has events: START read if started, END not */
+                        if (!x->started) {
+                            bit_set(bm_start, s->rank_start[k]);
+                        }
+                        if (lazy_end) {
+                            bit_set(bm_end, s->rank_end[k]);
+                        }
+                    }
+                }
             }
-            s->cx[c].dirty |= 1u << ln;
-            rekey_dirty(s, level);
+            /* lane ln of c is re-keyed (its chargers had W > 0 on it and froze, so it is pending: marked
+             * here all the same) */
+            if (s->cx[c].pmask == 0) {
+                pend_push(s, c);
+            }
+            s->cx[c].pmask |= PEND_MARK | ((1u << ln) & 7u);
+            lanes_flush(s, level);
+            tree_update(s);
         }
+    }
+    /* bits of events never read (the bitmaps are zero outside a fill) */
+    if (large) {
+        memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
+    }
+    if (lazy_end) {
+        memset(bm_end + ie, 0, (size_t)(n_words - ie) * sizeof(uint64_t));
     }
 }
 
@@ -2479,41 +2595,79 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
 {
     /* Each charger's share floored to its grid, taken from run[] per leaf circuit (the pending sums of
      * the leaves, then run_flush up the tree: the same integer sums as a run_take per charger). The
-     * chargers the top-up below can give more (ideal < hi) are listed per pass on the way, in group
-     * order: pass 0 those already counted above their share, pass 1 the others. */
-    int32_t n_top0 = 0, n_top1 = 0;
-    for (int32_t i = 0; i < n_group; i++) {
+     * chargers the top-up below can give more (ideal < hi) are listed per pass (0: those already counted
+     * above their share, 1: the others) and set of used phases, each list in group order (built from
+     * the group's end: items[i] is the next group index i's list). */
+    int32_t *const head = s->top_head, *const nxt = s->items;
+    int64_t *const bstep = s->top_step;
+    for (int b = 0; b < 16; b++) {
+        head[b] = -1;
+        bstep[b] = INF;
+    }
+    for (int32_t i = n_group - 1; i >= 0; i--) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        int64_t v = max64(floor_grid(x->value, kc->step_ma), kc->min_ma);
-        if (v != kc->min_ma) {
-            lanes_pend_run(s, k, v - kc->min_ma);
+        const int64_t step = kc->step_ma, val = x->value;
+        int64_t v = kc->min_ma;
+        if (val > v) { /* else its floor is at most min; min >= 1, so val > 0: C's remainder floors */
+            v = max64(val - val % step, v);
+            if (v != kc->min_ma) {
+                lanes_pend_run(s, k, v - kc->min_ma);
+            }
         }
         x->ideal = v;
         if (v < x->hi) {
-            if (x->m > v) {
-                s->ev_start[n_top0++] = k;
-            } else {
-                s->ev_end[n_top1++] = k;
-            }
+            const int32_t b = (x->m > v ? 0 : 8) + (int32_t)(x->used & 7u);
+            nxt[i] = head[b];
+            head[b] = i;
+            bstep[b] = min64(bstep[b], step);
         }
     }
     run_flush(s);
     root_table(s);
     /* What flooring to the step grid left stays in the group before any lower class: first to the
      * chargers already counted above their share (keeping costs nothing and nothing churns), then to the
-     * others, each pass in admission order. */
+     * others, each pass in admission order (the lists merged by group index). ideal is on the grid, so
+     * extra > 0 needs room >= step: a used lane of the path's root (or its power lane) below that
+     * already settles it at 0, as run_room would. With one root its minimum per set of used lanes is
+     * tabled (again after each take), and a whole list is dropped once it is below the list's smallest
+     * step (run[] only falls): its chargers are not visited. */
     for (int pass = 0; pass < 2; pass++) {
-        const int32_t *const top = pass == 0 ? s->ev_start : s->ev_end;
-        const int32_t n_top = pass == 0 ? n_top0 : n_top1;
-        for (int32_t i = 0; i < n_top; i++) {
-            const int32_t k = top[i];
+        int32_t *const hd = head + pass * 8;
+        const int64_t *const bs = bstep + pass * 8;
+        uint32_t live = 0;
+        for (uint32_t m = 0; m < 8; m++) {
+            live |= (uint32_t)(hd[m] >= 0) << m;
+        }
+        int recheck = s->single_root;
+        while (live != 0) {
+            if (recheck) {
+                recheck = 0;
+                for (uint32_t m = 0; m < 8; m++) {
+                    if (((live >> m) & 1u) && (s->top_rmin[m] < bs[m] || s->top_rmin[8] < bs[m])) {
+                        live &= ~(1u << m);
+                    }
+                }
+                if (live == 0) {
+                    break;
+                }
+            }
+            uint32_t mb = 0;
+            int32_t i = INT32_MAX;
+            for (uint32_t m = 0; m < 8; m++) {
+                if (((live >> m) & 1u) && hd[m] < i) {
+                    i = hd[m];
+                    mb = m;
+                }
+            }
+            hd[mb] = nxt[i];
+            if (nxt[i] < 0) {
+                live &= ~(1u << mb);
+            }
+            const int32_t k = group[i];
             const int64_t step = s->chg[k].step_ma;
             charger_scratch *x = &s->kx[k];
-            /* ideal is on the grid, so extra > 0 needs room >= step: a used lane of the path's root
-             * (or its power lane) below that already settles it at 0, as run_room would. With one root
-             * its minimum per set of used lanes is tabled (again after each take). */
             if (s->single_root) {
                 if (s->top_rmin[x->used & 7u] < step || s->top_rmin[8] < step * x->n_used) {
                     continue;
@@ -2534,6 +2688,7 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
                 run_take(s, k, x->used, x->n_used, extra);
                 x->ideal += extra;
                 root_table(s);
+                recheck = s->single_root;
             }
         }
     }
