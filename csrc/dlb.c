@@ -1211,13 +1211,13 @@ static void classify_none(charger_scratch *x, int32_t kind)
     x->drawn = 0;
 }
 
-/* Charging since the last start or phase switch for at least follow_time_ms: the EV had time to use
- * every conductor. Stored times are >= 0 and TNONE is -1, so the later of on_since and last_switch is
- * the one to wait for (on_since is set while the charger is on). */
-static int follow_done(const dlb_site *s, const charger_state *st, int64_t now)
+/* Charging since the last start or phase switch for at least follow_time_ms (since cut = now -
+ * follow_time_ms or earlier): the EV had time to use every conductor. Stored times are >= 0 and TNONE is
+ * -1, so the later of on_since and last_switch is the one to wait for (on_since is set while the charger
+ * is on). */
+static inline int follow_done(const charger_state *st, int64_t cut)
 {
-    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE &&
-           now - max64(st->on_since, st->last_switch) >= s->p.follow_time_ms;
+    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE && max64(st->on_since, st->last_switch) <= cut;
 }
 
 /* the largest lowered set-point the EV may still apply while one may be in effect (out of line: rare) */
@@ -1233,10 +1233,10 @@ DLB_NOINLINE static int64_t held_scan(const dlb_site *s, int32_t k, int64_t now)
     return held;
 }
 
-/* the largest lowered set-point the EV may still apply (0 if none) */
-static inline int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now)
+/* v, or the largest lowered set-point the EV may still apply if that is larger */
+static inline int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now, int64_t v)
 {
-    return now < st->hold_end ? held_scan(s, k, now) : 0; /* else every hold has expired */
+    return now < st->hold_end ? max64(v, held_scan(s, k, now)) : v; /* else every hold has expired */
 }
 
 /* In session and not lost (as the last ingest left it): the energy over the elapsed interval, before
@@ -1268,24 +1268,23 @@ static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_char
 
 /* 2. classify a charger with demand (not lost): which site phases it loads (counted at m); with 3 the
  * sums of its circuit cs. The power lane's fixed and meas_d are not summed here: every charger adds to
- * it what it adds to its phases, so it is their sum (taken per circuit in dlb_step); nor is meas_d of a
- * charger counted on all three phases, which goes to m3. drawing: a stored current is known not 0. */
+ * it what it adds to its phases, so it is their sum (taken per circuit in dlb_step). drawing: a stored
+ * current is known not 0. */
 static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
-                                       charger_scratch *x, circuit_scratch *cs, int64_t now, int64_t thr,
+                                       charger_scratch *x, circuit_scratch *cs, int64_t now, int64_t thr, int64_t cut,
                                        int drawing)
 {
     const int32_t *pmap = kc->phase_map;
     const int64_t c0 = st->meas[0];
-    const int64_t held = held_sp(s, k, st, now);
     x->kind = KIND_DEMAND;
     if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
         const int32_t ph = pmap[0];
-        const int64_t m = max64(max64(c0, st->sp), held);
+        const int64_t m = held_sp(s, k, st, now, max64(c0, st->sp));
         x->used = 1u << ph;
         x->n_used = 1;
         x->drawn = c0; /* stored currents passed the range check: >= 0 */
         x->m = m;
-        x->narrowed = (uint32_t)(c0 >= thr && follow_done(s, st, now));
+        x->narrowed = (uint32_t)(c0 >= thr && follow_done(st, cut));
         cs->evsum[ph] += c0;
         cs->meas_d[ph] += m;
         if (kc->phases == 3) { /* conductors outside its counted set are fixed loads */
@@ -1299,7 +1298,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     }
     const int64_t c1 = st->meas[1], c2 = st->meas[2];
     if (!drawing && (c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
-        const int64_t m = max64(st->sp, held);
+        const int64_t m = held_sp(s, k, st, now, st->sp);
         x->used = 7u;
         x->narrowed = 0;
         x->n_used = 3;
@@ -1317,8 +1316,8 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     const int64_t drawn = max64(c0, max64(c1, c2));
     uint32_t narrowed = 0;
     if (min64(c0, min64(c1, c2)) >= thr) {
-        narrowed = (uint32_t)follow_done(s, st, now);
-    } else if (drawn >= thr && follow_done(s, st, now)) {
+        narrowed = (uint32_t)follow_done(st, cut);
+    } else if (drawn >= thr && follow_done(st, cut)) {
         const uint32_t active =
             (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
         int64_t dr = 0;
@@ -1333,7 +1332,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
                 cs->fixed[pmap[i]] += st->meas[i];
             }
         }
-        const int64_t m = max64(max64(dr, st->sp), held);
+        const int64_t m = held_sp(s, k, st, now, max64(dr, st->sp));
         x->used = used;
         x->narrowed = 1;
         x->n_used = n_used;
@@ -1346,7 +1345,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         }
         return;
     }
-    const int64_t m = max64(max64(drawn, st->sp), held); /* all three: a 3-phase map is a permutation */
+    const int64_t m = held_sp(s, k, st, now, max64(drawn, st->sp)); /* all three: a 3-phase map is a permutation */
     x->used = 7u;
     x->narrowed = narrowed;
     x->n_used = 3;
@@ -1378,7 +1377,7 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     } else if (!is_demanding(st->state)) {
         classify_nodemand(st, kc, x, cs);
     } else {
-        classify_demand(s, k, st, kc, x, cs, now, s->p.active_threshold_ma, 0);
+        classify_demand(s, k, st, kc, x, cs, now, s->p.active_threshold_ma, now - s->p.follow_time_ms, 0);
     }
 }
 
@@ -1396,6 +1395,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     circuit_scratch *const cx = s->cx;
     const int64_t *const ikey = s->ikey;
     const int64_t thr = s->p.active_threshold_ma;
+    const int64_t cut = now - s->p.follow_time_ms;
     for (int32_t k = k0; k < nk; k++) {
         charger_state *st = &ks[k];
         const dlb_charger_input *ci = &chargers[k];
@@ -1413,7 +1413,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             const dlb_charger *kc = &chg[k];
             charger_scratch *x = &kx[k];
             st->t_last = now;
-            const int64_t m = max64(st->sp, held_sp(s, k, st, now)); /* sp, held >= 0 */
+            const int64_t m = held_sp(s, k, st, now, st->sp);
             x->drawn = 0;
             x->m = m;
             if (st->mode == 3) {
@@ -1427,7 +1427,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             } else {
                 const int32_t ph = kc->phase_map[0];
                 x->used = 1u << ph;
-                x->narrowed = (uint32_t)(thr <= 0 && follow_done(s, st, now)); /* c0 >= thr */
+                x->narrowed = (uint32_t)(thr <= 0 && follow_done(st, cut)); /* c0 >= thr */
                 x->n_used = 1;
                 x->kind = KIND_DEMAND;
                 if (m != 0) {
@@ -1438,12 +1438,17 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         }
         const uint32_t nor = (uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2];
         if (ik == IKEY_DRAW && ci->fresh && !ci->session_update && nor - 1u < (uint32_t)DLB_MAX_CURRENT_MA) {
-            /* demanding and drawing before and now (nor in [1, max]): the key stays */
+            /* demanding and drawing before and now (nor in [1, max]): the key stays. Demanding and not lost,
+             * it is in session (a demanding state opens it, only DISCONNECTED closes it): counting. */
             const dlb_charger *kc = &chg[k];
-            charger_energy(st, kc->phases, dt);
+            int64_t sum = st->meas[0];
+            if (kc->phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            st->delivered_mams += sum * dt;
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             st->t_last = now;
-            classify_demand(s, k, st, kc, &kx[k], &cx[kc->circuit], now, thr, 1);
+            classify_demand(s, k, st, kc, &kx[k], &cx[kc->circuit], now, thr, cut, 1);
             continue;
         }
         if (ik == IKEY_IDLE && ci->fresh && !ci->session_update && nor <= DLB_MAX_CURRENT_MA) {
