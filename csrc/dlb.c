@@ -50,6 +50,7 @@ typedef struct {
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
     uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
+    uint8_t iclass;   /* stage 1: which usual case of charger_pass a reading of ikey[k] is (IK_*) */
 } charger_state;
 
 typedef struct {
@@ -134,9 +135,9 @@ struct dlb_site {
     meter_state *ms;
     charger_state *ks;
     charger_cold *kcold;
-    /* stage 1's usual-case key per charger (see ingest_key): 0 while lost (dlb_init zeroes it), else its
-     * state plus IKEY_WAIT (demanding, every stored current 0), IKEY_DRAW (demanding, any other) or
-     * IKEY_IDLE. An array of its own: a larger charger_state grew dlb_step's frame by 16 bytes. */
+    /* stage 1's usual-case key per charger: the first 8 bytes of a fresh reading (fresh = 1) of its stored
+     * state (see reading_head), with charger_state.iclass; both 0 while lost (dlb_init zeroes them). An
+     * array of its own: a larger charger_state grew dlb_step's frame by 16 bytes. */
     int64_t *ikey;
     charger_scratch *kx;
     circuit_scratch *cx;
@@ -1144,16 +1145,19 @@ static void end_session(dlb_site *s, int32_t k)
     st->wait_since = TNONE;
 }
 
-/* dlb_site.ikey[k]: ikey - (a reading's state) is one of IKEY_* only for a charger that is not lost and a
- * reading of its stored state (the terms are 2^32 apart and beyond the int32 range of a state), and
- * which one says which usual case of charger_pass it is: a waiting EV (demanding, nothing stored), a
- * demanding one that draws, or one without demand */
-#define IKEY_WAIT ((int64_t)1 << 33)
-#define IKEY_DRAW (IKEY_WAIT + ((int64_t)1 << 32))
-#define IKEY_IDLE (IKEY_WAIT + ((int64_t)2 << 32))
-static inline int64_t ingest_key(int32_t state, uint32_t stored_or)
+/* The usual cases of a charger reading: a fresh one (fresh = 1) of the stored state, from a charger that
+ * is not lost, is one 8-byte compare of the reading's head (fresh and state, in the order of the
+ * struct's bytes) with ikey[k]; iclass says which case: a waiting EV (demanding, every stored current 0),
+ * a demanding one that draws, one without demand. IK_NONE (lost) is none of them. */
+enum { IK_NONE = 0, IK_WAIT = 1, IK_DRAW = 2, IK_IDLE = 3 };
+_Static_assert(offsetof(dlb_charger_input, fresh) == 0 && offsetof(dlb_charger_input, state) == sizeof(int32_t),
+               "a reading's head is fresh and state");
+static inline int64_t reading_head(int32_t fresh, int32_t state)
 {
-    return state + (!is_demanding(state) ? IKEY_IDLE : stored_or == 0 ? IKEY_WAIT : IKEY_DRAW);
+    const int32_t h[2] = {fresh, state};
+    int64_t v;
+    memcpy(&v, h, sizeof(v));
+    return v;
 }
 
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
@@ -1197,7 +1201,11 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     }
     /* only this function changes lost and in_session (the usual case in charger_pass changes neither) */
     st->counting = (uint8_t)(st->in_session && !st->lost);
-    s->ikey[k] = st->lost ? 0 : ingest_key(st->state, (uint32_t)(st->meas[0] | st->meas[1] | st->meas[2]));
+    s->ikey[k] = st->lost ? 0 : reading_head(1, st->state);
+    st->iclass = (uint8_t)(st->lost                                                  ? IK_NONE
+                           : !is_demanding(st->state)                                ? IK_IDLE
+                           : (st->meas[0] | st->meas[1] | st->meas[2]) == 0 ? IK_WAIT
+                                                                                     : IK_DRAW);
 }
 
 /* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
@@ -1400,13 +1408,18 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         charger_state *st = &ks[k];
         const dlb_charger_input *ci = &chargers[k];
         /* The usual cases: a fresh reading of the stored state, without session data, from a charger
-         * that is not lost (ikey - state says which). The stored state passed the range check; the
+         * that is not lost (ikey and iclass say which). The stored state passed the range check; the
          * session logic of ingest_charger already ran for this state (a demanding state opened the
          * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
          * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
          * one reads as a large unsigned: the OR bounds each) and the time are new. */
-        const int64_t ik = ikey[k] - ci->state;
-        if (ik == IKEY_WAIT && ci->fresh &&
+        int64_t head;
+        memcpy(&head, ci, sizeof(head));
+        if (head != ikey[k]) {
+            return k;
+        }
+        const uint32_t ik = st->iclass;
+        if (ik == IK_WAIT &&
             (ci->current_ma[0] | ci->current_ma[1] | ci->current_ma[2] | ci->session_update) == 0) {
             /* a waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
              * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this */
@@ -1437,7 +1450,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             continue;
         }
         const uint32_t nor = (uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2];
-        if (ik == IKEY_DRAW && ci->fresh && !ci->session_update && nor - 1u < (uint32_t)DLB_MAX_CURRENT_MA) {
+        if (ik == IK_DRAW && !ci->session_update && nor - 1u < (uint32_t)DLB_MAX_CURRENT_MA) {
             /* demanding and drawing before and now (nor in [1, max]): the key stays. Demanding and not lost,
              * it is in session (a demanding state opens it, only DISCONNECTED closes it): counting. */
             const dlb_charger *kc = &chg[k];
@@ -1451,7 +1464,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             classify_demand(s, k, st, kc, &kx[k], &cx[kc->circuit], now, thr, cut, 1);
             continue;
         }
-        if (ik == IKEY_IDLE && ci->fresh && !ci->session_update && nor <= DLB_MAX_CURRENT_MA) {
+        if (ik == IK_IDLE && !ci->session_update && nor <= DLB_MAX_CURRENT_MA) {
             const dlb_charger *kc = &chg[k];
             charger_energy(st, kc->phases, dt);
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
