@@ -1202,10 +1202,13 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     /* only this function changes lost and in_session (the usual case in charger_pass changes neither) */
     st->counting = (uint8_t)(st->in_session && !st->lost);
     s->ikey[k] = st->lost ? 0 : reading_head(1, st->state);
-    st->iclass = (uint8_t)(st->lost                                                  ? IK_NONE
-                           : !is_demanding(st->state)                                ? IK_IDLE
-                           : (st->meas[0] | st->meas[1] | st->meas[2]) == 0 ? IK_WAIT
-                                                                                     : IK_DRAW);
+    if (st->lost) {
+        st->iclass = IK_NONE;
+    } else if (!is_demanding(st->state)) {
+        st->iclass = IK_IDLE;
+    } else {
+        st->iclass = (st->meas[0] | st->meas[1] | st->meas[2]) == 0 ? IK_WAIT : IK_DRAW;
+    }
 }
 
 /* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
@@ -1262,7 +1265,7 @@ static inline void charger_energy(charger_state *st, int32_t phases, int64_t dt)
     }
 }
 
-/* stage 2 for a charger without demand, not lost: its currents are fixed loads; with 3 its sums */
+/* stage 2 for a charger without demand, not lost: its currents are fixed loads (with stage 3: the sums) */
 static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_charger *kc, charger_scratch *x,
                                          circuit_scratch *cs)
 {
@@ -1312,7 +1315,9 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         x->n_used = 3;
         x->drawn = 0;
         x->m = m;
-        cs->meas_d[0] += m; cs->meas_d[1] += m; cs->meas_d[2] += m;
+        cs->meas_d[0] += m;
+        cs->meas_d[1] += m;
+        cs->meas_d[2] += m;
         return;
     }
     cs->evsum[pmap[0]] += c0;
@@ -1359,7 +1364,9 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     x->n_used = 3;
     x->drawn = drawn;
     x->m = m;
-    cs->meas_d[0] += m; cs->meas_d[1] += m; cs->meas_d[2] += m;
+    cs->meas_d[0] += m;
+    cs->meas_d[1] += m;
+    cs->meas_d[2] += m;
 }
 
 /* Stages 1-3 of charger k outside charger_pass's usual cases (any reading, a lost charger). Out of line:
