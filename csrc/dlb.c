@@ -50,6 +50,7 @@ typedef struct {
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
     uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
+    uint8_t iclass;   /* stage 1: which usual case of charger_pass a reading of ikey[k] is (IK_*) */
 } charger_state;
 
 typedef struct {
@@ -134,6 +135,10 @@ struct dlb_site {
     meter_state *ms;
     charger_state *ks;
     charger_cold *kcold;
+    /* stage 1's usual-case key per charger: the first 8 bytes of a fresh reading (fresh = 1) of its stored
+     * state (see reading_head), with charger_state.iclass; both 0 while lost (dlb_init zeroes them). An
+     * array of its own: a larger charger_state grew dlb_step's frame by 16 bytes. */
+    int64_t *ikey;
     charger_scratch *kx;
     circuit_scratch *cx;
     int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
@@ -724,6 +729,7 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
+    size_t ikey; /* stage 1 */
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
@@ -757,6 +763,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_state));
     l->kcold = o;
     o += align8(nk * sizeof(charger_cold));
+    l->ikey = o;
+    o += align8(nk * sizeof(int64_t));
     l->kx = o;
     o += align8(nk * sizeof(charger_scratch));
     l->cx = o;
@@ -987,6 +995,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ms = (meter_state *)(void *)(base + l.ms);
     s->ks = (charger_state *)(void *)(base + l.ks);
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
+    s->ikey = (int64_t *)(void *)(base + l.ikey);
     s->kx = (charger_scratch *)(void *)(base + l.kx);
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
     s->items = (int32_t *)(void *)(base + l.items);
@@ -1265,23 +1274,24 @@ static void end_session(dlb_site *s, int32_t k)
     st->wait_since = TNONE;
 }
 
+/* The usual cases of a charger reading: a fresh one (fresh = 1) of the stored state, from a charger that
+ * is not lost, is one 8-byte compare of the reading's head (fresh and state, in the order of the
+ * struct's bytes) with ikey[k]; iclass says which case: a waiting EV (demanding, every stored current 0),
+ * a demanding one that draws, one without demand. IK_NONE (lost) is none of them. */
+enum { IK_NONE = 0, IK_WAIT = 1, IK_DRAW = 2, IK_IDLE = 3 };
+_Static_assert(offsetof(dlb_charger_input, fresh) == 0 && offsetof(dlb_charger_input, state) == sizeof(int32_t),
+               "a reading's head is fresh and state");
+static inline int64_t reading_head(int32_t fresh, int32_t state)
+{
+    const int32_t h[2] = {fresh, state};
+    int64_t v;
+    memcpy(&v, h, sizeof(v));
+    return v;
+}
+
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
-    /* The usual case: a fresh reading of the stored state, without session data, from a charger that
-     * is not lost. The stored state passed the range check; the session logic below already ran for
-     * this state (a demanding state opened the session, DISCONNECTED closed it, the others leave it),
-     * and with t_last = now and ok_since set (it is while not lost) the ladder keeps lost at 0: only
-     * the currents (when in range; a negative one reads as a large unsigned) and the time are new. */
-    if (ci->fresh && !st->lost && ci->state == st->state && !ci->session_update) {
-        /* the same holds for new currents that pass the range check: they replace the stored ones (the
-         * OR bounds each current; currents that pass the check with a larger OR take the path below) */
-        if (((uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2]) <=
-            DLB_MAX_CURRENT_MA) {
-            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-            st->t_last = now;
-            return;
-        }
-    }
+    /* (the usual case, a fresh reading of the stored state, is charger_pass's: see there) */
     if (ci->fresh && in_range(ci->state, 0, DLB_STATE_UNAVAILABLE)) {
         int ok = 1;
         for (int i = 0; i < DLB_PHASES; i++) {
@@ -1318,8 +1328,16 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
             st->lost = 0;
         }
     }
-    /* only this function changes lost and in_session (the usual case above changes neither) */
+    /* only this function changes lost and in_session (the usual case in charger_pass changes neither) */
     st->counting = (uint8_t)(st->in_session && !st->lost);
+    s->ikey[k] = st->lost ? 0 : reading_head(1, st->state);
+    if (st->lost) {
+        st->iclass = IK_NONE;
+    } else if (!is_demanding(st->state)) {
+        st->iclass = IK_IDLE;
+    } else {
+        st->iclass = (st->meas[0] | st->meas[1] | st->meas[2]) == 0 ? IK_WAIT : IK_DRAW;
+    }
 }
 
 /* stage 2: what a charger wants and which site phases it loads (a charger with demand: in charger_pass) */
@@ -1333,163 +1351,266 @@ static void classify_none(charger_scratch *x, int32_t kind)
     x->drawn = 0;
 }
 
-/* Charging since the last start or phase switch for at least follow_time_ms: the EV had time to use
- * every conductor. Stored times are >= 0 and TNONE is -1, so the later of on_since and last_switch is
- * the one to wait for (on_since is set while the charger is on). */
-static int follow_done(const dlb_site *s, const charger_state *st, int64_t now)
+/* Charging since the last start or phase switch for at least follow_time_ms (since cut = now -
+ * follow_time_ms or earlier): the EV had time to use every conductor. Stored times are >= 0 and TNONE is
+ * -1, so the later of on_since and last_switch is the one to wait for (on_since is set while the charger
+ * is on). */
+static inline int follow_done(const charger_state *st, int64_t cut)
 {
-    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE &&
-           now - max64(st->on_since, st->last_switch) >= s->p.follow_time_ms;
+    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE && max64(st->on_since, st->last_switch) <= cut;
 }
 
-/* the largest lowered set-point the EV may still apply (0 if none) */
-static int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now)
+/* the largest lowered set-point the EV may still apply while one may be in effect (out of line: rare) */
+DLB_NOINLINE static int64_t held_scan(const dlb_site *s, int32_t k, int64_t now)
 {
     int64_t held = 0;
-    if (now < st->hold_end) { /* else every hold has expired */
-        const charger_cold *cd = &s->kcold[k];
-        for (int32_t i = 0; i < cd->n_holds; i++) {
-            if (now < cd->hold_until[i]) {
-                held = max64(held, cd->hold_sp[i]);
-            }
+    const charger_cold *cd = &s->kcold[k];
+    for (int32_t i = 0; i < cd->n_holds; i++) {
+        if (now < cd->hold_until[i]) {
+            held = max64(held, cd->hold_sp[i]);
         }
     }
     return held;
 }
 
-/* Stages 1-3 for every charger: ingest, classify, and the sums of its circuit (meters ingested first).
- * Out of line: inlined, its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
-DLB_NOINLINE static void charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt)
+/* v, or the largest lowered set-point the EV may still apply if that is larger */
+static inline int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now, int64_t v)
 {
-    const int32_t nk = s->nk;
-    charger_state *const ks = s->ks;
-    const dlb_charger *const chg = s->chg;
-    charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
-    for (int32_t k = 0; k < nk; k++) {
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        const int32_t phases = kc->phases;
-        if (st->counting) { /* in session and not lost: energy over the elapsed interval, before the new reading */
-            int64_t sum = st->meas[0];
-            if (phases == 3) {
-                sum += (int64_t)st->meas[1] + st->meas[2];
-            }
-            if (sum != 0) { /* a waiting EV draws nothing */
-                st->delivered_mams += sum * dt;
-            }
+    return now < st->hold_end ? max64(v, held_scan(s, k, now)) : v; /* else every hold has expired */
+}
+
+/* In session and not lost (as the last ingest left it): the energy over the elapsed interval, before
+ * the new reading replaces the currents */
+static inline void charger_energy(charger_state *st, int32_t phases, int64_t dt)
+{
+    if (st->counting) {
+        int64_t sum = st->meas[0];
+        if (phases == 3) {
+            sum += (int64_t)st->meas[1] + st->meas[2];
         }
-        ingest_charger(s, k, st, &chargers[k], now);
-        circuit_scratch *cs = &cx[kc->circuit];
-        const int32_t *pmap = kc->phase_map;
-        /* The power lane's fixed and meas_d are not summed here: every charger adds to it what it adds
-         * to its phases, so it is their sum (taken per circuit below). */
-        if (st->lost) {
-            int64_t r = max64(st->sp, kc->failsafe_ma);
-            for (int i = 0; i < phases; i++) {
-                cs->fixed[pmap[i]] += r;
-                cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
-            }
-            classify_none(x, KIND_LOST);
-            continue;
+        if (sum != 0) { /* a waiting EV draws nothing */
+            st->delivered_mams += sum * dt;
         }
-        const int64_t c0 = st->meas[0];
-        if (!is_demanding(st->state)) {
-            for (int i = 0; i < phases; i++) {
-                cs->evsum[pmap[i]] += st->meas[i];
-                cs->fixed[pmap[i]] += st->meas[i];
-            }
-            classify_none(x, KIND_NODEMAND);
-            continue;
+    }
+}
+
+/* stage 2 for a charger without demand, not lost: its currents are fixed loads (with stage 3: the sums) */
+static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_charger *kc, charger_scratch *x,
+                                         circuit_scratch *cs)
+{
+    const int32_t *pmap = kc->phase_map;
+    for (int i = 0; i < kc->phases; i++) {
+        cs->evsum[pmap[i]] += st->meas[i];
+        cs->fixed[pmap[i]] += st->meas[i];
+    }
+    classify_none(x, KIND_NODEMAND);
+}
+
+/* 2. classify a charger with demand (not lost): which site phases it loads (counted at m); with 3 the
+ * sums of its circuit cs. The power lane's fixed and meas_d are not summed here: every charger adds to
+ * it what it adds to its phases, so it is their sum (taken per circuit in dlb_step). drawing: a stored
+ * current is known not 0. */
+static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                                       charger_scratch *x, circuit_scratch *cs, int64_t now, int64_t thr, int64_t cut,
+                                       int drawing)
+{
+    const int32_t *pmap = kc->phase_map;
+    const int64_t c0 = st->meas[0];
+    x->kind = KIND_DEMAND;
+    if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
+        const int32_t ph = pmap[0];
+        const int64_t m = held_sp(s, k, st, now, max64(c0, st->sp));
+        x->used = 1u << ph;
+        x->n_used = 1;
+        x->drawn = c0; /* stored currents passed the range check: >= 0 */
+        x->m = m;
+        x->narrowed = (uint32_t)(c0 >= thr && follow_done(st, cut));
+        cs->evsum[ph] += c0;
+        cs->meas_d[ph] += m;
+        if (kc->phases == 3) { /* conductors outside its counted set are fixed loads */
+            const int64_t c1 = st->meas[1], c2 = st->meas[2];
+            cs->evsum[pmap[1]] += c1;
+            cs->evsum[pmap[2]] += c2;
+            cs->fixed[pmap[1]] += c1;
+            cs->fixed[pmap[2]] += c2;
         }
-        /* 2. classify a charger with demand: which site phases it loads (counted at m) */
-        x->kind = KIND_DEMAND;
-        const int64_t held = held_sp(s, k, st, now);
-        if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
-            const int32_t ph = pmap[0];
-            const int64_t m = max64(max64(c0, st->sp), held);
-            x->used = 1u << ph;
-            x->n_used = 1;
-            x->drawn = c0; /* stored currents passed the range check: >= 0 */
-            x->m = m;
-            x->narrowed = (uint32_t)(c0 >= s->p.active_threshold_ma && follow_done(s, st, now));
-            cs->evsum[ph] += c0;
-            cs->meas_d[ph] += m;
-            if (phases == 3) { /* conductors outside its counted set are fixed loads */
-                const int64_t c1 = st->meas[1], c2 = st->meas[2];
-                cs->evsum[pmap[1]] += c1;
-                cs->evsum[pmap[2]] += c2;
-                cs->fixed[pmap[1]] += c1;
-                cs->fixed[pmap[2]] += c2;
-            }
-            continue;
-        }
-        const int64_t c1 = st->meas[1], c2 = st->meas[2];
-        uint32_t active = 7u;
+        return;
+    }
+    const int64_t c1 = st->meas[1], c2 = st->meas[2];
+    if (!drawing && (c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
+        const int64_t m = held_sp(s, k, st, now, st->sp);
+        x->used = 7u;
         x->narrowed = 0;
-        if ((c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
-            const int64_t m = max64(st->sp, held);
-            x->used = 7u;
-            x->n_used = 3;
-            x->drawn = 0;
-            x->m = m;
-            if (m != 0) {
-                cs->meas_d[0] += m;
-                cs->meas_d[1] += m;
-                cs->meas_d[2] += m;
-            }
-            continue;
-        }
-        cs->evsum[pmap[0]] += c0;
-        cs->evsum[pmap[1]] += c1;
-        cs->evsum[pmap[2]] += c2;
-        if (follow_done(s, st, now)) {
-            /* e.g. a 1-phase EV on a 3-phase charger; only once the EV had time to use every conductor
-             * (after a start or a phase switch), so a slow ramp is never mistaken for fewer phases */
-            const int64_t thr = s->p.active_threshold_ma;
-            const uint32_t drawing =
-                (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
-            if (drawing != 0) {
-                active = drawing;
-                x->narrowed = 1;
-            }
-        }
-        if (active == 7u) { /* all three: a 3-phase map is a permutation */
-            const int64_t drawn = max64(c0, max64(c1, c2));
-            const int64_t m = max64(max64(drawn, st->sp), held);
-            x->used = 7u;
-            x->n_used = 3;
-            x->drawn = drawn;
-            x->m = m;
-            cs->meas_d[0] += m;
-            cs->meas_d[1] += m;
-            cs->meas_d[2] += m;
-            continue;
-        }
-        int64_t drawn = 0;
+        x->n_used = 3;
+        x->drawn = 0;
+        x->m = m;
+        cs->meas_d[0] += m;
+        cs->meas_d[1] += m;
+        cs->meas_d[2] += m;
+        return;
+    }
+    cs->evsum[pmap[0]] += c0;
+    cs->evsum[pmap[1]] += c1;
+    cs->evsum[pmap[2]] += c2;
+    /* Counted on the conductors that draw (thr) once the EV had time to use every conductor (after a
+     * start or a phase switch: follow_done), so a slow ramp is never mistaken for fewer phases (e.g. a
+     * 1-phase EV on a 3-phase charger); on all three when all three or none draw. */
+    const int64_t drawn = max64(c0, max64(c1, c2));
+    uint32_t narrowed = 0;
+    if (min64(c0, min64(c1, c2)) >= thr) {
+        narrowed = (uint32_t)follow_done(st, cut);
+    } else if (drawn >= thr && follow_done(st, cut)) {
+        const uint32_t active =
+            (uint32_t)(c0 >= thr) | ((uint32_t)(c1 >= thr) << 1) | ((uint32_t)(c2 >= thr) << 2);
+        int64_t dr = 0;
         uint32_t used = 0;
         int32_t n_used = 0;
         for (int i = 0; i < 3; i++) {
             if ((active >> i) & 1u) {
                 used |= 1u << pmap[i];
                 n_used++;
-                drawn = max64(drawn, st->meas[i]);
+                dr = max64(dr, st->meas[i]);
             } else { /* conductors outside its counted set are fixed loads */
                 cs->fixed[pmap[i]] += st->meas[i];
             }
         }
-        const int64_t m = max64(max64(drawn, st->sp), held);
+        const int64_t m = held_sp(s, k, st, now, max64(dr, st->sp));
         x->used = used;
+        x->narrowed = 1;
         x->n_used = n_used;
-        x->drawn = drawn;
+        x->drawn = dr;
         x->m = m;
         for (int i = 0; i < 3; i++) {
             if ((active >> i) & 1u) {
                 cs->meas_d[pmap[i]] += m;
             }
         }
+        return;
     }
+    const int64_t m = held_sp(s, k, st, now, max64(drawn, st->sp)); /* all three: a 3-phase map is a permutation */
+    x->used = 7u;
+    x->narrowed = narrowed;
+    x->n_used = 3;
+    x->drawn = drawn;
+    x->m = m;
+    cs->meas_d[0] += m;
+    cs->meas_d[1] += m;
+    cs->meas_d[2] += m;
+}
+
+/* Stages 1-3 of charger k outside charger_pass's usual cases (any reading, a lost charger). Out of line:
+ * the usual cases' loop keeps its registers; called by dlb_step, not by charger_pass, so that the two
+ * frames do not add up on the stack (dlb.h). */
+DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charger_input *ci, int64_t now,
+                                         int64_t dt)
+{
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    circuit_scratch *cs = &s->cx[kc->circuit];
+    charger_energy(st, kc->phases, dt);
+    ingest_charger(s, k, st, ci, now);
+    if (st->lost) {
+        const int32_t *pmap = kc->phase_map;
+        int64_t r = max64(st->sp, kc->failsafe_ma);
+        for (int i = 0; i < kc->phases; i++) {
+            cs->fixed[pmap[i]] += r;
+            cs->alloc[pmap[i]] += st->sp; /* its output is its held set-point (stage 9 sums) */
+        }
+        classify_none(x, KIND_LOST);
+    } else if (!is_demanding(st->state)) {
+        classify_nodemand(st, kc, x, cs);
+    } else {
+        classify_demand(s, k, st, kc, x, cs, now, s->p.active_threshold_ma, now - s->p.follow_time_ms, 0);
+    }
+}
+
+/* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
+ * circuit (meters ingested first). Returns the first charger from k0 on outside them (nk if none), for
+ * charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
+ * bound (dlb.h). */
+DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt,
+                                         int32_t k0)
+{
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    const int64_t *const ikey = s->ikey;
+    const int64_t thr = s->p.active_threshold_ma;
+    const int64_t cut = now - s->p.follow_time_ms;
+    for (int32_t k = k0; k < nk; k++) {
+        charger_state *st = &ks[k];
+        const dlb_charger_input *ci = &chargers[k];
+        /* The usual cases: a fresh reading of the stored state, without session data, from a charger
+         * that is not lost (ikey and iclass say which). The stored state passed the range check; the
+         * session logic of ingest_charger already ran for this state (a demanding state opened the
+         * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
+         * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
+         * one reads as a large unsigned: the OR bounds each) and the time are new. */
+        int64_t head;
+        memcpy(&head, ci, sizeof(head));
+        if (head != ikey[k]) {
+            return k;
+        }
+        const uint32_t ik = st->iclass;
+        if (ik == IK_WAIT &&
+            (ci->current_ma[0] | ci->current_ma[1] | ci->current_ma[2] | ci->session_update) == 0) {
+            /* a waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
+             * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this */
+            const dlb_charger *kc = &chg[k];
+            charger_scratch *x = &kx[k];
+            st->t_last = now;
+            const int64_t m = held_sp(s, k, st, now, st->sp);
+            x->drawn = 0;
+            x->m = m;
+            if (st->mode == 3) {
+                x->used = 7u;
+                x->narrowed = 0;
+                x->n_used = 3;
+                x->kind = KIND_DEMAND;
+                if (m != 0) {
+                    cx[kc->circuit].meas_d[0] += m; cx[kc->circuit].meas_d[1] += m; cx[kc->circuit].meas_d[2] += m;
+                }
+            } else {
+                const int32_t ph = kc->phase_map[0];
+                x->used = 1u << ph;
+                x->narrowed = (uint32_t)(thr <= 0 && follow_done(st, cut)); /* c0 >= thr */
+                x->n_used = 1;
+                x->kind = KIND_DEMAND;
+                if (m != 0) {
+                    cx[kc->circuit].meas_d[ph] += m;
+                }
+            }
+            continue;
+        }
+        const uint32_t nor = (uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2];
+        if (ik == IK_DRAW && !ci->session_update && nor - 1u < (uint32_t)DLB_MAX_CURRENT_MA) {
+            /* demanding and drawing before and now (nor in [1, max]): the key stays. Demanding and not lost,
+             * it is in session (a demanding state opens it, only DISCONNECTED closes it): counting. */
+            const dlb_charger *kc = &chg[k];
+            int64_t sum = st->meas[0];
+            if (kc->phases == 3) {
+                sum += (int64_t)st->meas[1] + st->meas[2];
+            }
+            st->delivered_mams += sum * dt;
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            st->t_last = now;
+            classify_demand(s, k, st, kc, &kx[k], &cx[kc->circuit], now, thr, cut, 1);
+            continue;
+        }
+        if (ik == IK_IDLE && !ci->session_update && nor <= DLB_MAX_CURRENT_MA) {
+            const dlb_charger *kc = &chg[k];
+            charger_energy(st, kc->phases, dt);
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            st->t_last = now;
+            classify_nodemand(st, kc, &kx[k], &cx[kc->circuit]);
+            continue;
+        }
+        return k;
+    }
+    return nk;
 }
 
 /* stage 4 detail: reclaim and probing */
@@ -3169,7 +3290,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         cs->status = 0;
         ingest_meter(s, c, &meters[c], now);
     }
-    charger_pass(s, chargers, now, dt);
+    for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
+        charger_general(s, k, &chargers[k], now, dt);
+    }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const dlb_circuit *cc = &s->circ[c];
         meter_state *ms = &s->ms[c];
