@@ -50,6 +50,10 @@ typedef struct {
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
     uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
+    /* stage 4: 0 only if below_since == TNONE, !probing and reclaim_cap <= 0 (no reclaim state). Only
+     * reclaim() sets any of them otherwise, and stage 4 recomputes this after each reclaim() call, so a
+     * charger that never leaves stage 4's quick paths never has its three fields tested. */
+    uint8_t reclaim_any;
 } charger_state;
 
 typedef struct {
@@ -1580,25 +1584,35 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
 }
 
 /* stage 4 detail: a paused charger held off (min_off_ms after a pause, or max_starts_per_hour starts within
- * the last hour) is not eligible: its key is KEY_REST and its outputs final here. Returns 1 if so. */
-static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_charger_output *o, int64_t now)
+ * the last hour) is not eligible: its key is KEY_REST and its outputs final here. Returns 1 if so.
+ * off_lim = max(now - min_off_ms, TNONE): a pause at off_since (>= 0, or TNONE) holds it off exactly while
+ * off_since > off_lim, one comparison that TNONE never passes. */
+static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_charger_output *o, int64_t now,
+                           int64_t off_lim)
 {
-    int32_t reason;
-    if (st->off_since != TNONE && now - st->off_since < s->p.min_off_ms) {
-        reason = DLB_REASON_MIN_OFF;
-    } else if (now < st->cap_until) {
-        reason = DLB_REASON_START_CAP;
-    } else {
+    if (st->off_since <= off_lim && now >= st->cap_until) {
         return 0;
     }
     s->key[k] = KEY_REST;
-    o->reason = reason;
+    o->reason = st->off_since > off_lim ? DLB_REASON_MIN_OFF : DLB_REASON_START_CAP;
     o->limit_circuit = DLB_NONE;
     o->limit_lane = DLB_NONE;
     if (st->wait_since == TNONE) {
         s->key[s->nk + s->n_todo++] = (uint64_t)k;
     }
     return 1;
+}
+
+/* stage 4 detail: the policy part of an admission key, clamped (policy_pkey's, clamped as admission_key
+ * does). Under FAIR and PRIORITY delivered_mams >= 0 (it only grows) and < 2^63: the key is in [0, 2^43),
+ * no clamp. */
+static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                                    int64_t now, int32_t policy)
+{
+    if (policy == DLB_POLICY_FAIR || policy == DLB_POLICY_PRIORITY) {
+        return (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+    }
+    return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
 /* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
@@ -1612,6 +1626,16 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     uint64_t *const key = s->key;
+    const int32_t policy = p->policy;
+    const int32_t ramp = p->ramp_up_ma_per_s;
+    const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
+    /* The step's time tests as one comparison each (stored times are >= 0 or TNONE): held off by min_off_ms
+     * while off_since > off_lim (held_off); starving while wait_since != TNONE and now - wait_since >= rot,
+     * i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1) */
+    const int64_t off_lim = max64(now - p->min_off_ms, TNONE);
+    const uint64_t starve_end = (uint64_t)max64(now - rot + 1, 0);
+    /* the ramp's increase over this step, the same for every charger */
+    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
     /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
      * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
      * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
@@ -1654,58 +1678,69 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
                 continue;
             }
         }
+        const int64_t sp = st->sp;
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->sp == 0 && st->below_since == TNONE && !st->probing && st->reclaim_cap <= 0) {
-            /* A paused charger without reclaim state (most waiting ones): reclaim() would change nothing,
-             * and its admission key is admission_key's for sp = 0 and no reclaim cap (not on: no
-             * must_stay, no IDLE or STICKY tier), with what was tested here not tested again. */
+        if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
+            /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
+             * or on): reclaim() would change nothing, and the admission key is admission_key's without the
+             * reclaim (IDLE) test, with what was tested here not tested again. */
             o->flags = x->narrowed * DLB_CHARGER_NARROWED;
-            if (p->ramp_up_ma_per_s > 0) {
-                if (kc->min_ma < x->hi) {
-                    x->hi = kc->min_ma;
+            if (ramp > 0) {
+                const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+                if (ramp_hi < x->hi) {
+                    x->hi = ramp_hi;
                     x->hi_reason = DLB_REASON_RAMP;
                 }
                 x->hi = floor_grid(x->hi, kc->step_ma);
             }
-            if (held_off(s, k, st, o, now)) {
+            const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+            if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
+                n_items++;
+                const int64_t on_for = now - st->on_since;
+                const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
+                if (on_for < min_on) {
+                    x->tier = 0;
+                    key[k] = cls | pk;
+                } else {
+                    const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
+                    x->tier = tier;
+                    key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS) | pk;
+                }
+                continue;
+            }
+            if (held_off(s, k, st, o, now, off_lim)) {
                 continue;
             }
             n_items++;
             const int64_t ws = st->wait_since;
-            const uint64_t cls = p->policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
-            if (ws != TNONE && now - ws >= p->rotation_period_ms) {
+            if ((uint64_t)ws < starve_end) {
                 x->tier = TIER_STARVING | TIER_WAITING;
-                key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
-            } else if (p->policy == DLB_POLICY_FAIR) {
-                /* delivered_mams >= 0 (it only grows) and < 2^63: the policy key is in [0, 2^43), no clamp */
-                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
-                key[k] = ((uint64_t)1 << 62) | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                         (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+                key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
             } else {
                 x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
                 key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                         (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
+                         pkey_clamped(s, k, st, kc, now, policy);
             }
             continue;
         }
         reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+        st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
         o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
                    ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
             x->hi = st->reclaim_cap;
             x->hi_reason = DLB_REASON_EV;
         }
-        if (p->ramp_up_ma_per_s > 0) {
-            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
-                                         : kc->min_ma;
+        if (ramp > 0) {
+            const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
             if (ramp_hi < x->hi) {
                 x->hi = ramp_hi;
                 x->hi_reason = DLB_REASON_RAMP;
             }
             x->hi = floor_grid(x->hi, kc->step_ma);
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (st->sp == 0 && held_off(s, k, st, o, now)) {
+        if (sp == 0 && held_off(s, k, st, o, now, off_lim)) {
             continue;
         }
         n_items++;
