@@ -1615,10 +1615,10 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
-/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
- * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
- * keys alone). */
-DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+/* stage 4's loop; fair_noramp = 1 (the default parameters: policy FAIR, no ramp) folds the policy and ramp
+ * tests of every charger away (see ceilings_pass) */
+static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt,
+                                       const int fair_noramp)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
@@ -1626,8 +1626,8 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     uint64_t *const key = s->key;
-    const int32_t policy = p->policy;
-    const int32_t ramp = p->ramp_up_ma_per_s;
+    const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
+    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
     const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
     /* The step's time tests as one comparison each (stored times are >= 0 or TNONE): held off by min_off_ms
      * while off_since > off_lim (held_off); starving while wait_since != TNONE and now - wait_since >= rot,
@@ -1749,6 +1749,17 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
     return n_items;
+}
+
+/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
+ * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). The loop twice: once for the default parameters, with their tests folded, once in general. */
+DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    if (s->p.policy == DLB_POLICY_FAIR && s->p.ramp_up_ma_per_s == 0) {
+        return ceilings_loop(s, out, now, dt, 1);
+    }
+    return ceilings_loop(s, out, now, dt, 0);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
