@@ -51,6 +51,10 @@ typedef struct {
     uint8_t seen, lost, recover_at_once, in_session, probing;
     uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
     uint8_t iclass;   /* stage 1: which usual case of charger_pass a reading of ikey[k] is (IK_*) */
+    /* stage 4: 0 only if below_since == TNONE, !probing and reclaim_cap <= 0 (no reclaim state). Only
+     * reclaim() sets any of them otherwise, and stage 4 recomputes this after each reclaim() call, so a
+     * charger that never leaves stage 4's quick paths never has its three fields tested. */
+    uint8_t reclaim_any;
 } charger_state;
 
 typedef struct {
@@ -88,6 +92,25 @@ typedef struct {
     uint64_t key;
     int64_t item;
 } kpair;
+
+/* Stage 4 (policy FAIR without ramp): what the admission key of a charger with demand and no reclaim state
+ * needs kept between steps, one entry per charger, exact for any input:
+ * - paused (sp == 0): while now < until and its delivered_mams == delivered, its key is `key`;
+ * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
+ *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20).
+ * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
+ * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
+ * starving, for good), `until_on` for an on one (the time its tier changes: must stay, sticky, other), and
+ * clears both (0) on every other path, each time it does not take a kept key. Nothing else the key reads
+ * changes meanwhile: every set-point lasts at least one step, so stage 4 sees a charger turned on or off;
+ * on_since, off_since, cap_until and wait_since change in remember() only as the set-point turns on or
+ * off, as wait_since leaves TNONE (never kept) or without demand, and in a session's start or end (a step
+ * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
+typedef struct {
+    int64_t until, delivered;
+    uint64_t key;
+    int64_t until_on;
+} kept_key;
 
 /* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
 typedef struct {
@@ -172,6 +195,7 @@ struct dlb_site {
     int32_t phead[DLB_MAX_DEPTH + 1]; /* fill: pending circuits per depth (linked by pnext), -1 = none */
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
+    kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -734,6 +758,7 @@ typedef struct {
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, bm, tlv, total;
+    size_t kk4; /* stage 4's kept keys */
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -829,6 +854,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(3 * ((nk + 63) / 64) * sizeof(uint64_t));
     l->tlv = o;
     o += align8((nc + 1) * sizeof(int64_t));
+    l->kk4 = o;
+    o += align8(nk * sizeof(kept_key));
     l->total = o;
     return 1;
 }
@@ -1026,6 +1053,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->rank_end = (int32_t *)(void *)(base + l.rank_end);
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
+    s->kk4 = (kept_key *)(void *)(base + l.kk4);
     s->bm = (uint64_t *)(void *)(base + l.bm);
     s->n_words = (s->nk + 63) / 64;
     memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
@@ -1613,8 +1641,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     return nk;
 }
 
-/* stage 4 detail: reclaim and probing */
-static void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
+/* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
+ * frames made dlb_step's call chain deeper than the one dlb.h names) */
+static DLB_INLINE void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
 {
     charger_state *st = &s->ks[k];
     const dlb_charger *kc = &s->chg[k];
@@ -1672,8 +1701,8 @@ static inline int64_t policy_pkey(const dlb_site *s, int32_t k, const charger_st
 }
 
 /* stage 5 detail: the admission key (smaller first) */
-static uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
-                              int64_t drawn, int64_t now, int32_t *tier_out)
+static DLB_INLINE uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st,
+                                         const dlb_charger *kc, int64_t drawn, int64_t now, int32_t *tier_out)
 {
     const dlb_params *p = &s->p;
     int on = st->sp > 0;
@@ -1928,19 +1957,17 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
 }
 
 /* stage 4 detail: a paused charger held off (min_off_ms after a pause, or max_starts_per_hour starts within
- * the last hour) is not eligible: its key is KEY_REST and its outputs final here. Returns 1 if so. */
-static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_charger_output *o, int64_t now)
+ * the last hour) is not eligible: its key is KEY_REST and its outputs final here. Returns 1 if so.
+ * off_lim = max(now - min_off_ms, TNONE): a pause at off_since (>= 0, or TNONE) holds it off exactly while
+ * off_since > off_lim, one comparison that TNONE never passes. */
+static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_charger_output *o, int64_t now,
+                           int64_t off_lim, uint64_t *key_k)
 {
-    int32_t reason;
-    if (st->off_since != TNONE && now - st->off_since < s->p.min_off_ms) {
-        reason = DLB_REASON_MIN_OFF;
-    } else if (now < st->cap_until) {
-        reason = DLB_REASON_START_CAP;
-    } else {
+    if (st->off_since <= off_lim && now >= st->cap_until) {
         return 0;
     }
-    s->key[k] = KEY_REST;
-    o->reason = reason;
+    *key_k = KEY_REST;
+    o->reason = st->off_since > off_lim ? DLB_REASON_MIN_OFF : DLB_REASON_START_CAP;
     o->limit_circuit = DLB_NONE;
     o->limit_lane = DLB_NONE;
     if (st->wait_since == TNONE) {
@@ -1949,10 +1976,23 @@ static inline int held_off(dlb_site *s, int32_t k, const charger_state *st, dlb_
     return 1;
 }
 
-/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
- * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
- * keys alone). */
-DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+/* stage 4 detail: the policy part of an admission key, clamped (policy_pkey's, clamped as admission_key
+ * does). Under FAIR and PRIORITY delivered_mams >= 0 (it only grows) and < 2^63: the key is in [0, 2^43),
+ * no clamp. */
+static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+                                    int64_t now, int32_t policy)
+{
+    if (policy == DLB_POLICY_FAIR || policy == DLB_POLICY_PRIORITY) {
+        return (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+    }
+    return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
+}
+
+/* stage 4's loop; fair_noramp = 1 (the default parameters: policy FAIR, no ramp) folds the policy and ramp
+ * tests of every charger away (see ceilings_pass) and keeps the usual chargers' keys between steps (see
+ * kept_key): most then cost their outputs, one or two tests and a load or a division for their key */
+static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt,
+                                       const int fair_noramp)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
@@ -1960,10 +2000,21 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     uint64_t *const key = s->key;
+    kept_key *const kk4 = s->kk4;
+    const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
+    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
+    const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
+    /* The step's time tests as one comparison each (stored times are >= 0 or TNONE): held off by min_off_ms
+     * while off_since > off_lim (held_off); starving while wait_since != TNONE and now - wait_since >= rot,
+     * i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1) */
+    const int64_t off_lim = max64(now - p->min_off_ms, TNONE);
+    const uint64_t starve_end = (uint64_t)max64(now - rot + 1, 0);
+    /* the ramp's increase over this step, the same for every charger */
+    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
     /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
      * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
      * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
-    int32_t n_items = 0;
+    int32_t n_rest = 0; /* not eligible (key KEY_REST): counted instead of the eligible, who are more */
     s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
@@ -1977,6 +2028,7 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
         /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
          * probing only for a charger without demand (remember() stops its probe) */
         if (x->kind != KIND_DEMAND) { /* the usual case tested once */
+            kk4[k].until = kk4[k].until_on = 0;
             if (x->kind == KIND_LOST) {
                 key[k] = KEY_REST;
                 o->limit_circuit = DLB_NONE;
@@ -1986,6 +2038,7 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
                                                                                     : DLB_REASON_FAILSAFE;
                 o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
                            (st->probing ? DLB_CHARGER_PROBING : 0u);
+                n_rest++;
                 continue; /* remember() keeps its held set-point: nothing to do */
             }
             if (x->kind == KIND_NODEMAND) {
@@ -1999,69 +2052,125 @@ DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, 
                 if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
                     s->key[nk + s->n_todo++] = (uint64_t)k;
                 }
+                n_rest++;
                 continue;
             }
         }
+        const int64_t sp = st->sp;
+        if (fair_noramp) {
+            kept_key *e = &kk4[k];
+            if (sp == 0) {
+                if (now < e->until && st->delivered_mams == e->delivered) {
+                    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept (see kept_key) */
+                    key[k] = e->key;
+                    continue;
+                }
+            } else if (now < e->until_on && x->drawn + margin >= sp) {
+                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
+                key[k] = e->key | (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+                continue;
+            }
+            e->until = e->until_on = 0;
+        }
         x->hi = kc->max_ma;
         x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (st->sp == 0 && st->below_since == TNONE && !st->probing && st->reclaim_cap <= 0) {
-            /* A paused charger without reclaim state (most waiting ones): reclaim() would change nothing,
-             * and its admission key is admission_key's for sp = 0 and no reclaim cap (not on: no
-             * must_stay, no IDLE or STICKY tier), with what was tested here not tested again. */
+        if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
+            /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
+             * or on): reclaim() would change nothing, and the admission key is admission_key's without the
+             * reclaim (IDLE) test, with what was tested here not tested again. */
             o->flags = x->narrowed * DLB_CHARGER_NARROWED;
-            if (p->ramp_up_ma_per_s > 0) {
-                if (kc->min_ma < x->hi) {
-                    x->hi = kc->min_ma;
+            if (ramp > 0) {
+                const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+                if (ramp_hi < x->hi) {
+                    x->hi = ramp_hi;
                     x->hi_reason = DLB_REASON_RAMP;
                 }
                 x->hi = floor_grid(x->hi, kc->step_ma);
             }
-            if (held_off(s, k, st, o, now)) {
+            const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+            if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
+                const int64_t on_for = now - st->on_since;
+                const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
+                uint64_t bits;
+                int64_t until;
+                if (on_for < min_on) {
+                    x->tier = 0;
+                    bits = cls;
+                    until = st->on_since + min_on;
+                } else {
+                    const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
+                    x->tier = tier;
+                    bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
+                    until = on_for < rot ? st->on_since + rot : INT64_MAX;
+                }
+                key[k] = bits | pk;
+                if (fair_noramp) {
+                    kk4[k].key = bits;
+                    kk4[k].until_on = until;
+                }
                 continue;
             }
-            n_items++;
+            if (held_off(s, k, st, o, now, off_lim, &key[k])) {
+                n_rest++;
+                continue;
+            }
             const int64_t ws = st->wait_since;
-            const uint64_t cls = p->policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
-            if (ws != TNONE && now - ws >= p->rotation_period_ms) {
+            uint64_t kk;
+            int64_t until;
+            if ((uint64_t)ws < starve_end) {
                 x->tier = TIER_STARVING | TIER_WAITING;
-                key[k] = ((uint64_t)1 << 62) | cls | (uint64_t)max64(0, min64(ws, KEY_PKEY_MAX));
-            } else if (p->policy == DLB_POLICY_FAIR) {
-                /* delivered_mams >= 0 (it only grows) and < 2^63: the policy key is in [0, 2^43), no clamp */
-                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
-                key[k] = ((uint64_t)1 << 62) | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                         (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+                kk = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
+                until = INT64_MAX;
             } else {
                 x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
-                key[k] = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                         (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
+                kk = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                     pkey_clamped(s, k, st, kc, now, policy);
+                until = ws != TNONE ? ws + rot : 0; /* starving from ws + rot */
+            }
+            key[k] = kk;
+            if (fair_noramp) {
+                kk4[k].key = kk;
+                kk4[k].until = until;
+                kk4[k].delivered = st->delivered_mams;
             }
             continue;
         }
         reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+        st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
         o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
                    ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
         if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
             x->hi = st->reclaim_cap;
             x->hi_reason = DLB_REASON_EV;
         }
-        if (p->ramp_up_ma_per_s > 0) {
-            int64_t ramp_hi = st->sp > 0 ? max64(kc->min_ma, st->sp + fdiv((int64_t)p->ramp_up_ma_per_s * dt, 1000))
-                                         : kc->min_ma;
+        if (ramp > 0) {
+            const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
             if (ramp_hi < x->hi) {
                 x->hi = ramp_hi;
                 x->hi_reason = DLB_REASON_RAMP;
             }
             x->hi = floor_grid(x->hi, kc->step_ma);
         } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (st->sp == 0 && held_off(s, k, st, o, now)) {
+        if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
+            n_rest++;
             continue;
         }
-        n_items++;
         /* its admission key, computed here while its state is at hand (nothing it reads changes before
          * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
         key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
     }
-    return n_items;
+    return nk - n_rest;
+}
+
+/* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
+ * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). The loop twice: once for the default parameters, with their tests folded, once in general. */
+DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    if (s->p.policy == DLB_POLICY_FAIR && s->p.ramp_up_ma_per_s == 0) {
+        return ceilings_loop(s, out, now, dt, 1);
+    }
+    return ceilings_loop(s, out, now, dt, 0);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

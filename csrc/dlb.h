@@ -283,8 +283,8 @@ void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
  * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.9 kB + 1.3 kB per circuit
- * + 0.6 kB per charger on LP64 (x86-64 gcc: 722,640 bytes for 81 circuits and 1,000 chargers;
- * 7.2 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
+ * + 0.64 kB per charger on LP64 (x86-64 gcc: 746,640 bytes for 81 circuits and 1,000 chargers;
+ * 7.4 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
 
