@@ -2414,7 +2414,7 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
  * lanes either (unbal_path is inherited downwards), so its entry has the same meaning. */
 /* The memo entry of charger k's leaf and phases, computed when void; out of line, so that room_of's
  * usual case (a valid entry) is inline in the stages without growing dlb_step's frame. */
-static void room_memo(dlb_site *s, int32_t k)
+DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
 {
     circuit_scratch *const cx = s->cx;
     const int32_t c = s->chg[k].circuit;
@@ -2750,6 +2750,43 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
     st->sp = spk;
 }
 
+/* stage 7 for charger k whose target t is above its counted draw m: it rises as far as real headroom
+ * allows, and keeps reserved what it still waits for (the top-up must not hand it to someone else). Both
+ * takes are one walk: (sp - m)+ of EV load and t - max(sp, m) more of headroom are t - m in all. The
+ * path is scanned without the memo: every call is followed by a pay, which voids its entries. */
+DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charger_output *o)
+{
+    charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    const int64_t m = x->m;
+    int32_t ml;
+    const int64_t mv = path_room(s, k, 0, &ml);
+    room_t r = {t - m, -1};
+    if (mv < t - m) {
+        r.room = mv;
+        r.lane = ml;
+    }
+    const int64_t v = floor_grid(m + max64(r.room, 0), kc->step_ma);
+    const int64_t sp = v >= kc->min_ma ? v : 0;
+    x->sp = sp;
+    if (sp < t) {
+        set_limit(o, r, DLB_REASON_TRANSITION);
+    }
+    pay(s, k, t - m, sp - m);
+}
+
+/* stage 8 detail: charger k rises to min(hi, floor_grid(up)) from its counted level (sp, m or target)
+ * on real headroom; returns its new set-point. Out of line: rare, and dlb_step's frame does not grow. */
+DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev)
+{
+    charger_scratch *x = &s->kx[k];
+    const int64_t base = max64(ev, x->target);
+    const int64_t v = min64(x->hi, floor_grid(up, s->chg[k].step_ma));
+    pay(s, k, v - base, v - ev);
+    x->sp = v;
+    return v;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_charger_input *chargers,
@@ -2930,23 +2967,29 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
     RELOAD();
+    uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
+    for (int32_t c = 0; c < nc; c++) {
+        any_over |= s->over_own[c];
+    }
     for (int32_t i = 0; i < n_adm; i++) {
         int32_t k = adm[i];
         charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
         /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
          * is above the cut, and the cut is at least its set-point: the division and the walk for the
          * lane are left for that rare case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
-            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
-            if (t > cut) {
-                /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k)};
-                t = cut;
-                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                if (t < kc->min_ma) {
-                    t = 0;
+        if (any_over != 0) {
+            const dlb_charger *kc = &chg[k];
+            if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
+                int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+                if (t > cut) {
+                    /* the lane is already overloaded: nobody on it is raised above its draw */
+                    room_t ro = {0, overloaded_lane(s, k)};
+                    t = cut;
+                    set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                    if (t < kc->min_ma) {
+                        t = 0;
+                    }
                 }
             }
         }
@@ -2955,15 +2998,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             x->sp = t;
             continue;
         }
-        room_t r = room_of(s, k, t - x->m);
-        int64_t v = floor_grid(x->m + max64(r.room, 0), kc->step_ma);
-        x->sp = v >= kc->min_ma ? v : 0;
-        pay(s, k, x->sp - x->m, x->sp - x->m);
-        if (x->sp < t) {
-            set_limit(&out[k], r, DLB_REASON_TRANSITION);
-            /* keep what it still waits for: the top-up must not hand it to someone else */
-            pay(s, k, t - max64(x->sp, x->m), 0);
-        }
+        transition(s, k, t, &out[k]);
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
@@ -2983,48 +3018,50 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
+        const int32_t k = adm[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
-        if (x->sp != 0) {
-            if (x->sp < x->hi) {
+        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
+        int64_t sp = x->sp;
+        if (sp != 0) {
+            const int64_t hi = x->hi;
+            if (sp < hi) {
                 /* up to m it is counted already; above, real headroom pays (none while a lane is short,
                  * e.g. reserved for a charger that waits) */
                 /* a charger cut in the transition has what it waits for reserved: counted up to target */
-                int64_t base = max64(max64(x->sp, x->m), x->target);
-                const int64_t ev = max64(x->sp, x->m); /* its EV load: the unbalance room counts from it */
+                const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
+                const int64_t base = max64(ev, x->target);
                 room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
-                               ? room_own(s, k, max64(x->hi - base, 0), base - ev)
-                               : room_of(s, k, max64(x->hi - base, 0));
-                if (r.room >= 0) {
-                    int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
-                    if (v > x->sp) {
-                        pay(s, k, v - base, v - max64(x->sp, x->m));
-                        x->sp = v;
+                               ? room_own(s, k, max64(hi - base, 0), base - ev)
+                               : room_of(s, k, max64(hi - base, 0));
+                /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values
+                 * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
+                 * reaches sp + step, so the division is left for a raise */
+                if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
+                    sp = raise(s, k, base + r.room, ev);
+                }
+                if (sp < hi) {
+                    const int32_t why = o->reason;
+                    if (!(why == DLB_REASON_OVERLOAD ||
+                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
+                        set_limit(o, r, DLB_REASON_CIRCUIT);
                     }
                 }
-                int keep = o->reason == DLB_REASON_OVERLOAD ||
-                           ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) &&
-                            x->sp < x->target);
-                if (x->sp < x->hi && !keep) {
-                    set_limit(o, r, DLB_REASON_CIRCUIT);
-                }
             }
-            if (x->sp >= x->hi) {
+            if (sp >= hi) {
                 o->reason = x->hi_reason;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
             }
-            o->setpoint_ma = (int32_t)x->sp;
+            o->setpoint_ma = (int32_t)sp;
+            const uint32_t used = x->used;
+            circuit_scratch *cs = &s->cx[kc->circuit];
+            cs->alloc[0] += sp * (int64_t)(used & 1u);
+            cs->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
+            cs->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
         }
-        const int32_t spk = o->setpoint_ma;
-        const uint32_t used = x->used;
-        const int64_t v = spk;
-        circuit_scratch *cs = &s->cx[kc->circuit];
-        cs->alloc[0] += v * (int64_t)(used & 1u);
-        cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
-        cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
+        const int32_t spk = (int32_t)sp;
         if (o->limit_circuit != DLB_NONE) {
             s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
         }
@@ -3033,7 +3070,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
         if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now); /* last: little is live across the call */
+            remember(s, k, KIND_DEMAND, spk, now);
         }
     }
     for (int32_t i = 0; i < s->n_sw; i++) {
@@ -3047,7 +3084,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
      * reached, is output, and then added to its parent's */
     for (int32_t c = nc - 1; c >= 0; c--) {
-        const circuit_scratch *cs = &cx[c];
+        circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
         /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
          * do, and then need no clamping */
