@@ -2776,14 +2776,23 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
 }
 
 /* stage 8 detail: charger k rises to min(hi, floor_grid(up)) from its counted level (sp, m or target)
- * on real headroom; returns its new set-point. Out of line: rare, and dlb_step's frame does not grow. */
-DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev)
+ * on real headroom, r the room it was found (its binding lane names the limit if it stays below hi);
+ * returns its new set-point. Out of line: rare, and nothing in the caller's loop is live across it. */
+DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev, dlb_charger_output *o, room_t r)
 {
     charger_scratch *x = &s->kx[k];
     const int64_t base = max64(ev, x->target);
     const int64_t v = min64(x->hi, floor_grid(up, s->chg[k].step_ma));
     pay(s, k, v - base, v - ev);
     x->sp = v;
+    if (v >= x->hi) {
+        o->reason = x->hi_reason;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+    } else if (!(o->reason == DLB_REASON_OVERLOAD ||
+                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->target))) {
+        set_limit(o, r, DLB_REASON_CIRCUIT);
+    }
     return v;
 }
 
@@ -3039,17 +3048,15 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                  * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
                  * reaches sp + step, so the division is left for a raise */
                 if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
-                    sp = raise(s, k, base + r.room, ev);
-                }
-                if (sp < hi) {
+                    sp = raise(s, k, base + r.room, ev, o, r);
+                } else {
                     const int32_t why = o->reason;
                     if (!(why == DLB_REASON_OVERLOAD ||
                           ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
                         set_limit(o, r, DLB_REASON_CIRCUIT);
                     }
                 }
-            }
-            if (sp >= hi) {
+            } else {
                 o->reason = x->hi_reason;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
