@@ -2552,10 +2552,9 @@ static void room_fill(dlb_site *s)
     }
 }
 
-static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
+/* leaf and used: charger k's circuit scratch and used phases */
+static inline room_t room_of(dlb_site *s, int32_t k, const circuit_scratch *leaf, uint32_t used, int64_t want)
 {
-    const uint32_t used = s->kx[k].used;
-    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
     if (leaf->fail_gen[used] != s->gen) {
         room_memo(s, k);
     }
@@ -2647,13 +2646,29 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
     o->limit_lane = r.lane & 3;
 }
 
+/* set_limit(o, {., lane}, DLB_REASON_CIRCUIT), the unbalance reason from the lane's bit 30 (ROOM_UNBAL) */
+static inline void set_limit_circuit(dlb_charger_output *o, int32_t lane)
+{
+    _Static_assert(ROOM_UNBAL == 1 << 30 && DLB_REASON_UNBALANCE - DLB_REASON_CIRCUIT == 8, "reason from bit 30");
+    if (lane < 0) {
+        o->reason = DLB_REASON_CIRCUIT;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        return;
+    }
+    o->reason = DLB_REASON_CIRCUIT + ((lane >> 27) & 8);
+    o->limit_circuit = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
+    o->limit_lane = lane & 3;
+}
+
+/* for a candidate listed in stage 9 (can_switch_phases, mode 1: nothing changes either before the call) */
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
 {
     charger_state *st = &s->ks[k];
     charger_cold *cd = &s->kcold[k];
     const dlb_charger *kc = &s->chg[k];
     const dlb_params *p = &s->p;
-    if (!(kc->can_switch_phases && st->mode == 1 && cd->switches < p->max_phase_switches)) {
+    if (cd->switches >= p->max_phase_switches) {
         return;
     }
     /* room for three phases at the minimum on the whole path (an uncapped power lane holds INF in hr
@@ -3034,6 +3049,8 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
         int64_t sp = x->sp;
         if (sp != 0) {
+            circuit_scratch *leaf = &s->cx[kc->circuit];
+            const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
                 /* up to m it is counted already; above, real headroom pays (none while a lane is short,
@@ -3043,7 +3060,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 const int64_t base = max64(ev, x->target);
                 room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
                                ? room_own(s, k, max64(hi - base, 0), base - ev)
-                               : room_of(s, k, max64(hi - base, 0));
+                               : room_of(s, k, leaf, used, max64(hi - base, 0));
                 /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values
                  * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
                  * reaches sp + step, so the division is left for a raise */
@@ -3053,7 +3070,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                     const int32_t why = o->reason;
                     if (!(why == DLB_REASON_OVERLOAD ||
                           ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
-                        set_limit(o, r, DLB_REASON_CIRCUIT);
+                        set_limit_circuit(o, r.lane);
                     }
                 }
             } else {
@@ -3062,11 +3079,9 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                 o->limit_lane = DLB_NONE;
             }
             o->setpoint_ma = (int32_t)sp;
-            const uint32_t used = x->used;
-            circuit_scratch *cs = &s->cx[kc->circuit];
-            cs->alloc[0] += sp * (int64_t)(used & 1u);
-            cs->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
-            cs->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+            leaf->alloc[0] += sp * (int64_t)(used & 1u);
+            leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
+            leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
         }
         const int32_t spk = (int32_t)sp;
         if (o->limit_circuit != DLB_NONE) {
@@ -3091,34 +3106,45 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
      * reached, is output, and then added to its parent's */
     for (int32_t c = nc - 1; c >= 0; c--) {
-        circuit_scratch *cs = &cx[c];
+        const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
+        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
+        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
         /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
          * do, and then need no clamping */
         const uint64_t h = (uint64_t)1 << 31;
-        const uint64_t any = ((uint64_t)cs->alloc[0] + h) | ((uint64_t)cs->alloc[1] + h) | ((uint64_t)cs->alloc[2] + h) |
-                             ((uint64_t)cs->hr[0] + h) | ((uint64_t)cs->hr[1] + h) | ((uint64_t)cs->hr[2] + h) |
-                             ((uint64_t)cs->base[0] + h) | ((uint64_t)cs->base[1] + h) | ((uint64_t)cs->base[2] + h);
+        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
+                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
+                             ((uint64_t)b2 + h);
         if ((any >> 32) == 0) {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                co->allocated_ma[ph] = (int32_t)cs->alloc[ph];
-                co->headroom_ma[ph] = (int32_t)cs->hr[ph];
-                co->base_ma[ph] = (int32_t)cs->base[ph];
-            }
+            co->allocated_ma[0] = (int32_t)a0;
+            co->allocated_ma[1] = (int32_t)a1;
+            co->allocated_ma[2] = (int32_t)a2;
+            co->headroom_ma[0] = (int32_t)h0;
+            co->headroom_ma[1] = (int32_t)h1;
+            co->headroom_ma[2] = (int32_t)h2;
+            co->base_ma[0] = (int32_t)b0;
+            co->base_ma[1] = (int32_t)b1;
+            co->base_ma[2] = (int32_t)b2;
         } else {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
-                co->headroom_ma[ph] = clamp32(cs->hr[ph]);
-                co->base_ma[ph] = clamp32(cs->base[ph]);
-            }
+            co->allocated_ma[0] = clamp32(a0);
+            co->allocated_ma[1] = clamp32(a1);
+            co->allocated_ma[2] = clamp32(a2);
+            co->headroom_ma[0] = clamp32(h0);
+            co->headroom_ma[1] = clamp32(h1);
+            co->headroom_ma[2] = clamp32(h2);
+            co->base_ma[0] = clamp32(b0);
+            co->base_ma[1] = clamp32(b1);
+            co->base_ma[2] = clamp32(b2);
         }
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
         const int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
-            cx[par].alloc[0] += cs->alloc[0];
-            cx[par].alloc[1] += cs->alloc[1];
-            cx[par].alloc[2] += cs->alloc[2];
+            cx[par].alloc[0] += a0;
+            cx[par].alloc[1] += a1;
+            cx[par].alloc[2] += a2;
         }
     }
 #undef RELOAD
