@@ -2329,7 +2329,7 @@ typedef struct {
  * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
-static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lane_out)
+static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -2344,11 +2344,17 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
     const int64_t n = x->n_used;
     const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
-    const circuit_scratch *const cx = s->cx;
+    const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+    circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        const int64_t *hr = cx[c].hr;
-        const int64_t v0 = hr[0] + off0, v1 = hr[1] + off1, v2 = hr[2] + off2;
+        int64_t *hr = cx[c].hr;
+        const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2];
+        const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
+        /* what pay(s, k, take, .) takes from hr, in the same walk (read above first) */
+        hr[0] = h0 - t0;
+        hr[1] = h1 - t1;
+        hr[2] = h2 - t2;
         if (v0 < r.room) {
             r.room = v0;
             r.lane = c * 4;
@@ -2364,6 +2370,7 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
         /* floor(h / n) < room  <=>  h < room * n (n > 0): divide only when the power lane binds; an
          * uncapped power lane holds INF and never does */
         const int64_t hp = hr[DLB_LANE_POWER];
+        hr[DLB_LANE_POWER] = hp - take * n;
         if (hp < r.room * n) {
             r.room = n == 1 ? hp : fdiv(hp, n);
             r.lane = c * 4 + DLB_LANE_POWER;
@@ -2423,7 +2430,7 @@ DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
     const uint64_t gen = s->gen;
     if (n < DLB_PHASES && s->unbal_path[c]) {
         int32_t ml;
-        cx[c].fail_amount[used] = path_room(s, k, 0, &ml);
+        cx[c].fail_amount[used] = path_room(s, k, 0, 0, &ml);
         cx[c].fail_lane[used] = ml;
         cx[c].fail_gen[used] = gen;
         return;
@@ -2570,10 +2577,10 @@ static inline room_t room_of(dlb_site *s, int32_t k, const circuit_scratch *leaf
 
 /* room_of for a charger whose unbalance room is measured from own below its counted level (a charger
  * cut in the transition, counted up to its target in hr, in the top-up): no memo */
-static room_t room_own(const dlb_site *s, int32_t k, int64_t want, int64_t own)
+static room_t room_own(dlb_site *s, int32_t k, int64_t want, int64_t own)
 {
     int32_t ml;
-    const int64_t mv = path_room(s, k, own, &ml);
+    const int64_t mv = path_room(s, k, own, 0, &ml);
     room_t r = {want, -1};
     if (mv < want) {
         r.room = mv;
@@ -2767,15 +2774,18 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
 
 /* stage 7 for charger k whose target t is above its counted draw m: it rises as far as real headroom
  * allows, and keeps reserved what it still waits for (the top-up must not hand it to someone else). Both
- * takes are one walk: (sp - m)+ of EV load and t - max(sp, m) more of headroom are t - m in all. The
- * path is scanned without the memo: every call is followed by a pay, which voids its entries. */
+ * takes are t - m of headroom in all ((sp - m)+ raised, t - max(sp, m) reserved), whatever the room:
+ * taken in the scan's walk, which reads each lane first (no memo: this voids its entries). The EV load
+ * rises by (sp - m)+, in a second walk only when some circuit on the path has an unbalance limit (evl is
+ * read only on such circuits). */
 DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charger_output *o)
 {
     charger_scratch *x = &s->kx[k];
     const dlb_charger *kc = &s->chg[k];
     const int64_t m = x->m;
     int32_t ml;
-    const int64_t mv = path_room(s, k, 0, &ml);
+    const int64_t mv = path_room(s, k, 0, t - m, &ml);
+    s->gen++; /* hr[] changed: room_of's memo is void */
     room_t r = {t - m, -1};
     if (mv < t - m) {
         r.room = mv;
@@ -2787,7 +2797,19 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     if (sp < t) {
         set_limit(o, r, DLB_REASON_TRANSITION);
     }
-    pay(s, k, t - m, sp - m);
+    if (sp > m && s->unbal_path[kc->circuit]) {
+        const uint32_t used = x->used;
+        const int64_t b0 = (sp - m) * (int64_t)(used & 1u), b1 = (sp - m) * (int64_t)((used >> 1) & 1u),
+                      b2 = (sp - m) * (int64_t)((used >> 2) & 1u);
+        int32_t depth;
+        const int32_t *path = path_of(s, k, &depth);
+        for (int32_t i = 0; i < depth; i++) {
+            circuit_scratch *cs = &s->cx[path[i]];
+            cs->evl[0] += b0;
+            cs->evl[1] += b1;
+            cs->evl[2] += b2;
+        }
+    }
 }
 
 /* stage 8 detail: charger k rises to min(hi, floor_grid(up)) from its counted level (sp, m or target)
@@ -2995,25 +3017,36 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = 0; c < nc; c++) {
         any_over |= s->over_own[c];
     }
-    for (int32_t i = 0; i < n_adm; i++) {
+    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a few instructions */
+        for (int32_t i = 0; i < n_adm; i++) {
+            const int32_t k = adm[i];
+            charger_scratch *x = &kx[k];
+            const int64_t t = x->ideal;
+            x->target = t;
+            if (t <= x->m) {
+                x->sp = t;
+                continue;
+            }
+            transition(s, k, t, &out[k]);
+        }
+    }
+    for (int32_t i = 0; any_over != 0 && i < n_adm; i++) {
         int32_t k = adm[i];
         charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         int64_t t = x->ideal;
         /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
          * is above the cut, and the cut is at least its set-point: the division and the walk for the
          * lane are left for that rare case. */
-        if (any_over != 0) {
-            const dlb_charger *kc = &chg[k];
-            if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
-                int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
-                if (t > cut) {
-                    /* the lane is already overloaded: nobody on it is raised above its draw */
-                    room_t ro = {0, overloaded_lane(s, k)};
-                    t = cut;
-                    set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                    if (t < kc->min_ma) {
-                        t = 0;
-                    }
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
+            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+            if (t > cut) {
+                /* the lane is already overloaded: nobody on it is raised above its draw */
+                room_t ro = {0, overloaded_lane(s, k)};
+                t = cut;
+                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                if (t < kc->min_ma) {
+                    t = 0;
                 }
             }
         }
