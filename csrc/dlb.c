@@ -2326,7 +2326,8 @@ typedef struct {
 
 /* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
  * then the unbalance lanes) with a strict "<" from ROOM_NONE: *lane_out is the first lane holding the
- * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
+ * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. The walk also
+ * takes `take` from each used lane's hr after reading it (transition's pay; 0 elsewhere). */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
 static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
@@ -2409,9 +2410,10 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
 /* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
  * the lane that binds (-1 if want does). The scan's first minimum over [want, lanes...] is want when
  * want <= the lanes' minimum, else the lanes' first minimum, so the want-free minimum (path_room) can be
- * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
- * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
- * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
+ * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay() and transition(),
+ * which bump the site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the
+ * top-up, where most chargers find no room and pay nothing, chargers of one circuit and phases then share
+ * one scan. */
 
 /* Without unbalance lanes (all three phases used, or no unbalance limit on the path) the scan of circuit
  * c's path is c's own lanes followed by the scan of its parent's path, so the first minimum is c's own
@@ -2653,19 +2655,22 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
     o->limit_lane = r.lane & 3;
 }
 
-/* set_limit(o, {., lane}, DLB_REASON_CIRCUIT), the unbalance reason from the lane's bit 30 (ROOM_UNBAL) */
-static inline void set_limit_circuit(dlb_charger_output *o, int32_t lane)
+/* set_limit(o, {., lane}, DLB_REASON_CIRCUIT), the unbalance reason from the lane's bit 30 (ROOM_UNBAL);
+ * returns the limit circuit */
+static inline int32_t set_limit_circuit(dlb_charger_output *o, int32_t lane)
 {
     _Static_assert(ROOM_UNBAL == 1 << 30 && DLB_REASON_UNBALANCE - DLB_REASON_CIRCUIT == 8, "reason from bit 30");
     if (lane < 0) {
         o->reason = DLB_REASON_CIRCUIT;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
-        return;
+        return DLB_NONE;
     }
+    const int32_t c = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
     o->reason = DLB_REASON_CIRCUIT + ((lane >> 27) & 8);
-    o->limit_circuit = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
+    o->limit_circuit = c;
     o->limit_lane = lane & 3;
+    return c;
 }
 
 /* for a candidate listed in stage 9 (can_switch_phases, mode 1: nothing changes either before the call) */
@@ -3081,6 +3086,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         dlb_charger_output *o = &out[k];
         /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
         int64_t sp = x->sp;
+        int32_t lc = DLB_NONE; /* the circuit its limit names, marked LIMITING */
         if (sp != 0) {
             circuit_scratch *leaf = &s->cx[kc->circuit];
             const uint32_t used = x->used;
@@ -3099,11 +3105,14 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
                  * reaches sp + step, so the division is left for a raise */
                 if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
                     sp = raise(s, k, base + r.room, ev, o, r);
+                    lc = o->limit_circuit;
                 } else {
                     const int32_t why = o->reason;
                     if (!(why == DLB_REASON_OVERLOAD ||
                           ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
-                        set_limit_circuit(o, r.lane);
+                        lc = set_limit_circuit(o, r.lane);
+                    } else {
+                        lc = o->limit_circuit;
                     }
                 }
             } else {
@@ -3115,10 +3124,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             leaf->alloc[0] += sp * (int64_t)(used & 1u);
             leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
             leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+        } else {
+            lc = o->limit_circuit;
         }
         const int32_t spk = (int32_t)sp;
-        if (o->limit_circuit != DLB_NONE) {
-            s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+        if (lc != DLB_NONE) {
+            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
         }
         const charger_state *st = &s->ks[k];
         if (kc->can_switch_phases && st->mode == 1) {
