@@ -2934,10 +2934,11 @@ typedef struct {
 
 /* The lowest headroom over charger k's lanes, scanned in room_of's order (path, then L1, L2, L3, power,
  * then the unbalance lanes) with a strict "<" from ROOM_NONE: *lane_out is the first lane holding the
- * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. */
+ * minimum (bit 30 set if it is an unbalance lane), or -1 if none is below ROOM_NONE. The walk also
+ * takes `take` from each used lane's hr after reading it (transition's pay; 0 elsewhere). */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
-static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lane_out)
+static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -2952,11 +2953,17 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
      * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
     const int64_t n = x->n_used;
     const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
-    const circuit_scratch *const cx = s->cx;
+    const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+    circuit_scratch *const cx = s->cx;
     for (int32_t i = 0; i < depth; i++) {
         int32_t c = path[i];
-        const int64_t *hr = cx[c].hr;
-        const int64_t v0 = hr[0] + off0, v1 = hr[1] + off1, v2 = hr[2] + off2;
+        int64_t *hr = cx[c].hr;
+        const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2];
+        const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
+        /* what pay(s, k, take, .) takes from hr, in the same walk (read above first) */
+        hr[0] = h0 - t0;
+        hr[1] = h1 - t1;
+        hr[2] = h2 - t2;
         if (v0 < r.room) {
             r.room = v0;
             r.lane = c * 4;
@@ -2972,6 +2979,7 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
         /* floor(h / n) < room  <=>  h < room * n (n > 0): divide only when the power lane binds; an
          * uncapped power lane holds INF and never does */
         const int64_t hp = hr[DLB_LANE_POWER];
+        hr[DLB_LANE_POWER] = hp - take * n;
         if (hp < r.room * n) {
             r.room = n == 1 ? hp : fdiv(hp, n);
             r.lane = c * 4 + DLB_LANE_POWER;
@@ -3010,9 +3018,10 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
 /* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
  * the lane that binds (-1 if want does). The scan's first minimum over [want, lanes...] is want when
  * want <= the lanes' minimum, else the lanes' first minimum, so the want-free minimum (path_room) can be
- * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay(), which bumps the
- * site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the top-up, where
- * most chargers find no room and pay nothing, chargers of one circuit and phases then share one scan. */
+ * remembered per leaf circuit and used-phase mask. hr[] and evl[] change only in pay() and transition(),
+ * which bump the site gen (as does the start of stage 7): entries are valid while fail_gen == gen. In the
+ * top-up, where most chargers find no room and pay nothing, chargers of one circuit and phases then share
+ * one scan. */
 
 /* Without unbalance lanes (all three phases used, or no unbalance limit on the path) the scan of circuit
  * c's path is c's own lanes followed by the scan of its parent's path, so the first minimum is c's own
@@ -3022,7 +3031,7 @@ static int64_t path_room(const dlb_site *s, int32_t k, int64_t own, int32_t *lan
  * lanes either (unbal_path is inherited downwards), so its entry has the same meaning. */
 /* The memo entry of charger k's leaf and phases, computed when void; out of line, so that room_of's
  * usual case (a valid entry) is inline in the stages without growing dlb_step's frame. */
-static void room_memo(dlb_site *s, int32_t k)
+DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
 {
     circuit_scratch *const cx = s->cx;
     const int32_t c = s->chg[k].circuit;
@@ -3031,7 +3040,7 @@ static void room_memo(dlb_site *s, int32_t k)
     const uint64_t gen = s->gen;
     if (n < DLB_PHASES && s->unbal_path[c]) {
         int32_t ml;
-        cx[c].fail_amount[used] = path_room(s, k, 0, &ml);
+        cx[c].fail_amount[used] = path_room(s, k, 0, 0, &ml);
         cx[c].fail_lane[used] = ml;
         cx[c].fail_gen[used] = gen;
         return;
@@ -3160,10 +3169,9 @@ static void room_fill(dlb_site *s)
     }
 }
 
-static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
+/* leaf and used: charger k's circuit scratch and used phases */
+static inline room_t room_of(dlb_site *s, int32_t k, const circuit_scratch *leaf, uint32_t used, int64_t want)
 {
-    const uint32_t used = s->kx[k].used;
-    circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
     if (leaf->fail_gen[used] != s->gen) {
         room_memo(s, k);
     }
@@ -3179,10 +3187,10 @@ static inline room_t room_of(dlb_site *s, int32_t k, int64_t want)
 
 /* room_of for a charger whose unbalance room is measured from own below its counted level (a charger
  * cut in the transition, counted up to its target in hr, in the top-up): no memo */
-static room_t room_own(const dlb_site *s, int32_t k, int64_t want, int64_t own)
+static room_t room_own(dlb_site *s, int32_t k, int64_t want, int64_t own)
 {
     int32_t ml;
-    const int64_t mv = path_room(s, k, own, &ml);
+    const int64_t mv = path_room(s, k, own, 0, &ml);
     room_t r = {want, -1};
     if (mv < want) {
         r.room = mv;
@@ -3255,13 +3263,32 @@ static void set_limit(dlb_charger_output *o, room_t r, int32_t reason)
     o->limit_lane = r.lane & 3;
 }
 
+/* set_limit(o, {., lane}, DLB_REASON_CIRCUIT), the unbalance reason from the lane's bit 30 (ROOM_UNBAL);
+ * returns the limit circuit */
+static inline int32_t set_limit_circuit(dlb_charger_output *o, int32_t lane)
+{
+    _Static_assert(ROOM_UNBAL == 1 << 30 && DLB_REASON_UNBALANCE - DLB_REASON_CIRCUIT == 8, "reason from bit 30");
+    if (lane < 0) {
+        o->reason = DLB_REASON_CIRCUIT;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        return DLB_NONE;
+    }
+    const int32_t c = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
+    o->reason = DLB_REASON_CIRCUIT + ((lane >> 27) & 8);
+    o->limit_circuit = c;
+    o->limit_lane = lane & 3;
+    return c;
+}
+
+/* for a candidate listed in stage 9 (can_switch_phases, mode 1: nothing changes either before the call) */
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
 {
     charger_state *st = &s->ks[k];
     charger_cold *cd = &s->kcold[k];
     const dlb_charger *kc = &s->chg[k];
     const dlb_params *p = &s->p;
-    if (!(kc->can_switch_phases && st->mode == 1 && cd->switches < p->max_phase_switches)) {
+    if (cd->switches >= p->max_phase_switches) {
         return;
     }
     /* room for three phases at the minimum on the whole path (an uncapped power lane holds INF in hr
@@ -3356,6 +3383,67 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
         }
     }
     st->sp = spk;
+}
+
+/* stage 7 for charger k whose target t is above its counted draw m: it rises as far as real headroom
+ * allows, and keeps reserved what it still waits for (the top-up must not hand it to someone else). Both
+ * takes are t - m of headroom in all ((sp - m)+ raised, t - max(sp, m) reserved), whatever the room:
+ * taken in the scan's walk, which reads each lane first (no memo: this voids its entries). The EV load
+ * rises by (sp - m)+, in a second walk only when some circuit on the path has an unbalance limit (evl is
+ * read only on such circuits). */
+DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charger_output *o)
+{
+    charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    const int64_t m = x->m;
+    int32_t ml;
+    const int64_t mv = path_room(s, k, 0, t - m, &ml);
+    s->gen++; /* hr[] changed: room_of's memo is void */
+    room_t r = {t - m, -1};
+    if (mv < t - m) {
+        r.room = mv;
+        r.lane = ml;
+    }
+    const int64_t v = floor_grid(m + max64(r.room, 0), kc->step_ma);
+    const int64_t sp = v >= kc->min_ma ? v : 0;
+    x->sp = sp;
+    if (sp < t) {
+        set_limit(o, r, DLB_REASON_TRANSITION);
+    }
+    if (sp > m && s->unbal_path[kc->circuit]) {
+        const uint32_t used = x->used;
+        const int64_t b0 = (sp - m) * (int64_t)(used & 1u), b1 = (sp - m) * (int64_t)((used >> 1) & 1u),
+                      b2 = (sp - m) * (int64_t)((used >> 2) & 1u);
+        int32_t depth;
+        const int32_t *path = path_of(s, k, &depth);
+        for (int32_t i = 0; i < depth; i++) {
+            circuit_scratch *cs = &s->cx[path[i]];
+            cs->evl[0] += b0;
+            cs->evl[1] += b1;
+            cs->evl[2] += b2;
+        }
+    }
+}
+
+/* stage 8 detail: charger k rises to min(hi, floor_grid(up)) from its counted level (sp, m or target)
+ * on real headroom, r the room it was found (its binding lane names the limit if it stays below hi);
+ * returns its new set-point. Out of line: rare, and nothing in the caller's loop is live across it. */
+DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev, dlb_charger_output *o, room_t r)
+{
+    charger_scratch *x = &s->kx[k];
+    const int64_t base = max64(ev, x->target);
+    const int64_t v = min64(x->hi, floor_grid(up, s->chg[k].step_ma));
+    pay(s, k, v - base, v - ev);
+    x->sp = v;
+    if (v >= x->hi) {
+        o->reason = x->hi_reason;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+    } else if (!(o->reason == DLB_REASON_OVERLOAD ||
+                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->target))) {
+        set_limit(o, r, DLB_REASON_CIRCUIT);
+    }
+    return v;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -3540,7 +3628,24 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
     RELOAD();
-    for (int32_t i = 0; i < n_adm; i++) {
+    uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
+    for (int32_t c = 0; c < nc; c++) {
+        any_over |= s->over_own[c];
+    }
+    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a few instructions */
+        for (int32_t i = 0; i < n_adm; i++) {
+            const int32_t k = adm[i];
+            charger_scratch *x = &kx[k];
+            const int64_t t = x->ideal;
+            x->target = t;
+            if (t <= x->m) {
+                x->sp = t;
+                continue;
+            }
+            transition(s, k, t, &out[k]);
+        }
+    }
+    for (int32_t i = 0; any_over != 0 && i < n_adm; i++) {
         int32_t k = adm[i];
         charger_scratch *x = &kx[k];
         const dlb_charger *kc = &chg[k];
@@ -3565,15 +3670,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
             x->sp = t;
             continue;
         }
-        room_t r = room_of(s, k, t - x->m);
-        int64_t v = floor_grid(x->m + max64(r.room, 0), kc->step_ma);
-        x->sp = v >= kc->min_ma ? v : 0;
-        pay(s, k, x->sp - x->m, x->sp - x->m);
-        if (x->sp < t) {
-            set_limit(&out[k], r, DLB_REASON_TRANSITION);
-            /* keep what it still waits for: the top-up must not hand it to someone else */
-            pay(s, k, t - max64(x->sp, x->m), 0);
-        }
+        transition(s, k, t, &out[k]);
     }
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
@@ -3593,57 +3690,63 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     }
     s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
     for (int32_t i = 0; i < n_adm; i++) {
-        int32_t k = adm[i];
+        const int32_t k = adm[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
-        if (x->sp != 0) {
-            if (x->sp < x->hi) {
+        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
+        int64_t sp = x->sp;
+        int32_t lc = DLB_NONE; /* the circuit its limit names, marked LIMITING */
+        if (sp != 0) {
+            circuit_scratch *leaf = &s->cx[kc->circuit];
+            const uint32_t used = x->used;
+            const int64_t hi = x->hi;
+            if (sp < hi) {
                 /* up to m it is counted already; above, real headroom pays (none while a lane is short,
                  * e.g. reserved for a charger that waits) */
                 /* a charger cut in the transition has what it waits for reserved: counted up to target */
-                int64_t base = max64(max64(x->sp, x->m), x->target);
-                const int64_t ev = max64(x->sp, x->m); /* its EV load: the unbalance room counts from it */
+                const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
+                const int64_t base = max64(ev, x->target);
                 room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
-                               ? room_own(s, k, max64(x->hi - base, 0), base - ev)
-                               : room_of(s, k, max64(x->hi - base, 0));
-                if (r.room >= 0) {
-                    int64_t v = min64(x->hi, floor_grid(base + r.room, kc->step_ma));
-                    if (v > x->sp) {
-                        pay(s, k, v - base, v - max64(x->sp, x->m));
-                        x->sp = v;
+                               ? room_own(s, k, max64(hi - base, 0), base - ev)
+                               : room_of(s, k, leaf, used, max64(hi - base, 0));
+                /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values
+                 * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
+                 * reaches sp + step, so the division is left for a raise */
+                if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
+                    sp = raise(s, k, base + r.room, ev, o, r);
+                    lc = o->limit_circuit;
+                } else {
+                    const int32_t why = o->reason;
+                    if (!(why == DLB_REASON_OVERLOAD ||
+                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
+                        lc = set_limit_circuit(o, r.lane);
+                    } else {
+                        lc = o->limit_circuit;
                     }
                 }
-                int keep = o->reason == DLB_REASON_OVERLOAD ||
-                           ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) &&
-                            x->sp < x->target);
-                if (x->sp < x->hi && !keep) {
-                    set_limit(o, r, DLB_REASON_CIRCUIT);
-                }
-            }
-            if (x->sp >= x->hi) {
+            } else {
                 o->reason = x->hi_reason;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
             }
-            o->setpoint_ma = (int32_t)x->sp;
+            o->setpoint_ma = (int32_t)sp;
+            leaf->alloc[0] += sp * (int64_t)(used & 1u);
+            leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
+            leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+        } else {
+            lc = o->limit_circuit;
         }
-        const int32_t spk = o->setpoint_ma;
-        const uint32_t used = x->used;
-        const int64_t v = spk;
-        circuit_scratch *cs = &s->cx[kc->circuit];
-        cs->alloc[0] += v * (int64_t)(used & 1u);
-        cs->alloc[1] += v * (int64_t)((used >> 1) & 1u);
-        cs->alloc[2] += v * (int64_t)((used >> 2) & 1u);
-        if (o->limit_circuit != DLB_NONE) {
-            s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+        const int32_t spk = (int32_t)sp;
+        if (lc != DLB_NONE) {
+            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
         }
         const charger_state *st = &s->ks[k];
         if (kc->can_switch_phases && st->mode == 1) {
             adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
         if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now); /* last: little is live across the call */
+            remember(s, k, KIND_DEMAND, spk, now);
         }
     }
     for (int32_t i = 0; i < s->n_sw; i++) {
@@ -3659,32 +3762,43 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
+        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
+        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
         /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
          * do, and then need no clamping */
         const uint64_t h = (uint64_t)1 << 31;
-        const uint64_t any = ((uint64_t)cs->alloc[0] + h) | ((uint64_t)cs->alloc[1] + h) | ((uint64_t)cs->alloc[2] + h) |
-                             ((uint64_t)cs->hr[0] + h) | ((uint64_t)cs->hr[1] + h) | ((uint64_t)cs->hr[2] + h) |
-                             ((uint64_t)cs->base[0] + h) | ((uint64_t)cs->base[1] + h) | ((uint64_t)cs->base[2] + h);
+        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
+                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
+                             ((uint64_t)b2 + h);
         if ((any >> 32) == 0) {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                co->allocated_ma[ph] = (int32_t)cs->alloc[ph];
-                co->headroom_ma[ph] = (int32_t)cs->hr[ph];
-                co->base_ma[ph] = (int32_t)cs->base[ph];
-            }
+            co->allocated_ma[0] = (int32_t)a0;
+            co->allocated_ma[1] = (int32_t)a1;
+            co->allocated_ma[2] = (int32_t)a2;
+            co->headroom_ma[0] = (int32_t)h0;
+            co->headroom_ma[1] = (int32_t)h1;
+            co->headroom_ma[2] = (int32_t)h2;
+            co->base_ma[0] = (int32_t)b0;
+            co->base_ma[1] = (int32_t)b1;
+            co->base_ma[2] = (int32_t)b2;
         } else {
-            for (int ph = 0; ph < DLB_PHASES; ph++) {
-                co->allocated_ma[ph] = clamp32(cs->alloc[ph]);
-                co->headroom_ma[ph] = clamp32(cs->hr[ph]);
-                co->base_ma[ph] = clamp32(cs->base[ph]);
-            }
+            co->allocated_ma[0] = clamp32(a0);
+            co->allocated_ma[1] = clamp32(a1);
+            co->allocated_ma[2] = clamp32(a2);
+            co->headroom_ma[0] = clamp32(h0);
+            co->headroom_ma[1] = clamp32(h1);
+            co->headroom_ma[2] = clamp32(h2);
+            co->base_ma[0] = clamp32(b0);
+            co->base_ma[1] = clamp32(b1);
+            co->base_ma[2] = clamp32(b2);
         }
         co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
         co->status = cs->status;
         const int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
-            cx[par].alloc[0] += cs->alloc[0];
-            cx[par].alloc[1] += cs->alloc[1];
-            cx[par].alloc[2] += cs->alloc[2];
+            cx[par].alloc[0] += a0;
+            cx[par].alloc[1] += a1;
+            cx[par].alloc[2] += a2;
         }
     }
 #undef RELOAD
