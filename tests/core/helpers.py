@@ -681,12 +681,16 @@ class Oracle:
             elif co.status & (CIRCUIT_METER_STALE | CIRCUIT_METER_RECOVERING):
                 fail(f"c{c}: unmetered circuit flagged meter stale")
             # unbalance: a charger on fewer than 3 phases is only raised above its draw while the EV load
-            # on its phases stays within the limit of the least-loaded phase it does not use
+            # on its phases stays within the limit of the least-loaded phase it does not use. "Its draw"
+            # is the counted draw m, which the core takes from its staircase of held set-points: after a
+            # merge that may exceed the exact m until the merged entry expires (dlb.h), and up to that
+            # value nothing is raised (it is counted as EV load already, as in the status check above)
             u = cc.unbalance_limit_ma
             if u > 0:
                 for k in range(nk):
                     kind, cnt = info[k]
-                    if kind != "demand" or c not in self.path[k] or outs[k].setpoint_ma <= cnt[1]:
+                    if kind != "demand" or c not in self.path[k] or \
+                            outs[k].setpoint_ma <= max(cnt[1], tr.stair_held(k, now)):
                         continue
                     used = {site.chargers[k].phase_map[i] for i in cnt[2]}
                     if len(used) == 3:

@@ -47,3 +47,37 @@ def test_a_reservation_does_not_lift_the_least_loaded_phase(backend):
     assert sp[0] == 6000 and sp[1] == 0 and sp[3] == 7000
     assert outs[1].reason == model.REASON_UNBALANCE
     assert 6000 <= sp[2] <= 12000                       # EV load [6, sp2, 7] A within 6 A of L1
+
+
+def _charger(phases, phase_map, min_ma, max_ma, step_ma=1000):
+    return Charger(circuit=0, phases=phases, phase_map=phase_map, min_ma=min_ma, max_ma=max_ma, step_ma=step_ma,
+                   priority=0, weight=1, failsafe_ma=0, can_switch_phases=int(phases == 3))
+
+
+@pytest.mark.parametrize("backend", ["c", "reference"])
+def test_a_set_point_up_to_the_staircase_count_is_no_raise(backend):
+    """The world random exploration (DLBRIG_HYPOTHESIS=core-dev) found, replayed with both backends.
+
+    k6, a 3-phase charger with a 1-phase EV (narrowed to L3), had its set-point lowered five times within
+    follow_time_ms; the core's staircase of held set-points (4 entries, dlb.h) merged two and counts
+    12 A until the merged entry expires, where the exact history holds 11.5 A. At t = 12 s its ramp
+    brings it from 10 A to 12 A while the EV load is [18.2, 20.1, 25.0] A under a 6 A limit: not a raise
+    for the core, which counts 12 A of EV load on L3 already. The oracle measured the raise from the
+    exact count and failed both backends; like the OVERLOADED status check, it now accepts the
+    staircase's count (test_overload_status.py)."""
+    params = model.Params(rotation_period_ms=1000, min_on_ms=10000, min_off_ms=0, max_starts_per_hour=0,
+                          ramp_up_ma_per_s=2000, reclaim_hold_ms=1000, reclaim_margin_ma=0, probe_interval_ms=1000,
+                          phase_switch_hold_ms=0, max_phase_switches=0, active_threshold_ma=1000,
+                          follow_time_ms=10000, meter_latency_ms=0, meter_timeout_ms=1000, charger_timeout_ms=3000,
+                          recovery_hold_ms=0)
+    circuits = [Circuit(parent=-1, limit_ma=[40000] * 3, margin_ma=0, power_limit_w=0, fallback_base_ma=[0, 0, 0],
+                        unbalance_limit_ma=6000, has_meter=1)]
+    chargers = [_charger(1, [1, 0, 0], 8000, 8000), _charger(3, [0, 1, 2], 6000, 6000),
+                _charger(3, [0, 1, 2], 6000, 6000), _charger(1, [2, 0, 0], 6000, 6000),
+                _charger(3, [0, 1, 2], 1000, 1000), _charger(1, [0, 0, 0], 6000, 6000),
+                _charger(3, [2, 1, 0], 8000, 13000, step_ma=100), _charger(1, [0, 0, 0], 8000, 8000),
+                _charger(1, [1, 0, 0], 6000, 6000), _charger(1, [0, 0, 0], 6000, 6000)]
+    site = H.make_site(params, circuits, chargers)
+    trace = H.run_world(site, 866487, 20, backend, dt_choices=(0, 1000))  # the oracle checks every step
+    # the world still reaches the case: k6 from 10 A to 12 A at the last step
+    assert [outs[6].setpoint_ma for outs, _ in trace[-2:]] == [10000, 12000]
