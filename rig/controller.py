@@ -106,6 +106,7 @@ class SiteController:
         self.configured = False
         self.last_readings: dict = {}
         self._meter_seen: dict = {}      # meter -> (last currents, since when, EV sum then, frozen)
+        self._meter_recent: dict = {}    # meter -> [(t, readings)] of the last cycles (see _frozen)
         self._meter_subtree: dict = {}
         self._timed_links = None
         self._scan = None        # per charger endpoint: (endpoint, its name, unit, *_direct_read(endpoint))
@@ -144,13 +145,27 @@ class SiteController:
 
     def _frozen(self, name: str, currents, chargers: dict, now_ms: int) -> bool:
         """True when the meter answers but its values stopped updating (frozen): its three currents
-        stayed bit-identical for longer than the meter can lag (``meter_latency_ms`` + 2 cycles)
-        while the EVs under it changed their draw by more than FROZEN_EV_DELTA_A on a phase. A
-        frozen meter's readings are withheld until a value changes, so the core ages them into its
-        stale ladder (fallback budget). A constant load with constant EVs is never taken for frozen:
-        only a meter that contradicts the chargers it feeds is."""
+        stayed bit-identical while the EVs under it changed their draw by more than
+        FROZEN_EV_DELTA_A on a phase, and that change is older than the meter can lag
+        (``meter_latency_ms`` + 2 cycles). A frozen meter's readings are withheld until a value
+        changes, so the core ages them into its stale ladder (fallback budget). A constant load with
+        constant EVs is never taken for frozen, nor a meter that is one poll behind EVs that moved
+        after a quiet spell: only a meter that contradicts the chargers it feeds for longer than its
+        lag is."""
         key = tuple(currents)
         last = self._meter_seen.get(name)
+        lag_ms = self.site.params.meter_latency_ms + 2 * self.site.cycle_ms
+        # the cycles' readings (references: a new dict per cycle, never mutated) back to the newest
+        # one at least lag_ms old: what the meter must reflect by now
+        recent = self._meter_recent.get(name)
+        if recent is None:
+            recent = self._meter_recent[name] = []
+        recent.append((now_ms, chargers))
+        drop = 0
+        while drop + 1 < len(recent) and recent[drop + 1][0] <= now_ms - lag_ms:
+            drop += 1
+        if drop:
+            del recent[:drop]
         if last is None or last[0] != key:
             if last is not None and last[3]:
                 self.failures.append(Failure(now_ms, name, "read", "meter values changing again (was frozen)"))
@@ -161,14 +176,14 @@ class SiteController:
             return False
         if last[3]:
             return True
-        lag_ms = self.site.params.meter_latency_ms + 2 * self.site.cycle_ms
         if now_ms - last[1] <= lag_ms:
             return False
         then = last[2]
         if then.__class__ is dict:
             then = self._ev_sum(name, then)
             self._meter_seen[name] = last = (key, last[1], then, False)
-        moved = max(abs(a - b) for a, b in zip(self._ev_sum(name, chargers), then))
+        # recent[0] is at least lag_ms old and no older than the values (first seen > lag_ms ago)
+        moved = max(abs(a - b) for a, b in zip(self._ev_sum(name, recent[0][1]), then))
         if moved > FROZEN_EV_DELTA_A:
             self.failures.append(Failure(now_ms, name, "read", f"meter frozen: values unchanged for "
                                          f"{(now_ms - last[1]) / 1000:g} s while the EVs under it changed "

@@ -40,9 +40,27 @@ def test_meter_unchanged_while_evs_move_is_frozen_until_it_changes():
 def test_one_phase_ev_moves_only_its_phase():
     c = _ctrl()
     c._frozen("main", [10.0, 10.0, 10.0], _ev(0, 0), 0)
-    # cp2 is wired to L2: 2.5 A on it is below the threshold, 10 A is not
+    # cp2 is wired to L2: 2.5 A on it is below the threshold, 10 A is not (once the meter had its lag)
     assert not c._frozen("main", [10.0, 10.0, 10.0], _ev(0, 2.5), 5000)
-    assert c._frozen("main", [10.0, 10.0, 10.0], _ev(0, 10), 6000)
+    assert not c._frozen("main", [10.0, 10.0, 10.0], _ev(0, 10), 6000)
+    assert c._frozen("main", [10.0, 10.0, 10.0], _ev(0, 10), 8000)
+
+
+def test_meter_one_poll_behind_after_a_quiet_spell_is_not_frozen():
+    """The wire bench's "failed transactions": the emulated bay meter held the same values for 3 s
+    because its EVs did; when they moved, the meter showed it one poll later. The lag allowance must
+    run from the EVs' change, not from when the meter's values were first seen."""
+    c = _ctrl()
+    for t in range(0, 5000, 1000):                                           # quiet: EVs and meter hold
+        assert not c._frozen("main", [26.0, 26.0, 26.0], _ev(16, 0), t)
+    assert not c._frozen("main", [26.0, 26.0, 26.0], _ev(32, 0), 5000)      # EVs moved, meter one poll behind
+    assert not c._frozen("main", [42.0, 42.0, 42.0], _ev(32, 0), 6000)      # ... and follows
+    assert not c.failures
+    # a meter that stays behind past its lag (2 cycles) is frozen
+    assert not c._frozen("main", [42.0, 42.0, 42.0], _ev(48, 0), 7000)
+    assert not c._frozen("main", [42.0, 42.0, 42.0], _ev(48, 0), 8000)
+    assert c._frozen("main", [42.0, 42.0, 42.0], _ev(48, 0), 9000)
+    assert "meter frozen" in c.failures[0].error
 
 
 def test_com_013_needs_the_detection(tmp_path, monkeypatch):
