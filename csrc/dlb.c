@@ -2451,6 +2451,18 @@ static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50
                                       46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
 static inline size_t lowest_bit(uint64_t x) { return (size_t)debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
 
+/* The fill's current event of one kind (START or END) from the bitmap over its presorted list perm[]:
+ * *w is a word, moved past empty words; -1 when none is left */
+static DLB_INLINE int32_t bm_event(const uint64_t *bm, int32_t n_words, const int32_t *perm, int32_t *w)
+{
+    int32_t i = *w;
+    while (i < n_words && bm[i] == 0) {
+        i++;
+    }
+    *w = i;
+    return i < n_words ? perm[(size_t)i * 64 + lowest_bit(bm[i])] : -1;
+}
+
 /* out[] = list[pos] for every set bit pos of bm, ascending, clearing bm; returns the count */
 static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int32_t *out)
 {
@@ -2619,29 +2631,13 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     for (;;) {
         const int32_t top = s->heap[1];
         const int64_t lane_level = s->tlv[top];
-        int32_t ks;
-        if (large) {
-            while (is < n_words && bm_start[is] == 0) {
-                is++;
-            }
-            ks = is < n_words ? s->perm_start[(size_t)is * 64 + lowest_bit(bm_start[is])] : -1;
-        } else {
-            ks = is < n_start ? s->ev_start[is] : -1;
-        }
+        int32_t ks = large ? bm_event(bm_start, n_words, s->perm_start, &is) : is < n_start ? s->ev_start[is] : -1;
         if (lane_level == INF && ks < 0) {
             /* Nothing grows and nothing will start: a started charger that is not frozen keeps W > 0 on
              * its lanes, so its circuits are in the heap. Every END left is a frozen charger's no-op. */
             break;
         }
-        int32_t ke;
-        if (lazy_end) {
-            while (ie < n_words && bm_end[ie] == 0) {
-                ie++;
-            }
-            ke = ie < n_words ? s->perm_end[(size_t)ie * 64 + lowest_bit(bm_end[ie])] : -1;
-        } else {
-            ke = ie < n_end ? s->ev_end[ie] : -1;
-        }
+        int32_t ke = lazy_end ? bm_event(bm_end, n_words, s->perm_end, &ie) : ie < n_end ? s->ev_end[ie] : -1;
         const int64_t s_level = ks >= 0 ? start_level(s, ks) : INF;
         const int64_t e_level = ke >= 0 ? end_level(s, ke) : INF;
         const int64_t ev_level = min64(s_level, e_level);
@@ -2669,14 +2665,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                         break;
                     }
                 }
-                if (lazy_end) {
-                    while (ie < n_words && bm_end[ie] == 0) {
-                        ie++;
-                    }
-                    ke = ie < n_words ? s->perm_end[(size_t)ie * 64 + lowest_bit(bm_end[ie])] : -1;
-                } else {
-                    ke = ie < n_end ? s->ev_end[ie] : -1;
-                }
+                ke = lazy_end ? bm_event(bm_end, n_words, s->perm_end, &ie) : ie < n_end ? s->ev_end[ie] : -1;
             }
             while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
                 if (large) {
@@ -2694,14 +2683,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                         break;
                     }
                 }
-                if (large) {
-                    while (is < n_words && bm_start[is] == 0) {
-                        is++;
-                    }
-                    ks = is < n_words ? s->perm_start[(size_t)is * 64 + lowest_bit(bm_start[is])] : -1;
-                } else {
-                    ks = is < n_start ? s->ev_start[is] : -1;
-                }
+                ks = large ? bm_event(bm_start, n_words, s->perm_start, &is) : is < n_start ? s->ev_start[is] : -1;
             }
             if (check_below) {
                 rekey_dirty(s);
