@@ -333,55 +333,145 @@ static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
  * eligible come first and the rest follow by index */
 #define KEY_REST UINT64_MAX
 
+/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
+ * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 dlb_u128;
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
+}
+#else
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return xk < yk || (xk == yk && xi < yi);
+}
+#endif
+
+/* sort_pairs inserts a pair this close to its place by shifting the pairs in between one at a time */
+#define SORT_NEAR 16
+
+/* sort_pairs' far insertion, out of its loop (which then keeps its few values in registers): x = a[i]
+ * (keyed) goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i). A search that widens
+ * backwards from b, then halves, finds its place; the pairs after it that go to the same place (a run of
+ * chargers whose keys changed alike: each above the last taken and below the pair found above the place)
+ * are keyed and move with it in one block. Returns the position of the last pair moved (a[0..that]
+ * sorted), or n if it ran out of budget (*budget: pairs passed) and sorted the whole. */
+DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64_t *key, size_t i, size_t b,
+                                    size_t *budget)
+{
+    const uint64_t kk = a[i].key;
+    const int64_t k = a[i].item;
+    size_t hi = b, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] < x if lo > 0 */
+    while (back <= hi) {
+        const size_t j = hi - back;
+        if (!kv_less(kk, k, a[j].key, a[j].item)) {
+            lo = j + 1;
+            break;
+        }
+        hi = j;
+        back *= 2;
+    }
+    while (lo < hi) { /* a[lo - 1] < x < a[hi] */
+        const size_t mid = lo + (hi - lo) / 2;
+        if (kv_less(kk, k, a[mid].key, a[mid].item)) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    const uint64_t hk = a[hi].key;
+    const int64_t hx = a[hi].item;
+    size_t r = 1;
+    uint64_t ek = kk;
+    int64_t ex = k;
+    while (i + r < n) {
+        const int64_t y = a[i + r].item;
+        const uint64_t yk = key[y];
+        a[i + r].key = yk;
+        if (!(kv_less(ek, ex, yk, y) && kv_less(yk, y, hk, hx))) {
+            break;
+        }
+        ek = yk;
+        ex = y;
+        r++;
+    }
+    const size_t d = i - hi;
+    memcpy(tmp, a + i, r * sizeof(kpair));
+    memmove(a + hi + r, a + hi, d * sizeof(kpair));
+    memcpy(a + hi, tmp, r * sizeof(kpair));
+    i += r - 1;
+    if (d >= *budget) { /* far from sorted: O(N log N) from here */
+        for (size_t j = i + 1; j < n; j++) {
+            a[j].key = key[a[j].item];
+        }
+        split_sort_pairs(a, tmp, n);
+        return n;
+    }
+    *budget -= d;
+    return i;
+}
+
 /* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
  * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
  * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
- * it does not go last (a search that widens backwards from i - 1, then halves; the pairs in between
- * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by split_sort_pairs,
- * O(N log N). The result is the unique order, whichever path ran. */
+ * it does not go last. Within SORT_NEAR places (most repairs: a charger whose key changed a little) the
+ * pairs above it shift up one by one as they are compared (no search, no call); farther, sort_far. Past
+ * a budget of far moves the whole is sorted by split_sort_pairs, O(N log N). The result is the unique
+ * order, whichever path ran. The scan takes two pairs a round, each compared with the one before it in
+ * registers. */
 DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
     if (n == 0) {
         return;
     }
-    a[0].key = key[a[0].item];
-    for (size_t i = 1; i < n; i++) {
-        const int64_t k = a[i].item;
-        const uint64_t kk = key[k];
-        a[i].key = kk;
-        if (kk > a[i - 1].key || (kk == a[i - 1].key && k > a[i - 1].item)) {
-            continue; /* already in place: the usual case */
-        }
-        const kpair x = a[i];
-        size_t hi = i - 1, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] <= x if lo > 0 */
-        while (back <= hi) {
-            const size_t j = hi - back;
-            if (!pair_less(&x, &a[j])) {
-                lo = j + 1;
+    kpair *p = a, *const end = a + n;
+    int64_t li = p->item; /* (lk, li): the last pair of the sorted a[0..p) */
+    uint64_t lk = key[li];
+    p->key = lk;
+    p++;
+    while (p < end) {
+        int64_t k = p->item;
+        uint64_t kk = key[k];
+        p->key = kk;
+        if (kv_less(lk, li, kk, k)) {
+            if (++p == end) {
                 break;
             }
-            hi = j;
-            back *= 2;
-        }
-        while (lo < hi) { /* a[lo - 1] <= x < a[hi] */
-            const size_t mid = lo + (hi - lo) / 2;
-            if (pair_less(&x, &a[mid])) {
-                hi = mid;
-            } else {
-                lo = mid + 1;
+            lk = kk;
+            li = k;
+            k = p->item;
+            kk = key[k];
+            p->key = kk;
+            if (kv_less(lk, li, kk, k)) {
+                p++;
+                lk = kk;
+                li = k;
+                continue; /* both in place: the usual case */
             }
         }
-        memmove(a + hi + 1, a + hi, (i - hi) * sizeof(kpair));
-        a[hi] = x;
-        if (i - hi >= budget) { /* far from sorted: O(N log N) from here */
-            for (size_t j = i + 1; j < n; j++) {
-                a[j].key = key[a[j].item];
+        /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
+        const size_t i = (size_t)(p - a);
+        const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
+        if (kv_less(a[b].key, a[b].item, kk, k)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
+            const kpair x = *p;
+            kpair *q = p - 1;
+            p[0] = q[0];
+            while (kv_less(kk, k, q[-1].key, q[-1].item)) {
+                q[0] = q[-1];
+                q--;
             }
-            split_sort_pairs(a, tmp, n);
-            return;
+            *q = x;
+        } else {
+            p = a + sort_far(a, tmp, n, key, i, b, &budget);
+            if (p == end) {
+                break;
+            }
         }
-        budget -= i - hi;
+        lk = p->key;
+        li = p->item;
+        p++;
     }
 }
 
