@@ -95,9 +95,11 @@ typedef struct {
 
 /* Stage 4 (policy FAIR without ramp): what the admission key of a charger with demand and no reclaim state
  * needs kept between steps, one entry per charger, exact for any input:
- * - paused (sp == 0): while now < until and its delivered_mams == delivered, its key is `key`;
+ * - paused (sp == 0): while now < until and its delivered_mams == delivered, its key is the one stage 4
+ *   wrote to akey[k] with the entry (nothing else writes akey[]: it is left as it is);
  * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
- *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20).
+ *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20
+ *   = delivered_mams / wq, wq = weight << 20 kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
  * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
  * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
  * starving, for good), `until_on` for an on one (the time its tier changes: must stay, sticky, other), and
@@ -107,7 +109,8 @@ typedef struct {
  * off, as wait_since leaves TNONE (never kept) or without demand, and in a session's start or end (a step
  * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
 typedef struct {
-    int64_t until, delivered;
+    int64_t until;
+    int64_t delivered; /* paused: delivered_mams then; on: wq */
     uint64_t key;
     int64_t until_on;
 } kept_key;
@@ -196,6 +199,9 @@ struct dlb_site {
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
+    /* stages 4-5: each charger's admission key this step (KEY_REST if not eligible), written by stage 4
+     * alone and read by stage 5's sort; kept between steps (a paused charger's kept key stays in place) */
+    uint64_t *akey;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -412,66 +418,89 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
     return i;
 }
 
+/* sort_pairs' scan: keys p[0], p[1], ... (p > a, p[-1] keyed and the last of a sorted prefix) while each
+ * goes after the one before it; returns the first that does not (keyed), or end. Four pairs a round while
+ * p < end4 (end - 3, or a if n < 4), each compared with the one before it in registers (one 128-bit
+ * comparison each), then one at a time. */
+static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end, const uint64_t *key)
+{
+    uint64_t lk = p[-1].key;
+    int64_t li = p[-1].item;
+    while (p < end4) { /* p + 3 < end */
+        const int64_t k0 = p[0].item, k1 = p[1].item, k2 = p[2].item, k3 = p[3].item;
+        const uint64_t kk0 = key[k0];
+        p[0].key = kk0;
+        if (!kv_less(lk, li, kk0, k0)) {
+            return p;
+        }
+        const uint64_t kk1 = key[k1];
+        p[1].key = kk1;
+        if (!kv_less(kk0, k0, kk1, k1)) {
+            return p + 1;
+        }
+        const uint64_t kk2 = key[k2];
+        p[2].key = kk2;
+        if (!kv_less(kk1, k1, kk2, k2)) {
+            return p + 2;
+        }
+        const uint64_t kk3 = key[k3];
+        p[3].key = kk3;
+        if (!kv_less(kk2, k2, kk3, k3)) {
+            return p + 3;
+        }
+        lk = kk3;
+        li = k3;
+        p += 4;
+    }
+    for (; p < end; p++) {
+        const int64_t k = p->item;
+        const uint64_t kk = key[k];
+        p->key = kk;
+        if (!kv_less(lk, li, kk, k)) {
+            return p;
+        }
+        lk = kk;
+        li = k;
+    }
+    return end;
+}
+
 /* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
  * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
  * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
- * it does not go last. Within SORT_NEAR places (most repairs: a charger whose key changed a little) the
- * pairs above it shift up one by one as they are compared (no search, no call); farther, sort_far. Past
- * a budget of far moves the whole is sorted by split_sort_pairs, O(N log N). The result is the unique
- * order, whichever path ran. The scan takes two pairs a round, each compared with the one before it in
- * registers. */
+ * it does not go last (sort_scan passes those that do). Within SORT_NEAR places (most repairs: a
+ * charger whose key changed a little) the pairs above it shift up one by one as they are compared (no
+ * search, no call); farther, sort_far. Past a budget of far moves the whole is sorted by
+ * split_sort_pairs, O(N log N). The result is the unique order, whichever path ran. */
 DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
     if (n == 0) {
         return;
     }
-    kpair *p = a, *const end = a + n;
-    int64_t li = p->item; /* (lk, li): the last pair of the sorted a[0..p) */
-    uint64_t lk = key[li];
-    p->key = lk;
-    p++;
-    while (p < end) {
-        int64_t k = p->item;
-        uint64_t kk = key[k];
-        p->key = kk;
-        if (kv_less(lk, li, kk, k)) {
-            if (++p == end) {
-                break;
-            }
-            lk = kk;
-            li = k;
-            k = p->item;
-            kk = key[k];
-            p->key = kk;
-            if (kv_less(lk, li, kk, k)) {
-                p++;
-                lk = kk;
-                li = k;
-                continue; /* both in place: the usual case */
-            }
-        }
+    kpair *p = a + 1, *const end = a + n, *const end4 = a + (n > 3 ? n - 3 : 0);
+    a[0].key = key[a[0].item];
+    while ((p = sort_scan(p, end4, end, key)) < end) {
         /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
+        const kpair x = *p;
         const size_t i = (size_t)(p - a);
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
-        if (kv_less(a[b].key, a[b].item, kk, k)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
-            const kpair x = *p;
+        if (kv_less(a[b].key, a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
             kpair *q = p - 1;
             p[0] = q[0];
-            while (kv_less(kk, k, q[-1].key, q[-1].item)) {
+            while (kv_less(x.key, x.item, q[-1].key, q[-1].item)) {
                 q[0] = q[-1];
                 q--;
             }
             *q = x;
+            p++;
         } else {
-            p = a + sort_far(a, tmp, n, key, i, b, &budget);
-            if (p == end) {
+            const size_t last = sort_far(a, tmp, n, key, i, b, &budget);
+            if (last == n) {
                 break;
             }
+            p = a + last + 1;
         }
-        lk = p->key;
-        li = p->item;
-        p++;
     }
 }
 
@@ -848,7 +877,8 @@ typedef struct {
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, bm, tlv, total;
-    size_t kk4; /* stage 4's kept keys */
+    size_t kk4;  /* stage 4's kept keys */
+    size_t akey; /* stages 4-5's admission keys */
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -946,6 +976,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8((nc + 1) * sizeof(int64_t));
     l->kk4 = o;
     o += align8(nk * sizeof(kept_key));
+    l->akey = o;
+    o += align8(nk * sizeof(uint64_t));
     l->total = o;
     return 1;
 }
@@ -1144,6 +1176,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     s->kk4 = (kept_key *)(void *)(base + l.kk4);
+    s->akey = (uint64_t *)(void *)(base + l.akey);
     s->bm = (uint64_t *)(void *)(base + l.bm);
     s->n_words = (s->nk + 63) / 64;
     memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
@@ -2089,7 +2122,7 @@ static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, in
     charger_state *const ks = s->ks;
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
-    uint64_t *const key = s->key;
+    uint64_t *const key = s->akey;
     kept_key *const kk4 = s->kk4;
     const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
     const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
@@ -2151,13 +2184,12 @@ static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, in
             kept_key *e = &kk4[k];
             if (sp == 0) {
                 if (now < e->until && st->delivered_mams == e->delivered) {
-                    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept (see kept_key) */
-                    key[k] = e->key;
+                    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
                     continue;
                 }
             } else if (now < e->until_on && x->drawn + margin >= sp) {
                 o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
-                key[k] = e->key | (uint64_t)((st->delivered_mams / kc->weight) >> 20);
+                key[k] = e->key | (uint64_t)(st->delivered_mams / e->delivered);
                 continue;
             }
             e->until = e->until_on = 0;
@@ -2197,6 +2229,7 @@ static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, in
                 if (fair_noramp) {
                     kk4[k].key = bits;
                     kk4[k].until_on = until;
+                    kk4[k].delivered = (int64_t)kc->weight << 20;
                 }
                 continue;
             }
@@ -3654,7 +3687,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, s->akey); /* kept: the next step's start */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
