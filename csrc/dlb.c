@@ -3576,7 +3576,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     circuit_scratch *cx;
     uint64_t *key;
     int32_t *adm;
-#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
+#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->akey, adm = s->adm)
     RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
@@ -3687,7 +3687,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, s->akey); /* kept: the next step's start */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start (akey[]) */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
