@@ -95,22 +95,27 @@ typedef struct {
 
 /* Stage 4 (policy FAIR without ramp): what the admission key of a charger with demand and no reclaim state
  * needs kept between steps, one entry per charger, exact for any input:
- * - paused (sp == 0): while now < until and its delivered_mams == delivered, its key is the one stage 4
- *   wrote to akey[k] with the entry (nothing else writes akey[]: it is left as it is);
+ * - paused (sp == 0), eligible: while now < until and its delivered_mams == delivered (>= 0), its key is
+ *   the one stage 4 wrote to akey[k] with the entry (nothing else writes akey[]: it is left as it is);
+ * - paused, held off (delivered = -1): while now < until it is held off for the reason `key` (min_off_ms
+ *   until off_since + min_off_ms, else the start cap until cap_until; time only grows), key KEY_REST in
+ *   akey[k]; only whether it joins stage 9's list (wait_since == TNONE) is tested again;
  * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
  *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20
  *   = delivered_mams / wq, wq = weight << 20 kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
  * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
  * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
- * starving, for good), `until_on` for an on one (the time its tier changes: must stay, sticky, other), and
- * clears both (0) on every other path, each time it does not take a kept key. Nothing else the key reads
+ * starving, for good) or a held-off one, `until_on` for an on one (the time its tier changes: must stay,
+ * sticky, other), and clears both (0) on every other path, each time it does not take a kept key (a
+ * paused entry is never read while on, nor an on one while paused: sp changes only in stage 9, and only
+ * for an eligible charger, whose stage 4 took a path that left the other entry 0). Nothing else the key reads
  * changes meanwhile: every set-point lasts at least one step, so stage 4 sees a charger turned on or off;
  * on_since, off_since, cap_until and wait_since change in remember() only as the set-point turns on or
  * off, as wait_since leaves TNONE (never kept) or without demand, and in a session's start or end (a step
  * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
 typedef struct {
     int64_t until;
-    int64_t delivered; /* paused: delivered_mams then; on: wq */
+    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: wq */
     uint64_t key;
     int64_t until_on;
 } kept_key;
@@ -2111,28 +2116,163 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
+/* stage 4 for charger k off the kept paths (see ceilings_loop): its outputs where final, hi, tier and its
+ * admission key (akey[k]); returns 1 if it is not eligible (key KEY_REST). Clears its kept entry unless it
+ * writes a new one. The step's time tests as one comparison each (stored times are >= 0 or TNONE): held
+ * off by min_off_ms while off_since > off_lim (held_off); starving while wait_since != TNONE and
+ * now - wait_since >= rot, i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1). */
+static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now, int64_t ramp_add,
+                                   const int fair_noramp)
+{
+    const dlb_params *p = &s->p;
+    const int32_t nk = s->nk;
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    uint64_t *const key = s->akey;
+    kept_key *const e = &s->kk4[k];
+    const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
+    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
+    const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
+    const int64_t off_lim = max64(now - p->min_off_ms, TNONE);
+    const uint64_t starve_end = (uint64_t)max64(now - rot + 1, 0);
+    e->until = e->until_on = 0;
+    /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+     * probing only for a charger without demand (remember() stops its probe) */
+    if (x->kind == KIND_LOST) {
+        key[k] = KEY_REST;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        o->setpoint_ma = st->sp;
+        o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                            : DLB_REASON_FAILSAFE;
+        o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                   (st->probing ? DLB_CHARGER_PROBING : 0u);
+        return 1; /* remember() keeps its held set-point: nothing to do */
+    }
+    if (x->kind == KIND_NODEMAND) {
+        key[k] = KEY_REST;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                    : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                         : DLB_REASON_NOT_CONNECTED;
+        o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+        if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+            s->key[nk + s->n_todo++] = (uint64_t)k;
+        }
+        return 1;
+    }
+    const int64_t sp = st->sp;
+    x->hi = kc->max_ma;
+    x->hi_reason = DLB_REASON_CHARGER_MAX;
+    if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
+        /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
+         * or on): reclaim() would change nothing, and the admission key is admission_key's without the
+         * reclaim (IDLE) test, with what was tested here not tested again. */
+        o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+        if (ramp > 0) {
+            const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+            if (ramp_hi < x->hi) {
+                x->hi = ramp_hi;
+                x->hi_reason = DLB_REASON_RAMP;
+            }
+            x->hi = floor_grid(x->hi, kc->step_ma);
+        }
+        const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+        if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
+            const int64_t on_for = now - st->on_since;
+            const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
+            uint64_t bits;
+            int64_t until;
+            if (on_for < min_on) {
+                x->tier = 0;
+                bits = cls;
+                until = st->on_since + min_on;
+            } else {
+                const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
+                x->tier = tier;
+                bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
+                until = on_for < rot ? st->on_since + rot : INT64_MAX;
+            }
+            key[k] = bits | pk;
+            if (fair_noramp) {
+                e->key = bits;
+                e->until_on = until;
+                e->delivered = (int64_t)kc->weight << 20;
+            }
+            return 0;
+        }
+        if (held_off(s, k, st, o, now, off_lim, &key[k])) {
+            if (fair_noramp) { /* kept while the same reason holds (see kept_key) */
+                const int32_t why = o->reason;
+                e->until = why == DLB_REASON_MIN_OFF ? st->off_since + p->min_off_ms : st->cap_until;
+                e->delivered = -1;
+                e->key = (uint64_t)why;
+            }
+            return 1;
+        }
+        const int64_t ws = st->wait_since;
+        uint64_t kk;
+        int64_t until;
+        if ((uint64_t)ws < starve_end) {
+            x->tier = TIER_STARVING | TIER_WAITING;
+            kk = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
+            until = INT64_MAX;
+        } else {
+            x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
+            kk = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                 pkey_clamped(s, k, st, kc, now, policy);
+            until = ws != TNONE ? ws + rot : 0; /* starving from ws + rot */
+        }
+        key[k] = kk;
+        if (fair_noramp) {
+            e->until = until;
+            e->delivered = st->delivered_mams;
+        }
+        return 0;
+    }
+    reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+    st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
+    o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+               ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+    if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+        x->hi = st->reclaim_cap;
+        x->hi_reason = DLB_REASON_EV;
+    }
+    if (ramp > 0) {
+        const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+        if (ramp_hi < x->hi) {
+            x->hi = ramp_hi;
+            x->hi_reason = DLB_REASON_RAMP;
+        }
+        x->hi = floor_grid(x->hi, kc->step_ma);
+    } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
+    if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
+        return 1;
+    }
+    /* its admission key, computed here while its state is at hand (nothing it reads changes before
+     * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+    key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+    return 0;
+}
+
 /* stage 4's loop; fair_noramp = 1 (the default parameters: policy FAIR, no ramp) folds the policy and ramp
  * tests of every charger away (see ceilings_pass) and keeps the usual chargers' keys between steps (see
- * kept_key): most then cost their outputs, one or two tests and a load or a division for their key */
+ * kept_key): most then cost their outputs, one or two tests and a load or a division for their key, the
+ * rest ceilings_one_fair. */
 static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt,
                                        const int fair_noramp)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
-    const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     uint64_t *const key = s->akey;
     kept_key *const kk4 = s->kk4;
-    const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
-    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
-    const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
-    /* The step's time tests as one comparison each (stored times are >= 0 or TNONE): held off by min_off_ms
-     * while off_since > off_lim (held_off); starving while wait_since != TNONE and now - wait_since >= rot,
-     * i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1) */
-    const int64_t off_lim = max64(now - p->min_off_ms, TNONE);
-    const uint64_t starve_end = (uint64_t)max64(now - rot + 1, 0);
+    const int64_t margin = p->reclaim_margin_ma;
     /* the ramp's increase over this step, the same for every charger */
+    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
     const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
     /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
      * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
@@ -2141,146 +2281,40 @@ static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, in
     s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     for (int32_t k = 0; k < nk; k++) {
         dlb_charger_output *o = &out[k];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
+        const charger_state *st = &ks[k];
+        const charger_scratch *x = &kx[k];
         /* reason and limit only where final: below for one not eligible, in stage 5 for the others (each
          * fails there, which names the lane, or is admitted) */
         o->setpoint_ma = 0;
         o->phases = st->mode;
-        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
-         * probing only for a charger without demand (remember() stops its probe) */
-        if (x->kind != KIND_DEMAND) { /* the usual case tested once */
-            kk4[k].until = kk4[k].until_on = 0;
-            if (x->kind == KIND_LOST) {
-                key[k] = KEY_REST;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                o->setpoint_ma = st->sp;
-                o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
-                                                                                    : DLB_REASON_FAILSAFE;
-                o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                           (st->probing ? DLB_CHARGER_PROBING : 0u);
-                n_rest++;
-                continue; /* remember() keeps its held set-point: nothing to do */
-            }
-            if (x->kind == KIND_NODEMAND) {
-                key[k] = KEY_REST;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
-                            : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
-                                                                 : DLB_REASON_NOT_CONNECTED;
-                o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
-                if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                n_rest++;
-                continue;
-            }
-        }
-        const int64_t sp = st->sp;
-        if (fair_noramp) {
-            kept_key *e = &kk4[k];
-            if (sp == 0) {
-                if (now < e->until && st->delivered_mams == e->delivered) {
+        if (fair_noramp && (x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
+            const kept_key *e = &kk4[k];
+            if (now < e->until) {
+                if (st->delivered_mams == e->delivered) {
                     o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
                     continue;
                 }
-            } else if (now < e->until_on && x->drawn + margin >= sp) {
+                if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
+                    o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+                    o->reason = (int32_t)e->key;
+                    o->limit_circuit = DLB_NONE;
+                    o->limit_lane = DLB_NONE;
+                    if (st->wait_since == TNONE) {
+                        s->key[nk + s->n_todo++] = (uint64_t)k;
+                    }
+                    n_rest++;
+                    continue;
+                }
+            }
+        } else if (fair_noramp && x->kind == KIND_DEMAND) { /* on */
+            const kept_key *e = &kk4[k];
+            if (now < e->until_on && x->drawn + margin >= st->sp) {
                 o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
                 key[k] = e->key | (uint64_t)(st->delivered_mams / e->delivered);
                 continue;
             }
-            e->until = e->until_on = 0;
         }
-        x->hi = kc->max_ma;
-        x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
-            /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
-             * or on): reclaim() would change nothing, and the admission key is admission_key's without the
-             * reclaim (IDLE) test, with what was tested here not tested again. */
-            o->flags = x->narrowed * DLB_CHARGER_NARROWED;
-            if (ramp > 0) {
-                const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-                if (ramp_hi < x->hi) {
-                    x->hi = ramp_hi;
-                    x->hi_reason = DLB_REASON_RAMP;
-                }
-                x->hi = floor_grid(x->hi, kc->step_ma);
-            }
-            const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
-            if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
-                const int64_t on_for = now - st->on_since;
-                const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
-                uint64_t bits;
-                int64_t until;
-                if (on_for < min_on) {
-                    x->tier = 0;
-                    bits = cls;
-                    until = st->on_since + min_on;
-                } else {
-                    const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
-                    x->tier = tier;
-                    bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
-                    until = on_for < rot ? st->on_since + rot : INT64_MAX;
-                }
-                key[k] = bits | pk;
-                if (fair_noramp) {
-                    kk4[k].key = bits;
-                    kk4[k].until_on = until;
-                    kk4[k].delivered = (int64_t)kc->weight << 20;
-                }
-                continue;
-            }
-            if (held_off(s, k, st, o, now, off_lim, &key[k])) {
-                n_rest++;
-                continue;
-            }
-            const int64_t ws = st->wait_since;
-            uint64_t kk;
-            int64_t until;
-            if ((uint64_t)ws < starve_end) {
-                x->tier = TIER_STARVING | TIER_WAITING;
-                kk = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
-                until = INT64_MAX;
-            } else {
-                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
-                kk = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                     pkey_clamped(s, k, st, kc, now, policy);
-                until = ws != TNONE ? ws + rot : 0; /* starving from ws + rot */
-            }
-            key[k] = kk;
-            if (fair_noramp) {
-                kk4[k].key = kk;
-                kk4[k].until = until;
-                kk4[k].delivered = st->delivered_mams;
-            }
-            continue;
-        }
-        reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
-        st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
-        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-            x->hi = st->reclaim_cap;
-            x->hi_reason = DLB_REASON_EV;
-        }
-        if (ramp > 0) {
-            const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-            if (ramp_hi < x->hi) {
-                x->hi = ramp_hi;
-                x->hi_reason = DLB_REASON_RAMP;
-            }
-            x->hi = floor_grid(x->hi, kc->step_ma);
-        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
-            n_rest++;
-            continue;
-        }
-        /* its admission key, computed here while its state is at hand (nothing it reads changes before
-         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+        n_rest += ceilings_one(s, o, k, now, ramp_add, fair_noramp);
     }
     return nk - n_rest;
 }
