@@ -363,8 +363,8 @@ static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
 #define SORT_NEAR 16
 
 /* sort_pairs' far insertion, out of its loop (which then keeps its few values in registers): x = a[i]
- * (keyed) goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i). A search that widens
- * backwards from b, then halves, finds its place; the pairs after it that go to the same place (a run of
+ * (keyed) goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i). A binary search of a[0..b]
+ * without branches (whose outcomes a predictor cannot learn) finds its place; the pairs after it that go to the same place (a run of
  * chargers whose keys changed alike: each above the last taken and below the pair found above the place)
  * are keyed and move with it in one block. Returns the position of the last pair moved (a[0..that]
  * sorted), or n if it ran out of budget (*budget: pairs passed) and sorted the whole. */
@@ -373,23 +373,12 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
 {
     const uint64_t kk = a[i].key;
     const int64_t k = a[i].item;
-    size_t hi = b, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] < x if lo > 0 */
-    while (back <= hi) {
-        const size_t j = hi - back;
-        if (!kv_less(kk, k, a[j].key, a[j].item)) {
-            lo = j + 1;
-            break;
-        }
-        hi = j;
-        back *= 2;
-    }
-    while (lo < hi) { /* a[lo - 1] < x < a[hi] */
-        const size_t mid = lo + (hi - lo) / 2;
-        if (kv_less(kk, k, a[mid].key, a[mid].item)) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
+    size_t hi = 0, len = b + 1; /* x's place: the first of a[hi..hi + len) above x (a[b] is) */
+    while (len > 1) {              /* without branches: the compare picks the half (a conditional move) */
+        const size_t half = len / 2;
+        const kpair *m = &a[hi + half - 1];
+        hi = kv_less(m->key, m->item, kk, k) ? hi + half : hi;
+        len -= half;
     }
     const uint64_t hk = a[hi].key;
     const int64_t hx = a[hi].item;
@@ -408,9 +397,15 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
         r++;
     }
     const size_t d = i - hi;
-    memcpy(tmp, a + i, r * sizeof(kpair));
-    memmove(a + hi + r, a + hi, d * sizeof(kpair));
-    memcpy(a + hi, tmp, r * sizeof(kpair));
+    if (r == 1) {
+        const kpair x = a[i];
+        memmove(a + hi + 1, a + hi, d * sizeof(kpair));
+        a[hi] = x;
+    } else {
+        memcpy(tmp, a + i, r * sizeof(kpair));
+        memmove(a + hi + r, a + hi, d * sizeof(kpair));
+        memcpy(a + hi, tmp, r * sizeof(kpair));
+    }
     i += r - 1;
     if (d >= *budget) { /* far from sorted: O(N log N) from here */
         for (size_t j = i + 1; j < n; j++) {
