@@ -88,6 +88,8 @@ typedef struct {
     uint8_t started, frozen;
 } charger_scratch;
 
+/* the admission order (stage 5): item is a charger; key is the sort fallback's copy of akey[item] (the
+ * usual repair reads akey[] and leaves key as it was) */
 typedef struct {
     uint64_t key;
     int64_t item;
@@ -363,32 +365,32 @@ static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
 #define SORT_NEAR 16
 
 /* sort_pairs' far insertion, out of its loop (which then keeps its few values in registers): x = a[i]
- * (keyed) goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i). A binary search of a[0..b]
- * without branches (whose outcomes a predictor cannot learn) finds its place; the pairs after it that go to the same place (a run of
- * chargers whose keys changed alike: each above the last taken and below the pair found above the place)
- * are keyed and move with it in one block. Returns the position of the last pair moved (a[0..that]
- * sorted), or n if it ran out of budget (*budget: pairs passed) and sorted the whole. */
+ * goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i) (ordered by (key[item], item)). A
+ * binary search of a[0..b] without branches (whose outcomes a predictor cannot learn) finds its place;
+ * the pairs after it that go to the same place (a run of chargers whose keys changed alike: each above
+ * the last taken and below the pair found above the place) move with it in one block. Returns the
+ * position of the last pair moved (a[0..that] sorted), or n if it ran out of budget (*budget: pairs
+ * passed) and sorted the whole (split_sort_pairs, on the pairs' keys, copied from key[] first). */
 DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64_t *key, size_t i, size_t b,
                                     size_t *budget)
 {
-    const uint64_t kk = a[i].key;
     const int64_t k = a[i].item;
+    const uint64_t kk = key[k];
     size_t hi = 0, len = b + 1; /* x's place: the first of a[hi..hi + len) above x (a[b] is) */
     while (len > 1) {              /* without branches: the compare picks the half (a conditional move) */
         const size_t half = len / 2;
         const kpair *m = &a[hi + half - 1];
-        hi = kv_less(m->key, m->item, kk, k) ? hi + half : hi;
+        hi = kv_less(key[m->item], m->item, kk, k) ? hi + half : hi;
         len -= half;
     }
-    const uint64_t hk = a[hi].key;
     const int64_t hx = a[hi].item;
+    const uint64_t hk = key[hx];
     size_t r = 1;
     uint64_t ek = kk;
     int64_t ex = k;
     while (i + r < n) {
         const int64_t y = a[i + r].item;
         const uint64_t yk = key[y];
-        a[i + r].key = yk;
         if (!(kv_less(ek, ex, yk, y) && kv_less(yk, y, hk, hx))) {
             break;
         }
@@ -408,7 +410,7 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
     }
     i += r - 1;
     if (d >= *budget) { /* far from sorted: O(N log N) from here */
-        for (size_t j = i + 1; j < n; j++) {
+        for (size_t j = 0; j < n; j++) {
             a[j].key = key[a[j].item];
         }
         split_sort_pairs(a, tmp, n);
@@ -418,33 +420,29 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
     return i;
 }
 
-/* sort_pairs' scan: keys p[0], p[1], ... (p > a, p[-1] keyed and the last of a sorted prefix) while each
- * goes after the one before it; returns the first that does not (keyed), or end. Four pairs a round while
+/* sort_pairs' scan: passes p[0], p[1], ... (p > a, p[-1] the last of a sorted prefix) while each goes
+ * after the one before it by (key[item], item); returns the first that does not, or end. Four a round while
  * p < end4 (end - 3, or a if n < 4), each compared with the one before it in registers (one 128-bit
  * comparison each), then one at a time. */
 static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end, const uint64_t *key)
 {
-    uint64_t lk = p[-1].key;
     int64_t li = p[-1].item;
+    uint64_t lk = key[li];
     while (p < end4) { /* p + 3 < end */
         const int64_t k0 = p[0].item, k1 = p[1].item, k2 = p[2].item, k3 = p[3].item;
         const uint64_t kk0 = key[k0];
-        p[0].key = kk0;
         if (!kv_less(lk, li, kk0, k0)) {
             return p;
         }
         const uint64_t kk1 = key[k1];
-        p[1].key = kk1;
         if (!kv_less(kk0, k0, kk1, k1)) {
             return p + 1;
         }
         const uint64_t kk2 = key[k2];
-        p[2].key = kk2;
         if (!kv_less(kk1, k1, kk2, k2)) {
             return p + 2;
         }
         const uint64_t kk3 = key[k3];
-        p[3].key = kk3;
         if (!kv_less(kk2, k2, kk3, k3)) {
             return p + 3;
         }
@@ -455,7 +453,6 @@ static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end
     for (; p < end; p++) {
         const int64_t k = p->item;
         const uint64_t kk = key[k];
-        p->key = kk;
         if (!kv_less(lk, li, kk, k)) {
             return p;
         }
@@ -465,10 +462,10 @@ static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end
     return end;
 }
 
-/* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
- * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
- * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
- * it does not go last (sort_scan passes those that do). Within SORT_NEAR places (most repairs: a
+/* Stage 5's order: a[0..n) holds every charger in last step's order; sort it by (key[item], item) with
+ * this step's keys (stage 4 wrote KEY_REST for one not eligible). One pass repairs: a[0..i) is sorted
+ * when a[i] is reached, and a[i] is inserted into it if it does not go last (sort_scan passes those
+ * that do; the pairs' own key fields are left alone, see kpair). Within SORT_NEAR places (most repairs: a
  * charger whose key changed a little) the pairs above it shift up one by one as they are compared (no
  * search, no call); farther, sort_far. Past a budget of far moves the whole is sorted by
  * split_sort_pairs, O(N log N). The result is the unique order, whichever path ran. */
@@ -479,16 +476,15 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64
         return;
     }
     kpair *p = a + 1, *const end = a + n, *const end4 = a + (n > 3 ? n - 3 : 0);
-    a[0].key = key[a[0].item];
     while ((p = sort_scan(p, end4, end, key)) < end) {
         /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
-        const kpair x = *p;
+        const kpair x = {key[p->item], p->item};
         const size_t i = (size_t)(p - a);
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
-        if (kv_less(a[b].key, a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
+        if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
             kpair *q = p - 1;
             p[0] = q[0];
-            while (kv_less(x.key, x.item, q[-1].key, q[-1].item)) {
+            while (kv_less(x.key, x.item, key[q[-1].item], q[-1].item)) {
                 q[0] = q[-1];
                 q--;
             }
