@@ -2248,77 +2248,107 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
     return 0;
 }
 
-/* stage 4's loop; fair_noramp = 1 (the default parameters: policy FAIR, no ramp) folds the policy and ramp
- * tests of every charger away (see ceilings_pass) and keeps the usual chargers' keys between steps (see
- * kept_key): most then cost their outputs, one or two tests and a load or a division for their key, the
- * rest ceilings_one_fair. */
-static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt,
-                                       const int fair_noramp)
+/* stage 4 for charger k by its kept entry (policy FAIR without ramp, see kept_key), with the outputs every
+ * charger gets here: returns 0 (eligible) or 1 (held off) if the entry held, else 2 (ceilings_one then,
+ * which writes the rest). Reason and limit only where final: here for one not eligible, in stage 5 for
+ * the others (each fails there, which names the lane, or is admitted). */
+static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const charger_state *st,
+                                    const charger_scratch *x, const kept_key *e, uint64_t *key_k, int32_t k,
+                                    int64_t now, int64_t margin)
 {
-    const dlb_params *p = &s->p;
-    const int32_t nk = s->nk;
-    charger_state *const ks = s->ks;
-    charger_scratch *const kx = s->kx;
-    uint64_t *const key = s->akey;
-    kept_key *const kk4 = s->kk4;
-    const int64_t margin = p->reclaim_margin_ma;
-    /* the ramp's increase over this step, the same for every charger */
-    const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
-    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
-    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
-     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
-     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
-    int32_t n_rest = 0; /* not eligible (key KEY_REST): counted instead of the eligible, who are more */
-    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
-    for (int32_t k = 0; k < nk; k++) {
-        dlb_charger_output *o = &out[k];
-        const charger_state *st = &ks[k];
-        const charger_scratch *x = &kx[k];
-        /* reason and limit only where final: below for one not eligible, in stage 5 for the others (each
-         * fails there, which names the lane, or is admitted) */
-        o->setpoint_ma = 0;
-        o->phases = st->mode;
-        if (fair_noramp && (x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
-            const kept_key *e = &kk4[k];
-            if (now < e->until) {
-                if (st->delivered_mams == e->delivered) {
-                    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
-                    continue;
-                }
-                if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
-                    o->flags = x->narrowed * DLB_CHARGER_NARROWED;
-                    o->reason = (int32_t)e->key;
-                    o->limit_circuit = DLB_NONE;
-                    o->limit_lane = DLB_NONE;
-                    if (st->wait_since == TNONE) {
-                        s->key[nk + s->n_todo++] = (uint64_t)k;
-                    }
-                    n_rest++;
-                    continue;
-                }
+    o->setpoint_ma = 0;
+    o->phases = st->mode;
+    if ((x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
+        if (now < e->until) {
+            if (st->delivered_mams == e->delivered) {
+                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
+                return 0;
             }
-        } else if (fair_noramp && x->kind == KIND_DEMAND) { /* on */
-            const kept_key *e = &kk4[k];
-            if (now < e->until_on && x->drawn + margin >= st->sp) {
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
-                key[k] = e->key | (uint64_t)(st->delivered_mams / e->delivered);
-                continue;
+            if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
+                o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+                o->reason = (int32_t)e->key;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[s->nk + s->n_todo++] = (uint64_t)k;
+                }
+                return 1;
             }
         }
-        n_rest += ceilings_one(s, o, k, now, ramp_add, fair_noramp);
+    } else if (x->kind == KIND_DEMAND) { /* on */
+        if (now < e->until_on && x->drawn + margin >= st->sp) {
+            o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
+            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered);
+            return 0;
+        }
+    }
+    return 2;
+}
+
+/* ceilings_one for the default parameters, out of line: ceilings_fair calls it for the few chargers without
+ * a usable kept entry (its frame then holds only the kept-key loop's values) */
+DLB_NOINLINE static int ceilings_one_fair(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now)
+{
+    return ceilings_one(s, o, k, now, 0, 1);
+}
+
+/* stage 4's loop for the default parameters (policy FAIR, no ramp: their tests folded away), keeping the
+ * usual chargers' keys between steps (see kept_key): most then cost their outputs, one or two tests and a
+ * load or a division for their key (ceilings_kept, two chargers a round: half the loop's pointer steps),
+ * the rest ceilings_one_fair. Returns how many are eligible. */
+DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, int64_t now)
+{
+    const int32_t nk = s->nk;
+    const charger_state *const ks = s->ks;
+    const charger_scratch *const kx = s->kx;
+    uint64_t *const key = s->akey;
+    const kept_key *const kk4 = s->kk4;
+    const int64_t margin = s->p.reclaim_margin_ma;
+    int32_t n_rest = 0, k = 0;
+    for (; k + 1 < nk; k += 2) {
+        int r = ceilings_kept(s, &out[k], &ks[k], &kx[k], &kk4[k], &key[k], k, now, margin);
+        n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k], k, now);
+        r = ceilings_kept(s, &out[k + 1], &ks[k + 1], &kx[k + 1], &kk4[k + 1], &key[k + 1], k + 1, now, margin);
+        n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k + 1], k + 1, now);
+    }
+    if (k < nk) { /* an odd last one: without its kept entry (ceilings_one's result is the same) */
+        out[k].setpoint_ma = 0;
+        out[k].phases = s->ks[k].mode;
+        n_rest += ceilings_one_fair(s, &out[k], k, now);
+    }
+    return nk - n_rest;
+}
+
+/* stage 4's loop for other parameters: ceilings_one for every charger; returns how many are eligible */
+DLB_NOINLINE static int32_t ceilings_general(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    const int32_t nk = s->nk;
+    const int32_t ramp = s->p.ramp_up_ma_per_s;
+    /* the ramp's increase over this step, the same for every charger */
+    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
+    int32_t n_rest = 0;
+    for (int32_t k = 0; k < nk; k++) {
+        dlb_charger_output *o = &out[k];
+        o->setpoint_ma = 0;
+        o->phases = s->ks[k].mode;
+        n_rest += ceilings_one(s, o, k, now, ramp_add, 0);
     }
     return nk - n_rest;
 }
 
 /* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
- * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
- * keys alone). The loop twice: once for the default parameters, with their tests folded, once in general. */
+ * eligible. Each charger's akey[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). The chargers outside the admitted ones for which stage 9's remember() changes something
+ * are listed as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes
+ * nothing) in the upper half of key[] (the fill's use is key[0..nk)). The loop twice: once for the
+ * default parameters, with their tests folded and kept keys, once in general. */
 DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
 {
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     if (s->p.policy == DLB_POLICY_FAIR && s->p.ramp_up_ma_per_s == 0) {
-        return ceilings_loop(s, out, now, dt, 1);
+        return ceilings_fair(s, out, now);
     }
-    return ceilings_loop(s, out, now, dt, 0);
+    return ceilings_general(s, out, now, dt);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
