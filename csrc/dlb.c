@@ -88,6 +88,8 @@ typedef struct {
     uint8_t started, frozen;
 } charger_scratch;
 
+/* the admission order (stage 5): item is a charger; key is the sort fallback's copy of akey[item] (the
+ * usual repair reads akey[] and leaves key as it was) */
 typedef struct {
     uint64_t key;
     int64_t item;
@@ -95,19 +97,27 @@ typedef struct {
 
 /* Stage 4 (policy FAIR without ramp): what the admission key of a charger with demand and no reclaim state
  * needs kept between steps, one entry per charger, exact for any input:
- * - paused (sp == 0): while now < until and its delivered_mams == delivered, its key is `key`;
+ * - paused (sp == 0), eligible: while now < until and its delivered_mams == delivered (>= 0), its key is
+ *   the one stage 4 wrote to akey[k] with the entry (nothing else writes akey[]: it is left as it is);
+ * - paused, held off (delivered = -1): while now < until it is held off for the reason `key` (min_off_ms
+ *   until off_since + min_off_ms, else the start cap until cap_until; time only grows), key KEY_REST in
+ *   akey[k]; only whether it joins stage 9's list (wait_since == TNONE) is tested again;
  * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
- *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20).
+ *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20
+ *   = delivered_mams / wq, wq = weight << 20 kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
  * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
  * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
- * starving, for good), `until_on` for an on one (the time its tier changes: must stay, sticky, other), and
- * clears both (0) on every other path, each time it does not take a kept key. Nothing else the key reads
+ * starving, for good) or a held-off one, `until_on` for an on one (the time its tier changes: must stay,
+ * sticky, other), and clears both (0) on every other path, each time it does not take a kept key (a
+ * paused entry is never read while on, nor an on one while paused: sp changes only in stage 9, and only
+ * for an eligible charger, whose stage 4 took a path that left the other entry 0). Nothing else the key reads
  * changes meanwhile: every set-point lasts at least one step, so stage 4 sees a charger turned on or off;
  * on_since, off_since, cap_until and wait_since change in remember() only as the set-point turns on or
  * off, as wait_since leaves TNONE (never kept) or without demand, and in a session's start or end (a step
  * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
 typedef struct {
-    int64_t until, delivered;
+    int64_t until;
+    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: wq */
     uint64_t key;
     int64_t until_on;
 } kept_key;
@@ -196,6 +206,9 @@ struct dlb_site {
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
+    /* stages 4-5: each charger's admission key this step (KEY_REST if not eligible), written by stage 4
+     * alone and read by stage 5's sort; kept between steps (a paused charger's kept key stays in place) */
+    uint64_t *akey;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -333,55 +346,157 @@ static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
  * eligible come first and the rest follow by index */
 #define KEY_REST UINT64_MAX
 
-/* Stage 5's order: a[0..n) holds every charger in last step's order; give each its key this step
- * (stage 4 wrote KEY_REST for one not eligible) and sort by (key, index). One pass refreshes and
- * repairs: a[0..i) is sorted with this step's keys when a[i] is keyed, and a[i] is inserted into it if
- * it does not go last (a search that widens backwards from i - 1, then halves; the pairs in between
- * shift up at once). Past a budget of moves the rest is keyed and the whole sorted by split_sort_pairs,
- * O(N log N). The result is the unique order, whichever path ran. */
+/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
+ * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 dlb_u128;
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
+}
+#else
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return xk < yk || (xk == yk && xi < yi);
+}
+#endif
+
+/* sort_pairs inserts a pair this close to its place by shifting the pairs in between one at a time */
+#define SORT_NEAR 16
+
+/* sort_pairs' far insertion, out of its loop (which then keeps its few values in registers): x = a[i]
+ * goes before a[b], b = i - SORT_NEAR or 0, in the sorted a[0..i) (ordered by (key[item], item)). A
+ * binary search of a[0..b] without branches (whose outcomes a predictor cannot learn) finds its place;
+ * the pairs after it that go to the same place (a run of chargers whose keys changed alike: each above
+ * the last taken and below the pair found above the place) move with it in one block. Returns the
+ * position of the last pair moved (a[0..that] sorted), or n if it ran out of budget (*budget: pairs
+ * passed) and sorted the whole (split_sort_pairs, on the pairs' keys, copied from key[] first). */
+DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64_t *key, size_t i, size_t b,
+                                    size_t *budget)
+{
+    const int64_t k = a[i].item;
+    const uint64_t kk = key[k];
+    size_t hi = 0, len = b + 1; /* x's place: the first of a[hi..hi + len) above x (a[b] is) */
+    while (len > 1) {              /* without branches: the compare picks the half (a conditional move) */
+        const size_t half = len / 2;
+        const kpair *m = &a[hi + half - 1];
+        hi = kv_less(key[m->item], m->item, kk, k) ? hi + half : hi;
+        len -= half;
+    }
+    const int64_t hx = a[hi].item;
+    const uint64_t hk = key[hx];
+    size_t r = 1;
+    uint64_t ek = kk;
+    int64_t ex = k;
+    while (i + r < n) {
+        const int64_t y = a[i + r].item;
+        const uint64_t yk = key[y];
+        if (!(kv_less(ek, ex, yk, y) && kv_less(yk, y, hk, hx))) {
+            break;
+        }
+        ek = yk;
+        ex = y;
+        r++;
+    }
+    const size_t d = i - hi;
+    if (r == 1) {
+        const kpair x = a[i];
+        memmove(a + hi + 1, a + hi, d * sizeof(kpair));
+        a[hi] = x;
+    } else {
+        memcpy(tmp, a + i, r * sizeof(kpair));
+        memmove(a + hi + r, a + hi, d * sizeof(kpair));
+        memcpy(a + hi, tmp, r * sizeof(kpair));
+    }
+    i += r - 1;
+    if (d >= *budget) { /* far from sorted: O(N log N) from here */
+        for (size_t j = 0; j < n; j++) {
+            a[j].key = key[a[j].item];
+        }
+        split_sort_pairs(a, tmp, n);
+        return n;
+    }
+    *budget -= d;
+    return i;
+}
+
+/* sort_pairs' scan: passes p[0], p[1], ... (p > a, p[-1] the last of a sorted prefix) while each goes
+ * after the one before it by (key[item], item); returns the first that does not, or end. Four a round while
+ * p < end4 (end - 3, or a if n < 4), each compared with the one before it in registers (one 128-bit
+ * comparison each), then one at a time. */
+static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end, const uint64_t *key)
+{
+    int64_t li = p[-1].item;
+    uint64_t lk = key[li];
+    while (p < end4) { /* p + 3 < end */
+        const int64_t k0 = p[0].item, k1 = p[1].item, k2 = p[2].item, k3 = p[3].item;
+        const uint64_t kk0 = key[k0];
+        if (!kv_less(lk, li, kk0, k0)) {
+            return p;
+        }
+        const uint64_t kk1 = key[k1];
+        if (!kv_less(kk0, k0, kk1, k1)) {
+            return p + 1;
+        }
+        const uint64_t kk2 = key[k2];
+        if (!kv_less(kk1, k1, kk2, k2)) {
+            return p + 2;
+        }
+        const uint64_t kk3 = key[k3];
+        if (!kv_less(kk2, k2, kk3, k3)) {
+            return p + 3;
+        }
+        lk = kk3;
+        li = k3;
+        p += 4;
+    }
+    for (; p < end; p++) {
+        const int64_t k = p->item;
+        const uint64_t kk = key[k];
+        if (!kv_less(lk, li, kk, k)) {
+            return p;
+        }
+        lk = kk;
+        li = k;
+    }
+    return end;
+}
+
+/* Stage 5's order: a[0..n) holds every charger in last step's order; sort it by (key[item], item) with
+ * this step's keys (stage 4 wrote KEY_REST for one not eligible). One pass repairs: a[0..i) is sorted
+ * when a[i] is reached, and a[i] is inserted into it if it does not go last (sort_scan passes those
+ * that do; the pairs' own key fields are left alone, see kpair). Within SORT_NEAR places (most repairs: a
+ * charger whose key changed a little) the pairs above it shift up one by one as they are compared (no
+ * search, no call); farther, sort_far. Past a budget of far moves the whole is sorted by
+ * split_sort_pairs, O(N log N). The result is the unique order, whichever path ran. */
 DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
     if (n == 0) {
         return;
     }
-    a[0].key = key[a[0].item];
-    for (size_t i = 1; i < n; i++) {
-        const int64_t k = a[i].item;
-        const uint64_t kk = key[k];
-        a[i].key = kk;
-        if (kk > a[i - 1].key || (kk == a[i - 1].key && k > a[i - 1].item)) {
-            continue; /* already in place: the usual case */
-        }
-        const kpair x = a[i];
-        size_t hi = i - 1, lo = 0, back = 1; /* x < a[hi]; a[lo - 1] <= x if lo > 0 */
-        while (back <= hi) {
-            const size_t j = hi - back;
-            if (!pair_less(&x, &a[j])) {
-                lo = j + 1;
+    kpair *p = a + 1, *const end = a + n, *const end4 = a + (n > 3 ? n - 3 : 0);
+    while ((p = sort_scan(p, end4, end, key)) < end) {
+        /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
+        const kpair x = {key[p->item], p->item};
+        const size_t i = (size_t)(p - a);
+        const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
+        if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
+            kpair *q = p - 1;
+            p[0] = q[0];
+            while (kv_less(x.key, x.item, key[q[-1].item], q[-1].item)) {
+                q[0] = q[-1];
+                q--;
+            }
+            *q = x;
+            p++;
+        } else {
+            const size_t last = sort_far(a, tmp, n, key, i, b, &budget);
+            if (last == n) {
                 break;
             }
-            hi = j;
-            back *= 2;
+            p = a + last + 1;
         }
-        while (lo < hi) { /* a[lo - 1] <= x < a[hi] */
-            const size_t mid = lo + (hi - lo) / 2;
-            if (pair_less(&x, &a[mid])) {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        memmove(a + hi + 1, a + hi, (i - hi) * sizeof(kpair));
-        a[hi] = x;
-        if (i - hi >= budget) { /* far from sorted: O(N log N) from here */
-            for (size_t j = i + 1; j < n; j++) {
-                a[j].key = key[a[j].item];
-            }
-            split_sort_pairs(a, tmp, n);
-            return;
-        }
-        budget -= i - hi;
     }
 }
 
@@ -758,7 +873,8 @@ typedef struct {
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, bm, tlv, total;
-    size_t kk4; /* stage 4's kept keys */
+    size_t kk4;  /* stage 4's kept keys */
+    size_t akey; /* stages 4-5's admission keys */
 } layout;
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -856,6 +972,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8((nc + 1) * sizeof(int64_t));
     l->kk4 = o;
     o += align8(nk * sizeof(kept_key));
+    l->akey = o;
+    o += align8(nk * sizeof(uint64_t));
     l->total = o;
     return 1;
 }
@@ -1054,6 +1172,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pairs = (kpair *)(void *)(base + l.pairs);
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     s->kk4 = (kept_key *)(void *)(base + l.kk4);
+    s->akey = (uint64_t *)(void *)(base + l.akey);
     s->bm = (uint64_t *)(void *)(base + l.bm);
     s->n_words = (s->nk + 63) / 64;
     memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
@@ -1988,161 +2107,61 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
-/* stage 4's loop; fair_noramp = 1 (the default parameters: policy FAIR, no ramp) folds the policy and ramp
- * tests of every charger away (see ceilings_pass) and keeps the usual chargers' keys between steps (see
- * kept_key): most then cost their outputs, one or two tests and a load or a division for their key */
-static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt,
-                                       const int fair_noramp)
+/* stage 4 for charger k off the kept paths (see ceilings_loop): its outputs where final, hi, tier and its
+ * admission key (akey[k]); returns 1 if it is not eligible (key KEY_REST). Clears its kept entry unless it
+ * writes a new one. The step's time tests as one comparison each (stored times are >= 0 or TNONE): held
+ * off by min_off_ms while off_since > off_lim (held_off); starving while wait_since != TNONE and
+ * now - wait_since >= rot, i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1). */
+static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now, int64_t ramp_add,
+                                   const int fair_noramp)
 {
     const dlb_params *p = &s->p;
     const int32_t nk = s->nk;
-    charger_state *const ks = s->ks;
-    const dlb_charger *const chg = s->chg;
-    charger_scratch *const kx = s->kx;
-    uint64_t *const key = s->key;
-    kept_key *const kk4 = s->kk4;
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    uint64_t *const key = s->akey;
+    kept_key *const e = &s->kk4[k];
     const int32_t policy = fair_noramp ? DLB_POLICY_FAIR : p->policy;
     const int32_t ramp = fair_noramp ? 0 : p->ramp_up_ma_per_s;
     const int64_t margin = p->reclaim_margin_ma, min_on = p->min_on_ms, rot = p->rotation_period_ms;
-    /* The step's time tests as one comparison each (stored times are >= 0 or TNONE): held off by min_off_ms
-     * while off_since > off_lim (held_off); starving while wait_since != TNONE and now - wait_since >= rot,
-     * i.e. (unsigned) wait_since < starve_end (TNONE reads as 2^64 - 1) */
     const int64_t off_lim = max64(now - p->min_off_ms, TNONE);
     const uint64_t starve_end = (uint64_t)max64(now - rot + 1, 0);
-    /* the ramp's increase over this step, the same for every charger */
-    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
-    /* The chargers outside the admitted ones for which stage 9's remember() changes something, listed
-     * as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes nothing)
-     * in the upper half of key[] (the admission keys and the fill's use only key[0..nk)). */
-    int32_t n_rest = 0; /* not eligible (key KEY_REST): counted instead of the eligible, who are more */
-    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
-    for (int32_t k = 0; k < nk; k++) {
-        dlb_charger_output *o = &out[k];
-        charger_state *st = &ks[k];
-        const dlb_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        /* reason and limit only where final: below for one not eligible, in stage 5 for the others (each
-         * fails there, which names the lane, or is admitted) */
-        o->setpoint_ma = 0;
-        o->phases = st->mode;
-        /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
-         * probing only for a charger without demand (remember() stops its probe) */
-        if (x->kind != KIND_DEMAND) { /* the usual case tested once */
-            kk4[k].until = kk4[k].until_on = 0;
-            if (x->kind == KIND_LOST) {
-                key[k] = KEY_REST;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                o->setpoint_ma = st->sp;
-                o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
-                                                                                    : DLB_REASON_FAILSAFE;
-                o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
-                           (st->probing ? DLB_CHARGER_PROBING : 0u);
-                n_rest++;
-                continue; /* remember() keeps its held set-point: nothing to do */
-            }
-            if (x->kind == KIND_NODEMAND) {
-                key[k] = KEY_REST;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-                o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
-                            : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
-                                                                 : DLB_REASON_NOT_CONNECTED;
-                o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
-                if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
-                    s->key[nk + s->n_todo++] = (uint64_t)k;
-                }
-                n_rest++;
-                continue;
-            }
+    e->until = e->until_on = 0;
+    /* RECLAIMED and PROBING as they end the step: nothing after this stage changes reclaim_cap, and
+     * probing only for a charger without demand (remember() stops its probe) */
+    if (x->kind == KIND_LOST) {
+        key[k] = KEY_REST;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        o->setpoint_ma = st->sp;
+        o->reason = (st->seen && now - st->t_last <= p->charger_timeout_ms) ? DLB_REASON_RECOVERING
+                                                                            : DLB_REASON_FAILSAFE;
+        o->flags = DLB_CHARGER_LOST | (st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u) |
+                   (st->probing ? DLB_CHARGER_PROBING : 0u);
+        return 1; /* remember() keeps its held set-point: nothing to do */
+    }
+    if (x->kind == KIND_NODEMAND) {
+        key[k] = KEY_REST;
+        o->limit_circuit = DLB_NONE;
+        o->limit_lane = DLB_NONE;
+        o->reason = st->state == DLB_STATE_FAULT         ? DLB_REASON_FAULT
+                    : st->state == DLB_STATE_UNAVAILABLE ? DLB_REASON_UNAVAILABLE
+                                                         : DLB_REASON_NOT_CONNECTED;
+        o->flags = st->reclaim_cap > 0 ? DLB_CHARGER_RECLAIMED : 0u; /* not narrowed: no demand */
+        if (st->sp != 0 || st->wait_since != TNONE || st->probing) {
+            s->key[nk + s->n_todo++] = (uint64_t)k;
         }
-        const int64_t sp = st->sp;
-        if (fair_noramp) {
-            kept_key *e = &kk4[k];
-            if (sp == 0) {
-                if (now < e->until && st->delivered_mams == e->delivered) {
-                    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept (see kept_key) */
-                    key[k] = e->key;
-                    continue;
-                }
-            } else if (now < e->until_on && x->drawn + margin >= sp) {
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
-                key[k] = e->key | (uint64_t)((st->delivered_mams / kc->weight) >> 20);
-                continue;
-            }
-            e->until = e->until_on = 0;
-        }
-        x->hi = kc->max_ma;
-        x->hi_reason = DLB_REASON_CHARGER_MAX;
-        if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
-            /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
-             * or on): reclaim() would change nothing, and the admission key is admission_key's without the
-             * reclaim (IDLE) test, with what was tested here not tested again. */
-            o->flags = x->narrowed * DLB_CHARGER_NARROWED;
-            if (ramp > 0) {
-                const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-                if (ramp_hi < x->hi) {
-                    x->hi = ramp_hi;
-                    x->hi_reason = DLB_REASON_RAMP;
-                }
-                x->hi = floor_grid(x->hi, kc->step_ma);
-            }
-            const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
-            if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
-                const int64_t on_for = now - st->on_since;
-                const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
-                uint64_t bits;
-                int64_t until;
-                if (on_for < min_on) {
-                    x->tier = 0;
-                    bits = cls;
-                    until = st->on_since + min_on;
-                } else {
-                    const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
-                    x->tier = tier;
-                    bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
-                    until = on_for < rot ? st->on_since + rot : INT64_MAX;
-                }
-                key[k] = bits | pk;
-                if (fair_noramp) {
-                    kk4[k].key = bits;
-                    kk4[k].until_on = until;
-                }
-                continue;
-            }
-            if (held_off(s, k, st, o, now, off_lim, &key[k])) {
-                n_rest++;
-                continue;
-            }
-            const int64_t ws = st->wait_since;
-            uint64_t kk;
-            int64_t until;
-            if ((uint64_t)ws < starve_end) {
-                x->tier = TIER_STARVING | TIER_WAITING;
-                kk = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
-                until = INT64_MAX;
-            } else {
-                x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
-                kk = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
-                     pkey_clamped(s, k, st, kc, now, policy);
-                until = ws != TNONE ? ws + rot : 0; /* starving from ws + rot */
-            }
-            key[k] = kk;
-            if (fair_noramp) {
-                kk4[k].key = kk;
-                kk4[k].until = until;
-                kk4[k].delivered = st->delivered_mams;
-            }
-            continue;
-        }
-        reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
-        st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
-        o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-                   ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-        if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-            x->hi = st->reclaim_cap;
-            x->hi_reason = DLB_REASON_EV;
-        }
+        return 1;
+    }
+    const int64_t sp = st->sp;
+    x->hi = kc->max_ma;
+    x->hi_reason = DLB_REASON_CHARGER_MAX;
+    if (!st->reclaim_any && (sp == 0 || x->drawn + margin >= sp)) {
+        /* Without reclaim state and, if on, not drawing clearly below its set-point (most chargers, paused
+         * or on): reclaim() would change nothing, and the admission key is admission_key's without the
+         * reclaim (IDLE) test, with what was tested here not tested again. */
+        o->flags = x->narrowed * DLB_CHARGER_NARROWED;
         if (ramp > 0) {
             const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
             if (ramp_hi < x->hi) {
@@ -2150,27 +2169,186 @@ static DLB_INLINE int32_t ceilings_loop(dlb_site *s, dlb_charger_output *out, in
                 x->hi_reason = DLB_REASON_RAMP;
             }
             x->hi = floor_grid(x->hi, kc->step_ma);
-        } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-        if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
-            n_rest++;
-            continue;
         }
-        /* its admission key, computed here while its state is at hand (nothing it reads changes before
-         * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-        key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+        const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
+        if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
+            const int64_t on_for = now - st->on_since;
+            const uint64_t pk = pkey_clamped(s, k, st, kc, now, policy);
+            uint64_t bits;
+            int64_t until;
+            if (on_for < min_on) {
+                x->tier = 0;
+                bits = cls;
+                until = st->on_since + min_on;
+            } else {
+                const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
+                x->tier = tier;
+                bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
+                until = on_for < rot ? st->on_since + rot : INT64_MAX;
+            }
+            key[k] = bits | pk;
+            if (fair_noramp) {
+                e->key = bits;
+                e->until_on = until;
+                e->delivered = (int64_t)kc->weight << 20;
+            }
+            return 0;
+        }
+        if (held_off(s, k, st, o, now, off_lim, &key[k])) {
+            if (fair_noramp) { /* kept while the same reason holds (see kept_key) */
+                const int32_t why = o->reason;
+                e->until = why == DLB_REASON_MIN_OFF ? st->off_since + p->min_off_ms : st->cap_until;
+                e->delivered = -1;
+                e->key = (uint64_t)why;
+            }
+            return 1;
+        }
+        const int64_t ws = st->wait_since;
+        uint64_t kk;
+        int64_t until;
+        if ((uint64_t)ws < starve_end) {
+            x->tier = TIER_STARVING | TIER_WAITING;
+            kk = ((uint64_t)1 << 62) | cls | (uint64_t)min64(ws, KEY_PKEY_MAX); /* ws >= 0 here */
+            until = INT64_MAX;
+        } else {
+            x->tier = TIER_OTHER | (ws != TNONE ? TIER_WAITING : 0);
+            kk = ((uint64_t)1 << 62) | cls | ((uint64_t)TIER_OTHER << KEY_PKEY_BITS) |
+                 pkey_clamped(s, k, st, kc, now, policy);
+            until = ws != TNONE ? ws + rot : 0; /* starving from ws + rot */
+        }
+        key[k] = kk;
+        if (fair_noramp) {
+            e->until = until;
+            e->delivered = st->delivered_mams;
+        }
+        return 0;
+    }
+    reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
+    st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
+    o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+               ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+    if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+        x->hi = st->reclaim_cap;
+        x->hi_reason = DLB_REASON_EV;
+    }
+    if (ramp > 0) {
+        const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+        if (ramp_hi < x->hi) {
+            x->hi = ramp_hi;
+            x->hi_reason = DLB_REASON_RAMP;
+        }
+        x->hi = floor_grid(x->hi, kc->step_ma);
+    } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
+    if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
+        return 1;
+    }
+    /* its admission key, computed here while its state is at hand (nothing it reads changes before
+     * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+    key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+    return 0;
+}
+
+/* stage 4 for charger k by its kept entry (policy FAIR without ramp, see kept_key), with the outputs every
+ * charger gets here: returns 0 (eligible) or 1 (held off) if the entry held, else 2 (ceilings_one then,
+ * which writes the rest). Reason and limit only where final: here for one not eligible, in stage 5 for
+ * the others (each fails there, which names the lane, or is admitted). */
+static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const charger_state *st,
+                                    const charger_scratch *x, const kept_key *e, uint64_t *key_k, int32_t k,
+                                    int64_t now, int64_t margin)
+{
+    o->setpoint_ma = 0;
+    o->phases = st->mode;
+    if ((x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
+        if (now < e->until) {
+            if (st->delivered_mams == e->delivered) {
+                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
+                return 0;
+            }
+            if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
+                o->flags = x->narrowed * DLB_CHARGER_NARROWED;
+                o->reason = (int32_t)e->key;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+                if (st->wait_since == TNONE) {
+                    s->key[s->nk + s->n_todo++] = (uint64_t)k;
+                }
+                return 1;
+            }
+        }
+    } else if (x->kind == KIND_DEMAND) { /* on */
+        if (now < e->until_on && x->drawn + margin >= st->sp) {
+            o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
+            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered);
+            return 0;
+        }
+    }
+    return 2;
+}
+
+/* ceilings_one for the default parameters, out of line: ceilings_fair calls it for the few chargers without
+ * a usable kept entry (its frame then holds only the kept-key loop's values) */
+DLB_NOINLINE static int ceilings_one_fair(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now)
+{
+    return ceilings_one(s, o, k, now, 0, 1);
+}
+
+/* stage 4's loop for the default parameters (policy FAIR, no ramp: their tests folded away), keeping the
+ * usual chargers' keys between steps (see kept_key): most then cost their outputs, one or two tests and a
+ * load or a division for their key (ceilings_kept, two chargers a round: half the loop's pointer steps),
+ * the rest ceilings_one_fair. Returns how many are eligible. */
+DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, int64_t now)
+{
+    const int32_t nk = s->nk;
+    const charger_state *const ks = s->ks;
+    const charger_scratch *const kx = s->kx;
+    uint64_t *const key = s->akey;
+    const kept_key *const kk4 = s->kk4;
+    const int64_t margin = s->p.reclaim_margin_ma;
+    int32_t n_rest = 0, k = 0;
+    for (; k + 1 < nk; k += 2) {
+        int r = ceilings_kept(s, &out[k], &ks[k], &kx[k], &kk4[k], &key[k], k, now, margin);
+        n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k], k, now);
+        r = ceilings_kept(s, &out[k + 1], &ks[k + 1], &kx[k + 1], &kk4[k + 1], &key[k + 1], k + 1, now, margin);
+        n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k + 1], k + 1, now);
+    }
+    if (k < nk) { /* an odd last one: without its kept entry (ceilings_one's result is the same) */
+        out[k].setpoint_ma = 0;
+        out[k].phases = s->ks[k].mode;
+        n_rest += ceilings_one_fair(s, &out[k], k, now);
+    }
+    return nk - n_rest;
+}
+
+/* stage 4's loop for other parameters: ceilings_one for every charger; returns how many are eligible */
+DLB_NOINLINE static int32_t ceilings_general(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+{
+    const int32_t nk = s->nk;
+    const int32_t ramp = s->p.ramp_up_ma_per_s;
+    /* the ramp's increase over this step, the same for every charger */
+    const int64_t ramp_add = ramp > 0 ? fdiv((int64_t)ramp * dt, 1000) : 0;
+    int32_t n_rest = 0;
+    for (int32_t k = 0; k < nk; k++) {
+        dlb_charger_output *o = &out[k];
+        o->setpoint_ma = 0;
+        o->phases = s->ks[k].mode;
+        n_rest += ceilings_one(s, o, k, now, ramp_add, 0);
     }
     return nk - n_rest;
 }
 
 /* stage 4 for every charger (out of line for the same reason as charger_pass); returns how many are
- * eligible. Each charger's key[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
- * keys alone). The loop twice: once for the default parameters, with their tests folded, once in general. */
+ * eligible. Each charger's akey[k] is its admission key if eligible, else KEY_REST (stage 5 then sorts the
+ * keys alone). The chargers outside the admitted ones for which stage 9's remember() changes something
+ * are listed as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes
+ * nothing) in the upper half of key[] (the fill's use is key[0..nk)). The loop twice: once for the
+ * default parameters, with their tests folded and kept keys, once in general. */
 DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
 {
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
     if (s->p.policy == DLB_POLICY_FAIR && s->p.ramp_up_ma_per_s == 0) {
-        return ceilings_loop(s, out, now, dt, 1);
+        return ceilings_fair(s, out, now);
     }
-    return ceilings_loop(s, out, now, dt, 0);
+    return ceilings_general(s, out, now, dt);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -3453,7 +3631,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     circuit_scratch *cx;
     uint64_t *key;
     int32_t *adm;
-#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
+#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->akey, adm = s->adm)
     RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
@@ -3564,7 +3742,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start (akey[]) */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
