@@ -36,10 +36,27 @@ enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 #define TIER_WAITING 8
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
+/* Stage 1's record per charger for charger_pass's usual cases (in charger_state: one stream fewer in its
+ * loop than an array of its own). ingest_charger writes it whenever it runs, and it runs for every charger
+ * before its first usual case: key is 0 until then (dlb_init zeroes it) and while the charger is lost, and
+ * no fresh reading (fresh = 1) has a head of 0. */
+typedef struct {
+    int64_t key;   /* the head of a fresh reading (fresh = 1) of the stored state (see reading_head) */
+    /* byte offset in the circuit scratch array of evsum[phase_map[i]] of the charger's circuit, for each
+     * conductor i (a 1-phase charger's 1 and 2: the same as 0, never used); configuration only */
+    int32_t off[DLB_PHASES];
+    /* the stored currents summed over the installed conductors: the energy of the next interval is this
+     * times its length (charger_energy's sum, kept with every change of the stored currents) */
+    int32_t esum;
+    uint32_t used1; /* 1 << phase_map[0]: the used set on conductor 0 alone */
+    uint8_t iclass; /* which usual case a reading of key is (IK_*) */
+    uint8_t three;  /* installed phases == 3 */
+} charger_in;
+
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
- * a phase switch touches. Every pass over the chargers then streams 152 bytes per charger instead of
- * 352 (at N = 10000, 1.5 MB instead of 3.5 MB). hold_end and cap_until summarise the cold histories so
+ * a phase switch touches. Every pass over the chargers then streams 184 bytes per charger instead of
+ * 384 (at N = 10000, 1.8 MB instead of 3.8 MB). hold_end and cap_until summarise the cold histories so
  * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
@@ -54,6 +71,7 @@ typedef struct {
      * reclaim() sets any of them otherwise, and stage 4 recomputes this after each reclaim() call, so a
      * charger that never leaves stage 4's quick paths never has its three fields tested. */
     uint8_t reclaim_any;
+    charger_in in; /* stage 1 (see charger_in) */
 } charger_state;
 
 typedef struct {
@@ -111,23 +129,6 @@ typedef struct {
     int64_t until_on;
 } kept_key;
 
-/* Stage 1's record per charger for charger_pass's usual cases (32 bytes, one stride with the readings).
- * ingest_charger writes it whenever it runs, and it runs for every charger before its first usual case:
- * key is 0 until then (dlb_init zeroes it) and while the charger is lost, and no fresh reading (fresh = 1)
- * has a head of 0. */
-typedef struct {
-    int64_t key;   /* the head of a fresh reading (fresh = 1) of the stored state (see reading_head) */
-    /* byte offset in the circuit scratch array of evsum[phase_map[i]] of the charger's circuit, for each
-     * conductor i (a 1-phase charger's 1 and 2: the same as 0, never used); configuration only */
-    int32_t off[DLB_PHASES];
-    /* the stored currents summed over the installed conductors: the energy of the next interval is this
-     * times its length (charger_energy's sum, kept with every change of the stored currents) */
-    int32_t esum;
-    uint32_t used1; /* 1 << phase_map[0]: the used set on conductor 0 alone */
-    uint8_t iclass; /* which usual case a reading of key is (IK_*) */
-    uint8_t three;  /* installed phases == 3 */
-} charger_in;
-
 /* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
 typedef struct {
     /* evl: stages 7-8's EV load per phase for the unbalance limit, max(set-point, counted draw). What a
@@ -174,9 +175,6 @@ struct dlb_site {
     meter_state *ms;
     charger_state *ks;
     charger_cold *kcold;
-    /* stage 1: what charger_pass's usual cases read per charger besides its state (see charger_in). An
-     * array of its own: a larger charger_state grew dlb_step's frame by 16 bytes. */
-    charger_in *kin;
     charger_scratch *kx;
     circuit_scratch *cx;
     int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
@@ -768,7 +766,6 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
-    size_t kin; /* stage 1 */
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
@@ -803,8 +800,6 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_state));
     l->kcold = o;
     o += align8(nk * sizeof(charger_cold));
-    l->kin = o;
-    o += align8(nk * sizeof(charger_in));
     l->kx = o;
     o += align8(nk * sizeof(charger_scratch));
     l->cx = o;
@@ -1037,7 +1032,6 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ms = (meter_state *)(void *)(base + l.ms);
     s->ks = (charger_state *)(void *)(base + l.ks);
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
-    s->kin = (charger_in *)(void *)(base + l.kin);
     s->kx = (charger_scratch *)(void *)(base + l.kx);
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
     s->items = (int32_t *)(void *)(base + l.items);
@@ -1319,7 +1313,7 @@ static void end_session(dlb_site *s, int32_t k)
 
 /* The usual cases of a charger reading: a fresh one (fresh = 1) of the stored state, from a charger that
  * is not lost, is one 8-byte compare of the reading's head (fresh and state, in the order of the
- * struct's bytes) with kin[k].key; iclass says which case: a waiting EV (demanding, every stored current
+ * struct's bytes) with its charger_in key; iclass says which case: a waiting EV (demanding, every stored current
  * 0), a charging one (state CHARGING) that draws, one without demand. IK_NONE is none of them (lost, or
  * a demanding state other than CHARGING with a current drawn: rare, charger_general's). */
 enum { IK_NONE = 0, IK_WAIT = 1, IK_DRAW = 2, IK_IDLE = 3 };
@@ -1384,7 +1378,7 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     /* only this function changes lost and in_session (the usual case in charger_pass changes neither) */
     st->counting = (uint8_t)(st->in_session && !st->lost);
     const dlb_charger *kc = &s->chg[k];
-    charger_in *kn = &s->kin[k];
+    charger_in *kn = &s->ks[k].in;
     kn->key = st->lost ? 0 : reading_head(1, st->state);
     /* stored currents passed the range check (or are dlb_init's 0): the sum fits */
     kn->esum = (int32_t)(st->meas[0] + (kc->phases == 3 ? (int64_t)st->meas[1] + st->meas[2] : 0));
@@ -1573,7 +1567,7 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     const dlb_charger *kc = &s->chg[k];
     charger_scratch *x = &s->kx[k];
     circuit_scratch *cs = &s->cx[kc->circuit];
-    charger_energy(st, &s->kin[k], dt);
+    charger_energy(st, &st->in, dt);
     ingest_charger(s, k, st, ci, now);
     if (st->lost) {
         const int32_t *pmap = kc->phase_map;
@@ -1615,7 +1609,7 @@ static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int
  * last call of an iteration of charger_pass: no value of the loop lives across it in a scratch register */
 DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v, charger_scratch *x, int three)
 {
-    put_m((char *)s->cx, &s->kin[k], x, max64(v, held_scan(s, k, now)), three);
+    put_m((char *)s->cx, &s->ks[k].in, x, max64(v, held_scan(s, k, now)), three);
 }
 
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
@@ -1628,7 +1622,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
     charger_scratch *const kx = s->kx;
-    charger_in *const kin = s->kin;
     char *const cb = (char *)s->cx;
     const int64_t thr = s->p.active_threshold_ma;
     const int64_t cut = now - s->p.follow_time_ms;
@@ -1639,7 +1632,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     const int32_t wait_keep = thr > 0 ? 0 : 8;
     for (int32_t k = k0; k < nk; k++) {
         charger_state *st = &ks[k];
-        charger_in *kn = &kin[k];
+        charger_in *kn = &st->in;
         const dlb_charger_input *ci = &chargers[k];
         /* The usual cases: a fresh reading of the stored state, without session data, from a charger
          * that is not lost (key and iclass say which). The stored state passed the range check; the
