@@ -1393,7 +1393,9 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     } else if (!is_demanding(st->state)) {
         kn->iclass = IK_IDLE;
     } else if ((st->meas[0] | st->meas[1] | st->meas[2]) == 0) {
-        kn->iclass = IK_WAIT;
+        /* (with active_threshold_ma <= 0 a waiting EV on one phase may be narrowed, a matter of time:
+         * charger_general's) */
+        kn->iclass = s->p.active_threshold_ma > 0 ? IK_WAIT : IK_NONE;
     } else {
         kn->iclass = st->state == DLB_STATE_CHARGING ? IK_DRAW : IK_NONE;
     }
@@ -1628,8 +1630,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
      * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
-    /* a waiting charger's n_used is its mode (below) unless thr <= 0: then never (n_used <= 3) */
-    const int32_t wait_keep = thr > 0 ? 0 : 8;
     for (int32_t k = k0; k < nk; k++) {
         charger_state *st = &ks[k];
         charger_in *kn = &st->in;
@@ -1657,17 +1657,18 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
              * n_used, narrowed and drawn are what the last classification wrote (it was this case, by
              * charger_general or here: iclass is set by the one and kept by the other) unless stage 5
              * switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
-             * mode 1, narrowed untouched). With thr > 0 (narrowed 0) they are this case's values for a
-             * mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used needs no writes. */
+             * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
+             * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
+             * needs no writes. */
             charger_scratch *x = &kx[k];
             const int32_t mode = st->mode;
             const int64_t v = st->sp;
             st->t_last = now;
-            if ((mode | wait_keep) != x->n_used) {
+            if (mode != x->n_used) {
                 const int three = mode == 3;
                 x->drawn = 0;
                 x->used = three ? 7u : kn->used1;
-                x->narrowed = thr > 0 ? 0u : (uint32_t)(!three && follow_done(st, cut)); /* 1 phase: c0 >= thr */
+                x->narrowed = 0;
                 x->n_used = 1 + 2 * three;
                 x->kind = KIND_DEMAND;
             }
@@ -3576,7 +3577,7 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         const dlb_circuit *cc = &s->circ[c];
         circuit_scratch *cs = &cx[c];
         int64_t a0, a1, a2; /* base */
-        uint32_t status = cs->status;
+        uint32_t status = 0; /* (set here first in a step) */
         if (cc->has_meter) {
             meter_state *ms = &s->ms[c];
             int64_t ev_seen[DLB_PHASES];
@@ -3647,13 +3648,8 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         } else {
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
         }
-        if (bo) {
-            status |= DLB_CIRCUIT_BASE_OVERLOAD;
-        }
-        if (over) {
-            status |= DLB_CIRCUIT_OVERLOADED;
-        }
-        cs->status = status;
+        cs->status =
+            status | ((uint32_t)bo * DLB_CIRCUIT_BASE_OVERLOAD) | ((uint32_t)(over != 0) * DLB_CIRCUIT_OVERLOADED);
         over_own[c] = over;
     }
     s->gen += (uint64_t)nc; /* run[] set afresh (once per circuit): every cached path minimum and first_short
@@ -3702,7 +3698,6 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         memset(cs->alloc, 0, sizeof(cs->alloc));
         memset(cs->fixed, 0, sizeof(cs->fixed));
         memset(cs->meas_d, 0, sizeof(cs->meas_d));
-        cs->status = 0;
         ingest_meter(s, c, &meters[c], now);
     }
     for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
