@@ -59,6 +59,8 @@ typedef struct {
  * 384 (at N = 10000, 1.8 MB instead of 3.8 MB). hold_end and cap_until summarise the cold histories so
  * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
+    /* (t_last: as of the last charger_general, which first sets it to the previous step's now after a
+     * usual case of charger_pass; only stage 1 reads it, and stage 4 for a lost charger, i.e. after that) */
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
     int64_t delivered_mams, last_switch, below_since, reclaimed_at, probe_since;
     int64_t hold_end;  /* latest hold_until[] (TNONE without holds): no hold is in effect from then on */
@@ -80,6 +82,7 @@ typedef struct {
     int64_t up_since;
     int32_t hold_sp[DLB_HOLDS + 1];
     int32_t switches, n_starts, n_holds;
+    uint64_t gen_step; /* stage 1: the step (dlb_site.n_steps) of the last charger_general for it (see there) */
 } charger_cold;
 
 typedef struct {
@@ -209,6 +212,7 @@ struct dlb_site {
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
+    uint64_t n_steps; /* stage 1: steps run (past dlb_step's argument checks), for charger_general's t_last */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1569,6 +1573,13 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     const dlb_charger *kc = &s->chg[k];
     charger_scratch *x = &s->kx[k];
     circuit_scratch *cs = &s->cx[kc->circuit];
+    charger_cold *cd = &s->kcold[k];
+    /* charger_pass's usual cases leave t_last (= that step's now) to this function: every charger takes one
+     * of the two in every step, so one not here in the previous step (not the first) took a usual case */
+    if (cd->gen_step + 1u != s->n_steps) {
+        st->t_last = now - dt;
+    }
+    cd->gen_step = s->n_steps;
     charger_energy(st, &st->in, dt);
     ingest_charger(s, k, st, ci, now);
     if (st->lost) {
@@ -1639,7 +1650,8 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
          * session logic of ingest_charger already ran for this state (a demanding state opened the
          * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
          * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
-         * one reads as a large unsigned: the OR bounds each) and the time are new. */
+         * one reads as a large unsigned: the OR bounds each) and the time are new. The time is not
+         * stored: charger_general sets t_last when it next runs (see there). */
         int64_t head;
         memcpy(&head, ci, sizeof(head));
         if (head != kn->key) {
@@ -1663,7 +1675,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             charger_scratch *x = &kx[k];
             const int32_t mode = st->mode;
             const int64_t v = st->sp;
-            st->t_last = now;
             if (mode != x->n_used) {
                 const int three = mode == 3;
                 x->drawn = 0;
@@ -1692,7 +1703,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
              * counting. Then classify_demand with drawing = 1 in state CHARGING. */
             st->delivered_mams += (int64_t)kn->esum * dt;
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-            st->t_last = now;
             if (now < st->hold_end) {
                 kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
                 draw_general(s, k, now);
@@ -1755,7 +1765,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             /* without demand: its currents are fixed loads (classify_nodemand) */
             charger_energy(st, kn, dt);
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-            st->t_last = now;
             *cx_at(cb, kn->off[0], 0) += c0;
             *cx_at(cb, kn->off[0], CX_FIXED) += c0;
             if (kn->three) {
@@ -3700,6 +3709,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         memset(cs->meas_d, 0, sizeof(cs->meas_d));
         ingest_meter(s, c, &meters[c], now);
     }
+    s->n_steps++;
     for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
         charger_general(s, k, &chargers[k], now, dt);
     }
