@@ -1693,11 +1693,15 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
+        /* the currents as unsigned: a negative one is above any range (and once in range, each is the
+         * current: no sign to extend) */
+        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
+                       u2 = (uint32_t)ci->current_ma[2];
         if (ik == IK_DRAW) {
-            const int64_t c0 = ci->current_ma[0], c1 = ci->current_ma[1], c2 = ci->current_ma[2];
-            if (ci->session_update || (uint64_t)(c0 | c1 | c2) - 1u >= (uint64_t)DLB_MAX_CURRENT_MA) {
+            if (ci->session_update || (u0 | u1 | u2) - 1u >= (uint32_t)DLB_MAX_CURRENT_MA) {
                 return k;
             }
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
              * and not lost, it is in session (a demanding state opens it, only DISCONNECTED closes it):
              * counting. Then classify_demand with drawing = 1 in state CHARGING. */
@@ -1760,8 +1764,8 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
-        const int64_t c0 = ci->current_ma[0], c1 = ci->current_ma[1], c2 = ci->current_ma[2];
-        if (ik == IK_IDLE && !ci->session_update && (uint64_t)(c0 | c1 | c2) <= DLB_MAX_CURRENT_MA) {
+        if (ik == IK_IDLE && !ci->session_update && (u0 | u1 | u2) <= (uint32_t)DLB_MAX_CURRENT_MA) {
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* without demand: its currents are fixed loads (classify_nodemand) */
             charger_energy(st, kn, dt);
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
