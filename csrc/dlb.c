@@ -1622,7 +1622,13 @@ static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int
  * last call of an iteration of charger_pass: no value of the loop lives across it in a scratch register */
 DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v, charger_scratch *x, int three)
 {
-    put_m((char *)s->cx, &s->ks[k].in, x, max64(v, held_scan(s, k, now)), three);
+    const charger_cold *cd = &s->kcold[k];
+    for (int32_t i = 0; i < cd->n_holds; i++) { /* held_scan's */
+        if (now < cd->hold_until[i]) {
+            v = max64(v, cd->hold_sp[i]);
+        }
+    }
+    put_m((char *)s->cx, &s->ks[k].in, x, v, three);
 }
 
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
@@ -1704,7 +1710,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
              * and not lost, it is in session (a demanding state opens it, only DISCONNECTED closes it):
-             * counting. Then classify_demand with drawing = 1 in state CHARGING. */
+             * counting. Then classify_demand with drawing = 1 in state CHARGING; its kind is DEMAND as
+             * the last classification (charger_general's, which set iclass) left it: only stage 1 writes
+             * kind. */
             st->delivered_mams += (int64_t)kn->esum * dt;
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             if (now < st->hold_end) {
@@ -1733,7 +1741,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->used = 7u;
                 x->narrowed = narrowed;
                 x->n_used = 3;
-                x->kind = KIND_DEMAND;
                 kn->esum = (int32_t)(c0 + c1 + c2);
                 /* all three phases: a 3-phase map is a permutation */
                 *cx_at(cb, kn->off[0], 0) += c0;
@@ -1749,7 +1756,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->used = kn->used1;
                 x->narrowed = (uint32_t)(c0 >= thr) & follow;
                 x->n_used = 1;
-                x->kind = KIND_DEMAND;
                 *cx_at(cb, kn->off[0], 0) += c0;
                 *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
                 if (kn->three) { /* conductors outside its counted set are fixed loads */
@@ -1766,7 +1772,10 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         }
         if (ik == IK_IDLE && !ci->session_update && (u0 | u1 | u2) <= (uint32_t)DLB_MAX_CURRENT_MA) {
             const int64_t c0 = u0, c1 = u1, c2 = u2;
-            /* without demand: its currents are fixed loads (classify_nodemand) */
+            /* without demand: its currents are fixed loads (classify_nodemand). Its scratch is as the
+             * last classification (charger_general's, which set iclass) left it, classify_none's: only
+             * stage 1 writes kind, narrowed and drawn, and stage 5 the others for a charger it admits,
+             * one with demand. */
             charger_energy(st, kn, dt);
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             *cx_at(cb, kn->off[0], 0) += c0;
@@ -1780,7 +1789,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             } else {
                 kn->esum = (int32_t)c0;
             }
-            classify_none(&kx[k], KIND_NODEMAND);
             continue;
         }
         return k;
