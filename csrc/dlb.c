@@ -1203,10 +1203,10 @@ static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int6
         return;
     }
     if (mi->fresh) {
-        int ok = 1;
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            ok = ok && in_range(mi->current_ma[ph], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA);
-        }
+        /* each current in [-max, max] (all three tested: no side effects) */
+        const int ok = in_range(mi->current_ma[0], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
+                       in_range(mi->current_ma[1], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
+                       in_range(mi->current_ma[2], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA);
         if (ok) {
             memcpy(ms->ma, mi->current_ma, sizeof(ms->ma));
             ms->t_last = now;
@@ -3583,6 +3583,26 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
     return v;
 }
 
+/* Stage 1 per circuit: the sums of stages 1-3 (and stage 9's alloc) zeroed, the meters ingested */
+DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters, int64_t now)
+{
+    const int32_t nc = s->nc;
+    circuit_scratch *const cx = s->cx;
+    const dlb_circuit *const circ = s->circ;
+    _Static_assert(offsetof(circuit_scratch, childbase) == offsetof(circuit_scratch, evsum) + 3 * sizeof(int64_t) &&
+                       offsetof(circuit_scratch, meas_d) == offsetof(circuit_scratch, fixed) + 4 * sizeof(int64_t),
+                   "evsum and childbase, fixed and meas_d are adjacent");
+    for (int32_t c = 0; c < nc; c++) {
+        char *cs = (char *)&cx[c];
+        memset(cs + offsetof(circuit_scratch, evsum), 0, 6 * sizeof(int64_t)); /* evsum, childbase */
+        memset(cs + offsetof(circuit_scratch, alloc), 0, sizeof(cx[c].alloc));
+        memset(cs + offsetof(circuit_scratch, fixed), 0, 8 * sizeof(int64_t)); /* fixed, meas_d */
+        if (circ[c].has_meter) {
+            ingest_meter(s, c, &meters[c], now);
+        }
+    }
+}
+
 /* Stage 3 per circuit, after the chargers' sums: base load, the power lane's sums, the children's sums
  * into their parent's, then budgets, headroom, status and the lanes over budget. Children come after
  * their parent (parent < own index), so in descending order every circuit's sums are complete when it is
@@ -3712,15 +3732,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
-    for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &cx[c];
-        memset(cs->evsum, 0, sizeof(cs->evsum));
-        memset(cs->childbase, 0, sizeof(cs->childbase));
-        memset(cs->alloc, 0, sizeof(cs->alloc));
-        memset(cs->fixed, 0, sizeof(cs->fixed));
-        memset(cs->meas_d, 0, sizeof(cs->meas_d));
-        ingest_meter(s, c, &meters[c], now);
-    }
+    circuits_in(s, meters, now);
     s->n_steps++;
     for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
         charger_general(s, k, &chargers[k], now, dt);
