@@ -1317,9 +1317,10 @@ static void end_session(dlb_site *s, int32_t k)
 
 /* The usual cases of a charger reading: a fresh one (fresh = 1) of the stored state, from a charger that
  * is not lost, is one 8-byte compare of the reading's head (fresh and state, in the order of the
- * struct's bytes) with its charger_in key; iclass says which case: a waiting EV (demanding, every stored current
- * 0), a charging one (state CHARGING) that draws, one without demand. IK_NONE is none of them (lost, or
- * a demanding state other than CHARGING with a current drawn: rare, charger_general's). */
+ * struct's bytes) with its charger_in key; iclass says which case: a waiting EV (demanding, every stored
+ * current 0; only with active_threshold_ma > 0), a charging one (state CHARGING) that draws, one without
+ * demand. IK_NONE is none of them (lost, or a demanding state other than CHARGING with a current drawn:
+ * rare, charger_general's). */
 enum { IK_NONE = 0, IK_WAIT = 1, IK_DRAW = 2, IK_IDLE = 3 };
 _Static_assert(offsetof(dlb_charger_input, fresh) == 0 && offsetof(dlb_charger_input, state) == sizeof(int32_t),
                "a reading's head is fresh and state");
@@ -1334,8 +1335,8 @@ static inline int64_t reading_head(int32_t fresh, int32_t state)
     return v;
 }
 
-/* charger_in.off[] addresses a lane of the circuit scratch array: evsum (CX_EVSUM), fixed or meas_d of the
- * same phase lie at these distances from it */
+/* charger_in.off[] addresses evsum[ph] in the circuit scratch array; fixed[ph] and meas_d[ph] of the same
+ * circuit lie at these distances from it */
 #define CX_FIXED ((int32_t)offsetof(circuit_scratch, fixed) - (int32_t)offsetof(circuit_scratch, evsum))
 #define CX_MEAS_D ((int32_t)offsetof(circuit_scratch, meas_d) - (int32_t)offsetof(circuit_scratch, evsum))
 static inline int64_t *cx_at(char *cb, int32_t off, int32_t rel) { return (int64_t *)(void *)(cb + off + rel); }
@@ -1386,7 +1387,8 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     kn->key = st->lost ? 0 : reading_head(1, st->state);
     /* stored currents passed the range check (or are dlb_init's 0): the sum fits */
     kn->esum = (int32_t)(st->meas[0] + (kc->phases == 3 ? (int64_t)st->meas[1] + st->meas[2] : 0));
-    const int32_t cbase = kc->circuit * (int32_t)sizeof(circuit_scratch) + (int32_t)offsetof(circuit_scratch, evsum);
+    const int32_t cbase =
+        kc->circuit * (int32_t)sizeof(circuit_scratch) + (int32_t)offsetof(circuit_scratch, evsum);
     for (int i = 0; i < DLB_PHASES; i++) {
         kn->off[i] = cbase + kc->phase_map[i < kc->phases ? i : 0] * (int32_t)sizeof(int64_t);
     }
