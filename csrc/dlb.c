@@ -3645,11 +3645,10 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         cs->base[1] = a1;
         cs->base[2] = a2;
         /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
-         * out), and the children's sums are in by now */
+         * out), and the children's sums are in by now. (fixed and meas_d are read here alone: the power
+         * lane's sums are not stored.) */
         const int64_t f0 = cs->fixed[0], f1 = cs->fixed[1], f2 = cs->fixed[2], fp = f0 + f1 + f2;
         const int64_t m0 = cs->meas_d[0], m1 = cs->meas_d[1], m2 = cs->meas_d[2], mp = m0 + m1 + m2;
-        cs->fixed[DLB_LANE_POWER] = fp;
-        cs->meas_d[DLB_LANE_POWER] = mp;
         if (cc->parent != DLB_NONE) {
             circuit_scratch *ps = &cx[cc->parent];
             ps->evsum[0] += cs->evsum[0];
