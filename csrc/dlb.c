@@ -36,12 +36,31 @@ enum { TIER_STARVING = 0, TIER_STICKY = 1, TIER_OTHER = 2, TIER_IDLE = 3 };
 #define TIER_WAITING 8
 enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
 
+/* Stage 1's record per charger for charger_pass's usual cases (in charger_state: one stream fewer in its
+ * loop than an array of its own). ingest_charger writes it whenever it runs, and it runs for every charger
+ * before its first usual case: key is 0 until then (dlb_init zeroes it) and while the charger is lost, and
+ * no fresh reading (fresh = 1) has a head of 0. */
+typedef struct {
+    int64_t key;   /* the head of a fresh reading (fresh = 1) of the stored state (see reading_head) */
+    /* byte offset in the circuit scratch array of evsum[phase_map[i]] of the charger's circuit, for each
+     * conductor i (a 1-phase charger's 1 and 2: the same as 0, never used); configuration only */
+    int32_t off[DLB_PHASES];
+    /* the stored currents summed over the installed conductors: the energy of the next interval is this
+     * times its length (charger_energy's sum, kept with every change of the stored currents) */
+    int32_t esum;
+    uint32_t used1; /* 1 << phase_map[0]: the used set on conductor 0 alone */
+    uint8_t iclass; /* which usual case a reading of key is (IK_*) */
+    uint8_t three;  /* installed phases == 3 */
+} charger_in;
+
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
- * a phase switch touches. Every pass over the chargers then streams 152 bytes per charger instead of
- * 352 (at N = 10000, 1.5 MB instead of 3.5 MB). hold_end and cap_until summarise the cold histories so
+ * a phase switch touches. Every pass over the chargers then streams 184 bytes per charger instead of
+ * 384 (at N = 10000, 1.8 MB instead of 3.8 MB). hold_end and cap_until summarise the cold histories so
  * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
+    /* (t_last: as of the last charger_general, which first sets it to the previous step's now after a
+     * usual case of charger_pass; only stage 1 reads it, and stage 4 for a lost charger, i.e. after that) */
     int64_t t_last, ok_since, on_since, off_since, wait_since, arrival, departure;
     int64_t delivered_mams, last_switch, below_since, reclaimed_at, probe_since;
     int64_t hold_end;  /* latest hold_until[] (TNONE without holds): no hold is in effect from then on */
@@ -50,11 +69,11 @@ typedef struct {
     int32_t state, sp, mode, energy_need_wh, reclaim_cap;
     uint8_t seen, lost, recover_at_once, in_session, probing;
     uint8_t counting; /* in_session && !lost as the last ingest left them (stage 1's energy reads it) */
-    uint8_t iclass;   /* stage 1: which usual case of charger_pass a reading of ikey[k] is (IK_*) */
     /* stage 4: 0 only if below_since == TNONE, !probing and reclaim_cap <= 0 (no reclaim state). Only
      * reclaim() sets any of them otherwise, and stage 4 recomputes this after each reclaim() call, so a
      * charger that never leaves stage 4's quick paths never has its three fields tested. */
     uint8_t reclaim_any;
+    charger_in in; /* stage 1 (see charger_in) */
 } charger_state;
 
 typedef struct {
@@ -63,6 +82,7 @@ typedef struct {
     int64_t up_since;
     int32_t hold_sp[DLB_HOLDS + 1];
     int32_t switches, n_starts, n_holds;
+    uint64_t gen_step; /* stage 1: the step (dlb_site.n_steps) of the last charger_general for it (see there) */
 } charger_cold;
 
 typedef struct {
@@ -168,10 +188,6 @@ struct dlb_site {
     meter_state *ms;
     charger_state *ks;
     charger_cold *kcold;
-    /* stage 1's usual-case key per charger: the first 8 bytes of a fresh reading (fresh = 1) of its stored
-     * state (see reading_head), with charger_state.iclass; both 0 while lost (dlb_init zeroes them). An
-     * array of its own: a larger charger_state grew dlb_step's frame by 16 bytes. */
-    int64_t *ikey;
     charger_scratch *kx;
     circuit_scratch *cx;
     int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
@@ -209,6 +225,7 @@ struct dlb_site {
     /* stages 4-5: each charger's admission key this step (KEY_REST if not eligible), written by stage 4
      * alone and read by stage 5's sort; kept between steps (a paused charger's kept key stays in place) */
     uint64_t *akey;
+    uint64_t n_steps; /* stage 1: steps run (past dlb_step's argument checks), for charger_general's t_last */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -868,7 +885,6 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
-    size_t ikey; /* stage 1 */
     size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
@@ -904,8 +920,6 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_state));
     l->kcold = o;
     o += align8(nk * sizeof(charger_cold));
-    l->ikey = o;
-    o += align8(nk * sizeof(int64_t));
     l->kx = o;
     o += align8(nk * sizeof(charger_scratch));
     l->cx = o;
@@ -1140,7 +1154,6 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ms = (meter_state *)(void *)(base + l.ms);
     s->ks = (charger_state *)(void *)(base + l.ks);
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
-    s->ikey = (int64_t *)(void *)(base + l.ikey);
     s->kx = (charger_scratch *)(void *)(base + l.kx);
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
     s->items = (int32_t *)(void *)(base + l.items);
@@ -1309,10 +1322,10 @@ static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int6
         return;
     }
     if (mi->fresh) {
-        int ok = 1;
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            ok = ok && in_range(mi->current_ma[ph], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA);
-        }
+        /* each current in [-max, max] (all three tested: no side effects) */
+        const int ok = in_range(mi->current_ma[0], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
+                       in_range(mi->current_ma[1], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
+                       in_range(mi->current_ma[2], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA);
         if (ok) {
             memcpy(ms->ma, mi->current_ma, sizeof(ms->ma));
             ms->t_last = now;
@@ -1423,11 +1436,16 @@ static void end_session(dlb_site *s, int32_t k)
 
 /* The usual cases of a charger reading: a fresh one (fresh = 1) of the stored state, from a charger that
  * is not lost, is one 8-byte compare of the reading's head (fresh and state, in the order of the
- * struct's bytes) with ikey[k]; iclass says which case: a waiting EV (demanding, every stored current 0),
- * a demanding one that draws, one without demand. IK_NONE (lost) is none of them. */
+ * struct's bytes) with its charger_in key; iclass says which case: a waiting EV (demanding, every stored
+ * current 0; only with active_threshold_ma > 0), a charging one (state CHARGING) that draws, one without
+ * demand. IK_NONE is none of them (lost, or a demanding state other than CHARGING with a current drawn:
+ * rare, charger_general's). */
 enum { IK_NONE = 0, IK_WAIT = 1, IK_DRAW = 2, IK_IDLE = 3 };
 _Static_assert(offsetof(dlb_charger_input, fresh) == 0 && offsetof(dlb_charger_input, state) == sizeof(int32_t),
                "a reading's head is fresh and state");
+_Static_assert(offsetof(dlb_charger_input, session_update) ==
+                   offsetof(dlb_charger_input, current_ma) + DLB_PHASES * sizeof(int32_t),
+               "a reading's currents and session_update are 16 contiguous bytes");
 static inline int64_t reading_head(int32_t fresh, int32_t state)
 {
     const int32_t h[2] = {fresh, state};
@@ -1435,6 +1453,12 @@ static inline int64_t reading_head(int32_t fresh, int32_t state)
     memcpy(&v, h, sizeof(v));
     return v;
 }
+
+/* charger_in.off[] addresses evsum[ph] in the circuit scratch array; fixed[ph] and meas_d[ph] of the same
+ * circuit lie at these distances from it */
+#define CX_FIXED ((int32_t)offsetof(circuit_scratch, fixed) - (int32_t)offsetof(circuit_scratch, evsum))
+#define CX_MEAS_D ((int32_t)offsetof(circuit_scratch, meas_d) - (int32_t)offsetof(circuit_scratch, evsum))
+static inline int64_t *cx_at(char *cb, int32_t off, int32_t rel) { return (int64_t *)(void *)(cb + off + rel); }
 
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
 {
@@ -1477,13 +1501,28 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     }
     /* only this function changes lost and in_session (the usual case in charger_pass changes neither) */
     st->counting = (uint8_t)(st->in_session && !st->lost);
-    s->ikey[k] = st->lost ? 0 : reading_head(1, st->state);
+    const dlb_charger *kc = &s->chg[k];
+    charger_in *kn = &s->ks[k].in;
+    kn->key = st->lost ? 0 : reading_head(1, st->state);
+    /* stored currents passed the range check (or are dlb_init's 0): the sum fits */
+    kn->esum = (int32_t)(st->meas[0] + (kc->phases == 3 ? (int64_t)st->meas[1] + st->meas[2] : 0));
+    const int32_t cbase =
+        kc->circuit * (int32_t)sizeof(circuit_scratch) + (int32_t)offsetof(circuit_scratch, evsum);
+    for (int i = 0; i < DLB_PHASES; i++) {
+        kn->off[i] = cbase + kc->phase_map[i < kc->phases ? i : 0] * (int32_t)sizeof(int64_t);
+    }
+    kn->used1 = 1u << kc->phase_map[0];
+    kn->three = (uint8_t)(kc->phases == 3);
     if (st->lost) {
-        st->iclass = IK_NONE;
+        kn->iclass = IK_NONE;
     } else if (!is_demanding(st->state)) {
-        st->iclass = IK_IDLE;
+        kn->iclass = IK_IDLE;
+    } else if ((st->meas[0] | st->meas[1] | st->meas[2]) == 0) {
+        /* (with active_threshold_ma <= 0 a waiting EV on one phase may be narrowed, a matter of time:
+         * charger_general's) */
+        kn->iclass = s->p.active_threshold_ma > 0 ? IK_WAIT : IK_NONE;
     } else {
-        st->iclass = (st->meas[0] | st->meas[1] | st->meas[2]) == 0 ? IK_WAIT : IK_DRAW;
+        kn->iclass = st->state == DLB_STATE_CHARGING ? IK_DRAW : IK_NONE;
     }
 }
 
@@ -1498,13 +1537,19 @@ static void classify_none(charger_scratch *x, int32_t kind)
     x->drawn = 0;
 }
 
+/* follow_done of a charger in state CHARGING (charger_pass's IK_DRAW) */
+static inline int follow_charging(const charger_state *st, int64_t cut)
+{
+    return st->on_since != TNONE && max64(st->on_since, st->last_switch) <= cut;
+}
+
 /* Charging since the last start or phase switch for at least follow_time_ms (since cut = now -
  * follow_time_ms or earlier): the EV had time to use every conductor. Stored times are >= 0 and TNONE is
  * -1, so the later of on_since and last_switch is the one to wait for (on_since is set while the charger
  * is on). */
 static inline int follow_done(const charger_state *st, int64_t cut)
 {
-    return st->state == DLB_STATE_CHARGING && st->on_since != TNONE && max64(st->on_since, st->last_switch) <= cut;
+    return st->state == DLB_STATE_CHARGING && follow_charging(st, cut);
 }
 
 /* the largest lowered set-point the EV may still apply while one may be in effect (out of line: rare) */
@@ -1528,16 +1573,10 @@ static inline int64_t held_sp(const dlb_site *s, int32_t k, const charger_state 
 
 /* In session and not lost (as the last ingest left it): the energy over the elapsed interval, before
  * the new reading replaces the currents */
-static inline void charger_energy(charger_state *st, int32_t phases, int64_t dt)
+static inline void charger_energy(charger_state *st, const charger_in *kn, int64_t dt)
 {
     if (st->counting) {
-        int64_t sum = st->meas[0];
-        if (phases == 3) {
-            sum += (int64_t)st->meas[1] + st->meas[2];
-        }
-        if (sum != 0) { /* a waiting EV draws nothing */
-            st->delivered_mams += sum * dt;
-        }
+        st->delivered_mams += (int64_t)kn->esum * dt;
     }
 }
 
@@ -1655,7 +1694,14 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     const dlb_charger *kc = &s->chg[k];
     charger_scratch *x = &s->kx[k];
     circuit_scratch *cs = &s->cx[kc->circuit];
-    charger_energy(st, kc->phases, dt);
+    charger_cold *cd = &s->kcold[k];
+    /* charger_pass's usual cases leave t_last (= that step's now) to this function: every charger takes one
+     * of the two in every step, so one not here in the previous step (not the first) took a usual case */
+    if (cd->gen_step + 1u != s->n_steps) {
+        st->t_last = now - dt;
+    }
+    cd->gen_step = s->n_steps;
+    charger_energy(st, &st->in, dt);
     ingest_charger(s, k, st, ci, now);
     if (st->lost) {
         const int32_t *pmap = kc->phase_map;
@@ -1672,6 +1718,40 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     }
 }
 
+/* charger_pass's IK_DRAW charger k (its reading ingested) outside the fast cases there: a held set-point may
+ * be in effect, or it is counted on the conductors that draw but not on all three (rare: out of line) */
+DLB_NOINLINE static void draw_general(dlb_site *s, int32_t k, int64_t now)
+{
+    const dlb_charger *kc = &s->chg[k];
+    classify_demand(s, k, &s->ks[k], kc, &s->kx[k], &s->cx[kc->circuit], now, s->p.active_threshold_ma,
+                    now - s->p.follow_time_ms, 1);
+}
+
+/* the measured demand m of a charger with demand counted on conductor 0 alone (three = 0) or on all three
+ * (mode 3: all three phases, as a 3-phase map is a permutation), added to its circuit's meas_d */
+static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int64_t m, int three)
+{
+    x->m = m;
+    *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
+    if (three) {
+        *cx_at(cb, kn->off[1], CX_MEAS_D) += m;
+        *cx_at(cb, kn->off[2], CX_MEAS_D) += m;
+    }
+}
+
+/* put_m with the held set-points of charger k (held_sp) while one may be in effect. Out of line, and the
+ * last call of an iteration of charger_pass: no value of the loop lives across it in a scratch register */
+DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v, charger_scratch *x, int three)
+{
+    const charger_cold *cd = &s->kcold[k];
+    for (int32_t i = 0; i < cd->n_holds; i++) { /* held_scan's */
+        if (now < cd->hold_until[i]) {
+            v = max64(v, cd->hold_sp[i]);
+        }
+    }
+    put_m((char *)s->cx, &s->ks[k].in, x, v, three);
+}
+
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
  * circuit (meters ingested first). Returns the first charger from k0 on outside them (nk if none), for
  * charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
@@ -1681,78 +1761,155 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
 {
     const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
-    const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
-    const int64_t *const ikey = s->ikey;
+    char *const cb = (char *)s->cx;
     const int64_t thr = s->p.active_threshold_ma;
     const int64_t cut = now - s->p.follow_time_ms;
+    /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
+     * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
+    const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
     for (int32_t k = k0; k < nk; k++) {
         charger_state *st = &ks[k];
+        charger_in *kn = &st->in;
         const dlb_charger_input *ci = &chargers[k];
         /* The usual cases: a fresh reading of the stored state, without session data, from a charger
-         * that is not lost (ikey and iclass say which). The stored state passed the range check; the
+         * that is not lost (key and iclass say which). The stored state passed the range check; the
          * session logic of ingest_charger already ran for this state (a demanding state opened the
          * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
          * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
-         * one reads as a large unsigned: the OR bounds each) and the time are new. */
+         * one reads as a large unsigned: the OR bounds each) and the time are new. The time is not
+         * stored: charger_general sets t_last when it next runs (see there). */
         int64_t head;
         memcpy(&head, ci, sizeof(head));
-        if (head != ikey[k]) {
+        if (head != kn->key) {
             return k;
         }
-        const uint32_t ik = st->iclass;
-        if (ik == IK_WAIT &&
-            (ci->current_ma[0] | ci->current_ma[1] | ci->current_ma[2] | ci->session_update) == 0) {
-            /* a waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
-             * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this */
-            const dlb_charger *kc = &chg[k];
+        const uint32_t ik = kn->iclass;
+        if (ik == IK_WAIT) {
+            uint64_t rest[2]; /* the currents and session_update */
+            memcpy(rest, ci->current_ma, sizeof(rest));
+            if ((rest[0] | rest[1]) != 0) {
+                return k;
+            }
+            /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
+             * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
+             * n_used, narrowed and drawn are what the last classification wrote (it was this case, by
+             * charger_general or here: iclass is set by the one and kept by the other) unless stage 5
+             * switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
+             * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
+             * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
+             * needs no writes. */
             charger_scratch *x = &kx[k];
-            st->t_last = now;
-            const int64_t m = held_sp(s, k, st, now, st->sp);
-            x->drawn = 0;
-            x->m = m;
-            if (st->mode == 3) {
-                x->used = 7u;
+            const int32_t mode = st->mode;
+            const int64_t v = st->sp;
+            if (mode != x->n_used) {
+                const int three = mode == 3;
+                x->drawn = 0;
+                x->used = three ? 7u : kn->used1;
                 x->narrowed = 0;
+                x->n_used = 1 + 2 * three;
+                x->kind = KIND_DEMAND;
+            }
+            if (now < st->hold_end) {
+                put_held(s, k, now, v, x, mode == 3);
+                continue;
+            }
+            x->m = v;
+            if (v != 0) {
+                put_m(cb, kn, x, v, mode == 3);
+            }
+            continue;
+        }
+        /* the currents as unsigned: a negative one is above any range (and once in range, each is the
+         * current: no sign to extend) */
+        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
+                       u2 = (uint32_t)ci->current_ma[2];
+        if (ik == IK_DRAW) {
+            if (ci->session_update || (u0 | u1 | u2) - 1u >= (uint32_t)DLB_MAX_CURRENT_MA) {
+                return k;
+            }
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
+            /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
+             * and not lost, it is in session (a demanding state opens it, only DISCONNECTED closes it):
+             * counting. Then classify_demand with drawing = 1 in state CHARGING; its kind is DEMAND as
+             * the last classification (charger_general's, which set iclass) left it: only stage 1 writes
+             * kind. */
+            st->delivered_mams += (int64_t)kn->esum * dt;
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            if (now < st->hold_end) {
+                kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
+                draw_general(s, k, now);
+                continue;
+            }
+            charger_scratch *x = &kx[k];
+            const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
+            if (st->mode == 3) {
+                /* counted on the conductors that draw (thr) once the EV had time to use every conductor,
+                 * on all three when all three or none draw */
+                const int64_t drawn = max64(c0, max64(c1, c2));
+                uint32_t narrowed = follow;
+                if (min64(c0, min64(c1, c2)) < thr) {
+                    if (drawn >= thr && follow) {
+                        kn->esum = (int32_t)(c0 + c1 + c2);
+                        draw_general(s, k, now);
+                        continue;
+                    }
+                    narrowed = 0;
+                }
+                const int64_t m = max64(drawn, st->sp);
+                x->drawn = drawn;
+                x->m = m;
+                x->used = 7u;
+                x->narrowed = narrowed;
                 x->n_used = 3;
-                x->kind = KIND_DEMAND;
-                if (m != 0) {
-                    cx[kc->circuit].meas_d[0] += m; cx[kc->circuit].meas_d[1] += m; cx[kc->circuit].meas_d[2] += m;
-                }
-            } else {
-                const int32_t ph = kc->phase_map[0];
-                x->used = 1u << ph;
-                x->narrowed = (uint32_t)(thr <= 0 && follow_done(st, cut)); /* c0 >= thr */
+                kn->esum = (int32_t)(c0 + c1 + c2);
+                /* all three phases: a 3-phase map is a permutation */
+                *cx_at(cb, kn->off[0], 0) += c0;
+                *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
+                *cx_at(cb, kn->off[1], 0) += c1;
+                *cx_at(cb, kn->off[1], CX_MEAS_D) += m;
+                *cx_at(cb, kn->off[2], 0) += c2;
+                *cx_at(cb, kn->off[2], CX_MEAS_D) += m;
+            } else { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
+                const int64_t m = max64(c0, st->sp);
+                x->drawn = c0;
+                x->m = m;
+                x->used = kn->used1;
+                x->narrowed = (uint32_t)(c0 >= thr) & follow;
                 x->n_used = 1;
-                x->kind = KIND_DEMAND;
-                if (m != 0) {
-                    cx[kc->circuit].meas_d[ph] += m;
+                *cx_at(cb, kn->off[0], 0) += c0;
+                *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
+                if (kn->three) { /* conductors outside its counted set are fixed loads */
+                    *cx_at(cb, kn->off[1], 0) += c1;
+                    *cx_at(cb, kn->off[1], CX_FIXED) += c1;
+                    *cx_at(cb, kn->off[2], 0) += c2;
+                    *cx_at(cb, kn->off[2], CX_FIXED) += c2;
+                    kn->esum = (int32_t)(c0 + c1 + c2);
+                } else {
+                    kn->esum = (int32_t)c0;
                 }
             }
             continue;
         }
-        const uint32_t nor = (uint32_t)ci->current_ma[0] | (uint32_t)ci->current_ma[1] | (uint32_t)ci->current_ma[2];
-        if (ik == IK_DRAW && !ci->session_update && nor - 1u < (uint32_t)DLB_MAX_CURRENT_MA) {
-            /* demanding and drawing before and now (nor in [1, max]): the key stays. Demanding and not lost,
-             * it is in session (a demanding state opens it, only DISCONNECTED closes it): counting. */
-            const dlb_charger *kc = &chg[k];
-            int64_t sum = st->meas[0];
-            if (kc->phases == 3) {
-                sum += (int64_t)st->meas[1] + st->meas[2];
+        if (ik == IK_IDLE && !ci->session_update && (u0 | u1 | u2) <= (uint32_t)DLB_MAX_CURRENT_MA) {
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
+            /* without demand: its currents are fixed loads (classify_nodemand). Its scratch is as the
+             * last classification (charger_general's, which set iclass) left it, classify_none's: only
+             * stage 1 writes kind, narrowed and drawn, and stage 5 the others for a charger it admits,
+             * one with demand. */
+            charger_energy(st, kn, dt);
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            *cx_at(cb, kn->off[0], 0) += c0;
+            *cx_at(cb, kn->off[0], CX_FIXED) += c0;
+            if (kn->three) {
+                *cx_at(cb, kn->off[1], 0) += c1;
+                *cx_at(cb, kn->off[1], CX_FIXED) += c1;
+                *cx_at(cb, kn->off[2], 0) += c2;
+                *cx_at(cb, kn->off[2], CX_FIXED) += c2;
+                kn->esum = (int32_t)(c0 + c1 + c2);
+            } else {
+                kn->esum = (int32_t)c0;
             }
-            st->delivered_mams += sum * dt;
-            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-            st->t_last = now;
-            classify_demand(s, k, st, kc, &kx[k], &cx[kc->circuit], now, thr, cut, 1);
-            continue;
-        }
-        if (ik == IK_IDLE && !ci->session_update && nor <= DLB_MAX_CURRENT_MA) {
-            const dlb_charger *kc = &chg[k];
-            charger_energy(st, kc->phases, dt);
-            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-            st->t_last = now;
-            classify_nodemand(st, kc, &kx[k], &cx[kc->circuit]);
             continue;
         }
         return k;
@@ -3606,6 +3763,123 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
     return v;
 }
 
+/* Stage 1 per circuit: the sums of stages 1-3 (and stage 9's alloc) zeroed, the meters ingested */
+DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters, int64_t now)
+{
+    const int32_t nc = s->nc;
+    circuit_scratch *const cx = s->cx;
+    const dlb_circuit *const circ = s->circ;
+    _Static_assert(offsetof(circuit_scratch, childbase) == offsetof(circuit_scratch, evsum) + 3 * sizeof(int64_t) &&
+                       offsetof(circuit_scratch, meas_d) == offsetof(circuit_scratch, fixed) + 4 * sizeof(int64_t),
+                   "evsum and childbase, fixed and meas_d are adjacent");
+    for (int32_t c = 0; c < nc; c++) {
+        char *cs = (char *)&cx[c];
+        memset(cs + offsetof(circuit_scratch, evsum), 0, 6 * sizeof(int64_t)); /* evsum, childbase */
+        memset(cs + offsetof(circuit_scratch, alloc), 0, sizeof(cx[c].alloc));
+        memset(cs + offsetof(circuit_scratch, fixed), 0, 8 * sizeof(int64_t)); /* fixed, meas_d */
+        if (circ[c].has_meter) {
+            ingest_meter(s, c, &meters[c], now);
+        }
+    }
+}
+
+/* Stage 3 per circuit, after the chargers' sums: base load, the power lane's sums, the children's sums
+ * into their parent's, then budgets, headroom, status and the lanes over budget. Children come after
+ * their parent (parent < own index), so in descending order every circuit's sums are complete when it is
+ * reached (its budgets read nothing of its parent's); the lanes over budget along each path then take
+ * one pass in ascending order. */
+DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
+{
+    const dlb_params *p = &s->p;
+    const int32_t nc = s->nc;
+    circuit_scratch *const cx = s->cx;
+    uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
+    for (int32_t c = nc - 1; c >= 0; c--) {
+        const dlb_circuit *cc = &s->circ[c];
+        circuit_scratch *cs = &cx[c];
+        int64_t a0, a1, a2; /* base */
+        uint32_t status = 0; /* (set here first in a step) */
+        if (cc->has_meter) {
+            meter_state *ms = &s->ms[c];
+            int64_t ev_seen[DLB_PHASES];
+            ev_window(p, ms, cs->evsum, now, ev_seen);
+            if (!ms->stale) {
+                a0 = ms->ma[0] - ev_seen[0];
+                a1 = ms->ma[1] - ev_seen[1];
+                a2 = ms->ma[2] - ev_seen[2];
+            } else {
+                a0 = cc->fallback_base_ma[0];
+                a1 = cc->fallback_base_ma[1];
+                a2 = cc->fallback_base_ma[2];
+                status |= (ms->seen && now - ms->t_last <= p->meter_timeout_ms) ? DLB_CIRCUIT_METER_RECOVERING
+                                                                                : DLB_CIRCUIT_METER_STALE;
+            }
+        } else {
+            a0 = cc->fallback_base_ma[0] + cs->childbase[0];
+            a1 = cc->fallback_base_ma[1] + cs->childbase[1];
+            a2 = cc->fallback_base_ma[2] + cs->childbase[2];
+        }
+        cs->base[0] = a0;
+        cs->base[1] = a1;
+        cs->base[2] = a2;
+        /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
+         * out), and the children's sums are in by now. (fixed and meas_d are read here alone: the power
+         * lane's sums are not stored.) */
+        const int64_t f0 = cs->fixed[0], f1 = cs->fixed[1], f2 = cs->fixed[2], fp = f0 + f1 + f2;
+        const int64_t m0 = cs->meas_d[0], m1 = cs->meas_d[1], m2 = cs->meas_d[2], mp = m0 + m1 + m2;
+        if (cc->parent != DLB_NONE) {
+            circuit_scratch *ps = &cx[cc->parent];
+            ps->evsum[0] += cs->evsum[0];
+            ps->evsum[1] += cs->evsum[1];
+            ps->evsum[2] += cs->evsum[2];
+            ps->childbase[0] += a0;
+            ps->childbase[1] += a1;
+            ps->childbase[2] += a2;
+            ps->fixed[0] += f0;
+            ps->fixed[1] += f1;
+            ps->fixed[2] += f2;
+            ps->meas_d[0] += m0;
+            ps->meas_d[1] += m1;
+            ps->meas_d[2] += m2;
+        }
+        /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
+        const int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - a0 - f0;
+        const int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - a1 - f1;
+        const int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - a2 - f2;
+        const int64_t h0 = b0 - m0, h1 = b1 - m1, h2 = b2 - m2;
+        cs->budget[0] = cs->run[0] = b0;
+        cs->budget[1] = cs->run[1] = b1;
+        cs->budget[2] = cs->run[2] = b2;
+        cs->hr[0] = h0;
+        cs->hr[1] = h1;
+        cs->hr[2] = h2;
+        cs->evl[0] = m0;
+        cs->evl[1] = m1;
+        cs->evl[2] = m2;
+        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
+        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
+        if (has_power(s, c)) {
+            const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
+            const int64_t hp = bp - mp;
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
+            cs->hr[DLB_LANE_POWER] = hp;
+            bo |= bp < 0;
+            over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
+        } else {
+            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
+        }
+        cs->status =
+            status | ((uint32_t)bo * DLB_CIRCUIT_BASE_OVERLOAD) | ((uint32_t)(over != 0) * DLB_CIRCUIT_OVERLOADED);
+        over_own[c] = over;
+    }
+    s->gen += (uint64_t)nc; /* run[] set afresh (once per circuit): every cached path minimum and first_short
+                               answer is void */
+    for (int32_t c = 0; c < nc; c++) {
+        const int32_t par = s->circ[c].parent;
+        over_path[c] = over_own[c] | (par != DLB_NONE ? over_path[par] : 0u);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_charger_input *chargers,
@@ -3637,104 +3911,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
      * first), so the result is the stage-by-stage one */
-    for (int32_t c = 0; c < nc; c++) {
-        circuit_scratch *cs = &cx[c];
-        memset(cs->evsum, 0, sizeof(cs->evsum));
-        memset(cs->childbase, 0, sizeof(cs->childbase));
-        memset(cs->alloc, 0, sizeof(cs->alloc));
-        memset(cs->fixed, 0, sizeof(cs->fixed));
-        memset(cs->meas_d, 0, sizeof(cs->meas_d));
-        cs->status = 0;
-        ingest_meter(s, c, &meters[c], now);
-    }
+    circuits_in(s, meters, now);
+    s->n_steps++;
     for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
         charger_general(s, k, &chargers[k], now, dt);
     }
-    for (int32_t c = nc - 1; c >= 0; c--) {
-        const dlb_circuit *cc = &s->circ[c];
-        meter_state *ms = &s->ms[c];
-        circuit_scratch *cs = &cx[c];
-        int64_t ev_seen[DLB_PHASES] = {0, 0, 0};
-        if (cc->has_meter) {
-            ev_window(p, ms, cs->evsum, now, ev_seen);
-        }
-        if (cc->has_meter && !ms->stale) {
-            cs->base[0] = ms->ma[0] - ev_seen[0];
-            cs->base[1] = ms->ma[1] - ev_seen[1];
-            cs->base[2] = ms->ma[2] - ev_seen[2];
-        } else if (cc->has_meter) {
-            cs->base[0] = cc->fallback_base_ma[0];
-            cs->base[1] = cc->fallback_base_ma[1];
-            cs->base[2] = cc->fallback_base_ma[2];
-        } else {
-            cs->base[0] = cc->fallback_base_ma[0] + cs->childbase[0];
-            cs->base[1] = cc->fallback_base_ma[1] + cs->childbase[1];
-            cs->base[2] = cc->fallback_base_ma[2] + cs->childbase[2];
-        }
-        /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
-         * out), and the children's sums are in by now (children come after their parent) */
-        cs->fixed[DLB_LANE_POWER] = cs->fixed[0] + cs->fixed[1] + cs->fixed[2];
-        cs->meas_d[DLB_LANE_POWER] = cs->meas_d[0] + cs->meas_d[1] + cs->meas_d[2];
-        if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &cx[cc->parent];
-            ps->evsum[0] += cs->evsum[0];
-            ps->evsum[1] += cs->evsum[1];
-            ps->evsum[2] += cs->evsum[2];
-            ps->childbase[0] += cs->base[0];
-            ps->childbase[1] += cs->base[1];
-            ps->childbase[2] += cs->base[2];
-            ps->fixed[0] += cs->fixed[0];
-            ps->fixed[1] += cs->fixed[1];
-            ps->fixed[2] += cs->fixed[2];
-            ps->meas_d[0] += cs->meas_d[0];
-            ps->meas_d[1] += cs->meas_d[1];
-            ps->meas_d[2] += cs->meas_d[2];
-        }
-    }
-    for (int32_t c = 0; c < nc; c++) {
-        const dlb_circuit *cc = &s->circ[c];
-        circuit_scratch *cs = &cx[c];
-        /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
-        int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - cs->base[0] - cs->fixed[0];
-        int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - cs->base[1] - cs->fixed[1];
-        int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - cs->base[2] - cs->fixed[2];
-        int64_t h0 = b0 - cs->meas_d[0], h1 = b1 - cs->meas_d[1], h2 = b2 - cs->meas_d[2];
-        cs->budget[0] = cs->run[0] = b0;
-        cs->budget[1] = cs->run[1] = b1;
-        cs->budget[2] = cs->run[2] = b2;
-        cs->hr[0] = h0;
-        cs->hr[1] = h1;
-        cs->hr[2] = h2;
-        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
-        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
-        if (has_power(s, c)) {
-            const int64_t bp = s->power_cap[c] - (cs->base[0] + cs->base[1] + cs->base[2] + cs->fixed[DLB_LANE_POWER]);
-            const int64_t hp = bp - cs->meas_d[DLB_LANE_POWER];
-            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
-            cs->hr[DLB_LANE_POWER] = hp;
-            bo |= bp < 0;
-            over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
-        } else {
-            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
-        }
-        if (bo) {
-            cs->status |= DLB_CIRCUIT_BASE_OVERLOAD;
-        }
-        if (over) {
-            cs->status |= DLB_CIRCUIT_OVERLOADED;
-        }
-        const meter_state *ms = &s->ms[c];
-        if (cc->has_meter && ms->stale) {
-            int fresh_ok = ms->seen && now - ms->t_last <= p->meter_timeout_ms;
-            cs->status |= fresh_ok ? DLB_CIRCUIT_METER_RECOVERING : DLB_CIRCUIT_METER_STALE;
-        }
-        for (int ph = 0; ph < DLB_PHASES; ph++) {
-            cs->evl[ph] = cs->meas_d[ph];
-        }
-        s->over_own[c] = over;
-        s->gen++; /* run[] set afresh: every cached path minimum and first_short answer is void */
-        s->over_path[c] = over | (cc->parent != DLB_NONE ? s->over_path[cc->parent] : 0u);
-    }
+    circuit_sums(s, now);
 
     /* 4. ceilings and holds */
     RELOAD();

@@ -34,7 +34,7 @@
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
  *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 240 + progressive_fill 192 +
- *     rank_sort 56 = 488; dlb_init 448 + merge_sort 56 = 504; `make -C csrc test` checks the bound on
+ *     rank_sort 56 = 488; dlb_init 432 + merge_sort 56 = 488; `make -C csrc test` checks the bound on
  *     gcc's call graph).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:

@@ -796,6 +796,32 @@ static void test_lost_charger(void)
     sim_free(&s);
 }
 
+/* Lost exactly charger_timeout_ms after the last reading, also when the readings before it took stage 1's
+ * usual cases, which leave t_last to the general case (it sets it to the previous step's now) */
+static void test_lost_after_usual_readings(void)
+{
+    sim_t s;
+    sim_alloc(&s, 1, 2);
+    s.circ[0].limit_ma[0] = s.circ[0].limit_ma[1] = s.circ[0].limit_ma[2] = 40000;
+    CHECK_EQ(sim_init(&s), DLB_OK);
+    steps(&s, SETTLE, 1000); /* the last reading at now - 1000 */
+    const int64_t last = s.now - 1000;
+    s.ev[0].silent = 1;
+    while (s.now < last + s.p.charger_timeout_ms) {
+        sim_step(&s);
+        s.now += 1000;
+    }
+    sim_step(&s); /* now = last + timeout: not yet */
+    CHECK(!(s.out[0].flags & DLB_CHARGER_LOST), "not lost at the timeout");
+    s.now += 1000;
+    sim_step(&s);
+    CHECK(s.out[0].flags & DLB_CHARGER_LOST, "lost past the timeout");
+    CHECK_EQ(s.out[0].reason, DLB_REASON_FAILSAFE);
+    s.now += 1000;
+    NO_VIOLATIONS(&s);
+    sim_free(&s);
+}
+
 /* scarcity with rotation: 10 EVs, room for 5 minimums, 2 h of 1 s cycles */
 static void test_scarcity_rotation(void)
 {
@@ -1543,6 +1569,7 @@ int main(int argc, char **argv)
     run("base_load_step", test_base_load_step);
     run("stale_meter", test_stale_meter);
     run("lost_charger", test_lost_charger);
+    run("lost_after_usual_readings", test_lost_after_usual_readings);
     run("scarcity_rotation_2h", test_scarcity_rotation);
     run("transition_completes", test_transition_completes);
     run("llf_tiny_max", test_llf_tiny_max);
