@@ -209,6 +209,11 @@ struct dlb_site {
     int32_t adm_items;  /* stage 5 (admit): the eligible chargers, pairs[0..adm_items) */
     int32_t adm_nt;     /* stage 5 (admit_batch): circuits listed in adm_leaf[] */
     int32_t adm_failed; /* stage 5 (admit_fails_root): its answer for the charger where it stopped */
+    int32_t adm_rsn[DLB_LANES]; /* stage 5 (admit_fails_root): a failure's reason per root lane */
+    int32_t adm_skip, adm_back; /* stage 5 (admit): steps admit_quick still waits, and the wait after an undo */
+    int32_t adm_prev;           /* stage 5 (admit): chargers admitted in the last step */
+    dlb_charger_output *adm_out; /* stage 5 (admit): this step's outputs and time, for admit_seq */
+    int64_t adm_now;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2098,24 +2103,29 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     const dlb_charger *const chg = s->chg;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const root = &s->cx[0];
-    const int64_t r3 = root->run[DLB_LANE_POWER], lpw = s->adm_low[1];
-    int64_t ca = -1;   /* the amount m3 and cov are for (none yet: every min_ma >= 1) */
-    uint32_t m3 = 0;   /* the root's phase lanes short for ca */
-    uint32_t cov = 0;  /* ca <= adm_low[0]: no phase lane below the root is short for it */
-    uint32_t any = 0;
+    const int64_t r3 = root->run[DLB_LANE_POWER];
+    /* a failure's reason per root lane (budget[] does not change in stage 5) */
+    for (int ln = 0; ln < DLB_LANES; ln++) {
+        s->adm_rsn[ln] = root->budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+    }
+    const kpair *const from = pp;
+    int64_t ca = -1;  /* the amount m3 and lim are for (none yet: every min_ma >= 1) */
+    uint32_t m3 = 0;  /* the root's phase lanes short for ca */
+    int64_t lim = -1; /* adm_low[1] if ca <= adm_low[0] (no phase lane below the root short for it), else -1 */
     int32_t res = -1;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
         const charger_scratch *x = &kx[k];
-        const int64_t a = kc->min_ma, an = a * x->n_used;
+        const int64_t a = kc->min_ma;
         if (a != ca) {
             const int64_t *rr = root->run;
             ca = a;
             m3 = (uint32_t)(rr[0] < a) | ((uint32_t)(rr[1] < a) << 1) | ((uint32_t)(rr[2] < a) << 2);
-            cov = a <= s->adm_low[0];
+            lim = a <= s->adm_low[0] ? s->adm_low[1] : -1;
         }
-        if (!cov || an > lpw) {
+        const int64_t an = a * x->n_used;
+        if (an > lim) { /* not covered (an >= 1 > -1): a lane below the root may be short */
             res = -2;
             break;
         }
@@ -2132,10 +2142,11 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
         dlb_charger_output *o = &out[k];
         o->limit_circuit = 0;
         o->limit_lane = lane;
-        o->reason = root->budget[lane] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
-        any = 1;
+        o->reason = s->adm_rsn[lane];
     }
-    root->status |= any * DLB_CIRCUIT_LIMITING;
+    if (pp != from) { /* each charger before pp failed at the root */
+        root->status |= DLB_CIRCUIT_LIMITING;
+    }
     s->adm_failed = res;
     return pp;
 }
@@ -2199,6 +2210,18 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
                 fits = 1;
                 continue;
             }
+            if (failed == -2) { /* not covered by adm_low: the memo's loop settles the usual failures */
+                pp = admit_fails(s, out, pp, end);
+                if (pp == end) {
+                    break;
+                }
+                /* it stopped at a charger that fits (no answer remembered: the next batch takes it) or
+                 * that may switch phases (its short lane remembered: settled below) */
+                if (!remembered(s, (int32_t)pp->item)) {
+                    fits = 1;
+                    continue;
+                }
+            }
         }
         fits = 0;
         const int32_t k = (int32_t)pp->item;
@@ -2233,10 +2256,12 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
 }
 
 /* stage 5 detail: the sequential loop from pairs[from] to pairs[adm_items] (any site), adm_n admitted
- * before: admit_run's admissions, admit_fails' failures, this loop the rest (a miss's answer, a phase
- * switch) */
-DLB_NOINLINE static int32_t admit_seq(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t from)
+ * before (outputs adm_out, time adm_now): admit_run's admissions, admit_fails' failures, this loop the
+ * rest (a miss's answer, a phase switch) */
+DLB_NOINLINE static int32_t admit_seq(dlb_site *s, int32_t from)
 {
+    dlb_charger_output *const out = s->adm_out;
+    const int64_t now = s->adm_now;
     const kpair *pp = s->pairs + from, *const end = s->pairs + s->adm_items;
     int32_t n_adm = s->adm_n, r;
     pp = admit_run(s, out, pp, end, &n_adm, &r);
@@ -2267,13 +2292,14 @@ DLB_NOINLINE static int32_t admit_seq(dlb_site *s, dlb_charger_output *out, int6
             pp = admit_run(s, out, pp + 1, end, &n_adm, &r);
             continue;
         }
-        admit_fail_cold(s, k, o, failed);
+        admit_fail(s, k, o, failed);
         pp = admit_fails(s, out, pp + 1, end);
         /* it stopped at a charger that fits (no answer remembered) or that may switch phases */
         if (pp < end && !remembered(s, (int32_t)pp->item)) {
             pp = admit_run(s, out, pp, end, &n_adm, &r);
         }
     }
+    s->adm_prev = n_adm;
     return n_adm;
 }
 
@@ -2285,11 +2311,27 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
     const int64_t *const rr = s->cx[0].run;
     int32_t from = 0;
     s->adm_n = 0;
-    s->adm_items = n_items; /* a member, not a live value across the call: keeps this frame small */
-    if (s->single_root && (rr[0] | rr[1] | rr[2] | rr[DLB_LANE_POWER]) >= 0) {
+    /* members, not live values across the calls: keep this frame small (the stack bound in dlb.h) */
+    s->adm_items = n_items;
+    s->adm_out = out;
+    s->adm_now = now;
+    /* The quick path pays where a batch sums many minima per circuit it flushes: the last step admitted at
+     * least two chargers per circuit (admit_flush costs about what admit_run saves on one charger). */
+    if (s->adm_skip > 0) {
+        s->adm_skip--;
+    } else if (s->single_root && s->adm_prev >= 2 * s->nc && (rr[0] | rr[1] | rr[2] | rr[DLB_LANE_POWER]) >= 0) {
         from = admit_quick(s, out, now, n_items);
+        /* A batch undone (a circuit below the root bound) wasted its work: on a site where that is the
+         * rule, the quick path waits a number of steps, doubled after each undo (up to 1024), reset by a
+         * step without one. Only the work done depends on it, not the outputs. */
+        s->adm_back = from < s->adm_items ? (s->adm_back < 8 ? 16 : s->adm_back < 1024 ? 2 * s->adm_back : 1024) : 0;
+        s->adm_skip = s->adm_back;
+        if (from == s->adm_items) {
+            s->adm_prev = s->adm_n;
+            return s->adm_n;
+        }
     }
-    return from < s->adm_items ? admit_seq(s, out, now, from) : s->adm_n;
+    return admit_seq(s, from);
 }
 
 /* stage 4 detail: a paused charger held off (min_off_ms after a pause, or max_starts_per_hour starts within

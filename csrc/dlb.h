@@ -33,7 +33,7 @@
  *                 when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 240 + admit 48 + admit_seq 160 +
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 240 + admit 32 + admit_seq 176 +
  *     admit_run 56 = 504; dlb_step 240 + progressive_fill 192 + rank_sort 56 = 488; dlb_init 448 +
  *     merge_sort 56 = 504; `make -C csrc test` checks the bound on gcc's call graph).
  *
@@ -284,7 +284,7 @@ void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
  * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.2 kB + 1.28 kB per circuit
- * + 0.65 kB per charger on LP64 (x86-64 gcc: 758,216 bytes for 81 circuits and 1,000 chargers;
+ * + 0.65 kB per charger on LP64 (x86-64 gcc: 758,264 bytes for 81 circuits and 1,000 chargers;
  * 7.5 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
