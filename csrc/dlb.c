@@ -2109,9 +2109,10 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
         s->adm_rsn[ln] = root->budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
     }
     const kpair *const from = pp;
-    int64_t ca = -1;  /* the amount m3 and lim are for (none yet: every min_ma >= 1) */
+    int64_t ca = -1;  /* the amount m3, lim and wide are for (none yet: every min_ma >= 1) */
     uint32_t m3 = 0;  /* the root's phase lanes short for ca */
     int64_t lim = -1; /* adm_low[1] if ca <= adm_low[0] (no phase lane below the root short for it), else -1 */
+    int wide = 0;     /* 3 * ca <= lim and <= r3: no power lane short for ca times any n_used (<= 3) */
     int32_t res = -1;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
@@ -2123,13 +2124,17 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
             ca = a;
             m3 = (uint32_t)(rr[0] < a) | ((uint32_t)(rr[1] < a) << 1) | ((uint32_t)(rr[2] < a) << 2);
             lim = a <= s->adm_low[0] ? s->adm_low[1] : -1;
+            wide = 3 * a <= lim && 3 * a <= r3;
         }
-        const int64_t an = a * x->n_used;
-        if (an > lim) { /* not covered (an >= 1 > -1): a lane below the root may be short */
-            res = -2;
-            break;
+        uint32_t shortm = m3 & x->used;
+        if (!wide) {
+            const int64_t an = a * x->n_used;
+            if (an > lim) { /* not covered (an >= 1 > -1): a lane below the root may be short */
+                res = -2;
+                break;
+            }
+            shortm |= (uint32_t)(r3 < an) << 3;
         }
-        const uint32_t shortm = (m3 & x->used) | ((uint32_t)(r3 < an) << 3);
         if (shortm == 0) {
             res = -1;
             break;
