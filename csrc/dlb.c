@@ -145,6 +145,8 @@ typedef struct {
     uint32_t status;
 } circuit_scratch;
 
+#define ADM_ACC 9 /* stage 5: adm_acc entries per circuit (see dlb_site) */
+
 struct dlb_site {
     const char *err_scope, *err_field, *err_problem;
     int32_t err_index;
@@ -196,8 +198,9 @@ struct dlb_site {
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
-    /* stage 5 (admit_batch, admit_flush): adm_acc[c * 4 + lane], the minima of the current batch's chargers
-     * below circuit c not yet applied to its run[] (the power lane's times n_used), all zero outside a
+    /* stage 5 (admit_batch, admit_flush): adm_acc[c * ADM_ACC + i], the minima of the current batch's
+     * chargers below circuit c not yet applied to its run[]: i < 8 summed per used-phase mask (a child's
+     * sums per lane on the masks of one phase), i = 8 on the power lane (times n_used); all zero outside a
      * batch (arrays of their own: a larger circuit_scratch costs every pass over it an instruction per
      * circuit); adm_leaf[0..adm_nt) the circuits a batch's chargers hang from (nc + 1 entries); adm_next
      * links the circuits of one depth to flush (1 + index, 0 = none) */
@@ -210,6 +213,7 @@ struct dlb_site {
     int32_t adm_nt;     /* stage 5 (admit_batch): circuits listed in adm_leaf[] */
     int32_t adm_failed; /* stage 5 (admit_fails_root): its answer for the charger where it stopped */
     int32_t adm_rsn[DLB_LANES]; /* stage 5 (admit_fails_root): a failure's reason per root lane */
+    int64_t adm_bsum[8];        /* stage 5 (admit_batch): its minima so far per used-phase mask */
     int32_t adm_skip, adm_back; /* stage 5 (admit): steps admit_quick still waits, and the wait after an undo */
     int32_t adm_prev;           /* stage 5 (admit): chargers admitted in the last step */
     dlb_charger_output *adm_out; /* stage 5 (admit): this step's outputs and time, for admit_seq */
@@ -787,13 +791,13 @@ typedef struct {
 /* stage 5's batch arrays (see dlb_site.adm_acc) at the end of the layout: their size, and their places */
 static size_t admit_bytes(size_t nc)
 {
-    return align8(nc * DLB_LANES * sizeof(int64_t)) + align8((nc + 1) * sizeof(int32_t)) + align8(nc * sizeof(int32_t));
+    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8((nc + 1) * sizeof(int32_t)) + align8(nc * sizeof(int32_t));
 }
 
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
     s->adm_acc = (int64_t *)(void *)at;
-    at += align8(nc * DLB_LANES * sizeof(int64_t));
+    at += align8(nc * ADM_ACC * sizeof(int64_t));
     s->adm_leaf = (int32_t *)(void *)at;
     at += align8((nc + 1) * sizeof(int32_t));
     s->adm_next = (int32_t *)(void *)at;
@@ -1991,9 +1995,13 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
         while (e != 0) {
             const int32_t c = e - 1;
             e = next[c];
-            int64_t *acc = accs + (size_t)c * DLB_LANES, *run = cx[c].run;
-            const int64_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[DLB_LANE_POWER];
-            acc[0] = acc[1] = acc[2] = acc[DLB_LANE_POWER] = 0;
+            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
+            /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
+            const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
+                          s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
+            for (int i = 0; i < ADM_ACC; i++) {
+                acc[i] = 0;
+            }
             const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
             run[0] = t0;
             run[1] = t1;
@@ -2008,15 +2016,15 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
             lph = min64(lph, min64(t0, min64(t1, t2)));
             lpw = min64(lpw, t3);
             const int32_t p = s->circ[c].parent;
-            int64_t *pa = accs + (size_t)p * DLB_LANES;
-            if (pa[DLB_LANE_POWER] == 0) { /* first touched */
+            int64_t *pa = accs + (size_t)p * ADM_ACC;
+            if (pa[8] == 0) { /* first touched */
                 next[p] = head[d - 1];
                 head[d - 1] = p + 1;
             }
-            pa[0] += s0;
-            pa[1] += s1;
-            pa[2] += s2;
-            pa[DLB_LANE_POWER] += s3;
+            pa[1] += s0;
+            pa[2] += s1;
+            pa[4] += s2;
+            pa[8] += s3;
         }
     }
     s->adm_low[0] = lph;
@@ -2037,6 +2045,16 @@ DLB_NOINLINE static void admit_undo(dlb_site *s, dlb_charger_output *out, int32_
     }
 }
 
+/* the outputs of a charger admitted at its minimum a */
+static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, int64_t a)
+{
+    x->ideal = a;
+    o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
+    o->limit_circuit = DLB_NONE;
+    o->limit_lane = DLB_NONE;
+    o->flags |= DLB_CHARGER_ADMITTED;
+}
+
 /* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
  * it does not use passes: the root's lanes start >= 0 and stay so). Returns where it stopped; the
  * circuits touched are listed in adm_leaf[0..adm_nt), the chargers taken appended to adm[0..adm_n). */
@@ -2047,14 +2065,44 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
     charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     int32_t *const leafs = s->adm_leaf, *ap = s->adm + s->adm_n, *lp = leafs;
-    int64_t *const accs = s->adm_acc;
+    int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
+    for (int u = 0; u < 8; u++) {
+        bs[u] = 0;
+    }
     const int64_t *const rr = cx[0].run;
-    int64_t r0 = rr[0], r1 = rr[1], r2 = rr[2], r3 = rr[DLB_LANE_POWER];
+    /* First while the minima so far sum to at most the root's lowest phase lane (each phase lane's sum is
+     * at most that) and their power amounts to at most its power lane: two counters. */
+    int64_t g = min64(rr[0], min64(rr[1], rr[2])), gn = rr[DLB_LANE_POWER];
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
-        const int64_t *const lm = lane_mask[x->used];
+        const uint32_t used = x->used;
+        const int64_t a = kc->min_ma, an = a * x->n_used;
+        if (((g - a) | (gn - an)) < 0) {
+            break;
+        }
+        g -= a;
+        gn -= an;
+        bs[used] += a;
+        const int32_t c = kc->circuit;
+        int64_t *acc = accs + (size_t)c * ADM_ACC;
+        *lp = c;
+        lp += acc[8] == 0; /* first touched: its power sum is > 0 from now on */
+        acc[used] += a;
+        acc[8] += an;
+        admitted_outputs(x, &out[k], a);
+        *ap++ = k;
+    }
+    /* Then each charger tested on the root's lanes as admit_take does, from what the batch left there. */
+    int64_t r0 = rr[0] - (bs[1] + bs[3] + bs[5] + bs[7]), r1 = rr[1] - (bs[2] + bs[3] + bs[6] + bs[7]),
+            r2 = rr[2] - (bs[4] + bs[5] + bs[6] + bs[7]), r3 = gn;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const uint32_t used = x->used;
+        const int64_t *const lm = lane_mask[used];
         const int64_t a = kc->min_ma;
         const int64_t a0 = a & lm[0], a1 = a & lm[1], a2 = a & lm[2], an = a * x->n_used;
         r0 -= a0;
@@ -2065,19 +2113,12 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
             break;
         }
         const int32_t c = kc->circuit;
-        int64_t *acc = accs + (size_t)c * DLB_LANES;
+        int64_t *acc = accs + (size_t)c * ADM_ACC;
         *lp = c;
-        lp += acc[DLB_LANE_POWER] == 0; /* first touched: its power sum is > 0 from now on */
-        acc[0] += a0;
-        acc[1] += a1;
-        acc[2] += a2;
-        acc[DLB_LANE_POWER] += an;
-        dlb_charger_output *o = &out[k];
-        x->ideal = a;
-        o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
-        o->limit_circuit = DLB_NONE;
-        o->limit_lane = DLB_NONE;
-        o->flags |= DLB_CHARGER_ADMITTED;
+        lp += acc[8] == 0;
+        acc[used] += a;
+        acc[8] += an;
+        admitted_outputs(x, &out[k], a);
         *ap++ = k;
     }
     s->adm_n = (int32_t)(ap - s->adm);
