@@ -2015,7 +2015,7 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
             }
             lph = min64(lph, min64(t0, min64(t1, t2)));
             lpw = min64(lpw, t3);
-            const int32_t p = s->circ[c].parent;
+            const int32_t p = s->path[(size_t)c * DLB_MAX_DEPTH + 1]; /* its parent (d > 1) */
             int64_t *pa = accs + (size_t)p * ADM_ACC;
             if (pa[8] == 0) { /* first touched */
                 next[p] = head[d - 1];
