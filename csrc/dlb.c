@@ -1959,9 +1959,9 @@ static inline int remembered(const dlb_site *s, int32_t k)
 /* Stage 5's quick path (admit_quick), for a site whose only root is circuit 0 with run[] >= 0 on every lane
  * (the usual case), exact for any input:
  * - Admissions in batches (admit_batch, then admit_flush): the chargers in turn while the root can take
- *   each, tested against the root's run[] alone (in registers), each minimum added per lane to its own
- *   circuit's adm_acc; admit_flush then applies the sums to run[] level by level, from the deepest circuits
- *   up (each circuit once, its sum passed on to its parent's adm_acc). Every amount is > 0 (min_ma >= 1;
+ *   each, tested against the root's run[] alone (in registers), each minimum added to its own circuit's
+ *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] level by level, from the
+ *   deepest circuits up (each circuit once, its sums passed on to its parent's adm_acc). Every amount is > 0 (min_ma >= 1;
  *   an eligible charger uses a phase, n_used >= 1), so at each circuit a charger's test (run[] minus the
  *   minima taken there before it, minus its own, >= 0 on each of its lanes, as admit_take's) reads run[]
  *   at the start minus a prefix of the batch's sum on that lane: if every lane a charger of the batch uses
@@ -1971,7 +1971,8 @@ static inline int remembered(const dlb_site *s, int32_t k)
  *   the root (its phase lanes [0], its power lane [1]; run[] only goes down in stage 5, so each take
  *   lowers them to the new values on its path). A charger whose minimum is at most adm_low[0] and its power
  *   amount at most adm_low[1] finds no short lane below the root: its first short lane is the root's, and
- *   it fits if the root has none. So most failures cost their outputs and the root's four comparisons. */
+ *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
+ *   for their minimum (computed once per amount). The usual failures not covered go to admit_fails. */
 
 /* apply the batch's sums (the circuits adm_leaf[0..nt)) to run[], deepest circuits first; returns < 0 if a
  * lane the batch uses ends short (its sum > 0 there: on a lane it does not use, run[] may be < 0 already) */
