@@ -175,6 +175,8 @@ typedef struct {
     uint32_t status;
 } circuit_scratch;
 
+#define ADM_ACC 9 /* stage 5: adm_acc entries per circuit (see dlb_site) */
+
 struct dlb_site {
     const char *err_scope, *err_field, *err_problem;
     int32_t err_index;
@@ -226,6 +228,26 @@ struct dlb_site {
      * alone and read by stage 5's sort; kept between steps (a paused charger's kept key stays in place) */
     uint64_t *akey;
     uint64_t n_steps; /* stage 1: steps run (past dlb_step's argument checks), for charger_general's t_last */
+    /* stage 5 (admit_batch, admit_flush): adm_acc[c * ADM_ACC + i], the minima of the current batch's
+     * chargers below circuit c not yet applied to its run[]: i < 8 summed per used-phase mask (a child's
+     * sums per lane on the masks of one phase), i = 8 on the power lane (times n_used); all zero outside a
+     * batch (arrays of their own: a larger circuit_scratch costs every pass over it an instruction per
+     * circuit); adm_leaf[0..adm_nt) the circuits a batch's chargers hang from (nc + 1 entries); adm_next
+     * links the circuits of one depth to flush (1 + index, 0 = none) */
+    int64_t *adm_acc;
+    int32_t *adm_leaf, *adm_next;
+    int32_t adm_head[DLB_MAX_DEPTH + 1]; /* stage 5 (admit_flush): circuits to flush per depth, 0 outside */
+    int64_t adm_low[2]; /* stage 5 (admit_quick): lower bounds of run[] below the root (phase, power lanes) */
+    int32_t adm_n;      /* stage 5 (admit_quick): chargers admitted so far (in adm[]) */
+    int32_t adm_items;  /* stage 5 (admit): the eligible chargers, pairs[0..adm_items) */
+    int32_t adm_nt;     /* stage 5 (admit_batch): circuits listed in adm_leaf[] */
+    int32_t adm_failed; /* stage 5 (admit_fails_root): its answer for the charger where it stopped */
+    int32_t adm_rsn[DLB_LANES]; /* stage 5 (admit_fails_root): a failure's reason per root lane */
+    int64_t adm_bsum[8];        /* stage 5 (admit_batch): its minima so far per used-phase mask */
+    int32_t adm_skip, adm_back; /* stage 5 (admit): steps admit_quick still waits, and the wait after an undo */
+    int32_t adm_prev;           /* stage 5 (admit): chargers admitted in the last step */
+    dlb_charger_output *adm_out; /* stage 5 (admit): this step's outputs and time, for admit_seq */
+    int64_t adm_now;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -649,6 +671,10 @@ static inline void path_subtract(dlb_site *s, const int32_t *path, int32_t depth
     }
 }
 
+/* per used-phase mask, -1 on each phase lane it uses, else 0 (and-ed with an amount: per-lane amounts) */
+static const int64_t lane_mask[8][3] = {{0, 0, 0},  {-1, 0, 0},  {0, -1, 0},  {-1, -1, 0},
+                                        {0, 0, -1}, {-1, 0, -1}, {0, -1, -1}, {-1, -1, -1}};
+
 /* index of the lowest set bit of a 4-bit lane mask (lane order within a circuit: L1, L2, L3, power) */
 static const int8_t lowest_lane[16] = {-1, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
 
@@ -890,8 +916,24 @@ typedef struct {
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, bm, tlv, total;
     size_t kk4;  /* stage 4's kept keys */
-    size_t akey; /* stages 4-5's admission keys */
+    size_t akey; /* stages 4-5's admission keys, then stage 5's batch arrays (admit_arrays: no field of
+                    their own, which would grow dlb_init's frame) */
 } layout;
+
+/* stage 5's batch arrays (see dlb_site.adm_acc) at the end of the layout: their size, and their places */
+static size_t admit_bytes(size_t nc)
+{
+    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8((nc + 1) * sizeof(int32_t)) + align8(nc * sizeof(int32_t));
+}
+
+static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
+{
+    s->adm_acc = (int64_t *)(void *)at;
+    at += align8(nc * ADM_ACC * sizeof(int64_t));
+    s->adm_leaf = (int32_t *)(void *)at;
+    at += align8((nc + 1) * sizeof(int32_t));
+    s->adm_next = (int32_t *)(void *)at;
+}
 
 static int make_layout(size_t nc, size_t nk, layout *l)
 {
@@ -988,6 +1030,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kept_key));
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
+    o += admit_bytes(nc);
     l->total = o;
     return 1;
 }
@@ -1186,6 +1229,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     s->kk4 = (kept_key *)(void *)(base + l.kk4);
     s->akey = (uint64_t *)(void *)(base + l.akey);
+    admit_arrays(s, base + l.akey + align8(n_chargers * sizeof(uint64_t)), n_circuits);
     s->bm = (uint64_t *)(void *)(base + l.bm);
     s->n_words = (s->nk + 63) / 64;
     memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
@@ -2187,13 +2231,362 @@ static inline int remembered(const dlb_site *s, int32_t k)
     return leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma;
 }
 
-/* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
- * if it fits; returns how many were admitted (listed in adm[]). The usual admissions are admit_run's,
- * the usual failures admit_fails'; this loop takes the rest (a miss's answer, a phase switch). */
-DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
+
+/* Stage 5's quick path (admit_quick), for a site whose only root is circuit 0 with run[] >= 0 on every lane
+ * (the usual case), exact for any input:
+ * - Admissions in batches (admit_batch, then admit_flush): the chargers in turn while the root can take
+ *   each, tested against the root's run[] alone (in registers), each minimum added to its own circuit's
+ *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] level by level, from the
+ *   deepest circuits up (each circuit once, its sums passed on to its parent's adm_acc). Every amount is > 0 (min_ma >= 1;
+ *   an eligible charger uses a phase, n_used >= 1), so at each circuit a charger's test (run[] minus the
+ *   minima taken there before it, minus its own, >= 0 on each of its lanes, as admit_take's) reads run[]
+ *   at the start minus a prefix of the batch's sum on that lane: if every lane a charger of the batch uses
+ *   ends >= 0, each fitted in turn, and run[] ends as after their takes one by one. If one ends short, the
+ *   batch is undone (admit_undo) and the sequential loop (admit_seq) takes over from its start.
+ * - Failures at the root (admit_fails_root): adm_low holds lower bounds of run[] over every circuit below
+ *   the root (its phase lanes [0], its power lane [1]; run[] only goes down in stage 5, so each take
+ *   lowers them to the new values on its path). A charger whose minimum is at most adm_low[0] and its power
+ *   amount at most adm_low[1] finds no short lane below the root: its first short lane is the root's, and
+ *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
+ *   for their minimum (computed once per amount). The usual failures not covered go to admit_fails. */
+
+/* apply the batch's sums (the circuits adm_leaf[0..nt)) to run[], deepest circuits first; returns < 0 if a
+ * lane the batch uses ends short (its sum > 0 there: on a lane it does not use, run[] may be < 0 already) */
+DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
+{
+    circuit_scratch *const cx = s->cx;
+    const int32_t *const leafs = s->adm_leaf, *const plen = s->plen;
+    int32_t *const head = s->adm_head, *const next = s->adm_next; /* per depth: 1 + its first circuit */
+    int64_t *const accs = s->adm_acc;
+    int32_t dmax = 1;
+    for (int32_t j = 0; j < nt; j++) {
+        const int32_t c = leafs[j], d = plen[c];
+        next[c] = head[d];
+        head[d] = c + 1;
+        dmax = d > dmax ? d : dmax;
+    }
+    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1];
+    for (int32_t d = dmax; d >= 1; d--) {
+        int32_t e = head[d];
+        head[d] = 0;
+        while (e != 0) {
+            const int32_t c = e - 1;
+            e = next[c];
+            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
+            /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
+            const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
+                          s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
+            for (int i = 0; i < ADM_ACC; i++) {
+                acc[i] = 0;
+            }
+            const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
+            run[0] = t0;
+            run[1] = t1;
+            run[2] = t2;
+            run[DLB_LANE_POWER] = t3;
+            if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
+                bad |= (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
+            }
+            if (d == 1) {
+                continue;
+            }
+            lph = min64(lph, min64(t0, min64(t1, t2)));
+            lpw = min64(lpw, t3);
+            const int32_t p = s->path[(size_t)c * DLB_MAX_DEPTH + 1]; /* its parent (d > 1) */
+            int64_t *pa = accs + (size_t)p * ADM_ACC;
+            if (pa[8] == 0) { /* first touched */
+                next[p] = head[d - 1];
+                head[d - 1] = p + 1;
+            }
+            pa[1] += s0;
+            pa[2] += s1;
+            pa[4] += s2;
+            pa[8] += s3;
+        }
+    }
+    s->adm_low[0] = lph;
+    s->adm_low[1] = lpw;
+    return bad;
+}
+
+/* undo a flushed batch adm[n0..n): run[] of each path and the ADMITTED flags (x->ideal and the other
+ * outputs it wrote are read only for admitted chargers, or rewritten). adm_low stays a lower bound. */
+DLB_NOINLINE static void admit_undo(dlb_site *s, dlb_charger_output *out, int32_t n0, int32_t n)
+{
+    for (int32_t i = n0; i < n; i++) {
+        const int32_t k = s->adm[i];
+        const int32_t c = s->chg[k].circuit;
+        const int64_t a = s->chg[k].min_ma;
+        out[k].flags &= ~DLB_CHARGER_ADMITTED;
+        path_subtract(s, s->path + (size_t)c * DLB_MAX_DEPTH, s->plen[c], s->kx[k].used, -a, -a * s->kx[k].n_used);
+    }
+}
+
+/* the outputs of a charger admitted at its minimum a */
+static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, int64_t a)
+{
+    x->ideal = a;
+    o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
+    o->limit_circuit = DLB_NONE;
+    o->limit_lane = DLB_NONE;
+    o->flags |= DLB_CHARGER_ADMITTED;
+}
+
+/* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
+ * it does not use passes: the root's lanes start >= 0 and stay so). Returns where it stopped; the
+ * circuits touched are listed in adm_leaf[0..adm_nt), the chargers taken appended to adm[0..adm_n). */
+DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                             const kpair *const end)
+{
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    int32_t *const leafs = s->adm_leaf, *ap = s->adm + s->adm_n, *lp = leafs;
+    int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
+    for (int u = 0; u < 8; u++) {
+        bs[u] = 0;
+    }
+    const int64_t *const rr = cx[0].run;
+    /* First while the minima so far sum to at most the root's lowest phase lane (each phase lane's sum is
+     * at most that) and their power amounts to at most its power lane: two counters. */
+    int64_t g = min64(rr[0], min64(rr[1], rr[2])), gn = rr[DLB_LANE_POWER];
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const uint32_t used = x->used;
+        const int64_t a = kc->min_ma, an = a * x->n_used;
+        if (((g - a) | (gn - an)) < 0) {
+            break;
+        }
+        g -= a;
+        gn -= an;
+        bs[used] += a;
+        const int32_t c = kc->circuit;
+        int64_t *acc = accs + (size_t)c * ADM_ACC;
+        *lp = c;
+        lp += acc[8] == 0; /* first touched: its power sum is > 0 from now on */
+        acc[used] += a;
+        acc[8] += an;
+        admitted_outputs(x, &out[k], a);
+        *ap++ = k;
+    }
+    /* Then each charger tested on the root's lanes as admit_take does, from what the batch left there. */
+    int64_t r0 = rr[0] - (bs[1] + bs[3] + bs[5] + bs[7]), r1 = rr[1] - (bs[2] + bs[3] + bs[6] + bs[7]),
+            r2 = rr[2] - (bs[4] + bs[5] + bs[6] + bs[7]), r3 = gn;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        charger_scratch *x = &kx[k];
+        const uint32_t used = x->used;
+        const int64_t *const lm = lane_mask[used];
+        const int64_t a = kc->min_ma;
+        const int64_t a0 = a & lm[0], a1 = a & lm[1], a2 = a & lm[2], an = a * x->n_used;
+        r0 -= a0;
+        r1 -= a1;
+        r2 -= a2;
+        r3 -= an;
+        if ((r0 | r1 | r2 | r3) < 0) {
+            break;
+        }
+        const int32_t c = kc->circuit;
+        int64_t *acc = accs + (size_t)c * ADM_ACC;
+        *lp = c;
+        lp += acc[8] == 0;
+        acc[used] += a;
+        acc[8] += an;
+        admitted_outputs(x, &out[k], a);
+        *ap++ = k;
+    }
+    s->adm_n = (int32_t)(ap - s->adm);
+    s->adm_nt = (int32_t)(lp - leafs);
+    return pp;
+}
+
+/* stage 5 detail: the outputs of a charger that fails on lane `failed` (admit_fail out of the loops) */
+DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_output *o, int32_t failed)
+{
+    admit_fail(s, k, o, failed);
+}
+
+/* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
+ * waiting (their outputs need no state: see admit_fail), until one that is not known to be such a failure:
+ * s->adm_failed = -1 if it fits, -2 if adm_low does not cover it, else its short lane (the root's: its
+ * lane id) minus 8 if its minimum fits the root on its first conductor's phase (switch_to_one
+ * decides) or it is not waiting (admit_fail). Returns where it stopped. A 3-phase charger whose one phase
+ * is short at the root too fails: switch_to_one would return 0 (its other tests have no side effects). */
+DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                                  const kpair *const end)
+{
+    const dlb_charger *const chg = s->chg;
+    const charger_scratch *const kx = s->kx;
+    circuit_scratch *const root = &s->cx[0];
+    const int64_t r3 = root->run[DLB_LANE_POWER];
+    /* a failure's reason per root lane (budget[] does not change in stage 5) */
+    for (int ln = 0; ln < DLB_LANES; ln++) {
+        s->adm_rsn[ln] = root->budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+    }
+    const kpair *const from = pp;
+    int64_t ca = -1;  /* the amount m3, lim and wide are for (none yet: every min_ma >= 1) */
+    uint32_t m3 = 0;  /* the root's phase lanes short for ca */
+    int64_t lim = -1; /* adm_low[1] if ca <= adm_low[0] (no phase lane below the root short for it), else -1 */
+    int wide = 0;     /* 3 * ca <= lim and <= r3: no power lane short for ca times any n_used (<= 3) */
+    int32_t res = -1;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        const charger_scratch *x = &kx[k];
+        const int64_t a = kc->min_ma;
+        if (a != ca) {
+            const int64_t *rr = root->run;
+            ca = a;
+            m3 = (uint32_t)(rr[0] < a) | ((uint32_t)(rr[1] < a) << 1) | ((uint32_t)(rr[2] < a) << 2);
+            lim = a <= s->adm_low[0] ? s->adm_low[1] : -1;
+            wide = 3 * a <= lim && 3 * a <= r3;
+        }
+        uint32_t shortm = m3 & x->used;
+        if (!wide) {
+            const int64_t an = a * x->n_used;
+            if (an > lim) { /* not covered (an >= 1 > -1): a lane below the root may be short */
+                res = -2;
+                break;
+            }
+            shortm |= (uint32_t)(r3 < an) << 3;
+        }
+        if (shortm == 0) {
+            res = -1;
+            break;
+        }
+        const int32_t lane = lowest_lane[shortm]; /* circuit 0: the lane id is the lane */
+        if ((kc->can_switch_phases && ((m3 >> kc->phase_map[0]) & 1u) == 0 && r3 >= a) || !(x->tier & TIER_WAITING)) {
+            res = lane - 8;
+            break;
+        }
+        dlb_charger_output *o = &out[k];
+        o->limit_circuit = 0;
+        o->limit_lane = lane;
+        o->reason = s->adm_rsn[lane];
+    }
+    if (pp != from) { /* each charger before pp failed at the root */
+        root->status |= DLB_CIRCUIT_LIMITING;
+    }
+    s->adm_failed = res;
+    return pp;
+}
+
+/* a batch from pp (the first charger the root cannot take ends it): returns where it stopped, NULL if it
+ * was undone (adm[] and adm_n as before it) */
+static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp, const kpair *const end)
+{
+    const int32_t n0 = s->adm_n;
+    const kpair *q = admit_batch(s, out, pp, end);
+    if (q == pp) {
+        return q;
+    }
+    if (admit_flush(s, s->adm_nt) < 0) {
+        admit_undo(s, out, n0, s->adm_n);
+        s->adm_n = n0;
+        return NULL;
+    }
+    s->gen++;
+    return q;
+}
+
+/* stage 5's quick path (see above) from the first charger, the admitted ones counted in adm_n: returns the
+ * index of the charger from which admit_seq settles the rest (a batch was undone there), n_items if none */
+DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
     const kpair *pp = s->pairs, *const end = s->pairs + n_items;
-    int32_t n_adm = 0, r;
+    /* the lower bounds below the root: every run[] as stage 3 set it */
+    int64_t lph = INF, lpw = INF;
+    for (int32_t c = 1; c < s->nc; c++) {
+        const int64_t *run = s->cx[c].run;
+        lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+        lpw = min64(lpw, run[DLB_LANE_POWER]);
+    }
+    s->adm_low[0] = lph;
+    s->adm_low[1] = lpw;
+    int fits = 0; /* admit_fails_root found that pp fits */
+    while (pp < end) {
+        /* a batch, unless this charger's answer is remembered (a short lane, exact: it cannot fit) */
+        if (!remembered(s, (int32_t)pp->item)) {
+            const kpair *q = admit_take_batch(s, out, pp, end);
+            if (q == NULL) {
+                return (int32_t)(pp - s->pairs);
+            }
+            if (q != pp) {
+                pp = q;
+                fits = 0;
+                if (pp == end) {
+                    break;
+                }
+            }
+        }
+        int32_t failed = -2; /* if it fits, the batch took it: else (never) settled the general way below */
+        if (!fits) {
+            pp = admit_fails_root(s, out, pp, end);
+            failed = s->adm_failed;
+            if (pp == end) {
+                break;
+            }
+            if (failed == -1) { /* it fits: the next batch starts with it */
+                fits = 1;
+                continue;
+            }
+            if (failed == -2) { /* not covered by adm_low: the memo's loop settles the usual failures */
+                pp = admit_fails(s, out, pp, end);
+                if (pp == end) {
+                    break;
+                }
+                /* it stopped at a charger that fits (no answer remembered: the next batch takes it) or
+                 * that may switch phases (its short lane remembered: settled below) */
+                if (!remembered(s, (int32_t)pp->item)) {
+                    fits = 1;
+                    continue;
+                }
+            }
+        }
+        fits = 0;
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &s->kx[k];
+        dlb_charger_output *o = &out[k];
+        if (failed == -2) {
+            failed = first_short(s, k, x->used, x->n_used, kc->min_ma);
+        } else if (failed < -2) {
+            failed += 8;
+        }
+        if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
+            run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase if it switched */
+            const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
+            for (int32_t i = 0; i < s->plen[kc->circuit] - 1; i++) { /* adm_low below the root */
+                const int64_t *run = s->cx[path[i]].run;
+                s->adm_low[0] = min64(s->adm_low[0], min64(run[0], min64(run[1], run[2])));
+                s->adm_low[1] = min64(s->adm_low[1], run[DLB_LANE_POWER]);
+            }
+            x->ideal = kc->min_ma;
+            o->reason = DLB_REASON_NONE;
+            o->limit_circuit = DLB_NONE;
+            o->limit_lane = DLB_NONE;
+            o->flags |= DLB_CHARGER_ADMITTED;
+            s->adm[s->adm_n++] = k;
+        } else {
+            admit_fail_cold(s, k, o, failed);
+        }
+        pp++;
+    }
+    return n_items;
+}
+
+/* stage 5 detail: the sequential loop from pairs[from] to pairs[adm_items] (any site), adm_n admitted
+ * before (outputs adm_out, time adm_now): admit_run's admissions, admit_fails' failures, this loop the
+ * rest (a miss's answer, a phase switch) */
+DLB_NOINLINE static int32_t admit_seq(dlb_site *s, int32_t from)
+{
+    dlb_charger_output *const out = s->adm_out;
+    const int64_t now = s->adm_now;
+    const kpair *pp = s->pairs + from, *const end = s->pairs + s->adm_items;
+    int32_t n_adm = s->adm_n, r;
     pp = admit_run(s, out, pp, end, &n_adm, &r);
     while (pp < end) {
         const int32_t k = (int32_t)pp->item;
@@ -2229,7 +2622,39 @@ DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t 
             pp = admit_run(s, out, pp, end, &n_adm, &r);
         }
     }
+    s->adm_prev = n_adm;
     return n_adm;
+}
+
+/* stage 5 after the sort: admit the eligible chargers pairs[0..n_items) in that order, each at its minimum
+ * if it fits; returns how many were admitted (listed in adm[]). admit_quick where it applies, else (or
+ * from where it gave up) admit_seq. */
+DLB_NOINLINE static int32_t admit(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
+{
+    const int64_t *const rr = s->cx[0].run;
+    int32_t from = 0;
+    s->adm_n = 0;
+    /* members, not live values across the calls: keep this frame small (the stack bound in dlb.h) */
+    s->adm_items = n_items;
+    s->adm_out = out;
+    s->adm_now = now;
+    /* The quick path pays where a batch sums many minima per circuit it flushes: the last step admitted at
+     * least two chargers per circuit (admit_flush costs about what admit_run saves on one charger). */
+    if (s->adm_skip > 0) {
+        s->adm_skip--;
+    } else if (s->single_root && s->adm_prev >= 2 * s->nc && (rr[0] | rr[1] | rr[2] | rr[DLB_LANE_POWER]) >= 0) {
+        from = admit_quick(s, out, now, n_items);
+        /* A batch undone (a circuit below the root bound) wasted its work: on a site where that is the
+         * rule, the quick path waits a number of steps, doubled after each undo (up to 1024), reset by a
+         * step without one. Only the work done depends on it, not the outputs. */
+        s->adm_back = from < s->adm_items ? (s->adm_back < 8 ? 16 : s->adm_back < 1024 ? 2 * s->adm_back : 1024) : 0;
+        s->adm_skip = s->adm_back;
+        if (from == s->adm_items) {
+            s->adm_prev = s->adm_n;
+            return s->adm_n;
+        }
+    }
+    return admit_seq(s, from);
 }
 
 /* stage 4 detail: a paused charger held off (min_off_ms after a pause, or max_starts_per_hour starts within
