@@ -196,6 +196,7 @@ struct dlb_site {
     int32_t pdepth;                   /* deepest depth with a pending circuit, 0 = none */
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
+    int32_t n_live; /* stage 6 (fill): started chargers of the group not frozen (a member: the fill's frame) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2422,6 +2423,27 @@ DLB_NOINLINE static void rekey_dirty(dlb_site *s)
     }
 }
 
+/* Every lane's W back to 0 at once, when a saturation at `level` froze the last growing charger: W of a
+ * lane is the sum of (factor * weight) over the started chargers not frozen, so each lane's pending
+ * change is -W, and its D changes by -W * level, as lanes_pend and lanes_flush would have added it
+ * charger by charger (the same integer sums). Every level is then INF, so is every tlv[] (the tree's
+ * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. */
+DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
+{
+    circuit_scratch *const cx = s->cx;
+    int64_t *const lv = s->tlv;
+    for (int32_t c = 0; c < s->nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        cs->D[0] -= cs->W[0] * level;
+        cs->D[1] -= cs->W[1] * level;
+        cs->D[2] -= cs->W[2] * level;
+        cs->D[3] -= cs->W[3] * level;
+        cs->W[0] = cs->W[1] = cs->W[2] = cs->W[3] = 0;
+        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
+        lv[c] = INF;
+    }
+}
+
 /* first index of glist[0..n) whose dfs position is >= pos */
 static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 {
@@ -2444,12 +2466,17 @@ static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s-
 /* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
 static inline void bit_set(uint64_t *bm, int32_t pos) { bm[pos >> 6] |= (uint64_t)1 << (pos & 63); }
 
-/* the index of the lowest set bit of x != 0 (de Bruijn multiply, standard C) */
+/* the index of the lowest set bit of x != 0: one instruction with gcc/clang's builtin, else a de Bruijn
+ * multiply (standard C); the same index either way */
+#if defined(__GNUC__)
+static inline size_t lowest_bit(uint64_t x) { return (size_t)__builtin_ctzll(x); }
+#else
 static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
                                       62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
                                       63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
                                       46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
 static inline size_t lowest_bit(uint64_t x) { return (size_t)debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
+#endif
 
 /* The fill's current event of one kind (START or END) from the bitmap over its presorted list perm[]:
  * *w is a word, moved past empty words; -1 when none is left */
@@ -2628,6 +2655,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     memcpy(glist, group, (size_t)n_group * sizeof(int32_t));
     /* cursors: a word of the bitmap (large; lazy_end) or an index into the list */
     int32_t is = 0, ie = 0;
+    s->n_live = 0;
     for (;;) {
         const int32_t top = s->heap[1];
         const int64_t lane_level = s->tlv[top];
@@ -2657,6 +2685,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[ke];
                 if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
+                    s->n_live -= x->started; /* started: its END is after its START */
                     x->value = x->hi;
                     if (!check_below) {
                         lanes_pend(s, ke, -(int64_t)s->chg[ke].weight);
@@ -2676,6 +2705,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[ks];
                 if (!x->frozen) { /* START: grows past its minimum */
                     x->started = 1;
+                    s->n_live++;
                     if (!check_below) {
                         lanes_pend(s, ks, s->chg[ks].weight);
                     } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
@@ -2721,6 +2751,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             const int clr = large && !(lo == 0 && hi == n_gl) ? 1 | (lazy_end << 1) : 0;
             const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
             int32_t keep = lo;
+            int32_t n_fz = 0; /* the started chargers frozen here, in tmp[] (free in the loop) */
             for (int32_t g = lo; g < hi; g++) {
                 int32_t k = glist[g];
                 charger_scratch *x = &s->kx[k];
@@ -2739,7 +2770,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 if (x->started) {
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
-                    lanes_pend(s, k, -w); /* the tree is not consulted here */
+                    s->tmp[n_fz++] = k;
                 } else {
                     x->value = s->chg[k].min_ma;
                     if (clr & 1) {
@@ -2752,6 +2783,13 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
             }
+            if (n_gl == 0) {
+                /* Every charger of the group is frozen: no value changes any more (the lanes' state is
+                 * not read after the fill; nothing is pending, as the frozen were not pended; the
+                 * bitmaps' bits left are at or after the cursors' words, cleared below) */
+                break;
+            }
+            s->n_live -= n_fz;
             if (large && clr == 0) { /* every event not read is one of theirs (cursors' words below: 0) */
                 memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
                 if (lazy_end) {
@@ -2769,6 +2807,14 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                         }
                     }
                 }
+            }
+            if (s->n_live == 0 && (int64_t)n_fz * 4 >= s->nc) {
+                /* the last growing chargers froze, many: every lane at once, O(C) (lanes_settle) */
+                lanes_settle(s, level);
+                continue;
+            }
+            for (int32_t i = 0; i < n_fz; i++) {
+                lanes_pend(s, s->tmp[i], -(int64_t)s->chg[s->tmp[i]].weight); /* the tree is not consulted here */
             }
             /* lane ln of c is re-keyed (its chargers had W > 0 on it and froze, so it is pending: marked
              * here all the same) */
@@ -2794,10 +2840,17 @@ static void root_table(dlb_site *s)
 {
     if (s->single_root) {
         const int64_t *rr = s->cx[0].run; /* circuit 0 is a root: parents come first */
-        for (uint32_t m = 0; m < 8; m++) {
-            s->top_rmin[m] = min64(m & 1u ? rr[0] : INF, min64(m & 2u ? rr[1] : INF, m & 4u ? rr[2] : INF));
-        }
-        s->top_rmin[8] = rr[DLB_LANE_POWER];
+        const int64_t r0 = rr[0], r1 = rr[1], r2 = rr[2], r01 = min64(r0, r1);
+        int64_t *const t = s->top_rmin;
+        t[0] = INF;
+        t[1] = r0;
+        t[2] = r1;
+        t[3] = r01;
+        t[4] = r2;
+        t[5] = min64(r0, r2);
+        t[6] = min64(r1, r2);
+        t[7] = min64(r01, r2);
+        t[8] = rr[DLB_LANE_POWER];
     }
 }
 
