@@ -2509,6 +2509,48 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
     return (int32_t)(o - out);
 }
 
+/* The START events at `level` of a large group (bitmap bm_start from word is, whose first is charger ks
+ * at that level), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with
+ * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
+ * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
+ * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
+ * fill's next read moves it past the words emptied here). */
+static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
+{
+    uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
+    const int32_t n_words = s->n_words;
+    const int32_t *const perm = s->perm_start;
+    int32_t n_live = s->n_live, e_low = n_words;
+    do {
+        bm[is] &= bm[is] - 1;
+        charger_scratch *x = &s->kx[ks];
+        if (!x->frozen) { /* START: grows past its minimum */
+            x->started = 1;
+            n_live++;
+            if (lazy_end) {
+                const int32_t r = s->rank_end[ks];
+                bit_set(bm_end, r);
+                e_low = r >> 6 < e_low ? r >> 6 : e_low;
+            }
+            lanes_pend(s, ks, s->chg[ks].weight);
+        }
+        ks = bm_event(bm, n_words, perm, &is);
+    } while (ks >= 0 && start_level(s, ks) == level);
+    s->n_live = n_live;
+    return e_low;
+}
+
+/* the two cases apart: a test less and a value less to keep per START */
+DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+{
+    return start_batch_of(s, level, is, ks, 1);
+}
+
+DLB_NOINLINE static int32_t start_batch(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+{
+    return start_batch_of(s, level, is, ks, 0);
+}
+
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
  * (at most 4 passes for DLB_MAX_CHARGERS), O(n + 16) each. Sorting by a presorted position gives the
  * same order as sorting by that list's (level, index), in O(n) instead of O(n log n). */
@@ -2626,8 +2668,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 s->ev_start[n_start++] = k;
             }
         } else if (large) {
-            bit_set(bm_start, s->rank_start[k]);
-            bit_set(bm_end, s->rank_end[k]);
+            bit_set(bm_start, s->rank_start[k]); /* its END bit: when it starts (lazy_end) */
         } else {
             s->ev_start[n_start++] = k;
             s->items[n_end++] = k;
@@ -2639,6 +2680,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
     } else if (!lazy_end) {
+        for (int32_t i = 0; i < n_group; i++) { /* the END bits the loop above left to lazy_end */
+            const int32_t k = group[i];
+            if (s->chg[k].min_ma < s->kx[k].hi && s->kx[k].hi == s->chg[k].max_ma) {
+                bit_set(bm_end, s->rank_end[k]);
+            }
+        }
         n_end = bits_take(bm_end, n_words, s->perm_end, s->items);
     }
     if (!lazy_end) {
@@ -2696,24 +2743,42 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
                 ke = lazy_end ? bm_event(bm_end, n_words, s->perm_end, &ie) : ie < n_end ? s->ev_end[ie] : -1;
             }
-            while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
-                if (large) {
-                    bm_start[is] &= bm_start[is] - 1;
-                } else {
-                    is++;
-                }
-                charger_scratch *x = &s->kx[ks];
-                if (!x->frozen) { /* START: grows past its minimum */
-                    x->started = 1;
-                    s->n_live++;
-                    if (!check_below) {
-                        lanes_pend(s, ks, s->chg[ks].weight);
-                    } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
-                                            ev_level)) {
-                        break;
+            if (large && !check_below) { /* the usual case, in a loop of its own */
+                if (ks >= 0 && start_level(s, ks) == ev_level) {
+                    if (lazy_end) {
+                        const int32_t e_low = start_batch_lazy(s, ev_level, is, ks);
+                        ie = e_low < ie ? e_low : ie;
+                    } else {
+                        start_batch(s, ev_level, is, ks);
                     }
                 }
-                ks = large ? bm_event(bm_start, n_words, s->perm_start, &is) : is < n_start ? s->ev_start[is] : -1;
+            } else {
+                while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
+                    if (large) {
+                        bm_start[is] &= bm_start[is] - 1;
+                    } else {
+                        is++;
+                    }
+                    charger_scratch *x = &s->kx[ks];
+                    if (!x->frozen) { /* START: grows past its minimum */
+                        x->started = 1;
+                        s->n_live++;
+                        if (lazy_end) { /* its END bit, above the current level: the cursor's word moves back
+                                         * if the bit is before it (the words before the cursor are 0) */
+                            const int32_t r = s->rank_end[ks];
+                            bit_set(bm_end, r);
+                            ie = r >> 6 < ie ? r >> 6 : ie;
+                        }
+                        if (!check_below) {
+                            lanes_pend(s, ks, s->chg[ks].weight);
+                        } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
+                                                ev_level)) {
+                            break;
+                        }
+                    }
+                    ks = large ? bm_event(bm_start, n_words, s->perm_start, &is)
+                               : is < n_start ? s->ev_start[is] : -1;
+                }
             }
             if (check_below) {
                 rekey_dirty(s);
@@ -2763,11 +2828,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     continue;
                 }
                 x->frozen = 1;
-                if (clr & 2) {
-                    const int32_t r = s->rank_end[k];
-                    bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
-                }
                 if (x->started) {
+                    if (clr & 2) {
+                        const int32_t r = s->rank_end[k];
+                        bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
+                    }
                     int64_t w = s->chg[k].weight;
                     x->value = w * level / DLB_Q;
                     s->tmp[n_fz++] = k;
@@ -2798,13 +2863,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 for (int32_t g = 0; g < n_gl; g++) {
                     const int32_t k = glist[g];
                     const charger_scratch *x = &s->kx[k];
-                    if (s->chg[k].min_ma < x->hi) { /* it has events: START read if started, END not */
-                        if (!x->started) {
-                            bit_set(bm_start, s->rank_start[k]);
-                        }
+                    if (x->started) { /* its START read, its END not (with lazy_end: set at its START) */
                         if (lazy_end) {
                             bit_set(bm_end, s->rank_end[k]);
                         }
+                    } else if (s->chg[k].min_ma < x->hi) { /* it has events: its START not read */
+                        bit_set(bm_start, s->rank_start[k]);
                     }
                 }
             }
