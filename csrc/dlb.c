@@ -197,6 +197,7 @@ struct dlb_site {
     int64_t *tlv; /* fill: key level of each circuit in the tournament tree (nc + 1 entries, see there) */
     kept_key *kk4; /* stage 4: kept admission keys, one per charger (see kept_key) */
     int32_t n_live; /* stage 6 (fill): started chargers of the group not frozen (a member: the fill's frame) */
+    int32_t n_fz;   /* stage 6 (fill): how many started chargers the last freeze_loop froze (listed in tmp[]) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2641,6 +2642,60 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
     return n_other;
 }
 
+/* A saturation at `level` freezes every charger of glist[lo..hi) not frozen on a lane in on_lane (used &
+ * on_lane); the others are kept in the same order from glist[lo] on, and the end of those is returned. A
+ * started one's value is its share at the level, and it is listed in tmp[] (free during the fill's loop;
+ * s->n_fz of them) for its lanes' change; an unstarted one stays at its minimum. clr (see the fill): bit
+ * 0 clears the frozen's START bits, bit 1 their END bits (set only for started chargers). Twice, each a
+ * function of its own (the fill's frame stays as it was): clr = 0 (the usual case, no test) and the
+ * others. */
+static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level,
+                                      int clr)
+{
+    int32_t *const glist = s->glist;
+    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words;
+    int32_t kp = lo, n_fz = 0;
+    for (int32_t g = lo; g < hi; g++) {
+        const int32_t k = glist[g];
+        charger_scratch *x = &s->kx[k];
+        if (x->frozen) {
+            continue;
+        }
+        if (!(x->used & on_lane)) {
+            glist[kp++] = k;
+            continue;
+        }
+        x->frozen = 1;
+        if (x->started) {
+            if (clr & 2) {
+                const int32_t r = s->rank_end[k];
+                bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
+            }
+            x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
+            s->tmp[n_fz++] = k;
+        } else {
+            x->value = s->chg[k].min_ma;
+            if (clr & 1) {
+                const int32_t r = s->rank_start[k];
+                bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
+            }
+        }
+    }
+    s->n_fz = n_fz;
+    return kp;
+}
+
+DLB_NOINLINE static int32_t freeze_clr(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level,
+                                      int clr)
+{
+    return freeze_loop(s, lo, hi, on_lane, level, clr);
+}
+
+DLB_NOINLINE static int32_t freeze_all(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level)
+{
+    return freeze_loop(s, lo, hi, on_lane, level, 0);
+}
+
 /* Weighted max-min fair progressive filling (see the reference's _progressive_fill for the definition).
  * Events are processed in the reference's order: charger events by (level, END before START, index)
  * while their level is not above the lowest lane level, else the lowest lane (level, lane id)
@@ -2850,35 +2905,9 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             /* clr: bit 0 clear START bits one by one, bit 1 END bits; 0 (large): set afresh */
             const int clr = large && !(lo == 0 && hi == n_gl) ? 1 | (lazy_end << 1) : 0;
             const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
-            int32_t keep = lo;
-            int32_t n_fz = 0; /* the started chargers frozen here, in tmp[] (free in the loop) */
-            for (int32_t g = lo; g < hi; g++) {
-                int32_t k = glist[g];
-                charger_scratch *x = &s->kx[k];
-                if (x->frozen) {
-                    continue;
-                }
-                if (!(x->used & on_lane)) {
-                    glist[keep++] = k;
-                    continue;
-                }
-                x->frozen = 1;
-                if (x->started) {
-                    if (clr & 2) {
-                        const int32_t r = s->rank_end[k];
-                        bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
-                    }
-                    int64_t w = s->chg[k].weight;
-                    x->value = w * level / DLB_Q;
-                    s->tmp[n_fz++] = k;
-                } else {
-                    x->value = s->chg[k].min_ma;
-                    if (clr & 1) {
-                        const int32_t r = s->rank_start[k];
-                        bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
-                    }
-                }
-            }
+            const int32_t keep = clr == 0 ? freeze_all(s, lo, hi, on_lane, level)
+                                          : freeze_clr(s, lo, hi, on_lane, level, clr);
+            const int32_t n_fz = s->n_fz; /* the started chargers frozen, in tmp[] */
             if (keep < hi) {
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
