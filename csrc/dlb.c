@@ -2242,6 +2242,13 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
+/* pend_push for a parent met in a flush at depth d: its depth d - 1 is below pdepth */
+static inline void pend_push_up(dlb_site *s, int32_t par, int32_t d)
+{
+    s->cx[par].pnext = s->phead[d - 1];
+    s->phead[d - 1] = par;
+}
+
 static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
 {
     const charger_scratch *x = &s->kx[k];
@@ -2270,6 +2277,15 @@ static inline int64_t lane_level(int64_t D, int64_t W)
     return D >= 0 ? D / W : fdiv(D, W);
 }
 
+/* lane_level, with nonneg = 1 where D >= 0 is known */
+static inline int64_t lane_level_of(int64_t D, int64_t W, int nonneg)
+{
+    if (W <= 0) {
+        return INF;
+    }
+    return nonneg ? D / W : lane_level(D, W);
+}
+
 /* the tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
  * many changed one bottom-up recomputation (O(C)) */
 static void tree_update(dlb_site *s)
@@ -2292,7 +2308,7 @@ static void tree_update(dlb_site *s)
  * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never re-keyed, so its W and D
  * are never read. Lanes written out: gcc -O2 keeps a 4-trip loop as a loop (and vectorised the 64-bit
  * products with an emulated multiply). */
-static void lanes_flush(dlb_site *s, int64_t level)
+static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const lv = s->tlv;
@@ -2311,19 +2327,19 @@ static void lanes_flush(dlb_site *s, int64_t level)
             cs->W[3] += p3;
             if (mask & 1u) {
                 cs->D[0] += p0 * level;
-                cs->lvl[0] = lane_level(cs->D[0], cs->W[0]);
+                cs->lvl[0] = lane_level_of(cs->D[0], cs->W[0], nonneg);
             }
             if (mask & 2u) {
                 cs->D[1] += p1 * level;
-                cs->lvl[1] = lane_level(cs->D[1], cs->W[1]);
+                cs->lvl[1] = lane_level_of(cs->D[1], cs->W[1], nonneg);
             }
             if (mask & 4u) {
                 cs->D[2] += p2 * level;
-                cs->lvl[2] = lane_level(cs->D[2], cs->W[2]);
+                cs->lvl[2] = lane_level_of(cs->D[2], cs->W[2], nonneg);
             }
             if (s->hp[c]) {
                 cs->D[3] += p3 * level;
-                cs->lvl[3] = lane_level(cs->D[3], cs->W[3]);
+                cs->lvl[3] = lane_level_of(cs->D[3], cs->W[3], nonneg);
             }
             lv[c] = circ_best(cs, c, &cs->key_lane);
             dirty[n_dirty++] = c;
@@ -2331,7 +2347,7 @@ static void lanes_flush(dlb_site *s, int64_t level)
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
-                    pend_push(s, par);
+                    pend_push_up(s, par, d);
                 }
                 ps->pmask |= mask;
                 ps->pW[0] += p0;
@@ -2347,6 +2363,11 @@ static void lanes_flush(dlb_site *s, int64_t level)
     s->pdepth = 0;
     s->n_dirty = n_dirty;
 }
+
+/* the two cases of lanes_flush: with no lane started negative (the fill's check_below = 0) every D is
+ * >= 0 (see progressive_fill), so C's division is the floor; else floor division */
+DLB_NOINLINE static void lanes_flush(dlb_site *s, int64_t level) { lanes_flush_of(s, level, 0); }
+DLB_NOINLINE static void lanes_flush_nn(dlb_site *s, int64_t level) { lanes_flush_of(s, level, 1); }
 
 /* the fill's final take, deferred like lanes_pend: amount (per conductor) from every lane charger k
  * loads, added to the pending sums of its circuit (pW, free after the fill's last lanes_flush) */
@@ -2389,7 +2410,7 @@ static void run_flush(dlb_site *s)
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
-                    pend_push(s, par);
+                    pend_push_up(s, par, d);
                     ps->pmask = PEND_MARK;
                 }
                 ps->pW[0] += cs->pW[0];
@@ -2873,7 +2894,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             if (check_below) {
                 rekey_dirty(s);
             } else {
-                lanes_flush(s, ev_level);
+                lanes_flush_nn(s, ev_level); /* no lane negative */
             }
             tree_update(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
@@ -2950,7 +2971,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 pend_push(s, c);
             }
             s->cx[c].pmask |= PEND_MARK | ((1u << ln) & 7u);
-            lanes_flush(s, level);
+            if (check_below) {
+                lanes_flush(s, level);
+            } else {
+                lanes_flush_nn(s, level);
+            }
             tree_update(s);
         }
     }
@@ -3010,11 +3035,11 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
             }
         }
         x->ideal = v;
-        if (v < x->hi) {
+        if (v < x->hi) { /* s's arrays indexed directly: no pointers to keep in registers */
             const int32_t b = (x->m > v ? 0 : 8) + (int32_t)(x->used & 7u);
-            nxt[i] = head[b];
-            head[b] = i;
-            bstep[b] = min64(bstep[b], step);
+            nxt[i] = s->top_head[b];
+            s->top_head[b] = i;
+            s->top_step[b] = min64(s->top_step[b], step);
         }
     }
     run_flush(s);
