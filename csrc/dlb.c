@@ -2957,8 +2957,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     }
                 }
             }
-            if (s->n_live == 0 && (int64_t)n_fz * 4 >= s->nc) {
-                /* the last growing chargers froze, many: every lane at once, O(C) (lanes_settle) */
+            if (s->n_live == 0 && (int64_t)n_fz * 16 >= s->nc) {
+                /* The last growing chargers froze, many: every lane at once, O(C) (lanes_settle). Pending
+                 * and flushing them costs some 30 instructions each plus ~100 per circuit above them, the
+                 * settle ~25 per circuit: at 1/16 chargers per circuit or more it is the cheaper one (or at
+                 * worst ~400 instructions per frozen charger, when they all share a few circuits). */
                 lanes_settle(s, level);
                 continue;
             }
