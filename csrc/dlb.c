@@ -2649,11 +2649,10 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
         const int64_t hi = x->hi, mn = kc->min_ma;
         x->started = 0;
         x->frozen = 0;
+        x->value = mn; /* see the fill's end for mn >= hi */
         if (mn >= hi) {
-            x->value = hi;
             continue;
         }
-        x->value = mn;
         bit_set(bm_start, rank[k]);
         if (hi != kc->max_ma) {
             s->key[k] = (uint64_t)end_level(s, k);
@@ -2694,8 +2693,7 @@ static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint3
             }
             x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
             s->tmp[n_fz++] = k;
-        } else {
-            x->value = s->chg[k].min_ma;
+        } else { /* its value stays its minimum (set at the fill's start) */
             if (clr & 1) {
                 const int32_t r = s->rank_start[k];
                 bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
@@ -2772,10 +2770,11 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             const dlb_charger *kc = &s->chg[k];
             x->started = 0;
             x->frozen = 0;
-            x->value = kc->min_ma;
+            x->value = kc->min_ma; /* see the fill's end for min >= hi */
             if (kc->min_ma >= x->hi) {
-                x->value = x->hi;
-            } else if (x->hi != kc->max_ma) {
+                continue;
+            }
+            if (x->hi != kc->max_ma) {
                 s->key[k] = (uint64_t)end_level(s, k);
                 s->ev_other[n_other++] = k;
                 s->ev_start[n_start++] = k;
@@ -2980,6 +2979,15 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 lanes_flush_nn(s, level);
             }
             tree_update(s);
+        }
+    }
+    /* A charger without events (min >= hi) that no lane froze is at its ceiling: its value (its minimum
+     * from the fill's start, which a freeze keeps) becomes hi. Every other one has the value its END or
+     * its freeze gave (its minimum if it had not started). glist holds every charger not frozen. */
+    for (int32_t g = 0; g < n_gl; g++) {
+        charger_scratch *x = &s->kx[glist[g]];
+        if (!x->frozen && s->chg[glist[g]].min_ma >= x->hi) {
+            x->value = x->hi;
         }
     }
     /* bits of events never read (the bitmaps are zero outside a fill) */
