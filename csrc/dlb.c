@@ -248,6 +248,8 @@ struct dlb_site {
     int32_t adm_prev;           /* stage 5 (admit): chargers admitted in the last step */
     dlb_charger_output *adm_out; /* stage 5 (admit): this step's outputs and time, for admit_seq */
     int64_t adm_now;
+    int32_t n_live; /* stage 6 (fill): started chargers of the group not frozen (a member: the fill's frame) */
+    int32_t n_fz;   /* stage 6 (fill): how many started chargers the last freeze_loop froze (listed in tmp[]) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -3000,6 +3002,13 @@ static void pend_push(dlb_site *s, int32_t c)
     }
 }
 
+/* pend_push for a parent met in a flush at depth d: its depth d - 1 is below pdepth */
+static inline void pend_push_up(dlb_site *s, int32_t par, int32_t d)
+{
+    s->cx[par].pnext = s->phead[d - 1];
+    s->phead[d - 1] = par;
+}
+
 static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
 {
     const charger_scratch *x = &s->kx[k];
@@ -3028,6 +3037,15 @@ static inline int64_t lane_level(int64_t D, int64_t W)
     return D >= 0 ? D / W : fdiv(D, W);
 }
 
+/* lane_level, with nonneg = 1 where D >= 0 is known */
+static inline int64_t lane_level_of(int64_t D, int64_t W, int nonneg)
+{
+    if (W <= 0) {
+        return INF;
+    }
+    return nonneg ? D / W : lane_level(D, W);
+}
+
 /* the tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
  * many changed one bottom-up recomputation (O(C)) */
 static void tree_update(dlb_site *s)
@@ -3050,7 +3068,7 @@ static void tree_update(dlb_site *s)
  * (lanes_adjust adds it times hp): an uncapped circuit's power lane is never re-keyed, so its W and D
  * are never read. Lanes written out: gcc -O2 keeps a 4-trip loop as a loop (and vectorised the 64-bit
  * products with an emulated multiply). */
-static void lanes_flush(dlb_site *s, int64_t level)
+static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const lv = s->tlv;
@@ -3069,19 +3087,19 @@ static void lanes_flush(dlb_site *s, int64_t level)
             cs->W[3] += p3;
             if (mask & 1u) {
                 cs->D[0] += p0 * level;
-                cs->lvl[0] = lane_level(cs->D[0], cs->W[0]);
+                cs->lvl[0] = lane_level_of(cs->D[0], cs->W[0], nonneg);
             }
             if (mask & 2u) {
                 cs->D[1] += p1 * level;
-                cs->lvl[1] = lane_level(cs->D[1], cs->W[1]);
+                cs->lvl[1] = lane_level_of(cs->D[1], cs->W[1], nonneg);
             }
             if (mask & 4u) {
                 cs->D[2] += p2 * level;
-                cs->lvl[2] = lane_level(cs->D[2], cs->W[2]);
+                cs->lvl[2] = lane_level_of(cs->D[2], cs->W[2], nonneg);
             }
             if (s->hp[c]) {
                 cs->D[3] += p3 * level;
-                cs->lvl[3] = lane_level(cs->D[3], cs->W[3]);
+                cs->lvl[3] = lane_level_of(cs->D[3], cs->W[3], nonneg);
             }
             lv[c] = circ_best(cs, c, &cs->key_lane);
             dirty[n_dirty++] = c;
@@ -3089,7 +3107,7 @@ static void lanes_flush(dlb_site *s, int64_t level)
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
-                    pend_push(s, par);
+                    pend_push_up(s, par, d);
                 }
                 ps->pmask |= mask;
                 ps->pW[0] += p0;
@@ -3105,6 +3123,11 @@ static void lanes_flush(dlb_site *s, int64_t level)
     s->pdepth = 0;
     s->n_dirty = n_dirty;
 }
+
+/* the two cases of lanes_flush: with no lane started negative (the fill's check_below = 0) every D is
+ * >= 0 (see progressive_fill), so C's division is the floor; else floor division */
+DLB_NOINLINE static void lanes_flush(dlb_site *s, int64_t level) { lanes_flush_of(s, level, 0); }
+DLB_NOINLINE static void lanes_flush_nn(dlb_site *s, int64_t level) { lanes_flush_of(s, level, 1); }
 
 /* the fill's final take, deferred like lanes_pend: amount (per conductor) from every lane charger k
  * loads, added to the pending sums of its circuit (pW, free after the fill's last lanes_flush) */
@@ -3147,7 +3170,7 @@ static void run_flush(dlb_site *s)
             if (par != DLB_NONE) {
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
-                    pend_push(s, par);
+                    pend_push_up(s, par, d);
                     ps->pmask = PEND_MARK;
                 }
                 ps->pW[0] += cs->pW[0];
@@ -3182,6 +3205,34 @@ DLB_NOINLINE static void rekey_dirty(dlb_site *s)
     }
 }
 
+/* Every lane's W back to 0 at once, when a saturation at `level` froze the last growing charger: W of a
+ * lane is the sum of (factor * weight) over the started chargers not frozen, so each lane's pending
+ * change is -W, and its D changes by -W * level, as lanes_pend and lanes_flush would have added it
+ * charger by charger (the same integer sums). Every level is then INF, so is every tlv[] (the tree's
+ * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. gcc's
+ * SLP vectoriser turns the four products into an emulated 64-bit vector multiply (SSE2 has none), 1.4x
+ * the instructions of the scalar code: it is turned off here. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DLB_NO_SLP __attribute__((optimize("no-tree-slp-vectorize")))
+#else
+#define DLB_NO_SLP
+#endif
+DLB_NO_SLP DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
+{
+    circuit_scratch *const cx = s->cx;
+    int64_t *const lv = s->tlv;
+    for (int32_t c = 0; c < s->nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        cs->D[0] -= cs->W[0] * level;
+        cs->D[1] -= cs->W[1] * level;
+        cs->D[2] -= cs->W[2] * level;
+        cs->D[3] -= cs->W[3] * level;
+        cs->W[0] = cs->W[1] = cs->W[2] = cs->W[3] = 0;
+        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
+        lv[c] = INF;
+    }
+}
+
 /* first index of glist[0..n) whose dfs position is >= pos */
 static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 {
@@ -3204,12 +3255,17 @@ static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s-
 /* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
 static inline void bit_set(uint64_t *bm, int32_t pos) { bm[pos >> 6] |= (uint64_t)1 << (pos & 63); }
 
-/* the index of the lowest set bit of x != 0 (de Bruijn multiply, standard C) */
+/* the index of the lowest set bit of x != 0: one instruction with gcc/clang's builtin, else a de Bruijn
+ * multiply (standard C); the same index either way */
+#if defined(__GNUC__)
+static inline size_t lowest_bit(uint64_t x) { return (size_t)__builtin_ctzll(x); }
+#else
 static const int8_t debruijn64[64] = {0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
                                       62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
                                       63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
                                       46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6};
 static inline size_t lowest_bit(uint64_t x) { return (size_t)debruijn64[((x & (0 - x)) * 0x03f79d71b4cb0a89ull) >> 58]; }
+#endif
 
 /* The fill's current event of one kind (START or END) from the bitmap over its presorted list perm[]:
  * *w is a word, moved past empty words; -1 when none is left */
@@ -3240,6 +3296,48 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
         } while (x != 0);
     }
     return (int32_t)(o - out);
+}
+
+/* The START events at `level` of a large group (bitmap bm_start from word is, whose first is charger ks
+ * at that level), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with
+ * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
+ * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
+ * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
+ * fill's next read moves it past the words emptied here). */
+static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
+{
+    uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
+    const int32_t n_words = s->n_words;
+    const int32_t *const perm = s->perm_start;
+    int32_t n_live = s->n_live, e_low = n_words;
+    do {
+        bm[is] &= bm[is] - 1;
+        charger_scratch *x = &s->kx[ks];
+        if (!x->frozen) { /* START: grows past its minimum */
+            x->started = 1;
+            n_live++;
+            if (lazy_end) {
+                const int32_t r = s->rank_end[ks];
+                bit_set(bm_end, r);
+                e_low = r >> 6 < e_low ? r >> 6 : e_low;
+            }
+            lanes_pend(s, ks, s->chg[ks].weight);
+        }
+        ks = bm_event(bm, n_words, perm, &is);
+    } while (ks >= 0 && start_level(s, ks) == level);
+    s->n_live = n_live;
+    return e_low;
+}
+
+/* the two cases apart: a test less and a value less to keep per START */
+DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+{
+    return start_batch_of(s, level, is, ks, 1);
+}
+
+DLB_NOINLINE static int32_t start_batch(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+{
+    return start_batch_of(s, level, is, ks, 0);
 }
 
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
@@ -3295,6 +3393,88 @@ DLB_NOINLINE static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t
     return o;
 }
 
+/* The start of a large group's fill (a function of its own: fewer values live than in the fill's loop):
+ * each charger's flags and value; one with events (min < hi) gets its START bit (its END bit is set at
+ * its START, see lazy_end), and one whose ceiling is lowered below max (reclaim, ramp) is listed in
+ * ev_other with its END level in key[] (those ENDs are sorted apart). Returns how many are listed. */
+DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int32_t n_group)
+{
+    uint64_t *const bm_start = s->bm;
+    const int32_t *const rank = s->rank_start;
+    int32_t n_other = 0;
+    for (int32_t i = 0; i < n_group; i++) {
+        const int32_t k = group[i];
+        charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        const int64_t hi = x->hi, mn = kc->min_ma;
+        x->started = 0;
+        x->frozen = 0;
+        x->value = mn; /* see the fill's end for mn >= hi */
+        if (mn >= hi) {
+            continue;
+        }
+        bit_set(bm_start, rank[k]);
+        if (hi != kc->max_ma) {
+            s->key[k] = (uint64_t)end_level(s, k);
+            s->ev_other[n_other++] = k;
+        }
+    }
+    return n_other;
+}
+
+/* A saturation at `level` freezes every charger of glist[lo..hi) not frozen on a lane in on_lane (used &
+ * on_lane); the others are kept in the same order from glist[lo] on, and the end of those is returned. A
+ * started one's value is its share at the level, and it is listed in tmp[] (free during the fill's loop;
+ * s->n_fz of them) for its lanes' change; an unstarted one stays at its minimum. clr (see the fill): bit
+ * 0 clears the frozen's START bits, bit 1 their END bits (set only for started chargers). Twice, each a
+ * function of its own (the fill's frame stays as it was): clr = 0 (the usual case, no test) and the
+ * others. */
+static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level,
+                                      int clr)
+{
+    int32_t *const glist = s->glist;
+    uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words;
+    int32_t kp = lo, n_fz = 0;
+    for (int32_t g = lo; g < hi; g++) {
+        const int32_t k = glist[g];
+        charger_scratch *x = &s->kx[k];
+        if (x->frozen) {
+            continue;
+        }
+        if (!(x->used & on_lane)) {
+            glist[kp++] = k;
+            continue;
+        }
+        x->frozen = 1;
+        if (x->started) {
+            if (clr & 2) {
+                const int32_t r = s->rank_end[k];
+                bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
+            }
+            x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
+            s->tmp[n_fz++] = k;
+        } else { /* its value stays its minimum (set at the fill's start) */
+            if (clr & 1) {
+                const int32_t r = s->rank_start[k];
+                bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
+            }
+        }
+    }
+    s->n_fz = n_fz;
+    return kp;
+}
+
+DLB_NOINLINE static int32_t freeze_clr(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level,
+                                      int clr)
+{
+    return freeze_loop(s, lo, hi, on_lane, level, clr);
+}
+
+DLB_NOINLINE static int32_t freeze_all(dlb_site *s, int32_t lo, int32_t hi, uint32_t on_lane, int64_t level)
+{
+    return freeze_loop(s, lo, hi, on_lane, level, 0);
+}
+
 /* Weighted max-min fair progressive filling (see the reference's _progressive_fill for the definition).
  * Events are processed in the reference's order: charger events by (level, END before START, index)
  * while their level is not above the lowest lane level, else the lowest lane (level, lane id)
@@ -3341,29 +3521,27 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     const int large = (int64_t)n_group * 64 >= s->nk;
     uint64_t *const bm_start = s->bm, *const bm_end = s->bm + s->n_words;
     const int32_t n_words = s->n_words;
-    for (int32_t i = 0; i < n_group; i++) {
-        int32_t k = group[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        x->started = 0;
-        x->frozen = 0;
-        x->value = kc->min_ma;
-        if (kc->min_ma >= x->hi) {
-            x->value = x->hi;
-        } else if (x->hi != kc->max_ma) {
-            s->key[k] = (uint64_t)end_level(s, k);
-            s->ev_other[n_other++] = k;
-            if (large) {
-                bit_set(bm_start, s->rank_start[k]);
+    if (large) {
+        n_other = events_large(s, group, n_group);
+    } else {
+        for (int32_t i = 0; i < n_group; i++) {
+            int32_t k = group[i];
+            charger_scratch *x = &s->kx[k];
+            const dlb_charger *kc = &s->chg[k];
+            x->started = 0;
+            x->frozen = 0;
+            x->value = kc->min_ma; /* see the fill's end for min >= hi */
+            if (kc->min_ma >= x->hi) {
+                continue;
+            }
+            if (x->hi != kc->max_ma) {
+                s->key[k] = (uint64_t)end_level(s, k);
+                s->ev_other[n_other++] = k;
+                s->ev_start[n_start++] = k;
             } else {
                 s->ev_start[n_start++] = k;
+                s->items[n_end++] = k;
             }
-        } else if (large) {
-            bit_set(bm_start, s->rank_start[k]);
-            bit_set(bm_end, s->rank_end[k]);
-        } else {
-            s->ev_start[n_start++] = k;
-            s->items[n_end++] = k;
         }
     }
     /* END events from the bitmap as the fill goes (lazy_end), or from the list ev_end[0..n_end) */
@@ -3372,6 +3550,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         rank_sort(s, s->ev_start, n_start, s->rank_start);
         rank_sort(s, s->items, n_end, s->rank_end);
     } else if (!lazy_end) {
+        for (int32_t i = 0; i < n_group; i++) { /* the END bits the loop above left to lazy_end */
+            const int32_t k = group[i];
+            if (s->chg[k].min_ma < s->kx[k].hi && s->kx[k].hi == s->chg[k].max_ma) {
+                bit_set(bm_end, s->rank_end[k]);
+            }
+        }
         n_end = bits_take(bm_end, n_words, s->perm_end, s->items);
     }
     if (!lazy_end) {
@@ -3388,6 +3572,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     memcpy(glist, group, (size_t)n_group * sizeof(int32_t));
     /* cursors: a word of the bitmap (large; lazy_end) or an index into the list */
     int32_t is = 0, ie = 0;
+    s->n_live = 0;
     for (;;) {
         const int32_t top = s->heap[1];
         const int64_t lane_level = s->tlv[top];
@@ -3417,6 +3602,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 charger_scratch *x = &s->kx[ke];
                 if (!x->frozen) { /* END: reaches its ceiling */
                     x->frozen = 1;
+                    s->n_live -= x->started; /* started: its END is after its START */
                     x->value = x->hi;
                     if (!check_below) {
                         lanes_pend(s, ke, -(int64_t)s->chg[ke].weight);
@@ -3427,28 +3613,47 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 }
                 ke = lazy_end ? bm_event(bm_end, n_words, s->perm_end, &ie) : ie < n_end ? s->ev_end[ie] : -1;
             }
-            while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
-                if (large) {
-                    bm_start[is] &= bm_start[is] - 1;
-                } else {
-                    is++;
-                }
-                charger_scratch *x = &s->kx[ks];
-                if (!x->frozen) { /* START: grows past its minimum */
-                    x->started = 1;
-                    if (!check_below) {
-                        lanes_pend(s, ks, s->chg[ks].weight);
-                    } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
-                                            ev_level)) {
-                        break;
+            if (large && !check_below) { /* the usual case, in a loop of its own */
+                if (ks >= 0 && start_level(s, ks) == ev_level) {
+                    if (lazy_end) {
+                        const int32_t e_low = start_batch_lazy(s, ev_level, is, ks);
+                        ie = e_low < ie ? e_low : ie;
+                    } else {
+                        start_batch(s, ev_level, is, ks);
                     }
                 }
-                ks = large ? bm_event(bm_start, n_words, s->perm_start, &is) : is < n_start ? s->ev_start[is] : -1;
+            } else {
+                while (!below && ks >= 0 && start_level(s, ks) == ev_level) {
+                    if (large) {
+                        bm_start[is] &= bm_start[is] - 1;
+                    } else {
+                        is++;
+                    }
+                    charger_scratch *x = &s->kx[ks];
+                    if (!x->frozen) { /* START: grows past its minimum */
+                        x->started = 1;
+                        s->n_live++;
+                        if (lazy_end) { /* its END bit, above the current level: the cursor's word moves back
+                                         * if the bit is before it (the words before the cursor are 0) */
+                            const int32_t r = s->rank_end[ks];
+                            bit_set(bm_end, r);
+                            ie = r >> 6 < ie ? r >> 6 : ie;
+                        }
+                        if (!check_below) {
+                            lanes_pend(s, ks, s->chg[ks].weight);
+                        } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
+                                                ev_level)) {
+                            break;
+                        }
+                    }
+                    ks = large ? bm_event(bm_start, n_words, s->perm_start, &is)
+                               : is < n_start ? s->ev_start[is] : -1;
+                }
             }
             if (check_below) {
                 rekey_dirty(s);
             } else {
-                lanes_flush(s, ev_level);
+                lanes_flush_nn(s, ev_level); /* no lane negative */
             }
             tree_update(s);
         } else { /* the lowest lane saturates: freeze every charger on it */
@@ -3480,38 +3685,20 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             /* clr: bit 0 clear START bits one by one, bit 1 END bits; 0 (large): set afresh */
             const int clr = large && !(lo == 0 && hi == n_gl) ? 1 | (lazy_end << 1) : 0;
             const uint32_t on_lane = ln == DLB_LANE_POWER ? 7u : 1u << ln; /* used & on_lane: on it */
-            int32_t keep = lo;
-            for (int32_t g = lo; g < hi; g++) {
-                int32_t k = glist[g];
-                charger_scratch *x = &s->kx[k];
-                if (x->frozen) {
-                    continue;
-                }
-                if (!(x->used & on_lane)) {
-                    glist[keep++] = k;
-                    continue;
-                }
-                x->frozen = 1;
-                if (clr & 2) {
-                    const int32_t r = s->rank_end[k];
-                    bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
-                }
-                if (x->started) {
-                    int64_t w = s->chg[k].weight;
-                    x->value = w * level / DLB_Q;
-                    lanes_pend(s, k, -w); /* the tree is not consulted here */
-                } else {
-                    x->value = s->chg[k].min_ma;
-                    if (clr & 1) {
-                        const int32_t r = s->rank_start[k];
-                        bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
-                    }
-                }
-            }
+            const int32_t keep = clr == 0 ? freeze_all(s, lo, hi, on_lane, level)
+                                          : freeze_clr(s, lo, hi, on_lane, level, clr);
+            const int32_t n_fz = s->n_fz; /* the started chargers frozen, in tmp[] */
             if (keep < hi) {
                 memmove(glist + keep, glist + hi, (size_t)(n_gl - hi) * sizeof(int32_t));
                 n_gl -= hi - keep;
             }
+            if (n_gl == 0) {
+                /* Every charger of the group is frozen: no value changes any more (the lanes' state is
+                 * not read after the fill; nothing is pending, as the frozen were not pended; the
+                 * bitmaps' bits left are at or after the cursors' words, cleared below) */
+                break;
+            }
+            s->n_live -= n_fz;
             if (large && clr == 0) { /* every event not read is one of theirs (cursors' words below: 0) */
                 memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
                 if (lazy_end) {
@@ -3520,15 +3707,25 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 for (int32_t g = 0; g < n_gl; g++) {
                     const int32_t k = glist[g];
                     const charger_scratch *x = &s->kx[k];
-                    if (s->chg[k].min_ma < x->hi) { /* it has events: START read if started, END not */
-                        if (!x->started) {
-                            bit_set(bm_start, s->rank_start[k]);
-                        }
+                    if (x->started) { /* its START read, its END not (with lazy_end: set at its START) */
                         if (lazy_end) {
                             bit_set(bm_end, s->rank_end[k]);
                         }
+                    } else if (s->chg[k].min_ma < x->hi) { /* it has events: its START not read */
+                        bit_set(bm_start, s->rank_start[k]);
                     }
                 }
+            }
+            if (s->n_live == 0 && (int64_t)n_fz * 16 >= s->nc) {
+                /* The last growing chargers froze, many: every lane at once, O(C) (lanes_settle). Pending
+                 * and flushing them costs some 30 instructions each plus ~100 per circuit above them, the
+                 * settle ~25 per circuit: at 1/16 chargers per circuit or more it is the cheaper one (or at
+                 * worst ~400 instructions per frozen charger, when they all share a few circuits). */
+                lanes_settle(s, level);
+                continue;
+            }
+            for (int32_t i = 0; i < n_fz; i++) {
+                lanes_pend(s, s->tmp[i], -(int64_t)s->chg[s->tmp[i]].weight); /* the tree is not consulted here */
             }
             /* lane ln of c is re-keyed (its chargers had W > 0 on it and froze, so it is pending: marked
              * here all the same) */
@@ -3536,8 +3733,21 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 pend_push(s, c);
             }
             s->cx[c].pmask |= PEND_MARK | ((1u << ln) & 7u);
-            lanes_flush(s, level);
+            if (check_below) {
+                lanes_flush(s, level);
+            } else {
+                lanes_flush_nn(s, level);
+            }
             tree_update(s);
+        }
+    }
+    /* A charger without events (min >= hi) that no lane froze is at its ceiling: its value (its minimum
+     * from the fill's start, which a freeze keeps) becomes hi. Every other one has the value its END or
+     * its freeze gave (its minimum if it had not started). glist holds every charger not frozen. */
+    for (int32_t g = 0; g < n_gl; g++) {
+        charger_scratch *x = &s->kx[glist[g]];
+        if (!x->frozen && s->chg[glist[g]].min_ma >= x->hi) {
+            x->value = x->hi;
         }
     }
     /* bits of events never read (the bitmaps are zero outside a fill) */
@@ -3554,10 +3764,17 @@ static void root_table(dlb_site *s)
 {
     if (s->single_root) {
         const int64_t *rr = s->cx[0].run; /* circuit 0 is a root: parents come first */
-        for (uint32_t m = 0; m < 8; m++) {
-            s->top_rmin[m] = min64(m & 1u ? rr[0] : INF, min64(m & 2u ? rr[1] : INF, m & 4u ? rr[2] : INF));
-        }
-        s->top_rmin[8] = rr[DLB_LANE_POWER];
+        const int64_t r0 = rr[0], r1 = rr[1], r2 = rr[2], r01 = min64(r0, r1);
+        int64_t *const t = s->top_rmin;
+        t[0] = INF;
+        t[1] = r0;
+        t[2] = r1;
+        t[3] = r01;
+        t[4] = r2;
+        t[5] = min64(r0, r2);
+        t[6] = min64(r1, r2);
+        t[7] = min64(r01, r2);
+        t[8] = rr[DLB_LANE_POWER];
     }
 }
 
@@ -3589,11 +3806,11 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
             }
         }
         x->ideal = v;
-        if (v < x->hi) {
+        if (v < x->hi) { /* s's arrays indexed directly: no pointers to keep in registers */
             const int32_t b = (x->m > v ? 0 : 8) + (int32_t)(x->used & 7u);
-            nxt[i] = head[b];
-            head[b] = i;
-            bstep[b] = min64(bstep[b], step);
+            nxt[i] = s->top_head[b];
+            s->top_head[b] = i;
+            s->top_step[b] = min64(s->top_step[b], step);
         }
     }
     run_flush(s);
