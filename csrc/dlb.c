@@ -143,6 +143,10 @@ typedef struct {
     int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
                                the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
+    /* stages 8-9 (outputs): the set-points of the admitted chargers of this circuit summed per used-phase
+     * mask (one add per charger instead of one per phase), zeroed at stage 7's start and folded into
+     * alloc[] by the circuit outputs */
+    int64_t amask[8];
 } circuit_scratch;
 
 struct dlb_site {
@@ -2930,41 +2934,90 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
         int64_t room;
         int32_t lane, unbal;
     } r = {ROOM_NONE, -1, 0};
-    /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
-     * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
-     * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
-    const int64_t n = x->n_used;
-    const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
-    const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+    /* Lanes are scanned in the same order (path, then L1, L2, L3, power) with the same strict "<" in each
+     * of the three walks below (all three phases, one, two), so the binding lane is the same one. What
+     * pay(s, k, take, .) takes from hr is taken in the same walk (each lane read first). floor(h / n) < room
+     * <=> h < room * n (n > 0): divide only when the power lane binds; an uncapped power lane holds INF and
+     * never does. */
     circuit_scratch *const cx = s->cx;
-    for (int32_t i = 0; i < depth; i++) {
-        int32_t c = path[i];
-        int64_t *hr = cx[c].hr;
-        const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2];
-        const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
-        /* what pay(s, k, take, .) takes from hr, in the same walk (read above first) */
-        hr[0] = h0 - t0;
-        hr[1] = h1 - t1;
-        hr[2] = h2 - t2;
-        if (v0 < r.room) {
-            r.room = v0;
-            r.lane = c * 4;
+    const int64_t n = x->n_used;
+    if (used == 7u) { /* all three phases (n = 3): no unused lane, no unbalance lane */
+        const int64_t take3 = take * 3;
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2], hp = hr[DLB_LANE_POWER];
+            hr[0] = h0 - take;
+            hr[1] = h1 - take;
+            hr[2] = h2 - take;
+            hr[DLB_LANE_POWER] = hp - take3;
+            if (h0 < r.room) {
+                r.room = h0;
+                r.lane = c * 4;
+            }
+            if (h1 < r.room) {
+                r.room = h1;
+                r.lane = c * 4 + 1;
+            }
+            if (h2 < r.room) {
+                r.room = h2;
+                r.lane = c * 4 + 2;
+            }
+            if (hp < r.room * 3) {
+                r.room = fdiv(hp, 3);
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
-        if (v1 < r.room) {
-            r.room = v1;
-            r.lane = c * 4 + 1;
+        *lane_out = r.lane;
+        return r.room;
+    }
+    if (n == 1) { /* one phase p: its lane and the power lane (floor(h / 1) = h) */
+        const int32_t p = lowest_lane[used];
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h = hr[p], hp = hr[DLB_LANE_POWER];
+            hr[p] = h - take;
+            hr[DLB_LANE_POWER] = hp - take;
+            if (h < r.room) {
+                r.room = h;
+                r.lane = c * 4 + p;
+            }
+            if (hp < r.room) {
+                r.room = hp;
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
-        if (v2 < r.room) {
-            r.room = v2;
-            r.lane = c * 4 + 2;
-        }
-        /* floor(h / n) < room  <=>  h < room * n (n > 0): divide only when the power lane binds; an
-         * uncapped power lane holds INF and never does */
-        const int64_t hp = hr[DLB_LANE_POWER];
-        hr[DLB_LANE_POWER] = hp - take * n;
-        if (hp < r.room * n) {
-            r.room = n == 1 ? hp : fdiv(hp, n);
-            r.lane = c * 4 + DLB_LANE_POWER;
+    } else {
+        /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is
+         * never below room): one add and compare per lane, no test of used */
+        const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+        const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2], hp = hr[DLB_LANE_POWER];
+            const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
+            hr[0] = h0 - t0;
+            hr[1] = h1 - t1;
+            hr[2] = h2 - t2;
+            hr[DLB_LANE_POWER] = hp - take * n;
+            if (v0 < r.room) {
+                r.room = v0;
+                r.lane = c * 4;
+            }
+            if (v1 < r.room) {
+                r.room = v1;
+                r.lane = c * 4 + 1;
+            }
+            if (v2 < r.room) {
+                r.room = v2;
+                r.lane = c * 4 + 2;
+            }
+            if (hp < r.room * n) {
+                r.room = fdiv(hp, n);
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
     }
     if (x->n_used < DLB_PHASES && s->unbal_path[s->chg[k].circuit]) {
@@ -3428,6 +3481,107 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
     return v;
 }
 
+/* stage 8 for charger k (sp != 0, below hi) whose memo entry (mv, ml) leaves room to rise: the top-up's
+ * general case, with the room of a charger cut in the transition measured from its EV load (room_own,
+ * never above the memo's: its unbalance lanes count own more, the rest are the same); returns its
+ * set-point. Out of line: rare. */
+DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_output *o, int64_t mv, int32_t ml)
+{
+    const charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    const int64_t sp = x->sp;
+    /* up to m it is counted already; above, real headroom pays (none while a lane is short, e.g. reserved
+     * for a charger that waits); a charger cut in the transition has what it waits for reserved: counted
+     * up to target */
+    const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
+    const int64_t base = max64(ev, x->target);
+    const int64_t want = max64(x->hi - base, 0);
+    room_t r = {want, -1};
+    if (base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]) {
+        r = room_own(s, k, want, base - ev);
+    } else if (mv < want) { /* room_of's answer from its entry (mv, ml) */
+        r.room = mv;
+        r.lane = ml;
+    }
+    /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values are), hi > sp:
+     * v = min(hi, floor_grid(base + room)) > sp exactly when base + room reaches sp + step, so the division
+     * is left for a raise */
+    if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
+        return raise(s, k, base + r.room, ev, o, r);
+    }
+    const int32_t why = o->reason;
+    if (!(why == DLB_REASON_OVERLOAD ||
+          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
+        set_limit_circuit(o, r.lane);
+    }
+    return sp;
+}
+
+/* Stages 8 and 9 for the admitted chargers in admission order (see dlb_step); returns the number of
+ * switch-up candidates, kept in adm[0..n_sw) (written behind the reading position).
+ * A charger below hi rises only if its room r = min(want, lanes) (want = max(hi - base, 0) >= 0) is
+ * >= 0 and base + r reaches sp + step: never when the lanes' minimum mv (its memo entry) is below 0 or
+ * base + mv is below sp + step, the usual case under scarcity. Then its limit is the memo's lane (if
+ * mv < want) whatever its counted levels, and even a charger cut in the transition (room_own) needs no
+ * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
+ * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
+ * (marked LIMITING) in o->limit_circuit. */
+DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now)
+{
+    int32_t *const adm = s->adm;
+    int32_t n_sw = 0;
+    for (int32_t i = 0; i < n_adm; i++) {
+        const int32_t k = adm[i];
+        const charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        dlb_charger_output *o = &out[k];
+        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
+        int64_t sp = x->sp;
+        if (sp != 0) {
+            circuit_scratch *leaf = &s->cx[kc->circuit];
+            const uint32_t used = x->used;
+            const int64_t hi = x->hi;
+            if (sp < hi) {
+                if (leaf->fail_gen[used] != s->gen) { /* room_of's entry */
+                    room_memo(s, k);
+                }
+                const int64_t mv = leaf->fail_amount[used];
+                const int32_t ml = leaf->fail_lane[used];
+                const int64_t target = x->target;
+                const int64_t base = max64(max64(sp, x->m), target);
+                if (mv >= 0 && base + mv >= sp + kc->step_ma) {
+                    sp = topup_general(s, k, o, mv, ml);
+                } else {
+                    const int32_t why = o->reason;
+                    if (!(why == DLB_REASON_OVERLOAD ||
+                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < target))) {
+                        set_limit_circuit(o, mv < max64(hi - base, 0) ? ml : -1);
+                    }
+                }
+            } else {
+                o->reason = x->hi_reason;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+            }
+            o->setpoint_ma = (int32_t)sp;
+            leaf->amask[used] += sp;
+        }
+        const int32_t lc = o->limit_circuit;
+        if (lc != DLB_NONE) {
+            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
+        }
+        const charger_state *st = &s->ks[k];
+        const int32_t spk = (int32_t)sp;
+        if (kc->can_switch_phases && st->mode == 1) {
+            adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
+        }
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now);
+        }
+    }
+    return n_sw;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_charger_input *chargers,
@@ -3613,6 +3767,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
     for (int32_t c = 0; c < nc; c++) {
         any_over |= s->over_own[c];
+        memset(cx[c].amask, 0, sizeof(cx[c].amask));
     }
     if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a few instructions */
         for (int32_t i = 0; i < n_adm; i++) {
@@ -3670,67 +3825,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     if (2 * n_adm >= nc) { /* else most entries would not be read: the lazy fill costs less */
         room_fill(s);
     }
-    s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
-    for (int32_t i = 0; i < n_adm; i++) {
-        const int32_t k = adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        dlb_charger_output *o = &out[k];
-        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
-        int64_t sp = x->sp;
-        int32_t lc = DLB_NONE; /* the circuit its limit names, marked LIMITING */
-        if (sp != 0) {
-            circuit_scratch *leaf = &s->cx[kc->circuit];
-            const uint32_t used = x->used;
-            const int64_t hi = x->hi;
-            if (sp < hi) {
-                /* up to m it is counted already; above, real headroom pays (none while a lane is short,
-                 * e.g. reserved for a charger that waits) */
-                /* a charger cut in the transition has what it waits for reserved: counted up to target */
-                const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
-                const int64_t base = max64(ev, x->target);
-                room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
-                               ? room_own(s, k, max64(hi - base, 0), base - ev)
-                               : room_of(s, k, leaf, used, max64(hi - base, 0));
-                /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values
-                 * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
-                 * reaches sp + step, so the division is left for a raise */
-                if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
-                    sp = raise(s, k, base + r.room, ev, o, r);
-                    lc = o->limit_circuit;
-                } else {
-                    const int32_t why = o->reason;
-                    if (!(why == DLB_REASON_OVERLOAD ||
-                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
-                        lc = set_limit_circuit(o, r.lane);
-                    } else {
-                        lc = o->limit_circuit;
-                    }
-                }
-            } else {
-                o->reason = x->hi_reason;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-            }
-            o->setpoint_ma = (int32_t)sp;
-            leaf->alloc[0] += sp * (int64_t)(used & 1u);
-            leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
-            leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
-        } else {
-            lc = o->limit_circuit;
-        }
-        const int32_t spk = (int32_t)sp;
-        if (lc != DLB_NONE) {
-            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
-        }
-        const charger_state *st = &s->ks[k];
-        if (kc->can_switch_phases && st->mode == 1) {
-            adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
-        }
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now);
-        }
-    }
+    s->n_sw = topup_pass(s, out, n_adm, now);
     for (int32_t i = 0; i < s->n_sw; i++) {
         const int32_t k = adm[i];
         switch_up(s, k, out[k].setpoint_ma, now);
@@ -3744,7 +3839,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
         dlb_circuit_output *co = &cout[c];
-        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        /* alloc[] holds the lost chargers' set-points (stage 1) and the children's sums, amask[] the
+         * admitted chargers' per used-phase mask: phase p's sum is over the masks with bit p set */
+        const int64_t *am = cs->amask;
+        const int64_t a37 = am[3] + am[7];
+        const int64_t a0 = cs->alloc[0] + am[1] + am[5] + a37, a1 = cs->alloc[1] + am[2] + am[6] + a37,
+                      a2 = cs->alloc[2] + am[4] + am[5] + am[6] + am[7];
         const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
         const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
         /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
