@@ -80,8 +80,11 @@ typedef struct {
     int64_t m;          /* counted draw on each used phase: max(measured, set-points in effect) */
     int64_t drawn;      /* measured draw alone (max over the active conductors) */
     int64_t hi;         /* ceiling this step */
+    /* ideal: the fill's share; stage 7 cuts it where a lane was overloaded before the grants and from then
+     * on it is the charger's target (what the transition aims at, reserved up to it when cut). sp: the
+     * transition's set-point, written only by transition() (a charger whose target is at or below m gets
+     * its target, which stage 8 reads from ideal) */
     int64_t ideal, sp, value;
-    int64_t target;     /* what the transition stage aimed at (reserved up to it when cut) */
     uint32_t used;      /* bit p set: loads site phase p */
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
@@ -2924,7 +2927,7 @@ typedef struct {
  * takes `take` from each used lane's hr after reading it (transition's pay; 0 elsewhere). */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
-static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
+DLB_INLINE static int64_t path_scan(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -3048,6 +3051,12 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
     }
     *lane_out = r.lane < 0 ? -1 : r.lane | (r.unbal ? ROOM_UNBAL : 0);
     return r.room;
+}
+
+/* path_scan out of line (the memo's rare fills, room_own); transition() has it inline */
+DLB_NOINLINE static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
+{
+    return path_scan(s, k, own, take, lane_out);
 }
 
 /* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
@@ -3432,7 +3441,7 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     const dlb_charger *kc = &s->chg[k];
     const int64_t m = x->m;
     int32_t ml;
-    const int64_t mv = path_room(s, k, 0, t - m, &ml);
+    const int64_t mv = path_scan(s, k, 0, t - m, &ml);
     s->gen++; /* hr[] changed: room_of's memo is void */
     room_t r = {t - m, -1};
     if (mv < t - m) {
@@ -3465,36 +3474,148 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
  * returns its new set-point. Out of line: rare, and nothing in the caller's loop is live across it. */
 DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev, dlb_charger_output *o, room_t r)
 {
-    charger_scratch *x = &s->kx[k];
-    const int64_t base = max64(ev, x->target);
+    const charger_scratch *x = &s->kx[k];
+    const int64_t base = max64(ev, x->ideal);
     const int64_t v = min64(x->hi, floor_grid(up, s->chg[k].step_ma));
     pay(s, k, v - base, v - ev);
-    x->sp = v;
     if (v >= x->hi) {
         o->reason = x->hi_reason;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
     } else if (!(o->reason == DLB_REASON_OVERLOAD ||
-                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->target))) {
+                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->ideal))) {
         set_limit(o, r, DLB_REASON_CIRCUIT);
     }
     return v;
+}
+
+/* Stage 9's circuit outputs, children before parents (a parent's index is lower): a circuit's allocated
+ * sum is complete when it is reached, is output, and then added to its parent's. Out of line: its loops
+ * keep their own registers (in dlb_step they spilled). */
+DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout)
+{
+    circuit_scratch *const cx = s->cx;
+    const int32_t nc = s->nc;
+    /* alloc[] holds the lost chargers' set-points (stage 1), amask[] the admitted chargers' per used-phase
+     * mask: phase p's sum is over the masks with bit p set (a pass of its own: in the loop below the
+     * compiler's vector code made it cost twice as much) */
+    for (int32_t c = 0; c < nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        const int64_t *am = cs->amask;
+        const int64_t a37 = am[3] + am[7];
+        cs->alloc[0] += am[1] + am[5] + a37;
+        cs->alloc[1] += am[2] + am[6] + a37;
+        cs->alloc[2] += am[4] + am[5] + am[6] + am[7];
+    }
+    for (int32_t c = nc - 1; c >= 0; c--) {
+        const circuit_scratch *cs = &cx[c];
+        dlb_circuit_output *co = &cout[c];
+        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
+        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
+        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
+         * do, and then need no clamping */
+        const uint64_t h = (uint64_t)1 << 31;
+        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
+                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
+                             ((uint64_t)b2 + h);
+        if ((any >> 32) == 0) {
+            co->allocated_ma[0] = (int32_t)a0;
+            co->allocated_ma[1] = (int32_t)a1;
+            co->allocated_ma[2] = (int32_t)a2;
+            co->headroom_ma[0] = (int32_t)h0;
+            co->headroom_ma[1] = (int32_t)h1;
+            co->headroom_ma[2] = (int32_t)h2;
+            co->base_ma[0] = (int32_t)b0;
+            co->base_ma[1] = (int32_t)b1;
+            co->base_ma[2] = (int32_t)b2;
+        } else {
+            co->allocated_ma[0] = clamp32(a0);
+            co->allocated_ma[1] = clamp32(a1);
+            co->allocated_ma[2] = clamp32(a2);
+            co->headroom_ma[0] = clamp32(h0);
+            co->headroom_ma[1] = clamp32(h1);
+            co->headroom_ma[2] = clamp32(h2);
+            co->base_ma[0] = clamp32(b0);
+            co->base_ma[1] = clamp32(b1);
+            co->base_ma[2] = clamp32(b2);
+        }
+        co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
+        co->status = cs->status;
+        const int32_t par = s->circ[c].parent;
+        if (par != DLB_NONE) {
+            cx[par].alloc[0] += a0;
+            cx[par].alloc[1] += a1;
+            cx[par].alloc[2] += a2;
+        }
+    }
+}
+
+/* Stage 7 (see dlb_step) for the admitted chargers in admission order; also zeroes the circuits' amask
+ * sums for stage 8. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
+DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
+{
+    const int32_t nc = s->nc;
+    const int32_t *const adm = s->adm;
+    charger_scratch *const kx = s->kx;
+    circuit_scratch *const cx = s->cx;
+    uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
+    for (int32_t c = 0; c < nc; c++) {
+        any_over |= s->over_own[c];
+        memset(cx[c].amask, 0, sizeof(cx[c].amask));
+    }
+    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a test */
+        for (int32_t i = 0; i < n_adm; i++) {
+            const int32_t k = adm[i];
+            const charger_scratch *x = &kx[k];
+            if (x->ideal > x->m) {
+                transition(s, k, x->ideal, &out[k]);
+            }
+        }
+        return;
+    }
+    for (int32_t i = 0; i < n_adm; i++) {
+        const int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        const charger_state *st = &s->ks[k];
+        int64_t t = x->ideal;
+        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
+         * is above the cut, and the cut is at least its set-point: the division and the walk for the
+         * lane are left for that rare case. */
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > st->sp) {
+            int64_t cut = max64(st->sp, floor_grid(x->drawn, kc->step_ma));
+            if (t > cut) {
+                /* the lane is already overloaded: nobody on it is raised above its draw */
+                room_t ro = {0, overloaded_lane(s, k)};
+                t = cut;
+                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                if (t < kc->min_ma) {
+                    t = 0;
+                }
+            }
+        }
+        x->ideal = t; /* its target from here on */
+        if (t > x->m) {
+            transition(s, k, t, &out[k]);
+        }
+    }
 }
 
 /* stage 8 for charger k (sp != 0, below hi) whose memo entry (mv, ml) leaves room to rise: the top-up's
  * general case, with the room of a charger cut in the transition measured from its EV load (room_own,
  * never above the memo's: its unbalance lanes count own more, the rest are the same); returns its
  * set-point. Out of line: rare. */
-DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_output *o, int64_t mv, int32_t ml)
+DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_output *o, int64_t sp, int64_t mv,
+                                          int32_t ml)
 {
     const charger_scratch *x = &s->kx[k];
     const dlb_charger *kc = &s->chg[k];
-    const int64_t sp = x->sp;
     /* up to m it is counted already; above, real headroom pays (none while a lane is short, e.g. reserved
      * for a charger that waits); a charger cut in the transition has what it waits for reserved: counted
      * up to target */
     const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
-    const int64_t base = max64(ev, x->target);
+    const int64_t base = max64(ev, x->ideal); /* ideal: its target */
     const int64_t want = max64(x->hi - base, 0);
     room_t r = {want, -1};
     if (base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]) {
@@ -3511,7 +3632,7 @@ DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_ou
     }
     const int32_t why = o->reason;
     if (!(why == DLB_REASON_OVERLOAD ||
-          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
+          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->ideal))) {
         set_limit_circuit(o, r.lane);
     }
     return sp;
@@ -3526,6 +3647,7 @@ DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_ou
  * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
  * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
  * (marked LIMITING) in o->limit_circuit. */
+#define KEEP_REASONS ((1u << DLB_REASON_OVERLOAD) | (1u << DLB_REASON_TRANSITION) | (1u << DLB_REASON_UNBALANCE))
 DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now)
 {
     int32_t *const adm = s->adm;
@@ -3535,8 +3657,11 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         const charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
-        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
-        int64_t sp = x->sp;
+        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums). A
+         * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
+         * the transition's; its counted level base is then max(sp, m, target) = max(m, target) */
+        const int64_t target = x->ideal, m = x->m;
+        int64_t sp = target <= m ? target : x->sp;
         if (sp != 0) {
             circuit_scratch *leaf = &s->cx[kc->circuit];
             const uint32_t used = x->used;
@@ -3547,14 +3672,14 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 }
                 const int64_t mv = leaf->fail_amount[used];
                 const int32_t ml = leaf->fail_lane[used];
-                const int64_t target = x->target;
-                const int64_t base = max64(max64(sp, x->m), target);
+                const int64_t base = max64(m, target);
                 if (mv >= 0 && base + mv >= sp + kc->step_ma) {
-                    sp = topup_general(s, k, o, mv, ml);
+                    sp = topup_general(s, k, o, sp, mv, ml);
                 } else {
+                    /* it keeps the limit an overload or a transition cut set (one test for the three
+                     * reasons: any other one is usual) */
                     const int32_t why = o->reason;
-                    if (!(why == DLB_REASON_OVERLOAD ||
-                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < target))) {
+                    if (!(((KEEP_REASONS >> (why & 31)) & 1u) != 0 && (why == DLB_REASON_OVERLOAD || sp < target))) {
                         set_limit_circuit(o, mv < max64(hi - base, 0) ? ml : -1);
                     }
                 }
@@ -3601,13 +3726,12 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * the compiler knows, which would otherwise reload the base pointers in every iteration. They are
      * read again at each stage (RELOAD) so that none is live across a whole step: that keeps dlb_step's
      * frame small (the stack bound in dlb.h). */
-    charger_state *ks;
     const dlb_charger *chg;
     charger_scratch *kx;
     circuit_scratch *cx;
     uint64_t *key;
     int32_t *adm;
-#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
+#define RELOAD() (chg = s->chg, kx = s->kx, cx = s->cx, key = s->key, adm = s->adm)
     RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
@@ -3763,52 +3887,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
-    RELOAD();
-    uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
-    for (int32_t c = 0; c < nc; c++) {
-        any_over |= s->over_own[c];
-        memset(cx[c].amask, 0, sizeof(cx[c].amask));
-    }
-    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a few instructions */
-        for (int32_t i = 0; i < n_adm; i++) {
-            const int32_t k = adm[i];
-            charger_scratch *x = &kx[k];
-            const int64_t t = x->ideal;
-            x->target = t;
-            if (t <= x->m) {
-                x->sp = t;
-                continue;
-            }
-            transition(s, k, t, &out[k]);
-        }
-    }
-    for (int32_t i = 0; any_over != 0 && i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
-        int64_t t = x->ideal;
-        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
-         * is above the cut, and the cut is at least its set-point: the division and the walk for the
-         * lane are left for that rare case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
-            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
-            if (t > cut) {
-                /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k)};
-                t = cut;
-                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                if (t < kc->min_ma) {
-                    t = 0;
-                }
-            }
-        }
-        x->target = t;
-        if (t <= x->m) {
-            x->sp = t;
-            continue;
-        }
-        transition(s, k, t, &out[k]);
-    }
+    transition_pass(s, out, n_adm);
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
      * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
@@ -3834,55 +3913,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const int32_t k = (int32_t)s->key[nk + i];
         remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
-    /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
-     * reached, is output, and then added to its parent's */
-    for (int32_t c = nc - 1; c >= 0; c--) {
-        const circuit_scratch *cs = &cx[c];
-        dlb_circuit_output *co = &cout[c];
-        /* alloc[] holds the lost chargers' set-points (stage 1) and the children's sums, amask[] the
-         * admitted chargers' per used-phase mask: phase p's sum is over the masks with bit p set */
-        const int64_t *am = cs->amask;
-        const int64_t a37 = am[3] + am[7];
-        const int64_t a0 = cs->alloc[0] + am[1] + am[5] + a37, a1 = cs->alloc[1] + am[2] + am[6] + a37,
-                      a2 = cs->alloc[2] + am[4] + am[5] + am[6] + am[7];
-        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
-        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
-        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
-         * do, and then need no clamping */
-        const uint64_t h = (uint64_t)1 << 31;
-        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
-                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
-                             ((uint64_t)b2 + h);
-        if ((any >> 32) == 0) {
-            co->allocated_ma[0] = (int32_t)a0;
-            co->allocated_ma[1] = (int32_t)a1;
-            co->allocated_ma[2] = (int32_t)a2;
-            co->headroom_ma[0] = (int32_t)h0;
-            co->headroom_ma[1] = (int32_t)h1;
-            co->headroom_ma[2] = (int32_t)h2;
-            co->base_ma[0] = (int32_t)b0;
-            co->base_ma[1] = (int32_t)b1;
-            co->base_ma[2] = (int32_t)b2;
-        } else {
-            co->allocated_ma[0] = clamp32(a0);
-            co->allocated_ma[1] = clamp32(a1);
-            co->allocated_ma[2] = clamp32(a2);
-            co->headroom_ma[0] = clamp32(h0);
-            co->headroom_ma[1] = clamp32(h1);
-            co->headroom_ma[2] = clamp32(h2);
-            co->base_ma[0] = clamp32(b0);
-            co->base_ma[1] = clamp32(b1);
-            co->base_ma[2] = clamp32(b2);
-        }
-        co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
-        co->status = cs->status;
-        const int32_t par = s->circ[c].parent;
-        if (par != DLB_NONE) {
-            cx[par].alloc[0] += a0;
-            cx[par].alloc[1] += a1;
-            cx[par].alloc[2] += a2;
-        }
-    }
+    circuit_outputs(s, cout);
 #undef RELOAD
     return DLB_OK;
 }
