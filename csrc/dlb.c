@@ -146,9 +146,9 @@ typedef struct {
     int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
                                the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
-    /* stages 8-9 (outputs): the set-points of the admitted chargers of this circuit summed per used-phase
-     * mask (one add per charger instead of one per phase), zeroed at stage 7's start and folded into
-     * alloc[] by the circuit outputs */
+    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (BY_MASK): the set-points of
+     * the admitted chargers of this circuit summed per used-phase mask (one add per charger instead of one
+     * per phase), zeroed at stage 7's start and folded into alloc[] by the circuit outputs */
     int64_t amask[8];
 } circuit_scratch;
 
@@ -3492,14 +3492,14 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
 /* Stage 9's circuit outputs, children before parents (a parent's index is lower): a circuit's allocated
  * sum is complete when it is reached, is output, and then added to its parent's. Out of line: its loops
  * keep their own registers (in dlb_step they spilled). */
-DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout)
+DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, int by_mask)
 {
     circuit_scratch *const cx = s->cx;
     const int32_t nc = s->nc;
-    /* alloc[] holds the lost chargers' set-points (stage 1), amask[] the admitted chargers' per used-phase
-     * mask: phase p's sum is over the masks with bit p set (a pass of its own: in the loop below the
-     * compiler's vector code made it cost twice as much) */
-    for (int32_t c = 0; c < nc; c++) {
+    /* alloc[] holds the lost chargers' set-points (stage 1) and, unless by_mask, the admitted ones'; else
+     * amask[] holds those per used-phase mask: phase p's sum is over the masks with bit p set (a pass of
+     * its own: in the loop below the compiler's vector code made it cost twice as much) */
+    for (int32_t c = 0; by_mask && c < nc; c++) {
         circuit_scratch *cs = &cx[c];
         const int64_t *am = cs->amask;
         const int64_t a37 = am[3] + am[7];
@@ -3552,8 +3552,8 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout)
 }
 
 /* Stage 7 (see dlb_step) for the admitted chargers in admission order; also zeroes the circuits' amask
- * sums for stage 8. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
-DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
+ * sums for stage 8 if by_mask. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
+DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int by_mask)
 {
     const int32_t nc = s->nc;
     const int32_t *const adm = s->adm;
@@ -3562,6 +3562,8 @@ DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, i
     uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
     for (int32_t c = 0; c < nc; c++) {
         any_over |= s->over_own[c];
+    }
+    for (int32_t c = 0; by_mask && c < nc; c++) {
         memset(cx[c].amask, 0, sizeof(cx[c].amask));
     }
     if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a test */
@@ -3647,8 +3649,8 @@ DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_ou
  * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
  * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
  * (marked LIMITING) in o->limit_circuit. */
-#define KEEP_REASONS ((1u << DLB_REASON_OVERLOAD) | (1u << DLB_REASON_TRANSITION) | (1u << DLB_REASON_UNBALANCE))
-DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now)
+DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now,
+                                    const int by_mask)
 {
     int32_t *const adm = s->adm;
     int32_t n_sw = 0;
@@ -3676,10 +3678,10 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 if (mv >= 0 && base + mv >= sp + kc->step_ma) {
                     sp = topup_general(s, k, o, sp, mv, ml);
                 } else {
-                    /* it keeps the limit an overload or a transition cut set (one test for the three
-                     * reasons: any other one is usual) */
+                    /* it keeps the limit an overload or a transition cut set: admission left its reason
+                     * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
                     const int32_t why = o->reason;
-                    if (!(((KEEP_REASONS >> (why & 31)) & 1u) != 0 && (why == DLB_REASON_OVERLOAD || sp < target))) {
+                    if (!(why != DLB_REASON_NONE && (why == DLB_REASON_OVERLOAD || sp < target))) {
                         set_limit_circuit(o, mv < max64(hi - base, 0) ? ml : -1);
                     }
                 }
@@ -3689,7 +3691,13 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 o->limit_lane = DLB_NONE;
             }
             o->setpoint_ma = (int32_t)sp;
-            leaf->amask[used] += sp;
+            if (by_mask) {
+                leaf->amask[used] += sp;
+            } else {
+                leaf->alloc[0] += sp * (int64_t)(used & 1u);
+                leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
+                leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+            }
         }
         const int32_t lc = o->limit_circuit;
         if (lc != DLB_NONE) {
@@ -3887,7 +3895,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
-    transition_pass(s, out, n_adm);
+    /* the admitted chargers' set-points summed per used-phase mask (amask) cost an add per charger and
+     * a zeroing and fold per circuit, per phase (alloc) three per charger: the masks where the admitted
+     * chargers are many more than the circuits */
+    const int by_mask = 2 * n_adm >= 5 * nc;
+    transition_pass(s, out, n_adm, by_mask);
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
      * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
@@ -3904,7 +3916,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     if (2 * n_adm >= nc) { /* else most entries would not be read: the lazy fill costs less */
         room_fill(s);
     }
-    s->n_sw = topup_pass(s, out, n_adm, now);
+    s->n_sw = by_mask ? topup_pass(s, out, n_adm, now, 1) : topup_pass(s, out, n_adm, now, 0);
     for (int32_t i = 0; i < s->n_sw; i++) {
         const int32_t k = adm[i];
         switch_up(s, k, out[k].setpoint_ma, now);
@@ -3913,7 +3925,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const int32_t k = (int32_t)s->key[nk + i];
         remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
-    circuit_outputs(s, cout);
+    circuit_outputs(s, cout, by_mask);
 #undef RELOAD
     return DLB_OK;
 }
