@@ -146,9 +146,10 @@ typedef struct {
     int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
                                the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
-    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (BY_MASK): the set-points of
+    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (by_mask): the set-points of
      * the admitted chargers of this circuit summed per used-phase mask (one add per charger instead of one
-     * per phase), zeroed at stage 7's start and folded into alloc[] by the circuit outputs */
+     * per phase), folded into alloc[] by the circuit outputs, which zero it again: all zero outside stages
+     * 8-9 (dlb_init zeroes the buffer, and a step without by_mask does not touch it) */
     int64_t amask[8];
 } circuit_scratch;
 
@@ -3325,6 +3326,14 @@ static inline int32_t set_limit_circuit(dlb_charger_output *o, int32_t lane)
     return c;
 }
 
+/* set_limit_circuit for a lane >= 0 */
+static inline void set_limit_lane(dlb_charger_output *o, int32_t lane)
+{
+    o->reason = DLB_REASON_CIRCUIT + ((lane >> 27) & 8);
+    o->limit_circuit = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
+    o->limit_lane = lane & 3;
+}
+
 /* for a candidate listed in stage 9 (can_switch_phases, mode 1: nothing changes either before the call) */
 static void switch_up(dlb_site *s, int32_t k, int64_t spk, int64_t now)
 {
@@ -3506,6 +3515,7 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
         cs->alloc[0] += am[1] + am[5] + a37;
         cs->alloc[1] += am[2] + am[6] + a37;
         cs->alloc[2] += am[4] + am[5] + am[6] + am[7];
+        memset(cs->amask, 0, sizeof(cs->amask));
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
@@ -3551,28 +3561,32 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
     }
 }
 
-/* Stage 7 (see dlb_step) for the admitted chargers in admission order; also zeroes the circuits' amask
- * sums for stage 8 if by_mask. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
-DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int by_mask)
+/* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
+DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
 {
     const int32_t nc = s->nc;
     const int32_t *const adm = s->adm;
     charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
     uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
     for (int32_t c = 0; c < nc; c++) {
         any_over |= s->over_own[c];
     }
-    for (int32_t c = 0; by_mask && c < nc; c++) {
-        memset(cx[c].amask, 0, sizeof(cx[c].amask));
-    }
     if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a test */
-        for (int32_t i = 0; i < n_adm; i++) {
-            const int32_t k = adm[i];
-            const charger_scratch *x = &kx[k];
-            if (x->ideal > x->m) {
-                transition(s, k, x->ideal, &out[k]);
+        /* two at a time (the loop's own work is most of it): transition() changes no ideal or m */
+        int32_t i = 0;
+        for (; i + 1 < n_adm; i += 2) {
+            const int32_t k0 = adm[i], k1 = adm[i + 1];
+            const int64_t t0 = kx[k0].ideal, t1 = kx[k1].ideal;
+            const int64_t m0 = kx[k0].m, m1 = kx[k1].m;
+            if (t0 > m0) {
+                transition(s, k0, t0, &out[k0]);
             }
+            if (t1 > m1) {
+                transition(s, k1, t1, &out[k1]);
+            }
+        }
+        if (i < n_adm && kx[adm[i]].ideal > kx[adm[i]].m) {
+            transition(s, adm[i], kx[adm[i]].ideal, &out[adm[i]]);
         }
         return;
     }
@@ -3682,7 +3696,15 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                      * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
                     const int32_t why = o->reason;
                     if (!(why != DLB_REASON_NONE && (why == DLB_REASON_OVERLOAD || sp < target))) {
-                        set_limit_circuit(o, mv < max64(hi - base, 0) ? ml : -1);
+                        /* set_limit_circuit(o, mv < want ? ml : -1): mv < want (<= hi < ROOM_NONE) is a
+                         * lane's headroom, so ml >= 0 */
+                        if (mv < max64(hi - base, 0)) {
+                            set_limit_lane(o, ml);
+                        } else {
+                            o->reason = DLB_REASON_CIRCUIT;
+                            o->limit_circuit = DLB_NONE;
+                            o->limit_lane = DLB_NONE;
+                        }
                     }
                 }
             } else {
@@ -3899,7 +3921,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * a zeroing and fold per circuit, per phase (alloc) three per charger: the masks where the admitted
      * chargers are many more than the circuits */
     const int by_mask = 2 * n_adm >= 5 * nc;
-    transition_pass(s, out, n_adm, by_mask);
+    transition_pass(s, out, n_adm);
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
      * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
