@@ -3164,53 +3164,66 @@ static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps
     cs->fail_gen[u] = gen;
 }
 
+/* room_fill for circuit c, ps its parent's scratch (NULL for a root) */
+DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen)
+{
+    circuit_scratch *cs = &s->cx[c];
+    const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
+    const int32_t c4 = c * 4;
+    int64_t v = h0;
+    int32_t ln = 0;
+    if (h1 < v) {
+        v = h1;
+        ln = 1;
+    }
+    if (h2 < v) {
+        v = h2;
+        ln = 2;
+    }
+    if (hp < v * 3) {
+        v = fdiv(hp, 3);
+        ln = DLB_LANE_POWER;
+    }
+    room_put(cs, ps, 7u, v, c4 + ln, gen);
+    if (s->unbal_path[c]) {
+        if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
+            return; /* more than one unbalance limit may be on its path: left to room_memo */
+        }
+        /* the first unbalance limit on the path is c's own: one phase p used, it allows
+         * limit + min(evl of the other two) - evl[p] */
+        const int64_t lim = s->circ[c].unbalance_limit_ma;
+        const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+        room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
+                       c4, gen);
+        room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
+                       c4 + 1, gen);
+        room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
+                       c4 + 2, gen);
+        return;
+    }
+    room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
+    room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
+    room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
+}
+
 /* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
  * children) for each single phase and for all three: per circuit and mask its own lanes and its parent's
  * entry, without the per-charger lookup of a lazy fill. Single phases below a second unbalance limit on
- * the path, and any entry after a pay, are left to room_memo. */
+ * the path, and any entry after a pay, are left to room_memo. With a single root (circuit 0: parents come
+ * first) every other circuit has a parent: its entries need no test for one. */
 static void room_fill(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
+    if (s->single_root) {
+        room_fill_one(s, 0, NULL, gen);
+        for (int32_t c = 1; c < s->nc; c++) {
+            room_fill_one(s, c, &cx[s->circ[c].parent], gen);
+        }
+        return;
+    }
     for (int32_t c = 0; c < s->nc; c++) {
-        circuit_scratch *cs = &cx[c];
-        const circuit_scratch *ps = s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL;
-        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
-        const int32_t c4 = c * 4;
-        int64_t v = h0;
-        int32_t ln = 0;
-        if (h1 < v) {
-            v = h1;
-            ln = 1;
-        }
-        if (h2 < v) {
-            v = h2;
-            ln = 2;
-        }
-        if (hp < v * 3) {
-            v = fdiv(hp, 3);
-            ln = DLB_LANE_POWER;
-        }
-        room_put(cs, ps, 7u, v, c4 + ln, gen);
-        if (s->unbal_path[c]) {
-            if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
-                continue; /* more than one unbalance limit may be on its path: left to room_memo */
-            }
-            /* the first unbalance limit on the path is c's own: one phase p used, it allows
-             * limit + min(evl of the other two) - evl[p] */
-            const int64_t lim = s->circ[c].unbalance_limit_ma;
-            const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
-            room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
-                           c4, gen);
-            room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
-                           c4 + 1, gen);
-            room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
-                           c4 + 2, gen);
-            continue;
-        }
-        room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
-        room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
-        room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
+        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen);
     }
 }
 
@@ -3689,7 +3702,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 const int64_t mv = leaf->fail_amount[used];
                 const int32_t ml = leaf->fail_lane[used];
                 const int64_t base = max64(m, target);
-                if (mv >= 0 && base + mv >= sp + kc->step_ma) {
+                if (mv >= 0 && mv >= sp + kc->step_ma - base) {
                     sp = topup_general(s, k, o, sp, mv, ml);
                 } else {
                     /* it keeps the limit an overload or a transition cut set: admission left its reason
