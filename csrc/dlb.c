@@ -3347,11 +3347,12 @@ static inline int32_t set_limit_circuit(dlb_charger_output *o, int32_t lane)
     return c;
 }
 
-/* set_limit_circuit for a lane >= 0 */
+/* set_limit_circuit for a lane >= 0 (bit 31 clear: bit 30, ROOM_UNBAL, is its top bit) */
 static inline void set_limit_lane(dlb_charger_output *o, int32_t lane)
 {
-    o->reason = DLB_REASON_CIRCUIT + ((lane >> 27) & 8);
-    o->limit_circuit = (lane >> 2) & ((ROOM_UNBAL >> 2) - 1);
+    const uint32_t u = (uint32_t)lane;
+    o->reason = DLB_REASON_CIRCUIT + 8 * (int32_t)(u >> 30);
+    o->limit_circuit = (int32_t)((u & (ROOM_UNBAL - 1)) >> 2);
     o->limit_lane = lane & 3;
 }
 
@@ -3713,11 +3714,11 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                     room_memo(s, k);
                 }
                 const int64_t mv = leaf->fail_amount[used];
-                const int32_t ml = leaf->fail_lane[used];
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + kc->step_ma - base) {
-                    sp = topup_general(s, k, o, sp, mv, ml);
+                    sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
                 } else {
+                    const int32_t ml = leaf->fail_lane[used];
                     /* it keeps the limit an overload or a transition cut set: admission left its reason
                      * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
                     const int32_t why = o->reason;
