@@ -3479,7 +3479,8 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
         r.room = mv;
         r.lane = ml;
     }
-    const int64_t v = floor_grid(m + max64(r.room, 0), kc->step_ma);
+    /* floor_grid of a value >= 0 (m >= 0) on a step > 0: C's division floors it */
+    const int64_t v = (m + max64(r.room, 0)) / kc->step_ma * kc->step_ma;
     const int64_t sp = v >= kc->min_ma ? v : 0;
     x->sp = sp;
     if (sp < t) {
