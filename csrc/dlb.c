@@ -3705,7 +3705,8 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
          * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
          * the transition's; its counted level base is then max(sp, m, target) = max(m, target) */
         const int64_t target = x->ideal, m = x->m;
-        int64_t sp = target <= m ? target : x->sp;
+        int64_t sp = x->sp;
+        sp = target <= m ? target : sp; /* x->sp read anyway: a select, not a branch */
         if (sp != 0) {
             circuit_scratch *leaf = &s->cx[kc->circuit];
             const uint32_t used = x->used;
