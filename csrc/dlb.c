@@ -100,8 +100,11 @@ typedef struct {
     int64_t m;          /* counted draw on each used phase: max(measured, set-points in effect) */
     int64_t drawn;      /* measured draw alone (max over the active conductors) */
     int64_t hi;         /* ceiling this step */
+    /* ideal: the fill's share; stage 7 cuts it where a lane was overloaded before the grants and from then
+     * on it is the charger's target (what the transition aims at, reserved up to it when cut). sp: the
+     * transition's set-point, written only by transition() (a charger whose target is at or below m gets
+     * its target, which stage 8 reads from ideal) */
     int64_t ideal, sp, value;
-    int64_t target;     /* what the transition stage aimed at (reserved up to it when cut) */
     uint32_t used;      /* bit p set: loads site phase p */
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
@@ -173,6 +176,11 @@ typedef struct {
     int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
                                the site gen is bumped between, so no entry is read in the other's sense */
     uint32_t status;
+    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (by_mask): the set-points of
+     * the admitted chargers of this circuit summed per used-phase mask (one add per charger instead of one
+     * per phase), folded into alloc[] by the circuit outputs, which zero it again: all zero outside stages
+     * 8-9 (dlb_init zeroes the buffer, and a step without by_mask does not touch it) */
+    int64_t amask[8];
 } circuit_scratch;
 
 #define ADM_ACC 9 /* stage 5: adm_acc entries per circuit (see dlb_site) */
@@ -3897,7 +3905,7 @@ typedef struct {
  * takes `take` from each used lane's hr after reading it (transition's pay; 0 elsewhere). */
 #define ROOM_NONE (INF / 4) /* above any real headroom; times 3 (phases) still fits in int64 */
 #define ROOM_UNBAL (1 << 30) /* lane ids are < 4 * DLB_MAX_CIRCUITS */
-static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
+DLB_INLINE static int64_t path_scan(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
@@ -3907,41 +3915,90 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
         int64_t room;
         int32_t lane, unbal;
     } r = {ROOM_NONE, -1, 0};
-    /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is never
-     * below room): one add and compare per lane, no test of used. Lanes are scanned in the same order
-     * (path, then L1, L2, L3, power) with the same strict "<", so the binding lane is the same one */
-    const int64_t n = x->n_used;
-    const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
-    const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+    /* Lanes are scanned in the same order (path, then L1, L2, L3, power) with the same strict "<" in each
+     * of the three walks below (all three phases, one, two), so the binding lane is the same one. What
+     * pay(s, k, take, .) takes from hr is taken in the same walk (each lane read first). floor(h / n) < room
+     * <=> h < room * n (n > 0): divide only when the power lane binds; an uncapped power lane holds INF and
+     * never does. */
     circuit_scratch *const cx = s->cx;
-    for (int32_t i = 0; i < depth; i++) {
-        int32_t c = path[i];
-        int64_t *hr = cx[c].hr;
-        const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2];
-        const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
-        /* what pay(s, k, take, .) takes from hr, in the same walk (read above first) */
-        hr[0] = h0 - t0;
-        hr[1] = h1 - t1;
-        hr[2] = h2 - t2;
-        if (v0 < r.room) {
-            r.room = v0;
-            r.lane = c * 4;
+    const int64_t n = x->n_used;
+    if (used == 7u) { /* all three phases (n = 3): no unused lane, no unbalance lane */
+        const int64_t take3 = take * 3;
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2], hp = hr[DLB_LANE_POWER];
+            hr[0] = h0 - take;
+            hr[1] = h1 - take;
+            hr[2] = h2 - take;
+            hr[DLB_LANE_POWER] = hp - take3;
+            if (h0 < r.room) {
+                r.room = h0;
+                r.lane = c * 4;
+            }
+            if (h1 < r.room) {
+                r.room = h1;
+                r.lane = c * 4 + 1;
+            }
+            if (h2 < r.room) {
+                r.room = h2;
+                r.lane = c * 4 + 2;
+            }
+            if (hp < r.room * 3) {
+                r.room = fdiv(hp, 3);
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
-        if (v1 < r.room) {
-            r.room = v1;
-            r.lane = c * 4 + 1;
+        *lane_out = r.lane;
+        return r.room;
+    }
+    if (n == 1) { /* one phase p: its lane and the power lane (floor(h / 1) = h) */
+        const int32_t p = lowest_lane[used];
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h = hr[p], hp = hr[DLB_LANE_POWER];
+            hr[p] = h - take;
+            hr[DLB_LANE_POWER] = hp - take;
+            if (h < r.room) {
+                r.room = h;
+                r.lane = c * 4 + p;
+            }
+            if (hp < r.room) {
+                r.room = hp;
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
-        if (v2 < r.room) {
-            r.room = v2;
-            r.lane = c * 4 + 2;
-        }
-        /* floor(h / n) < room  <=>  h < room * n (n > 0): divide only when the power lane binds; an
-         * uncapped power lane holds INF and never does */
-        const int64_t hp = hr[DLB_LANE_POWER];
-        hr[DLB_LANE_POWER] = hp - take * n;
-        if (hp < r.room * n) {
-            r.room = n == 1 ? hp : fdiv(hp, n);
-            r.lane = c * 4 + DLB_LANE_POWER;
+    } else {
+        /* an unused phase reads as hr + INF (phase headroom is far below INF in magnitude, so that is
+         * never below room): one add and compare per lane, no test of used */
+        const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
+        const int64_t t0 = (used & 1u) ? take : 0, t1 = (used & 2u) ? take : 0, t2 = (used & 4u) ? take : 0;
+        for (int32_t i = 0; i < depth; i++) {
+            const int32_t c = path[i];
+            int64_t *hr = cx[c].hr;
+            const int64_t h0 = hr[0], h1 = hr[1], h2 = hr[2], hp = hr[DLB_LANE_POWER];
+            const int64_t v0 = h0 + off0, v1 = h1 + off1, v2 = h2 + off2;
+            hr[0] = h0 - t0;
+            hr[1] = h1 - t1;
+            hr[2] = h2 - t2;
+            hr[DLB_LANE_POWER] = hp - take * n;
+            if (v0 < r.room) {
+                r.room = v0;
+                r.lane = c * 4;
+            }
+            if (v1 < r.room) {
+                r.room = v1;
+                r.lane = c * 4 + 1;
+            }
+            if (v2 < r.room) {
+                r.room = v2;
+                r.lane = c * 4 + 2;
+            }
+            if (hp < r.room * n) {
+                r.room = fdiv(hp, n);
+                r.lane = c * 4 + DLB_LANE_POWER;
+            }
         }
     }
     if (x->n_used < DLB_PHASES && s->unbal_path[s->chg[k].circuit]) {
@@ -3952,6 +4009,16 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
                 continue;
             }
             const circuit_scratch *cs = &s->cx[c];
+            if (n == 1) { /* one phase p: the lowest of the other two */
+                const int32_t p = lowest_lane[used];
+                const int64_t v = u + min64(cs->evl[p == 0 ? 1 : 0], cs->evl[p == 2 ? 1 : 2]) - cs->evl[p] - own;
+                if (v < r.room) {
+                    r.room = v;
+                    r.lane = c * 4 + p;
+                    r.unbal = 1;
+                }
+                continue;
+            }
             int64_t low = INF;
             for (int q = 0; q < DLB_PHASES; q++) {
                 if (!((used >> q) & 1u)) {
@@ -3972,6 +4039,12 @@ static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int3
     }
     *lane_out = r.lane < 0 ? -1 : r.lane | (r.unbal ? ROOM_UNBAL : 0);
     return r.room;
+}
+
+/* path_scan out of line (the memo's rare fills, room_own); transition() has it inline */
+DLB_NOINLINE static int64_t path_room(dlb_site *s, int32_t k, int64_t own, int64_t take, int32_t *lane_out)
+{
+    return path_scan(s, k, own, take, lane_out);
 }
 
 /* how much more charger k can take from real headroom (hr, and the unbalance limits), at most want, and
@@ -4078,53 +4151,64 @@ static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps
     cs->fail_gen[u] = gen;
 }
 
+/* room_fill for circuit c, ps its parent's scratch (NULL for a root) */
+DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen)
+{
+    circuit_scratch *cs = &s->cx[c];
+    const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
+    const int32_t c4 = c * 4;
+    /* the first minimum of the three phases by selects and arithmetic (the data decide: branches here
+     * mispredicted some 60 times a step at N = 1000) */
+    const int32_t b1 = h1 < h0;
+    int64_t v = b1 ? h1 : h0;
+    int32_t ln = b1;
+    const int32_t b2 = h2 < v;
+    v = b2 ? h2 : v;
+    ln = (ln & (b2 - 1)) | (b2 << 1); /* b2 ? 2 : ln */
+    if (hp < v * 3) {
+        v = fdiv(hp, 3);
+        ln = DLB_LANE_POWER;
+    }
+    room_put(cs, ps, 7u, v, c4 + ln, gen);
+    if (s->unbal_path[c]) {
+        if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
+            return; /* more than one unbalance limit may be on its path: left to room_memo */
+        }
+        /* the first unbalance limit on the path is c's own: one phase p used, it allows
+         * limit + min(evl of the other two) - evl[p] */
+        const int64_t lim = s->circ[c].unbalance_limit_ma;
+        const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+        room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
+                       c4, gen);
+        room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
+                       c4 + 1, gen);
+        room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
+                       c4 + 2, gen);
+        return;
+    }
+    room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
+    room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
+    room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
+}
+
 /* The entries stage 8 reads, filled before it in one pass over the circuits (a parent comes before its
  * children) for each single phase and for all three: per circuit and mask its own lanes and its parent's
  * entry, without the per-charger lookup of a lazy fill. Single phases below a second unbalance limit on
- * the path, and any entry after a pay, are left to room_memo. */
+ * the path, and any entry after a pay, are left to room_memo. With a single root (circuit 0: parents come
+ * first) every other circuit has a parent: its entries need no test for one. */
 static void room_fill(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
+    if (s->single_root) {
+        room_fill_one(s, 0, NULL, gen);
+        for (int32_t c = 1; c < s->nc; c++) {
+            room_fill_one(s, c, &cx[s->circ[c].parent], gen);
+        }
+        return;
+    }
     for (int32_t c = 0; c < s->nc; c++) {
-        circuit_scratch *cs = &cx[c];
-        const circuit_scratch *ps = s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL;
-        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
-        const int32_t c4 = c * 4;
-        int64_t v = h0;
-        int32_t ln = 0;
-        if (h1 < v) {
-            v = h1;
-            ln = 1;
-        }
-        if (h2 < v) {
-            v = h2;
-            ln = 2;
-        }
-        if (hp < v * 3) {
-            v = fdiv(hp, 3);
-            ln = DLB_LANE_POWER;
-        }
-        room_put(cs, ps, 7u, v, c4 + ln, gen);
-        if (s->unbal_path[c]) {
-            if (ps != NULL && s->unbal_path[s->circ[c].parent]) {
-                continue; /* more than one unbalance limit may be on its path: left to room_memo */
-            }
-            /* the first unbalance limit on the path is c's own: one phase p used, it allows
-             * limit + min(evl of the other two) - evl[p] */
-            const int64_t lim = s->circ[c].unbalance_limit_ma;
-            const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
-            room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
-                           c4, gen);
-            room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
-                           c4 + 1, gen);
-            room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
-                           c4 + 2, gen);
-            continue;
-        }
-        room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
-        room_put(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), gen);
-        room_put(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), gen);
+        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen);
     }
 }
 
@@ -4238,6 +4322,15 @@ static inline int32_t set_limit_circuit(dlb_charger_output *o, int32_t lane)
     o->limit_circuit = c;
     o->limit_lane = lane & 3;
     return c;
+}
+
+/* set_limit_circuit for a lane >= 0 (bit 31 clear: bit 30, ROOM_UNBAL, is its top bit) */
+static inline void set_limit_lane(dlb_charger_output *o, int32_t lane)
+{
+    const uint32_t u = (uint32_t)lane;
+    o->reason = DLB_REASON_CIRCUIT + 8 * (int32_t)(u >> 30);
+    o->limit_circuit = (int32_t)((u & (ROOM_UNBAL - 1)) >> 2);
+    o->limit_lane = lane & 3;
 }
 
 /* for a candidate listed in stage 9 (can_switch_phases, mode 1: nothing changes either before the call) */
@@ -4356,14 +4449,15 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     const dlb_charger *kc = &s->chg[k];
     const int64_t m = x->m;
     int32_t ml;
-    const int64_t mv = path_room(s, k, 0, t - m, &ml);
+    const int64_t mv = path_scan(s, k, 0, t - m, &ml);
     s->gen++; /* hr[] changed: room_of's memo is void */
     room_t r = {t - m, -1};
     if (mv < t - m) {
         r.room = mv;
         r.lane = ml;
     }
-    const int64_t v = floor_grid(m + max64(r.room, 0), kc->step_ma);
+    /* floor_grid of a value >= 0 (m >= 0) on a step > 0: C's division floors it */
+    const int64_t v = (m + max64(r.room, 0)) / kc->step_ma * kc->step_ma;
     const int64_t sp = v >= kc->min_ma ? v : 0;
     x->sp = sp;
     if (sp < t) {
@@ -4389,17 +4483,16 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
  * returns its new set-point. Out of line: rare, and nothing in the caller's loop is live across it. */
 DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev, dlb_charger_output *o, room_t r)
 {
-    charger_scratch *x = &s->kx[k];
-    const int64_t base = max64(ev, x->target);
+    const charger_scratch *x = &s->kx[k];
+    const int64_t base = max64(ev, x->ideal);
     const int64_t v = min64(x->hi, floor_grid(up, s->chg[k].step_ma));
     pay(s, k, v - base, v - ev);
-    x->sp = v;
     if (v >= x->hi) {
         o->reason = x->hi_reason;
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
     } else if (!(o->reason == DLB_REASON_OVERLOAD ||
-                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->target))) {
+                 ((o->reason == DLB_REASON_TRANSITION || o->reason == DLB_REASON_UNBALANCE) && v < x->ideal))) {
         set_limit(o, r, DLB_REASON_CIRCUIT);
     }
     return v;
@@ -4522,6 +4615,251 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     }
 }
 
+/* Stage 9's circuit outputs, children before parents (a parent's index is lower): a circuit's allocated
+ * sum is complete when it is reached, is output, and then added to its parent's. Out of line: its loops
+ * keep their own registers (in dlb_step they spilled). */
+DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, int by_mask)
+{
+    circuit_scratch *const cx = s->cx;
+    const int32_t nc = s->nc;
+    /* alloc[] holds the lost chargers' set-points (stage 1) and, unless by_mask, the admitted ones'; else
+     * amask[] holds those per used-phase mask: phase p's sum is over the masks with bit p set (a pass of
+     * its own: in the loop below the compiler's vector code made it cost twice as much) */
+    for (int32_t c = 0; by_mask && c < nc; c++) {
+        circuit_scratch *cs = &cx[c];
+        const int64_t *am = cs->amask;
+        const int64_t a37 = am[3] + am[7];
+        cs->alloc[0] += am[1] + am[5] + a37;
+        cs->alloc[1] += am[2] + am[6] + a37;
+        cs->alloc[2] += am[4] + am[5] + am[6] + am[7];
+        memset(cs->amask, 0, sizeof(cs->amask));
+    }
+    for (int32_t c = nc - 1; c >= 0; c--) {
+        const circuit_scratch *cs = &cx[c];
+        dlb_circuit_output *co = &cout[c];
+        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
+        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
+        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
+         * do, and then need no clamping */
+        const uint64_t h = (uint64_t)1 << 31;
+        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
+                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
+                             ((uint64_t)b2 + h);
+        if ((any >> 32) == 0) {
+            co->allocated_ma[0] = (int32_t)a0;
+            co->allocated_ma[1] = (int32_t)a1;
+            co->allocated_ma[2] = (int32_t)a2;
+            co->headroom_ma[0] = (int32_t)h0;
+            co->headroom_ma[1] = (int32_t)h1;
+            co->headroom_ma[2] = (int32_t)h2;
+            co->base_ma[0] = (int32_t)b0;
+            co->base_ma[1] = (int32_t)b1;
+            co->base_ma[2] = (int32_t)b2;
+        } else {
+            co->allocated_ma[0] = clamp32(a0);
+            co->allocated_ma[1] = clamp32(a1);
+            co->allocated_ma[2] = clamp32(a2);
+            co->headroom_ma[0] = clamp32(h0);
+            co->headroom_ma[1] = clamp32(h1);
+            co->headroom_ma[2] = clamp32(h2);
+            co->base_ma[0] = clamp32(b0);
+            co->base_ma[1] = clamp32(b1);
+            co->base_ma[2] = clamp32(b2);
+        }
+        co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
+        co->status = cs->status;
+        const int32_t par = s->circ[c].parent;
+        if (par != DLB_NONE) {
+            cx[par].alloc[0] += a0;
+            cx[par].alloc[1] += a1;
+            cx[par].alloc[2] += a2;
+        }
+    }
+}
+
+/* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
+DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
+{
+    const int32_t nc = s->nc;
+    const int32_t *const adm = s->adm;
+    charger_scratch *const kx = s->kx;
+    /* a lane overloaded before the grants anywhere: else no charger is cut for it (two circuits a word) */
+    uint64_t over2 = 0;
+    int32_t c = 0;
+    for (; c + 1 < nc; c += 2) {
+        uint64_t w;
+        memcpy(&w, &s->over_own[c], sizeof(w));
+        over2 |= w;
+    }
+    const uint32_t any_over = (uint32_t)over2 | (uint32_t)(over2 >> 32) | (c < nc ? s->over_own[c] : 0u);
+    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a test */
+        /* two at a time (the loop's own work is most of it): transition() changes no ideal or m */
+        int32_t i = 0;
+        for (; i + 1 < n_adm; i += 2) {
+            const int32_t k0 = adm[i], k1 = adm[i + 1];
+            const int64_t t0 = kx[k0].ideal, t1 = kx[k1].ideal;
+            const int64_t m0 = kx[k0].m, m1 = kx[k1].m;
+            if (t0 > m0) {
+                transition(s, k0, t0, &out[k0]);
+            }
+            if (t1 > m1) {
+                transition(s, k1, t1, &out[k1]);
+            }
+        }
+        if (i < n_adm && kx[adm[i]].ideal > kx[adm[i]].m) {
+            transition(s, adm[i], kx[adm[i]].ideal, &out[adm[i]]);
+        }
+        return;
+    }
+    for (int32_t i = 0; i < n_adm; i++) {
+        const int32_t k = adm[i];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        const charger_state *st = &s->ks[k];
+        int64_t t = x->ideal;
+        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
+         * is above the cut, and the cut is at least its set-point: the division and the walk for the
+         * lane are left for that rare case. */
+        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > st->sp) {
+            int64_t cut = max64(st->sp, floor_grid(x->drawn, kc->step_ma));
+            if (t > cut) {
+                /* the lane is already overloaded: nobody on it is raised above its draw */
+                room_t ro = {0, overloaded_lane(s, k)};
+                t = cut;
+                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
+                if (t < kc->min_ma) {
+                    t = 0;
+                }
+            }
+        }
+        x->ideal = t; /* its target from here on */
+        if (t > x->m) {
+            transition(s, k, t, &out[k]);
+        }
+    }
+}
+
+/* stage 8 for charger k (sp != 0, below hi) whose memo entry (mv, ml) leaves room to rise: the top-up's
+ * general case, with the room of a charger cut in the transition measured from its EV load (room_own,
+ * never above the memo's: its unbalance lanes count own more, the rest are the same); returns its
+ * set-point. Out of line: rare. */
+DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_output *o, int64_t sp, int64_t mv,
+                                          int32_t ml)
+{
+    const charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    /* up to m it is counted already; above, real headroom pays (none while a lane is short, e.g. reserved
+     * for a charger that waits); a charger cut in the transition has what it waits for reserved: counted
+     * up to target */
+    const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
+    const int64_t base = max64(ev, x->ideal); /* ideal: its target */
+    const int64_t want = max64(x->hi - base, 0);
+    room_t r = {want, -1};
+    if (base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]) {
+        r = room_own(s, k, want, base - ev);
+    } else if (mv < want) { /* room_of's answer from its entry (mv, ml) */
+        r.room = mv;
+        r.lane = ml;
+    }
+    /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values are), hi > sp:
+     * v = min(hi, floor_grid(base + room)) > sp exactly when base + room reaches sp + step, so the division
+     * is left for a raise */
+    if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
+        return raise(s, k, base + r.room, ev, o, r);
+    }
+    const int32_t why = o->reason;
+    if (!(why == DLB_REASON_OVERLOAD ||
+          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->ideal))) {
+        set_limit_circuit(o, r.lane);
+    }
+    return sp;
+}
+
+/* Stages 8 and 9 for the admitted chargers in admission order (see dlb_step); returns the number of
+ * switch-up candidates, kept in adm[0..n_sw) (written behind the reading position).
+ * A charger below hi rises only if its room r = min(want, lanes) (want = max(hi - base, 0) >= 0) is
+ * >= 0 and base + r reaches sp + step: never when the lanes' minimum mv (its memo entry) is below 0 or
+ * base + mv is below sp + step, the usual case under scarcity. Then its limit is the memo's lane (if
+ * mv < want) whatever its counted levels, and even a charger cut in the transition (room_own) needs no
+ * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
+ * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
+ * (marked LIMITING) in o->limit_circuit. */
+DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now,
+                                    const int by_mask)
+{
+    int32_t *const adm = s->adm;
+    int32_t n_sw = 0;
+    for (int32_t i = 0; i < n_adm; i++) {
+        const int32_t k = adm[i];
+        const charger_scratch *x = &s->kx[k];
+        const dlb_charger *kc = &s->chg[k];
+        dlb_charger_output *o = &out[k];
+        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums). A
+         * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
+         * the transition's; its counted level base is then max(sp, m, target) = max(m, target) */
+        const int64_t target = x->ideal, m = x->m;
+        int64_t sp = x->sp;
+        sp = target <= m ? target : sp; /* x->sp read anyway: a select, not a branch */
+        if (sp != 0) {
+            circuit_scratch *leaf = &s->cx[kc->circuit];
+            const uint32_t used = x->used;
+            const int64_t hi = x->hi;
+            if (sp < hi) {
+                if (leaf->fail_gen[used] != s->gen) { /* room_of's entry */
+                    room_memo(s, k);
+                }
+                const int64_t mv = leaf->fail_amount[used];
+                const int64_t base = max64(m, target);
+                if (mv >= 0 && mv >= sp + kc->step_ma - base) {
+                    sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
+                } else {
+                    const int32_t ml = leaf->fail_lane[used];
+                    /* it keeps the limit an overload or a transition cut set: admission left its reason
+                     * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
+                    const int32_t why = o->reason;
+                    if (!(why != DLB_REASON_NONE && (why == DLB_REASON_OVERLOAD || sp < target))) {
+                        /* set_limit_circuit(o, mv < want ? ml : -1): mv < want (<= hi < ROOM_NONE) is a
+                         * lane's headroom, so ml >= 0 */
+                        if (mv < max64(hi - base, 0)) {
+                            set_limit_lane(o, ml);
+                        } else {
+                            o->reason = DLB_REASON_CIRCUIT;
+                            o->limit_circuit = DLB_NONE;
+                            o->limit_lane = DLB_NONE;
+                        }
+                    }
+                }
+            } else {
+                o->reason = x->hi_reason;
+                o->limit_circuit = DLB_NONE;
+                o->limit_lane = DLB_NONE;
+            }
+            o->setpoint_ma = (int32_t)sp;
+            if (by_mask) {
+                leaf->amask[used] += sp;
+            } else {
+                leaf->alloc[0] += sp * (int64_t)(used & 1u);
+                leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
+                leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+            }
+        }
+        const int32_t lc = o->limit_circuit;
+        if (lc != DLB_NONE) {
+            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
+        }
+        const charger_state *st = &s->ks[k];
+        const int32_t spk = (int32_t)sp;
+        if (kc->can_switch_phases && st->mode == 1) {
+            adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
+        }
+        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+            remember(s, k, KIND_DEMAND, spk, now);
+        }
+    }
+    return n_sw;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_charger_input *chargers,
@@ -4541,13 +4879,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * the compiler knows, which would otherwise reload the base pointers in every iteration. They are
      * read again at each stage (RELOAD) so that none is live across a whole step: that keeps dlb_step's
      * frame small (the stack bound in dlb.h). */
-    charger_state *ks;
     const dlb_charger *chg;
     charger_scratch *kx;
-    circuit_scratch *cx;
     uint64_t *key;
     int32_t *adm;
-#define RELOAD() (ks = s->ks, chg = s->chg, kx = s->kx, cx = s->cx, key = s->akey, adm = s->adm)
+#define RELOAD() (chg = s->chg, kx = s->kx, key = s->akey, adm = s->adm)
     RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
@@ -4611,51 +4947,11 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 7. transition safety: each admitted charger gets its ideal only as far as real headroom allows */
     s->gen++; /* from here the leaf memo holds room_of's answers (first_short's are void) */
-    RELOAD();
-    uint32_t any_over = 0; /* a lane overloaded before the grants anywhere: else no charger is cut for it */
-    for (int32_t c = 0; c < nc; c++) {
-        any_over |= s->over_own[c];
-    }
-    if (any_over == 0) { /* the usual case: a charger at or below its counted draw costs a few instructions */
-        for (int32_t i = 0; i < n_adm; i++) {
-            const int32_t k = adm[i];
-            charger_scratch *x = &kx[k];
-            const int64_t t = x->ideal;
-            x->target = t;
-            if (t <= x->m) {
-                x->sp = t;
-                continue;
-            }
-            transition(s, k, t, &out[k]);
-        }
-    }
-    for (int32_t i = 0; any_over != 0 && i < n_adm; i++) {
-        int32_t k = adm[i];
-        charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
-        int64_t t = x->ideal;
-        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
-         * is above the cut, and the cut is at least its set-point: the division and the walk for the
-         * lane are left for that rare case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > ks[k].sp) {
-            int64_t cut = max64(ks[k].sp, floor_grid(x->drawn, kc->step_ma));
-            if (t > cut) {
-                /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k)};
-                t = cut;
-                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                if (t < kc->min_ma) {
-                    t = 0;
-                }
-            }
-        }
-        x->target = t;
-        if (t <= x->m) {
-            x->sp = t;
-            continue;
-        }
-        transition(s, k, t, &out[k]);
-    }
+    /* the admitted chargers' set-points summed per used-phase mask (amask) cost an add per charger and
+     * a fold and zeroing per circuit (about 30 instructions), per phase (alloc) three multiply-adds per
+     * charger (about 13 more): the masks where the admitted chargers outnumber the circuits 2.5 to 1 */
+    const int by_mask = 2 * n_adm >= 5 * nc;
+    transition_pass(s, out, n_adm);
     /* 8. top-up: what real headroom is left goes to admitted chargers in admission order, and
      * 9. remember and outputs in the same pass: a charger's set-point is final once its top-up is done
      * (no later charger's top-up reads it), remember() touches only its own charger's state, and the
@@ -4672,67 +4968,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     if (2 * n_adm >= nc) { /* else most entries would not be read: the lazy fill costs less */
         room_fill(s);
     }
-    s->n_sw = 0; /* the arrays read through s: fewer values live across the calls (dlb_step's frame) */
-    for (int32_t i = 0; i < n_adm; i++) {
-        const int32_t k = adm[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        dlb_charger_output *o = &out[k];
-        /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums) */
-        int64_t sp = x->sp;
-        int32_t lc = DLB_NONE; /* the circuit its limit names, marked LIMITING */
-        if (sp != 0) {
-            circuit_scratch *leaf = &s->cx[kc->circuit];
-            const uint32_t used = x->used;
-            const int64_t hi = x->hi;
-            if (sp < hi) {
-                /* up to m it is counted already; above, real headroom pays (none while a lane is short,
-                 * e.g. reserved for a charger that waits) */
-                /* a charger cut in the transition has what it waits for reserved: counted up to target */
-                const int64_t ev = max64(sp, x->m); /* its EV load: the unbalance room counts from it */
-                const int64_t base = max64(ev, x->target);
-                room_t r = base > ev && x->n_used < DLB_PHASES && s->unbal_path[kc->circuit]
-                               ? room_own(s, k, max64(hi - base, 0), base - ev)
-                               : room_of(s, k, leaf, used, max64(hi - base, 0));
-                /* sp is on the step grid (as ideal, a cut, a previous set-point and floor_grid's values
-                 * are), hi > sp: v = min(hi, floor_grid(base + room)) > sp exactly when base + room
-                 * reaches sp + step, so the division is left for a raise */
-                if (r.room >= 0 && base + r.room >= sp + kc->step_ma) {
-                    sp = raise(s, k, base + r.room, ev, o, r);
-                    lc = o->limit_circuit;
-                } else {
-                    const int32_t why = o->reason;
-                    if (!(why == DLB_REASON_OVERLOAD ||
-                          ((why == DLB_REASON_TRANSITION || why == DLB_REASON_UNBALANCE) && sp < x->target))) {
-                        lc = set_limit_circuit(o, r.lane);
-                    } else {
-                        lc = o->limit_circuit;
-                    }
-                }
-            } else {
-                o->reason = x->hi_reason;
-                o->limit_circuit = DLB_NONE;
-                o->limit_lane = DLB_NONE;
-            }
-            o->setpoint_ma = (int32_t)sp;
-            leaf->alloc[0] += sp * (int64_t)(used & 1u);
-            leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
-            leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
-        } else {
-            lc = o->limit_circuit;
-        }
-        const int32_t spk = (int32_t)sp;
-        if (lc != DLB_NONE) {
-            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
-        }
-        const charger_state *st = &s->ks[k];
-        if (kc->can_switch_phases && st->mode == 1) {
-            adm[s->n_sw++] = k; /* n_sw <= i: adm[i] was read */
-        }
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
-            remember(s, k, KIND_DEMAND, spk, now);
-        }
-    }
+    s->n_sw = by_mask ? topup_pass(s, out, n_adm, now, 1) : topup_pass(s, out, n_adm, now, 0);
     for (int32_t i = 0; i < s->n_sw; i++) {
         const int32_t k = adm[i];
         switch_up(s, k, out[k].setpoint_ma, now);
@@ -4741,50 +4977,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
         const int32_t k = (int32_t)s->key[nk + i];
         remember(s, k, kx[k].kind, out[k].setpoint_ma, now);
     }
-    /* children before parents (a parent's index is lower): a circuit's allocated sum is complete when it is
-     * reached, is output, and then added to its parent's */
-    for (int32_t c = nc - 1; c >= 0; c--) {
-        const circuit_scratch *cs = &cx[c];
-        dlb_circuit_output *co = &cout[c];
-        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
-        const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
-        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
-        /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
-         * do, and then need no clamping */
-        const uint64_t h = (uint64_t)1 << 31;
-        const uint64_t any = ((uint64_t)a0 + h) | ((uint64_t)a1 + h) | ((uint64_t)a2 + h) | ((uint64_t)h0 + h) |
-                             ((uint64_t)h1 + h) | ((uint64_t)h2 + h) | ((uint64_t)b0 + h) | ((uint64_t)b1 + h) |
-                             ((uint64_t)b2 + h);
-        if ((any >> 32) == 0) {
-            co->allocated_ma[0] = (int32_t)a0;
-            co->allocated_ma[1] = (int32_t)a1;
-            co->allocated_ma[2] = (int32_t)a2;
-            co->headroom_ma[0] = (int32_t)h0;
-            co->headroom_ma[1] = (int32_t)h1;
-            co->headroom_ma[2] = (int32_t)h2;
-            co->base_ma[0] = (int32_t)b0;
-            co->base_ma[1] = (int32_t)b1;
-            co->base_ma[2] = (int32_t)b2;
-        } else {
-            co->allocated_ma[0] = clamp32(a0);
-            co->allocated_ma[1] = clamp32(a1);
-            co->allocated_ma[2] = clamp32(a2);
-            co->headroom_ma[0] = clamp32(h0);
-            co->headroom_ma[1] = clamp32(h1);
-            co->headroom_ma[2] = clamp32(h2);
-            co->base_ma[0] = clamp32(b0);
-            co->base_ma[1] = clamp32(b1);
-            co->base_ma[2] = clamp32(b2);
-        }
-        co->power_headroom_ma = has_power(s, c) ? clamp32(cs->hr[DLB_LANE_POWER]) : INT32_MAX;
-        co->status = cs->status;
-        const int32_t par = s->circ[c].parent;
-        if (par != DLB_NONE) {
-            cx[par].alloc[0] += a0;
-            cx[par].alloc[1] += a1;
-            cx[par].alloc[2] += a2;
-        }
-    }
+    circuit_outputs(s, cout, by_mask);
 #undef RELOAD
     return DLB_OK;
 }
