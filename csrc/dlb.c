@@ -3028,10 +3028,10 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
         pend_push(s, c);
     }
     cs->pmask |= used | PEND_MARK;
-    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
-    cs->pW[0] += dW * m0;
-    cs->pW[1] += dW * m1;
-    cs->pW[2] += dW * m2;
+    const int64_t *const lm = lane_mask[used & 7u]; /* dW on the used phases, 0 elsewhere: no products */
+    cs->pW[0] += dW & lm[0];
+    cs->pW[1] += dW & lm[1];
+    cs->pW[2] += dW & lm[2];
     cs->pW[DLB_LANE_POWER] += dW * n;
 }
 
@@ -3149,9 +3149,10 @@ static inline void lanes_pend_run(dlb_site *s, int32_t k, int64_t amount)
         pend_push(s, c);
         cs->pmask = PEND_MARK;
     }
-    cs->pW[0] += amount * (int64_t)(used & 1u);
-    cs->pW[1] += amount * (int64_t)((used >> 1) & 1u);
-    cs->pW[2] += amount * (int64_t)((used >> 2) & 1u);
+    const int64_t *const lm = lane_mask[used & 7u]; /* as in lanes_pend */
+    cs->pW[0] += amount & lm[0];
+    cs->pW[1] += amount & lm[1];
+    cs->pW[2] += amount & lm[2];
     cs->pW[DLB_LANE_POWER] += amount * x->n_used;
 }
 
@@ -3217,15 +3218,12 @@ DLB_NOINLINE static void rekey_dirty(dlb_site *s)
  * lane is the sum of (factor * weight) over the started chargers not frozen, so each lane's pending
  * change is -W, and its D changes by -W * level, as lanes_pend and lanes_flush would have added it
  * charger by charger (the same integer sums). Every level is then INF, so is every tlv[] (the tree's
- * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. gcc's
- * SLP vectoriser turns the four products into an emulated 64-bit vector multiply (SSE2 has none), 1.4x
- * the instructions of the scalar code: it is turned off here. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define DLB_NO_SLP __attribute__((optimize("no-tree-slp-vectorize")))
-#else
-#define DLB_NO_SLP
-#endif
-DLB_NO_SLP DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
+ * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. The
+ * store to tlv[] sits between the lanes on purpose: gcc cannot tell it from a store into cx[], so its
+ * SLP vectoriser does not pack the four products into one emulated 64-bit vector multiply (SSE2 has
+ * none; 1.4x the instructions of the scalar code), and the loop stays scalar (22 instructions per
+ * circuit) without any optimisation attribute. */
+DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const lv = s->tlv;
@@ -3233,11 +3231,11 @@ DLB_NO_SLP DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
         circuit_scratch *cs = &cx[c];
         cs->D[0] -= cs->W[0] * level;
         cs->D[1] -= cs->W[1] * level;
+        lv[c] = INF; /* here: see above */
         cs->D[2] -= cs->W[2] * level;
         cs->D[3] -= cs->W[3] * level;
         cs->W[0] = cs->W[1] = cs->W[2] = cs->W[3] = 0;
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        lv[c] = INF;
     }
 }
 
