@@ -3309,28 +3309,46 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
  * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
  * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
  * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
- * fill's next read moves it past the words emptied here). */
+ * fill's next read moves it past the words emptied here). The word read is kept in a register (written
+ * back when left), and the site's arrays in locals. No START read here is of a frozen charger: a large
+ * group's START bit is set only for a charger not frozen (events_large, or afresh after freeze_all for
+ * one not started), a freeze clears the bits of those it freezes (freeze_clr, or freeze_all and the
+ * bitmap set afresh), and an END (which freezes) comes after its START (hi > min). */
 static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
 {
     uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
     const int32_t n_words = s->n_words;
     const int32_t *const perm = s->perm_start;
+    const int32_t *const rank_end = s->rank_end;
+    const int32_t *const qw = s->qw;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
     int32_t n_live = s->n_live, e_low = n_words;
-    do {
-        bm[is] &= bm[is] - 1;
-        charger_scratch *x = &s->kx[ks];
-        if (!x->frozen) { /* START: grows past its minimum */
-            x->started = 1;
-            n_live++;
-            if (lazy_end) {
-                const int32_t r = s->rank_end[ks];
-                bit_set(bm_end, r);
-                e_low = r >> 6 < e_low ? r >> 6 : e_low;
-            }
-            lanes_pend(s, ks, s->chg[ks].weight);
+    uint64_t word = bm[is];
+    for (;;) {
+        word &= word - 1;
+        kx[ks].started = 1; /* START: grows past its minimum */
+        n_live++;
+        if (lazy_end) {
+            const int32_t r = rank_end[ks];
+            bit_set(bm_end, r);
+            e_low = r >> 6 < e_low ? r >> 6 : e_low;
         }
-        ks = bm_event(bm, n_words, perm, &is);
-    } while (ks >= 0 && start_level(s, ks) == level);
+        lanes_pend(s, ks, chg[ks].weight);
+        while (word == 0) {
+            bm[is] = 0;
+            if (++is == n_words) {
+                s->n_live = n_live;
+                return e_low;
+            }
+            word = bm[is];
+        }
+        ks = perm[(size_t)is * 64 + lowest_bit(word)];
+        if ((int64_t)chg[ks].min_ma * qw[ks] != level) {
+            break;
+        }
+    }
+    bm[is] = word;
     s->n_live = n_live;
     return e_low;
 }
