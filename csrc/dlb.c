@@ -3425,11 +3425,14 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
 {
     uint64_t *const bm_start = s->bm;
     const int32_t *const rank = s->rank_start;
+    charger_scratch *const kx = s->kx;
+    const dlb_charger *const chg = s->chg;
+    int32_t *const ev_other = s->ev_other;
     int32_t n_other = 0;
     for (int32_t i = 0; i < n_group; i++) {
         const int32_t k = group[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         const int64_t hi = x->hi, mn = kc->min_ma;
         x->started = 0;
         x->frozen = 0;
@@ -3438,10 +3441,12 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
             continue;
         }
         bit_set(bm_start, rank[k]);
-        if (hi != kc->max_ma) {
-            s->key[k] = (uint64_t)end_level(s, k);
-            s->ev_other[n_other++] = k;
+        if (hi != kc->max_ma) { /* rare (reclaim, ramp): their keys below, out of this loop */
+            ev_other[n_other++] = k;
         }
+    }
+    for (int32_t i = 0; i < n_other; i++) {
+        s->key[ev_other[i]] = (uint64_t)end_level(s, ev_other[i]);
     }
     return n_other;
 }
