@@ -3519,21 +3519,29 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
      * the lowest level M subtracts a multiple of (w * M, w), which keeps D - W * M >= 0; a lane left
      * with W = 0 so keeps D >= 0. So D < W * L never happens after an event, and the check is skipped
      * (level -1) unless some lane is negative (run[] < 0 on a lane no admitted charger uses). */
-    int check_below = 0;
-    for (int32_t c = 0; c < s->nc; c++) {
-        circuit_scratch *cs = &s->cx[c];
-        cs->D[0] = cs->run[0] * DLB_Q;
-        cs->D[1] = cs->run[1] * DLB_Q;
-        cs->D[2] = cs->run[2] * DLB_Q;
-        cs->D[DLB_LANE_POWER] = s->hp[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
-        check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
-        memset(cs->W, 0, sizeof(cs->W));
-        memset(cs->pW, 0, sizeof(cs->pW));
-        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        cs->dirty = 0;
-        cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
-        s->tlv[c] = INF; /* the tree's nodes may keep the last fill's winners: all are INF now */
+    int64_t any_below = 0; /* its sign: some D < 0 (the site's arrays in locals: the stores below are
+                            * int64_t and int32_t, which gcc cannot tell from the site's fields) */
+    {
+        circuit_scratch *const cx = s->cx;
+        const int32_t *const hpa = s->hp;
+        int64_t *const lv = s->tlv;
+        const int32_t nc = s->nc;
+        for (int32_t c = 0; c < nc; c++) {
+            circuit_scratch *cs = &cx[c];
+            cs->D[0] = cs->run[0] * DLB_Q;
+            cs->D[1] = cs->run[1] * DLB_Q;
+            cs->D[2] = cs->run[2] * DLB_Q;
+            cs->D[DLB_LANE_POWER] = hpa[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
+            any_below |= cs->D[0] | cs->D[1] | cs->D[2] | cs->D[DLB_LANE_POWER];
+            memset(cs->W, 0, sizeof(cs->W));
+            memset(cs->pW, 0, sizeof(cs->pW));
+            cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
+            cs->dirty = 0;
+            cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
+            lv[c] = INF;   /* the tree's nodes may keep the last fill's winners: all are INF now */
+        }
     }
+    const int check_below = any_below < 0;
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
         s->phead[d] = -1;
