@@ -3111,8 +3111,8 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             }
             lv[c] = circ_best(cs, c, &cs->key_lane);
             dirty[n_dirty++] = c;
-            const int32_t par = s->circ[c].parent;
-            if (par != DLB_NONE) {
+            if (d > 1) { /* c is at depth d = plen[c]: it has a parent, the second of its path */
+                const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
                     pend_push_up(s, par, d);
@@ -3175,8 +3175,8 @@ static void run_flush(dlb_site *s)
             cs->run[1] -= cs->pW[1];
             cs->run[2] -= cs->pW[2];
             cs->run[3] -= cs->pW[3];
-            const int32_t par = s->circ[c].parent;
-            if (par != DLB_NONE) {
+            if (d > 1) { /* as in lanes_flush_of */
+                const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
                     pend_push_up(s, par, d);
