@@ -3221,7 +3221,7 @@ DLB_NOINLINE static void rekey_dirty(dlb_site *s)
  * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. The
  * store to tlv[] sits between the lanes on purpose: gcc cannot tell it from a store into cx[], so its
  * SLP vectoriser does not pack the four products into one emulated 64-bit vector multiply (SSE2 has
- * none; 1.4x the instructions of the scalar code), and the loop stays scalar (22 instructions per
+ * none; 1.4x the instructions of the scalar code), and the loop stays scalar (21 instructions per
  * circuit) without any optimisation attribute. */
 DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
 {
