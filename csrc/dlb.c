@@ -3028,10 +3028,10 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
         pend_push(s, c);
     }
     cs->pmask |= used | PEND_MARK;
-    const int64_t m0 = (int64_t)(used & 1u), m1 = (int64_t)((used >> 1) & 1u), m2 = (int64_t)((used >> 2) & 1u);
-    cs->pW[0] += dW * m0;
-    cs->pW[1] += dW * m1;
-    cs->pW[2] += dW * m2;
+    const int64_t *const lm = lane_mask[used & 7u]; /* dW on the used phases, 0 elsewhere: no products */
+    cs->pW[0] += dW & lm[0];
+    cs->pW[1] += dW & lm[1];
+    cs->pW[2] += dW & lm[2];
     cs->pW[DLB_LANE_POWER] += dW * n;
 }
 
@@ -3111,8 +3111,8 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             }
             lv[c] = circ_best(cs, c, &cs->key_lane);
             dirty[n_dirty++] = c;
-            const int32_t par = s->circ[c].parent;
-            if (par != DLB_NONE) {
+            if (d > 1) { /* c is at depth d = plen[c]: it has a parent, the second of its path */
+                const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
                     pend_push_up(s, par, d);
@@ -3149,9 +3149,10 @@ static inline void lanes_pend_run(dlb_site *s, int32_t k, int64_t amount)
         pend_push(s, c);
         cs->pmask = PEND_MARK;
     }
-    cs->pW[0] += amount * (int64_t)(used & 1u);
-    cs->pW[1] += amount * (int64_t)((used >> 1) & 1u);
-    cs->pW[2] += amount * (int64_t)((used >> 2) & 1u);
+    const int64_t *const lm = lane_mask[used & 7u]; /* as in lanes_pend */
+    cs->pW[0] += amount & lm[0];
+    cs->pW[1] += amount & lm[1];
+    cs->pW[2] += amount & lm[2];
     cs->pW[DLB_LANE_POWER] += amount * x->n_used;
 }
 
@@ -3174,8 +3175,8 @@ static void run_flush(dlb_site *s)
             cs->run[1] -= cs->pW[1];
             cs->run[2] -= cs->pW[2];
             cs->run[3] -= cs->pW[3];
-            const int32_t par = s->circ[c].parent;
-            if (par != DLB_NONE) {
+            if (d > 1) { /* as in lanes_flush_of */
+                const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
                 if (ps->pmask == 0) {
                     pend_push_up(s, par, d);
@@ -3217,15 +3218,12 @@ DLB_NOINLINE static void rekey_dirty(dlb_site *s)
  * lane is the sum of (factor * weight) over the started chargers not frozen, so each lane's pending
  * change is -W, and its D changes by -W * level, as lanes_pend and lanes_flush would have added it
  * charger by charger (the same integer sums). Every level is then INF, so is every tlv[] (the tree's
- * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. gcc's
- * SLP vectoriser turns the four products into an emulated 64-bit vector multiply (SSE2 has none), 1.4x
- * the instructions of the scalar code: it is turned off here. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define DLB_NO_SLP __attribute__((optimize("no-tree-slp-vectorize")))
-#else
-#define DLB_NO_SLP
-#endif
-DLB_NO_SLP DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
+ * nodes are as good as at the fill's start). O(C), no division: chosen when the frozen are many. The
+ * store to tlv[] sits between the lanes on purpose: gcc cannot tell it from a store into cx[], so its
+ * SLP vectoriser does not pack the four products into one emulated 64-bit vector multiply (SSE2 has
+ * none; 1.4x the instructions of the scalar code), and the loop stays scalar (21 instructions per
+ * circuit) without any optimisation attribute. */
+DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const lv = s->tlv;
@@ -3233,11 +3231,11 @@ DLB_NO_SLP DLB_NOINLINE static void lanes_settle(dlb_site *s, int64_t level)
         circuit_scratch *cs = &cx[c];
         cs->D[0] -= cs->W[0] * level;
         cs->D[1] -= cs->W[1] * level;
+        lv[c] = INF; /* here: see above */
         cs->D[2] -= cs->W[2] * level;
         cs->D[3] -= cs->W[3] * level;
         cs->W[0] = cs->W[1] = cs->W[2] = cs->W[3] = 0;
         cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        lv[c] = INF;
     }
 }
 
@@ -3311,28 +3309,46 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
  * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
  * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
  * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
- * fill's next read moves it past the words emptied here). */
+ * fill's next read moves it past the words emptied here). The word read is kept in a register (written
+ * back when left), and the site's arrays in locals. No START read here is of a frozen charger: a large
+ * group's START bit is set only for a charger not frozen (events_large, or afresh after freeze_all for
+ * one not started), a freeze clears the bits of those it freezes (freeze_clr, or freeze_all and the
+ * bitmap set afresh), and an END (which freezes) comes after its START (hi > min). */
 static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
 {
     uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
     const int32_t n_words = s->n_words;
     const int32_t *const perm = s->perm_start;
+    const int32_t *const rank_end = s->rank_end;
+    const int32_t *const qw = s->qw;
+    const dlb_charger *const chg = s->chg;
+    charger_scratch *const kx = s->kx;
     int32_t n_live = s->n_live, e_low = n_words;
-    do {
-        bm[is] &= bm[is] - 1;
-        charger_scratch *x = &s->kx[ks];
-        if (!x->frozen) { /* START: grows past its minimum */
-            x->started = 1;
-            n_live++;
-            if (lazy_end) {
-                const int32_t r = s->rank_end[ks];
-                bit_set(bm_end, r);
-                e_low = r >> 6 < e_low ? r >> 6 : e_low;
-            }
-            lanes_pend(s, ks, s->chg[ks].weight);
+    uint64_t word = bm[is];
+    for (;;) {
+        word &= word - 1;
+        kx[ks].started = 1; /* START: grows past its minimum */
+        n_live++;
+        if (lazy_end) {
+            const int32_t r = rank_end[ks];
+            bit_set(bm_end, r);
+            e_low = r >> 6 < e_low ? r >> 6 : e_low;
         }
-        ks = bm_event(bm, n_words, perm, &is);
-    } while (ks >= 0 && start_level(s, ks) == level);
+        lanes_pend(s, ks, chg[ks].weight);
+        while (word == 0) {
+            bm[is] = 0;
+            if (++is == n_words) {
+                s->n_live = n_live;
+                return e_low;
+            }
+            word = bm[is];
+        }
+        ks = perm[(size_t)is * 64 + lowest_bit(word)];
+        if ((int64_t)chg[ks].min_ma * qw[ks] != level) {
+            break;
+        }
+    }
+    bm[is] = word;
     s->n_live = n_live;
     return e_low;
 }
@@ -3409,11 +3425,14 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
 {
     uint64_t *const bm_start = s->bm;
     const int32_t *const rank = s->rank_start;
+    charger_scratch *const kx = s->kx;
+    const dlb_charger *const chg = s->chg;
+    int32_t *const ev_other = s->ev_other;
     int32_t n_other = 0;
     for (int32_t i = 0; i < n_group; i++) {
         const int32_t k = group[i];
-        charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
+        charger_scratch *x = &kx[k];
+        const dlb_charger *kc = &chg[k];
         const int64_t hi = x->hi, mn = kc->min_ma;
         x->started = 0;
         x->frozen = 0;
@@ -3422,10 +3441,12 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
             continue;
         }
         bit_set(bm_start, rank[k]);
-        if (hi != kc->max_ma) {
-            s->key[k] = (uint64_t)end_level(s, k);
-            s->ev_other[n_other++] = k;
+        if (hi != kc->max_ma) { /* rare (reclaim, ramp): their keys below, out of this loop */
+            ev_other[n_other++] = k;
         }
+    }
+    for (int32_t i = 0; i < n_other; i++) {
+        s->key[ev_other[i]] = (uint64_t)end_level(s, ev_other[i]);
     }
     return n_other;
 }
@@ -3498,21 +3519,29 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
      * the lowest level M subtracts a multiple of (w * M, w), which keeps D - W * M >= 0; a lane left
      * with W = 0 so keeps D >= 0. So D < W * L never happens after an event, and the check is skipped
      * (level -1) unless some lane is negative (run[] < 0 on a lane no admitted charger uses). */
-    int check_below = 0;
-    for (int32_t c = 0; c < s->nc; c++) {
-        circuit_scratch *cs = &s->cx[c];
-        cs->D[0] = cs->run[0] * DLB_Q;
-        cs->D[1] = cs->run[1] * DLB_Q;
-        cs->D[2] = cs->run[2] * DLB_Q;
-        cs->D[DLB_LANE_POWER] = s->hp[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
-        check_below |= (cs->D[0] < 0) | (cs->D[1] < 0) | (cs->D[2] < 0) | (cs->D[DLB_LANE_POWER] < 0);
-        memset(cs->W, 0, sizeof(cs->W));
-        memset(cs->pW, 0, sizeof(cs->pW));
-        cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
-        cs->dirty = 0;
-        cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
-        s->tlv[c] = INF; /* the tree's nodes may keep the last fill's winners: all are INF now */
+    int64_t any_below = 0; /* its sign: some D < 0 (the site's arrays in locals: the stores below are
+                            * int64_t and int32_t, which gcc cannot tell from the site's fields) */
+    {
+        circuit_scratch *const cx = s->cx;
+        const int32_t *const hpa = s->hp;
+        int64_t *const lv = s->tlv;
+        const int32_t nc = s->nc;
+        for (int32_t c = 0; c < nc; c++) {
+            circuit_scratch *cs = &cx[c];
+            cs->D[0] = cs->run[0] * DLB_Q;
+            cs->D[1] = cs->run[1] * DLB_Q;
+            cs->D[2] = cs->run[2] * DLB_Q;
+            cs->D[DLB_LANE_POWER] = hpa[c] ? cs->run[DLB_LANE_POWER] * DLB_Q : 0;
+            any_below |= cs->D[0] | cs->D[1] | cs->D[2] | cs->D[DLB_LANE_POWER];
+            memset(cs->W, 0, sizeof(cs->W));
+            memset(cs->pW, 0, sizeof(cs->pW));
+            cs->lvl[0] = cs->lvl[1] = cs->lvl[2] = cs->lvl[3] = INF;
+            cs->dirty = 0;
+            cs->pmask = 0; /* nothing pending: lanes_flush leaves it so after each batch */
+            lv[c] = INF;   /* the tree's nodes may keep the last fill's winners: all are INF now */
+        }
     }
+    const int check_below = any_below < 0;
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
         s->phead[d] = -1;
