@@ -1508,6 +1508,18 @@ static inline int64_t reading_head(int32_t fresh, int32_t state)
     return v;
 }
 
+/* a reading's current_ma[2] in the low half, its session_update in the high one */
+static inline uint64_t c2_su(const dlb_charger_input *ci)
+{
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v; /* (the two are adjacent: see the assertion above) */
+    memcpy(&v, &ci->current_ma[2], sizeof(v));
+    return v;
+#else
+    return (uint32_t)ci->current_ma[2] | (uint64_t)(uint32_t)ci->session_update << 32;
+#endif
+}
+
 /* charger_in.off[] addresses evsum[ph] in the circuit scratch array; fixed[ph] and meas_d[ph] of the same
  * circuit lie at these distances from it */
 #define CX_FIXED ((int32_t)offsetof(circuit_scratch, fixed) - (int32_t)offsetof(circuit_scratch, evsum))
@@ -1822,10 +1834,12 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
      * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
-    for (int32_t k = k0; k < nk; k++) {
-        charger_state *st = &ks[k];
+    /* driven by the reading pointer alone (k from it where needed): one induction step fewer per charger */
+    const dlb_charger_input *const ce = chargers + nk;
+    charger_state *st = ks + k0;
+    charger_scratch *x = kx + k0;
+    for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
         charger_in *kn = &st->in;
-        const dlb_charger_input *ci = &chargers[k];
         /* The usual cases: a fresh reading of the stored state, without session data, from a charger
          * that is not lost (key and iclass say which). The stored state passed the range check; the
          * session logic of ingest_charger already ran for this state (a demanding state opened the
@@ -1836,14 +1850,14 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         int64_t head;
         memcpy(&head, ci, sizeof(head));
         if (head != kn->key) {
-            return k;
+            return (int32_t)(ci - chargers);
         }
         const uint32_t ik = kn->iclass;
         if (ik == IK_WAIT) {
             uint64_t rest[2]; /* the currents and session_update */
             memcpy(rest, ci->current_ma, sizeof(rest));
             if ((rest[0] | rest[1]) != 0) {
-                return k;
+                return (int32_t)(ci - chargers);
             }
             /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
              * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
@@ -1853,7 +1867,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
              * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
              * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
              * needs no writes. */
-            charger_scratch *x = &kx[k];
             const int32_t mode = st->mode;
             const int64_t v = st->sp;
             if (mode != x->n_used) {
@@ -1865,7 +1878,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->kind = KIND_DEMAND;
             }
             if (now < st->hold_end) {
-                put_held(s, k, now, v, x, mode == 3);
+                put_held(s, (int32_t)(ci - chargers), now, v, x, mode == 3);
                 continue;
             }
             x->m = v;
@@ -1876,11 +1889,13 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         }
         /* the currents as unsigned: a negative one is above any range (and once in range, each is the
          * current: no sign to extend) */
-        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
-                       u2 = (uint32_t)ci->current_ma[2];
+        /* current_ma[2] in the low half, session_update in the high one (adjacent: one load) */
+        const uint64_t c2su = c2_su(ci);
+        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1], u2 = (uint32_t)c2su;
         if (ik == IK_DRAW) {
-            if (ci->session_update || (u0 | u1 | u2) - 1u >= (uint32_t)DLB_MAX_CURRENT_MA) {
-                return k;
+            /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
+            if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
+                return (int32_t)(ci - chargers);
             }
             const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
@@ -1892,10 +1907,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             if (now < st->hold_end) {
                 kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
-                draw_general(s, k, now);
+                draw_general(s, (int32_t)(ci - chargers), now);
                 continue;
             }
-            charger_scratch *x = &kx[k];
             const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
             if (st->mode == 3) {
                 /* counted on the conductors that draw (thr) once the EV had time to use every conductor,
@@ -1905,7 +1919,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 if (min64(c0, min64(c1, c2)) < thr) {
                     if (drawn >= thr && follow) {
                         kn->esum = (int32_t)(c0 + c1 + c2);
-                        draw_general(s, k, now);
+                        draw_general(s, (int32_t)(ci - chargers), now);
                         continue;
                     }
                     narrowed = 0;
@@ -1966,7 +1980,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
-        return k;
+        return (int32_t)(ci - chargers);
     }
     return nk;
 }
