@@ -1818,6 +1818,50 @@ DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v
     put_m((char *)s->cx, &s->ks[k].in, x, v, three);
 }
 
+/* A fresh reading that changes the state of a charger in the usual case IK_WAIT or IK_DRAW (demanding, not
+ * lost: in session) into another demanding state, without session data, its currents in range, is the usual
+ * case of the new state once its key, iclass and state are updated as ingest_charger would: the session
+ * logic leaves it in session, and lost stays 0 as in the usual cases (t_last: charger_general's fix-up).
+ * Returns the new case (the reading is then charger_pass's), or IK_NONE with nothing changed (then
+ * charger_general's). To IK_WAIT: the energy of the interval is counted here (counting: in session, not
+ * lost), the stored currents and their sum become 0, and x->n_used = 0 (no mode) makes charger_pass's
+ * IK_WAIT case write every field it sets (the last classification was another case's). To IK_DRAW: that
+ * case writes every field but kind (DEMAND, as before) and counts the energy. Out of line: a few per step. */
+DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, const dlb_charger_input *ci, int64_t dt,
+                                     int64_t thr)
+{
+    charger_in *kn = &st->in;
+    const uint32_t ik = kn->iclass;
+    const int32_t state = ci->state;
+    if (!(ci->fresh == 1 && (ik == IK_WAIT || ik == IK_DRAW) && is_demanding(state) && !ci->session_update)) {
+        return IK_NONE;
+    }
+    const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
+                   u2 = (uint32_t)ci->current_ma[2];
+    if ((u0 | u1 | u2) > (uint32_t)DLB_MAX_CURRENT_MA) {
+        return IK_NONE;
+    }
+    uint32_t to;
+    if ((u0 | u1 | u2) == 0) {
+        if (thr <= 0) { /* (active_threshold_ma) */
+            return IK_NONE;
+        }
+        to = IK_WAIT;
+        st->delivered_mams += (int64_t)kn->esum * dt;
+        memset(st->meas, 0, sizeof(st->meas));
+        kn->esum = 0;
+        x->n_used = 0;
+    } else if (state == DLB_STATE_CHARGING) {
+        to = IK_DRAW;
+    } else {
+        return IK_NONE;
+    }
+    st->state = state;
+    kn->key = reading_head(1, state);
+    kn->iclass = (uint8_t)to;
+    return to;
+}
+
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
  * circuit (meters ingested first). Returns the first charger from k0 on outside them (nk if none), for
  * charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
@@ -1836,6 +1880,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
     /* driven by the reading pointer alone (k from it where needed): one induction step fewer per charger */
     const dlb_charger_input *const ce = chargers + nk;
+#define KOF(ci) (nk - (int32_t)(ce - (ci))) /* (counted from the end: the start need not stay in a register) */
     charger_state *st = ks + k0;
     charger_scratch *x = kx + k0;
     for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
@@ -1849,15 +1894,15 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
          * stored: charger_general sets t_last when it next runs (see there). */
         int64_t head;
         memcpy(&head, ci, sizeof(head));
-        if (head != kn->key) {
-            return (int32_t)(ci - chargers);
+        uint32_t ik = kn->iclass;
+        if (head != kn->key && (ik = restate(st, x, ci, dt, thr)) == IK_NONE) {
+            return KOF(ci);
         }
-        const uint32_t ik = kn->iclass;
         if (ik == IK_WAIT) {
             uint64_t rest[2]; /* the currents and session_update */
             memcpy(rest, ci->current_ma, sizeof(rest));
             if ((rest[0] | rest[1]) != 0) {
-                return (int32_t)(ci - chargers);
+                return KOF(ci);
             }
             /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
              * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
@@ -1878,7 +1923,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->kind = KIND_DEMAND;
             }
             if (now < st->hold_end) {
-                put_held(s, (int32_t)(ci - chargers), now, v, x, mode == 3);
+                put_held(s, KOF(ci), now, v, x, mode == 3);
                 continue;
             }
             x->m = v;
@@ -1895,7 +1940,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         if (ik == IK_DRAW) {
             /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
             if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
-                return (int32_t)(ci - chargers);
+                return KOF(ci);
             }
             const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
@@ -1907,7 +1952,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             if (now < st->hold_end) {
                 kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
-                draw_general(s, (int32_t)(ci - chargers), now);
+                draw_general(s, KOF(ci), now);
                 continue;
             }
             const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
@@ -1919,7 +1964,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 if (min64(c0, min64(c1, c2)) < thr) {
                     if (drawn >= thr && follow) {
                         kn->esum = (int32_t)(c0 + c1 + c2);
-                        draw_general(s, (int32_t)(ci - chargers), now);
+                        draw_general(s, KOF(ci), now);
                         continue;
                     }
                     narrowed = 0;
@@ -1980,8 +2025,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
-        return (int32_t)(ci - chargers);
+        return KOF(ci);
     }
+#undef KOF
     return nk;
 }
 
