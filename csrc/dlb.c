@@ -4589,8 +4589,10 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
     uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
+    const int32_t *const has_pw = s->hp;
+    const dlb_circuit *cc = s->circ + nc;
     for (int32_t c = nc - 1; c >= 0; c--) {
-        const dlb_circuit *cc = &s->circ[c];
+        cc--; /* &s->circ[c] (a pointer step: the stride is 44 bytes) */
         circuit_scratch *cs = &cx[c];
         int64_t a0, a1, a2; /* base */
         uint32_t status = 0; /* (set here first in a step) */
@@ -4653,7 +4655,7 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         cs->evl[2] = m2;
         int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
         uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
-        if (has_power(s, c)) {
+        if (has_pw[c] != 0) { /* has_power */
             const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
             const int64_t hp = bp - mp;
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
