@@ -1784,10 +1784,12 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     }
 }
 
-/* charger_pass's IK_DRAW charger k (its reading ingested) outside the fast cases there: a held set-point may
- * be in effect, or it is counted on the conductors that draw but not on all three (rare: out of line) */
-DLB_NOINLINE static void draw_general(dlb_site *s, int32_t k, int64_t now)
+/* charger_pass's IK_DRAW charger (state st, its reading ingested) outside the fast cases there: a held
+ * set-point may be in effect, or it is counted on the conductors that draw but not on all three (rare: out
+ * of line) */
+DLB_NOINLINE static void draw_general(dlb_site *s, const charger_state *st, int64_t now)
 {
+    const int32_t k = (int32_t)(st - s->ks);
     const dlb_charger *kc = &s->chg[k];
     classify_demand(s, k, &s->ks[k], kc, &s->kx[k], &s->cx[kc->circuit], now, s->p.active_threshold_ma,
                     now - s->p.follow_time_ms, 1);
@@ -1805,17 +1807,19 @@ static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int
     }
 }
 
-/* put_m with the held set-points of charger k (held_sp) while one may be in effect. Out of line, and the
- * last call of an iteration of charger_pass: no value of the loop lives across it in a scratch register */
-DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v, charger_scratch *x, int three)
+/* put_m with the held set-points of the charger of state st (held_sp) while one may be in effect. Out of
+ * line, and the last call of an iteration of charger_pass: no value of the loop lives across it in a scratch
+ * register */
+DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t now, int64_t v, charger_scratch *x,
+                                  int three)
 {
-    const charger_cold *cd = &s->kcold[k];
+    const charger_cold *cd = &s->kcold[st - s->ks];
     for (int32_t i = 0; i < cd->n_holds; i++) { /* held_scan's */
         if (now < cd->hold_until[i]) {
             v = max64(v, cd->hold_sp[i]);
         }
     }
-    put_m((char *)s->cx, &s->ks[k].in, x, v, three);
+    put_m((char *)s->cx, &st->in, x, v, three);
 }
 
 /* A fresh reading that changes the state of a charger in the usual case IK_WAIT or IK_DRAW (demanding, not
@@ -1863,11 +1867,11 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
 }
 
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
- * circuit (meters ingested first). Returns the first charger from k0 on outside them (nk if none), for
- * charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
+ * circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them (the
+ * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
  * bound (dlb.h). */
-DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt,
-                                         int32_t k0)
+DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
+                                                          int64_t dt, int32_t k0)
 {
     const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
@@ -1878,9 +1882,8 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
      * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
-    /* driven by the reading pointer alone (k from it where needed): one induction step fewer per charger */
+    /* driven by the reading pointer (no index: the rare paths find k from st): one induction step fewer */
     const dlb_charger_input *const ce = chargers + nk;
-#define KOF(ci) (nk - (int32_t)(ce - (ci))) /* (counted from the end: the start need not stay in a register) */
     charger_state *st = ks + k0;
     charger_scratch *x = kx + k0;
     for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
@@ -1896,13 +1899,13 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         memcpy(&head, ci, sizeof(head));
         uint32_t ik = kn->iclass;
         if (head != kn->key && (ik = restate(st, x, ci, dt, thr)) == IK_NONE) {
-            return KOF(ci);
+            return ci;
         }
         if (ik == IK_WAIT) {
             uint64_t rest[2]; /* the currents and session_update */
             memcpy(rest, ci->current_ma, sizeof(rest));
             if ((rest[0] | rest[1]) != 0) {
-                return KOF(ci);
+                return ci;
             }
             /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
              * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
@@ -1923,7 +1926,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->kind = KIND_DEMAND;
             }
             if (now < st->hold_end) {
-                put_held(s, KOF(ci), now, v, x, mode == 3);
+                put_held(s, st, now, v, x, mode == 3);
                 continue;
             }
             x->m = v;
@@ -1940,7 +1943,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         if (ik == IK_DRAW) {
             /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
             if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
-                return KOF(ci);
+                return ci;
             }
             const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
@@ -1952,7 +1955,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             if (now < st->hold_end) {
                 kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
-                draw_general(s, KOF(ci), now);
+                draw_general(s, st, now);
                 continue;
             }
             const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
@@ -1964,7 +1967,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 if (min64(c0, min64(c1, c2)) < thr) {
                     if (drawn >= thr && follow) {
                         kn->esum = (int32_t)(c0 + c1 + c2);
-                        draw_general(s, KOF(ci), now);
+                        draw_general(s, st, now);
                         continue;
                     }
                     narrowed = 0;
@@ -2025,10 +2028,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
-        return KOF(ci);
+        return ci;
     }
-#undef KOF
-    return nk;
+    return ce;
 }
 
 /* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
@@ -4953,8 +4955,13 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * first), so the result is the stage-by-stage one */
     circuits_in(s, meters, now);
     s->n_steps++;
-    for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
-        charger_general(s, k, &chargers[k], now, dt);
+    if (nk > 0) { /* (chargers may be NULL without chargers) */
+        const dlb_charger_input *const ce = chargers + nk;
+        for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, 0); ci != ce;) {
+            const int32_t k = (int32_t)(ci - chargers);
+            charger_general(s, k, ci, now, dt);
+            ci = charger_pass(s, chargers, now, dt, k + 1);
+        }
     }
     circuit_sums(s, now);
 
