@@ -1508,6 +1508,18 @@ static inline int64_t reading_head(int32_t fresh, int32_t state)
     return v;
 }
 
+/* a reading's current_ma[2] in the low half, its session_update in the high one */
+static inline uint64_t c2_su(const dlb_charger_input *ci)
+{
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v; /* (the two are adjacent: see the assertion above) */
+    memcpy(&v, &ci->current_ma[2], sizeof(v));
+    return v;
+#else
+    return (uint32_t)ci->current_ma[2] | (uint64_t)(uint32_t)ci->session_update << 32;
+#endif
+}
+
 /* charger_in.off[] addresses evsum[ph] in the circuit scratch array; fixed[ph] and meas_d[ph] of the same
  * circuit lie at these distances from it */
 #define CX_FIXED ((int32_t)offsetof(circuit_scratch, fixed) - (int32_t)offsetof(circuit_scratch, evsum))
@@ -1772,10 +1784,12 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     }
 }
 
-/* charger_pass's IK_DRAW charger k (its reading ingested) outside the fast cases there: a held set-point may
- * be in effect, or it is counted on the conductors that draw but not on all three (rare: out of line) */
-DLB_NOINLINE static void draw_general(dlb_site *s, int32_t k, int64_t now)
+/* charger_pass's IK_DRAW charger (state st, its reading ingested) outside the fast cases there: a held
+ * set-point may be in effect, or it is counted on the conductors that draw but not on all three (rare: out
+ * of line) */
+DLB_NOINLINE static void draw_general(dlb_site *s, const charger_state *st, int64_t now)
 {
+    const int32_t k = (int32_t)(st - s->ks);
     const dlb_charger *kc = &s->chg[k];
     classify_demand(s, k, &s->ks[k], kc, &s->kx[k], &s->cx[kc->circuit], now, s->p.active_threshold_ma,
                     now - s->p.follow_time_ms, 1);
@@ -1793,25 +1807,71 @@ static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int
     }
 }
 
-/* put_m with the held set-points of charger k (held_sp) while one may be in effect. Out of line, and the
- * last call of an iteration of charger_pass: no value of the loop lives across it in a scratch register */
-DLB_NOINLINE static void put_held(dlb_site *s, int32_t k, int64_t now, int64_t v, charger_scratch *x, int three)
+/* put_m with the held set-points of the charger of state st (held_sp) while one may be in effect. Out of
+ * line, and the last call of an iteration of charger_pass: no value of the loop lives across it in a scratch
+ * register */
+DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t now, int64_t v, charger_scratch *x,
+                                  int three)
 {
-    const charger_cold *cd = &s->kcold[k];
+    const charger_cold *cd = &s->kcold[st - s->ks];
     for (int32_t i = 0; i < cd->n_holds; i++) { /* held_scan's */
         if (now < cd->hold_until[i]) {
             v = max64(v, cd->hold_sp[i]);
         }
     }
-    put_m((char *)s->cx, &s->ks[k].in, x, v, three);
+    put_m((char *)s->cx, &st->in, x, v, three);
+}
+
+/* A fresh reading that changes the state of a charger in the usual case IK_WAIT or IK_DRAW (demanding, not
+ * lost: in session) into another demanding state, without session data, its currents in range, is the usual
+ * case of the new state once its key, iclass and state are updated as ingest_charger would: the session
+ * logic leaves it in session, and lost stays 0 as in the usual cases (t_last: charger_general's fix-up).
+ * Returns the new case (the reading is then charger_pass's), or IK_NONE with nothing changed (then
+ * charger_general's). To IK_WAIT: the energy of the interval is counted here (counting: in session, not
+ * lost), the stored currents and their sum become 0, and x->n_used = 0 (no mode) makes charger_pass's
+ * IK_WAIT case write every field it sets (the last classification was another case's). To IK_DRAW: that
+ * case writes every field but kind (DEMAND, as before) and counts the energy. Out of line: a few per step. */
+DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, const dlb_charger_input *ci, int64_t dt,
+                                     int64_t thr)
+{
+    charger_in *kn = &st->in;
+    const uint32_t ik = kn->iclass;
+    const int32_t state = ci->state;
+    if (!(ci->fresh == 1 && (ik == IK_WAIT || ik == IK_DRAW) && is_demanding(state) && !ci->session_update)) {
+        return IK_NONE;
+    }
+    const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
+                   u2 = (uint32_t)ci->current_ma[2];
+    if ((u0 | u1 | u2) > (uint32_t)DLB_MAX_CURRENT_MA) {
+        return IK_NONE;
+    }
+    uint32_t to;
+    if ((u0 | u1 | u2) == 0) {
+        if (thr <= 0) { /* (active_threshold_ma) */
+            return IK_NONE;
+        }
+        to = IK_WAIT;
+        st->delivered_mams += (int64_t)kn->esum * dt;
+        memset(st->meas, 0, sizeof(st->meas));
+        kn->esum = 0;
+        x->n_used = 0;
+    } else if (state == DLB_STATE_CHARGING) {
+        to = IK_DRAW;
+    } else {
+        return IK_NONE;
+    }
+    st->state = state;
+    kn->key = reading_head(1, state);
+    kn->iclass = (uint8_t)to;
+    return to;
 }
 
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
- * circuit (meters ingested first). Returns the first charger from k0 on outside them (nk if none), for
- * charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
+ * circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them (the
+ * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
  * bound (dlb.h). */
-DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now, int64_t dt,
-                                         int32_t k0)
+DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
+                                                          int64_t dt, int32_t k0)
 {
     const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
@@ -1822,10 +1882,12 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
     /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
      * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
-    for (int32_t k = k0; k < nk; k++) {
-        charger_state *st = &ks[k];
+    /* driven by the reading pointer (no index: the rare paths find k from st): one induction step fewer */
+    const dlb_charger_input *const ce = chargers + nk;
+    charger_state *st = ks + k0;
+    charger_scratch *x = kx + k0;
+    for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
         charger_in *kn = &st->in;
-        const dlb_charger_input *ci = &chargers[k];
         /* The usual cases: a fresh reading of the stored state, without session data, from a charger
          * that is not lost (key and iclass say which). The stored state passed the range check; the
          * session logic of ingest_charger already ran for this state (a demanding state opened the
@@ -1835,15 +1897,15 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
          * stored: charger_general sets t_last when it next runs (see there). */
         int64_t head;
         memcpy(&head, ci, sizeof(head));
-        if (head != kn->key) {
-            return k;
+        uint32_t ik = kn->iclass;
+        if (head != kn->key && (ik = restate(st, x, ci, dt, thr)) == IK_NONE) {
+            return ci;
         }
-        const uint32_t ik = kn->iclass;
         if (ik == IK_WAIT) {
             uint64_t rest[2]; /* the currents and session_update */
             memcpy(rest, ci->current_ma, sizeof(rest));
             if ((rest[0] | rest[1]) != 0) {
-                return k;
+                return ci;
             }
             /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
              * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
@@ -1853,7 +1915,6 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
              * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
              * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
              * needs no writes. */
-            charger_scratch *x = &kx[k];
             const int32_t mode = st->mode;
             const int64_t v = st->sp;
             if (mode != x->n_used) {
@@ -1865,7 +1926,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 x->kind = KIND_DEMAND;
             }
             if (now < st->hold_end) {
-                put_held(s, k, now, v, x, mode == 3);
+                put_held(s, st, now, v, x, mode == 3);
                 continue;
             }
             x->m = v;
@@ -1876,11 +1937,13 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
         }
         /* the currents as unsigned: a negative one is above any range (and once in range, each is the
          * current: no sign to extend) */
-        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1],
-                       u2 = (uint32_t)ci->current_ma[2];
+        /* current_ma[2] in the low half, session_update in the high one (adjacent: one load) */
+        const uint64_t c2su = c2_su(ci);
+        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1], u2 = (uint32_t)c2su;
         if (ik == IK_DRAW) {
-            if (ci->session_update || (u0 | u1 | u2) - 1u >= (uint32_t)DLB_MAX_CURRENT_MA) {
-                return k;
+            /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
+            if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
+                return ci;
             }
             const int64_t c0 = u0, c1 = u1, c2 = u2;
             /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
@@ -1892,10 +1955,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             if (now < st->hold_end) {
                 kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
-                draw_general(s, k, now);
+                draw_general(s, st, now);
                 continue;
             }
-            charger_scratch *x = &kx[k];
             const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
             if (st->mode == 3) {
                 /* counted on the conductors that draw (thr) once the EV had time to use every conductor,
@@ -1905,7 +1967,7 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
                 if (min64(c0, min64(c1, c2)) < thr) {
                     if (drawn >= thr && follow) {
                         kn->esum = (int32_t)(c0 + c1 + c2);
-                        draw_general(s, k, now);
+                        draw_general(s, st, now);
                         continue;
                     }
                     narrowed = 0;
@@ -1966,9 +2028,9 @@ DLB_NOINLINE static int32_t charger_pass(dlb_site *s, const dlb_charger_input *c
             }
             continue;
         }
-        return k;
+        return ci;
     }
-    return nk;
+    return ce;
 }
 
 /* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
@@ -4558,8 +4620,10 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
     uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
+    const int32_t *const has_pw = s->hp;
+    const dlb_circuit *cc = s->circ + nc;
     for (int32_t c = nc - 1; c >= 0; c--) {
-        const dlb_circuit *cc = &s->circ[c];
+        cc--; /* &s->circ[c] (a pointer step: the stride is 44 bytes) */
         circuit_scratch *cs = &cx[c];
         int64_t a0, a1, a2; /* base */
         uint32_t status = 0; /* (set here first in a step) */
@@ -4622,7 +4686,7 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         cs->evl[2] = m2;
         int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
         uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
-        if (has_power(s, c)) {
+        if (has_pw[c] != 0) { /* has_power */
             const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
             const int64_t hp = bp - mp;
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
@@ -4920,8 +4984,13 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
      * first), so the result is the stage-by-stage one */
     circuits_in(s, meters, now);
     s->n_steps++;
-    for (int32_t k = charger_pass(s, chargers, now, dt, 0); k < nk; k = charger_pass(s, chargers, now, dt, k + 1)) {
-        charger_general(s, k, &chargers[k], now, dt);
+    if (nk > 0) { /* (chargers may be NULL without chargers) */
+        const dlb_charger_input *const ce = chargers + nk;
+        for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, 0); ci != ce;) {
+            const int32_t k = (int32_t)(ci - chargers);
+            charger_general(s, k, ci, now, dt);
+            ci = charger_pass(s, chargers, now, dt, k + 1);
+        }
     }
     circuit_sums(s, now);
 
