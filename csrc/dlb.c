@@ -4819,15 +4819,12 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                      * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
                     const int32_t why = o->reason;
                     if (!(why != DLB_REASON_NONE && (why == DLB_REASON_OVERLOAD || sp < target))) {
-                        /* set_limit_circuit(o, mv < want ? ml : -1): mv < want (<= hi < ROOM_NONE) is a
+                        /* set_limit_circuit(o, mv < want ? ml : -1), want = max(hi - base, 0), without the
+                         * test: hi is on the step grid (max_ma, a reclaim cap, a floor_grid'ed ramp cap)
+                         * as sp is, so sp < hi gives hi >= sp + step, and here mv < 0 <= want or
+                         * mv < sp + step - base <= hi - base <= want. mv < want (<= hi < ROOM_NONE) is a
                          * lane's headroom, so ml >= 0 */
-                        if (mv < max64(hi - base, 0)) {
-                            set_limit_lane(o, ml);
-                        } else {
-                            o->reason = DLB_REASON_CIRCUIT;
-                            o->limit_circuit = DLB_NONE;
-                            o->limit_lane = DLB_NONE;
-                        }
+                        set_limit_lane(o, ml);
                     }
                 }
             } else {
@@ -4850,7 +4847,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         }
         const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
-        if (kc->can_switch_phases && st->mode == 1) {
+        if ((kc->can_switch_phases != 0) & (st->mode == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
         if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
