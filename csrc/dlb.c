@@ -4801,7 +4801,21 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         const int64_t target = x->ideal, m = x->m;
         int64_t sp = x->sp;
         sp = target <= m ? target : sp; /* x->sp read anyway: a select, not a branch */
-        if (sp != 0) {
+        if (sp == 0) { /* stage 9 alone (its own copy: below, spk != 0 is known) */
+            const int32_t lc = o->limit_circuit;
+            if (lc != DLB_NONE) {
+                s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
+            }
+            const charger_state *st = &s->ks[k];
+            if ((kc->can_switch_phases != 0) & (st->mode == 1)) {
+                adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
+            }
+            if (st->sp != 0 || st->wait_since == TNONE) {
+                remember(s, k, KIND_DEMAND, 0, now);
+            }
+            continue;
+        }
+        {
             circuit_scratch *leaf = &s->cx[kc->circuit];
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
@@ -4850,7 +4864,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         if ((kc->can_switch_phases != 0) & (st->mode == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+        if (spk != st->sp) { /* spk != 0: on or already marked waiting is no change */
             remember(s, k, KIND_DEMAND, spk, now);
         }
     }
