@@ -4784,7 +4784,8 @@ DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_ou
  * mv < want) whatever its counted levels, and even a charger cut in the transition (room_own) needs no
  * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
  * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
- * (marked LIMITING) in o->limit_circuit. */
+ * (marked LIMITING) in o->limit_circuit, and marks it itself: the usual one (the memo's lane) without
+ * reading it back or testing it for DLB_NONE. */
 DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now,
                                     const int by_mask)
 {
@@ -4827,6 +4828,9 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + kc->step_ma - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
+                    if (o->limit_circuit != DLB_NONE) {
+                        s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+                    }
                 } else {
                     const int32_t ml = leaf->fail_lane[used];
                     /* it keeps the limit an overload or a transition cut set: admission left its reason
@@ -4839,9 +4843,13 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                          * mv < sp + step - base <= hi - base <= want. mv < want (<= hi < ROOM_NONE) is a
                          * lane's headroom, so ml >= 0 */
                         set_limit_lane(o, ml);
+                        /* its limit circuit (o->limit_circuit, >= 0: no test) is LIMITING */
+                        s->cx[((uint32_t)ml & (ROOM_UNBAL - 1)) >> 2].status |= DLB_CIRCUIT_LIMITING;
+                    } else if (o->limit_circuit != DLB_NONE) {
+                        s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
                     }
                 }
-            } else {
+            } else { /* at its ceiling: no limiting circuit */
                 o->reason = x->hi_reason;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
@@ -4854,10 +4862,6 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
                 leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
             }
-        }
-        const int32_t lc = o->limit_circuit;
-        if (lc != DLB_NONE) {
-            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
         }
         const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
