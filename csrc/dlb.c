@@ -4877,7 +4877,8 @@ DLB_NOINLINE static int64_t topup_general(dlb_site *s, int32_t k, dlb_charger_ou
  * mv < want) whatever its counted levels, and even a charger cut in the transition (room_own) needs no
  * walk: its room is at most mv, so it does not rise either, and it keeps the limit the transition set
  * (its reason is TRANSITION or UNBALANCE and sp < target). Every path leaves the circuit its limit names
- * (marked LIMITING) in o->limit_circuit. */
+ * (marked LIMITING) in o->limit_circuit, and marks it itself: the usual one (the memo's lane) without
+ * reading it back or testing it for DLB_NONE. */
 DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm, int64_t now,
                                     const int by_mask)
 {
@@ -4894,7 +4895,21 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         const int64_t target = x->ideal, m = x->m;
         int64_t sp = x->sp;
         sp = target <= m ? target : sp; /* x->sp read anyway: a select, not a branch */
-        if (sp != 0) {
+        if (sp == 0) { /* stage 9 alone (its own copy: below, spk != 0 is known) */
+            const int32_t lc = o->limit_circuit;
+            if (lc != DLB_NONE) {
+                s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
+            }
+            const charger_state *st = &s->ks[k];
+            if ((kc->can_switch_phases != 0) & (st->mode == 1)) {
+                adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
+            }
+            if (st->sp != 0 || st->wait_since == TNONE) {
+                remember(s, k, KIND_DEMAND, 0, now);
+            }
+            continue;
+        }
+        {
             circuit_scratch *leaf = &s->cx[kc->circuit];
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
@@ -4906,24 +4921,28 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + kc->step_ma - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
+                    if (o->limit_circuit != DLB_NONE) {
+                        s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
+                    }
                 } else {
                     const int32_t ml = leaf->fail_lane[used];
                     /* it keeps the limit an overload or a transition cut set: admission left its reason
                      * NONE, and stage 7 sets only OVERLOAD, TRANSITION or UNBALANCE */
                     const int32_t why = o->reason;
                     if (!(why != DLB_REASON_NONE && (why == DLB_REASON_OVERLOAD || sp < target))) {
-                        /* set_limit_circuit(o, mv < want ? ml : -1): mv < want (<= hi < ROOM_NONE) is a
+                        /* set_limit_circuit(o, mv < want ? ml : -1), want = max(hi - base, 0), without the
+                         * test: hi is on the step grid (max_ma, a reclaim cap, a floor_grid'ed ramp cap)
+                         * as sp is, so sp < hi gives hi >= sp + step, and here mv < 0 <= want or
+                         * mv < sp + step - base <= hi - base <= want. mv < want (<= hi < ROOM_NONE) is a
                          * lane's headroom, so ml >= 0 */
-                        if (mv < max64(hi - base, 0)) {
-                            set_limit_lane(o, ml);
-                        } else {
-                            o->reason = DLB_REASON_CIRCUIT;
-                            o->limit_circuit = DLB_NONE;
-                            o->limit_lane = DLB_NONE;
-                        }
+                        set_limit_lane(o, ml);
+                        /* its limit circuit (o->limit_circuit, >= 0: no test) is LIMITING */
+                        s->cx[((uint32_t)ml & (ROOM_UNBAL - 1)) >> 2].status |= DLB_CIRCUIT_LIMITING;
+                    } else if (o->limit_circuit != DLB_NONE) {
+                        s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
                     }
                 }
-            } else {
+            } else { /* at its ceiling: no limiting circuit */
                 o->reason = x->hi_reason;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
@@ -4937,16 +4956,12 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
             }
         }
-        const int32_t lc = o->limit_circuit;
-        if (lc != DLB_NONE) {
-            s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
-        }
         const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
-        if (kc->can_switch_phases && st->mode == 1) {
+        if ((kc->can_switch_phases != 0) & (st->mode == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
-        if (!(spk == st->sp && (spk != 0 || st->wait_since != TNONE))) {
+        if (spk != st->sp) { /* spk != 0: on or already marked waiting is no change */
             remember(s, k, KIND_DEMAND, spk, now);
         }
     }
