@@ -126,8 +126,8 @@ typedef struct {
  *   until off_since + min_off_ms, else the start cap until cap_until; time only grows), key KEY_REST in
  *   akey[k]; only whether it joins stage 9's list (wait_since == TNONE) is tested again;
  * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
- *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20
- *   = delivered_mams / wq, wq = weight << 20 kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
+ *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20,
+ *   by kept_div with kept_div_of(weight) kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
  * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
  * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
  * starving, for good) or a held-off one, `until_on` for an on one (the time its tier changes: must stay,
@@ -140,7 +140,7 @@ typedef struct {
  * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
 typedef struct {
     int64_t until;
-    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: wq */
+    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: kept_div_of(weight) */
     uint64_t key;
     int64_t until_on;
 } kept_key;
@@ -511,21 +511,67 @@ static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end
     return end;
 }
 
-/* Stage 5's order: a[0..n) holds every charger in last step's order; sort it by (key[item], item) with
- * this step's keys (stage 4 wrote KEY_REST for one not eligible). One pass repairs: a[0..i) is sorted
- * when a[i] is reached, and a[i] is inserted into it if it does not go last (sort_scan passes those
- * that do; the pairs' own key fields are left alone, see kpair). Within SORT_NEAR places (most repairs: a
- * charger whose key changed a little) the pairs above it shift up one by one as they are compared (no
- * search, no call); farther, sort_far. Past a budget of far moves the whole is sorted by
- * split_sort_pairs, O(N log N). The result is the unique order, whichever path ran. */
-DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
+/* sort_pairs' scan past the eligible (p >= a + m, see sort_pairs): the sorted prefix ends with KEY_REST
+ * pairs, and any order among them will do; passes those (a key test each, no item compare, four a round
+ * while p < end4) and returns the first eligible one (it goes before p[-1]), or end */
+static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *const end, const uint64_t *key)
+{
+    for (; p < end4; p += 4) {
+        if (key[p[0].item] != KEY_REST) {
+            return p;
+        }
+        if (key[p[1].item] != KEY_REST) {
+            return p + 1;
+        }
+        if (key[p[2].item] != KEY_REST) {
+            return p + 2;
+        }
+        if (key[p[3].item] != KEY_REST) {
+            return p + 3;
+        }
+    }
+    for (; p < end; p++) {
+        if (key[p->item] != KEY_REST) {
+            return p;
+        }
+    }
+    return end;
+}
+
+/* Stage 5's order: a[0..n) holds every charger in last step's order; bring the m eligible (key below
+ * KEY_REST, stage 4's count) to a[0..m) sorted by (key[item], item) with this step's keys. Only a[0..m)
+ * is read (admit): the others, KEY_REST each, may end in any order. One pass repairs: a[0..i) is sorted
+ * when a[i] is reached (up to the order among KEY_REST pairs), and a[i] is inserted into it if it does
+ * not go last (sort_scan passes those that do; the pairs' own key fields are left alone, see kpair).
+ * Within SORT_NEAR places (most repairs: a charger whose key changed a little) the pairs above it shift
+ * up one by one as they are compared (no search, no call); farther, sort_far. Past a budget of far moves
+ * the whole is sorted by split_sort_pairs, O(N log N). The pass stops once i >= m and a[m - 1] is eligible:
+ * the eligible go first in a sorted a[0..i), so a[0..m) holds all m of them, in order. Until then, past
+ * a[m) the sorted prefix ends with a KEY_REST pair (a[m - 1] is one), which every eligible pair goes
+ * before and every KEY_REST pair may follow: sort_scan_rest looks for the eligible only. Repairs and
+ * sort_far's search see the KEY_REST pairs above every eligible one, whatever their order. The result's
+ * a[0..m) is the unique order, whichever path ran. */
+DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
-    if (n == 0) {
+    if (m == 0) {
         return;
     }
     kpair *p = a + 1, *const end = a + n, *const end4 = a + (n > 3 ? n - 3 : 0);
-    while ((p = sort_scan(p, end4, end, key)) < end) {
+    kpair *const mid = a + m, *const mid4 = a + (m > 3 ? m - 3 : 0);
+    for (;;) {
+        if (p < mid) {
+            p = sort_scan(p, mid4, mid, key);
+        }
+        if (p >= mid) {
+            if (key[mid[-1].item] != KEY_REST) {
+                return;
+            }
+            p = sort_scan_rest(p, end4, end, key);
+            if (p == end) {
+                return; /* not reached: an eligible pair is past a[m) */
+            }
+        }
         /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
         const kpair x = {key[p->item], p->item};
         const size_t i = (size_t)(p - a);
@@ -542,7 +588,7 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64
         } else {
             const size_t last = sort_far(a, tmp, n, key, i, b, &budget);
             if (last == n) {
-                break;
+                return;
             }
             p = a + last + 1;
         }
@@ -2699,6 +2745,28 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
+/* An on charger's kept policy key, (delivered_mams / weight) >> 20 = n / w with n = delivered_mams >> 20
+ * (nested floor divisions, delivered_mams >= 0 under FAIR): n < 2^43 (delivered_mams < 2^63) and
+ * 1 <= w <= DLB_MAX_WEIGHT = 16. With a 128-bit product it is n * M >> 47, M = ceil(2^47 / w) (kept in
+ * the entry), a multiply instead of a division (whose latency the loop waits on). Exact: M = 2^47 / w + e
+ * with 0 <= e <= (w - 1) / w, and n / w = q + r / w with r <= w - 1, so n * M / 2^47 = q + r / w +
+ * n * e / 2^47 where n * e / 2^47 < 2^43 (w - 1) / (2^47 w) = (w - 1) / (16 w) < 1 / w (w <= 16): the
+ * sum is in [q, q + 1), its floor q. Without the 128-bit type the entry keeps w << 20 and divides. */
+#if defined(__SIZEOF_INT128__)
+#define KEPT_DIV_SHIFT 47
+static inline int64_t kept_div_of(int32_t w)
+{
+    return (int64_t)((((uint64_t)1 << KEPT_DIV_SHIFT) + (uint64_t)w - 1u) / (uint64_t)w);
+}
+static inline uint64_t kept_div(int64_t delivered_mams, int64_t m)
+{
+    return (uint64_t)(((dlb_u128)((uint64_t)delivered_mams >> 20) * (uint64_t)m) >> KEPT_DIV_SHIFT);
+}
+#else
+static inline int64_t kept_div_of(int32_t w) { return (int64_t)w << 20; }
+static inline uint64_t kept_div(int64_t delivered_mams, int64_t m) { return (uint64_t)(delivered_mams / m); }
+#endif
+
 /* stage 4 for charger k off the kept paths (see ceilings_loop): its outputs where final, hi, tier and its
  * admission key (akey[k]); returns 1 if it is not eligible (key KEY_REST). Clears its kept entry unless it
  * writes a new one. The step's time tests as one comparison each (stored times are >= 0 or TNONE): held
@@ -2782,7 +2850,7 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
             if (fair_noramp) {
                 e->key = bits;
                 e->until_on = until;
-                e->delivered = (int64_t)kc->weight << 20;
+                e->delivered = kept_div_of(kc->weight);
             }
             return 0;
         }
@@ -2850,14 +2918,13 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
 {
     o->setpoint_ma = 0;
     o->phases = st->mode;
+    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* where the entry does not hold ceilings_one rewrites it */
     if ((x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
         if (now < e->until) {
             if (st->delivered_mams == e->delivered) {
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
-                return 0;
+                return 0; /* its key kept in akey[k] (see kept_key) */
             }
             if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED;
                 o->reason = (int32_t)e->key;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
@@ -2869,8 +2936,7 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
         }
     } else if (x->kind == KIND_DEMAND) { /* on */
         if (now < e->until_on && x->drawn + margin >= st->sp) {
-            o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
-            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered);
+            *key_k = e->key | kept_div(st->delivered_mams, e->delivered); /* tier bits kept (see kept_key) */
             return 0;
         }
     }
@@ -4902,7 +4968,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start (akey[]) */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, (size_t)n_items, key); /* kept: the next step's start (akey[]) */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
