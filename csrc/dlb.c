@@ -333,9 +333,30 @@ static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
 /* The admission sort: (key, item) pairs stored together, sorted by key then index. Insertion sort
  * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to a
  * bottom-up merge sort, O(N log N). The result is the unique order, whichever path ran. */
-static int pair_less(const kpair *a, const kpair *b)
+
+/* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
+ * eligible come first (the rest follow in any order: see sort_pairs) */
+#define KEY_REST UINT64_MAX
+
+/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
+ * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 dlb_u128;
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
 {
-    return a->key < b->key || (a->key == b->key && a->item < b->item);
+    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
+}
+#else
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return xk < yk || (xk == yk && xi < yi);
+}
+#endif
+
+/* (key, item) order of two pairs (the fallback's, on the pairs' own keys) */
+static inline int pair_less(const kpair *a, const kpair *b)
+{
+    return kv_less(a->key, a->item, b->key, b->item);
 }
 
 static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
@@ -345,6 +366,10 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            if (mid < hi && pair_less(&src[mid - 1], &src[mid])) { /* the two already in order: a copy */
+                memcpy(dst + lo, src + lo, (hi - lo) * sizeof(kpair));
+                continue;
+            }
             size_t i = lo, j = mid, o = lo;
             while (i < mid && j < hi) {
                 dst[o++] = pair_less(&src[j], &src[i]) ? src[j++] : src[i++];
@@ -367,19 +392,25 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
 
 /* Sort a[0..n) when much of it is already in order (the admission order after a step that changed many
  * keys): one pass keeps an ascending run in a[] and moves each pair below the run's last, together with
- * that last, to tmp[] (at most twice the fewest pairs whose removal leaves a[] sorted); the m moved are
- * merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end. O(N + m log m). */
+ * that last, out (at most twice the fewest pairs whose removal leaves a[] sorted): the pair to tmp[]'s
+ * front, the last to its back (tmp holds n, and w + m = n throughout). Lasts leave the run from its top
+ * down, often in descending order, so the back read upwards and the pairs moved in their order are long
+ * ascending runs, which merge_sort_pairs copies instead of merging. The m moved are joined (the back
+ * after the front), merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end.
+ * O(N + m log m). */
 static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
 {
-    size_t w = 0, m = 0;
+    size_t w = 0, mx = 0, ml = 0;
     for (size_t j = 0; j < n; j++) {
         if (w == 0 || pair_less(&a[w - 1], &a[j])) {
             a[w++] = a[j];
         } else {
-            tmp[m++] = a[j];
-            tmp[m++] = a[--w];
+            tmp[mx++] = a[j];
+            tmp[n - ++ml] = a[--w];
         }
     }
+    const size_t m = mx + ml;
+    memmove(tmp + mx, tmp + (n - ml), ml * sizeof(kpair));
     merge_sort_pairs(tmp, a + w, m);
     size_t i1 = w, i2 = m, o = n;
     while (i2 > 0) {
@@ -390,25 +421,6 @@ static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
         }
     }
 }
-
-/* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
- * eligible come first and the rest follow by index */
-#define KEY_REST UINT64_MAX
-
-/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
- * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
-#if defined(__SIZEOF_INT128__)
-__extension__ typedef unsigned __int128 dlb_u128;
-static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
-{
-    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
-}
-#else
-static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
-{
-    return xk < yk || (xk == yk && xi < yi);
-}
-#endif
 
 /* sort_pairs inserts a pair this close to its place by shifting the pairs in between one at a time */
 #define SORT_NEAR 16
