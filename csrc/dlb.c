@@ -126,8 +126,8 @@ typedef struct {
  *   until off_since + min_off_ms, else the start cap until cap_until; time only grows), key KEY_REST in
  *   akey[k]; only whether it joins stage 9's list (wait_since == TNONE) is tested again;
  * - on (sp > 0): while now < until_on (and, tested every step, it draws at least sp - reclaim_margin_ma),
- *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20,
- *   by kept_div with kept_div_of(weight) kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
+ *   its key is `key` (the must-stay, class and tier bits) | its policy key (delivered_mams / weight >> 20
+ *   = delivered_mams / wq, wq = weight << 20 kept in `delivered`'s place: delivered_mams >= 0, weight > 0).
  * Its tier, hi and hi_reason are then as stage 4 wrote them with the entry (only stage 4 writes them).
  * Stage 4 sets `until` for an eligible paused charger with wait_since set (the time it starves; once
  * starving, for good) or a held-off one, `until_on` for an on one (the time its tier changes: must stay,
@@ -140,7 +140,7 @@ typedef struct {
  * without demand lies between); reclaim state only on stage 4's general path; the rest are parameters. */
 typedef struct {
     int64_t until;
-    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: kept_div_of(weight) */
+    int64_t delivered; /* paused: delivered_mams then, or -1 held off; on: wq */
     uint64_t key;
     int64_t until_on;
 } kept_key;
@@ -2757,28 +2757,6 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
-/* An on charger's kept policy key, (delivered_mams / weight) >> 20 = n / w with n = delivered_mams >> 20
- * (nested floor divisions, delivered_mams >= 0 under FAIR): n < 2^43 (delivered_mams < 2^63) and
- * 1 <= w <= DLB_MAX_WEIGHT = 16. With a 128-bit product it is n * M >> 47, M = ceil(2^47 / w) (kept in
- * the entry), a multiply instead of a division (whose latency the loop waits on). Exact: M = 2^47 / w + e
- * with 0 <= e <= (w - 1) / w, and n / w = q + r / w with r <= w - 1, so n * M / 2^47 = q + r / w +
- * n * e / 2^47 where n * e / 2^47 < 2^43 (w - 1) / (2^47 w) = (w - 1) / (16 w) < 1 / w (w <= 16): the
- * sum is in [q, q + 1), its floor q. Without the 128-bit type the entry keeps w << 20 and divides. */
-#if defined(__SIZEOF_INT128__)
-#define KEPT_DIV_SHIFT 47
-static inline int64_t kept_div_of(int32_t w)
-{
-    return (int64_t)((((uint64_t)1 << KEPT_DIV_SHIFT) + (uint64_t)w - 1u) / (uint64_t)w);
-}
-static inline uint64_t kept_div(int64_t delivered_mams, int64_t m)
-{
-    return (uint64_t)(((dlb_u128)((uint64_t)delivered_mams >> 20) * (uint64_t)m) >> KEPT_DIV_SHIFT);
-}
-#else
-static inline int64_t kept_div_of(int32_t w) { return (int64_t)w << 20; }
-static inline uint64_t kept_div(int64_t delivered_mams, int64_t m) { return (uint64_t)(delivered_mams / m); }
-#endif
-
 /* stage 4 for charger k off the kept paths (see ceilings_loop): its outputs where final, hi, tier and its
  * admission key (akey[k]); returns 1 if it is not eligible (key KEY_REST). Clears its kept entry unless it
  * writes a new one. The step's time tests as one comparison each (stored times are >= 0 or TNONE): held
@@ -2862,7 +2840,7 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
             if (fair_noramp) {
                 e->key = bits;
                 e->until_on = until;
-                e->delivered = kept_div_of(kc->weight);
+                e->delivered = (int64_t)kc->weight << 20;
             }
             return 0;
         }
@@ -2948,7 +2926,7 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
         }
     } else if (x->kind == KIND_DEMAND) { /* on */
         if (now < e->until_on && x->drawn + margin >= st->sp) {
-            *key_k = e->key | kept_div(st->delivered_mams, e->delivered); /* tier bits kept (see kept_key) */
+            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered); /* tier bits kept (see kept_key) */
             return 0;
         }
     }
