@@ -333,9 +333,30 @@ static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
 /* The admission sort: (key, item) pairs stored together, sorted by key then index. Insertion sort
  * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to a
  * bottom-up merge sort, O(N log N). The result is the unique order, whichever path ran. */
-static int pair_less(const kpair *a, const kpair *b)
+
+/* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
+ * eligible come first (the rest follow in any order: see sort_pairs) */
+#define KEY_REST UINT64_MAX
+
+/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
+ * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 dlb_u128;
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
 {
-    return a->key < b->key || (a->key == b->key && a->item < b->item);
+    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
+}
+#else
+static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
+{
+    return xk < yk || (xk == yk && xi < yi);
+}
+#endif
+
+/* (key, item) order of two pairs (the fallback's, on the pairs' own keys) */
+static inline int pair_less(const kpair *a, const kpair *b)
+{
+    return kv_less(a->key, a->item, b->key, b->item);
 }
 
 static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
@@ -345,6 +366,10 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            if (mid < hi && pair_less(&src[mid - 1], &src[mid])) { /* the two already in order: a copy */
+                memcpy(dst + lo, src + lo, (hi - lo) * sizeof(kpair));
+                continue;
+            }
             size_t i = lo, j = mid, o = lo;
             while (i < mid && j < hi) {
                 dst[o++] = pair_less(&src[j], &src[i]) ? src[j++] : src[i++];
@@ -367,19 +392,25 @@ static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
 
 /* Sort a[0..n) when much of it is already in order (the admission order after a step that changed many
  * keys): one pass keeps an ascending run in a[] and moves each pair below the run's last, together with
- * that last, to tmp[] (at most twice the fewest pairs whose removal leaves a[] sorted); the m moved are
- * merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end. O(N + m log m). */
+ * that last, out (at most twice the fewest pairs whose removal leaves a[] sorted): the pair to tmp[]'s
+ * front, the last to its back (tmp holds n, and w + m = n throughout). Lasts leave the run from its top
+ * down, often in descending order, so the back read upwards and the pairs moved in their order are long
+ * ascending runs, which merge_sort_pairs copies instead of merging. The m moved are joined (the back
+ * after the front), merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end.
+ * O(N + m log m). */
 static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
 {
-    size_t w = 0, m = 0;
+    size_t w = 0, mx = 0, ml = 0;
     for (size_t j = 0; j < n; j++) {
         if (w == 0 || pair_less(&a[w - 1], &a[j])) {
             a[w++] = a[j];
         } else {
-            tmp[m++] = a[j];
-            tmp[m++] = a[--w];
+            tmp[mx++] = a[j];
+            tmp[n - ++ml] = a[--w];
         }
     }
+    const size_t m = mx + ml;
+    memmove(tmp + mx, tmp + (n - ml), ml * sizeof(kpair));
     merge_sort_pairs(tmp, a + w, m);
     size_t i1 = w, i2 = m, o = n;
     while (i2 > 0) {
@@ -390,25 +421,6 @@ static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
         }
     }
 }
-
-/* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
- * eligible come first and the rest follow by index */
-#define KEY_REST UINT64_MAX
-
-/* (xk, xi) before (yk, yi) in the admission order (items are distinct and >= 0). As one 128-bit
- * comparison where the compiler has the type: a compare and a subtract with borrow, one branch. */
-#if defined(__SIZEOF_INT128__)
-__extension__ typedef unsigned __int128 dlb_u128;
-static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
-{
-    return (((dlb_u128)xk << 64) | (uint64_t)xi) < (((dlb_u128)yk << 64) | (uint64_t)yi);
-}
-#else
-static inline int kv_less(uint64_t xk, int64_t xi, uint64_t yk, int64_t yi)
-{
-    return xk < yk || (xk == yk && xi < yi);
-}
-#endif
 
 /* sort_pairs inserts a pair this close to its place by shifting the pairs in between one at a time */
 #define SORT_NEAR 16
@@ -511,21 +523,67 @@ static DLB_INLINE kpair *sort_scan(kpair *p, kpair *const end4, kpair *const end
     return end;
 }
 
-/* Stage 5's order: a[0..n) holds every charger in last step's order; sort it by (key[item], item) with
- * this step's keys (stage 4 wrote KEY_REST for one not eligible). One pass repairs: a[0..i) is sorted
- * when a[i] is reached, and a[i] is inserted into it if it does not go last (sort_scan passes those
- * that do; the pairs' own key fields are left alone, see kpair). Within SORT_NEAR places (most repairs: a
- * charger whose key changed a little) the pairs above it shift up one by one as they are compared (no
- * search, no call); farther, sort_far. Past a budget of far moves the whole is sorted by
- * split_sort_pairs, O(N log N). The result is the unique order, whichever path ran. */
-DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64_t *key)
+/* sort_pairs' scan past the eligible (p >= a + m, see sort_pairs): the sorted prefix ends with KEY_REST
+ * pairs, and any order among them will do; passes those (a key test each, no item compare, four a round
+ * while p < end4) and returns the first eligible one (it goes before p[-1]), or end */
+static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *const end, const uint64_t *key)
+{
+    for (; p < end4; p += 4) {
+        if (key[p[0].item] != KEY_REST) {
+            return p;
+        }
+        if (key[p[1].item] != KEY_REST) {
+            return p + 1;
+        }
+        if (key[p[2].item] != KEY_REST) {
+            return p + 2;
+        }
+        if (key[p[3].item] != KEY_REST) {
+            return p + 3;
+        }
+    }
+    for (; p < end; p++) {
+        if (key[p->item] != KEY_REST) {
+            return p;
+        }
+    }
+    return end;
+}
+
+/* Stage 5's order: a[0..n) holds every charger in last step's order; bring the m eligible (key below
+ * KEY_REST, stage 4's count) to a[0..m) sorted by (key[item], item) with this step's keys. Only a[0..m)
+ * is read (admit): the others, KEY_REST each, may end in any order. One pass repairs: a[0..i) is sorted
+ * when a[i] is reached (up to the order among KEY_REST pairs), and a[i] is inserted into it if it does
+ * not go last (sort_scan passes those that do; the pairs' own key fields are left alone, see kpair).
+ * Within SORT_NEAR places (most repairs: a charger whose key changed a little) the pairs above it shift
+ * up one by one as they are compared (no search, no call); farther, sort_far. Past a budget of far moves
+ * the whole is sorted by split_sort_pairs, O(N log N). The pass stops once i >= m and a[m - 1] is eligible:
+ * the eligible go first in a sorted a[0..i), so a[0..m) holds all m of them, in order. Until then, past
+ * a[m) the sorted prefix ends with a KEY_REST pair (a[m - 1] is one), which every eligible pair goes
+ * before and every KEY_REST pair may follow: sort_scan_rest looks for the eligible only. Repairs and
+ * sort_far's search see the KEY_REST pairs above every eligible one, whatever their order. The result's
+ * a[0..m) is the unique order, whichever path ran. */
+DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, const uint64_t *key)
 {
     size_t budget = 8u * n + 64u;
-    if (n == 0) {
+    if (m == 0) {
         return;
     }
     kpair *p = a + 1, *const end = a + n, *const end4 = a + (n > 3 ? n - 3 : 0);
-    while ((p = sort_scan(p, end4, end, key)) < end) {
+    kpair *const mid = a + m, *const mid4 = a + (m > 3 ? m - 3 : 0);
+    for (;;) {
+        if (p < mid) {
+            p = sort_scan(p, mid4, mid, key);
+        }
+        if (p >= mid) {
+            if (key[mid[-1].item] != KEY_REST) {
+                return;
+            }
+            p = sort_scan_rest(p, end4, end, key);
+            if (p == end) {
+                return; /* not reached: an eligible pair is past a[m) */
+            }
+        }
         /* x = *p goes before p[-1]; the last of a[0..p] is then *p */
         const kpair x = {key[p->item], p->item};
         const size_t i = (size_t)(p - a);
@@ -542,7 +600,7 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, const uint64
         } else {
             const size_t last = sort_far(a, tmp, n, key, i, b, &budget);
             if (last == n) {
-                break;
+                return;
             }
             p = a + last + 1;
         }
@@ -2912,14 +2970,13 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
 {
     o->setpoint_ma = 0;
     o->phases = st->mode;
+    o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* where the entry does not hold ceilings_one rewrites it */
     if ((x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
         if (now < e->until) {
             if (st->delivered_mams == e->delivered) {
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key kept in akey[k] (see kept_key) */
-                return 0;
+                return 0; /* its key kept in akey[k] (see kept_key) */
             }
             if (e->delivered < 0) { /* held off as the entry says (see kept_key): as held_off() */
-                o->flags = x->narrowed * DLB_CHARGER_NARROWED;
                 o->reason = (int32_t)e->key;
                 o->limit_circuit = DLB_NONE;
                 o->limit_lane = DLB_NONE;
@@ -2931,8 +2988,7 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
         }
     } else if (x->kind == KIND_DEMAND) { /* on */
         if (now < e->until_on && x->drawn + margin >= st->sp) {
-            o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* its key's tier bits kept (see kept_key) */
-            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered);
+            *key_k = e->key | (uint64_t)(st->delivered_mams / e->delivered); /* tier bits kept (see kept_key) */
             return 0;
         }
     }
@@ -5015,7 +5071,7 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
-    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, key); /* kept: the next step's start (akey[]) */
+    sort_pairs(s->pairs, s->pairs_tmp, (size_t)nk, (size_t)n_items, key); /* kept: the next step's start (akey[]) */
     const int32_t n_adm = admit(s, out, now, n_items);
 
     /* 6. ideal fill above the minimum */
