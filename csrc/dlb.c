@@ -258,6 +258,15 @@ struct dlb_site {
     int64_t adm_now;
     int32_t n_live; /* stage 6 (fill): started chargers of the group not frozen (a member: the fill's frame) */
     int32_t n_fz;   /* stage 6 (fill): how many started chargers the last freeze_loop froze (listed in tmp[]) */
+    /* stage 5 (admit_fails_root, admit_fails_wide): per used-phase mask u, the outputs of a charger failing
+     * at the root on the lowest lane of m3 & u (m3 = adm_m3 the root's phase lanes short; read only where
+     * m3 & u != 0; adm_m3 reset by each admit_fails_root call, as adm_rsn may change): adm_rc[u] the bytes of reason and limit_circuit (adjacent in
+     * dlb_charger_output), adm_ll[u] limit_lane */
+    uint64_t adm_rc[8];
+    int32_t adm_ll[8];
+    uint32_t adm_m3; /* the m3 adm_rc and adm_ll are for (8: none) */
+    int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
+    uint32_t adm_ms;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2419,6 +2428,55 @@ DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_out
     admit_fail(s, k, o, failed);
 }
 
+/* admit_fails_root's usual case, in a loop of its own with few live values (no spills), called where
+ * admit_fails_root stopped with adm_failed -3 (the charger at pp is such a failure, so at least one is
+ * settled): from pp on, the chargers of minimum a (wide for a: no power lane short for it, whatever
+ * n_used) whose used phases meet m3 (the root's phase lanes short for a), that stage 4 saw waiting and
+ * that switch_to_one would not switch (as admit_fails_root decides: it cannot switch phases, or the
+ * root's power lane is short for a (bit 3 of ms clear), or its one phase is) fail at the root on the
+ * lowest short lane of m3 & used. Stops at the first charger not known to be such a failure
+ * (admit_fails_root takes it), returns where it stopped. */
+/* admit_fails_wide's loop; sw: whether a charger that may switch phases is to be asked (a constant in
+ * each of the two copies) */
+static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                               const kpair *const end, int32_t a, uint32_t m3, int sw)
+{
+    const dlb_charger *const chg = s->chg;
+    const charger_scratch *const kx = s->kx;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const dlb_charger *kc = &chg[k];
+        const charger_scratch *x = &kx[k];
+        const uint32_t shortm = m3 & x->used;
+        if (kc->min_ma != a || shortm == 0 || !(x->tier & TIER_WAITING) ||
+            (sw && kc->can_switch_phases && ((m3 >> kc->phase_map[0]) & 1u) == 0)) {
+            break;
+        }
+        /* reason and limit_circuit in one store (adjacent in dlb_charger_output) */
+        dlb_charger_output *o = &out[k];
+        memcpy((unsigned char *)o + offsetof(dlb_charger_output, reason), &s->adm_rc[shortm], sizeof s->adm_rc[0]);
+        o->limit_lane = s->adm_ll[shortm];
+    }
+    return pp;
+}
+
+DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                                  const kpair *const end, int64_t a, uint32_t ms)
+{
+    const uint32_t m3 = ms & 7u; /* ms: m3, and bit 3 if a charger that may switch phases is to be asked */
+    if (m3 != s->adm_m3) {
+        s->adm_m3 = m3;
+        for (uint32_t u = 1; u < 8; u++) {
+            const int32_t ln = lowest_lane[(m3 & u) | 8u]; /* 3 if m3 & u == 0 (then unused) */
+            const int32_t rc[2] = {s->adm_rsn[ln], 0};    /* reason, limit_circuit */
+            memcpy(&s->adm_rc[u], rc, sizeof rc);
+            s->adm_ll[u] = ln;
+        }
+    }
+    s->cx[0].status |= DLB_CIRCUIT_LIMITING; /* the charger at pp fails at the root (see above) */
+    return ms & 8u ? fails_wide_loop(s, out, pp, end, (int32_t)a, m3, 1) : fails_wide_loop(s, out, pp, end, (int32_t)a, m3, 0);
+}
+
 /* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
  * waiting (their outputs need no state: see admit_fail), until one that is not known to be such a failure:
  * s->adm_failed = -1 if it fits, -2 if adm_low does not cover it, else its short lane (the root's: its
@@ -2432,10 +2490,6 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const root = &s->cx[0];
     const int64_t r3 = root->run[DLB_LANE_POWER];
-    /* a failure's reason per root lane (budget[] does not change in stage 5) */
-    for (int ln = 0; ln < DLB_LANES; ln++) {
-        s->adm_rsn[ln] = root->budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
-    }
     const kpair *const from = pp;
     int64_t ca = -1;  /* the amount m3, lim and wide are for (none yet: every min_ma >= 1) */
     uint32_t m3 = 0;  /* the root's phase lanes short for ca */
@@ -2470,6 +2524,12 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
         const int32_t lane = lowest_lane[shortm]; /* circuit 0: the lane id is the lane */
         if ((kc->can_switch_phases && ((m3 >> kc->phase_map[0]) & 1u) == 0 && r3 >= a) || !(x->tier & TIER_WAITING)) {
             res = lane - 8;
+            break;
+        }
+        if (wide) { /* admit_fails_wide settles it and the like after it */
+            s->adm_wa = a;
+            s->adm_ms = m3 | (uint32_t)(m3 != 7u && r3 >= a) << 3; /* see there */
+            res = -3;
             break;
         }
         dlb_charger_output *o = &out[k];
@@ -2516,6 +2576,11 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
     }
     s->adm_low[0] = lph;
     s->adm_low[1] = lpw;
+    /* a failure's reason per root lane (budget[] does not change in stage 5) */
+    for (int ln = 0; ln < DLB_LANES; ln++) {
+        s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+    }
+    s->adm_m3 = 8; /* adm_rc and adm_ll are for no m3 yet */
     int fits = 0; /* admit_fails_root found that pp fits */
     while (pp < end) {
         /* a batch, unless this charger's answer is remembered (a short lane, exact: it cannot fit) */
@@ -2536,6 +2601,15 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         if (!fits) {
             pp = admit_fails_root(s, out, pp, end);
             failed = s->adm_failed;
+            while (failed == -3) { /* the usual failures, in admit_fails_wide's loop (not called from
+                                    * admit_fails_root: its frame would deepen the stack's deepest chain) */
+                pp = admit_fails_wide(s, out, pp, end, s->adm_wa, s->adm_ms);
+                if (pp == end) {
+                    break;
+                }
+                pp = admit_fails_root(s, out, pp, end);
+                failed = s->adm_failed;
+            }
             if (pp == end) {
                 break;
             }
