@@ -239,16 +239,12 @@ struct dlb_site {
     /* stage 5 (admit_batch, admit_flush): adm_acc[c * ADM_ACC + i], the minima of the current batch's
      * chargers below circuit c not yet applied to its run[]: i < 8 summed per used-phase mask (a child's
      * sums per lane on the masks of one phase), i = 8 on the power lane (times n_used); all zero outside a
-     * batch (arrays of their own: a larger circuit_scratch costs every pass over it an instruction per
-     * circuit); adm_leaf[0..adm_nt) the circuits a batch's chargers hang from (nc + 1 entries); adm_next
-     * links the circuits of one depth to flush (1 + index, 0 = none) */
+     * batch (an array of its own: a larger circuit_scratch costs every pass over it an instruction per
+     * circuit) */
     int64_t *adm_acc;
-    int32_t *adm_leaf, *adm_next;
-    int32_t adm_head[DLB_MAX_DEPTH + 1]; /* stage 5 (admit_flush): circuits to flush per depth, 0 outside */
     int64_t adm_low[2]; /* stage 5 (admit_quick): lower bounds of run[] below the root (phase, power lanes) */
     int32_t adm_n;      /* stage 5 (admit_quick): chargers admitted so far (in adm[]) */
     int32_t adm_items;  /* stage 5 (admit): the eligible chargers, pairs[0..adm_items) */
-    int32_t adm_nt;     /* stage 5 (admit_batch): circuits listed in adm_leaf[] */
     int32_t adm_failed; /* stage 5 (admit_fails_root): its answer for the charger where it stopped */
     int32_t adm_rsn[DLB_LANES]; /* stage 5 (admit_fails_root): a failure's reason per root lane */
     int64_t adm_bsum[8];        /* stage 5 (admit_batch): its minima so far per used-phase mask */
@@ -939,19 +935,16 @@ typedef struct {
                     their own, which would grow dlb_init's frame) */
 } layout;
 
-/* stage 5's batch arrays (see dlb_site.adm_acc) at the end of the layout: their size, and their places */
+/* stage 5's batch array (dlb_site.adm_acc) at the end of the layout: its size, and its place */
 static size_t admit_bytes(size_t nc)
 {
-    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8((nc + 1) * sizeof(int32_t)) + align8(nc * sizeof(int32_t));
+    return align8(nc * ADM_ACC * sizeof(int64_t));
 }
 
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
+    (void)nc; /* one array now (it was several): the call in dlb_init unchanged */
     s->adm_acc = (int64_t *)(void *)at;
-    at += align8(nc * ADM_ACC * sizeof(int64_t));
-    s->adm_leaf = (int32_t *)(void *)at;
-    at += align8((nc + 1) * sizeof(int32_t));
-    s->adm_next = (int32_t *)(void *)at;
 }
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -2269,58 +2262,86 @@ static inline int remembered(const dlb_site *s, int32_t k)
  *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
  *   for their minimum (computed once per amount). The usual failures not covered go to admit_fails. */
 
-/* apply the batch's sums (the circuits adm_leaf[0..nt)) to run[], deepest circuits first; returns < 0 if a
- * lane the batch uses ends short (its sum > 0 there: on a lane it does not use, run[] may be < 0 already) */
-DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
+/* admit_flush's step at circuit c (of depth d): the sums acc of the chargers below it (zeroed) taken from
+ * run[]; returns the lanes the batch uses there that end short (< 0 if one does: its sum > 0 there; on a
+ * lane it does not use, run[] may be < 0 already), and the lane sums in *sum (0..2 phases, 3 power) */
+static DLB_INLINE int64_t flush_one(int64_t *acc, int64_t *run, int64_t *sum)
+{
+    /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
+    const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
+                  s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
+    for (int i = 0; i < ADM_ACC; i++) {
+        acc[i] = 0;
+    }
+    const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
+    run[0] = t0;
+    run[1] = t1;
+    run[2] = t2;
+    run[DLB_LANE_POWER] = t3;
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+    if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
+        return (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
+    }
+    return 0;
+}
+
+/* apply the batch's sums (adm_acc; its chargers adm[n0..adm_n)) to run[]; returns < 0 if a lane the batch
+ * uses ends short. A large batch: every circuit with sums, by decreasing index (a parent comes before its
+ * children: each circuit's sums are complete when it is reached), its sums passed on to its parent's
+ * adm_acc; no list of the circuits touched to keep. A small one (fewer than nc / 2 chargers): each
+ * charger's circuit not yet flushed, its sums taken along its whole path (run[] only goes down, so a lane
+ * short after any take of a sum > 0 on it ends short, and the last such take sees its final value). */
+DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
 {
     circuit_scratch *const cx = s->cx;
-    const int32_t *const leafs = s->adm_leaf, *const plen = s->plen;
-    int32_t *const head = s->adm_head, *const next = s->adm_next; /* per depth: 1 + its first circuit */
     int64_t *const accs = s->adm_acc;
-    int32_t dmax = 1;
-    for (int32_t j = 0; j < nt; j++) {
-        const int32_t c = leafs[j], d = plen[c];
-        next[c] = head[d];
-        head[d] = c + 1;
-        dmax = d > dmax ? d : dmax;
-    }
-    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1];
-    for (int32_t d = dmax; d >= 1; d--) {
-        int32_t e = head[d];
-        head[d] = 0;
-        while (e != 0) {
-            const int32_t c = e - 1;
-            e = next[c];
-            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
-            /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
-            const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
-                          s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
-            for (int i = 0; i < ADM_ACC; i++) {
-                acc[i] = 0;
-            }
-            const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
-            run[0] = t0;
-            run[1] = t1;
-            run[2] = t2;
-            run[DLB_LANE_POWER] = t3;
-            if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
-                bad |= (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
-            }
-            if (d == 1) {
+    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1], sum[4];
+    if (2 * (s->adm_n - n0) < s->nc) {
+        for (int32_t i = n0; i < s->adm_n; i++) {
+            const int32_t c = s->chg[s->adm[i]].circuit;
+            int64_t *acc = accs + (size_t)c * ADM_ACC;
+            if (acc[8] == 0) { /* flushed with an earlier charger of its circuit */
                 continue;
             }
-            lph = min64(lph, min64(t0, min64(t1, t2)));
-            lpw = min64(lpw, t3);
-            const int32_t p = s->path[(size_t)c * DLB_MAX_DEPTH + 1]; /* its parent (d > 1) */
-            int64_t *pa = accs + (size_t)p * ADM_ACC;
-            if (pa[8] == 0) { /* first touched */
-                next[p] = head[d - 1];
-                head[d - 1] = p + 1;
+            bad |= flush_one(acc, cx[c].run, sum);
+            const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+            const int32_t depth = s->plen[c];
+            for (int32_t d = 1; d < depth; d++) { /* its ancestors: the sums taken at each */
+                int64_t *run = cx[path[d]].run;
+                const int64_t t0 = run[0] - sum[0], t1 = run[1] - sum[1], t2 = run[2] - sum[2],
+                              t3 = run[DLB_LANE_POWER] - sum[3];
+                run[0] = t0;
+                run[1] = t1;
+                run[2] = t2;
+                run[DLB_LANE_POWER] = t3;
+                bad |= (sum[0] != 0 ? t0 : 0) | (sum[1] != 0 ? t1 : 0) | (sum[2] != 0 ? t2 : 0) | t3;
             }
-            pa[1] += s0;
-            pa[2] += s1;
-            pa[4] += s2;
-            pa[8] += s3;
+            for (int32_t d = 0; d < depth - 1; d++) { /* adm_low below the root */
+                const int64_t *run = cx[path[d]].run;
+                lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+                lpw = min64(lpw, run[DLB_LANE_POWER]);
+            }
+        }
+    } else {
+        for (int32_t c = s->nc - 1; c >= 1; c--) {
+            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
+            if (acc[8] == 0) { /* no charger of the batch below it (every power amount is > 0) */
+                continue;
+            }
+            bad |= flush_one(acc, run, sum);
+            lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+            lpw = min64(lpw, run[DLB_LANE_POWER]);
+            int64_t *pa = accs + (size_t)s->path[(size_t)c * DLB_MAX_DEPTH + 1] * ADM_ACC; /* its parent */
+            pa[1] += sum[0];
+            pa[2] += sum[1];
+            pa[4] += sum[2];
+            pa[8] += sum[3];
+        }
+        if (accs[8] != 0) { /* the root */
+            bad |= flush_one(accs, cx[0].run, sum);
         }
     }
     s->adm_low[0] = lph;
@@ -2353,14 +2374,14 @@ static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, i
 
 /* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
  * it does not use passes: the root's lanes start >= 0 and stay so). Returns where it stopped; the
- * circuits touched are listed in adm_leaf[0..adm_nt), the chargers taken appended to adm[0..adm_n). */
+ * chargers taken appended to adm[0..adm_n), their minima summed in adm_acc. */
 DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
-    int32_t *const leafs = s->adm_leaf, *ap = s->adm + s->adm_n, *lp = leafs;
+    int32_t *ap = s->adm + s->adm_n;
     int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
     for (int u = 0; u < 8; u++) {
         bs[u] = 0;
@@ -2383,8 +2404,6 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         bs[used] += a;
         const int32_t c = kc->circuit;
         int64_t *acc = accs + (size_t)c * ADM_ACC;
-        *lp = c;
-        lp += acc[8] == 0; /* first touched: its power sum is > 0 from now on */
         acc[used] += a;
         acc[8] += an;
         admitted_outputs(x, &out[k], a);
@@ -2410,15 +2429,12 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         }
         const int32_t c = kc->circuit;
         int64_t *acc = accs + (size_t)c * ADM_ACC;
-        *lp = c;
-        lp += acc[8] == 0;
         acc[used] += a;
         acc[8] += an;
         admitted_outputs(x, &out[k], a);
         *ap++ = k;
     }
     s->adm_n = (int32_t)(ap - s->adm);
-    s->adm_nt = (int32_t)(lp - leafs);
     return pp;
 }
 
@@ -2553,7 +2569,7 @@ static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const
     if (q == pp) {
         return q;
     }
-    if (admit_flush(s, s->adm_nt) < 0) {
+    if (admit_flush(s, n0) < 0) {
         admit_undo(s, out, n0, s->adm_n);
         s->adm_n = n0;
         return NULL;
