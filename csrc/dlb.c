@@ -261,6 +261,13 @@ struct dlb_site {
     uint64_t adm_rc[8];
     int32_t adm_ll[8];
     uint32_t adm_m3; /* the m3 adm_rc and adm_ll are for (8: none) */
+    /* stage 5 (admit_quick): a summary of the configuration (fixed after dlb_init, which zeroes it), found
+     * at the first call: bit 0 set once found, bit 1 if a charger can switch phases, bit 2 if every
+     * charger has the same min_ma */
+    uint32_t adm_cfg;
+    /* stage 5 (admit_fails_wide), found with adm_cfg: per charger, 1 << phase_map[0] if it can switch
+     * phases, else 0 (nk entries) */
+    uint8_t *adm_sw;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
 };
@@ -935,16 +942,16 @@ typedef struct {
                     their own, which would grow dlb_init's frame) */
 } layout;
 
-/* stage 5's batch array (dlb_site.adm_acc) at the end of the layout: its size, and its place */
-static size_t admit_bytes(size_t nc)
+/* stage 5's arrays (dlb_site.adm_acc, adm_sw) at the end of the layout: their size, and their places */
+static size_t admit_bytes(size_t nc, size_t nk)
 {
-    return align8(nc * ADM_ACC * sizeof(int64_t));
+    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk);
 }
 
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
-    (void)nc; /* one array now (it was several): the call in dlb_init unchanged */
     s->adm_acc = (int64_t *)(void *)at;
+    s->adm_sw = at + align8(nc * ADM_ACC * sizeof(int64_t));
 }
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -1042,7 +1049,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kept_key));
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
-    o += admit_bytes(nc);
+    o += admit_bytes(nc, nk);
     l->total = o;
     return 1;
 }
@@ -2452,21 +2459,22 @@ DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_out
  * root's power lane is short for a (bit 3 of ms clear), or its one phase is) fail at the root on the
  * lowest short lane of m3 & used. Stops at the first charger not known to be such a failure
  * (admit_fails_root takes it), returns where it stopped. */
-/* admit_fails_wide's loop; sw: whether a charger that may switch phases is to be asked (a constant in
- * each of the two copies) */
+/* admit_fails_wide's loop, in four copies by two constants: chk, whether a charger's min_ma may differ
+ * from a (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is
+ * to be asked (adm_sw). Without chk it reads no dlb_charger. */
 static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
-                                               const kpair *const end, int32_t a, uint32_t m3, int sw)
+                                               const kpair *const end, int32_t a, uint32_t m3, int chk, int sw)
 {
     const dlb_charger *const chg = s->chg;
     const charger_scratch *const kx = s->kx;
+    const uint8_t *const swb = s->adm_sw;
+    const uint32_t nm3 = ~m3 & 7u;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
         const charger_scratch *x = &kx[k];
         const uint32_t shortm = m3 & x->used;
-        if (kc->min_ma != a || shortm == 0 || !(x->tier & TIER_WAITING) ||
-            (sw && kc->can_switch_phases && ((m3 >> kc->phase_map[0]) & 1u) == 0)) {
-            break;
+        if ((chk && chg[k].min_ma != a) || shortm == 0 || !(x->tier & TIER_WAITING) || (sw && (swb[k] & nm3) != 0)) {
+            break; /* (swb[k] & nm3: it can switch phases and its one phase is not short at the root) */
         }
         /* reason and limit_circuit in one store (adjacent in dlb_charger_output) */
         dlb_charger_output *o = &out[k];
@@ -2490,7 +2498,12 @@ DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_outpu
         }
     }
     s->cx[0].status |= DLB_CIRCUIT_LIMITING; /* the charger at pp fails at the root (see above) */
-    return ms & 8u ? fails_wide_loop(s, out, pp, end, (int32_t)a, m3, 1) : fails_wide_loop(s, out, pp, end, (int32_t)a, m3, 0);
+    const int32_t a32 = (int32_t)a; /* a min_ma */
+    const int sw = (ms & 8u) && (s->adm_cfg & 2u); /* no charger can switch phases: none to ask */
+    if (s->adm_cfg & 4u) {                         /* every min_ma is a */
+        return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 0, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 0, 0);
+    }
+    return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0);
 }
 
 /* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
@@ -2578,6 +2591,18 @@ static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const
     return q;
 }
 
+/* adm_cfg (see dlb_site), found once per site: the configuration does not change after dlb_init */
+DLB_NOINLINE static void admit_cfg(dlb_site *s)
+{
+    uint32_t cfg = 1u | 4u;
+    for (int32_t k = 0; k < s->nk; k++) {
+        cfg |= s->chg[k].can_switch_phases ? 2u : 0u;
+        s->adm_sw[k] = (uint8_t)(s->chg[k].can_switch_phases ? 1u << s->chg[k].phase_map[0] : 0u);
+        cfg &= s->chg[k].min_ma == s->chg[0].min_ma ? ~0u : ~4u;
+    }
+    s->adm_cfg = cfg;
+}
+
 /* stage 5's quick path (see above) from the first charger, the admitted ones counted in adm_n: returns the
  * index of the charger from which admit_seq settles the rest (a batch was undone there), n_items if none */
 DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
@@ -2597,6 +2622,9 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
     }
     s->adm_m3 = 8; /* adm_rc and adm_ll are for no m3 yet */
+    if (s->adm_cfg == 0) {
+        admit_cfg(s);
+    }
     int fits = 0; /* admit_fails_root found that pp fits */
     while (pp < end) {
         /* a batch, unless this charger's answer is remembered (a short lane, exact: it cannot fit) */
