@@ -111,6 +111,11 @@ typedef struct {
     uint8_t started, frozen;
 } charger_scratch;
 
+/* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
+typedef struct {
+    int32_t circuit, min_ma;
+} adm_charger;
+
 /* the admission order (stage 5): item is a charger; key is the sort fallback's copy of akey[item] (the
  * usual repair reads akey[] and leaves key as it was) */
 typedef struct {
@@ -268,6 +273,9 @@ struct dlb_site {
     /* stage 5 (admit_fails_wide), found with adm_cfg: per charger, 1 << phase_map[0] if it can switch
      * phases, else 0 (nk entries) */
     uint8_t *adm_sw;
+    /* stage 5 (admit_batch, admit_fails_wide), found with adm_cfg: each charger's circuit and min_ma, 8
+     * bytes apart (their loops read them without a multiply by dlb_charger's size) */
+    adm_charger *adm_kc;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
 };
@@ -945,13 +953,15 @@ typedef struct {
 /* stage 5's arrays (dlb_site.adm_acc, adm_sw) at the end of the layout: their size, and their places */
 static size_t admit_bytes(size_t nc, size_t nk)
 {
-    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk);
+    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk) + align8(nk * sizeof(adm_charger));
 }
 
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
     s->adm_acc = (int64_t *)(void *)at;
-    s->adm_sw = at + align8(nc * ADM_ACC * sizeof(int64_t));
+    at += align8(nc * ADM_ACC * sizeof(int64_t));
+    s->adm_sw = at;
+    s->adm_kc = (adm_charger *)(void *)(at + align8((size_t)s->nk));
 }
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -2385,7 +2395,7 @@ static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, i
 DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const dlb_charger *const chg = s->chg;
+    const adm_charger *const chg = s->adm_kc;
     charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     int32_t *ap = s->adm + s->adm_n;
@@ -2399,7 +2409,7 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
     int64_t g = min64(rr[0], min64(rr[1], rr[2])), gn = rr[DLB_LANE_POWER];
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
+        const adm_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t a = kc->min_ma, an = a * x->n_used;
@@ -2421,7 +2431,7 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
             r2 = rr[2] - (bs[4] + bs[5] + bs[6] + bs[7]), r3 = gn;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
+        const adm_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t *const lm = lane_mask[used];
@@ -2461,11 +2471,11 @@ DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_out
  * (admit_fails_root takes it), returns where it stopped. */
 /* admit_fails_wide's loop, in four copies by two constants: chk, whether a charger's min_ma may differ
  * from a (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is
- * to be asked (adm_sw). Without chk it reads no dlb_charger. */
+ * to be asked (adm_sw). Without chk it reads neither min_ma (adm_kc) nor its place. */
 static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                const kpair *const end, int32_t a, uint32_t m3, int chk, int sw)
 {
-    const dlb_charger *const chg = s->chg;
+    const adm_charger *const chg = s->adm_kc;
     const charger_scratch *const kx = s->kx;
     const uint8_t *const swb = s->adm_sw;
     const uint32_t nm3 = ~m3 & 7u;
@@ -2598,6 +2608,8 @@ DLB_NOINLINE static void admit_cfg(dlb_site *s)
     for (int32_t k = 0; k < s->nk; k++) {
         cfg |= s->chg[k].can_switch_phases ? 2u : 0u;
         s->adm_sw[k] = (uint8_t)(s->chg[k].can_switch_phases ? 1u << s->chg[k].phase_map[0] : 0u);
+        s->adm_kc[k].circuit = s->chg[k].circuit;
+        s->adm_kc[k].min_ma = s->chg[k].min_ma;
         cfg &= s->chg[k].min_ma == s->chg[0].min_ma ? ~0u : ~4u;
     }
     s->adm_cfg = cfg;
