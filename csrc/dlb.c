@@ -2265,8 +2265,9 @@ static inline int remembered(const dlb_site *s, int32_t k)
  * (the usual case), exact for any input:
  * - Admissions in batches (admit_batch, then admit_flush): the chargers in turn while the root can take
  *   each, tested against the root's run[] alone (in registers), each minimum added to its own circuit's
- *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] level by level, from the
- *   deepest circuits up (each circuit once, its sums passed on to its parent's adm_acc). Every amount is > 0 (min_ma >= 1;
+ *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] by decreasing circuit index
+ *   (children before their parent; each circuit once, its sums passed on to its parent's adm_acc), or for
+ *   a small batch along each charger's path. Every amount is > 0 (min_ma >= 1;
  *   an eligible charger uses a phase, n_used >= 1), so at each circuit a charger's test (run[] minus the
  *   minima taken there before it, minus its own, >= 0 on each of its lanes, as admit_take's) reads run[]
  *   at the start minus a prefix of the batch's sum on that lane: if every lane a charger of the batch uses
@@ -2277,9 +2278,11 @@ static inline int remembered(const dlb_site *s, int32_t k)
  *   lowers them to the new values on its path). A charger whose minimum is at most adm_low[0] and its power
  *   amount at most adm_low[1] finds no short lane below the root: its first short lane is the root's, and
  *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
- *   for their minimum (computed once per amount). The usual failures not covered go to admit_fails. */
+ *   for their minimum (computed once per amount); the plainest (waiting, no phase switch to ask, the
+ *   same minimum, no power lane short for 3 times it) go through admit_fails_wide's loop, which writes their outputs from a table per used-phase
+ *   mask. The usual failures not covered go to admit_fails. */
 
-/* admit_flush's step at circuit c (of depth d): the sums acc of the chargers below it (zeroed) taken from
+/* admit_flush's step at a circuit: the sums acc of the chargers below it (zeroed) taken from
  * run[]; returns the lanes the batch uses there that end short (< 0 if one does: its sum > 0 there; on a
  * lane it does not use, run[] may be < 0 already), and the lane sums in *sum (0..2 phases, 3 power) */
 static DLB_INLINE int64_t flush_one(int64_t *acc, int64_t *run, int64_t *sum)
