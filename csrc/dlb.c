@@ -111,6 +111,11 @@ typedef struct {
     uint8_t started, frozen;
 } charger_scratch;
 
+/* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
+typedef struct {
+    int32_t circuit, min_ma;
+} adm_charger;
+
 /* the admission order (stage 5): item is a charger; key is the sort fallback's copy of akey[item] (the
  * usual repair reads akey[] and leaves key as it was) */
 typedef struct {
@@ -239,16 +244,12 @@ struct dlb_site {
     /* stage 5 (admit_batch, admit_flush): adm_acc[c * ADM_ACC + i], the minima of the current batch's
      * chargers below circuit c not yet applied to its run[]: i < 8 summed per used-phase mask (a child's
      * sums per lane on the masks of one phase), i = 8 on the power lane (times n_used); all zero outside a
-     * batch (arrays of their own: a larger circuit_scratch costs every pass over it an instruction per
-     * circuit); adm_leaf[0..adm_nt) the circuits a batch's chargers hang from (nc + 1 entries); adm_next
-     * links the circuits of one depth to flush (1 + index, 0 = none) */
+     * batch (an array of its own: a larger circuit_scratch costs every pass over it an instruction per
+     * circuit) */
     int64_t *adm_acc;
-    int32_t *adm_leaf, *adm_next;
-    int32_t adm_head[DLB_MAX_DEPTH + 1]; /* stage 5 (admit_flush): circuits to flush per depth, 0 outside */
     int64_t adm_low[2]; /* stage 5 (admit_quick): lower bounds of run[] below the root (phase, power lanes) */
     int32_t adm_n;      /* stage 5 (admit_quick): chargers admitted so far (in adm[]) */
     int32_t adm_items;  /* stage 5 (admit): the eligible chargers, pairs[0..adm_items) */
-    int32_t adm_nt;     /* stage 5 (admit_batch): circuits listed in adm_leaf[] */
     int32_t adm_failed; /* stage 5 (admit_fails_root): its answer for the charger where it stopped */
     int32_t adm_rsn[DLB_LANES]; /* stage 5 (admit_fails_root): a failure's reason per root lane */
     int64_t adm_bsum[8];        /* stage 5 (admit_batch): its minima so far per used-phase mask */
@@ -258,6 +259,25 @@ struct dlb_site {
     int64_t adm_now;
     int32_t n_live; /* stage 6 (fill): started chargers of the group not frozen (a member: the fill's frame) */
     int32_t n_fz;   /* stage 6 (fill): how many started chargers the last freeze_loop froze (listed in tmp[]) */
+    /* stage 5 (admit_fails_root, admit_fails_wide): per used-phase mask u, the outputs of a charger failing
+     * at the root on the lowest lane of m3 & u (m3 = adm_m3 the root's phase lanes short; read only where
+     * m3 & u != 0; adm_m3 reset by each admit_fails_root call, as adm_rsn may change): adm_rc[u] the bytes of reason and limit_circuit (adjacent in
+     * dlb_charger_output), adm_ll[u] limit_lane */
+    uint64_t adm_rc[8];
+    int32_t adm_ll[8];
+    uint32_t adm_m3; /* the m3 adm_rc and adm_ll are for (8: none) */
+    /* stage 5 (admit_quick): a summary of the configuration (fixed after dlb_init, which zeroes it), found
+     * at the first call: bit 0 set once found, bit 1 if a charger can switch phases, bit 2 if every
+     * charger has the same min_ma */
+    uint32_t adm_cfg;
+    /* stage 5 (admit_fails_wide), found with adm_cfg: per charger, 1 << phase_map[0] if it can switch
+     * phases, else 0 (nk entries) */
+    uint8_t *adm_sw;
+    /* stage 5 (admit_batch, admit_fails_wide), found with adm_cfg: each charger's circuit and min_ma, 8
+     * bytes apart (their loops read them without a multiply by dlb_charger's size) */
+    adm_charger *adm_kc;
+    int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
+    uint32_t adm_ms;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -988,19 +1008,18 @@ typedef struct {
                     their own, which would grow dlb_init's frame) */
 } layout;
 
-/* stage 5's batch arrays (see dlb_site.adm_acc) at the end of the layout: their size, and their places */
-static size_t admit_bytes(size_t nc)
+/* stage 5's arrays (dlb_site.adm_acc, adm_sw) at the end of the layout: their size, and their places */
+static size_t admit_bytes(size_t nc, size_t nk)
 {
-    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8((nc + 1) * sizeof(int32_t)) + align8(nc * sizeof(int32_t));
+    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk) + align8(nk * sizeof(adm_charger));
 }
 
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
     s->adm_acc = (int64_t *)(void *)at;
     at += align8(nc * ADM_ACC * sizeof(int64_t));
-    s->adm_leaf = (int32_t *)(void *)at;
-    at += align8((nc + 1) * sizeof(int32_t));
-    s->adm_next = (int32_t *)(void *)at;
+    s->adm_sw = at;
+    s->adm_kc = (adm_charger *)(void *)(at + align8((size_t)s->nk));
 }
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -1098,7 +1117,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kept_key));
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
-    o += admit_bytes(nc);
+    o += admit_bytes(nc, nk);
     l->total = o;
     return 1;
 }
@@ -2366,8 +2385,9 @@ static inline int remembered(const dlb_site *s, int32_t k)
  * (the usual case), exact for any input:
  * - Admissions in batches (admit_batch, then admit_flush): the chargers in turn while the root can take
  *   each, tested against the root's run[] alone (in registers), each minimum added to its own circuit's
- *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] level by level, from the
- *   deepest circuits up (each circuit once, its sums passed on to its parent's adm_acc). Every amount is > 0 (min_ma >= 1;
+ *   adm_acc (per used-phase mask); admit_flush then applies the sums to run[] by decreasing circuit index
+ *   (children before their parent; each circuit once, its sums passed on to its parent's adm_acc), or for
+ *   a small batch along each charger's path. Every amount is > 0 (min_ma >= 1;
  *   an eligible charger uses a phase, n_used >= 1), so at each circuit a charger's test (run[] minus the
  *   minima taken there before it, minus its own, >= 0 on each of its lanes, as admit_take's) reads run[]
  *   at the start minus a prefix of the batch's sum on that lane: if every lane a charger of the batch uses
@@ -2378,60 +2398,90 @@ static inline int remembered(const dlb_site *s, int32_t k)
  *   lowers them to the new values on its path). A charger whose minimum is at most adm_low[0] and its power
  *   amount at most adm_low[1] finds no short lane below the root: its first short lane is the root's, and
  *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
- *   for their minimum (computed once per amount). The usual failures not covered go to admit_fails. */
+ *   for their minimum (computed once per amount); the plainest (waiting, no phase switch to ask, the
+ *   same minimum, no power lane short for 3 times it) go through admit_fails_wide's loop, which writes their outputs from a table per used-phase
+ *   mask. The usual failures not covered go to admit_fails. */
 
-/* apply the batch's sums (the circuits adm_leaf[0..nt)) to run[], deepest circuits first; returns < 0 if a
- * lane the batch uses ends short (its sum > 0 there: on a lane it does not use, run[] may be < 0 already) */
-DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t nt)
+/* admit_flush's step at a circuit: the sums acc of the chargers below it (zeroed) taken from
+ * run[]; returns the lanes the batch uses there that end short (< 0 if one does: its sum > 0 there; on a
+ * lane it does not use, run[] may be < 0 already), and the lane sums in *sum (0..2 phases, 3 power) */
+static DLB_INLINE int64_t flush_one(int64_t *acc, int64_t *run, int64_t *sum)
+{
+    /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
+    const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
+                  s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
+    for (int i = 0; i < ADM_ACC; i++) {
+        acc[i] = 0;
+    }
+    const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
+    run[0] = t0;
+    run[1] = t1;
+    run[2] = t2;
+    run[DLB_LANE_POWER] = t3;
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+    if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
+        return (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
+    }
+    return 0;
+}
+
+/* apply the batch's sums (adm_acc; its chargers adm[n0..adm_n)) to run[]; returns < 0 if a lane the batch
+ * uses ends short. A large batch: every circuit with sums, by decreasing index (a parent comes before its
+ * children: each circuit's sums are complete when it is reached), its sums passed on to its parent's
+ * adm_acc; no list of the circuits touched to keep. A small one (fewer than nc / 2 chargers): each
+ * charger's circuit not yet flushed, its sums taken along its whole path (run[] only goes down, so a lane
+ * short after any take of a sum > 0 on it ends short, and the last such take sees its final value). */
+DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
 {
     circuit_scratch *const cx = s->cx;
-    const int32_t *const leafs = s->adm_leaf, *const plen = s->plen;
-    int32_t *const head = s->adm_head, *const next = s->adm_next; /* per depth: 1 + its first circuit */
     int64_t *const accs = s->adm_acc;
-    int32_t dmax = 1;
-    for (int32_t j = 0; j < nt; j++) {
-        const int32_t c = leafs[j], d = plen[c];
-        next[c] = head[d];
-        head[d] = c + 1;
-        dmax = d > dmax ? d : dmax;
-    }
-    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1];
-    for (int32_t d = dmax; d >= 1; d--) {
-        int32_t e = head[d];
-        head[d] = 0;
-        while (e != 0) {
-            const int32_t c = e - 1;
-            e = next[c];
-            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
-            /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
-            const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
-                          s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
-            for (int i = 0; i < ADM_ACC; i++) {
-                acc[i] = 0;
-            }
-            const int64_t t0 = run[0] - s0, t1 = run[1] - s1, t2 = run[2] - s2, t3 = run[DLB_LANE_POWER] - s3;
-            run[0] = t0;
-            run[1] = t1;
-            run[2] = t2;
-            run[DLB_LANE_POWER] = t3;
-            if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
-                bad |= (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
-            }
-            if (d == 1) {
+    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1], sum[4];
+    if (2 * (s->adm_n - n0) < s->nc) {
+        for (int32_t i = n0; i < s->adm_n; i++) {
+            const int32_t c = s->chg[s->adm[i]].circuit;
+            int64_t *acc = accs + (size_t)c * ADM_ACC;
+            if (acc[8] == 0) { /* flushed with an earlier charger of its circuit */
                 continue;
             }
-            lph = min64(lph, min64(t0, min64(t1, t2)));
-            lpw = min64(lpw, t3);
-            const int32_t p = s->path[(size_t)c * DLB_MAX_DEPTH + 1]; /* its parent (d > 1) */
-            int64_t *pa = accs + (size_t)p * ADM_ACC;
-            if (pa[8] == 0) { /* first touched */
-                next[p] = head[d - 1];
-                head[d - 1] = p + 1;
+            bad |= flush_one(acc, cx[c].run, sum);
+            const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+            const int32_t depth = s->plen[c];
+            for (int32_t d = 1; d < depth; d++) { /* its ancestors: the sums taken at each */
+                int64_t *run = cx[path[d]].run;
+                const int64_t t0 = run[0] - sum[0], t1 = run[1] - sum[1], t2 = run[2] - sum[2],
+                              t3 = run[DLB_LANE_POWER] - sum[3];
+                run[0] = t0;
+                run[1] = t1;
+                run[2] = t2;
+                run[DLB_LANE_POWER] = t3;
+                bad |= (sum[0] != 0 ? t0 : 0) | (sum[1] != 0 ? t1 : 0) | (sum[2] != 0 ? t2 : 0) | t3;
             }
-            pa[1] += s0;
-            pa[2] += s1;
-            pa[4] += s2;
-            pa[8] += s3;
+            for (int32_t d = 0; d < depth - 1; d++) { /* adm_low below the root */
+                const int64_t *run = cx[path[d]].run;
+                lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+                lpw = min64(lpw, run[DLB_LANE_POWER]);
+            }
+        }
+    } else {
+        for (int32_t c = s->nc - 1; c >= 1; c--) {
+            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
+            if (acc[8] == 0) { /* no charger of the batch below it (every power amount is > 0) */
+                continue;
+            }
+            bad |= flush_one(acc, run, sum);
+            lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+            lpw = min64(lpw, run[DLB_LANE_POWER]);
+            int64_t *pa = accs + (size_t)s->path[(size_t)c * DLB_MAX_DEPTH + 1] * ADM_ACC; /* its parent */
+            pa[1] += sum[0];
+            pa[2] += sum[1];
+            pa[4] += sum[2];
+            pa[8] += sum[3];
+        }
+        if (accs[8] != 0) { /* the root */
+            bad |= flush_one(accs, cx[0].run, sum);
         }
     }
     s->adm_low[0] = lph;
@@ -2464,14 +2514,14 @@ static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, i
 
 /* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
  * it does not use passes: the root's lanes start >= 0 and stay so). Returns where it stopped; the
- * circuits touched are listed in adm_leaf[0..adm_nt), the chargers taken appended to adm[0..adm_n). */
+ * chargers taken appended to adm[0..adm_n), their minima summed in adm_acc. */
 DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const dlb_charger *const chg = s->chg;
+    const adm_charger *const chg = s->adm_kc;
     charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
-    int32_t *const leafs = s->adm_leaf, *ap = s->adm + s->adm_n, *lp = leafs;
+    int32_t *ap = s->adm + s->adm_n;
     int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
     for (int u = 0; u < 8; u++) {
         bs[u] = 0;
@@ -2482,7 +2532,7 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
     int64_t g = min64(rr[0], min64(rr[1], rr[2])), gn = rr[DLB_LANE_POWER];
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
+        const adm_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t a = kc->min_ma, an = a * x->n_used;
@@ -2494,8 +2544,6 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         bs[used] += a;
         const int32_t c = kc->circuit;
         int64_t *acc = accs + (size_t)c * ADM_ACC;
-        *lp = c;
-        lp += acc[8] == 0; /* first touched: its power sum is > 0 from now on */
         acc[used] += a;
         acc[8] += an;
         admitted_outputs(x, &out[k], a);
@@ -2506,7 +2554,7 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
             r2 = rr[2] - (bs[4] + bs[5] + bs[6] + bs[7]), r3 = gn;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
+        const adm_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t *const lm = lane_mask[used];
@@ -2521,15 +2569,12 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         }
         const int32_t c = kc->circuit;
         int64_t *acc = accs + (size_t)c * ADM_ACC;
-        *lp = c;
-        lp += acc[8] == 0;
         acc[used] += a;
         acc[8] += an;
         admitted_outputs(x, &out[k], a);
         *ap++ = k;
     }
     s->adm_n = (int32_t)(ap - s->adm);
-    s->adm_nt = (int32_t)(lp - leafs);
     return pp;
 }
 
@@ -2537,6 +2582,61 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
 DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_output *o, int32_t failed)
 {
     admit_fail(s, k, o, failed);
+}
+
+/* admit_fails_root's usual case, in a loop of its own with few live values (no spills), called where
+ * admit_fails_root stopped with adm_failed -3 (the charger at pp is such a failure, so at least one is
+ * settled): from pp on, the chargers of minimum a (wide for a: no power lane short for it, whatever
+ * n_used) whose used phases meet m3 (the root's phase lanes short for a), that stage 4 saw waiting and
+ * that switch_to_one would not switch (as admit_fails_root decides: it cannot switch phases, or the
+ * root's power lane is short for a (bit 3 of ms clear), or its one phase is) fail at the root on the
+ * lowest short lane of m3 & used. Stops at the first charger not known to be such a failure
+ * (admit_fails_root takes it), returns where it stopped. */
+/* admit_fails_wide's loop, in four copies by two constants: chk, whether a charger's min_ma may differ
+ * from a (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is
+ * to be asked (adm_sw). Without chk it reads neither min_ma (adm_kc) nor its place. */
+static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                               const kpair *const end, int32_t a, uint32_t m3, int chk, int sw)
+{
+    const adm_charger *const chg = s->adm_kc;
+    const charger_scratch *const kx = s->kx;
+    const uint8_t *const swb = s->adm_sw;
+    const uint32_t nm3 = ~m3 & 7u;
+    for (; pp < end; pp++) {
+        const int32_t k = (int32_t)pp->item;
+        const charger_scratch *x = &kx[k];
+        const uint32_t shortm = m3 & x->used;
+        if ((chk && chg[k].min_ma != a) || shortm == 0 || !(x->tier & TIER_WAITING) || (sw && (swb[k] & nm3) != 0)) {
+            break; /* (swb[k] & nm3: it can switch phases and its one phase is not short at the root) */
+        }
+        /* reason and limit_circuit in one store (adjacent in dlb_charger_output) */
+        dlb_charger_output *o = &out[k];
+        memcpy((unsigned char *)o + offsetof(dlb_charger_output, reason), &s->adm_rc[shortm], sizeof s->adm_rc[0]);
+        o->limit_lane = s->adm_ll[shortm];
+    }
+    return pp;
+}
+
+DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                                  const kpair *const end, int64_t a, uint32_t ms)
+{
+    const uint32_t m3 = ms & 7u; /* ms: m3, and bit 3 if a charger that may switch phases is to be asked */
+    if (m3 != s->adm_m3) {
+        s->adm_m3 = m3;
+        for (uint32_t u = 1; u < 8; u++) {
+            const int32_t ln = lowest_lane[(m3 & u) | 8u]; /* 3 if m3 & u == 0 (then unused) */
+            const int32_t rc[2] = {s->adm_rsn[ln], 0};    /* reason, limit_circuit */
+            memcpy(&s->adm_rc[u], rc, sizeof rc);
+            s->adm_ll[u] = ln;
+        }
+    }
+    s->cx[0].status |= DLB_CIRCUIT_LIMITING; /* the charger at pp fails at the root (see above) */
+    const int32_t a32 = (int32_t)a; /* a min_ma */
+    const int sw = (ms & 8u) && (s->adm_cfg & 2u); /* no charger can switch phases: none to ask */
+    if (s->adm_cfg & 4u) {                         /* every min_ma is a */
+        return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 0, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 0, 0);
+    }
+    return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0);
 }
 
 /* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
@@ -2552,10 +2652,6 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const root = &s->cx[0];
     const int64_t r3 = root->run[DLB_LANE_POWER];
-    /* a failure's reason per root lane (budget[] does not change in stage 5) */
-    for (int ln = 0; ln < DLB_LANES; ln++) {
-        s->adm_rsn[ln] = root->budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
-    }
     const kpair *const from = pp;
     int64_t ca = -1;  /* the amount m3, lim and wide are for (none yet: every min_ma >= 1) */
     uint32_t m3 = 0;  /* the root's phase lanes short for ca */
@@ -2592,6 +2688,12 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
             res = lane - 8;
             break;
         }
+        if (wide) { /* admit_fails_wide settles it and the like after it */
+            s->adm_wa = a;
+            s->adm_ms = m3 | (uint32_t)(m3 != 7u && r3 >= a) << 3; /* see there */
+            res = -3;
+            break;
+        }
         dlb_charger_output *o = &out[k];
         o->limit_circuit = 0;
         o->limit_lane = lane;
@@ -2613,13 +2715,27 @@ static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const
     if (q == pp) {
         return q;
     }
-    if (admit_flush(s, s->adm_nt) < 0) {
+    if (admit_flush(s, n0) < 0) {
         admit_undo(s, out, n0, s->adm_n);
         s->adm_n = n0;
         return NULL;
     }
     s->gen++;
     return q;
+}
+
+/* adm_cfg (see dlb_site), found once per site: the configuration does not change after dlb_init */
+DLB_NOINLINE static void admit_cfg(dlb_site *s)
+{
+    uint32_t cfg = 1u | 4u;
+    for (int32_t k = 0; k < s->nk; k++) {
+        cfg |= s->chg[k].can_switch_phases ? 2u : 0u;
+        s->adm_sw[k] = (uint8_t)(s->chg[k].can_switch_phases ? 1u << s->chg[k].phase_map[0] : 0u);
+        s->adm_kc[k].circuit = s->chg[k].circuit;
+        s->adm_kc[k].min_ma = s->chg[k].min_ma;
+        cfg &= s->chg[k].min_ma == s->chg[0].min_ma ? ~0u : ~4u;
+    }
+    s->adm_cfg = cfg;
 }
 
 /* stage 5's quick path (see above) from the first charger, the admitted ones counted in adm_n: returns the
@@ -2636,6 +2752,14 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
     }
     s->adm_low[0] = lph;
     s->adm_low[1] = lpw;
+    /* a failure's reason per root lane (budget[] does not change in stage 5) */
+    for (int ln = 0; ln < DLB_LANES; ln++) {
+        s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+    }
+    s->adm_m3 = 8; /* adm_rc and adm_ll are for no m3 yet */
+    if (s->adm_cfg == 0) {
+        admit_cfg(s);
+    }
     int fits = 0; /* admit_fails_root found that pp fits */
     while (pp < end) {
         /* a batch, unless this charger's answer is remembered (a short lane, exact: it cannot fit) */
@@ -2656,6 +2780,15 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         if (!fits) {
             pp = admit_fails_root(s, out, pp, end);
             failed = s->adm_failed;
+            while (failed == -3) { /* the usual failures, in admit_fails_wide's loop (not called from
+                                    * admit_fails_root: its frame would deepen the stack's deepest chain) */
+                pp = admit_fails_wide(s, out, pp, end, s->adm_wa, s->adm_ms);
+                if (pp == end) {
+                    break;
+                }
+                pp = admit_fails_root(s, out, pp, end);
+                failed = s->adm_failed;
+            }
             if (pp == end) {
                 break;
             }
