@@ -261,14 +261,14 @@ struct dlb_site {
     int32_t n_fz;   /* stage 6 (fill): how many started chargers the last freeze_loop froze (listed in tmp[]) */
     /* stage 5 (admit_fails_root, admit_fails_wide): per used-phase mask u, the outputs of a charger failing
      * at the root on the lowest lane of m3 & u (m3 = adm_m3 the root's phase lanes short; read only where
-     * m3 & u != 0; adm_m3 reset by each admit_fails_root call, as adm_rsn may change): adm_rc[u] the bytes of reason and limit_circuit (adjacent in
-     * dlb_charger_output), adm_ll[u] limit_lane */
+     * m3 & u != 0; adm_m3 reset by each admit_fails_root call, as adm_rsn may change): adm_rc[u] the
+     * bytes of reason and limit_circuit (adjacent in dlb_charger_output), adm_ll[u] limit_lane */
     uint64_t adm_rc[8];
     int32_t adm_ll[8];
     uint32_t adm_m3; /* the m3 adm_rc and adm_ll are for (8: none) */
-    /* stage 5 (admit_quick): a summary of the configuration (fixed after dlb_init, which zeroes it), found
-     * at the first call: bit 0 set once found, bit 1 if a charger can switch phases, bit 2 if every
-     * charger has the same min_ma */
+    /* stage 5 (admit_quick): a summary of the configuration, found by dlb_init (admit_cfg; nothing changes
+     * the configuration afterwards): bit 0 always set, bit 1 if a charger can switch phases, bit 2 if
+     * every charger has the same min_ma */
     uint32_t adm_cfg;
     /* stage 5 (admit_fails_wide), found with adm_cfg: per charger, 1 << phase_map[0] if it can switch
      * phases, else 0 (nk entries) */
@@ -1245,6 +1245,8 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
     return DLB_OK;
 }
 
+static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
+
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
 {
@@ -1439,6 +1441,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
         s->rank_end[s->perm_end[i]] = i;
     }
     tree_init(s);
+    admit_cfg(s);
     *site = s;
     return DLB_OK;
 }
@@ -1945,8 +1948,8 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
 
 /* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
  * circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them (the
- * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined, its loop's live values grew dlb_step's frame past the stack
- * bound (dlb.h). */
+ * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined,
+ * its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
 DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
                                                           int64_t dt, int32_t k0)
 {
@@ -2399,8 +2402,8 @@ static inline int remembered(const dlb_site *s, int32_t k)
  *   amount at most adm_low[1] finds no short lane below the root: its first short lane is the root's, and
  *   it fits if the root has none. So most failures cost their outputs and a mask of the root's lanes short
  *   for their minimum (computed once per amount); the plainest (waiting, no phase switch to ask, the
- *   same minimum, no power lane short for 3 times it) go through admit_fails_wide's loop, which writes their outputs from a table per used-phase
- *   mask. The usual failures not covered go to admit_fails. */
+ *   same minimum, no power lane short for 3 times it) go through admit_fails_wide's loop, which writes
+ *   their outputs from a table per used-phase mask. The usual failures not covered go to admit_fails. */
 
 /* admit_flush's step at a circuit: the sums acc of the chargers below it (zeroed) taken from
  * run[]; returns the lanes the batch uses there that end short (< 0 if one does: its sum > 0 there; on a
@@ -2724,7 +2727,7 @@ static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const
     return q;
 }
 
-/* adm_cfg (see dlb_site), found once per site: the configuration does not change after dlb_init */
+/* adm_cfg, adm_sw and adm_kc (see dlb_site), found by dlb_init: the configuration does not change after it */
 DLB_NOINLINE static void admit_cfg(dlb_site *s)
 {
     uint32_t cfg = 1u | 4u;
@@ -2757,9 +2760,6 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
     }
     s->adm_m3 = 8; /* adm_rc and adm_ll are for no m3 yet */
-    if (s->adm_cfg == 0) {
-        admit_cfg(s);
-    }
     int fits = 0; /* admit_fails_root found that pp fits */
     while (pp < end) {
         /* a batch, unless this charger's answer is remembered (a short lane, exact: it cannot fit) */
@@ -4960,7 +4960,8 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
     }
 }
 
-/* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk inline: its loop keeps its own registers. */
+/* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk
+ * inline: its loop keeps its own registers. */
 DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
 {
     const int32_t nc = s->nc;

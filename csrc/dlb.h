@@ -33,9 +33,9 @@
  *                 when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 240 + admit 32 + admit_seq 176 +
- *     admit_run 56 = 504; dlb_step 240 + progressive_fill 192 + rank_sort 56 = 488; dlb_init 448 +
- *     merge_sort 56 = 504; `make -C csrc test` checks the bound on gcc's call graph).
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 208 + admit 32 + admit_seq 176 +
+ *     admit_run 56 = 472; dlb_init 448 + merge_sort 56 = 504; `make -C csrc test` checks the bound on
+ *     gcc's call graph).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
  * the three phase currents and, when the circuit has a power cap, the sum of the three phase currents
@@ -51,8 +51,9 @@
  *      first reading is trusted at once (there was no failure to recover from).
  *   2. base load per circuit and phase = meter - sum of measured EV currents of the (non-lost) chargers
  *      below the meter, taking the smallest such sum seen within meter_latency_ms (the meter's value
- *      may predate an EV's start; a late meter then never makes the base look smaller than it is). A circuit without a meter has base = fallback_base_ma (its own non-EV load,
- *      default 0) + the base of its child circuits. A lost charger's draw is not subtracted (it stays in
+ *      may predate an EV's start; a late meter then never makes the base look smaller than it is). A
+ *      circuit without a meter has base = fallback_base_ma (its own non-EV load, default 0) + the base of
+ *      its child circuits. A lost charger's draw is not subtracted (it stays in
  *      the base), because its reserve is counted on top: conservative.
  *   Counted phases: a demanding charger loads the site phases of the conductors of its phase mode;
  *   once it has been on for follow_time_ms (and follow_time_ms has passed since a phase switch), a
