@@ -4199,7 +4199,9 @@ DLB_INLINE static int64_t path_scan(dlb_site *s, int32_t k, int64_t own, int64_t
      * of the three walks below (all three phases, one, two), so the binding lane is the same one. What
      * pay(s, k, take, .) takes from hr is taken in the same walk (each lane read first). floor(h / n) < room
      * <=> h < room * n (n > 0): divide only when the power lane binds; an uncapped power lane holds INF and
-     * never does. */
+     * never does. The general walk (the last) gives the same answer for every used set; the two before it
+     * are its cases without offsets or a variable n, kept because they save ~0.9K instructions per step
+     * (N = 1,000 bench, measured) where the target is within a few percent. */
     circuit_scratch *const cx = s->cx;
     const int64_t n = x->n_used;
     if (used == 7u) { /* all three phases (n = 3): no unused lane, no unbalance lane */
