@@ -1592,8 +1592,9 @@ static inline int64_t reading_head(int32_t fresh, int32_t state)
 static inline uint64_t c2_su(const dlb_charger_input *ci)
 {
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t v; /* (the two are adjacent: see the assertion above) */
-    memcpy(&v, &ci->current_ma[2], sizeof(v));
+    uint64_t v; /* (the two are adjacent: see the assertion above; the bytes are addressed from the whole
+                 * reading, not past the end of current_ma) */
+    memcpy(&v, (const unsigned char *)ci + offsetof(dlb_charger_input, current_ma) + 2 * sizeof(int32_t), sizeof(v));
     return v;
 #else
     return (uint32_t)ci->current_ma[2] | (uint64_t)(uint32_t)ci->session_update << 32;
