@@ -109,7 +109,15 @@ typedef struct {
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
     uint8_t started, frozen;
+    /* stages 7-9 (transition_pass, topup_pass): the charger's circuit and step_ma | can_switch_phases << 31
+     * (step_ma < 2^31), set by dlb_init (outputs_cfg) and never written again (configuration). In the
+     * struct's tail padding: these loops then read no dlb_charger in the usual cases, and no other pass
+     * strides further */
+    uint16_t circ16;
+    int32_t step_sw;
 } charger_scratch;
+_Static_assert(sizeof(charger_scratch) == 80 && DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
+               "stages 7-9's fields fit in charger_scratch's padding");
 
 /* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
 typedef struct {
@@ -1246,6 +1254,7 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 }
 
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
+static void outputs_cfg(dlb_site *s); /* stages 7-9's copy of the configuration (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1442,6 +1451,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     tree_init(s);
     admit_cfg(s);
+    outputs_cfg(s);
     *site = s;
     return DLB_OK;
 }
@@ -4761,6 +4771,16 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     }
 }
 
+/* charger_scratch's circ16 and step_sw (see there), found by dlb_init: the configuration does not change */
+static void outputs_cfg(dlb_site *s)
+{
+    for (int32_t k = 0; k < s->nk; k++) {
+        const dlb_charger *kc = &s->chg[k];
+        s->kx[k].circ16 = (uint16_t)kc->circuit;
+        s->kx[k].step_sw = (int32_t)((uint32_t)kc->step_ma | (kc->can_switch_phases ? 1u << 31 : 0u));
+    }
+}
+
 /* stage 8 detail: charger k rises to min(hi, floor_grid(up)) from its counted level (sp, m or target)
  * on real headroom, r the room it was found (its binding lane names the limit if it stays below hi);
  * returns its new set-point. Out of line: rare, and nothing in the caller's loop is live across it. */
@@ -4998,17 +5018,17 @@ DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, i
         }
         return;
     }
+    const uint32_t *const over_path = s->over_path;
     for (int32_t i = 0; i < n_adm; i++) {
         const int32_t k = adm[i];
         charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        const charger_state *st = &s->ks[k];
         int64_t t = x->ideal;
         /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
          * is above the cut, and the cut is at least its set-point: the division and the walk for the
          * lane are left for that rare case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > st->sp) {
-            int64_t cut = max64(st->sp, floor_grid(x->drawn, kc->step_ma));
+        if ((over_path[x->circ16] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > s->ks[k].sp) {
+            const dlb_charger *kc = &s->chg[k];
+            const int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
             if (t > cut) {
                 /* the lane is already overloaded: nobody on it is raised above its draw */
                 room_t ro = {0, overloaded_lane(s, k)};
@@ -5017,9 +5037,9 @@ DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, i
                 if (t < kc->min_ma) {
                     t = 0;
                 }
+                x->ideal = t; /* its target from here on */
             }
         }
-        x->ideal = t; /* its target from here on */
         if (t > x->m) {
             transition(s, k, t, &out[k]);
         }
@@ -5080,8 +5100,9 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
     for (int32_t i = 0; i < n_adm; i++) {
         const int32_t k = adm[i];
         const charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
+        /* its circuit, step and can_switch_phases from charger_scratch's copy: no dlb_charger read */
+        const int32_t step_sw = x->step_sw;
         /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums). A
          * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
          * the transition's; its counted level base is then max(sp, m, target) = max(m, target) */
@@ -5094,7 +5115,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
             }
             const charger_state *st = &s->ks[k];
-            if ((kc->can_switch_phases != 0) & (st->mode == 1)) {
+            if ((step_sw < 0) & (st->mode == 1)) {
                 adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
             }
             if (st->sp != 0 || st->wait_since == TNONE) {
@@ -5103,7 +5124,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             continue;
         }
         {
-            circuit_scratch *leaf = &s->cx[kc->circuit];
+            circuit_scratch *leaf = &s->cx[x->circ16];
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
@@ -5112,7 +5133,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 }
                 const int64_t mv = leaf->fail_amount[used];
                 const int64_t base = max64(m, target);
-                if (mv >= 0 && mv >= sp + kc->step_ma - base) {
+                if (mv >= 0 && mv >= sp + (step_sw & INT32_MAX) - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
                     if (o->limit_circuit != DLB_NONE) {
                         s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
@@ -5151,7 +5172,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         }
         const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
-        if ((kc->can_switch_phases != 0) & (st->mode == 1)) { /* one branch, usually not taken */
+        if ((step_sw < 0) & (st->mode == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
         if (spk != st->sp) { /* spk != 0: on or already marked waiting is no change */
