@@ -4444,8 +4444,13 @@ static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps
     cs->fail_gen[u] = gen;
 }
 
-/* room_fill for circuit c, ps its parent's scratch (NULL for a root) */
-DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen)
+/* room_fill for circuit c, ps its parent's scratch (NULL for a root); capped: has_power(s, c) (a constant at
+ * each call). Without a cap hr's power lane holds INF less what stages 7-8 took (transition's takes and
+ * pay's costs, each at most 3 * 2^21 per charger: below 2^40 in all), while a phase's headroom is within
+ * about 2^50 of 0 (sums of int32 currents over at most 2^16 chargers and 2^12 circuits): the power lane
+ * is never the lowest, nor below three times a phase's, so its compares are left out. */
+DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen,
+                                     const int capped)
 {
     circuit_scratch *cs = &s->cx[c];
     const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
@@ -4458,7 +4463,7 @@ DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scrat
     const int32_t b2 = h2 < v;
     v = b2 ? h2 : v;
     ln = (ln & (b2 - 1)) | (b2 << 1); /* b2 ? 2 : ln */
-    if (hp < v * 3) {
+    if (capped && hp < v * 3) {
         v = fdiv(hp, 3);
         ln = DLB_LANE_POWER;
     }
@@ -4471,12 +4476,24 @@ DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scrat
          * limit + min(evl of the other two) - evl[p] */
         const int64_t lim = s->circ[c].unbalance_limit_ma;
         const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+        if (!capped) {
+            room_put_unbal(cs, ps, 1u, h0, c4, lim + min64(e1, e2) - e0, c4, gen);
+            room_put_unbal(cs, ps, 2u, h1, c4 + 1, lim + min64(e0, e2) - e1, c4 + 1, gen);
+            room_put_unbal(cs, ps, 4u, h2, c4 + 2, lim + min64(e0, e1) - e2, c4 + 2, gen);
+            return;
+        }
         room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
                        c4, gen);
         room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
                        c4 + 1, gen);
         room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
                        c4 + 2, gen);
+        return;
+    }
+    if (!capped) {
+        room_put(cs, ps, 1u, h0, c4, gen);
+        room_put(cs, ps, 2u, h1, c4 + 1, gen);
+        room_put(cs, ps, 4u, h2, c4 + 2, gen);
         return;
     }
     room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
@@ -4493,15 +4510,21 @@ static void room_fill(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
+    const int32_t *const hpw = s->hp;
     if (s->single_root) {
-        room_fill_one(s, 0, NULL, gen);
+        room_fill_one(s, 0, NULL, gen, 1);
         for (int32_t c = 1; c < s->nc; c++) {
-            room_fill_one(s, c, &cx[s->circ[c].parent], gen);
+            const circuit_scratch *ps = &cx[s->circ[c].parent];
+            if (hpw[c] != 0) {
+                room_fill_one(s, c, ps, gen, 1);
+            } else {
+                room_fill_one(s, c, ps, gen, 0);
+            }
         }
         return;
     }
     for (int32_t c = 0; c < s->nc; c++) {
-        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen);
+        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen, 1);
     }
 }
 
