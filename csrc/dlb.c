@@ -4773,13 +4773,14 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
         r.lane = ml;
     }
     /* floor_grid of a value >= 0 (m >= 0) on a step > 0: C's division floors it */
-    const int64_t v = (m + max64(r.room, 0)) / kc->step_ma * kc->step_ma;
+    const int64_t step = x->step_sw & INT32_MAX;
+    const int64_t v = (m + max64(r.room, 0)) / step * step;
     const int64_t sp = v >= kc->min_ma ? v : 0;
     x->sp = sp;
     if (sp < t) {
         set_limit(o, r, DLB_REASON_TRANSITION);
     }
-    if (sp > m && s->unbal_path[kc->circuit]) {
+    if (sp > m && s->unbal_path[x->circ16]) {
         const uint32_t used = x->used;
         const int64_t b0 = (sp - m) * (int64_t)(used & 1u), b1 = (sp - m) * (int64_t)((used >> 1) & 1u),
                       b2 = (sp - m) * (int64_t)((used >> 2) & 1u);
@@ -5119,6 +5120,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                                     const int by_mask)
 {
     int32_t *const adm = s->adm;
+    uint64_t gen = s->gen; /* the site gen, which only a raise (topup_general) changes here */
     int32_t n_sw = 0;
     for (int32_t i = 0; i < n_adm; i++) {
         const int32_t k = adm[i];
@@ -5151,13 +5153,14 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
-                if (leaf->fail_gen[used] != s->gen) { /* room_of's entry */
+                if (leaf->fail_gen[used] != gen) { /* room_of's entry */
                     room_memo(s, k);
                 }
                 const int64_t mv = leaf->fail_amount[used];
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + (step_sw & INT32_MAX) - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
+                    gen = s->gen;
                     if (o->limit_circuit != DLB_NONE) {
                         s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
                     }
