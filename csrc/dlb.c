@@ -5007,6 +5007,21 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
     }
 }
 
+/* stage 7 for admitted charger k with an overloaded lane on its path and a target above its set-point: the
+ * lane is already overloaded, so nobody on it is raised above its draw; its target (ideal from here on) is
+ * cut to max(sp, floor_grid(drawn)) if above. Out of line: rare. */
+DLB_NOINLINE static void overload_cut(dlb_site *s, int32_t k, dlb_charger_output *o)
+{
+    charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    const int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+    if (x->ideal > cut) {
+        room_t ro = {0, overloaded_lane(s, k)};
+        set_limit(o, ro, DLB_REASON_OVERLOAD);
+        x->ideal = cut < kc->min_ma ? 0 : cut;
+    }
+}
+
 /* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk
  * inline: its loop keeps its own registers. */
 DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
@@ -5042,30 +5057,37 @@ DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, i
         }
         return;
     }
+    /* Two at a time as above: a cut reads and writes only its own charger's target and outputs (and the
+     * overload masks), which no transition touches, so cutting the second before the first's transition
+     * changes nothing. An overloaded lane on its path (over_path says whether there is one) matters only if
+     * the target is above the cut, and the cut is at least its set-point: the rest is left for that case. */
     const uint32_t *const over_path = s->over_path;
-    for (int32_t i = 0; i < n_adm; i++) {
+    const charger_state *const ks = s->ks;
+    int32_t i = 0;
+    for (; i + 1 < n_adm; i += 2) {
+        const int32_t k0 = adm[i], k1 = adm[i + 1];
+        charger_scratch *x0 = &kx[k0], *x1 = &kx[k1];
+        if ((over_path[x0->circ16] & (x0->used | (1u << DLB_LANE_POWER))) != 0 && x0->ideal > ks[k0].sp) {
+            overload_cut(s, k0, &out[k0]);
+        }
+        if ((over_path[x1->circ16] & (x1->used | (1u << DLB_LANE_POWER))) != 0 && x1->ideal > ks[k1].sp) {
+            overload_cut(s, k1, &out[k1]);
+        }
+        if (x0->ideal > x0->m) {
+            transition(s, k0, x0->ideal, &out[k0]);
+        }
+        if (x1->ideal > x1->m) {
+            transition(s, k1, x1->ideal, &out[k1]);
+        }
+    }
+    if (i < n_adm) {
         const int32_t k = adm[i];
         charger_scratch *x = &kx[k];
-        int64_t t = x->ideal;
-        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
-         * is above the cut, and the cut is at least its set-point: the division and the walk for the
-         * lane are left for that rare case. */
-        if ((over_path[x->circ16] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > s->ks[k].sp) {
-            const dlb_charger *kc = &s->chg[k];
-            const int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
-            if (t > cut) {
-                /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k)};
-                t = cut;
-                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                if (t < kc->min_ma) {
-                    t = 0;
-                }
-                x->ideal = t; /* its target from here on */
-            }
+        if ((over_path[x->circ16] & (x->used | (1u << DLB_LANE_POWER))) != 0 && x->ideal > ks[k].sp) {
+            overload_cut(s, k, &out[k]);
         }
-        if (t > x->m) {
-            transition(s, k, t, &out[k]);
+        if (x->ideal > x->m) {
+            transition(s, k, x->ideal, &out[k]);
         }
     }
 }
@@ -5120,7 +5142,6 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                                     const int by_mask)
 {
     int32_t *const adm = s->adm;
-    uint64_t gen = s->gen; /* the site gen, which only a raise (topup_general) changes here */
     int32_t n_sw = 0;
     for (int32_t i = 0; i < n_adm; i++) {
         const int32_t k = adm[i];
@@ -5153,14 +5174,13 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
-                if (leaf->fail_gen[used] != gen) { /* room_of's entry */
+                if (leaf->fail_gen[used] != s->gen) { /* room_of's entry */
                     room_memo(s, k);
                 }
                 const int64_t mv = leaf->fail_amount[used];
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + (step_sw & INT32_MAX) - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
-                    gen = s->gen;
                     if (o->limit_circuit != DLB_NONE) {
                         s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
                     }
