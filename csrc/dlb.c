@@ -109,7 +109,15 @@ typedef struct {
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
     uint8_t started, frozen;
+    /* stages 7-9 (transition_pass, topup_pass): the charger's circuit and step_ma | can_switch_phases << 31
+     * (step_ma < 2^31), set by dlb_init (outputs_cfg) and never written again (configuration). In the
+     * struct's tail padding: these loops then read no dlb_charger in the usual cases, and no other pass
+     * strides further */
+    uint16_t circ16;
+    int32_t step_sw;
 } charger_scratch;
+_Static_assert(sizeof(charger_scratch) == 80 && DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
+               "stages 7-9's fields fit in charger_scratch's padding");
 
 /* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
 typedef struct {
@@ -1246,6 +1254,7 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 }
 
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
+static void outputs_cfg(dlb_site *s); /* stages 7-9's copy of the configuration (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1442,6 +1451,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     tree_init(s);
     admit_cfg(s);
+    outputs_cfg(s);
     *site = s;
     return DLB_OK;
 }
@@ -4434,8 +4444,13 @@ static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps
     cs->fail_gen[u] = gen;
 }
 
-/* room_fill for circuit c, ps its parent's scratch (NULL for a root) */
-DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen)
+/* room_fill for circuit c, ps its parent's scratch (NULL for a root); capped: has_power(s, c) (a constant at
+ * each call). Without a cap hr's power lane holds INF less what stages 7-8 took (transition's takes and
+ * pay's costs, each at most 3 * 2^21 per charger: below 2^40 in all), while a phase's headroom is within
+ * about 2^50 of 0 (sums of int32 currents over at most 2^16 chargers and 2^12 circuits): the power lane
+ * is never the lowest, nor below three times a phase's, so its compares are left out. */
+DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scratch *ps, uint64_t gen,
+                                     const int capped)
 {
     circuit_scratch *cs = &s->cx[c];
     const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2], hp = cs->hr[DLB_LANE_POWER];
@@ -4448,7 +4463,7 @@ DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scrat
     const int32_t b2 = h2 < v;
     v = b2 ? h2 : v;
     ln = (ln & (b2 - 1)) | (b2 << 1); /* b2 ? 2 : ln */
-    if (hp < v * 3) {
+    if (capped && hp < v * 3) {
         v = fdiv(hp, 3);
         ln = DLB_LANE_POWER;
     }
@@ -4461,12 +4476,24 @@ DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scrat
          * limit + min(evl of the other two) - evl[p] */
         const int64_t lim = s->circ[c].unbalance_limit_ma;
         const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+        if (!capped) {
+            room_put_unbal(cs, ps, 1u, h0, c4, lim + min64(e1, e2) - e0, c4, gen);
+            room_put_unbal(cs, ps, 2u, h1, c4 + 1, lim + min64(e0, e2) - e1, c4 + 1, gen);
+            room_put_unbal(cs, ps, 4u, h2, c4 + 2, lim + min64(e0, e1) - e2, c4 + 2, gen);
+            return;
+        }
         room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
                        c4, gen);
         room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
                        c4 + 1, gen);
         room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
                        c4 + 2, gen);
+        return;
+    }
+    if (!capped) {
+        room_put(cs, ps, 1u, h0, c4, gen);
+        room_put(cs, ps, 2u, h1, c4 + 1, gen);
+        room_put(cs, ps, 4u, h2, c4 + 2, gen);
         return;
     }
     room_put(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), gen);
@@ -4483,15 +4510,21 @@ static void room_fill(dlb_site *s)
 {
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
+    const int32_t *const hpw = s->hp;
     if (s->single_root) {
-        room_fill_one(s, 0, NULL, gen);
+        room_fill_one(s, 0, NULL, gen, 1);
         for (int32_t c = 1; c < s->nc; c++) {
-            room_fill_one(s, c, &cx[s->circ[c].parent], gen);
+            const circuit_scratch *ps = &cx[s->circ[c].parent];
+            if (hpw[c] != 0) {
+                room_fill_one(s, c, ps, gen, 1);
+            } else {
+                room_fill_one(s, c, ps, gen, 0);
+            }
         }
         return;
     }
     for (int32_t c = 0; c < s->nc; c++) {
-        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen);
+        room_fill_one(s, c, s->circ[c].parent != DLB_NONE ? &cx[s->circ[c].parent] : NULL, gen, 1);
     }
 }
 
@@ -4740,13 +4773,14 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
         r.lane = ml;
     }
     /* floor_grid of a value >= 0 (m >= 0) on a step > 0: C's division floors it */
-    const int64_t v = (m + max64(r.room, 0)) / kc->step_ma * kc->step_ma;
+    const int64_t step = x->step_sw & INT32_MAX;
+    const int64_t v = (m + max64(r.room, 0)) / step * step;
     const int64_t sp = v >= kc->min_ma ? v : 0;
     x->sp = sp;
     if (sp < t) {
         set_limit(o, r, DLB_REASON_TRANSITION);
     }
-    if (sp > m && s->unbal_path[kc->circuit]) {
+    if (sp > m && s->unbal_path[x->circ16]) {
         const uint32_t used = x->used;
         const int64_t b0 = (sp - m) * (int64_t)(used & 1u), b1 = (sp - m) * (int64_t)((used >> 1) & 1u),
                       b2 = (sp - m) * (int64_t)((used >> 2) & 1u);
@@ -4758,6 +4792,16 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
             cs->evl[1] += b1;
             cs->evl[2] += b2;
         }
+    }
+}
+
+/* charger_scratch's circ16 and step_sw (see there), found by dlb_init: the configuration does not change */
+static void outputs_cfg(dlb_site *s)
+{
+    for (int32_t k = 0; k < s->nk; k++) {
+        const dlb_charger *kc = &s->chg[k];
+        s->kx[k].circ16 = (uint16_t)kc->circuit;
+        s->kx[k].step_sw = (int32_t)((uint32_t)kc->step_ma | (kc->can_switch_phases ? 1u << 31 : 0u));
     }
 }
 
@@ -4963,6 +5007,21 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
     }
 }
 
+/* stage 7 for admitted charger k with an overloaded lane on its path and a target above its set-point: the
+ * lane is already overloaded, so nobody on it is raised above its draw; its target (ideal from here on) is
+ * cut to max(sp, floor_grid(drawn)) if above. Out of line: rare. */
+DLB_NOINLINE static void overload_cut(dlb_site *s, int32_t k, dlb_charger_output *o)
+{
+    charger_scratch *x = &s->kx[k];
+    const dlb_charger *kc = &s->chg[k];
+    const int64_t cut = max64(s->ks[k].sp, floor_grid(x->drawn, kc->step_ma));
+    if (x->ideal > cut) {
+        room_t ro = {0, overloaded_lane(s, k)};
+        set_limit(o, ro, DLB_REASON_OVERLOAD);
+        x->ideal = cut < kc->min_ma ? 0 : cut;
+    }
+}
+
 /* Stage 7 (see dlb_step) for the admitted chargers in admission order. Out of line, with transition() and its walk
  * inline: its loop keeps its own registers. */
 DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, int32_t n_adm)
@@ -4998,30 +5057,37 @@ DLB_NOINLINE static void transition_pass(dlb_site *s, dlb_charger_output *out, i
         }
         return;
     }
-    for (int32_t i = 0; i < n_adm; i++) {
+    /* Two at a time as above: a cut reads and writes only its own charger's target and outputs (and the
+     * overload masks), which no transition touches, so cutting the second before the first's transition
+     * changes nothing. An overloaded lane on its path (over_path says whether there is one) matters only if
+     * the target is above the cut, and the cut is at least its set-point: the rest is left for that case. */
+    const uint32_t *const over_path = s->over_path;
+    const charger_state *const ks = s->ks;
+    int32_t i = 0;
+    for (; i + 1 < n_adm; i += 2) {
+        const int32_t k0 = adm[i], k1 = adm[i + 1];
+        charger_scratch *x0 = &kx[k0], *x1 = &kx[k1];
+        if ((over_path[x0->circ16] & (x0->used | (1u << DLB_LANE_POWER))) != 0 && x0->ideal > ks[k0].sp) {
+            overload_cut(s, k0, &out[k0]);
+        }
+        if ((over_path[x1->circ16] & (x1->used | (1u << DLB_LANE_POWER))) != 0 && x1->ideal > ks[k1].sp) {
+            overload_cut(s, k1, &out[k1]);
+        }
+        if (x0->ideal > x0->m) {
+            transition(s, k0, x0->ideal, &out[k0]);
+        }
+        if (x1->ideal > x1->m) {
+            transition(s, k1, x1->ideal, &out[k1]);
+        }
+    }
+    if (i < n_adm) {
         const int32_t k = adm[i];
         charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        const charger_state *st = &s->ks[k];
-        int64_t t = x->ideal;
-        /* An overloaded lane on its path (over_path says whether there is one) matters only if the ideal
-         * is above the cut, and the cut is at least its set-point: the division and the walk for the
-         * lane are left for that rare case. */
-        if ((s->over_path[kc->circuit] & (x->used | (1u << DLB_LANE_POWER))) != 0 && t > st->sp) {
-            int64_t cut = max64(st->sp, floor_grid(x->drawn, kc->step_ma));
-            if (t > cut) {
-                /* the lane is already overloaded: nobody on it is raised above its draw */
-                room_t ro = {0, overloaded_lane(s, k)};
-                t = cut;
-                set_limit(&out[k], ro, DLB_REASON_OVERLOAD);
-                if (t < kc->min_ma) {
-                    t = 0;
-                }
-            }
+        if ((over_path[x->circ16] & (x->used | (1u << DLB_LANE_POWER))) != 0 && x->ideal > ks[k].sp) {
+            overload_cut(s, k, &out[k]);
         }
-        x->ideal = t; /* its target from here on */
-        if (t > x->m) {
-            transition(s, k, t, &out[k]);
+        if (x->ideal > x->m) {
+            transition(s, k, x->ideal, &out[k]);
         }
     }
 }
@@ -5080,8 +5146,9 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
     for (int32_t i = 0; i < n_adm; i++) {
         const int32_t k = adm[i];
         const charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
         dlb_charger_output *o = &out[k];
+        /* its circuit, step and can_switch_phases from charger_scratch's copy: no dlb_charger read */
+        const int32_t step_sw = x->step_sw;
         /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums). A
          * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
          * the transition's; its counted level base is then max(sp, m, target) = max(m, target) */
@@ -5094,7 +5161,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
             }
             const charger_state *st = &s->ks[k];
-            if ((kc->can_switch_phases != 0) & (st->mode == 1)) {
+            if ((step_sw < 0) & (st->mode == 1)) {
                 adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
             }
             if (st->sp != 0 || st->wait_since == TNONE) {
@@ -5103,7 +5170,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             continue;
         }
         {
-            circuit_scratch *leaf = &s->cx[kc->circuit];
+            circuit_scratch *leaf = &s->cx[x->circ16];
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
@@ -5112,7 +5179,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 }
                 const int64_t mv = leaf->fail_amount[used];
                 const int64_t base = max64(m, target);
-                if (mv >= 0 && mv >= sp + kc->step_ma - base) {
+                if (mv >= 0 && mv >= sp + (step_sw & INT32_MAX) - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
                     if (o->limit_circuit != DLB_NONE) {
                         s->cx[o->limit_circuit].status |= DLB_CIRCUIT_LIMITING;
@@ -5151,7 +5218,7 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         }
         const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
-        if ((kc->can_switch_phases != 0) & (st->mode == 1)) { /* one branch, usually not taken */
+        if ((step_sw < 0) & (st->mode == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
         if (spk != st->sp) { /* spk != 0: on or already marked waiting is no change */
