@@ -278,6 +278,10 @@ struct dlb_site {
     adm_charger *adm_kc;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
+    /* stage 6 (start_batch), found by dlb_init (fill_cfg; START levels min * Q / w never change): per
+     * position p of perm_start, the first position after p whose START level differs (nk if none), so
+     * that a batch takes the run of its level without computing each charger's level (nk entries) */
+    int32_t *start_run;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1118,6 +1122,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
     o += admit_bytes(nc, nk);
+    o += align8(nk * sizeof(int32_t)); /* stage 6's start_run, the last array (fill_cfg) */
     l->total = o;
     return 1;
 }
@@ -1246,6 +1251,7 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 }
 
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
+static void fill_cfg(dlb_site *s, unsigned char *end); /* stage 6's start_run (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1442,6 +1448,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     tree_init(s);
     admit_cfg(s);
+    fill_cfg(s, base + l.total);
     *site = s;
     return DLB_OK;
 }
@@ -3556,64 +3563,84 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
     return (int32_t)(o - out);
 }
 
-/* The START events at `level` of a large group (bitmap bm_start from word is, whose first is charger ks
- * at that level), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with
- * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
- * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
- * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
- * fill's next read moves it past the words emptied here). The word read is kept in a register (written
- * back when left), and the site's arrays in locals. No START read here is of a frozen charger: a large
- * group's START bit is set only for a charger not frozen (events_large, or afresh after freeze_all for
- * one not started), a freeze clears the bits of those it freezes (freeze_clr, or freeze_all and the
- * bitmap set afresh), and an END (which freezes) comes after its START (hi > min). */
-static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
+/* start_run (see dlb_site) from perm_start, at the end of the site's memory `end`; by dlb_init */
+DLB_NOINLINE static void fill_cfg(dlb_site *s, unsigned char *end)
 {
-    uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
-    const int32_t n_words = s->n_words;
-    const int32_t *const perm = s->perm_start;
+    const int32_t nk = s->nk;
+    int32_t *const run = (int32_t *)(void *)(end - align8((size_t)nk * sizeof(int32_t)));
+    s->start_run = run;
+    for (int32_t p = nk - 1; p >= 0; p--) {
+        run[p] = p + 1 < nk && start_level(s, s->perm_start[p]) == start_level(s, s->perm_start[p + 1])
+                     ? run[p + 1]
+                     : p + 1;
+    }
+}
+
+/* The START events of a large group at the level of ks, the first set bit of bitmap bm_start (in word
+ * is), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with lazy_end each
+ * one's END bit set. perm_start is sorted by (level, index), so the events at ks's level are exactly the
+ * set bits from ks's position to the end of its level's run (start_run): they are taken from the bitmap
+ * into tmp[] (free during the fill's loop) in that order, with no level computed per charger, then
+ * applied in a loop of their own (fewer values live: the fill's loop would reload them from the stack
+ * for every START). Returns the lowest word of an END bit set (n_words if none): the END cursor moves
+ * back to it. The START cursor is left where it was (the fill's next read moves it past the words
+ * emptied here). No START read here is of a frozen charger: a large group's START bit is set only for
+ * a charger not frozen (events_large, or afresh after freeze_all for one not started), a freeze clears
+ * the bits of those it freezes (freeze_clr, or freeze_all and the bitmap set afresh), and an END (which
+ * freezes) comes after its START (hi > min). */
+static DLB_INLINE int32_t start_batch_of(dlb_site *s, int32_t is, int32_t ks, int lazy_end)
+{
+    uint64_t *const bm = s->bm;
+    int32_t *const list = s->tmp;
+    int32_t n = 0;
+    {
+        const int32_t pe = s->start_run[s->rank_start[ks]]; /* > ks's position: not 0 */
+        const int32_t we = (pe - 1) >> 6;                   /* the word of the run's last position */
+        const int32_t *const perm = s->perm_start;
+        for (int32_t w = is; w <= we; w++) { /* no bit before ks's position is set (the lowest) */
+            uint64_t x = bm[w];
+            if (w == we) { /* the run's positions in it: the lowest pe - 64 * we (1..64) */
+                const uint64_t low = ~(uint64_t)0 >> (64 - (pe - 64 * we));
+                bm[w] = x & ~low;
+                x &= low;
+            } else {
+                bm[w] = 0;
+            }
+            const int32_t *const base = perm + (size_t)w * 64;
+            while (x != 0) {
+                list[n++] = base[lowest_bit(x)];
+                x &= x - 1;
+            }
+        }
+    }
+    uint64_t *const bm_end = bm + s->n_words;
     const int32_t *const rank_end = s->rank_end;
-    const int32_t *const qw = s->qw;
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
-    int32_t n_live = s->n_live, e_low = n_words;
-    uint64_t word = bm[is];
-    for (;;) {
-        word &= word - 1;
-        kx[ks].started = 1; /* START: grows past its minimum */
-        n_live++;
+    int32_t e_low = s->n_words;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t k = list[i];
+        kx[k].started = 1; /* START: grows past its minimum */
         if (lazy_end) {
-            const int32_t r = rank_end[ks];
+            const int32_t r = rank_end[k];
             bit_set(bm_end, r);
             e_low = r >> 6 < e_low ? r >> 6 : e_low;
         }
-        lanes_pend(s, ks, chg[ks].weight);
-        while (word == 0) {
-            bm[is] = 0;
-            if (++is == n_words) {
-                s->n_live = n_live;
-                return e_low;
-            }
-            word = bm[is];
-        }
-        ks = perm[(size_t)is * 64 + lowest_bit(word)];
-        if ((int64_t)chg[ks].min_ma * qw[ks] != level) {
-            break;
-        }
+        lanes_pend(s, k, chg[k].weight);
     }
-    bm[is] = word;
-    s->n_live = n_live;
+    s->n_live += n;
     return e_low;
 }
 
 /* the two cases apart: a test less and a value less to keep per START */
-DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int32_t is, int32_t ks)
 {
-    return start_batch_of(s, level, is, ks, 1);
+    return start_batch_of(s, is, ks, 1);
 }
 
-DLB_NOINLINE static int32_t start_batch(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+DLB_NOINLINE static int32_t start_batch(dlb_site *s, int32_t is, int32_t ks)
 {
-    return start_batch_of(s, level, is, ks, 0);
+    return start_batch_of(s, is, ks, 0);
 }
 
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
@@ -3905,10 +3932,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             if (large && !check_below) { /* the usual case, in a loop of its own */
                 if (ks >= 0 && start_level(s, ks) == ev_level) {
                     if (lazy_end) {
-                        const int32_t e_low = start_batch_lazy(s, ev_level, is, ks);
+                        const int32_t e_low = start_batch_lazy(s, is, ks);
                         ie = e_low < ie ? e_low : ie;
                     } else {
-                        start_batch(s, ev_level, is, ks);
+                        start_batch(s, is, ks);
                     }
                 }
             } else {
