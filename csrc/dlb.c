@@ -4147,12 +4147,14 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         }
         int recheck = s->single_root;
         while (live != 0) {
+            /* without data-dependent branches (which lists are live varies from step to step): a list
+             * already dropped is dropped again (no change) */
             if (recheck) {
                 recheck = 0;
+                const int64_t rp = s->top_rmin[8];
                 for (uint32_t m = 0; m < 8; m++) {
-                    if (((live >> m) & 1u) && (s->top_rmin[m] < bs[m] || s->top_rmin[8] < bs[m])) {
-                        live &= ~(1u << m);
-                    }
+                    const uint32_t drop = (uint32_t)(s->top_rmin[m] < bs[m]) | (uint32_t)(rp < bs[m]);
+                    live &= ~(drop << m);
                 }
                 if (live == 0) {
                     break;
