@@ -282,6 +282,9 @@ struct dlb_site {
      * position p of perm_start, the first position after p whose START level differs (nk if none), so
      * that a batch takes the run of its level without computing each charger's level (nk entries) */
     int32_t *start_run;
+    /* stage 6 (tree_update): 1 if only the tournament tree's root is current (its other nodes stale);
+     * 0 at each fill's start (every tlv[] INF: any node is then as good as any other, see tree_init) */
+    int32_t tree_stale;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -3313,12 +3316,29 @@ static inline int64_t lane_level_of(int64_t D, int64_t W, int nonneg)
     return nonneg ? D / W : lane_level(D, W);
 }
 
-/* the tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
- * many changed one bottom-up recomputation (O(C)) */
+/* The tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
+ * many changed, only its root: the first circuit of the lowest tlv[] (the tree's winner: lowest level,
+ * then lowest index), found by one pass over tlv[] (some 5 instructions a circuit, a bottom-up
+ * recomputation some 10 a node), the nodes below left stale (tree_stale). The fill reads only the root;
+ * a walk needs the nodes off its path, so the first walk after a root-only update recomputes the whole
+ * tree instead (tree_rebuild). */
 static void tree_update(dlb_site *s)
 {
     if (s->n_dirty * s->tdepth > s->nc) {
+        const int64_t *const lv = s->tlv;
+        const int32_t nc = s->nc;
+        int32_t best = 0;
+        int64_t bl = lv[0];
+        for (int32_t c = 1; c < nc; c++) {
+            const int64_t l = lv[c];
+            best = l < bl ? c : best;
+            bl = l < bl ? l : bl;
+        }
+        s->heap[1] = best;
+        s->tree_stale = 1;
+    } else if (s->tree_stale) {
         tree_rebuild(s);
+        s->tree_stale = 0;
     } else {
         for (int32_t i = 0; i < s->n_dirty; i++) {
             tree_up(s, s->dirty[i]);
@@ -3820,6 +3840,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             lv[c] = INF;   /* the tree's nodes may keep the last fill's winners: all are INF now */
         }
     }
+    s->tree_stale = 0; /* (so any node is as good as any other) */
     const int check_below = any_below < 0;
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
