@@ -3735,7 +3735,6 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
         const int64_t hi = x->hi, mn = kc->min_ma;
         x->started = 0;
         x->frozen = 0;
-        x->value = mn; /* see the fill's end for mn >= hi */
         if (mn >= hi) {
             continue;
         }
@@ -3781,7 +3780,7 @@ static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint3
             }
             x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
             s->tmp[n_fz++] = k;
-        } else { /* its value stays its minimum (set at the fill's start) */
+        } else { /* it stays at its minimum (not started: fill_take reads no value) */
             if (clr & 1) {
                 const int32_t r = s->rank_start[k];
                 bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
@@ -3867,7 +3866,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             const dlb_charger *kc = &s->chg[k];
             x->started = 0;
             x->frozen = 0;
-            x->value = kc->min_ma; /* see the fill's end for min >= hi */
             if (kc->min_ma >= x->hi) {
                 continue;
             }
@@ -4078,15 +4076,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             tree_update(s);
         }
     }
-    /* A charger without events (min >= hi) that no lane froze is at its ceiling: its value (its minimum
-     * from the fill's start, which a freeze keeps) becomes hi. Every other one has the value its END or
-     * its freeze gave (its minimum if it had not started). glist holds every charger not frozen. */
-    for (int32_t g = 0; g < n_gl; g++) {
-        charger_scratch *x = &s->kx[glist[g]];
-        if (!x->frozen && s->chg[glist[g]].min_ma >= x->hi) {
-            x->value = x->hi;
-        }
-    }
+    /* A started charger has the value its END or its freeze gave (every started one has one of the two:
+     * one growing keeps W > 0 on its lanes, so the loop ends only once none grows). One not started has
+     * no value: fill_take gives it its minimum, also to one without events (min >= hi) that no lane froze,
+     * which is at its ceiling hi: hi floored to its grid is at most min, so max(that, min) = min. */
     /* bits of events never read (the bitmaps are zero outside a fill) */
     if (large) {
         memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
@@ -4134,9 +4127,10 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        const int64_t step = kc->step_ma, val = x->value;
+        const int64_t step = kc->step_ma;
         int64_t v = kc->min_ma;
-        if (val > v) { /* else its floor is at most min; min >= 1, so val > 0: C's remainder floors */
+        if (x->started) { /* else at its minimum (see the fill's end); val >= min >= 1: C's remainder floors */
+            const int64_t val = x->value;
             v = max64(val - val % step, v);
             if (v != kc->min_ma) {
                 lanes_pend_run(s, k, v - kc->min_ma);
