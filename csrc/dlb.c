@@ -286,6 +286,13 @@ struct dlb_site {
     adm_charger *adm_kc;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
+    /* stage 6 (start_batch), found by dlb_init (fill_cfg; START levels min * Q / w never change): per
+     * position p of perm_start, the first position after p whose START level differs (nk if none), so
+     * that a batch takes the run of its level without computing each charger's level (nk entries) */
+    int32_t *start_run;
+    /* stage 6 (tree_update): 1 if only the tournament tree's root is current (its other nodes stale);
+     * 0 at each fill's start (every tlv[] INF: any node is then as good as any other, see tree_init) */
+    int32_t tree_stale;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1126,6 +1133,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
     o += admit_bytes(nc, nk);
+    o += align8(nk * sizeof(int32_t)); /* stage 6's start_run, the last array (fill_cfg) */
     l->total = o;
     return 1;
 }
@@ -1255,6 +1263,7 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
 static void outputs_cfg(dlb_site *s); /* stages 7-9's copy of the configuration (see there) */
+static void fill_cfg(dlb_site *s, unsigned char *end); /* stage 6's start_run (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1452,6 +1461,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     tree_init(s);
     admit_cfg(s);
     outputs_cfg(s);
+    fill_cfg(s, base + l.total);
     *site = s;
     return DLB_OK;
 }
@@ -3316,12 +3326,29 @@ static inline int64_t lane_level_of(int64_t D, int64_t W, int nonneg)
     return nonneg ? D / W : lane_level(D, W);
 }
 
-/* the tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
- * many changed one bottom-up recomputation (O(C)) */
+/* The tree above the circuits listed in dirty[] (whose tlv[] changed): one walk up from each, or when
+ * many changed, only its root: the first circuit of the lowest tlv[] (the tree's winner: lowest level,
+ * then lowest index), found by one pass over tlv[] (some 5 instructions a circuit, a bottom-up
+ * recomputation some 10 a node), the nodes below left stale (tree_stale). The fill reads only the root;
+ * a walk needs the nodes off its path, so the first walk after a root-only update recomputes the whole
+ * tree instead (tree_rebuild). */
 static void tree_update(dlb_site *s)
 {
     if (s->n_dirty * s->tdepth > s->nc) {
+        const int64_t *const lv = s->tlv;
+        const int32_t nc = s->nc;
+        int32_t best = 0;
+        int64_t bl = lv[0];
+        for (int32_t c = 1; c < nc; c++) {
+            const int64_t l = lv[c];
+            best = l < bl ? c : best;
+            bl = l < bl ? l : bl;
+        }
+        s->heap[1] = best;
+        s->tree_stale = 1;
+    } else if (s->tree_stale) {
         tree_rebuild(s);
+        s->tree_stale = 0;
     } else {
         for (int32_t i = 0; i < s->n_dirty; i++) {
             tree_up(s, s->dirty[i]);
@@ -3347,6 +3374,7 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
     for (int32_t d = s->pdepth; d >= 1; d--) {
         int32_t c = s->phead[d];
         s->phead[d] = -1;
+        int32_t up = s->phead[d - 1]; /* the parents' list: only this loop pushes on it */
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const uint32_t mask = cs->pmask;
@@ -3376,10 +3404,14 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             if (d > 1) { /* c is at depth d = plen[c]: it has a parent, the second of its path */
                 const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
-                if (ps->pmask == 0) {
-                    pend_push_up(s, par, d);
-                }
-                ps->pmask |= mask;
+                /* pend_push_up if not pending yet, with masks: no branch (whether it is varies from step
+                 * to step: the branch mispredicted some 50 times a step in cachegrind's simulation, and
+                 * the masks cost some 1,700 instructions a step) */
+                const uint32_t pm = ps->pmask;
+                const int32_t first = -(int32_t)(pm == 0), nx = ps->pnext;
+                ps->pnext = nx ^ ((nx ^ up) & first);
+                up = up ^ ((up ^ par) & first);
+                ps->pmask = pm | mask;
                 ps->pW[0] += p0;
                 ps->pW[1] += p1;
                 ps->pW[2] += p2;
@@ -3389,6 +3421,7 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             cs->pmask = 0;
             c = cs->pnext;
         }
+        s->phead[d - 1] = up; /* (d = 1: phead[0], never a list, stays -1) */
     }
     s->pdepth = 0;
     s->n_dirty = n_dirty;
@@ -3566,64 +3599,84 @@ static int32_t bits_take(uint64_t *bm, int32_t n_words, const int32_t *list, int
     return (int32_t)(o - out);
 }
 
-/* The START events at `level` of a large group (bitmap bm_start from word is, whose first is charger ks
- * at that level), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with
- * lazy_end each one's END bit set. A function of its own: the fill's loop keeps many values live, so
- * there this loop reloaded them from the stack for every START. Returns the lowest word of an END bit
- * set (n_words if none): the END cursor moves back to it. The START cursor is left where it was (the
- * fill's next read moves it past the words emptied here). The word read is kept in a register (written
- * back when left), and the site's arrays in locals. No START read here is of a frozen charger: a large
- * group's START bit is set only for a charger not frozen (events_large, or afresh after freeze_all for
- * one not started), a freeze clears the bits of those it freezes (freeze_clr, or freeze_all and the
- * bitmap set afresh), and an END (which freezes) comes after its START (hi > min). */
-static DLB_INLINE int32_t start_batch_of(dlb_site *s, int64_t level, int32_t is, int32_t ks, int lazy_end)
+/* start_run (see dlb_site) from perm_start, at the end of the site's memory `end`; by dlb_init */
+DLB_NOINLINE static void fill_cfg(dlb_site *s, unsigned char *end)
 {
-    uint64_t *const bm = s->bm, *const bm_end = s->bm + s->n_words;
-    const int32_t n_words = s->n_words;
-    const int32_t *const perm = s->perm_start;
+    const int32_t nk = s->nk;
+    int32_t *const run = (int32_t *)(void *)(end - align8((size_t)nk * sizeof(int32_t)));
+    s->start_run = run;
+    for (int32_t p = nk - 1; p >= 0; p--) {
+        run[p] = p + 1 < nk && start_level(s, s->perm_start[p]) == start_level(s, s->perm_start[p + 1])
+                     ? run[p + 1]
+                     : p + 1;
+    }
+}
+
+/* The START events of a large group at the level of ks, the first set bit of bitmap bm_start (in word
+ * is), applied as the fill's batch does without lanes_adjust's check (lanes_pend), and with lazy_end each
+ * one's END bit set. perm_start is sorted by (level, index), so the events at ks's level are exactly the
+ * set bits from ks's position to the end of its level's run (start_run): they are taken from the bitmap
+ * into tmp[] (free during the fill's loop) in that order, with no level computed per charger, then
+ * applied in a loop of their own (fewer values live: the fill's loop would reload them from the stack
+ * for every START). Returns the lowest word of an END bit set (n_words if none): the END cursor moves
+ * back to it. The START cursor is left where it was (the fill's next read moves it past the words
+ * emptied here). No START read here is of a frozen charger: a large group's START bit is set only for
+ * a charger not frozen (events_large, or afresh after freeze_all for one not started), a freeze clears
+ * the bits of those it freezes (freeze_clr, or freeze_all and the bitmap set afresh), and an END (which
+ * freezes) comes after its START (hi > min). */
+static DLB_INLINE int32_t start_batch_of(dlb_site *s, int32_t is, int32_t ks, int lazy_end)
+{
+    uint64_t *const bm = s->bm;
+    int32_t *const list = s->tmp;
+    int32_t n = 0;
+    {
+        const int32_t pe = s->start_run[s->rank_start[ks]]; /* > ks's position: not 0 */
+        const int32_t we = (pe - 1) >> 6;                   /* the word of the run's last position */
+        const int32_t *const perm = s->perm_start;
+        for (int32_t w = is; w <= we; w++) { /* no bit before ks's position is set (the lowest) */
+            uint64_t x = bm[w];
+            if (w == we) { /* the run's positions in it: the lowest pe - 64 * we (1..64) */
+                const uint64_t low = ~(uint64_t)0 >> (64 - (pe - 64 * we));
+                bm[w] = x & ~low;
+                x &= low;
+            } else {
+                bm[w] = 0;
+            }
+            const int32_t *const base = perm + (size_t)w * 64;
+            while (x != 0) {
+                list[n++] = base[lowest_bit(x)];
+                x &= x - 1;
+            }
+        }
+    }
+    uint64_t *const bm_end = bm + s->n_words;
     const int32_t *const rank_end = s->rank_end;
-    const int32_t *const qw = s->qw;
     const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
-    int32_t n_live = s->n_live, e_low = n_words;
-    uint64_t word = bm[is];
-    for (;;) {
-        word &= word - 1;
-        kx[ks].started = 1; /* START: grows past its minimum */
-        n_live++;
+    int32_t e_low = s->n_words;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t k = list[i];
+        kx[k].started = 1; /* START: grows past its minimum */
         if (lazy_end) {
-            const int32_t r = rank_end[ks];
+            const int32_t r = rank_end[k];
             bit_set(bm_end, r);
             e_low = r >> 6 < e_low ? r >> 6 : e_low;
         }
-        lanes_pend(s, ks, chg[ks].weight);
-        while (word == 0) {
-            bm[is] = 0;
-            if (++is == n_words) {
-                s->n_live = n_live;
-                return e_low;
-            }
-            word = bm[is];
-        }
-        ks = perm[(size_t)is * 64 + lowest_bit(word)];
-        if ((int64_t)chg[ks].min_ma * qw[ks] != level) {
-            break;
-        }
+        lanes_pend(s, k, chg[k].weight);
     }
-    bm[is] = word;
-    s->n_live = n_live;
+    s->n_live += n;
     return e_low;
 }
 
 /* the two cases apart: a test less and a value less to keep per START */
-DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+DLB_NOINLINE static int32_t start_batch_lazy(dlb_site *s, int32_t is, int32_t ks)
 {
-    return start_batch_of(s, level, is, ks, 1);
+    return start_batch_of(s, is, ks, 1);
 }
 
-DLB_NOINLINE static int32_t start_batch(dlb_site *s, int64_t level, int32_t is, int32_t ks)
+DLB_NOINLINE static int32_t start_batch(dlb_site *s, int32_t is, int32_t ks)
 {
-    return start_batch_of(s, level, is, ks, 0);
+    return start_batch_of(s, is, ks, 0);
 }
 
 /* Sort a[0..n) of chargers by rank[] (distinct values in [0, nk)): an LSD radix sort, 4 bits a pass
@@ -3698,7 +3751,6 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
         const int64_t hi = x->hi, mn = kc->min_ma;
         x->started = 0;
         x->frozen = 0;
-        x->value = mn; /* see the fill's end for mn >= hi */
         if (mn >= hi) {
             continue;
         }
@@ -3744,7 +3796,7 @@ static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint3
             }
             x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
             s->tmp[n_fz++] = k;
-        } else { /* its value stays its minimum (set at the fill's start) */
+        } else { /* it stays at its minimum (not started: fill_take reads no value) */
             if (clr & 1) {
                 const int32_t r = s->rank_start[k];
                 bm_start[r >> 6] &= ~((uint64_t)1 << (r & 63));
@@ -3803,6 +3855,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             lv[c] = INF;   /* the tree's nodes may keep the last fill's winners: all are INF now */
         }
     }
+    s->tree_stale = 0; /* (so any node is as good as any other) */
     const int check_below = any_below < 0;
     s->n_dirty = 0;
     for (int d = 0; d <= DLB_MAX_DEPTH; d++) {
@@ -3829,7 +3882,6 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             const dlb_charger *kc = &s->chg[k];
             x->started = 0;
             x->frozen = 0;
-            x->value = kc->min_ma; /* see the fill's end for min >= hi */
             if (kc->min_ma >= x->hi) {
                 continue;
             }
@@ -3915,10 +3967,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             if (large && !check_below) { /* the usual case, in a loop of its own */
                 if (ks >= 0 && start_level(s, ks) == ev_level) {
                     if (lazy_end) {
-                        const int32_t e_low = start_batch_lazy(s, ev_level, is, ks);
+                        const int32_t e_low = start_batch_lazy(s, is, ks);
                         ie = e_low < ie ? e_low : ie;
                     } else {
-                        start_batch(s, ev_level, is, ks);
+                        start_batch(s, is, ks);
                     }
                 }
             } else {
@@ -4040,15 +4092,10 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
             tree_update(s);
         }
     }
-    /* A charger without events (min >= hi) that no lane froze is at its ceiling: its value (its minimum
-     * from the fill's start, which a freeze keeps) becomes hi. Every other one has the value its END or
-     * its freeze gave (its minimum if it had not started). glist holds every charger not frozen. */
-    for (int32_t g = 0; g < n_gl; g++) {
-        charger_scratch *x = &s->kx[glist[g]];
-        if (!x->frozen && s->chg[glist[g]].min_ma >= x->hi) {
-            x->value = x->hi;
-        }
-    }
+    /* A started charger has the value its END or its freeze gave (every started one has one of the two:
+     * one growing keeps W > 0 on its lanes, so the loop ends only once none grows). One not started has
+     * no value: fill_take gives it its minimum, also to one without events (min >= hi) that no lane froze,
+     * which is at its ceiling hi: hi floored to its grid is at most min, so max(that, min) = min. */
     /* bits of events never read (the bitmaps are zero outside a fill) */
     if (large) {
         memset(bm_start + is, 0, (size_t)(n_words - is) * sizeof(uint64_t));
@@ -4096,9 +4143,10 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
-        const int64_t step = kc->step_ma, val = x->value;
+        const int64_t step = kc->step_ma;
         int64_t v = kc->min_ma;
-        if (val > v) { /* else its floor is at most min; min >= 1, so val > 0: C's remainder floors */
+        if (x->started) { /* else at its minimum (see the fill's end); val >= min >= 1: C's remainder floors */
+            const int64_t val = x->value;
             v = max64(val - val % step, v);
             if (v != kc->min_ma) {
                 lanes_pend_run(s, k, v - kc->min_ma);
@@ -4130,12 +4178,14 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         }
         int recheck = s->single_root;
         while (live != 0) {
+            /* without data-dependent branches (which lists are live varies from step to step): a list
+             * already dropped is dropped again (no change) */
             if (recheck) {
                 recheck = 0;
+                const int64_t rp = s->top_rmin[8];
                 for (uint32_t m = 0; m < 8; m++) {
-                    if (((live >> m) & 1u) && (s->top_rmin[m] < bs[m] || s->top_rmin[8] < bs[m])) {
-                        live &= ~(1u << m);
-                    }
+                    const uint32_t drop = (uint32_t)(s->top_rmin[m] < bs[m]) | (uint32_t)(rp < bs[m]);
+                    live &= ~(drop << m);
                 }
                 if (live == 0) {
                     break;
