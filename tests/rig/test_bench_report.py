@@ -116,3 +116,37 @@ def test_core_rows_carry_every_core_target():
         "dlb_step N=10,000, reference, median": "-",                 # skipped
     }
     assert {n: r["verdict"] for n, r in rows.items()} == want
+
+
+def test_pure_c_second_pass_takes_the_faster_and_shows_both():
+    """merge_pure_c: each pure C series becomes the faster of its two passes (with that pass's
+    p99), both medians are in the row's note, and the verdict follows the figure kept; a series the
+    second pass lacks stays as it was."""
+    st = lambda med, p99, allocs=0.0: {"median_us": med, "p99_us": p99, "heap_allocations_per_step": allocs}
+    core = {"rows": [
+        {"n": 1000, "cffi": st(30.0, 60.0), "pure_c": st(34.0, 80.0), "reference": None,
+         "reference_over_c": None, "reference_skipped_estimate_s": 99.0},
+        {"n": 64, "cffi": st(3.0, 6.0), "pure_c": st(2.5, 5.0), "reference": None,
+         "reference_over_c": None, "reference_skipped_estimate_s": 99.0}],
+        "pure_c_noisy": {1000: st(23.0, 50.0)}, "heap_allocations_per_step": 0.0}
+    later = {"results": [dict(st(22.0, 70.0), n=1000)],
+             "noisy_results": [dict(st(33.0, 90.0, allocs=1.0), n=1000)]}
+    bench.merge_pure_c(core, later, 74.6)
+    rows = {r["benchmark"]: r for r in bench._core_rows(core, None)}
+    steady = rows["dlb_step N=1,000, pure C, median"]
+    assert steady["value"] == 22.0 and steady["verdict"] == "PASS"
+    assert "faster of 2 passes 75 s apart: 34.0 / 22.0 us" in steady["note"]
+    assert rows["dlb_step N=1,000, pure C, p99 / median"]["note"] == "p99 70.0 us"  # the kept pass's
+    noisy = rows["dlb_step N=1,000, pure C, noisy readings, median"]
+    assert noisy["value"] == 23.0 and "23.0 / 33.0 us" in noisy["note"]
+    assert rows["dlb_step N=64, pure C, median"]["value"] == 2.5
+    assert "passes" not in rows["dlb_step N=64, pure C, median"]["note"]
+    # a heap allocation in either pass is reported
+    assert core["heap_allocations_per_step"] == 1.0
+    # and a slower second pass changes nothing but the note
+    core2 = {"rows": [{"n": 1000, "cffi": st(30.0, 60.0), "pure_c": st(24.0, 50.0), "reference": None,
+                       "reference_over_c": None, "reference_skipped_estimate_s": 9.0}],
+             "pure_c_noisy": {}, "heap_allocations_per_step": 0.0}
+    bench.merge_pure_c(core2, {"results": [dict(st(36.0, 99.0), n=1000)]}, 60.0)
+    row = {r["benchmark"]: r for r in bench._core_rows(core2, None)}["dlb_step N=1,000, pure C, median"]
+    assert row["value"] == 24.0 and "24.0 / 36.0 us" in row["note"]
