@@ -120,6 +120,14 @@ typedef struct {
     int64_t ci;
 } kplace;
 
+/* stage 3 (circuit_sums): what it reads of a circuit's configuration, in one 64-byte record (configuration
+ * only: found by dlb_init, ingest_cfg): its limits less its margin and its fallback base as int64, its power
+ * cap (dlb_site.power_cap), parent and has_meter */
+typedef struct {
+    int64_t cap[DLB_PHASES], fallback[DLB_PHASES], power_cap;
+    int32_t parent, has_meter;
+} circ_const;
+
 /* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
 typedef struct {
     int32_t circuit, min_ma;
@@ -291,6 +299,7 @@ struct dlb_site {
      * order, the 3-phase ones (n_three) first, then the 1-phase ones, each in index order (nk entries) */
     kplace *korder;
     int32_t n_three;
+    circ_const *ccst; /* stage 3 (circuit_sums), found by dlb_init (ingest_cfg): nc entries (see circ_const) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1027,6 +1036,9 @@ static size_t admit_bytes(size_t nc, size_t nk)
     return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk) + align8(nk * sizeof(adm_charger));
 }
 
+/* stages 1-3's arrays (dlb_site.korder, ccst) at the very end of the layout (ingest_cfg places them) */
+static size_t ingest_bytes(size_t nc, size_t nk) { return align8(nk * sizeof(kplace)) + nc * sizeof(circ_const); }
+
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
     s->adm_acc = (int64_t *)(void *)at;
@@ -1131,7 +1143,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
     o += admit_bytes(nc, nk);
-    o += align8(nk * sizeof(kplace)); /* stage 1's korder (ingest_cfg: the layout's last array) */
+    o += ingest_bytes(nc, nk);
     l->total = o;
     return 1;
 }
@@ -1260,7 +1272,7 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 }
 
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
-static void ingest_cfg(dlb_site *s, unsigned char *at); /* stage 1's charger order (see there) */
+static void ingest_cfg(dlb_site *s, unsigned char *at); /* stages 1-3's configuration summaries (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1457,7 +1469,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     }
     tree_init(s);
     admit_cfg(s);
-    ingest_cfg(s, base + l.total - align8(n_chargers * sizeof(kplace)));
+    ingest_cfg(s, base + l.total - ingest_bytes(n_circuits, n_chargers));
     *site = s;
     return DLB_OK;
 }
@@ -1465,12 +1477,10 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
 /* ------------------------------------------------------------------------------------------------ */
 /* stage 1: ingest */
 
+/* the meter of circuit c (which has one: circuits_in tests it) */
 static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int64_t now)
 {
     meter_state *ms = &s->ms[c];
-    if (!s->circ[c].has_meter) {
-        return;
-    }
     if (mi->fresh) {
         /* each current in [-max, max] (all three tested: no side effects) */
         const int ok = in_range(mi->current_ma[0], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
@@ -1963,10 +1973,21 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
     return to;
 }
 
-/* charger_pass's order (dlb_site.korder, at `at`): the 3-phase chargers, then the 1-phase ones */
+/* stages 1-3's configuration summaries, at `at` (ingest_bytes): charger_pass's order (dlb_site.korder: the
+ * 3-phase chargers, then the 1-phase ones) and circuit_sums' constants (ccst) */
 DLB_NOINLINE static void ingest_cfg(dlb_site *s, unsigned char *at)
 {
     s->korder = (kplace *)(void *)at;
+    s->ccst = (circ_const *)(void *)(at + align8((size_t)s->nk * sizeof(kplace)));
+    for (int32_t c = 0; c < s->nc; c++) {
+        for (int i = 0; i < DLB_PHASES; i++) {
+            s->ccst[c].cap[i] = (int64_t)s->circ[c].limit_ma[i] - s->circ[c].margin_ma;
+            s->ccst[c].fallback[i] = s->circ[c].fallback_base_ma[i];
+        }
+        s->ccst[c].power_cap = s->power_cap[c];
+        s->ccst[c].parent = s->circ[c].parent;
+        s->ccst[c].has_meter = s->circ[c].has_meter;
+    }
     int32_t n = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int32_t k = 0; k < s->nk; k++) {
@@ -4845,7 +4866,7 @@ DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters,
 {
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
-    const dlb_circuit *const circ = s->circ;
+    const circ_const *const ccst = s->ccst;
     _Static_assert(offsetof(circuit_scratch, childbase) == offsetof(circuit_scratch, evsum) + 3 * sizeof(int64_t) &&
                        offsetof(circuit_scratch, meas_d) == offsetof(circuit_scratch, fixed) + 4 * sizeof(int64_t),
                    "evsum and childbase, fixed and meas_d are adjacent");
@@ -4854,7 +4875,7 @@ DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters,
         memset(cs + offsetof(circuit_scratch, evsum), 0, 6 * sizeof(int64_t)); /* evsum, childbase */
         memset(cs + offsetof(circuit_scratch, alloc), 0, sizeof(cx[c].alloc));
         memset(cs + offsetof(circuit_scratch, fixed), 0, 8 * sizeof(int64_t)); /* fixed, meas_d */
-        if (circ[c].has_meter) {
+        if (ccst[c].has_meter) {
             ingest_meter(s, c, &meters[c], now);
         }
     }
@@ -4871,14 +4892,13 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
     uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
-    const int32_t *const has_pw = s->hp;
-    const dlb_circuit *cc = s->circ + nc;
+    const circ_const *const ccst = s->ccst;
     for (int32_t c = nc - 1; c >= 0; c--) {
-        cc--; /* &s->circ[c] (a pointer step: the stride is 44 bytes) */
         circuit_scratch *cs = &cx[c];
+        const circ_const *cq = &ccst[c];
         int64_t a0, a1, a2; /* base */
         uint32_t status = 0; /* (set here first in a step) */
-        if (cc->has_meter) {
+        if (cq->has_meter) {
             meter_state *ms = &s->ms[c];
             int64_t ev_seen[DLB_PHASES];
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -4887,16 +4907,16 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
                 a1 = ms->ma[1] - ev_seen[1];
                 a2 = ms->ma[2] - ev_seen[2];
             } else {
-                a0 = cc->fallback_base_ma[0];
-                a1 = cc->fallback_base_ma[1];
-                a2 = cc->fallback_base_ma[2];
+                a0 = cq->fallback[0];
+                a1 = cq->fallback[1];
+                a2 = cq->fallback[2];
                 status |= (ms->seen && now - ms->t_last <= p->meter_timeout_ms) ? DLB_CIRCUIT_METER_RECOVERING
                                                                                 : DLB_CIRCUIT_METER_STALE;
             }
         } else {
-            a0 = cc->fallback_base_ma[0] + cs->childbase[0];
-            a1 = cc->fallback_base_ma[1] + cs->childbase[1];
-            a2 = cc->fallback_base_ma[2] + cs->childbase[2];
+            a0 = cq->fallback[0] + cs->childbase[0];
+            a1 = cq->fallback[1] + cs->childbase[1];
+            a2 = cq->fallback[2] + cs->childbase[2];
         }
         cs->base[0] = a0;
         cs->base[1] = a1;
@@ -4906,8 +4926,8 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
          * lane's sums are not stored.) */
         const int64_t f0 = cs->fixed[0], f1 = cs->fixed[1], f2 = cs->fixed[2], fp = f0 + f1 + f2;
         const int64_t m0 = cs->meas_d[0], m1 = cs->meas_d[1], m2 = cs->meas_d[2], mp = m0 + m1 + m2;
-        if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &cx[cc->parent];
+        if (cq->parent != DLB_NONE) {
+            circuit_scratch *ps = &cx[cq->parent];
             ps->evsum[0] += cs->evsum[0];
             ps->evsum[1] += cs->evsum[1];
             ps->evsum[2] += cs->evsum[2];
@@ -4922,9 +4942,9 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
             ps->meas_d[2] += m2;
         }
         /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
-        const int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - a0 - f0;
-        const int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - a1 - f1;
-        const int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - a2 - f2;
+        const int64_t b0 = cq->cap[0] - a0 - f0;
+        const int64_t b1 = cq->cap[1] - a1 - f1;
+        const int64_t b2 = cq->cap[2] - a2 - f2;
         const int64_t h0 = b0 - m0, h1 = b1 - m1, h2 = b2 - m2;
         cs->budget[0] = cs->run[0] = b0;
         cs->budget[1] = cs->run[1] = b1;
@@ -4935,14 +4955,16 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         cs->evl[0] = m0;
         cs->evl[1] = m1;
         cs->evl[2] = m2;
-        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
-        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
-        if (has_pw[c] != 0) { /* has_power */
-            const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
+        /* (the sign bits: b < 0, h < 0) */
+        uint64_t bo = (uint64_t)(b0 | b1 | b2) >> 63;
+        uint32_t over = (uint32_t)((uint64_t)h0 >> 63) | (uint32_t)((uint64_t)h1 >> 63) << 1 |
+                        (uint32_t)((uint64_t)h2 >> 63) << 2;
+        if (cq->power_cap != INF) { /* has_power */
+            const int64_t bp = cq->power_cap - (a0 + a1 + a2 + fp);
             const int64_t hp = bp - mp;
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
             cs->hr[DLB_LANE_POWER] = hp;
-            bo |= bp < 0;
+            bo |= (uint64_t)bp >> 63;
             over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
         } else {
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
