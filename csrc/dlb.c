@@ -50,9 +50,7 @@ typedef struct {
     int32_t esum;
     uint32_t used1; /* 1 << phase_map[0]: the used set on conductor 0 alone */
     uint8_t iclass; /* which usual case a reading of key is (IK_*) */
-    uint8_t three;  /* installed phases == 3 */
 } charger_in;
-
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
@@ -1685,7 +1683,6 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
         kn->off[i] = cbase + kc->phase_map[i < kc->phases ? i : 0] * (int32_t)sizeof(int64_t);
     }
     kn->used1 = 1u << kc->phase_map[0];
-    kn->three = (uint8_t)(kc->phases == 3);
     if (st->lost) {
         kn->iclass = IK_NONE;
     } else if (!is_demanding(st->state)) {
