@@ -1932,8 +1932,8 @@ DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t 
  * logic leaves it in session, and lost stays 0 as in the usual cases (t_last: charger_general's fix-up).
  * Returns the new case (the reading is then charger_pass's), or IK_NONE with nothing changed (then
  * charger_general's). To IK_WAIT: the energy of the interval is counted here (counting: in session, not
- * lost), the stored currents and their sum become 0, and x->n_used = 0 (no mode) makes charger_pass's
- * IK_WAIT case write every field it sets (the last classification was another case's). To IK_DRAW: that
+ * lost), the stored currents and their sum become 0, and the fields of x that charger_pass's IK_WAIT case
+ * may leave as they are get that case's values (the last classification was another case's). To IK_DRAW: that
  * case writes every field but kind (DEMAND, as before) and counts the energy. Out of line: a few per step. */
 DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, const dlb_charger_input *ci, int64_t dt,
                                      int64_t thr)
@@ -1958,7 +1958,12 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
         st->delivered_mams += (int64_t)kn->esum * dt;
         memset(st->meas, 0, sizeof(st->meas));
         kn->esum = 0;
-        x->n_used = 0;
+        const int m3 = st->mode == 3;
+        x->drawn = 0;
+        x->used = m3 ? 7u : kn->used1;
+        x->narrowed = 0; /* (thr > 0) */
+        x->n_used = 1 + 2 * m3;
+        x->kind = KIND_DEMAND;
     } else if (state == DLB_STATE_CHARGING) {
         to = IK_DRAW;
     } else {
@@ -2028,16 +2033,16 @@ static DLB_INLINE int charger_usual(dlb_site *s, const dlb_charger_input *ci, ch
             return 1;
         }
         /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
-         * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
-         * n_used, narrowed and drawn are what the last classification wrote (it was this case, by
-         * charger_general or here: iclass is set by the one and kept by the other) unless stage 5
-         * switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
+         * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used, n_used,
+         * narrowed and drawn are what the last classification wrote (it was this case, by
+         * charger_general, restate or here: iclass is set by the first two and kept by the last) unless
+         * stage 5 switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
          * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
-         * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
-         * needs no writes. (A 1-phase charger's mode is 1.) */
+         * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used needs
+         * no writes. A 1-phase charger's mode is always 1 and stage 5 never switches it: no test. */
         const int32_t mode = three ? st->mode : 1;
         const int64_t v = st->sp;
-        if (mode != x->n_used) {
+        if (three && mode != x->n_used) {
             const int m3 = three && mode == 3;
             x->drawn = 0;
             x->used = m3 ? 7u : kn->used1;
