@@ -570,6 +570,61 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
     return end;
 }
 
+/* sort_piles leaves its two-pile mode after this many pairs in a row went on the high pile */
+#define PILE_IDLE 8
+#define PILE_NEAR 32
+
+/* sort_pairs' dense repair, from p (p[-1] > *p, a[b] < *p with b = p - a - SORT_NEAR or 0, p < mid): a
+ * charger group whose keys differ by less than their change in a step (the same set-point and start, their
+ * measured draws not quite equal) comes back each step as two interleaved ascending runs, one per size of
+ * the change, and insertion would pay a mispredicted exit per pair. Here each pair goes, without a branch,
+ * on one of two ascending piles (patience sorting, best fit): the high one, a[0..w) in place (its top the
+ * last of the sorted prefix, then the last taken), if above its top, else the low one, tmp[0..l) (its
+ * bottom bound a[b], so that no pair of it goes below a[b + 1]), whose top is always below the high top.
+ * Two piles take any run whose longest descending subsequence is two long. A pair below the low top ends
+ * the mode (sort_pairs then inserts it as before), so does PILE_IDLE pairs in a row on the high pile, or
+ * mid; then the piles are merged from the back, without a branch, into a[0..p): returned, the sorted
+ * prefix. Pairs in a[b + 1..] move at most as far as the pairs taken, O(pairs taken + SORT_NEAR). */
+DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, const kpair *const fl, kpair *tmp,
+                                      const uint64_t *key)
+{
+    kpair *w = p; /* the high pile's end; the low pile is tmp[0..p - w) */
+    int64_t hx = p[-1].item, lx = fl->item;
+    uint64_t hk = key[hx], lk = key[lx];
+    size_t idle = 0;
+    do {
+        const int64_t y = p->item;
+        const uint64_t yk = key[y];
+        if (!kv_less(lk, lx, yk, y)) {
+            break;
+        }
+        const size_t c = (size_t)kv_less(hk, hx, yk, y); /* 1: on the high pile */
+        w->item = y; /* (a pair's own key is left alone, see kpair) */
+        tmp[p - w].item = y;
+        w += c;
+        if (c) { /* conditional moves */
+            hk = yk;
+            hx = y;
+        } else {
+            lk = yk;
+            lx = y;
+        }
+        idle = (idle + 1) * c;
+        p++;
+    } while (idle < PILE_IDLE && p < mid);
+    kpair *o = p;
+    for (; idle > 0; idle--) { /* the last pairs taken, above the low pile's top: each moves up past it */
+        (--o)->item = (--w)->item;
+    }
+    while (o > w) { /* the low pile's o - w pairs left; w > fl: each of them is above *fl */
+        const int64_t ti = tmp[o - w - 1].item, wi = w[-1].item;
+        const size_t c = (size_t)kv_less(key[ti], ti, key[wi], wi);
+        (--o)->item = c ? wi : ti;
+        w -= c;
+    }
+    return p;
+}
+
 /* Stage 5's order: a[0..n) holds every charger in last step's order; bring the m eligible (key below
  * KEY_REST, stage 4's count) to a[0..m) sorted by (key[item], item) with this step's keys. Only a[0..m)
  * is read (admit): the others, KEY_REST each, may end in any order. One pass repairs: a[0..i) is sorted
@@ -608,7 +663,10 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, co
         const kpair x = {key[p->item], p->item};
         const size_t i = (size_t)(p - a);
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
-        if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
+        const size_t bp = i > PILE_NEAR ? i - PILE_NEAR : 0;
+        if (p < mid && kv_less(key[a[bp].item], a[bp].item, x.key, x.item)) {
+            p = sort_piles(p, mid, &a[bp], tmp, key);
+        } else if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
             kpair *q = p - 1;
             p[0] = q[0];
             while (kv_less(x.key, x.item, key[q[-1].item], q[-1].item)) {
