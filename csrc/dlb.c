@@ -570,21 +570,24 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
     return end;
 }
 
-/* sort_piles leaves its two-pile mode after this many pairs in a row went on the high pile */
-#define PILE_IDLE 8
+/* sort_pairs hands a pair this close to its place (before a[m)) to sort_piles, which leaves its two-pile mode
+ * after PILE_IDLE pairs in a row went on the high pile */
 #define PILE_NEAR 32
+#define PILE_IDLE 8
 
-/* sort_pairs' dense repair, from p (p[-1] > *p, a[b] < *p with b = p - a - SORT_NEAR or 0, p < mid): a
- * charger group whose keys differ by less than their change in a step (the same set-point and start, their
- * measured draws not quite equal) comes back each step as two interleaved ascending runs, one per size of
- * the change, and insertion would pay a mispredicted exit per pair. Here each pair goes, without a branch,
- * on one of two ascending piles (patience sorting, best fit): the high one, a[0..w) in place (its top the
- * last of the sorted prefix, then the last taken), if above its top, else the low one, tmp[0..l) (its
- * bottom bound a[b], so that no pair of it goes below a[b + 1]), whose top is always below the high top.
- * Two piles take any run whose longest descending subsequence is two long. A pair below the low top ends
- * the mode (sort_pairs then inserts it as before), so does PILE_IDLE pairs in a row on the high pile, or
- * mid; then the piles are merged from the back, without a branch, into a[0..p): returned, the sorted
- * prefix. Pairs in a[b + 1..] move at most as far as the pairs taken, O(pairs taken + SORT_NEAR). */
+/* sort_pairs' dense repair, from p (p[-1] > *p > *fl, fl = a[b] with b = p - a - PILE_NEAR or 0, p < mid).
+ * Under FAIR an on charger's key grows by its delivered energy over the step, floor(delivered / wq): a
+ * group started together at the same set-point has keys within a few units, and as measured draws differ
+ * a little its members' keys grow by d or d + 1 at random each step. The group then comes back as two
+ * interleaved ascending runs (by item within a key), and insertion pays a mispredicted exit per pair.
+ * Here each pair goes, without a branch, on one of two ascending piles (patience sorting, best fit): the
+ * high one, a[0..w) in place (its top the last of the sorted prefix, then the last taken), if above its
+ * top, else the low one, tmp[0..p - w) (bounded below by *fl, so none of it goes below a[b + 1]), whose
+ * top is always below the high top. Two piles take any run whose longest descending subsequence is two
+ * long. A pair below the low top ends the mode (sort_pairs goes on with it), so do PILE_IDLE pairs in a
+ * row on the high pile (above every pair of the low one: moved up as a block), or mid; then the piles are
+ * merged from the back, without a branch, into a[0..p): returned, the sorted prefix. Work O(pairs taken +
+ * PILE_NEAR). Only items are written (the pairs' own key fields are left alone, see kpair). */
 DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, const kpair *const fl, kpair *tmp,
                                       const uint64_t *key)
 {
@@ -630,8 +633,9 @@ DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, const kpair *c
  * is read (admit): the others, KEY_REST each, may end in any order. One pass repairs: a[0..i) is sorted
  * when a[i] is reached (up to the order among KEY_REST pairs), and a[i] is inserted into it if it does
  * not go last (sort_scan passes those that do; the pairs' own key fields are left alone, see kpair).
- * Within SORT_NEAR places (most repairs: a charger whose key changed a little) the pairs above it shift
- * up one by one as they are compared (no search, no call); farther, sort_far. Past a budget of far moves
+ * Before a[m), within PILE_NEAR places (most repairs: a charger whose key changed a little), sort_piles
+ * repairs from a[i] on; past a[m), within SORT_NEAR places, the pairs above a[i] shift up one by one as
+ * they are compared (no search, no call); farther, sort_far. Past a budget of far moves
  * the whole is sorted by split_sort_pairs, O(N log N). The pass stops once i >= m and a[m - 1] is eligible:
  * the eligible go first in a sorted a[0..i), so a[0..m) holds all m of them, in order. Until then, past
  * a[m) the sorted prefix ends with a KEY_REST pair (a[m - 1] is one), which every eligible pair goes
@@ -664,9 +668,9 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, co
         const size_t i = (size_t)(p - a);
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
         const size_t bp = i > PILE_NEAR ? i - PILE_NEAR : 0;
-        if (p < mid && kv_less(key[a[bp].item], a[bp].item, x.key, x.item)) {
+        if (p < mid && kv_less(key[a[bp].item], a[bp].item, x.key, x.item)) { /* a[bp] < x < a[i - 1] */
             p = sort_piles(p, mid, &a[bp], tmp, key);
-        } else if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
+        } else if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a near place b < j < i (past a[m)) */
             kpair *q = p - 1;
             p[0] = q[0];
             while (kv_less(x.key, x.item, key[q[-1].item], q[-1].item)) {
