@@ -575,34 +575,35 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
 #define PILE_NEAR 32
 #define PILE_IDLE 8
 
-/* sort_pairs' dense repair, from p (p[-1] > *p > *fl, fl = a[b] with b = p - a - PILE_NEAR or 0, p < mid).
+/* sort_pairs' dense repair, from p (p[-1] > *p > a[b], b = p - a - PILE_NEAR or 0, p < mid).
  * Under FAIR an on charger's key grows by its delivered energy over the step, floor(delivered / wq): a
  * group started together at the same set-point has keys within a few units, and as measured draws differ
  * a little its members' keys grow by d or d + 1 at random each step. The group then comes back as two
  * interleaved ascending runs (by item within a key), and insertion pays a mispredicted exit per pair.
  * Here each pair goes, without a branch, on one of two ascending piles (patience sorting, best fit): the
  * high one, a[0..w) in place (its top the last of the sorted prefix, then the last taken), if above its
- * top, else the low one, tmp[0..p - w) (bounded below by *fl, so none of it goes below a[b + 1]), whose
+ * top, else the low one, tmp[0..p - w) (*p first, so none of it goes below a[b + 1]), whose
  * top is always below the high top. Two piles take any run whose longest descending subsequence is two
  * long. A pair below the low top ends the mode (sort_pairs goes on with it), so do PILE_IDLE pairs in a
  * row on the high pile (above every pair of the low one: moved up as a block), or mid; then the piles are
  * merged from the back, without a branch, into a[0..p): returned, the sorted prefix. Work O(pairs taken +
  * PILE_NEAR). Only items are written (the pairs' own key fields are left alone, see kpair). */
-DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, const kpair *const fl, kpair *tmp,
-                                      const uint64_t *key)
+DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, kpair *tmp, const uint64_t *key)
 {
     kpair *w = p; /* the high pile's end; the low pile is tmp[0..p - w) */
-    int64_t hx = p[-1].item, lx = fl->item;
+    int64_t hx = p[-1].item, lx = p->item;
     uint64_t hk = key[hx], lk = key[lx];
     size_t idle = 0;
-    do {
+    tmp[0].item = lx; /* *p goes on the low pile, which it bounds below */
+    p++;
+    for (; p < mid && idle < PILE_IDLE; p++) {
         const int64_t y = p->item;
         const uint64_t yk = key[y];
         if (!kv_less(lk, lx, yk, y)) {
             break;
         }
         const size_t c = (size_t)kv_less(hk, hx, yk, y); /* 1: on the high pile */
-        w->item = y; /* (a pair's own key is left alone, see kpair) */
+        w->item = y;
         tmp[p - w].item = y;
         w += c;
         if (c) { /* conditional moves */
@@ -613,13 +614,12 @@ DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, const kpair *c
             lx = y;
         }
         idle = (idle + 1) * c;
-        p++;
-    } while (idle < PILE_IDLE && p < mid);
+    }
     kpair *o = p;
     for (; idle > 0; idle--) { /* the last pairs taken, above the low pile's top: each moves up past it */
         (--o)->item = (--w)->item;
     }
-    while (o > w) { /* the low pile's o - w pairs left; w > fl: each of them is above *fl */
+    while (o > w) { /* the low pile's o - w pairs left, each above a[b]: w stays above a + b */
         const int64_t ti = tmp[o - w - 1].item, wi = w[-1].item;
         const size_t c = (size_t)kv_less(key[ti], ti, key[wi], wi);
         (--o)->item = c ? wi : ti;
@@ -669,7 +669,7 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, co
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
         const size_t bp = i > PILE_NEAR ? i - PILE_NEAR : 0;
         if (p < mid && kv_less(key[a[bp].item], a[bp].item, x.key, x.item)) { /* a[bp] < x < a[i - 1] */
-            p = sort_piles(p, mid, &a[bp], tmp, key);
+            p = sort_piles(p, mid, tmp, key);
         } else if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a near place b < j < i (past a[m)) */
             kpair *q = p - 1;
             p[0] = q[0];
