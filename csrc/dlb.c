@@ -50,6 +50,7 @@ typedef struct {
     int32_t esum;
     uint32_t used1; /* 1 << phase_map[0]: the used set on conductor 0 alone */
     uint8_t iclass; /* which usual case a reading of key is (IK_*) */
+    uint8_t three;  /* installed phases == 3 */
 } charger_in;
 
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
@@ -117,22 +118,6 @@ typedef struct {
 } charger_scratch;
 _Static_assert(sizeof(charger_scratch) == 80 && DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
                "stages 7-9's fields fit in charger_scratch's padding");
-
-/* stage 1: an entry of charger_pass's order (dlb_site.korder): charger k's state and scratch (&ks[k],
- * &kx[k]: the site does not move once dlb_init placed it) and the byte offset of its reading in chargers[] */
-typedef struct {
-    charger_state *st;
-    charger_scratch *x;
-    int64_t ci;
-} kplace;
-
-/* stage 3 (circuit_sums): what it reads of a circuit's configuration, in one 64-byte record (configuration
- * only: found by dlb_init, ingest_cfg): its limits less its margin and its fallback base as int64, its power
- * cap (dlb_site.power_cap), parent and has_meter */
-typedef struct {
-    int64_t cap[DLB_PHASES], fallback[DLB_PHASES], power_cap;
-    int32_t parent, has_meter;
-} circ_const;
 
 /* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
 typedef struct {
@@ -308,11 +293,6 @@ struct dlb_site {
     /* stage 6 (tree_update): 1 if only the tournament tree's root is current (its other nodes stale);
      * 0 at each fill's start (every tlv[] INF: any node is then as good as any other, see tree_init) */
     int32_t tree_stale;
-    /* stage 1 (charger_pass), found by dlb_init (ingest_cfg; configuration only): the chargers in the pass's
-     * order, the 3-phase ones (n_three) first, then the 1-phase ones, each in index order (nk entries) */
-    kplace *korder;
-    int32_t n_three;
-    circ_const *ccst; /* stage 3 (circuit_sums), found by dlb_init (ingest_cfg): nc entries (see circ_const) */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1111,9 +1091,6 @@ static size_t admit_bytes(size_t nc, size_t nk)
     return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk) + align8(nk * sizeof(adm_charger));
 }
 
-/* stages 1-3's arrays (dlb_site.korder, ccst) at the very end of the layout (ingest_cfg places them) */
-static size_t ingest_bytes(size_t nc, size_t nk) { return align8(nk * sizeof(kplace)) + nc * sizeof(circ_const); }
-
 static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
 {
     s->adm_acc = (int64_t *)(void *)at;
@@ -1218,8 +1195,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
     o += admit_bytes(nc, nk);
-    o += align8(nk * sizeof(int32_t)); /* stage 6's start_run (fill_cfg) */
-    o += ingest_bytes(nc, nk);          /* stages 1-3's, the last (ingest_cfg) */
+    o += align8(nk * sizeof(int32_t)); /* stage 6's start_run, the last array (fill_cfg) */
     l->total = o;
     return 1;
 }
@@ -1350,7 +1326,6 @@ static int validate(dlb_site *s, const dlb_params *p, const dlb_circuit *circ, s
 static void admit_cfg(dlb_site *s); /* stage 5's configuration summary (see there) */
 static void outputs_cfg(dlb_site *s); /* stages 7-9's copy of the configuration (see there) */
 static void fill_cfg(dlb_site *s, unsigned char *end); /* stage 6's start_run (see there) */
-static void ingest_cfg(dlb_site *s, unsigned char *at); /* stages 1-3's configuration summaries (see there) */
 
 int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_circuit *circuits,
              size_t n_circuits, const dlb_charger *chargers, size_t n_chargers, dlb_site **site)
@@ -1548,8 +1523,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     tree_init(s);
     admit_cfg(s);
     outputs_cfg(s);
-    fill_cfg(s, base + l.total - ingest_bytes(n_circuits, n_chargers));
-    ingest_cfg(s, base + l.total - ingest_bytes(n_circuits, n_chargers));
+    fill_cfg(s, base + l.total);
     *site = s;
     return DLB_OK;
 }
@@ -1557,10 +1531,12 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
 /* ------------------------------------------------------------------------------------------------ */
 /* stage 1: ingest */
 
-/* the meter of circuit c (which has one: circuits_in tests it) */
 static void ingest_meter(dlb_site *s, int32_t c, const dlb_meter_input *mi, int64_t now)
 {
     meter_state *ms = &s->ms[c];
+    if (!s->circ[c].has_meter) {
+        return;
+    }
     if (mi->fresh) {
         /* each current in [-max, max] (all three tested: no side effects) */
         const int ok = in_range(mi->current_ma[0], -DLB_MAX_CURRENT_MA, DLB_MAX_CURRENT_MA) &
@@ -1765,6 +1741,7 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
         kn->off[i] = cbase + kc->phase_map[i < kc->phases ? i : 0] * (int32_t)sizeof(int64_t);
     }
     kn->used1 = 1u << kc->phase_map[0];
+    kn->three = (uint8_t)(kc->phases == 3);
     if (st->lost) {
         kn->iclass = IK_NONE;
     } else if (!is_demanding(st->state)) {
@@ -2014,8 +1991,8 @@ DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t 
  * logic leaves it in session, and lost stays 0 as in the usual cases (t_last: charger_general's fix-up).
  * Returns the new case (the reading is then charger_pass's), or IK_NONE with nothing changed (then
  * charger_general's). To IK_WAIT: the energy of the interval is counted here (counting: in session, not
- * lost), the stored currents and their sum become 0, and the fields of x that charger_pass's IK_WAIT case
- * may leave as they are get that case's values (the last classification was another case's). To IK_DRAW: that
+ * lost), the stored currents and their sum become 0, and x->n_used = 0 (no mode) makes charger_pass's
+ * IK_WAIT case write every field it sets (the last classification was another case's). To IK_DRAW: that
  * case writes every field but kind (DEMAND, as before) and counts the energy. Out of line: a few per step. */
 DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, const dlb_charger_input *ci, int64_t dt,
                                      int64_t thr)
@@ -2040,12 +2017,7 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
         st->delivered_mams += (int64_t)kn->esum * dt;
         memset(st->meas, 0, sizeof(st->meas));
         kn->esum = 0;
-        const int m3 = st->mode == 3;
-        x->drawn = 0;
-        x->used = m3 ? 7u : kn->used1;
-        x->narrowed = 0; /* (thr > 0) */
-        x->n_used = 1 + 2 * m3;
-        x->kind = KIND_DEMAND;
+        x->n_used = 0;
     } else if (state == DLB_STATE_CHARGING) {
         to = IK_DRAW;
     } else {
@@ -2057,156 +2029,158 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
     return to;
 }
 
-/* stages 1-3's configuration summaries, at `at` (ingest_bytes): charger_pass's order (dlb_site.korder: the
- * 3-phase chargers, then the 1-phase ones) and circuit_sums' constants (ccst) */
-DLB_NOINLINE static void ingest_cfg(dlb_site *s, unsigned char *at)
+/* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
+ * circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them (the
+ * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined,
+ * its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
+DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
+                                                          int64_t dt, int32_t k0)
 {
-    s->korder = (kplace *)(void *)at;
-    s->ccst = (circ_const *)(void *)(at + align8((size_t)s->nk * sizeof(kplace)));
-    for (int32_t c = 0; c < s->nc; c++) {
-        for (int i = 0; i < DLB_PHASES; i++) {
-            s->ccst[c].cap[i] = (int64_t)s->circ[c].limit_ma[i] - s->circ[c].margin_ma;
-            s->ccst[c].fallback[i] = s->circ[c].fallback_base_ma[i];
+    const int32_t nk = s->nk;
+    charger_state *const ks = s->ks;
+    charger_scratch *const kx = s->kx;
+    char *const cb = (char *)s->cx;
+    const int64_t thr = s->p.active_threshold_ma;
+    const int64_t cut = now - s->p.follow_time_ms;
+    /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
+     * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
+    const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
+    /* driven by the reading pointer (no index: the rare paths find k from st): one induction step fewer */
+    const dlb_charger_input *const ce = chargers + nk;
+    charger_state *st = ks + k0;
+    charger_scratch *x = kx + k0;
+    for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
+        charger_in *kn = &st->in;
+        /* The usual cases: a fresh reading of the stored state, without session data, from a charger
+         * that is not lost (key and iclass say which). The stored state passed the range check; the
+         * session logic of ingest_charger already ran for this state (a demanding state opened the
+         * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
+         * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
+         * one reads as a large unsigned: the OR bounds each) and the time are new. The time is not
+         * stored: charger_general sets t_last when it next runs (see there). */
+        int64_t head;
+        memcpy(&head, ci, sizeof(head));
+        uint32_t ik = kn->iclass;
+        if (head != kn->key && (ik = restate(st, x, ci, dt, thr)) == IK_NONE) {
+            return ci;
         }
-        s->ccst[c].power_cap = s->power_cap[c];
-        s->ccst[c].parent = s->circ[c].parent;
-        s->ccst[c].has_meter = s->circ[c].has_meter;
-    }
-    int32_t n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int32_t k = 0; k < s->nk; k++) {
-            if ((s->chg[k].phases == 3) == (pass == 0)) {
-                s->korder[n].st = &s->ks[k];
-                s->korder[n].x = &s->kx[k];
-                s->korder[n].ci = (int64_t)k * (int64_t)sizeof(dlb_charger_input);
-                n++;
+        if (ik == IK_WAIT) {
+            uint64_t rest[2]; /* the currents and session_update */
+            memcpy(rest, ci->current_ma, sizeof(rest));
+            if ((rest[0] | rest[1]) != 0) {
+                return ci;
             }
+            /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
+             * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used,
+             * n_used, narrowed and drawn are what the last classification wrote (it was this case, by
+             * charger_general or here: iclass is set by the one and kept by the other) unless stage 5
+             * switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
+             * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
+             * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used
+             * needs no writes. */
+            const int32_t mode = st->mode;
+            const int64_t v = st->sp;
+            if (mode != x->n_used) {
+                const int three = mode == 3;
+                x->drawn = 0;
+                x->used = three ? 7u : kn->used1;
+                x->narrowed = 0;
+                x->n_used = 1 + 2 * three;
+                x->kind = KIND_DEMAND;
+            }
+            if (now < st->hold_end) {
+                put_held(s, st, now, v, x, mode == 3);
+                continue;
+            }
+            x->m = v;
+            if (v != 0) {
+                put_m(cb, kn, x, v, mode == 3);
+            }
+            continue;
         }
-        if (pass == 0) {
-            s->n_three = n;
-        }
-    }
-}
-
-/* Stages 1-3 of one charger in its usual cases (reading ci, state st, scratch x) for charger_pass, which
- * inlines it twice: for the 3-phase chargers (three = 1) and the 1-phase ones (three = 0: mode 1, as mode 3
- * is only on a 3-phase charger). Returns 1, with nothing changed, when the reading is charger_general's. */
-static DLB_INLINE int charger_usual(dlb_site *s, const dlb_charger_input *ci, charger_state *st, charger_scratch *x,
-                                    char *cb, int64_t now, int64_t dt, int64_t thr, uint64_t ucut, const int three)
-{
-    charger_in *kn = &st->in;
-    /* The usual cases: a fresh reading of the stored state, without session data, from a charger
-     * that is not lost (key and iclass say which). The stored state passed the range check; the
-     * session logic of ingest_charger already ran for this state (a demanding state opened the
-     * session, DISCONNECTED closed it, the others leave it), and with t_last = now and ok_since set
-     * (it is while not lost) the ladder keeps lost at 0: only the currents (when in range; a negative
-     * one reads as a large unsigned: the OR bounds each) and the time are new. The time is not
-     * stored: charger_general sets t_last when it next runs (see there). */
-    int64_t head;
-    memcpy(&head, ci, sizeof(head));
-    uint32_t ik = kn->iclass;
-    if (head != kn->key && (ik = restate(st, x, ci, dt, thr)) == IK_NONE) {
-        return 1;
-    }
-    if (ik == IK_WAIT) {
-        uint64_t rest[2]; /* the currents and session_update */
-        memcpy(rest, ci->current_ma, sizeof(rest));
-        if ((rest[0] | rest[1]) != 0) {
-            return 1;
-        }
-        /* A waiting EV (demanding), nothing drawn before or now: no energy, the stored currents (0)
-         * stay, and with c0 = c1 = c2 = 0 classify_demand comes down to this. Its kind, used, n_used,
-         * narrowed and drawn are what the last classification wrote (it was this case, by
-         * charger_general, restate or here: iclass is set by the first two and kept by the last) unless
-         * stage 5 switched it to one phase (used 1 << phase_map[0] and n_used 1: this case's values for
-         * mode 1, narrowed untouched). With thr > 0 (IK_WAIT's condition: narrowed 0) they are this
-         * case's values for a mode of n_used, which is 1 or 3 as a mode is: a mode equal to n_used needs
-         * no writes. A 1-phase charger's mode is always 1 and stage 5 never switches it: no test. */
-        const int32_t mode = three ? st->mode : 1;
-        const int64_t v = st->sp;
-        if (three && mode != x->n_used) {
-            const int m3 = three && mode == 3;
-            x->drawn = 0;
-            x->used = m3 ? 7u : kn->used1;
-            x->narrowed = 0;
-            x->n_used = 1 + 2 * m3;
-            x->kind = KIND_DEMAND;
-        }
-        if (now < st->hold_end) {
-            put_held(s, st, now, v, x, three && mode == 3);
-            return 0;
-        }
-        x->m = v;
-        if (v != 0) {
-            put_m(cb, kn, x, v, three && mode == 3);
-        }
-        return 0;
-    }
-    /* the currents as unsigned: a negative one is above any range (and once in range, each is the
-     * current: no sign to extend) */
-    /* current_ma[2] in the low half, session_update in the high one (adjacent: one load) */
-    const uint64_t c2su = c2_su(ci);
-    const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1], u2 = (uint32_t)c2su;
-    if (ik == IK_DRAW) {
-        /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
-        if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
-            return 1;
-        }
-        const int64_t c0 = u0, c1 = u1, c2 = u2;
-        /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
-         * and not lost, it is in session (a demanding state opens it, only DISCONNECTED closes it):
-         * counting. Then classify_demand with drawing = 1 in state CHARGING; its kind is DEMAND as
-         * the last classification (charger_general's, which set iclass) left it: only stage 1 writes
-         * kind. */
-        st->delivered_mams += (int64_t)kn->esum * dt;
-        memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-        if (now < st->hold_end) {
-            kn->esum = (int32_t)(c0 + (three ? c1 + c2 : 0));
-            draw_general(s, st, now);
-            return 0;
-        }
-        const uint32_t follow =
-            (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch < (int64_t)ucut);
-        if (three && st->mode == 3) {
-            /* counted on the conductors that draw (thr) once the EV had time to use every conductor,
-             * on all three when all three or none draw */
-            const int64_t drawn = max64(c0, max64(c1, c2));
-            uint32_t narrowed = follow;
-            if (min64(c0, min64(c1, c2)) < thr) {
-                if (drawn >= thr && follow) {
-                    kn->esum = (int32_t)(c0 + c1 + c2);
-                    draw_general(s, st, now);
-                    return 0;
+        /* the currents as unsigned: a negative one is above any range (and once in range, each is the
+         * current: no sign to extend) */
+        /* current_ma[2] in the low half, session_update in the high one (adjacent: one load) */
+        const uint64_t c2su = c2_su(ci);
+        const uint32_t u0 = (uint32_t)ci->current_ma[0], u1 = (uint32_t)ci->current_ma[1], u2 = (uint32_t)c2su;
+        if (ik == IK_DRAW) {
+            /* session_update != 0 puts the OR at or above 2^32; 0 currents wrap it to the largest value */
+            if (((u0 | u1 | c2su) - 1u) >= (uint64_t)DLB_MAX_CURRENT_MA) {
+                return ci;
+            }
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
+            /* charging and drawing before and now (the currents' OR in [1, max]): the key stays. Demanding
+             * and not lost, it is in session (a demanding state opens it, only DISCONNECTED closes it):
+             * counting. Then classify_demand with drawing = 1 in state CHARGING; its kind is DEMAND as
+             * the last classification (charger_general's, which set iclass) left it: only stage 1 writes
+             * kind. */
+            st->delivered_mams += (int64_t)kn->esum * dt;
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
+            if (now < st->hold_end) {
+                kn->esum = (int32_t)(c0 + (kn->three ? c1 + c2 : 0));
+                draw_general(s, st, now);
+                continue;
+            }
+            const uint32_t follow = (uint32_t)((uint64_t)st->on_since < ucut) & (uint32_t)(st->last_switch <= cut);
+            if (st->mode == 3) {
+                /* counted on the conductors that draw (thr) once the EV had time to use every conductor,
+                 * on all three when all three or none draw */
+                const int64_t drawn = max64(c0, max64(c1, c2));
+                uint32_t narrowed = follow;
+                if (min64(c0, min64(c1, c2)) < thr) {
+                    if (drawn >= thr && follow) {
+                        kn->esum = (int32_t)(c0 + c1 + c2);
+                        draw_general(s, st, now);
+                        continue;
+                    }
+                    narrowed = 0;
                 }
-                narrowed = 0;
-            }
-            const int64_t m = max64(drawn, st->sp);
-            x->drawn = drawn;
-            x->m = m;
-            x->used = 7u;
-            x->narrowed = narrowed;
-            x->n_used = 3;
-            kn->esum = (int32_t)(c0 + c1 + c2);
-            /* all three phases: a 3-phase map is a permutation */
-            *cx_at(cb, kn->off[0], 0) += c0;
-            *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
-            *cx_at(cb, kn->off[1], 0) += c1;
-            *cx_at(cb, kn->off[1], CX_MEAS_D) += m;
-            *cx_at(cb, kn->off[2], 0) += c2;
-            *cx_at(cb, kn->off[2], CX_MEAS_D) += m;
-        } else { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
-            const int64_t m = max64(c0, st->sp);
-            x->drawn = c0;
-            x->m = m;
-            x->narrowed = (uint32_t)(c0 >= thr) & follow;
-            if (three) {
+                const int64_t m = max64(drawn, st->sp);
+                x->drawn = drawn;
+                x->m = m;
+                x->used = 7u;
+                x->narrowed = narrowed;
+                x->n_used = 3;
+                kn->esum = (int32_t)(c0 + c1 + c2);
+                /* all three phases: a 3-phase map is a permutation */
+                *cx_at(cb, kn->off[0], 0) += c0;
+                *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
+                *cx_at(cb, kn->off[1], 0) += c1;
+                *cx_at(cb, kn->off[1], CX_MEAS_D) += m;
+                *cx_at(cb, kn->off[2], 0) += c2;
+                *cx_at(cb, kn->off[2], CX_MEAS_D) += m;
+            } else { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
+                const int64_t m = max64(c0, st->sp);
+                x->drawn = c0;
+                x->m = m;
                 x->used = kn->used1;
+                x->narrowed = (uint32_t)(c0 >= thr) & follow;
                 x->n_used = 1;
-            } /* else they are: a 1-phase charger with demand is classified (charger_general, the cases
-               * here) with these, and only stage 5's switch (of a 3-phase charger) writes them else */
+                *cx_at(cb, kn->off[0], 0) += c0;
+                *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
+                if (kn->three) { /* conductors outside its counted set are fixed loads */
+                    *cx_at(cb, kn->off[1], 0) += c1;
+                    *cx_at(cb, kn->off[1], CX_FIXED) += c1;
+                    *cx_at(cb, kn->off[2], 0) += c2;
+                    *cx_at(cb, kn->off[2], CX_FIXED) += c2;
+                    kn->esum = (int32_t)(c0 + c1 + c2);
+                } else {
+                    kn->esum = (int32_t)c0;
+                }
+            }
+            continue;
+        }
+        if (ik == IK_IDLE && !ci->session_update && (u0 | u1 | u2) <= (uint32_t)DLB_MAX_CURRENT_MA) {
+            const int64_t c0 = u0, c1 = u1, c2 = u2;
+            /* without demand: its currents are fixed loads (classify_nodemand). Its scratch is as the
+             * last classification (charger_general's, which set iclass) left it, classify_none's: only
+             * stage 1 writes kind, narrowed and drawn, and stage 5 the others for a charger it admits,
+             * one with demand. */
+            charger_energy(st, kn, dt);
+            memcpy(st->meas, ci->current_ma, sizeof(st->meas));
             *cx_at(cb, kn->off[0], 0) += c0;
-            *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
-            if (three) { /* conductors outside its counted set are fixed loads */
+            *cx_at(cb, kn->off[0], CX_FIXED) += c0;
+            if (kn->three) {
                 *cx_at(cb, kn->off[1], 0) += c1;
                 *cx_at(cb, kn->off[1], CX_FIXED) += c1;
                 *cx_at(cb, kn->off[2], 0) += c2;
@@ -2215,67 +2189,11 @@ static DLB_INLINE int charger_usual(dlb_site *s, const dlb_charger_input *ci, ch
             } else {
                 kn->esum = (int32_t)c0;
             }
+            continue;
         }
-        return 0;
+        return ci;
     }
-    if (ik == IK_IDLE && !ci->session_update && (u0 | u1 | u2) <= (uint32_t)DLB_MAX_CURRENT_MA) {
-        const int64_t c0 = u0, c1 = u1, c2 = u2;
-        /* without demand: its currents are fixed loads (classify_nodemand). Its scratch is as the
-         * last classification (charger_general's, which set iclass) left it, classify_none's: only
-         * stage 1 writes kind, narrowed and drawn, and stage 5 the others for a charger it admits,
-         * one with demand. */
-        charger_energy(st, kn, dt);
-        memcpy(st->meas, ci->current_ma, sizeof(st->meas));
-        *cx_at(cb, kn->off[0], 0) += c0;
-        *cx_at(cb, kn->off[0], CX_FIXED) += c0;
-        if (three) {
-            *cx_at(cb, kn->off[1], 0) += c1;
-            *cx_at(cb, kn->off[1], CX_FIXED) += c1;
-            *cx_at(cb, kn->off[2], 0) += c2;
-            *cx_at(cb, kn->off[2], CX_FIXED) += c2;
-            kn->esum = (int32_t)(c0 + c1 + c2);
-        } else {
-            kn->esum = (int32_t)c0;
-        }
-        return 0;
-    }
-    return 1;
-}
-
-/* Stages 1-3 for the chargers of charger_pass's order (s->korder: the 3-phase chargers, then the 1-phase
- * ones, each in index order) from entry e on, in their usual cases: ingest, classify, and the sums of its
- * circuit (meters ingested first). Each charger's stages read and write only its own state and add to
- * integer sums (exact in any order), so the order is free: this one runs the two kinds of charger in two
- * loops, where the branches on the phases and on the mode are predictable (in index order, which charger
- * drawing is in mode 3 follows no pattern a predictor learns: a third of those branches mispredicted, ~130
- * per step at N = 1000). Returns the entry of the first charger from e on outside them (the end of korder
- * if none), for charger_general. Out of line: inlined, its loop's live values grew dlb_step's frame past the
- * stack bound (dlb.h). */
-DLB_NOINLINE static const kplace *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
-                                               int64_t dt, const kplace *e)
-{
-    char *const cb = (char *)s->cx;
-    const int64_t thr = s->p.active_threshold_ma;
-    const int64_t cut = now - s->p.follow_time_ms;
-    /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch < (int64_t)ucut): on_since =
-     * TNONE reads as the largest unsigned; with cut >= 0, ucut = cut + 1; with cut < 0 (ucut = 0) no stored
-     * time (>= 0) is at most cut, and the first test fails */
-    const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
-    const char *const cib = (const char *)chargers;
-    const kplace *const k3 = s->korder + s->n_three;
-    for (; e < k3; e++) {
-        const dlb_charger_input *ci = (const dlb_charger_input *)(const void *)(cib + e->ci);
-        if (charger_usual(s, ci, e->st, e->x, cb, now, dt, thr, ucut, 1)) {
-            return e;
-        }
-    }
-    for (const kplace *const kend = s->korder + s->nk; e < kend; e++) {
-        const dlb_charger_input *ci = (const dlb_charger_input *)(const void *)(cib + e->ci);
-        if (charger_usual(s, ci, e->st, e->x, cb, now, dt, thr, ucut, 0)) {
-            return e;
-        }
-    }
-    return e;
+    return ce;
 }
 
 /* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
@@ -5024,7 +4942,7 @@ DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters,
 {
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
-    const circ_const *const ccst = s->ccst;
+    const dlb_circuit *const circ = s->circ;
     _Static_assert(offsetof(circuit_scratch, childbase) == offsetof(circuit_scratch, evsum) + 3 * sizeof(int64_t) &&
                        offsetof(circuit_scratch, meas_d) == offsetof(circuit_scratch, fixed) + 4 * sizeof(int64_t),
                    "evsum and childbase, fixed and meas_d are adjacent");
@@ -5033,7 +4951,7 @@ DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters,
         memset(cs + offsetof(circuit_scratch, evsum), 0, 6 * sizeof(int64_t)); /* evsum, childbase */
         memset(cs + offsetof(circuit_scratch, alloc), 0, sizeof(cx[c].alloc));
         memset(cs + offsetof(circuit_scratch, fixed), 0, 8 * sizeof(int64_t)); /* fixed, meas_d */
-        if (ccst[c].has_meter) {
+        if (circ[c].has_meter) {
             ingest_meter(s, c, &meters[c], now);
         }
     }
@@ -5050,13 +4968,14 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
     uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
-    const circ_const *const ccst = s->ccst;
+    const int32_t *const has_pw = s->hp;
+    const dlb_circuit *cc = s->circ + nc;
     for (int32_t c = nc - 1; c >= 0; c--) {
+        cc--; /* &s->circ[c] (a pointer step: the stride is 44 bytes) */
         circuit_scratch *cs = &cx[c];
-        const circ_const *cq = &ccst[c];
         int64_t a0, a1, a2; /* base */
         uint32_t status = 0; /* (set here first in a step) */
-        if (cq->has_meter) {
+        if (cc->has_meter) {
             meter_state *ms = &s->ms[c];
             int64_t ev_seen[DLB_PHASES];
             ev_window(p, ms, cs->evsum, now, ev_seen);
@@ -5065,16 +4984,16 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
                 a1 = ms->ma[1] - ev_seen[1];
                 a2 = ms->ma[2] - ev_seen[2];
             } else {
-                a0 = cq->fallback[0];
-                a1 = cq->fallback[1];
-                a2 = cq->fallback[2];
+                a0 = cc->fallback_base_ma[0];
+                a1 = cc->fallback_base_ma[1];
+                a2 = cc->fallback_base_ma[2];
                 status |= (ms->seen && now - ms->t_last <= p->meter_timeout_ms) ? DLB_CIRCUIT_METER_RECOVERING
                                                                                 : DLB_CIRCUIT_METER_STALE;
             }
         } else {
-            a0 = cq->fallback[0] + cs->childbase[0];
-            a1 = cq->fallback[1] + cs->childbase[1];
-            a2 = cq->fallback[2] + cs->childbase[2];
+            a0 = cc->fallback_base_ma[0] + cs->childbase[0];
+            a1 = cc->fallback_base_ma[1] + cs->childbase[1];
+            a2 = cc->fallback_base_ma[2] + cs->childbase[2];
         }
         cs->base[0] = a0;
         cs->base[1] = a1;
@@ -5084,8 +5003,8 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
          * lane's sums are not stored.) */
         const int64_t f0 = cs->fixed[0], f1 = cs->fixed[1], f2 = cs->fixed[2], fp = f0 + f1 + f2;
         const int64_t m0 = cs->meas_d[0], m1 = cs->meas_d[1], m2 = cs->meas_d[2], mp = m0 + m1 + m2;
-        if (cq->parent != DLB_NONE) {
-            circuit_scratch *ps = &cx[cq->parent];
+        if (cc->parent != DLB_NONE) {
+            circuit_scratch *ps = &cx[cc->parent];
             ps->evsum[0] += cs->evsum[0];
             ps->evsum[1] += cs->evsum[1];
             ps->evsum[2] += cs->evsum[2];
@@ -5100,9 +5019,9 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
             ps->meas_d[2] += m2;
         }
         /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
-        const int64_t b0 = cq->cap[0] - a0 - f0;
-        const int64_t b1 = cq->cap[1] - a1 - f1;
-        const int64_t b2 = cq->cap[2] - a2 - f2;
+        const int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - a0 - f0;
+        const int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - a1 - f1;
+        const int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - a2 - f2;
         const int64_t h0 = b0 - m0, h1 = b1 - m1, h2 = b2 - m2;
         cs->budget[0] = cs->run[0] = b0;
         cs->budget[1] = cs->run[1] = b1;
@@ -5113,16 +5032,14 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
         cs->evl[0] = m0;
         cs->evl[1] = m1;
         cs->evl[2] = m2;
-        /* (the sign bits: b < 0, h < 0) */
-        uint64_t bo = (uint64_t)(b0 | b1 | b2) >> 63;
-        uint32_t over = (uint32_t)((uint64_t)h0 >> 63) | (uint32_t)((uint64_t)h1 >> 63) << 1 |
-                        (uint32_t)((uint64_t)h2 >> 63) << 2;
-        if (cq->power_cap != INF) { /* has_power */
-            const int64_t bp = cq->power_cap - (a0 + a1 + a2 + fp);
+        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
+        uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
+        if (has_pw[c] != 0) { /* has_power */
+            const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
             const int64_t hp = bp - mp;
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
             cs->hr[DLB_LANE_POWER] = hp;
-            bo |= (uint64_t)bp >> 63;
+            bo |= bp < 0;
             over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
         } else {
             cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
@@ -5450,16 +5367,16 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
     RELOAD();
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
-     * pass over the chargers (in charger_pass's order): each charger's stages use only its own state (and
-     * meters are ingested first), so the result is the stage-by-stage one */
+     * pass over the chargers: each charger's stages use only its own state (and meters are ingested
+     * first), so the result is the stage-by-stage one */
     circuits_in(s, meters, now);
     s->n_steps++;
     if (nk > 0) { /* (chargers may be NULL without chargers) */
-        const kplace *const kend = s->korder + nk;
-        for (const kplace *e = charger_pass(s, chargers, now, dt, s->korder); e != kend;) {
-            const int32_t k = (int32_t)(e->st - s->ks);
-            charger_general(s, k, &chargers[k], now, dt);
-            e = charger_pass(s, chargers, now, dt, e + 1);
+        const dlb_charger_input *const ce = chargers + nk;
+        for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, 0); ci != ce;) {
+            const int32_t k = (int32_t)(ci - chargers);
+            charger_general(s, k, ci, now, dt);
+            ci = charger_pass(s, chargers, now, dt, k + 1);
         }
     }
     circuit_sums(s, now);
