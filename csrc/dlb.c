@@ -585,72 +585,13 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
     return end;
 }
 
-/* sort_pairs hands a pair this close to its place (before a[m)) to sort_piles, which leaves its two-pile mode
- * after PILE_IDLE pairs in a row went on the high pile */
-#define PILE_NEAR 32
-#define PILE_IDLE 8
-
-/* sort_pairs' dense repair, from p (p[-1] > *p > a[b], b = p - a - PILE_NEAR or 0, p < mid).
- * Under FAIR an on charger's key grows by its delivered energy over the step, floor(delivered / wq): a
- * group started together at the same set-point has keys within a few units, and as measured draws differ
- * a little its members' keys grow by d or d + 1 at random each step. The group then comes back as two
- * interleaved ascending runs (by item within a key), and insertion pays a mispredicted exit per pair.
- * Here each pair goes, without a branch, on one of two ascending piles (patience sorting, best fit): the
- * high one, a[0..w) in place (its top the last of the sorted prefix, then the last taken), if above its
- * top, else the low one, tmp[0..p - w) (*p first, so none of it goes below a[b + 1]), whose
- * top is always below the high top. Two piles take any run whose longest descending subsequence is two
- * long. A pair below the low top ends the mode (sort_pairs goes on with it), so do PILE_IDLE pairs in a
- * row on the high pile (above every pair of the low one: moved up as a block), or mid; then the piles are
- * merged from the back, without a branch, into a[0..p): returned, the sorted prefix. Work O(pairs taken +
- * PILE_NEAR). Only items are written (the pairs' own key fields are left alone, see kpair). */
-DLB_NOINLINE static kpair *sort_piles(kpair *p, kpair *const mid, kpair *tmp, const uint64_t *key)
-{
-    kpair *w = p; /* the high pile's end; the low pile is tmp[0..p - w) */
-    int64_t hx = p[-1].item, lx = p->item;
-    uint64_t hk = key[hx], lk = key[lx];
-    size_t idle = 0;
-    tmp[0].item = lx; /* *p goes on the low pile, which it bounds below */
-    p++;
-    for (; p < mid && idle < PILE_IDLE; p++) {
-        const int64_t y = p->item;
-        const uint64_t yk = key[y];
-        if (!kv_less(lk, lx, yk, y)) {
-            break;
-        }
-        const size_t c = (size_t)kv_less(hk, hx, yk, y); /* 1: on the high pile */
-        w->item = y;
-        tmp[p - w].item = y;
-        w += c;
-        if (c) { /* conditional moves */
-            hk = yk;
-            hx = y;
-        } else {
-            lk = yk;
-            lx = y;
-        }
-        idle = (idle + 1) * c;
-    }
-    kpair *o = p;
-    for (; idle > 0; idle--) { /* the last pairs taken, above the low pile's top: each moves up past it */
-        (--o)->item = (--w)->item;
-    }
-    while (o > w) { /* the low pile's o - w pairs left, each above a[b]: w stays above a + b */
-        const int64_t ti = tmp[o - w - 1].item, wi = w[-1].item;
-        const size_t c = (size_t)kv_less(key[ti], ti, key[wi], wi);
-        (--o)->item = c ? wi : ti;
-        w -= c;
-    }
-    return p;
-}
-
 /* Stage 5's order: a[0..n) holds every charger in last step's order; bring the m eligible (key below
  * KEY_REST, stage 4's count) to a[0..m) sorted by (key[item], item) with this step's keys. Only a[0..m)
  * is read (admit): the others, KEY_REST each, may end in any order. One pass repairs: a[0..i) is sorted
  * when a[i] is reached (up to the order among KEY_REST pairs), and a[i] is inserted into it if it does
  * not go last (sort_scan passes those that do; the pairs' own key fields are left alone, see kpair).
- * Before a[m), within PILE_NEAR places (most repairs: a charger whose key changed a little), sort_piles
- * repairs from a[i] on; past a[m), within SORT_NEAR places, the pairs above a[i] shift up one by one as
- * they are compared (no search, no call); farther, sort_far. Past a budget of far moves
+ * Within SORT_NEAR places (most repairs: a charger whose key changed a little) the pairs above it shift
+ * up one by one as they are compared (no search, no call); farther, sort_far. Past a budget of far moves
  * the whole is sorted by split_sort_pairs, O(N log N). The pass stops once i >= m and a[m - 1] is eligible:
  * the eligible go first in a sorted a[0..i), so a[0..m) holds all m of them, in order. Until then, past
  * a[m) the sorted prefix ends with a KEY_REST pair (a[m - 1] is one), which every eligible pair goes
@@ -682,10 +623,7 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, co
         const kpair x = {key[p->item], p->item};
         const size_t i = (size_t)(p - a);
         const size_t b = i > SORT_NEAR ? i - SORT_NEAR : 0;
-        const size_t bp = i > PILE_NEAR ? i - PILE_NEAR : 0;
-        if (p < mid && kv_less(key[a[bp].item], a[bp].item, x.key, x.item)) { /* a[bp] < x < a[i - 1] */
-            p = sort_piles(p, mid, tmp, key);
-        } else if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a near place b < j < i (past a[m)) */
+        if (kv_less(key[a[b].item], a[b].item, x.key, x.item)) { /* a[b] < x < a[i - 1]: a near place, b < j < i */
             kpair *q = p - 1;
             p[0] = q[0];
             while (kv_less(x.key, x.item, key[q[-1].item], q[-1].item)) {
