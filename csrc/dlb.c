@@ -3374,7 +3374,6 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
     for (int32_t d = s->pdepth; d >= 1; d--) {
         int32_t c = s->phead[d];
         s->phead[d] = -1;
-        int32_t up = s->phead[d - 1]; /* the parents' list: only this loop pushes on it */
         while (c >= 0) {
             circuit_scratch *cs = &cx[c];
             const uint32_t mask = cs->pmask;
@@ -3404,14 +3403,10 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             if (d > 1) { /* c is at depth d = plen[c]: it has a parent, the second of its path */
                 const int32_t par = s->path[(size_t)c * DLB_MAX_DEPTH + 1];
                 circuit_scratch *ps = &cx[par];
-                /* pend_push_up if not pending yet, with masks: no branch (whether it is varies from step
-                 * to step: the branch mispredicted some 50 times a step in cachegrind's simulation, and
-                 * the masks cost some 1,700 instructions a step) */
-                const uint32_t pm = ps->pmask;
-                const int32_t first = -(int32_t)(pm == 0), nx = ps->pnext;
-                ps->pnext = nx ^ ((nx ^ up) & first);
-                up = up ^ ((up ^ par) & first);
-                ps->pmask = pm | mask;
+                if (ps->pmask == 0) {
+                    pend_push_up(s, par, d);
+                }
+                ps->pmask |= mask;
                 ps->pW[0] += p0;
                 ps->pW[1] += p1;
                 ps->pW[2] += p2;
@@ -3421,7 +3416,6 @@ static DLB_INLINE void lanes_flush_of(dlb_site *s, int64_t level, int nonneg)
             cs->pmask = 0;
             c = cs->pnext;
         }
-        s->phead[d - 1] = up; /* (d = 1: phead[0], never a list, stays -1) */
     }
     s->pdepth = 0;
     s->n_dirty = n_dirty;
