@@ -2283,18 +2283,28 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
                                              const kpair *const end)
 {
     const dlb_charger *const chg = s->chg;
+    const adm_charger *const akc = s->adm_kc;
+    const uint8_t *const swb = s->adm_sw;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
     for (; pp < end; pp++) {
-        int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
-        const charger_scratch *x = &kx[k];
-        circuit_scratch *leaf = &cx[kc->circuit];
-        uint32_t used = x->used;
-        while ((x->tier & TIER_WAITING) && leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma &&
-               leaf->fail_lane[used] >= 0 && (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
-            const int32_t lane = leaf->fail_lane[used];
+        /* the inner loop reads the compact records (adm_kc, adm_sw: 1 << phase_map[0] if it may switch
+         * phases, the phase one_phase_fails tests) rather than dlb_charger */
+        int64_t k = pp->item;
+        for (;;) {
+            const charger_scratch *x = &kx[k];
+            const adm_charger *ak = &akc[k];
+            const circuit_scratch *lf = &cx[ak->circuit];
+            const uint32_t used = x->used, one = swb[k];
+            if (!(x->tier & TIER_WAITING) || lf->fail_gen[used] != gen || lf->fail_amount[used] != ak->min_ma) {
+                break;
+            }
+            const int32_t lane = lf->fail_lane[used];
+            if (lane < 0 || (one != 0 && !(lf->fail_gen[one] == gen && lf->fail_amount[one] == ak->min_ma &&
+                                           lf->fail_lane[one] >= 0))) {
+                break;
+            }
             dlb_charger_output *o = &out[k];
             circuit_scratch *fcs = &cx[lane >> 2];
             o->limit_circuit = lane >> 2;
@@ -2304,12 +2314,12 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             if (++pp == end) {
                 return pp;
             }
-            k = (int32_t)pp->item;
-            kc = &chg[k];
-            x = &kx[k];
-            leaf = &cx[kc->circuit];
-            used = x->used;
+            k = pp->item;
         }
+        const dlb_charger *kc = &chg[k];
+        const charger_scratch *x = &kx[k];
+        circuit_scratch *leaf = &cx[kc->circuit];
+        const uint32_t used = x->used;
         int32_t lane;
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             lane = leaf->fail_lane[used];
@@ -2331,7 +2341,7 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
         if (lane < 0 || (kc->can_switch_phases && !one_phase_fails(leaf, kc, gen))) {
             return pp;
         }
-        admit_fail(s, k, &out[k], lane);
+        admit_fail(s, (int32_t)k, &out[k], lane);
     }
     return pp;
 }
