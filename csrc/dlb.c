@@ -278,6 +278,9 @@ struct dlb_site {
     adm_charger *adm_kc;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
+    /* stage 5 (admit_quick): 1 if adm_low holds its lower bounds, 0 if they are not found yet this step (then
+     * whoever needs them first finds them from run[] as it is: admit_low, or a large admit_flush) */
+    int32_t adm_lowok;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2459,7 +2462,8 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const accs = s->adm_acc;
-    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1], sum[4];
+    const int ok = s->adm_lowok; /* else the bounds are left to be found later (admit_low) ... */
+    int64_t bad = 0, lph = ok ? s->adm_low[0] : INF, lpw = ok ? s->adm_low[1] : INF, sum[4];
     if (2 * (s->adm_n - n0) < s->nc) {
         for (int32_t i = n0; i < s->adm_n; i++) {
             const int32_t k = s->adm[i];
@@ -2481,7 +2485,7 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
                 run[DLB_LANE_POWER] = t3;
                 bad |= (sum[0] != 0 ? t0 : 0) | (sum[1] != 0 ? t1 : 0) | (sum[2] != 0 ? t2 : 0) | t3;
             }
-            for (int32_t d = 0; d < depth - 1; d++) { /* adm_low below the root */
+            for (int32_t d = 0; d < depth - 1 && ok; d++) { /* adm_low below the root */
                 const int64_t *run = cx[path[d]].run;
                 lph = min64(lph, min64(run[0], min64(run[1], run[2])));
                 lpw = min64(lpw, run[DLB_LANE_POWER]);
@@ -2493,6 +2497,10 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
             int64_t *run = cx[c].run;
             const int64_t b = flush_one(accs + (size_t)c * ADM_ACC, run, sum);
             if (sum[3] == 0) { /* no charger of the batch below it (every power amount is > 0) */
+                if (!ok) { /* ... or, here, found over every circuit below the root */
+                    lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+                    lpw = min64(lpw, run[DLB_LANE_POWER]);
+                }
                 continue;
             }
             bad |= b;
@@ -2504,6 +2512,7 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
             pa[4] += sum[2];
         }
         bad |= flush_one(accs, cx[0].run, sum); /* the root */
+        s->adm_lowok = 1;
     }
     s->adm_low[0] = lph;
     s->adm_low[1] = lpw;
@@ -2533,6 +2542,34 @@ static inline void admitted_outputs(dlb_charger_output *o)
     o->flags |= DLB_CHARGER_ADMITTED;
 }
 
+/* admit_batch's first loop (see there), in two copies by a constant: same, whether every charger's min_ma is
+ * the same (adm_cfg: then it is not read per charger) */
+static DLB_INLINE const kpair *batch_first(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                           const kpair *const end, int32_t **app, int64_t g, int same)
+{
+    const adm_charger *const chg = s->adm_kc;
+    const charger_scratch *const kx = s->kx;
+    int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
+    const int64_t a_all = chg[0].min_ma; /* (nk >= 1: there is a charger at pp) */
+    int32_t *ap = *app;
+    for (; pp < end; pp++) {
+        const int64_t k = pp->item; /* a charger's index: 0 <= k < nk */
+        const adm_charger *kc = &chg[k];
+        const int64_t a = same ? a_all : kc->min_ma;
+        g -= a;
+        if (g < 0) {
+            break;
+        }
+        const uint32_t used = kx[k].used;
+        bs[used] += a;
+        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
+        admitted_outputs(&out[k]);
+        *ap++ = (int32_t)k;
+    }
+    *app = ap;
+    return pp;
+}
+
 /* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
  * it does not use passes: the root's lanes start >= 0 and stay so). Returns where it stopped; the
  * chargers taken appended to adm[0..adm_n), their minima summed in adm_acc. */
@@ -2550,21 +2587,8 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
     /* First while the minima so far sum to at most g, the root's lowest phase lane and a third of its power
      * lane: each phase lane's sum is at most that sum, the power lane's (a charger's power amount is its
      * minimum times n_used <= 3) at most three times it. One counter. */
-    int64_t g = min64(min64(rr[0], rr[1]), min64(rr[2], rr[DLB_LANE_POWER] / 3));
-    for (; pp < end; pp++) {
-        const int64_t k = pp->item; /* a charger's index: 0 <= k < nk */
-        const adm_charger *kc = &chg[k];
-        const int64_t a = kc->min_ma;
-        g -= a;
-        if (g < 0) {
-            break;
-        }
-        const uint32_t used = kx[k].used;
-        bs[used] += a;
-        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
-        admitted_outputs(&out[k]);
-        *ap++ = (int32_t)k;
-    }
+    const int64_t g = min64(min64(rr[0], rr[1]), min64(rr[2], rr[DLB_LANE_POWER] / 3));
+    pp = (s->adm_cfg & 4u) ? batch_first(s, out, pp, end, &ap, g, 1) : batch_first(s, out, pp, end, &ap, g, 0);
     /* Then each charger tested on the root's lanes as admit_take does, from what the batch left there (its
      * power lane's sum the phases' sum, see flush_one). */
     const int64_t b37 = bs[3] + bs[7], b56 = bs[5] + bs[6];
@@ -2669,6 +2693,20 @@ DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_outpu
     return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1, 0) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0, 0);
 }
 
+/* adm_low from every run[] below the root as it is (the bounds not found yet this step) */
+DLB_NOINLINE static void admit_low(dlb_site *s)
+{
+    int64_t lph = INF, lpw = INF;
+    for (int32_t c = 1; c < s->nc; c++) {
+        const int64_t *run = s->cx[c].run;
+        lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+        lpw = min64(lpw, run[DLB_LANE_POWER]);
+    }
+    s->adm_low[0] = lph;
+    s->adm_low[1] = lpw;
+    s->adm_lowok = 1;
+}
+
 /* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
  * waiting (their outputs need no state: see admit_fail), until one that is not known to be such a failure:
  * s->adm_failed = -1 if it fits, -2 if adm_low does not cover it, else its short lane (the root's: its
@@ -2688,6 +2726,9 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     int64_t lim = -1; /* adm_low[1] if ca <= adm_low[0] (no phase lane below the root short for it), else -1 */
     int wide = 0;     /* 3 * ca <= lim and <= r3: no power lane short for ca times any n_used (<= 3) */
     int32_t res = -1;
+    if (!s->adm_lowok) {
+        admit_low(s);
+    }
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
@@ -2773,15 +2814,7 @@ DLB_NOINLINE static void admit_cfg(dlb_site *s)
 DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
     const kpair *pp = s->pairs, *const end = s->pairs + n_items;
-    /* the lower bounds below the root: every run[] as stage 3 set it */
-    int64_t lph = INF, lpw = INF;
-    for (int32_t c = 1; c < s->nc; c++) {
-        const int64_t *run = s->cx[c].run;
-        lph = min64(lph, min64(run[0], min64(run[1], run[2])));
-        lpw = min64(lpw, run[DLB_LANE_POWER]);
-    }
-    s->adm_low[0] = lph;
-    s->adm_low[1] = lpw;
+    s->adm_lowok = 0; /* the lower bounds below the root: found when first needed (admit_low) */
     /* a failure's reason per root lane (budget[] does not change in stage 5) */
     for (int ln = 0; ln < DLB_LANES; ln++) {
         s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
@@ -2849,7 +2882,7 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
             run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase if it switched */
             const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
-            for (int32_t i = 0; i < s->plen[kc->circuit] - 1; i++) { /* adm_low below the root */
+            for (int32_t i = 0; i < s->plen[kc->circuit] - 1 && s->adm_lowok; i++) { /* adm_low below the root */
                 const int64_t *run = s->cx[path[i]].run;
                 s->adm_low[0] = min64(s->adm_low[0], min64(run[0], min64(run[1], run[2])));
                 s->adm_low[1] = min64(s->adm_low[1], run[DLB_LANE_POWER]);
