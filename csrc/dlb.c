@@ -2265,15 +2265,6 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     }
 }
 
-/* stage 5 detail: the memo already says that charger kc's minimum does not fit on its first conductor's
- * phase alone, so switch_to_one would return 0 (its other conditions have no side effects): under
- * scarcity most chargers that may switch phases fail there too, without the call */
-static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger *kc, uint64_t gen)
-{
-    const uint32_t one = 1u << kc->phase_map[0];
-    return leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma && leaf->fail_lane[one] >= 0;
-}
-
 /* stage 5 detail: settle the chargers from pp on that cannot get their minimum, until one may (it fits, or
  * it may switch phases and the memo does not already say one phase is short too; the caller takes it
  * from there, the answer remembered if short). Nothing here changes run[], so one site gen holds
@@ -2281,19 +2272,19 @@ static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger
  * the rest of their leaf circuit and phases after one walk, and most of them stage 4 saw paused and
  * already waiting (their outputs need no state: see admit_fail). Those take the inner loop, of few live
  * values; the rest the outer one. A function of its own, so that both keep their values in registers.
- * Returns where it stopped. */
+ * Both read the compact records (adm_kc, adm_sw) rather than dlb_charger. A charger that may switch phases
+ * (adm_sw: one = 1 << phase_map[0]) fails here only if the memo already says that its minimum does not
+ * fit on that phase alone either (switch_to_one would return 0: its other conditions have no side
+ * effects); under scarcity most do. Returns where it stopped. */
 DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const dlb_charger *const chg = s->chg;
     const adm_charger *const akc = s->adm_kc;
     const uint8_t *const swb = s->adm_sw;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
     for (; pp < end; pp++) {
-        /* the inner loop reads the compact records (adm_kc, adm_sw: 1 << phase_map[0] if it may switch
-         * phases, the phase one_phase_fails tests) rather than dlb_charger */
         int64_t k = pp->item;
         for (;;) {
             const charger_scratch *x = &kx[k];
@@ -2319,10 +2310,10 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             }
             k = pp->item;
         }
-        const dlb_charger *kc = &chg[k];
+        const adm_charger *kc = &akc[k];
         const charger_scratch *x = &kx[k];
         circuit_scratch *leaf = &cx[kc->circuit];
-        const uint32_t used = x->used;
+        const uint32_t used = x->used, one = swb[k];
         int32_t lane;
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             lane = leaf->fail_lane[used];
@@ -2341,7 +2332,8 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             leaf->fail_amount[used] = amount;
             leaf->fail_lane[used] = lane;
         }
-        if (lane < 0 || (kc->can_switch_phases && !one_phase_fails(leaf, kc, gen))) {
+        if (lane < 0 || (one != 0 && !(leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma &&
+                                       leaf->fail_lane[one] >= 0))) {
             return pp;
         }
         admit_fail(s, (int32_t)k, &out[k], lane);
