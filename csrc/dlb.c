@@ -2265,6 +2265,34 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     }
 }
 
+/* admit_fails' walk: the first short lane of circuit c's path for the amount (amount_n on the power lane,
+ * n_used a function of used), -1 if none. Above c, its parent's answer to the same question (the memo
+ * of a charger of the parent with these phases and amount: the same walk from the parent up) is read
+ * from the parent's memo, or found and remembered there if short (the memo holds no fits: a remembered
+ * answer is read as a short lane): the circuits of one parent share the walk above it. */
+static DLB_INLINE int32_t admit_walk(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
+{
+    int32_t lane = short_lane(s, c, used, amount, amount_n);
+    const int32_t depth = s->plen[c];
+    if (lane >= 0 || depth < 2) {
+        return lane;
+    }
+    const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    circuit_scratch *par = &s->cx[path[1]];
+    if (par->fail_gen[used] == s->gen && par->fail_amount[used] == amount) {
+        return par->fail_lane[used];
+    }
+    for (int32_t i = 1; i < depth && lane < 0; i++) {
+        lane = short_lane(s, path[i], used, amount, amount_n);
+    }
+    if (lane >= 0) {
+        par->fail_gen[used] = s->gen;
+        par->fail_amount[used] = amount;
+        par->fail_lane[used] = lane;
+    }
+    return lane;
+}
+
 /* stage 5 detail: settle the chargers from pp on that cannot get their minimum, until one may (it fits, or
  * it may switch phases and the memo does not already say one phase is short too; the caller takes it
  * from there, the answer remembered if short). Nothing here changes run[], so one site gen holds
@@ -2318,13 +2346,8 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             lane = leaf->fail_lane[used];
         } else {
-            const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
-            const int32_t depth = s->plen[kc->circuit];
-            const int64_t amount = kc->min_ma, amount_n = amount * x->n_used;
-            lane = -1;
-            for (int32_t i = 0; i < depth && lane < 0; i++) {
-                lane = short_lane(s, path[i], used, amount, amount_n);
-            }
+            const int64_t amount = kc->min_ma;
+            lane = admit_walk(s, kc->circuit, used, amount, amount * x->n_used);
             if (lane < 0) {
                 return pp; /* it fits: the caller takes it */
             }
