@@ -2487,23 +2487,26 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
             if (acc[s->kx[k].used] == 0) { /* flushed with an earlier charger of its circuit (its sum was > 0) */
                 continue;
             }
-            bad |= flush_one(acc, cx[c].run, sum);
+            int64_t *run = cx[c].run;
+            bad |= flush_one(acc, run, sum);
+            int64_t t0 = run[0], t1 = run[1], t2 = run[2], t3 = run[DLB_LANE_POWER];
             const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
             const int32_t depth = s->plen[c];
             for (int32_t d = 1; d < depth; d++) { /* its ancestors: the sums taken at each */
-                int64_t *run = cx[path[d]].run;
-                const int64_t t0 = run[0] - sum[0], t1 = run[1] - sum[1], t2 = run[2] - sum[2],
-                              t3 = run[DLB_LANE_POWER] - sum[3];
+                /* the circuit below (path[d - 1], its run[] in t) is below the root: adm_low (found
+                 * whatever ok says: without it, not read) */
+                lph = min64(lph, min64(t0, min64(t1, t2)));
+                lpw = min64(lpw, t3);
+                run = cx[path[d]].run;
+                t0 = run[0] - sum[0];
+                t1 = run[1] - sum[1];
+                t2 = run[2] - sum[2];
+                t3 = run[DLB_LANE_POWER] - sum[3];
                 run[0] = t0;
                 run[1] = t1;
                 run[2] = t2;
                 run[DLB_LANE_POWER] = t3;
                 bad |= (sum[0] != 0 ? t0 : 0) | (sum[1] != 0 ? t1 : 0) | (sum[2] != 0 ? t2 : 0) | t3;
-            }
-            for (int32_t d = 0; d < depth - 1 && ok; d++) { /* adm_low below the root */
-                const int64_t *run = cx[path[d]].run;
-                lph = min64(lph, min64(run[0], min64(run[1], run[2])));
-                lpw = min64(lpw, run[DLB_LANE_POWER]);
             }
         }
     } else {
