@@ -2730,7 +2730,8 @@ DLB_NOINLINE static void admit_low(dlb_site *s)
  * s->adm_failed = -1 if it fits, -2 if adm_low does not cover it, else its short lane (the root's: its
  * lane id) minus 8 if its minimum fits the root on its first conductor's phase (switch_to_one
  * decides) or it is not waiting (admit_fail). Returns where it stopped. A 3-phase charger whose one phase
- * is short at the root too fails: switch_to_one would return 0 (its other tests have no side effects). */
+ * is short at the root too fails: switch_to_one would return 0 (its other tests have no side effects).
+ * The caller has found adm_low (adm_lowok). */
 DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                   const kpair *const end)
 {
@@ -2744,9 +2745,6 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     int64_t lim = -1; /* adm_low[1] if ca <= adm_low[0] (no phase lane below the root short for it), else -1 */
     int wide = 0;     /* 3 * ca <= lim and <= r3: no power lane short for ca times any n_used (<= 3) */
     int32_t res = -1;
-    if (!s->adm_lowok) {
-        admit_low(s);
-    }
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
         const dlb_charger *kc = &chg[k];
@@ -2856,6 +2854,9 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         }
         int32_t failed = -2; /* if it fits, the batch took it: else (never) settled the general way below */
         if (!fits) {
+            if (!s->adm_lowok) { /* admit_fails_root reads them (called here: its frame stays small) */
+                admit_low(s);
+            }
             pp = admit_fails_root(s, out, pp, end);
             failed = s->adm_failed;
             while (failed == -3) { /* the usual failures, in admit_fails_wide's loop (not called from
