@@ -196,7 +196,7 @@ typedef struct {
     int64_t amask[8];
 } circuit_scratch;
 
-#define ADM_ACC 9 /* stage 5: adm_acc entries per circuit (see dlb_site) */
+#define ADM_ACC 8 /* stage 5: adm_acc entries per circuit (see dlb_site) */
 
 struct dlb_site {
     const char *err_scope, *err_field, *err_problem;
@@ -250,9 +250,9 @@ struct dlb_site {
     uint64_t *akey;
     uint64_t n_steps; /* stage 1: steps run (past dlb_step's argument checks), for charger_general's t_last */
     /* stage 5 (admit_batch, admit_flush): adm_acc[c * ADM_ACC + i], the minima of the current batch's
-     * chargers below circuit c not yet applied to its run[]: i < 8 summed per used-phase mask (a child's
-     * sums per lane on the masks of one phase), i = 8 on the power lane (times n_used); all zero outside a
-     * batch (an array of its own: a larger circuit_scratch costs every pass over it an instruction per
+     * chargers below circuit c not yet applied to its run[]: summed per used-phase mask i (a child's sums
+     * per lane on the masks of one phase; i = 0 unused, the power lane's sum is the phases', see flush_one);
+     * all zero outside a batch (an array of its own: a larger circuit_scratch costs every pass over it an instruction per
      * circuit) */
     int64_t *adm_acc;
     int64_t adm_low[2]; /* stage 5 (admit_quick): lower bounds of run[] below the root (phase, power lanes) */
@@ -293,6 +293,9 @@ struct dlb_site {
     /* stage 6 (tree_update): 1 if only the tournament tree's root is current (its other nodes stale);
      * 0 at each fill's start (every tlv[] INF: any node is then as good as any other, see tree_init) */
     int32_t tree_stale;
+    /* stage 5 (admit_quick): 1 if adm_low holds its lower bounds, 0 if they are not found yet this step (then
+     * whoever needs them first finds them from run[] as it is: admit_low, or a large admit_flush) */
+    int32_t adm_lowok;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -2282,13 +2285,32 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     }
 }
 
-/* stage 5 detail: the memo already says that charger kc's minimum does not fit on its first conductor's
- * phase alone, so switch_to_one would return 0 (its other conditions have no side effects): under
- * scarcity most chargers that may switch phases fail there too, without the call */
-static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger *kc, uint64_t gen)
+/* admit_fails' walk: the first short lane of circuit c's path for the amount (amount_n on the power lane,
+ * n_used a function of used), -1 if none. Above c, its parent's answer to the same question (the memo
+ * of a charger of the parent with these phases and amount: the same walk from the parent up) is read
+ * from the parent's memo, or found and remembered there if short (the memo holds no fits: a remembered
+ * answer is read as a short lane): the circuits of one parent share the walk above it. */
+static DLB_INLINE int32_t admit_walk(dlb_site *s, int32_t c, uint32_t used, int64_t amount, int64_t amount_n)
 {
-    const uint32_t one = 1u << kc->phase_map[0];
-    return leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma && leaf->fail_lane[one] >= 0;
+    int32_t lane = short_lane(s, c, used, amount, amount_n);
+    const int32_t depth = s->plen[c];
+    if (lane >= 0 || depth < 2) {
+        return lane;
+    }
+    const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
+    circuit_scratch *par = &s->cx[path[1]];
+    if (par->fail_gen[used] == s->gen && par->fail_amount[used] == amount) {
+        return par->fail_lane[used];
+    }
+    for (int32_t i = 1; i < depth && lane < 0; i++) {
+        lane = short_lane(s, path[i], used, amount, amount_n);
+    }
+    if (lane >= 0) {
+        par->fail_gen[used] = s->gen;
+        par->fail_amount[used] = amount;
+        par->fail_lane[used] = lane;
+    }
+    return lane;
 }
 
 /* stage 5 detail: settle the chargers from pp on that cannot get their minimum, until one may (it fits, or
@@ -2298,23 +2320,33 @@ static inline int one_phase_fails(const circuit_scratch *leaf, const dlb_charger
  * the rest of their leaf circuit and phases after one walk, and most of them stage 4 saw paused and
  * already waiting (their outputs need no state: see admit_fail). Those take the inner loop, of few live
  * values; the rest the outer one. A function of its own, so that both keep their values in registers.
- * Returns where it stopped. */
+ * Both read the compact records (adm_kc, adm_sw) rather than dlb_charger. A charger that may switch phases
+ * (adm_sw: one = 1 << phase_map[0]) fails here only if the memo already says that its minimum does not
+ * fit on that phase alone either (switch_to_one would return 0: its other conditions have no side
+ * effects); under scarcity most do. Returns where it stopped. */
 DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const dlb_charger *const chg = s->chg;
+    const adm_charger *const akc = s->adm_kc;
+    const uint8_t *const swb = s->adm_sw;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
     for (; pp < end; pp++) {
-        int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
-        const charger_scratch *x = &kx[k];
-        circuit_scratch *leaf = &cx[kc->circuit];
-        uint32_t used = x->used;
-        while ((x->tier & TIER_WAITING) && leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma &&
-               leaf->fail_lane[used] >= 0 && (!kc->can_switch_phases || one_phase_fails(leaf, kc, gen))) {
-            const int32_t lane = leaf->fail_lane[used];
+        int64_t k = pp->item;
+        for (;;) {
+            const charger_scratch *x = &kx[k];
+            const adm_charger *ak = &akc[k];
+            const circuit_scratch *lf = &cx[ak->circuit];
+            const uint32_t used = x->used, one = swb[k];
+            if (!(x->tier & TIER_WAITING) || lf->fail_gen[used] != gen || lf->fail_amount[used] != ak->min_ma) {
+                break;
+            }
+            const int32_t lane = lf->fail_lane[used];
+            if (lane < 0 || (one != 0 && !(lf->fail_gen[one] == gen && lf->fail_amount[one] == ak->min_ma &&
+                                           lf->fail_lane[one] >= 0))) {
+                break;
+            }
             dlb_charger_output *o = &out[k];
             circuit_scratch *fcs = &cx[lane >> 2];
             o->limit_circuit = lane >> 2;
@@ -2324,23 +2356,18 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             if (++pp == end) {
                 return pp;
             }
-            k = (int32_t)pp->item;
-            kc = &chg[k];
-            x = &kx[k];
-            leaf = &cx[kc->circuit];
-            used = x->used;
+            k = pp->item;
         }
+        const adm_charger *kc = &akc[k];
+        const charger_scratch *x = &kx[k];
+        circuit_scratch *leaf = &cx[kc->circuit];
+        const uint32_t used = x->used, one = swb[k];
         int32_t lane;
         if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
             lane = leaf->fail_lane[used];
         } else {
-            const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
-            const int32_t depth = s->plen[kc->circuit];
-            const int64_t amount = kc->min_ma, amount_n = amount * x->n_used;
-            lane = -1;
-            for (int32_t i = 0; i < depth && lane < 0; i++) {
-                lane = short_lane(s, path[i], used, amount, amount_n);
-            }
+            const int64_t amount = kc->min_ma;
+            lane = admit_walk(s, kc->circuit, used, amount, amount * x->n_used);
             if (lane < 0) {
                 return pp; /* it fits: the caller takes it */
             }
@@ -2348,10 +2375,11 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             leaf->fail_amount[used] = amount;
             leaf->fail_lane[used] = lane;
         }
-        if (lane < 0 || (kc->can_switch_phases && !one_phase_fails(leaf, kc, gen))) {
+        if (lane < 0 || (one != 0 && !(leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma &&
+                                       leaf->fail_lane[one] >= 0))) {
             return pp;
         }
-        admit_fail(s, k, &out[k], lane);
+        admit_fail(s, (int32_t)k, &out[k], lane);
     }
     return pp;
 }
@@ -2384,7 +2412,6 @@ DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out,
             break;
         }
         dlb_charger_output *o = &out[k];
-        x->ideal = kc->min_ma;
         o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
         o->limit_circuit = DLB_NONE;
         o->limit_lane = DLB_NONE;
@@ -2428,12 +2455,24 @@ static inline int remembered(const dlb_site *s, int32_t k)
 
 /* admit_flush's step at a circuit: the sums acc of the chargers below it (zeroed) taken from
  * run[]; returns the lanes the batch uses there that end short (< 0 if one does: its sum > 0 there; on a
- * lane it does not use, run[] may be < 0 already), and the lane sums in *sum (0..2 phases, 3 power) */
+ * lane it does not use, run[] may be < 0 already), and the lane sums in *sum (0..2 phases, 3 power; 0 on
+ * every lane if no charger of the batch is below it: then run[] is left as it is and 0 returned). The
+ * power lane's sum is the phases' sum: a charger's power amount is its minimum times n_used, the number of
+ * phases in its used mask (stage 2 sets the two together, and a phase switch both), so it adds to the
+ * power lane what it adds to its phases. */
 static DLB_INLINE int64_t flush_one(int64_t *acc, int64_t *run, int64_t *sum)
 {
     /* lane sums from the per-mask sums: phase p is used by the masks with bit p */
-    const int64_t s0 = acc[1] + acc[3] + acc[5] + acc[7], s1 = acc[2] + acc[3] + acc[6] + acc[7],
-                  s2 = acc[4] + acc[5] + acc[6] + acc[7], s3 = acc[8];
+    const int64_t a37 = acc[3] + acc[7], a56 = acc[5] + acc[6];
+    const int64_t s0 = acc[1] + acc[5] + a37, s1 = acc[2] + acc[6] + a37, s2 = acc[4] + acc[7] + a56;
+    const int64_t s3 = s0 + s1 + s2;
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+    if (s3 == 0) { /* every amount is > 0: no charger of the batch below it */
+        return 0;
+    }
     for (int i = 0; i < ADM_ACC; i++) {
         acc[i] = 0;
     }
@@ -2442,78 +2481,83 @@ static DLB_INLINE int64_t flush_one(int64_t *acc, int64_t *run, int64_t *sum)
     run[1] = t1;
     run[2] = t2;
     run[DLB_LANE_POWER] = t3;
-    sum[0] = s0;
-    sum[1] = s1;
-    sum[2] = s2;
-    sum[3] = s3;
-    if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0 always) */
+    if ((t0 | t1 | t2 | t3) < 0) { /* short only on a lane the batch uses here (s3 > 0) */
         return (s0 != 0 ? t0 : 0) | (s1 != 0 ? t1 : 0) | (s2 != 0 ? t2 : 0) | t3;
     }
     return 0;
 }
 
 /* apply the batch's sums (adm_acc; its chargers adm[n0..adm_n)) to run[]; returns < 0 if a lane the batch
- * uses ends short. A large batch: every circuit with sums, by decreasing index (a parent comes before its
- * children: each circuit's sums are complete when it is reached), its sums passed on to its parent's
- * adm_acc; no list of the circuits touched to keep. A small one (fewer than nc / 2 chargers): each
- * charger's circuit not yet flushed, its sums taken along its whole path (run[] only goes down, so a lane
- * short after any take of a sum > 0 on it ends short, and the last such take sees its final value). */
+ * uses ends short. A large batch: every circuit, by decreasing index (a parent comes before its children:
+ * each circuit's sums are complete when it is reached), its sums passed on to its parent's adm_acc; no list
+ * of the circuits touched to keep. A small one (fewer than nc / 2 chargers): each charger's circuit not yet
+ * flushed, its sums taken along its whole path (run[] only goes down, so a lane short after any take of a
+ * sum > 0 on it ends short, and the last such take sees its final value). */
 DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
 {
     circuit_scratch *const cx = s->cx;
     int64_t *const accs = s->adm_acc;
-    int64_t bad = 0, lph = s->adm_low[0], lpw = s->adm_low[1], sum[4];
+    const int ok = s->adm_lowok; /* else the bounds are left to be found later (admit_low) ... */
+    int64_t bad = 0, lph = ok ? s->adm_low[0] : INF, lpw = ok ? s->adm_low[1] : INF, sum[4];
     if (2 * (s->adm_n - n0) < s->nc) {
         for (int32_t i = n0; i < s->adm_n; i++) {
-            const int32_t c = s->chg[s->adm[i]].circuit;
+            const int32_t k = s->adm[i];
+            const int32_t c = s->adm_kc[k].circuit;
             int64_t *acc = accs + (size_t)c * ADM_ACC;
-            if (acc[8] == 0) { /* flushed with an earlier charger of its circuit */
+            if (acc[s->kx[k].used] == 0) { /* flushed with an earlier charger of its circuit (its sum was > 0) */
                 continue;
             }
-            bad |= flush_one(acc, cx[c].run, sum);
+            int64_t *run = cx[c].run;
+            bad |= flush_one(acc, run, sum);
+            int64_t t0 = run[0], t1 = run[1], t2 = run[2], t3 = run[DLB_LANE_POWER];
             const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
             const int32_t depth = s->plen[c];
             for (int32_t d = 1; d < depth; d++) { /* its ancestors: the sums taken at each */
-                int64_t *run = cx[path[d]].run;
-                const int64_t t0 = run[0] - sum[0], t1 = run[1] - sum[1], t2 = run[2] - sum[2],
-                              t3 = run[DLB_LANE_POWER] - sum[3];
+                /* the circuit below (path[d - 1], its run[] in t) is below the root: adm_low (found
+                 * whatever ok says: without it, not read) */
+                lph = min64(lph, min64(t0, min64(t1, t2)));
+                lpw = min64(lpw, t3);
+                run = cx[path[d]].run;
+                t0 = run[0] - sum[0];
+                t1 = run[1] - sum[1];
+                t2 = run[2] - sum[2];
+                t3 = run[DLB_LANE_POWER] - sum[3];
                 run[0] = t0;
                 run[1] = t1;
                 run[2] = t2;
                 run[DLB_LANE_POWER] = t3;
                 bad |= (sum[0] != 0 ? t0 : 0) | (sum[1] != 0 ? t1 : 0) | (sum[2] != 0 ? t2 : 0) | t3;
             }
-            for (int32_t d = 0; d < depth - 1; d++) { /* adm_low below the root */
-                const int64_t *run = cx[path[d]].run;
-                lph = min64(lph, min64(run[0], min64(run[1], run[2])));
-                lpw = min64(lpw, run[DLB_LANE_POWER]);
-            }
         }
     } else {
+        const int32_t *const parent = s->path + DLB_MAX_DEPTH + 1; /* parent[c * DLB_MAX_DEPTH], c >= 1 */
         for (int32_t c = s->nc - 1; c >= 1; c--) {
-            int64_t *acc = accs + (size_t)c * ADM_ACC, *run = cx[c].run;
-            if (acc[8] == 0) { /* no charger of the batch below it (every power amount is > 0) */
+            int64_t *run = cx[c].run;
+            const int64_t b = flush_one(accs + (size_t)c * ADM_ACC, run, sum);
+            if (sum[3] == 0) { /* no charger of the batch below it (every power amount is > 0) */
+                if (!ok) { /* ... or, here, found over every circuit below the root */
+                    lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+                    lpw = min64(lpw, run[DLB_LANE_POWER]);
+                }
                 continue;
             }
-            bad |= flush_one(acc, run, sum);
+            bad |= b;
             lph = min64(lph, min64(run[0], min64(run[1], run[2])));
             lpw = min64(lpw, run[DLB_LANE_POWER]);
-            int64_t *pa = accs + (size_t)s->path[(size_t)c * DLB_MAX_DEPTH + 1] * ADM_ACC; /* its parent */
+            int64_t *pa = accs + (size_t)parent[(size_t)(c - 1) * DLB_MAX_DEPTH] * ADM_ACC;
             pa[1] += sum[0];
             pa[2] += sum[1];
             pa[4] += sum[2];
-            pa[8] += sum[3];
         }
-        if (accs[8] != 0) { /* the root */
-            bad |= flush_one(accs, cx[0].run, sum);
-        }
+        bad |= flush_one(accs, cx[0].run, sum); /* the root */
+        s->adm_lowok = 1;
     }
     s->adm_low[0] = lph;
     s->adm_low[1] = lpw;
     return bad;
 }
 
-/* undo a flushed batch adm[n0..n): run[] of each path and the ADMITTED flags (x->ideal and the other
+/* undo a flushed batch adm[n0..n): run[] of each path and the ADMITTED flags (the other
  * outputs it wrote are read only for admitted chargers, or rewritten). adm_low stays a lower bound. */
 DLB_NOINLINE static void admit_undo(dlb_site *s, dlb_charger_output *out, int32_t n0, int32_t n)
 {
@@ -2526,14 +2570,42 @@ DLB_NOINLINE static void admit_undo(dlb_site *s, dlb_charger_output *out, int32_
     }
 }
 
-/* the outputs of a charger admitted at its minimum a */
-static inline void admitted_outputs(charger_scratch *x, dlb_charger_output *o, int64_t a)
+/* the outputs of a charger admitted (x->ideal is not written in stage 5: stage 6 writes it for every
+ * admitted charger, fill_take or dlb_step's loop for the other policies, before anything reads it) */
+static inline void admitted_outputs(dlb_charger_output *o)
 {
-    x->ideal = a;
     o->reason = DLB_REASON_NONE; /* until stages 7-8 name one */
     o->limit_circuit = DLB_NONE;
     o->limit_lane = DLB_NONE;
     o->flags |= DLB_CHARGER_ADMITTED;
+}
+
+/* admit_batch's first loop (see there), in two copies by a constant: same, whether every charger's min_ma is
+ * the same (adm_cfg: then it is not read per charger) */
+static DLB_INLINE const kpair *batch_first(dlb_site *s, dlb_charger_output *out, const kpair *pp,
+                                           const kpair *const end, int32_t **app, int64_t g, int same)
+{
+    const adm_charger *const chg = s->adm_kc;
+    const charger_scratch *const kx = s->kx;
+    int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
+    const int64_t a_all = chg[0].min_ma; /* (nk >= 1: there is a charger at pp) */
+    int32_t *ap = *app;
+    for (; pp < end; pp++) {
+        const int64_t k = pp->item; /* a charger's index: 0 <= k < nk */
+        const adm_charger *kc = &chg[k];
+        const int64_t a = same ? a_all : kc->min_ma;
+        g -= a;
+        if (g < 0) {
+            break;
+        }
+        const uint32_t used = kx[k].used;
+        bs[used] += a;
+        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
+        admitted_outputs(&out[k]);
+        *ap++ = (int32_t)k;
+    }
+    *app = ap;
+    return pp;
 }
 
 /* the first pass of a batch from pp (see above): stops at the first charger the root cannot take (a lane
@@ -2543,43 +2615,27 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
                                              const kpair *const end)
 {
     const adm_charger *const chg = s->adm_kc;
-    charger_scratch *const kx = s->kx;
-    circuit_scratch *const cx = s->cx;
+    const charger_scratch *const kx = s->kx;
     int32_t *ap = s->adm + s->adm_n;
     int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
     for (int u = 0; u < 8; u++) {
         bs[u] = 0;
     }
-    const int64_t *const rr = cx[0].run;
-    /* First while the minima so far sum to at most the root's lowest phase lane (each phase lane's sum is
-     * at most that) and their power amounts to at most its power lane: two counters. */
-    int64_t g = min64(rr[0], min64(rr[1], rr[2])), gn = rr[DLB_LANE_POWER];
+    const int64_t *const rr = s->cx[0].run;
+    /* First while the minima so far sum to at most g, the root's lowest phase lane and a third of its power
+     * lane: each phase lane's sum is at most that sum, the power lane's (a charger's power amount is its
+     * minimum times n_used <= 3) at most three times it. One counter. */
+    const int64_t g = min64(min64(rr[0], rr[1]), min64(rr[2], rr[DLB_LANE_POWER] / 3));
+    pp = (s->adm_cfg & 4u) ? batch_first(s, out, pp, end, &ap, g, 1) : batch_first(s, out, pp, end, &ap, g, 0);
+    /* Then each charger tested on the root's lanes as admit_take does, from what the batch left there (its
+     * power lane's sum the phases' sum, see flush_one). */
+    const int64_t b37 = bs[3] + bs[7], b56 = bs[5] + bs[6];
+    const int64_t s0 = bs[1] + bs[5] + b37, s1 = bs[2] + bs[6] + b37, s2 = bs[4] + bs[7] + b56;
+    int64_t r0 = rr[0] - s0, r1 = rr[1] - s1, r2 = rr[2] - s2, r3 = rr[DLB_LANE_POWER] - (s0 + s1 + s2);
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
         const adm_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
-        const uint32_t used = x->used;
-        const int64_t a = kc->min_ma, an = a * x->n_used;
-        if (((g - a) | (gn - an)) < 0) {
-            break;
-        }
-        g -= a;
-        gn -= an;
-        bs[used] += a;
-        const int32_t c = kc->circuit;
-        int64_t *acc = accs + (size_t)c * ADM_ACC;
-        acc[used] += a;
-        acc[8] += an;
-        admitted_outputs(x, &out[k], a);
-        *ap++ = k;
-    }
-    /* Then each charger tested on the root's lanes as admit_take does, from what the batch left there. */
-    int64_t r0 = rr[0] - (bs[1] + bs[3] + bs[5] + bs[7]), r1 = rr[1] - (bs[2] + bs[3] + bs[6] + bs[7]),
-            r2 = rr[2] - (bs[4] + bs[5] + bs[6] + bs[7]), r3 = gn;
-    for (; pp < end; pp++) {
-        const int32_t k = (int32_t)pp->item;
-        const adm_charger *kc = &chg[k];
-        charger_scratch *x = &kx[k];
+        const charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t *const lm = lane_mask[used];
         const int64_t a = kc->min_ma;
@@ -2591,11 +2647,8 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         if ((r0 | r1 | r2 | r3) < 0) {
             break;
         }
-        const int32_t c = kc->circuit;
-        int64_t *acc = accs + (size_t)c * ADM_ACC;
-        acc[used] += a;
-        acc[8] += an;
-        admitted_outputs(x, &out[k], a);
+        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
+        admitted_outputs(&out[k]);
         *ap++ = k;
     }
     s->adm_n = (int32_t)(ap - s->adm);
@@ -2616,18 +2669,23 @@ DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_out
  * root's power lane is short for a (bit 3 of ms clear), or its one phase is) fail at the root on the
  * lowest short lane of m3 & used. Stops at the first charger not known to be such a failure
  * (admit_fails_root takes it), returns where it stopped. */
-/* admit_fails_wide's loop, in four copies by two constants: chk, whether a charger's min_ma may differ
- * from a (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is
- * to be asked (adm_sw). Without chk it reads neither min_ma (adm_kc) nor its place. */
+/* admit_fails_wide's loop, in copies by three constants: chk, whether a charger's min_ma may differ from a
+ * (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is to be
+ * asked (adm_sw); one, whether m3 is a single lane (then every such failure has the outputs of adm_rc[m3]
+ * and adm_ll[m3], kept in registers: the lowest lane of m3 & used is m3's). Without chk it reads neither
+ * min_ma (adm_kc) nor its place. */
 static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
-                                               const kpair *const end, int32_t a, uint32_t m3, int chk, int sw)
+                                               const kpair *const end, int32_t a, uint32_t m3, int chk, int sw,
+                                               int one)
 {
     const adm_charger *const chg = s->adm_kc;
     const charger_scratch *const kx = s->kx;
     const uint8_t *const swb = s->adm_sw;
     const uint32_t nm3 = ~m3 & 7u;
+    const uint64_t rc_m3 = s->adm_rc[m3];
+    const int32_t ll_m3 = s->adm_ll[m3];
     for (; pp < end; pp++) {
-        const int32_t k = (int32_t)pp->item;
+        const int64_t k = pp->item;
         const charger_scratch *x = &kx[k];
         const uint32_t shortm = m3 & x->used;
         if ((chk && chg[k].min_ma != a) || shortm == 0 || !(x->tier & TIER_WAITING) || (sw && (swb[k] & nm3) != 0)) {
@@ -2635,8 +2693,9 @@ static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_ou
         }
         /* reason and limit_circuit in one store (adjacent in dlb_charger_output) */
         dlb_charger_output *o = &out[k];
-        memcpy((unsigned char *)o + offsetof(dlb_charger_output, reason), &s->adm_rc[shortm], sizeof s->adm_rc[0]);
-        o->limit_lane = s->adm_ll[shortm];
+        memcpy((unsigned char *)o + offsetof(dlb_charger_output, reason), one ? &rc_m3 : &s->adm_rc[shortm],
+               sizeof s->adm_rc[0]);
+        o->limit_lane = one ? ll_m3 : s->adm_ll[shortm];
     }
     return pp;
 }
@@ -2644,7 +2703,8 @@ static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_ou
 DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                   const kpair *const end, int64_t a, uint32_t ms)
 {
-    const uint32_t m3 = ms & 7u; /* ms: m3, and bit 3 if a charger that may switch phases is to be asked */
+    const uint32_t m3 = ms & 7u; /* ms: m3 (not 0: the charger at pp fails on it), and bit 3 if a charger
+                                  * that may switch phases is to be asked */
     if (m3 != s->adm_m3) {
         s->adm_m3 = m3;
         for (uint32_t u = 1; u < 8; u++) {
@@ -2657,10 +2717,32 @@ DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_outpu
     s->cx[0].status |= DLB_CIRCUIT_LIMITING; /* the charger at pp fails at the root (see above) */
     const int32_t a32 = (int32_t)a; /* a min_ma */
     const int sw = (ms & 8u) && (s->adm_cfg & 2u); /* no charger can switch phases: none to ask */
-    if (s->adm_cfg & 4u) {                         /* every min_ma is a */
-        return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 0, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 0, 0);
+    const int chk = !(s->adm_cfg & 4u);            /* not every min_ma is a */
+    if ((m3 & (m3 - 1u)) == 0) {
+        if (!chk) {
+            return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 0, 1, 1)
+                      : fails_wide_loop(s, out, pp, end, a32, m3, 0, 0, 1);
+        }
+        return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0, 1);
     }
-    return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0);
+    if (!chk) {
+        return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 0, 1, 0) : fails_wide_loop(s, out, pp, end, a32, m3, 0, 0, 0);
+    }
+    return sw ? fails_wide_loop(s, out, pp, end, a32, m3, 1, 1, 0) : fails_wide_loop(s, out, pp, end, a32, m3, 1, 0, 0);
+}
+
+/* adm_low from every run[] below the root as it is (the bounds not found yet this step) */
+DLB_NOINLINE static void admit_low(dlb_site *s)
+{
+    int64_t lph = INF, lpw = INF;
+    for (int32_t c = 1; c < s->nc; c++) {
+        const int64_t *run = s->cx[c].run;
+        lph = min64(lph, min64(run[0], min64(run[1], run[2])));
+        lpw = min64(lpw, run[DLB_LANE_POWER]);
+    }
+    s->adm_low[0] = lph;
+    s->adm_low[1] = lpw;
+    s->adm_lowok = 1;
 }
 
 /* settle the chargers from pp on that fail at the root (see above) and that stage 4 saw paused and already
@@ -2668,7 +2750,8 @@ DLB_NOINLINE static const kpair *admit_fails_wide(dlb_site *s, dlb_charger_outpu
  * s->adm_failed = -1 if it fits, -2 if adm_low does not cover it, else its short lane (the root's: its
  * lane id) minus 8 if its minimum fits the root on its first conductor's phase (switch_to_one
  * decides) or it is not waiting (admit_fail). Returns where it stopped. A 3-phase charger whose one phase
- * is short at the root too fails: switch_to_one would return 0 (its other tests have no side effects). */
+ * is short at the root too fails: switch_to_one would return 0 (its other tests have no side effects).
+ * The caller has found adm_low (adm_lowok). */
 DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                   const kpair *const end)
 {
@@ -2767,15 +2850,7 @@ DLB_NOINLINE static void admit_cfg(dlb_site *s)
 DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t n_items)
 {
     const kpair *pp = s->pairs, *const end = s->pairs + n_items;
-    /* the lower bounds below the root: every run[] as stage 3 set it */
-    int64_t lph = INF, lpw = INF;
-    for (int32_t c = 1; c < s->nc; c++) {
-        const int64_t *run = s->cx[c].run;
-        lph = min64(lph, min64(run[0], min64(run[1], run[2])));
-        lpw = min64(lpw, run[DLB_LANE_POWER]);
-    }
-    s->adm_low[0] = lph;
-    s->adm_low[1] = lpw;
+    s->adm_lowok = 0; /* the lower bounds below the root: found when first needed (admit_low) */
     /* a failure's reason per root lane (budget[] does not change in stage 5) */
     for (int ln = 0; ln < DLB_LANES; ln++) {
         s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
@@ -2799,6 +2874,9 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         }
         int32_t failed = -2; /* if it fits, the batch took it: else (never) settled the general way below */
         if (!fits) {
+            if (!s->adm_lowok) { /* admit_fails_root reads them (called here: its frame stays small) */
+                admit_low(s);
+            }
             pp = admit_fails_root(s, out, pp, end);
             failed = s->adm_failed;
             while (failed == -3) { /* the usual failures, in admit_fails_wide's loop (not called from
@@ -2843,12 +2921,11 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
             run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase if it switched */
             const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
-            for (int32_t i = 0; i < s->plen[kc->circuit] - 1; i++) { /* adm_low below the root */
+            for (int32_t i = 0; i < s->plen[kc->circuit] - 1 && s->adm_lowok; i++) { /* adm_low below the root */
                 const int64_t *run = s->cx[path[i]].run;
                 s->adm_low[0] = min64(s->adm_low[0], min64(run[0], min64(run[1], run[2])));
                 s->adm_low[1] = min64(s->adm_low[1], run[DLB_LANE_POWER]);
             }
-            x->ideal = kc->min_ma;
             o->reason = DLB_REASON_NONE;
             o->limit_circuit = DLB_NONE;
             o->limit_lane = DLB_NONE;
@@ -2890,7 +2967,6 @@ DLB_NOINLINE static int32_t admit_seq(dlb_site *s, int32_t from)
             if (failed >= 0) {
                 run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
             } /* else a remembered fit: a minimum of 0 after a phase switch (run_take left the gen) */
-            x->ideal = kc->min_ma;
             o->reason = DLB_REASON_NONE;
             o->limit_circuit = DLB_NONE;
             o->limit_lane = DLB_NONE;
