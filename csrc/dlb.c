@@ -4214,12 +4214,15 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
         charger_scratch *x = &s->kx[k];
         const dlb_charger *kc = &s->chg[k];
         const int64_t step = kc->step_ma;
-        int64_t v = kc->min_ma;
+        const int64_t mn = kc->min_ma;
+        int64_t v = mn;
         if (x->started) { /* else at its minimum (see the fill's end); val >= min >= 1: C's remainder floors */
             const int64_t val = x->value;
-            v = max64(val - val % step, v);
-            if (v != kc->min_ma) {
-                lanes_pend_run(s, k, v - kc->min_ma);
+            /* max(val floored to its grid, min) is above min exactly when val >= min + step (min is on the
+             * grid, dlb_config_error): tested on val, the branch need not wait for the division */
+            if (val >= mn + step) {
+                v = val - val % step;
+                lanes_pend_run(s, k, v - mn);
             }
         }
         x->ideal = v;
