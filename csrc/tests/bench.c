@@ -9,6 +9,14 @@
  * mean. Heap allocations during the timed loop are counted through -Wl,--wrap=malloc,... (must be 0).
  * Writes JSON to argv[1] (default build/bench_c.json).
  *
+ * Each series runs PASSES times from a fresh site: the steps are identical (deterministic core and inputs;
+ * the output checksums must agree, else the benchmark fails), so each step's minimum over the passes is
+ * its cost without the host's interruptions. This VM's hypervisor takes the CPU away for 20-120 us a few
+ * hundred times a second (host_probe measures it and the JSON reports it): about 1 step in 130 of 22 us
+ * is hit, which alone puts a single pass's p99 near 2x its median whatever the core does. The figures of
+ * the first pass are reported as measured ("median_us", "p99_us"); "cost_median_us" and "cost_p99_us"
+ * are those of the per-step minimum, the core's own tail (rotation steps and the like).
+ *
  * The site generator is shared by core/bench.py through the same rules (see bench_site.h); Python
  * rebuilds the same site from the same parameters so both measure the same thing.
  */
@@ -152,33 +160,57 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* One timed series: `n` steps of the site with `nk` chargers after a warm-up; prints a table row and
- * writes a JSON object (followed by `sep`). Returns the heap allocations counted during the steps, or
- * -1 when the core failed. */
-static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
+/* passes per series (see the header comment) */
+#define PASSES 3
+
+/* The host's interruptions: spins for `seconds` reading the clock and counts the gaps between two reads
+ * (nothing runs in between but the clock read, ~25 ns) of at least 5 us and at least 20 us, per second,
+ * and the share of the time lost in gaps of at least 5 us. On bare metal these are a timer tick's few us;
+ * on this VM the hypervisor's preemptions dominate. */
+static void host_probe(double seconds, double *per_s_5us, double *per_s_20us, double *lost_pct)
 {
-    bench_site b;
-    make_site(&b, nk);
-    size_t need = dlb_memory_size(b.nc, b.nk);
+    const int64_t start = now_ns(), end = start + (int64_t)(seconds * 1e9);
+    int64_t last = start, lost = 0;
+    long g5 = 0, g20 = 0;
+    for (int64_t t = now_ns(); t < end; t = now_ns()) {
+        const int64_t gap = t - last;
+        if (gap >= 5000) {
+            g5++;
+            g20 += gap >= 20000;
+            lost += gap;
+        }
+        last = t;
+    }
+    const double span = (double)(last - start) / 1e9;
+    *per_s_5us = (double)g5 / span;
+    *per_s_20us = (double)g20 / span;
+    *lost_pct = 100.0 * (double)lost / (double)(last - start);
+}
+
+/* One pass of a series: `n` timed steps (t[0..n)) after a warm-up, from a fresh site. Returns the heap
+ * allocations counted during the timed steps, or -1 when the core failed; *checksum is the FNV-1a of
+ * every step's outputs, *charging the chargers on at the end. */
+static long bench_pass(bench_site *b, int n, int noisy, int64_t *t, uint64_t *checksum, int *charging)
+{
+    size_t need = dlb_memory_size(b->nc, b->nk);
     void *mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
     dlb_site *site = NULL;
-    int rc = dlb_init(mem, need, &b.p, b.circ, b.nc, b.chg, b.nk, &site);
+    int rc = dlb_init(mem, need, &b->p, b->circ, b->nc, b->chg, b->nk, &site);
     if (rc != DLB_OK) {
         fprintf(stderr, "dlb_init failed: %d\n", rc);
         return -1;
     }
-    dlb_meter_input *mi = calloc(b.nc, sizeof(*mi));
-    dlb_charger_input *ci = calloc(b.nk, sizeof(*ci));
-    dlb_charger_output *out = calloc(b.nk, sizeof(*out));
-    dlb_circuit_output *cout = calloc(b.nc, sizeof(*cout));
+    dlb_meter_input *mi = calloc(b->nc, sizeof(*mi));
+    dlb_charger_input *ci = calloc(b->nk, sizeof(*ci));
+    dlb_charger_output *out = calloc(b->nk, sizeof(*out));
+    dlb_circuit_output *cout = calloc(b->nc, sizeof(*cout));
     int warm = n / 5 + 50;
-    int64_t *t = calloc((size_t)n, sizeof(*t));
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     int64_t now = 0;
     long allocs = 0;
-    uint64_t checksum = 1469598103934665603ull;
+    *checksum = 1469598103934665603ull;
     for (int i = -warm; i < n; i++) {
-        make_inputs(&b, out, mi, ci, &seed, i == -warm, noisy);
+        make_inputs(b, out, mi, ci, &seed, i == -warm, noisy);
         g_allocs = 0;
         g_counting = 1;
         int64_t t0 = now_ns();
@@ -189,42 +221,100 @@ static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
             fprintf(stderr, "dlb_step failed: %d\n", rc);
             return -1;
         }
-        checksum = fnv(checksum, out, b.nk * sizeof(*out));
-        checksum = fnv(checksum, cout, b.nc * sizeof(*cout));
+        *checksum = fnv(*checksum, out, b->nk * sizeof(*out));
+        *checksum = fnv(*checksum, cout, b->nc * sizeof(*cout));
         if (i >= 0) {
             t[i] = t1 - t0;
             allocs += g_allocs;
         }
         now += 1000;
     }
-    int charging = 0;
-    int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
-    for (size_t k = 0; k < b.nk; k++) {
-        charging += out[k].setpoint_ma > 0;
-        demand += b.chg[k].max_ma * b.chg[k].phases;
+    *charging = 0;
+    for (size_t k = 0; k < b->nk; k++) {
+        *charging += out[k].setpoint_ma > 0;
     }
-    qsort(t, (size_t)n, sizeof(*t), cmp_i64);
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        sum += (double)t[i];
-    }
-    double med = (double)t[n / 2] / 1000.0, p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
-    double mean = sum / n / 1000.0, aps = (double)allocs / n;
-    printf("%8zu %6s %6zu %8d %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk, noisy ? "noisy" : "steady", b.nc, n,
-           med, p99, mean, charging, aps, (unsigned long long)checksum);
-    fprintf(f,
-            "    {\"n\": %zu, \"readings\": \"%s\", \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, "
-            "\"median_us\": %.3f, \"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, \"charging_at_end\": %d, "
-            "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
-            "\"output_checksum\": \"%016llx\"}%s\n",
-            b.nk, noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, (double)t[0] / 1000.0, charging,
-            (double)demand / (3.0 * (double)cap), aps, (unsigned long long)checksum, sep);
-    free(t);
     free(mi);
     free(ci);
     free(out);
     free(cout);
     free(mem);
+    return allocs;
+}
+
+/* median, p99 and mean of t[0..n) in us (sorts t) */
+static void stats_us(int64_t *t, int n, double *med, double *p99, double *mean)
+{
+    qsort(t, (size_t)n, sizeof(*t), cmp_i64);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        sum += (double)t[i];
+    }
+    *med = (double)t[n / 2] / 1000.0;
+    *p99 = (double)t[(size_t)((double)n * 0.99)] / 1000.0;
+    *mean = sum / n / 1000.0;
+}
+
+/* One timed series: PASSES passes of `n` steps of the site with `nk` chargers; prints a table row and
+ * writes a JSON object (followed by `sep`). Returns the heap allocations counted during the steps, or
+ * -1 when the core failed or two passes' outputs differ. */
+static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
+{
+    bench_site b;
+    make_site(&b, nk);
+    int64_t *t = calloc((size_t)n, sizeof(*t)), *cost = calloc((size_t)n, sizeof(*cost));
+    double pass_med[PASSES];
+    double med = 0, p99 = 0, mean = 0, min_us = 0;
+    long allocs = 0;
+    uint64_t checksum = 0;
+    int charging = 0;
+    for (int pass = 0; pass < PASSES; pass++) {
+        uint64_t sum;
+        long a = bench_pass(&b, n, noisy, t, &sum, &charging);
+        if (a < 0) {
+            return -1;
+        }
+        if (pass > 0 && sum != checksum) {
+            fprintf(stderr, "N=%zu: pass %d's outputs differ from pass 1's (checksum %016llx, %016llx)\n", nk,
+                    pass + 1, (unsigned long long)sum, (unsigned long long)checksum);
+            return -1;
+        }
+        checksum = sum;
+        allocs += a;
+        for (int i = 0; i < n; i++) {
+            cost[i] = pass == 0 || t[i] < cost[i] ? t[i] : cost[i];
+        }
+        double m, q, e;
+        stats_us(t, n, &m, &q, &e);
+        pass_med[pass] = m;
+        if (pass == 0) { /* the pass as measured */
+            med = m;
+            p99 = q;
+            mean = e;
+            min_us = (double)t[0] / 1000.0;
+        }
+    }
+    double cmed, cp99, cmean;
+    stats_us(cost, n, &cmed, &cp99, &cmean);
+    int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
+    for (size_t k = 0; k < b.nk; k++) {
+        demand += b.chg[k].max_ma * b.chg[k].phases;
+    }
+    double aps = (double)allocs / ((double)n * PASSES);
+    printf("%8zu %6s %6zu %8d %12.2f %12.2f %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk,
+           noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, cmed, cp99, charging, aps,
+           (unsigned long long)checksum);
+    fprintf(f,
+            "    {\"n\": %zu, \"readings\": \"%s\", \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, "
+            "\"median_us\": %.3f, \"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, "
+            "\"passes\": %d, \"pass_medians_us\": [%.3f, %.3f, %.3f], \"cost_median_us\": %.3f, "
+            "\"cost_p99_us\": %.3f, \"charging_at_end\": %d, "
+            "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
+            "\"output_checksum\": \"%016llx\"}%s\n",
+            b.nk, noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, min_us, PASSES, pass_med[0], pass_med[1],
+            pass_med[2], cmed, cp99, charging, (double)demand / (3.0 * (double)cap), aps,
+            (unsigned long long)checksum, sep);
+    free(t);
+    free(cost);
     free_site(&b);
     return allocs;
 }
@@ -251,9 +341,17 @@ int main(int argc, char **argv)
         perror(path);
         return 1;
     }
-    fprintf(f, "{\n  \"clock\": \"CLOCK_MONOTONIC around each dlb_step\",\n  \"results\": [\n");
-    printf("%8s %6s %6s %8s %12s %12s %12s %10s %14s %18s\n", "N", "inputs", "nc", "iters", "median_us", "p99_us",
-           "mean_us", "charging", "allocs/step", "output checksum");
+    double g5, g20, lost;
+    host_probe(0.5, &g5, &g20, &lost);
+    printf("host interruptions (0.5 s spin): %.0f/s of >= 5 us, %.0f/s of >= 20 us, %.2f%% of the time lost\n", g5,
+           g20, lost);
+    fprintf(f,
+            "{\n  \"clock\": \"CLOCK_MONOTONIC around each dlb_step\",\n  \"passes\": %d,\n"
+            "  \"host\": {\"probe_s\": 0.5, \"gaps_5us_per_s\": %.1f, \"gaps_20us_per_s\": %.1f, "
+            "\"lost_pct\": %.3f},\n  \"results\": [\n",
+            PASSES, g5, g20, lost);
+    printf("%8s %6s %6s %8s %12s %12s %12s %12s %12s %10s %14s %18s\n", "N", "inputs", "nc", "iters", "median_us",
+           "p99_us", "mean_us", "cost_med_us", "cost_p99_us", "charging", "allocs/step", "output checksum");
     int failed = 0;
     for (size_t si = 0; si < n_sizes; si++) {
         long allocs = bench_one(sizes[si], iters[si], 0, f, si + 1 < n_sizes ? "," : "");
