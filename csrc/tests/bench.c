@@ -15,7 +15,9 @@
  * hundred times a second (host_probe measures it and the JSON reports it): about 1 step in 130 of 22 us
  * is hit, which alone puts a single pass's p99 near 2x its median whatever the core does. The figures of
  * the first pass are reported as measured ("median_us", "p99_us"); "cost_median_us" and "cost_p99_us"
- * are those of the per-step minimum, the core's own tail (rotation steps and the like).
+ * are those of the per-step minimum, the core's own tail (rotation steps and the like). For N >= 1,000 the
+ * per-step minimum is written too ("cost_ns", in step order), so that runs made minutes apart (make bench
+ * runs this three times) can be merged step by step: the host's slow phases last seconds.
  *
  * The site generator is shared by core/bench.py through the same rules (see bench_site.h); Python
  * rebuilds the same site from the same parameters so both measure the same thing.
@@ -293,6 +295,8 @@ static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
             min_us = (double)t[0] / 1000.0;
         }
     }
+    int64_t *cost_in_order = malloc((size_t)n * sizeof(*cost));
+    memcpy(cost_in_order, cost, (size_t)n * sizeof(*cost));
     double cmed, cp99, cmean;
     stats_us(cost, n, &cmed, &cp99, &cmean);
     int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
@@ -309,12 +313,21 @@ static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
             "\"passes\": %d, \"pass_medians_us\": [%.3f, %.3f, %.3f], \"cost_median_us\": %.3f, "
             "\"cost_p99_us\": %.3f, \"charging_at_end\": %d, "
             "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
-            "\"output_checksum\": \"%016llx\"}%s\n",
+            "\"output_checksum\": \"%016llx\"",
             b.nk, noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, min_us, PASSES, pass_med[0], pass_med[1],
             pass_med[2], cmed, cp99, charging, (double)demand / (3.0 * (double)cap), aps,
-            (unsigned long long)checksum, sep);
+            (unsigned long long)checksum);
+    if (nk >= 1000) { /* each step's cost in ns, in step order: runs minutes apart merge step by step */
+        fprintf(f, ", \"cost_ns\": [");
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "%s%lld", i ? "," : "", (long long)cost_in_order[i]);
+        }
+        fprintf(f, "]");
+    }
+    fprintf(f, "}%s\n", sep);
     free(t);
     free(cost);
+    free(cost_in_order);
     free_site(&b);
     return allocs;
 }

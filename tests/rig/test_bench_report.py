@@ -136,7 +136,7 @@ def test_pure_c_second_pass_takes_the_faster_and_shows_both():
     rows = {r["benchmark"]: r for r in bench._core_rows(core, None)}
     steady = rows["dlb_step N=1,000, pure C, median"]
     assert steady["value"] == 22.0 and steady["verdict"] == "PASS"
-    assert "faster of 2 runs 75 s apart: 34.0 / 22.0 us" in steady["note"]
+    assert "faster of 2 runs at 0 / 75 s: run medians 34.0 / 22.0 us" in steady["note"]
     assert rows["dlb_step N=1,000, pure C, p99 / median"]["note"] == "p99 70.0 us"  # the kept pass's
     noisy = rows["dlb_step N=1,000, pure C, noisy readings, median"]
     assert noisy["value"] == 23.0 and "23.0 / 33.0 us" in noisy["note"]
@@ -191,3 +191,33 @@ def test_step_cost_is_each_steps_fastest_pass_and_passes_must_agree(monkeypatch)
     monkeypatch.setattr(cb, "bench_cffi", lambda nk, iters: next(runs))
     with pytest.raises(RuntimeError, match="outputs differ"):
         cb.bench_cffi_passes(8, 2)
+
+
+def test_runs_minutes_apart_merge_step_by_step():
+    """merge_pure_c: series that carry each step's cost (bench.c's cost_ns) and the same outputs merge
+    step by step (each step at its fastest over the runs); the median and p99 are the merged cost's,
+    every run's median is in the note. Runs whose outputs differ are not merged (the faster is kept)."""
+    def st(costs, checksum="aa"):
+        srt = sorted(costs)
+        return {"median_us": srt[len(srt) // 2] / 1000 + 1.0, "p99_us": srt[-1] / 1000 + 5.0,
+                "cost_median_us": srt[len(srt) // 2] / 1000, "cost_p99_us": srt[int(len(srt) * 0.99)] / 1000,
+                "cost_ns": list(costs), "output_checksum": checksum, "heap_allocations_per_step": 0.0}
+    slow_start = [30000] * 50 + [20000] * 50   # the host slow in the first half of run 1
+    slow_end = [21000] * 50 + [31000] * 50     # and in the second half of run 2
+    core = {"rows": [{"n": 1000, "cffi": {"median_us": 30.0, "p99_us": 60.0}, "pure_c": st(slow_start),
+                      "reference": None, "reference_over_c": None, "reference_skipped_estimate_s": 9.0}],
+            "pure_c_noisy": {1000: st(slow_start)}, "heap_allocations_per_step": 0.0}
+    bench.merge_pure_c(core, {"results": [dict(st(slow_end), n=1000)],
+                              "noisy_results": [dict(st(slow_end, checksum="bb"), n=1000)]}, 61.0)
+    merged = core["rows"][0]["pure_c"]
+    assert merged["cost_ns"] == [21000] * 50 + [20000] * 50 and merged["merged"]
+    assert merged["cost_median_us"] == 21.0 and merged["cost_p99_us"] == 21.0
+    assert merged["passes_us"] == [30.0, 31.0] and merged["runs_at_s"] == [0, 61]
+    # outputs differ: not merged, the faster run (by its own cost median) kept
+    noisy = core["pure_c_noisy"][1000]
+    assert not noisy.get("merged") and noisy["cost_median_us"] == 30.0
+    bench._drop_step_arrays(core)
+    rows = {r["benchmark"]: r for r in bench._core_rows(core, None)}
+    row = rows["dlb_step N=1,000, pure C, median"]
+    assert row["value"] == 21.0 and "merged step by step over 2 runs at 0 / 61 s: run medians 30.0 / 31.0 us" in row["note"]
+    assert "cost_ns" not in merged
