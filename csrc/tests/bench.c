@@ -9,7 +9,8 @@
  * mean. Heap allocations during the timed loop are counted through -Wl,--wrap=malloc,... (must be 0).
  * Writes JSON to argv[1] (default build/bench_c.json).
  *
- * Each series runs PASSES times from a fresh site: the steps are identical (deterministic core and inputs;
+ * Each series runs PASSES times from a fresh site (round-robin over the series, so that a series' passes
+ * lie apart in time): the steps are identical (deterministic core and inputs;
  * the output checksums must agree, else the benchmark fails), so each step's minimum over the passes is
  * its cost without the host's interruptions. This VM's hypervisor takes the CPU away for 20-120 us a few
  * hundred times a second (host_probe measures it and the JSON reports it): about 1 step in 130 of 22 us
@@ -256,57 +257,78 @@ static void stats_us(int64_t *t, int n, double *med, double *p99, double *mean)
     *mean = sum / n / 1000.0;
 }
 
-/* One timed series: PASSES passes of `n` steps of the site with `nk` chargers; prints a table row and
- * writes a JSON object (followed by `sep`). Returns the heap allocations counted during the steps, or
- * -1 when the core failed or two passes' outputs differ. */
-static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
-{
+/* One timed series (`n` steps of the site with `nk` chargers) over its PASSES passes. */
+typedef struct {
+    size_t nk;
+    int n, noisy;
     bench_site b;
-    make_site(&b, nk);
-    int64_t *t = calloc((size_t)n, sizeof(*t)), *cost = calloc((size_t)n, sizeof(*cost));
+    int64_t *t, *cost;  /* the last pass's times; each step's minimum so far (step order) */
     double pass_med[PASSES];
-    double med = 0, p99 = 0, mean = 0, min_us = 0;
-    long allocs = 0;
-    uint64_t checksum = 0;
-    int charging = 0;
-    for (int pass = 0; pass < PASSES; pass++) {
-        uint64_t sum;
-        long a = bench_pass(&b, n, noisy, t, &sum, &charging);
-        if (a < 0) {
-            return -1;
-        }
-        if (pass > 0 && sum != checksum) {
-            fprintf(stderr, "N=%zu: pass %d's outputs differ from pass 1's (checksum %016llx, %016llx)\n", nk,
-                    pass + 1, (unsigned long long)sum, (unsigned long long)checksum);
-            return -1;
-        }
-        checksum = sum;
-        allocs += a;
-        for (int i = 0; i < n; i++) {
-            cost[i] = pass == 0 || t[i] < cost[i] ? t[i] : cost[i];
-        }
-        double m, q, e;
-        stats_us(t, n, &m, &q, &e);
-        pass_med[pass] = m;
-        if (pass == 0) { /* the pass as measured */
-            med = m;
-            p99 = q;
-            mean = e;
-            min_us = (double)t[0] / 1000.0;
-        }
+    double med, p99, mean, min_us; /* the first pass as measured */
+    long allocs;
+    uint64_t checksum;
+    int charging;
+} series;
+
+static void series_init(series *x, size_t nk, int n, int noisy)
+{
+    memset(x, 0, sizeof(*x));
+    x->nk = nk;
+    x->n = n;
+    x->noisy = noisy;
+    make_site(&x->b, nk);
+    x->t = calloc((size_t)n, sizeof(*x->t));
+    x->cost = calloc((size_t)n, sizeof(*x->cost));
+}
+
+/* pass number `pass` of series x; returns 0, or -1 when the core failed or the outputs differ from the
+ * first pass's */
+static int series_pass(series *x, int pass)
+{
+    uint64_t sum;
+    long a = bench_pass(&x->b, x->n, x->noisy, x->t, &sum, &x->charging);
+    if (a < 0) {
+        return -1;
     }
-    int64_t *cost_in_order = malloc((size_t)n * sizeof(*cost));
-    memcpy(cost_in_order, cost, (size_t)n * sizeof(*cost));
+    if (pass > 0 && sum != x->checksum) {
+        fprintf(stderr, "N=%zu: pass %d's outputs differ from pass 1's (checksum %016llx, %016llx)\n", x->nk,
+                pass + 1, (unsigned long long)sum, (unsigned long long)x->checksum);
+        return -1;
+    }
+    x->checksum = sum;
+    x->allocs += a;
+    for (int i = 0; i < x->n; i++) {
+        x->cost[i] = pass == 0 || x->t[i] < x->cost[i] ? x->t[i] : x->cost[i];
+    }
+    double m, q, e;
+    stats_us(x->t, x->n, &m, &q, &e);
+    x->pass_med[pass] = m;
+    if (pass == 0) {
+        x->med = m;
+        x->p99 = q;
+        x->mean = e;
+        x->min_us = (double)x->t[0] / 1000.0;
+    }
+    return 0;
+}
+
+/* prints series x's table row and writes its JSON object (followed by `sep`); frees it */
+static void series_report(series *x, FILE *f, const char *sep)
+{
+    const int n = x->n;
+    const bench_site *b = &x->b;
+    int64_t *sorted = malloc((size_t)n * sizeof(*sorted));
+    memcpy(sorted, x->cost, (size_t)n * sizeof(*sorted));
     double cmed, cp99, cmean;
-    stats_us(cost, n, &cmed, &cp99, &cmean);
-    int64_t demand = 0, cap = (int64_t)b.circ[0].limit_ma[0];
-    for (size_t k = 0; k < b.nk; k++) {
-        demand += b.chg[k].max_ma * b.chg[k].phases;
+    stats_us(sorted, n, &cmed, &cp99, &cmean);
+    int64_t demand = 0, cap = (int64_t)b->circ[0].limit_ma[0];
+    for (size_t k = 0; k < b->nk; k++) {
+        demand += b->chg[k].max_ma * b->chg[k].phases;
     }
-    double aps = (double)allocs / ((double)n * PASSES);
-    printf("%8zu %6s %6zu %8d %12.2f %12.2f %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b.nk,
-           noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, cmed, cp99, charging, aps,
-           (unsigned long long)checksum);
+    double aps = (double)x->allocs / ((double)n * PASSES);
+    printf("%8zu %6s %6zu %8d %12.2f %12.2f %12.2f %12.2f %12.2f %10d %14.3f   %016llx\n", b->nk,
+           x->noisy ? "noisy" : "steady", b->nc, n, x->med, x->p99, x->mean, cmed, cp99, x->charging, aps,
+           (unsigned long long)x->checksum);
     fprintf(f,
             "    {\"n\": %zu, \"readings\": \"%s\", \"circuits\": %zu, \"depth\": 3, \"iterations\": %d, "
             "\"median_us\": %.3f, \"p99_us\": %.3f, \"mean_us\": %.3f, \"min_us\": %.3f, "
@@ -314,22 +336,21 @@ static long bench_one(size_t nk, int n, int noisy, FILE *f, const char *sep)
             "\"cost_p99_us\": %.3f, \"charging_at_end\": %d, "
             "\"demand_over_root_capacity\": %.2f, \"heap_allocations_per_step\": %.3f, "
             "\"output_checksum\": \"%016llx\"",
-            b.nk, noisy ? "noisy" : "steady", b.nc, n, med, p99, mean, min_us, PASSES, pass_med[0], pass_med[1],
-            pass_med[2], cmed, cp99, charging, (double)demand / (3.0 * (double)cap), aps,
-            (unsigned long long)checksum);
-    if (nk >= 1000) { /* each step's cost in ns, in step order: runs minutes apart merge step by step */
+            b->nk, x->noisy ? "noisy" : "steady", b->nc, n, x->med, x->p99, x->mean, x->min_us, PASSES,
+            x->pass_med[0], x->pass_med[1], x->pass_med[2], cmed, cp99, x->charging,
+            (double)demand / (3.0 * (double)cap), aps, (unsigned long long)x->checksum);
+    if (x->nk >= 1000) { /* each step's cost in ns, in step order: runs minutes apart merge step by step */
         fprintf(f, ", \"cost_ns\": [");
         for (int i = 0; i < n; i++) {
-            fprintf(f, "%s%lld", i ? "," : "", (long long)cost_in_order[i]);
+            fprintf(f, "%s%lld", i ? "," : "", (long long)x->cost[i]);
         }
         fprintf(f, "]");
     }
     fprintf(f, "}%s\n", sep);
-    free(t);
-    free(cost);
-    free(cost_in_order);
-    free_site(&b);
-    return allocs;
+    free(sorted);
+    free(x->t);
+    free(x->cost);
+    free_site(&x->b);
 }
 
 /* `bench [out.json]`: every size with steady readings ("results"), then N = 1,000 with noisy readings
@@ -365,21 +386,34 @@ int main(int argc, char **argv)
             PASSES, g5, g20, lost);
     printf("%8s %6s %6s %8s %12s %12s %12s %12s %12s %10s %14s %18s\n", "N", "inputs", "nc", "iters", "median_us",
            "p99_us", "mean_us", "cost_med_us", "cost_p99_us", "charging", "allocs/step", "output checksum");
-    int failed = 0;
+    /* the steady series, then the noisy one; the passes round-robin over them (pass 1 of each, then
+     * pass 2 of each, ...), so that a series' passes lie apart in time: the host's slow phases last a
+     * second or so, and a step's cost is its fastest pass */
+    series all[5];
+    size_t n_series = 0;
     for (size_t si = 0; si < n_sizes; si++) {
-        long allocs = bench_one(sizes[si], iters[si], 0, f, si + 1 < n_sizes ? "," : "");
-        if (allocs < 0) {
-            return 1;
-        }
-        failed |= allocs != 0;
+        series_init(&all[n_series++], sizes[si], iters[si], 0);
     }
-    fprintf(f, "  ],\n  \"noisy_results\": [\n");
     if (noisy_n > 0) {
-        long allocs = bench_one(noisy_n, noisy_iters, 1, f, "");
-        if (allocs < 0) {
-            return 1;
+        series_init(&all[n_series++], noisy_n, noisy_iters, 1);
+    }
+    for (int pass = 0; pass < PASSES; pass++) {
+        for (size_t i = 0; i < n_series; i++) {
+            if (series_pass(&all[i], pass) < 0) {
+                return 1;
+            }
         }
-        failed |= allocs != 0;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < n_series; i++) {
+        failed |= all[i].allocs != 0;
+        if (i == n_sizes) {
+            fprintf(f, "  ],\n  \"noisy_results\": [\n");
+        }
+        series_report(&all[i], f, i + 1 < n_sizes ? "," : "");
+    }
+    if (n_series == n_sizes) {
+        fprintf(f, "  ],\n  \"noisy_results\": [\n");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
