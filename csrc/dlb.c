@@ -369,8 +369,9 @@ static void merge_sort(int32_t *a, int32_t *tmp, size_t n, const uint64_t *key)
 }
 
 /* The admission sort: (key, item) pairs stored together, sorted by key then index. Insertion sort
- * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to a
- * bottom-up merge sort, O(N log N). The result is the unique order, whichever path ran. */
+ * repairs last step's nearly sorted order in O(N + moves); past a budget of moves it switches to
+ * bulk_sort (extract the pairs out of place, merge sort them, merge them back), O(N + m log m) for m
+ * extracted. The result is the unique order, whichever path ran. */
 
 /* the key of a charger that is not eligible this step: above every admission key (< 2^63), so the
  * eligible come first (the rest follow in any order: see sort_pairs) */
@@ -397,66 +398,210 @@ static inline int pair_less(const kpair *a, const kpair *b)
     return kv_less(a->key, a->item, b->key, b->item);
 }
 
-static void merge_sort_pairs(kpair *a, kpair *tmp, size_t n)
+/* d[0..k) = s[0..k) one pair at a time (bulk_sort's copies are mostly short: no call) */
+static inline void pair_copy(kpair *d, const kpair *s, size_t k)
 {
+    for (size_t i = 0; i < k; i++) {
+        d[i] = s[i];
+    }
+}
+
+/* the first j in s[0..len) (sorted) with x before s[j], len if none: a binary search whose compare picks
+ * the half by a conditional move (its outcomes are what a predictor cannot learn) */
+static inline size_t pair_upper(const kpair *s, size_t len, const kpair *x)
+{
+    size_t lo = 0;
+    while (len > 0) {
+        const size_t half = len / 2;
+        const int t = !pair_less(x, &s[lo + half]);
+        lo = t ? lo + half + 1 : lo;
+        len = t ? len - half - 1 : half;
+    }
+    return lo;
+}
+
+/* (*x, *y) = (min, max) of the two by (key, item), without branches (a sorting network's element) */
+static inline void pair_cswap(kpair *x, kpair *y)
+{
+    const uint64_t pk = x->key, qk = y->key;
+    const int64_t pi = x->item, qi = y->item;
+    const int t = kv_less(qk, qi, pk, pi);
+    x->key = t ? qk : pk;
+    x->item = t ? qi : pi;
+    y->key = t ? pk : qk;
+    y->item = t ? pi : qi;
+}
+
+/* Merge the sorted src[lo..mid) and src[mid..hi) into dst[lo..hi), src[mid] before src[mid - 1] (not
+ * already in order). Bulk_sort's runs often meet in blocks (a group whose keys changed alike): from 8
+ * pairs on, the left's pairs before the right's first and the right's pairs after the left's last are
+ * found by binary search and copied as blocks; the middle is merged without branches (the next pair is
+ * a conditional move of the two heads: where runs interleave finely, a branch would miss every other
+ * pair). Both heads are nonempty at the loop's start (the right's first is before the left's last). */
+DLB_NOINLINE static void pair_merge(const kpair *src, kpair *dst, size_t lo, size_t mid, size_t hi)
+{
+    const kpair *l = src + lo, *r = src + mid, *const le = src + mid;
+    const kpair *re = src + hi;
+    kpair *o = dst + lo;
+    if (hi - lo >= 8) {
+        const size_t pl = pair_upper(l, mid - lo, r);
+        const size_t pr = pair_upper(r, hi - mid, le - 1);
+        pair_copy(o, l, pl);
+        pair_copy(dst + mid + pr, r + pr, hi - mid - pr);
+        o += pl;
+        l += pl;
+        re = r + pr;
+    }
+    for (;;) {
+        const int t = pair_less(r, l);
+        *o++ = t ? *r : *l;
+        r += t;
+        l += !t;
+        if (l == le || r == re) {
+            break;
+        }
+    }
+    pair_copy(o, l, (size_t)(le - l));
+    o += le - l;
+    pair_copy(o, r, (size_t)(re - r));
+}
+
+/* q[0..4) sorted by a network of 5 compare-exchanges, without branches (out of pair_msort's loop, whose
+ * frame is on dlb_step's deepest stack chain) */
+DLB_NOINLINE static void pair_sort4(kpair *q)
+{
+    pair_cswap(&q[0], &q[1]);
+    pair_cswap(&q[2], &q[3]);
+    pair_cswap(&q[0], &q[2]);
+    pair_cswap(&q[1], &q[3]);
+    pair_cswap(&q[1], &q[2]);
+}
+
+/* Sort a[0..n) by the pairs' own keys (bulk_sort's extracted pairs), tmp[0..n) the buffer; returns the
+ * one that holds the result. Blocks of 4 are sorted by a network of 5 compare-exchanges without
+ * branches (skipped if already in order), then merged bottom-up; two neighbours already in order are
+ * copied (one memcpy), others merged by pair_merge. O(n log n). */
+DLB_NOINLINE static kpair *pair_msort(kpair *a, kpair *tmp, size_t n)
+{
+    size_t lo = 0;
+    for (; lo + 4 <= n; lo += 4) {
+        kpair *q = a + lo;
+        if (!pair_less(&q[0], &q[1]) || !pair_less(&q[1], &q[2]) || !pair_less(&q[2], &q[3])) {
+            pair_sort4(q);
+        }
+    }
+    for (size_t j = lo + 1; j < n; j++) { /* the last < 4: insertion */
+        for (size_t k = j; k > lo && pair_less(&a[k], &a[k - 1]); k--) {
+            const kpair t = a[k];
+            a[k] = a[k - 1];
+            a[k - 1] = t;
+        }
+    }
     kpair *src = a, *dst = tmp;
-    for (size_t width = 1; width < n; width *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n;
-            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            if (mid < hi && pair_less(&src[mid - 1], &src[mid])) { /* the two already in order: a copy */
+    for (size_t width = 4; width < n; width *= 2) {
+        for (lo = 0; lo < n; lo += 2 * width) {
+            const size_t mid = lo + width < n ? lo + width : n;
+            const size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            if (mid == hi || pair_less(&src[mid - 1], &src[mid])) {
                 memcpy(dst + lo, src + lo, (hi - lo) * sizeof(kpair));
-                continue;
-            }
-            size_t i = lo, j = mid, o = lo;
-            while (i < mid && j < hi) {
-                dst[o++] = pair_less(&src[j], &src[i]) ? src[j++] : src[i++];
-            }
-            while (i < mid) {
-                dst[o++] = src[i++];
-            }
-            while (j < hi) {
-                dst[o++] = src[j++];
+            } else {
+                pair_merge(src, dst, lo, mid, hi);
             }
         }
         kpair *t = src;
         src = dst;
         dst = t;
     }
-    if (src != a) {
-        memcpy(a, src, n * sizeof(kpair));
-    }
+    return src;
 }
 
-/* Sort a[0..n) when much of it is already in order (the admission order after a step that changed many
- * keys): one pass keeps an ascending run in a[] and moves each pair below the run's last, together with
- * that last, out (at most twice the fewest pairs whose removal leaves a[] sorted): the pair to tmp[]'s
- * front, the last to its back (tmp holds n, and w + m = n throughout). Lasts leave the run from its top
- * down, often in descending order, so the back read upwards and the pairs moved in their order are long
- * ascending runs, which merge_sort_pairs copies instead of merging. The m moved are joined (the back
- * after the front), merge sorted (a's freed tail, m pairs, as the buffer) and merged back from the end.
- * O(N + m log m). */
-static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
+/* the first j in a[0..len) (sorted by (key[item], item)) with x before a[j], len if none: pair_upper on
+ * this step's keys (a[]'s own key fields may be last step's) */
+static inline size_t kept_upper(const kpair *a, size_t len, const uint64_t *key, const kpair *x)
 {
-    size_t w = 0, mx = 0, ml = 0;
-    for (size_t j = 0; j < n; j++) {
-        if (w == 0 || pair_less(&a[w - 1], &a[j])) {
-            a[w++] = a[j];
+    size_t lo = 0;
+    while (len > 0) {
+        const size_t half = len / 2;
+        const int64_t y = a[lo + half].item;
+        const int t = !kv_less(x->key, x->item, key[y], y);
+        lo = t ? lo + half + 1 : lo;
+        len = t ? len - half - 1 : half;
+    }
+    return lo;
+}
+
+/* bulk_sort, sort_pairs' fallback (a step that moved many chargers at once: a tier or key change of a whole group,
+ * or a group of held-off chargers eligible again), from a[i] on: a[0..i) is sorted by (key[item], item)
+ * and holds no KEY_REST pair (else i = 0: a[] in any order). One pass over a[i..n) keeps an ascending run
+ * in a[0..w) (w = i first); a pair below the run's last is moved out together with that last (the
+ * greedy of "remove the fewest pairs to leave a[] sorted", at most twice the fewest): the pair to
+ * tmp[]'s front, the last to the back of tmp[0..m) (front + back + w <= the eligible seen <= m), each
+ * with its key (key[item]) copied into the pair; a KEY_REST pair goes to tmp[m..n) (exactly n - m of
+ * them), then back to a[m..n), where any order will do. The e moved (front, then the back read upwards:
+ * lasts leave the run from its top down) are sorted by pair_msort, a[w..m) its buffer, and merged back
+ * from the end, the run's side compared on key[] (its key fields before a[i] are last step's): the run's
+ * pairs above all of them move up as one block and those below the first stay, so only the middle is
+ * merged pair by pair. O(n - i + e log e). Three calls from sort_pairs, so that each frame sits on top
+ * of sort_pairs' alone (dlb_step's chain, see dlb.h): bulk_split (the pass; returns w), pair_msort and
+ * bulk_merge. */
+DLB_NOINLINE static size_t bulk_split(kpair *a, kpair *tmp, size_t n, size_t m, const uint64_t *key, size_t i)
+{
+    if (i > 0 && key[a[i - 1].item] == KEY_REST) {
+        i = 0;
+    }
+    size_t w = i, mx = 0, ml = 0, nr = m;
+    int64_t li = i > 0 ? a[i - 1].item : 0; /* the run's last, a[w - 1], in registers */
+    uint64_t lk = i > 0 ? key[li] : 0;
+    for (size_t j = i; j < n; j++) {
+        const int64_t it = a[j].item;
+        const uint64_t k = key[it];
+        if (k == KEY_REST) {
+            tmp[nr++] = a[j];
+            continue;
+        }
+        if (w == 0 || kv_less(lk, li, k, it)) {
+            a[w].key = k;
+            a[w].item = it;
+            w++;
+            lk = k;
+            li = it;
         } else {
-            tmp[mx++] = a[j];
-            tmp[n - ++ml] = a[--w];
+            tmp[mx].key = k;
+            tmp[mx].item = it;
+            mx++;
+            tmp[m - ++ml] = (kpair){lk, li};
+            if (--w > 0) {
+                li = a[w - 1].item;
+                lk = key[li];
+            }
         }
     }
-    const size_t m = mx + ml;
-    memmove(tmp + mx, tmp + (n - ml), ml * sizeof(kpair));
-    merge_sort_pairs(tmp, a + w, m);
-    size_t i1 = w, i2 = m, o = n;
+    memcpy(a + m, tmp + m, (n - m) * sizeof(kpair));
+    memmove(tmp + mx, tmp + (m - ml), ml * sizeof(kpair));
+    return w;
+}
+
+/* bulk_sort's merge back: the e = m - w moved pairs, sorted in s[] (tmp or a + w), into the run a[0..w) */
+DLB_NOINLINE static void bulk_merge(kpair *a, kpair *tmp, const kpair *s, size_t w, size_t m, const uint64_t *key)
+{
+    const size_t e = m - w;
+    if (s != tmp) { /* the merge back writes a[w..m) */
+        memcpy(tmp, s, e * sizeof(kpair));
+        s = tmp;
+    }
+    const size_t top = kept_upper(a, w, key, &s[e - 1]);
+    memmove(a + top + e, a + top, (w - top) * sizeof(kpair));
+    const size_t bot = kept_upper(a, top, key, &s[0]);
+    size_t i1 = top, i2 = e, o = top + e;
     while (i2 > 0) {
-        if (i1 > 0 && pair_less(&tmp[i2 - 1], &a[i1 - 1])) {
-            a[--o] = a[--i1];
-        } else {
-            a[--o] = tmp[--i2];
+        if (i1 > bot) {
+            const int64_t y = a[i1 - 1].item;
+            if (kv_less(s[i2 - 1].key, s[i2 - 1].item, key[y], y)) {
+                a[--o] = a[--i1];
+                continue;
+            }
         }
+        a[--o] = s[--i2];
     }
 }
 
@@ -469,7 +614,8 @@ static void split_sort_pairs(kpair *a, kpair *tmp, size_t n)
  * the pairs after it that go to the same place (a run of chargers whose keys changed alike: each above
  * the last taken and below the pair found above the place) move with it in one block. Returns the
  * position of the last pair moved (a[0..that] sorted), or n if it ran out of budget (*budget: pairs
- * passed) and sorted the whole (split_sort_pairs, on the pairs' keys, copied from key[] first). */
+ * passed, plus 64 a move for the search and the call) and moved nothing (sort_pairs then finishes
+ * with bulk_sort). */
 DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64_t *key, size_t i, size_t b,
                                     size_t *budget)
 {
@@ -498,6 +644,10 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
         r++;
     }
     const size_t d = i - hi;
+    if (d + 64u >= *budget) { /* far from sorted: bulk_sort from here */
+        return n;
+    }
+    *budget -= d + 64u;
     if (r == 1) {
         const kpair x = a[i];
         memmove(a + hi + 1, a + hi, d * sizeof(kpair));
@@ -507,16 +657,7 @@ DLB_NOINLINE static size_t sort_far(kpair *a, kpair *tmp, size_t n, const uint64
         memmove(a + hi + r, a + hi, d * sizeof(kpair));
         memcpy(a + hi, tmp, r * sizeof(kpair));
     }
-    i += r - 1;
-    if (d >= *budget) { /* far from sorted: O(N log N) from here */
-        for (size_t j = 0; j < n; j++) {
-            a[j].key = key[a[j].item];
-        }
-        split_sort_pairs(a, tmp, n);
-        return n;
-    }
-    *budget -= d;
-    return i;
+    return i + r - 1;
 }
 
 /* sort_pairs' scan: passes p[0], p[1], ... (p > a, p[-1] the last of a sorted prefix) while each goes
@@ -594,8 +735,12 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
  * when a[i] is reached (up to the order among KEY_REST pairs), and a[i] is inserted into it if it does
  * not go last (sort_scan passes those that do; the pairs' own key fields are left alone, see kpair).
  * Within SORT_NEAR places (most repairs: a charger whose key changed a little) the pairs above it shift
- * up one by one as they are compared (no search, no call); farther, sort_far. Past a budget of far moves
- * the whole is sorted by split_sort_pairs, O(N log N). The pass stops once i >= m and a[m - 1] is eligible:
+ * up one by one as they are compared (no search, no call); farther, sort_far. Once far moves would cost
+ * more than 2n + 64 (pairs passed, 64 a move), bulk_sort finishes from a[i], O(N + e log e) for e pairs
+ * out of place. Measured on the bench's dumped orders against other budgets (n, 4n, 8n; 0 or 32 a
+ * move): a smaller one sends steps with a few long moves (cheap memmoves) to the fallback's pass, a
+ * larger one spends it on the rotation steps (hundreds of chargers moving at once) before the fallback.
+ * The pass stops once i >= m and a[m - 1] is eligible:
  * the eligible go first in a sorted a[0..i), so a[0..m) holds all m of them, in order. Until then, past
  * a[m) the sorted prefix ends with a KEY_REST pair (a[m - 1] is one), which every eligible pair goes
  * before and every KEY_REST pair may follow: sort_scan_rest looks for the eligible only. Repairs and
@@ -603,7 +748,7 @@ static DLB_INLINE kpair *sort_scan_rest(kpair *p, kpair *const end4, kpair *cons
  * a[0..m) is the unique order, whichever path ran. */
 DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, const uint64_t *key)
 {
-    size_t budget = 8u * n + 64u;
+    size_t budget = 2u * n + 64u;
     if (m == 0) {
         return;
     }
@@ -637,7 +782,11 @@ DLB_NOINLINE static void sort_pairs(kpair *a, kpair *tmp, size_t n, size_t m, co
             p++;
         } else {
             const size_t last = sort_far(a, tmp, n, key, i, b, &budget);
-            if (last == n) {
+            if (last == n) { /* bulk_sort, in three calls (each frame on top of this one only) */
+                const size_t w = bulk_split(a, tmp, n, m, key, i);
+                if (w < m) {
+                    bulk_merge(a, tmp, pair_msort(tmp, a + w, m - w), w, m, key);
+                }
                 return;
             }
             p = a + last + 1;
