@@ -21,8 +21,9 @@
  *   - Bounded: for N chargers, C circuits, tree depth D (<= DLB_MAX_DEPTH = 16) and P distinct
  *     priority classes among the admitted chargers (P = 1 unless the policy is PRIORITY; P <= 256),
  *     one dlb_step() costs O(N log N + N*D*log C + C*P) time:
- *       N log N   the admission sort (insertion sort repairs last step's order in O(N + moves); past
- *                 8N + 64 moves it switches to a merge sort) and, per priority class of g chargers,
+ *       N log N   the admission sort (insertion sort repairs last step's order in O(N + moves); once
+ *                 far moves would pass 2N + 64 pairs it sorts the e pairs out of place alone and
+ *                 merges them back, O(N + e log e)) and, per priority class of g chargers,
  *                 O(g) for its fill events (radix passes over their ranks in lists presorted at
  *                 init; END levels lowered by a reclaim cap or the ramp sorted in O(g log g); a
  *                 class of g >= N/64 chargers marks its ranks in bitmaps and reads them in order,
