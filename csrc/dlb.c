@@ -92,6 +92,10 @@ typedef struct {
     int32_t n_hist;
     int32_t ma[DLB_PHASES];
     int32_t probe_owner;
+    /* the step (n_steps, low 32 bits) and stage 1-4 position of the last release of probe_owner: -1 in
+     * stage 1, k in charger k's stage 4 (see stop_probe; read by probe_claim alone) */
+    uint32_t rel_step;
+    int32_t rel_at;
     uint8_t seen, stale, recover_at_once;
 } meter_state;
 
@@ -238,6 +242,8 @@ struct dlb_site {
     kpair *pairs, *pairs_tmp; /* the admission order (every charger, kept between steps) and the sort's buffer */
     int32_t n_dirty;
     int32_t n_todo; /* stage 9's remember() list in key[nk..] (see stage 4) */
+    int32_t n_defer;  /* stages 1-4: chargers whose probe claim waits for the end of the pass, in adm[] */
+    uint8_t in_stage4; /* stages 1-4: 1 while a block's stage 4 runs (see stop_probe) */
     int32_t n_sw;   /* stages 8-9: switch-up candidates in adm[0..n_sw) (a member: dlb_step's frame) */
     uint64_t gen;           /* bumped whenever run[] changes: validates pm and the first_short memo */
     int32_t prio_count[257];
@@ -1705,6 +1711,8 @@ static void stop_probe(dlb_site *s, int32_t k)
         meter_state *owner = &s->ms[s->chg[k].circuit];
         if (owner->probe_owner == k) {
             owner->probe_owner = DLB_NONE;
+            owner->rel_step = (uint32_t)s->n_steps;
+            owner->rel_at = s->in_stage4 ? k : -1;
         }
     }
     st->probing = 0;
@@ -2119,14 +2127,13 @@ DLB_NOINLINE static uint32_t restate(charger_state *st, charger_scratch *x, cons
     return to;
 }
 
-/* Stages 1-3 for chargers k0, k0 + 1, ... in their usual cases: ingest, classify, and the sums of its
- * circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them (the
- * end of chargers[] if none), for charger_general: no index is needed in the loop. Out of line: inlined,
+/* Stages 1-3 for chargers k0, k0 + 1, ..., k1 - 1 in their usual cases: ingest, classify, and the sums of
+ * its circuit (meters ingested first). Returns the reading of the first charger from k0 on outside them
+ * (chargers + k1 if none), for charger_general: no index is needed in the loop. Out of line: inlined,
  * its loop's live values grew dlb_step's frame past the stack bound (dlb.h). */
 DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb_charger_input *chargers, int64_t now,
-                                                          int64_t dt, int32_t k0)
+                                                          int64_t dt, int32_t k0, int32_t k1)
 {
-    const int32_t nk = s->nk;
     charger_state *const ks = s->ks;
     charger_scratch *const kx = s->kx;
     char *const cb = (char *)s->cx;
@@ -2136,7 +2143,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
      * as the largest unsigned, and with cut < 0 no stored time (>= 0) is at most cut */
     const uint64_t ucut = cut >= 0 ? (uint64_t)cut + 1u : 0u;
     /* driven by the reading pointer (no index: the rare paths find k from st): one induction step fewer */
-    const dlb_charger_input *const ce = chargers + nk;
+    const dlb_charger_input *const ce = chargers + k1;
     charger_state *st = ks + k0;
     charger_scratch *x = kx + k0;
     for (const dlb_charger_input *ci = chargers + k0; ci != ce; ci++, st++, x++) {
@@ -2288,7 +2295,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
 
 /* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
  * frames made dlb_step's call chain deeper than the one dlb.h names) */
-static DLB_INLINE void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
+static DLB_INLINE int reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now, const int defer)
 {
     charger_state *st = &s->ks[k];
     const dlb_charger *kc = &s->chg[k];
@@ -2310,6 +2317,9 @@ static DLB_INLINE void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
         }
     }
     if (st->reclaim_cap > 0 && now - st->reclaimed_at >= p->probe_interval_ms) {
+        if (defer) {
+            return 1;
+        }
         meter_state *ms = &s->ms[kc->circuit];
         if (ms->probe_owner == DLB_NONE) {
             ms->probe_owner = k;
@@ -2317,6 +2327,24 @@ static DLB_INLINE void reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now)
             st->probing = 1;
             st->probe_since = now;
         }
+    }
+    return 0;
+}
+
+/* A probe claim deferred to the end of the blocked stages 1-4 (see dlb_step): charger k, in charger
+ * order, takes its meter's probe if the stage-by-stage order would have found it free in k's stage 4.
+ * There every stage 1 ran first, and stage 4 ran for the chargers before k: the probe is free now and
+ * was then unless its one release of the pass (claims are all deferred, so a pass releases a meter's
+ * probe at most once, and only its owner can) came in the stage 4 of a charger after k. */
+static void probe_claim(dlb_site *s, int32_t k, int64_t now)
+{
+    charger_state *st = &s->ks[k];
+    meter_state *ms = &s->ms[s->chg[k].circuit];
+    if (ms->probe_owner == DLB_NONE && !(ms->rel_step == (uint32_t)s->n_steps && ms->rel_at > k)) {
+        ms->probe_owner = k;
+        st->reclaim_cap = 0;
+        st->probing = 1;
+        st->probe_since = now;
     }
 }
 
@@ -3198,6 +3226,43 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
+/* ceilings_one's end for a charger on or with reclaim state, past reclaim(): its flags, hi, and its
+ * admission key (0) or held off (1). Also run for a deferred probe claim (see probe_claim) at the end of
+ * the blocked stages 1-4: hi is still kc->max_ma then (ceilings_one's start), and nothing else it reads
+ * has changed since. */
+static DLB_INLINE int ceilings_reclaimed(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now,
+                                         int64_t ramp_add, const int32_t ramp)
+{
+    charger_state *st = &s->ks[k];
+    const dlb_charger *kc = &s->chg[k];
+    charger_scratch *x = &s->kx[k];
+    uint64_t *const key = s->akey;
+    const int64_t sp = st->sp;
+    st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
+    o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
+               ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
+    if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
+        x->hi = st->reclaim_cap;
+        x->hi_reason = DLB_REASON_EV;
+    }
+    if (ramp > 0) {
+        const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+        if (ramp_hi < x->hi) {
+            x->hi = ramp_hi;
+            x->hi_reason = DLB_REASON_RAMP;
+        }
+        x->hi = floor_grid(x->hi, kc->step_ma);
+    } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
+    const int64_t off_lim = max64(now - s->p.min_off_ms, TNONE);
+    if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
+        return 1;
+    }
+    /* its admission key, computed here while its state is at hand (nothing it reads changes before
+     * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
+    key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
+    return 0;
+}
+
 /* stage 4 for charger k off the kept paths (see ceilings_loop): its outputs where final, hi, tier and its
  * admission key (akey[k]); returns 1 if it is not eligible (key KEY_REST). Clears its kept entry unless it
  * writes a new one. The step's time tests as one comparison each (stored times are >= 0 or TNONE): held
@@ -3314,29 +3379,12 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
         }
         return 0;
     }
-    reclaim(s, k, x->drawn, now); /* on, or with reclaim state (sp >= 0) */
-    st->reclaim_any = (uint8_t)(st->below_since != TNONE || st->probing || st->reclaim_cap > 0);
-    o->flags = (x->narrowed * DLB_CHARGER_NARROWED) | ((uint32_t)(st->reclaim_cap > 0) * DLB_CHARGER_RECLAIMED) |
-               ((uint32_t)st->probing * DLB_CHARGER_PROBING); /* narrowed and probing are 0 or 1 */
-    if (st->reclaim_cap > 0 && st->reclaim_cap < x->hi) {
-        x->hi = st->reclaim_cap;
-        x->hi_reason = DLB_REASON_EV;
+    /* on, or with reclaim state (sp >= 0); under FAIR without ramp (the blocked stages 1-4, see dlb_step)
+     * a probe claim waits for the end of the pass, and with it the rest (3: listed by the caller) */
+    if (reclaim(s, k, x->drawn, now, fair_noramp)) {
+        return 3;
     }
-    if (ramp > 0) {
-        const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-        if (ramp_hi < x->hi) {
-            x->hi = ramp_hi;
-            x->hi_reason = DLB_REASON_RAMP;
-        }
-        x->hi = floor_grid(x->hi, kc->step_ma);
-    } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
-    if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
-        return 1;
-    }
-    /* its admission key, computed here while its state is at hand (nothing it reads changes before
-     * stage 5, which then reads the keys in admission order without revisiting the chargers' state) */
-    key[k] = admission_key(s, k, st, kc, x->drawn, now, &x->tier);
-    return 0;
+    return ceilings_reclaimed(s, o, k, now, ramp_add, ramp);
 }
 
 /* stage 4 for charger k by its kept entry (policy FAIR without ramp, see kept_key), with the outputs every
@@ -3378,34 +3426,39 @@ static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const ch
  * a usable kept entry (its frame then holds only the kept-key loop's values) */
 DLB_NOINLINE static int ceilings_one_fair(dlb_site *s, dlb_charger_output *o, int32_t k, int64_t now)
 {
-    return ceilings_one(s, o, k, now, 0, 1);
+    const int r = ceilings_one(s, o, k, now, 0, 1);
+    if (r == 3) { /* its probe claim waits for the end of the pass (see probe_claim): counted then */
+        s->adm[s->n_defer++] = k;
+        return 0;
+    }
+    return r;
 }
 
 /* stage 4's loop for the default parameters (policy FAIR, no ramp: their tests folded away), keeping the
  * usual chargers' keys between steps (see kept_key): most then cost their outputs, one or two tests and a
  * load or a division for their key (ceilings_kept, two chargers a round: half the loop's pointer steps),
- * the rest ceilings_one_fair. Returns how many are eligible. */
-DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, int64_t now)
+ * the rest ceilings_one_fair. For chargers k0..k1 - 1 (a block of the blocked stages 1-4, see
+ * stages_fair); returns how many are not eligible (those whose probe claim waits are counted later). */
+DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t k0, int32_t k1)
 {
-    const int32_t nk = s->nk;
     const charger_state *const ks = s->ks;
     const charger_scratch *const kx = s->kx;
     uint64_t *const key = s->akey;
     const kept_key *const kk4 = s->kk4;
     const int64_t margin = s->p.reclaim_margin_ma;
-    int32_t n_rest = 0, k = 0;
-    for (; k + 1 < nk; k += 2) {
+    int32_t n_rest = 0, k = k0;
+    for (; k + 1 < k1; k += 2) {
         int r = ceilings_kept(s, &out[k], &ks[k], &kx[k], &kk4[k], &key[k], k, now, margin);
         n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k], k, now);
         r = ceilings_kept(s, &out[k + 1], &ks[k + 1], &kx[k + 1], &kk4[k + 1], &key[k + 1], k + 1, now, margin);
         n_rest += r < 2 ? r : ceilings_one_fair(s, &out[k + 1], k + 1, now);
     }
-    if (k < nk) { /* an odd last one: without its kept entry (ceilings_one's result is the same) */
+    if (k < k1) { /* an odd last one: without its kept entry (ceilings_one's result is the same) */
         out[k].setpoint_ma = 0;
         out[k].phases = s->ks[k].mode;
         n_rest += ceilings_one_fair(s, &out[k], k, now);
     }
-    return nk - n_rest;
+    return n_rest;
 }
 
 /* stage 4's loop for other parameters: ceilings_one for every charger; returns how many are eligible */
@@ -3431,13 +3484,27 @@ DLB_NOINLINE static int32_t ceilings_general(dlb_site *s, dlb_charger_output *ou
  * are listed as stages 4 and 5 settle their set-point at 0 (or a lost one's held value, which changes
  * nothing) in the upper half of key[] (the fill's use is key[0..nk)). The loop twice: once for the
  * default parameters, with their tests folded and kept keys, once in general. */
-DLB_NOINLINE static int32_t ceilings_pass(dlb_site *s, dlb_charger_output *out, int64_t now, int64_t dt)
+/* Stages 1-4 under the default parameters (policy FAIR, no ramp) run in blocks of STAGES_BLOCK chargers
+ * (see dlb_step): stages 1-3 for a block (charger_pass and charger_general), then its stage 4
+ * (ceilings_fair) while its chargers' state and scratch are still in the L1 cache (a step otherwise reads
+ * them from L2 once more for stage 4: about 1.5-2% of a step at N = 1,000, measured), then circuit_sums
+ * (stage 3's circuit part, which no stage 4 reads). The result is the stage-by-stage one: a charger's
+ * stages 1-4 use only its own state, except a probe claim in reclaim(), which reads the meter's
+ * probe_owner as every stage 1 and the earlier chargers' stage 4 left it. Those claims wait for the end
+ * of the pass (ceilings_one returns 3, the charger is listed in adm[]) and run here in charger order
+ * (probe_claim tells apart the releases the claim would not have seen), each followed by the rest of its
+ * stage 4; returns how many of them are not eligible. */
+#define STAGES_BLOCK 64
+DLB_NOINLINE static int32_t claims_deferred(dlb_site *s, dlb_charger_output *out, int64_t now)
 {
-    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
-    if (s->p.policy == DLB_POLICY_FAIR && s->p.ramp_up_ma_per_s == 0) {
-        return ceilings_fair(s, out, now);
+    int32_t n_rest = 0;
+    s->in_stage4 = 0;
+    for (int32_t i = 0; i < s->n_defer; i++) {
+        const int32_t k = s->adm[i];
+        probe_claim(s, k, now);
+        n_rest += ceilings_reclaimed(s, &out[k], k, now, 0, 0);
     }
-    return ceilings_general(s, out, now, dt);
+    return n_rest;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -5528,22 +5595,43 @@ int dlb_step(dlb_site *s, int64_t now, const dlb_meter_input *meters, const dlb_
 
     /* 1. ingest, 2. classify and 3. the per-charger sums of base, fixed and measured demand, in one
      * pass over the chargers: each charger's stages use only its own state (and meters are ingested
-     * first), so the result is the stage-by-stage one */
+     * first), so the result is the stage-by-stage one; under the default parameters 4. (ceilings and
+     * holds) joins the pass, block by block (stages_fair) */
     circuits_in(s, meters, now);
     s->n_steps++;
-    if (nk > 0) { /* (chargers may be NULL without chargers) */
-        const dlb_charger_input *const ce = chargers + nk;
-        for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, 0); ci != ce;) {
-            const int32_t k = (int32_t)(ci - chargers);
-            charger_general(s, k, ci, now, dt);
-            ci = charger_pass(s, chargers, now, dt, k + 1);
+    s->n_todo = 0; /* a member, not a local: keeps dlb_step's frame small (the stack bound in dlb.h) */
+    int32_t n_items;
+    if (p->policy == DLB_POLICY_FAIR && p->ramp_up_ma_per_s == 0) { /* the default: in blocks (claims_deferred) */
+        int32_t n_rest = 0;
+        s->n_defer = 0;
+        for (int32_t b0 = 0; b0 < nk; b0 += STAGES_BLOCK) {
+            const int32_t b1 = nk - b0 > STAGES_BLOCK ? b0 + STAGES_BLOCK : nk;
+            const dlb_charger_input *const ce = chargers + b1;
+            s->in_stage4 = 0;
+            for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, b0, b1); ci != ce;) {
+                const int32_t k = (int32_t)(ci - chargers);
+                charger_general(s, k, ci, now, dt);
+                ci = charger_pass(s, chargers, now, dt, k + 1, b1);
+            }
+            s->in_stage4 = 1;
+            n_rest += ceilings_fair(s, out, now, b0, b1);
         }
+        n_rest += claims_deferred(s, out, now);
+        circuit_sums(s, now);
+        n_items = nk - n_rest;
+    } else {
+        if (nk > 0) { /* (chargers may be NULL without chargers) */
+            const dlb_charger_input *const ce = chargers + nk;
+            for (const dlb_charger_input *ci = charger_pass(s, chargers, now, dt, 0, nk); ci != ce;) {
+                const int32_t k = (int32_t)(ci - chargers);
+                charger_general(s, k, ci, now, dt);
+                ci = charger_pass(s, chargers, now, dt, k + 1, nk);
+            }
+        }
+        circuit_sums(s, now);
+        /* 4. ceilings and holds */
+        n_items = ceilings_general(s, out, now, dt);
     }
-    circuit_sums(s, now);
-
-    /* 4. ceilings and holds */
-    RELOAD();
-    const int32_t n_items = ceilings_pass(s, out, now, dt);
 
     /* 5. admission: eligible chargers in the kept order, repaired by key */
     RELOAD();
