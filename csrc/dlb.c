@@ -99,16 +99,20 @@ typedef struct {
     uint8_t seen, stale, recover_at_once;
 } meter_state;
 
-/* per-charger scratch of one step */
+/* per-charger scratch of one step: 64 bytes, one cache line (the site's array of them is aligned to 64
+ * bytes, see layout): the fill, transition and top-up read a charger's record in admission order, not in
+ * memory order, and a record over two lines cost each of them a second L2 access per charger. Currents
+ * in mA fit int32 (DLB_MAX_CURRENT_MA); arithmetic on them is done in int64. */
 typedef struct {
-    int64_t m;          /* counted draw on each used phase: max(measured, set-points in effect) */
-    int64_t drawn;      /* measured draw alone (max over the active conductors) */
-    int64_t hi;         /* ceiling this step */
     /* ideal: the fill's share; stage 7 cuts it where a lane was overloaded before the grants and from then
-     * on it is the charger's target (what the transition aims at, reserved up to it when cut). sp: the
-     * transition's set-point, written only by transition() (a charger whose target is at or below m gets
-     * its target, which stage 8 reads from ideal) */
-    int64_t ideal, sp, value;
+     * on it is the charger's target (what the transition aims at, reserved up to it when cut) */
+    int64_t ideal, value;
+    int32_t m;          /* counted draw on each used phase: max(measured, set-points in effect) */
+    int32_t drawn;      /* measured draw alone (max over the active conductors) */
+    int32_t hi;         /* ceiling this step */
+    /* sp: the transition's set-point, written only by transition() (a charger whose target is at or below
+     * m gets its target, which stage 8 reads from ideal) */
+    int32_t sp;
     uint32_t used;      /* bit p set: loads site phase p */
     uint32_t narrowed;  /* counted on its measured conductors only */
     int32_t n_used, kind, hi_reason, tier;
@@ -120,8 +124,9 @@ typedef struct {
     uint16_t circ16;
     int32_t step_sw;
 } charger_scratch;
-_Static_assert(sizeof(charger_scratch) == 80 && DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
-               "stages 7-9's fields fit in charger_scratch's padding");
+_Static_assert(sizeof(charger_scratch) == 64, "charger_scratch is one cache line");
+_Static_assert(DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
+               "charger_scratch's circuit and currents fit its 16 and 32 bits");
 
 /* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
 typedef struct {
@@ -1222,8 +1227,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_state));
     l->kcold = o;
     o += align8(nk * sizeof(charger_cold));
-    l->kx = o;
-    o += align8(nk * sizeof(charger_scratch));
+    l->kx = o; /* 56 bytes more: dlb_init aligns the records to cache lines (see charger_scratch) */
+    o += nk * sizeof(charger_scratch) + 56u;
     l->cx = o;
     o += align8(nc * sizeof(circuit_scratch));
     l->items = o;
@@ -1462,7 +1467,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ms = (meter_state *)(void *)(base + l.ms);
     s->ks = (charger_state *)(void *)(base + l.ks);
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
-    s->kx = (charger_scratch *)(void *)(base + l.kx);
+    s->kx = (charger_scratch *)(void *)(base + l.kx + ((64u - (uintptr_t)(base + l.kx) % 64u) % 64u));
     s->cx = (circuit_scratch *)(void *)(base + l.cx);
     s->items = (int32_t *)(void *)(base + l.items);
     s->tmp = (int32_t *)(void *)(base + l.tmp);
@@ -1935,8 +1940,8 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         const int64_t m = held_sp(s, k, st, now, max64(c0, st->sp));
         x->used = 1u << ph;
         x->n_used = 1;
-        x->drawn = c0; /* stored currents passed the range check: >= 0 */
-        x->m = m;
+        x->drawn = (int32_t)c0; /* stored currents passed the range check: >= 0 */
+        x->m = (int32_t)m;
         x->narrowed = (uint32_t)(c0 >= thr && follow_done(st, cut));
         cs->evsum[ph] += c0;
         cs->meas_d[ph] += m;
@@ -1956,7 +1961,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         x->narrowed = 0;
         x->n_used = 3;
         x->drawn = 0;
-        x->m = m;
+        x->m = (int32_t)m;
         cs->meas_d[0] += m;
         cs->meas_d[1] += m;
         cs->meas_d[2] += m;
@@ -1991,8 +1996,8 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         x->used = used;
         x->narrowed = 1;
         x->n_used = n_used;
-        x->drawn = dr;
-        x->m = m;
+        x->drawn = (int32_t)dr;
+        x->m = (int32_t)m;
         for (int i = 0; i < 3; i++) {
             if ((active >> i) & 1u) {
                 cs->meas_d[pmap[i]] += m;
@@ -2004,8 +2009,8 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     x->used = 7u;
     x->narrowed = narrowed;
     x->n_used = 3;
-    x->drawn = drawn;
-    x->m = m;
+    x->drawn = (int32_t)drawn;
+    x->m = (int32_t)m;
     cs->meas_d[0] += m;
     cs->meas_d[1] += m;
     cs->meas_d[2] += m;
@@ -2060,7 +2065,7 @@ DLB_NOINLINE static void draw_general(dlb_site *s, const charger_state *st, int6
  * (mode 3: all three phases, as a 3-phase map is a permutation), added to its circuit's meas_d */
 static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int64_t m, int three)
 {
-    x->m = m;
+    x->m = (int32_t)m;
     *cx_at(cb, kn->off[0], CX_MEAS_D) += m;
     if (three) {
         *cx_at(cb, kn->off[1], CX_MEAS_D) += m;
@@ -2189,7 +2194,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
                 put_held(s, st, now, v, x, mode == 3);
                 continue;
             }
-            x->m = v;
+            x->m = (int32_t)v;
             if (v != 0) {
                 put_m(cb, kn, x, v, mode == 3);
             }
@@ -2233,8 +2238,8 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
                     narrowed = 0;
                 }
                 const int64_t m = max64(drawn, st->sp);
-                x->drawn = drawn;
-                x->m = m;
+                x->drawn = (int32_t)drawn;
+                x->m = (int32_t)m;
                 x->used = 7u;
                 x->narrowed = narrowed;
                 x->n_used = 3;
@@ -2248,8 +2253,8 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
                 *cx_at(cb, kn->off[2], CX_MEAS_D) += m;
             } else { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
                 const int64_t m = max64(c0, st->sp);
-                x->drawn = c0;
-                x->m = m;
+                x->drawn = (int32_t)c0;
+                x->m = (int32_t)m;
                 x->used = kn->used1;
                 x->narrowed = (uint32_t)(c0 >= thr) & follow;
                 x->n_used = 1;
@@ -3248,10 +3253,10 @@ static DLB_INLINE int ceilings_reclaimed(dlb_site *s, dlb_charger_output *o, int
     if (ramp > 0) {
         const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
         if (ramp_hi < x->hi) {
-            x->hi = ramp_hi;
+            x->hi = (int32_t)ramp_hi;
             x->hi_reason = DLB_REASON_RAMP;
         }
-        x->hi = floor_grid(x->hi, kc->step_ma);
+        x->hi = (int32_t)(floor_grid(x->hi, kc->step_ma));
     } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
     const int64_t off_lim = max64(now - s->p.min_off_ms, TNONE);
     if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
@@ -3321,10 +3326,10 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
         if (ramp > 0) {
             const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
             if (ramp_hi < x->hi) {
-                x->hi = ramp_hi;
+                x->hi = (int32_t)ramp_hi;
                 x->hi_reason = DLB_REASON_RAMP;
             }
-            x->hi = floor_grid(x->hi, kc->step_ma);
+            x->hi = (int32_t)(floor_grid(x->hi, kc->step_ma));
         }
         const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
         if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */
@@ -3837,7 +3842,7 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 
 /* level of charger k's next event in one of the fill's sorted event lists */
 static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
-static int64_t end_level(const dlb_site *s, int32_t k) { return s->kx[k].hi * s->qw[k]; }
+static int64_t end_level(const dlb_site *s, int32_t k) { return (int64_t)s->kx[k].hi * s->qw[k]; }
 
 /* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
 static inline void bit_set(uint64_t *bm, int32_t pos) { bm[pos >> 6] |= (uint64_t)1 << (pos & 63); }
@@ -4010,7 +4015,7 @@ DLB_NOINLINE static int32_t merge_end_events(dlb_site *s, int32_t n_end, int32_t
         int take_other = i >= n_end;
         if (!take_other && j < n_other) {
             int32_t a = s->ev_other[j], b2 = s->items[i];
-            int64_t la = s->kx[a].hi * s->qw[a], lb = s->kx[b2].hi * s->qw[b2];
+            int64_t la = (int64_t)s->kx[a].hi * s->qw[a], lb = (int64_t)s->kx[b2].hi * s->qw[b2];
             take_other = la < lb || (la == lb && a < b2);
         }
         s->ev_end[o++] = take_other ? s->ev_other[j++] : s->items[i++];
@@ -4243,7 +4248,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     x->value = x->hi;
                     if (!check_below) {
                         lanes_pend(s, ke, -(int64_t)s->chg[ke].weight);
-                    } else if (lanes_adjust(s, ke, -(int64_t)s->chg[ke].weight, -x->hi * DLB_Q, ev_level)) {
+                    } else if (lanes_adjust(s, ke, -(int64_t)s->chg[ke].weight, -(int64_t)x->hi * DLB_Q, ev_level)) {
                         below = 1;
                         break;
                     }
@@ -5115,7 +5120,7 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     const int64_t step = x->step_sw & INT32_MAX;
     const int64_t v = (m + max64(r.room, 0)) / step * step;
     const int64_t sp = v >= kc->min_ma ? v : 0;
-    x->sp = sp;
+    x->sp = (int32_t)sp;
     if (sp < t) {
         set_limit(o, r, DLB_REASON_TRANSITION);
     }
