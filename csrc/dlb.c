@@ -42,7 +42,7 @@ enum { KIND_DEMAND = 0, KIND_NODEMAND = 1, KIND_LOST = 2 };
  * no fresh reading (fresh = 1) has a head of 0. */
 typedef struct {
     int64_t key;   /* the head of a fresh reading (fresh = 1) of the stored state (see reading_head) */
-    /* byte offset in the circuit scratch array of evsum[phase_map[i]] of the charger's circuit, for each
+    /* byte offset in the circuit_acc array of evsum[phase_map[i]] of the charger's circuit, for each
      * conductor i (a 1-phase charger's 1 and 2: the same as 0, never used); configuration only */
     int32_t off[DLB_PHASES];
     /* the stored currents summed over the installed conductors: the energy of the next interval is this
@@ -167,43 +167,79 @@ typedef struct {
     int64_t until_on;
 } kept_key;
 
-/* per-circuit scratch of one step; lanes 0..2 phases, 3 power */
+/* Per-circuit scratch of one step (lanes 0..2 phases, 3 power), in two arrays of whole cache lines (the
+ * site aligns both to 64 bytes, see layout), each field beside those the same passes touch: every pass
+ * over the circuits (81 of them at N = 1000, more than L1 holds between passes) then reads or writes one
+ * to three lines per circuit instead of four to seven of one 664-byte record. The records are an odd
+ * number of lines long (3 and 7): with a power of two (2 and 8) a pass touching one line of each circuit
+ * fills only every second (every eighth) set of the 8-way L1 (simulated misses of the fill's flushes up
+ * 80%).
+ * circuit_acc: stages 1-3's sums on its first line (stage 1's per-charger adds: a block of 64 chargers adds
+ * to every leaf, one line each, which then stay in L1 through the block), stage 9's on the other two. */
 typedef struct {
-    /* evl: stages 7-8's EV load per phase for the unbalance limit, max(set-point, counted draw). What a
-     * charger cut in the transition still waits for is reserved in hr only: it is no EV load (counted
-     * on an unused phase it would let another charger rise above the real load) */
-    int64_t evsum[DLB_PHASES], childbase[DLB_PHASES], base[DLB_PHASES], evl[DLB_PHASES];
-    int64_t alloc[DLB_PHASES];
-    int64_t budget[DLB_LANES], run[DLB_LANES], hr[DLB_LANES];
-    union { /* stage 3's sums, then (dead by then) the fill's pending changes (zeroed at its start) */
-        struct {
-            int64_t fixed[DLB_LANES], meas_d[DLB_LANES];
-        };
-        /* fill: W changes of a batch of charger events not yet applied (lanes_pend / lanes_flush), per
-         * lane (the power lane's without the circuit's hp factor); D changes by them times the level */
-        struct {
-            int64_t pW[DLB_LANES];
-        };
-    };
-    int64_t D[DLB_LANES], W[DLB_LANES];
+    int64_t evsum[DLB_PHASES];  /* measured EV currents below the circuit (children's added in stage 3) */
+    int64_t meas_d[DLB_PHASES]; /* counted draws m of the chargers with demand */
+    int64_t fixed[DLB_PHASES];  /* fixed loads: lost chargers' reserves, conductors outside a counted set */
+    /* stage 3: the children's base loads summed (zeroed in stage 1, added to before the circuit is reached:
+     * children come after their parent), then the circuit's own base load (only stage 9 reads it) */
+    int64_t base[DLB_PHASES];
+    int64_t alloc[DLB_PHASES]; /* stage 9's allocated sums (a lost charger's held set-point from stage 1) */
+    int64_t pad_;
+    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (by_mask): the set-points of
+     * the admitted chargers of this circuit summed per used-phase mask (one add per charger instead of one
+     * per phase), folded into alloc[] by the circuit outputs, which zero it again: all zero outside stages
+     * 8-9 (dlb_init zeroes the buffer, stage 1 zeroes the lines before it, and a step without by_mask does
+     * not touch it) */
+    int64_t amask[8];
+} circuit_acc;
+_Static_assert(sizeof(circuit_acc) == 192 && offsetof(circuit_acc, amask) == 128, "circuit_acc is three cache lines");
+
+/* the first_short / room_of memo entry of one used-phase mask (see first_short_walk, room_memo): gen and
+ * amount side by side, one line for the usual lookup's test */
+typedef struct {
+    uint64_t gen;   /* valid while gen == site gen */
+    int64_t amount; /* first_short: for this amount; room_of: the room */
+} fail_memo;
+
+/* circuit_scratch: seven lines, by pass. Line 0: stages 7-9's headroom (transition's pay, room_fill, the
+ * outputs); line 1: run[] (admission, the fill's set-up and final take) with the fill's lane levels;
+ * line 2: the fill's D and W; line 3: the fill's pending changes; lines 4-6: the memos. */
+typedef struct {
+    /* line 0. evl: stages 7-8's EV load per phase for the unbalance limit, max(set-point, counted draw).
+     * What a charger cut in the transition still waits for is reserved in hr only: it is no EV load
+     * (counted on an unused phase it would let another charger rise above the real load) */
+    int64_t hr[DLB_LANES], evl[DLB_PHASES];
+    uint32_t status;
+    /* bit ln set: lane ln's budget (cap - base - fixed loads, run[]'s start) < 0 (stage 5's failure
+     * reason: OVERLOAD, else SCARCITY; stage 3 sets it, nothing reads the budget itself) */
+    uint32_t bneg;
+    /* line 1 */
+    int64_t run[DLB_LANES];
     int64_t lvl[DLB_LANES]; /* saturation level floor(D / W) of each growing lane (INF if W = 0) */
+    /* line 2 */
+    int64_t D[DLB_LANES], W[DLB_LANES];
+    /* line 3. pW: fill: W changes of a batch of charger events not yet applied (lanes_pend / lanes_flush),
+     * per lane (the power lane's without the circuit's hp factor); D changes by them times the level */
+    int64_t pW[DLB_LANES];
+    uint64_t pm_gen;
     int32_t key_lane;       /* id (circuit * 4 + lane) of the lane with the lowest level (site tlv[]) */
     uint32_t dirty;         /* fill: bit ln set = lane ln changed since the circuit was last keyed */
     uint32_t pmask;         /* fill: the used phases of the pending changes (PEND_MARK set while any) */
     int32_t pnext;          /* fill: the next pending circuit of the same depth */
+    int64_t pad_;
+    /* lines 4-5: first_short memo per used-phase mask (for chargers of this circuit): valid while run[]
+     * is unchanged (site gen), for this amount, the answer in fail_lane. Stages 7-8 reuse them as
+     * room_of's memo (see there); the site gen is bumped between, so no entry is read in the other's
+     * sense */
+    fail_memo fail[8];
+    /* line 6 */
+    int32_t fail_lane[8];
     int64_t pm[DLB_LANES];  /* min of run[] over the circuit's path, valid while pm_gen == site gen */
-    uint64_t pm_gen;
-    uint64_t fail_gen[8];   /* first_short memo per used-phase mask (for chargers of this circuit): */
-    int64_t fail_amount[8]; /* valid while run[] is unchanged (site gen), for this amount ... */
-    int32_t fail_lane[8];   /* ... the answer. Stages 7-8 reuse the three as room_of's memo (see there);
-                               the site gen is bumped between, so no entry is read in the other's sense */
-    uint32_t status;
-    /* stages 8-9 (outputs), when the admitted chargers outnumber the circuits (by_mask): the set-points of
-     * the admitted chargers of this circuit summed per used-phase mask (one add per charger instead of one
-     * per phase), folded into alloc[] by the circuit outputs, which zero it again: all zero outside stages
-     * 8-9 (dlb_init zeroes the buffer, and a step without by_mask does not touch it) */
-    int64_t amask[8];
 } circuit_scratch;
+_Static_assert(sizeof(circuit_scratch) == 448 && offsetof(circuit_scratch, run) == 64 &&
+                   offsetof(circuit_scratch, D) == 128 && offsetof(circuit_scratch, pW) == 192 &&
+                   offsetof(circuit_scratch, fail) == 256 && offsetof(circuit_scratch, fail_lane) == 384,
+               "circuit_scratch's fields on their lines");
 
 #define ADM_ACC 8 /* stage 5: adm_acc entries per circuit (see dlb_site) */
 
@@ -222,6 +258,7 @@ struct dlb_site {
     charger_cold *kcold;
     charger_scratch *kx;
     circuit_scratch *cx;
+    circuit_acc *ca;
     int32_t *items, *tmp, *heap, *child_off, *child_list, *pre, *adm, *group;
     uint64_t *key;
     int32_t tsize, tdepth; /* fill: leaves of the tournament tree in heap[] (a power of two >= nc), log2 */
@@ -963,8 +1000,8 @@ DLB_INLINE static int32_t first_short_walk(dlb_site *s, int32_t k, uint32_t used
             break;
         }
     }
-    leaf->fail_gen[used] = s->gen;
-    leaf->fail_amount[used] = amount;
+    leaf->fail[used].gen = s->gen;
+    leaf->fail[used].amount = amount;
     leaf->fail_lane[used] = lane;
     return lane;
 }
@@ -975,7 +1012,7 @@ static inline int32_t first_short(dlb_site *s, int32_t k, uint32_t used, int32_t
     /* Under scarcity most chargers fail, and nothing changes run[] between failures: chargers of one
      * circuit with the same phases and amount get the same answer, remembered until run[] changes. */
     circuit_scratch *leaf = &s->cx[s->chg[k].circuit];
-    if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == amount) {
+    if (leaf->fail[used].gen == s->gen && leaf->fail[used].amount == amount) {
         return leaf->fail_lane[used];
     }
     return first_short_walk(s, k, used, n, amount); /* five arguments: all in registers */
@@ -1005,8 +1042,8 @@ DLB_NOINLINE static int32_t admit_short(dlb_site *s, int32_t c, int32_t taken, u
         lane = short_lane(s, path[i], used, amount, amount_n);
     }
     circuit_scratch *leaf = &s->cx[c];
-    leaf->fail_gen[used] = s->gen;
-    leaf->fail_amount[used] = amount;
+    leaf->fail[used].gen = s->gen;
+    leaf->fail[used].amount = amount;
     leaf->fail_lane[used] = lane;
     return lane;
 }
@@ -1021,8 +1058,8 @@ DLB_NOINLINE static int32_t admit_miss(dlb_site *s, int32_t c, uint32_t used, in
     for (int32_t i = 0; lane < 0; i++) { /* the top circuit is short */
         lane = short_lane(s, path[i], used, amount, amount_n);
     }
-    cx[c].fail_gen[used] = s->gen;
-    cx[c].fail_amount[used] = amount;
+    cx[c].fail[used].gen = s->gen;
+    cx[c].fail[used].amount = amount;
     cx[c].fail_lane[used] = lane;
     return lane;
 }
@@ -1177,7 +1214,7 @@ void dlb_params_default(dlb_params *p)
 }
 
 typedef struct {
-    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, items, tmp,
+    size_t site, circ, chg, power_cap, dfs, range_start, range_end, ms, ks, kcold, kx, cx, ca, items, tmp,
         heap, key, child_off, child_list, pre, adm, group, path, plen, hp, qw, perm_start, perm_end, ev_start,
         ev_end, ev_other, dirty, unbal_path, over_own, over_path, dfs_pos, glist, rank_start, rank_end, pairs,
         pairs_tmp, bm, tlv, total;
@@ -1229,8 +1266,10 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(charger_cold));
     l->kx = o; /* 56 bytes more: dlb_init aligns the records to cache lines (see charger_scratch) */
     o += nk * sizeof(charger_scratch) + 56u;
-    l->cx = o;
-    o += align8(nc * sizeof(circuit_scratch));
+    l->cx = o; /* cx and ca: 56 bytes more each, aligned to cache lines by dlb_init (see circuit_scratch) */
+    o += nc * sizeof(circuit_scratch) + 56u;
+    l->ca = o;
+    o += nc * sizeof(circuit_acc) + 56u;
     l->items = o;
     o += align8(n_items * sizeof(int32_t));
     l->tmp = o;
@@ -1468,7 +1507,8 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->ks = (charger_state *)(void *)(base + l.ks);
     s->kcold = (charger_cold *)(void *)(base + l.kcold);
     s->kx = (charger_scratch *)(void *)(base + l.kx + ((64u - (uintptr_t)(base + l.kx) % 64u) % 64u));
-    s->cx = (circuit_scratch *)(void *)(base + l.cx);
+    s->cx = (circuit_scratch *)(void *)(base + l.cx + ((64u - (uintptr_t)(base + l.cx) % 64u) % 64u));
+    s->ca = (circuit_acc *)(void *)(base + l.ca + ((64u - (uintptr_t)(base + l.ca) % 64u) % 64u));
     s->items = (int32_t *)(void *)(base + l.items);
     s->tmp = (int32_t *)(void *)(base + l.tmp);
     s->heap = (int32_t *)(void *)(base + l.heap);
@@ -1788,8 +1828,8 @@ static inline uint64_t c2_su(const dlb_charger_input *ci)
 
 /* charger_in.off[] addresses evsum[ph] in the circuit scratch array; fixed[ph] and meas_d[ph] of the same
  * circuit lie at these distances from it */
-#define CX_FIXED ((int32_t)offsetof(circuit_scratch, fixed) - (int32_t)offsetof(circuit_scratch, evsum))
-#define CX_MEAS_D ((int32_t)offsetof(circuit_scratch, meas_d) - (int32_t)offsetof(circuit_scratch, evsum))
+#define CX_FIXED ((int32_t)offsetof(circuit_acc, fixed) - (int32_t)offsetof(circuit_acc, evsum))
+#define CX_MEAS_D ((int32_t)offsetof(circuit_acc, meas_d) - (int32_t)offsetof(circuit_acc, evsum))
 static inline int64_t *cx_at(char *cb, int32_t off, int32_t rel) { return (int64_t *)(void *)(cb + off + rel); }
 
 static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_charger_input *ci, int64_t now)
@@ -1839,7 +1879,7 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
     /* stored currents passed the range check (or are dlb_init's 0): the sum fits */
     kn->esum = (int32_t)(st->meas[0] + (kc->phases == 3 ? (int64_t)st->meas[1] + st->meas[2] : 0));
     const int32_t cbase =
-        kc->circuit * (int32_t)sizeof(circuit_scratch) + (int32_t)offsetof(circuit_scratch, evsum);
+        kc->circuit * (int32_t)sizeof(circuit_acc) + (int32_t)offsetof(circuit_acc, evsum);
     for (int i = 0; i < DLB_PHASES; i++) {
         kn->off[i] = cbase + kc->phase_map[i < kc->phases ? i : 0] * (int32_t)sizeof(int64_t);
     }
@@ -1914,7 +1954,7 @@ static inline void charger_energy(charger_state *st, const charger_in *kn, int64
 
 /* stage 2 for a charger without demand, not lost: its currents are fixed loads (with stage 3: the sums) */
 static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_charger *kc, charger_scratch *x,
-                                         circuit_scratch *cs)
+                                         circuit_acc *cs)
 {
     const int32_t *pmap = kc->phase_map;
     for (int i = 0; i < kc->phases; i++) {
@@ -1929,7 +1969,7 @@ static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_char
  * it what it adds to its phases, so it is their sum (taken per circuit in dlb_step). drawing: a stored
  * current is known not 0. */
 static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
-                                       charger_scratch *x, circuit_scratch *cs, int64_t now, int64_t thr, int64_t cut,
+                                       charger_scratch *x, circuit_acc *cs, int64_t now, int64_t thr, int64_t cut,
                                        int drawing)
 {
     const int32_t *pmap = kc->phase_map;
@@ -2025,7 +2065,7 @@ DLB_NOINLINE static void charger_general(dlb_site *s, int32_t k, const dlb_charg
     charger_state *st = &s->ks[k];
     const dlb_charger *kc = &s->chg[k];
     charger_scratch *x = &s->kx[k];
-    circuit_scratch *cs = &s->cx[kc->circuit];
+    circuit_acc *cs = &s->ca[kc->circuit];
     charger_cold *cd = &s->kcold[k];
     /* charger_pass's usual cases leave t_last (= that step's now) to this function: every charger takes one
      * of the two in every step, so one not here in the previous step (not the first) took a usual case */
@@ -2057,7 +2097,7 @@ DLB_NOINLINE static void draw_general(dlb_site *s, const charger_state *st, int6
 {
     const int32_t k = (int32_t)(st - s->ks);
     const dlb_charger *kc = &s->chg[k];
-    classify_demand(s, k, &s->ks[k], kc, &s->kx[k], &s->cx[kc->circuit], now, s->p.active_threshold_ma,
+    classify_demand(s, k, &s->ks[k], kc, &s->kx[k], &s->ca[kc->circuit], now, s->p.active_threshold_ma,
                     now - s->p.follow_time_ms, 1);
 }
 
@@ -2085,7 +2125,7 @@ DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t 
             v = max64(v, cd->hold_sp[i]);
         }
     }
-    put_m((char *)s->cx, &st->in, x, v, three);
+    put_m((char *)s->ca, &st->in, x, v, three);
 }
 
 /* A fresh reading that changes the state of a charger in the usual case IK_WAIT or IK_DRAW (demanding, not
@@ -2141,7 +2181,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
 {
     charger_state *const ks = s->ks;
     charger_scratch *const kx = s->kx;
-    char *const cb = (char *)s->cx;
+    char *const cb = (char *)s->ca;
     const int64_t thr = s->p.active_threshold_ma;
     const int64_t cut = now - s->p.follow_time_ms;
     /* follow_charging(st, cut) == ((uint64_t)on_since < ucut & last_switch <= cut): on_since = TNONE reads
@@ -2451,11 +2491,11 @@ static inline void admit_fail(dlb_site *s, int32_t k, dlb_charger_output *o, int
     o->limit_lane = fl;
     fcs->status |= DLB_CIRCUIT_LIMITING; /* final: a paused charger's output stays */
     if (s->kx[k].tier & TIER_WAITING) { /* the usual failure: its state need not be read */
-        o->reason = fcs->budget[fl] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+        o->reason = (fcs->bneg >> fl) & 1u ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
         return;
     }
     const charger_state *st = &s->ks[k];
-    if (fcs->budget[fl] < 0) {
+    if ((fcs->bneg >> fl) & 1u) {
         o->reason = DLB_REASON_OVERLOAD;
     } else if (st->sp > 0 && s->kx[k].tier == TIER_OTHER) {
         o->reason = DLB_REASON_ROTATION;
@@ -2481,15 +2521,15 @@ static DLB_INLINE int32_t admit_walk(dlb_site *s, int32_t c, uint32_t used, int6
     }
     const int32_t *const path = s->path + (size_t)c * DLB_MAX_DEPTH;
     circuit_scratch *par = &s->cx[path[1]];
-    if (par->fail_gen[used] == s->gen && par->fail_amount[used] == amount) {
+    if (par->fail[used].gen == s->gen && par->fail[used].amount == amount) {
         return par->fail_lane[used];
     }
     for (int32_t i = 1; i < depth && lane < 0; i++) {
         lane = short_lane(s, path[i], used, amount, amount_n);
     }
     if (lane >= 0) {
-        par->fail_gen[used] = s->gen;
-        par->fail_amount[used] = amount;
+        par->fail[used].gen = s->gen;
+        par->fail[used].amount = amount;
         par->fail_lane[used] = lane;
     }
     return lane;
@@ -2521,11 +2561,11 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             const adm_charger *ak = &akc[k];
             const circuit_scratch *lf = &cx[ak->circuit];
             const uint32_t used = x->used, one = swb[k];
-            if (!(x->tier & TIER_WAITING) || lf->fail_gen[used] != gen || lf->fail_amount[used] != ak->min_ma) {
+            if (!(x->tier & TIER_WAITING) || lf->fail[used].gen != gen || lf->fail[used].amount != ak->min_ma) {
                 break;
             }
             const int32_t lane = lf->fail_lane[used];
-            if (lane < 0 || (one != 0 && !(lf->fail_gen[one] == gen && lf->fail_amount[one] == ak->min_ma &&
+            if (lane < 0 || (one != 0 && !(lf->fail[one].gen == gen && lf->fail[one].amount == ak->min_ma &&
                                            lf->fail_lane[one] >= 0))) {
                 break;
             }
@@ -2534,7 +2574,7 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             o->limit_circuit = lane >> 2;
             o->limit_lane = lane & 3;
             fcs->status |= DLB_CIRCUIT_LIMITING;
-            o->reason = fcs->budget[lane & 3] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+            o->reason = (fcs->bneg >> (lane & 3)) & 1u ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
             if (++pp == end) {
                 return pp;
             }
@@ -2545,7 +2585,7 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
         circuit_scratch *leaf = &cx[kc->circuit];
         const uint32_t used = x->used, one = swb[k];
         int32_t lane;
-        if (leaf->fail_gen[used] == gen && leaf->fail_amount[used] == kc->min_ma) {
+        if (leaf->fail[used].gen == gen && leaf->fail[used].amount == kc->min_ma) {
             lane = leaf->fail_lane[used];
         } else {
             const int64_t amount = kc->min_ma;
@@ -2553,11 +2593,11 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             if (lane < 0) {
                 return pp; /* it fits: the caller takes it */
             }
-            leaf->fail_gen[used] = gen;
-            leaf->fail_amount[used] = amount;
+            leaf->fail[used].gen = gen;
+            leaf->fail[used].amount = amount;
             leaf->fail_lane[used] = lane;
         }
-        if (lane < 0 || (one != 0 && !(leaf->fail_gen[one] == gen && leaf->fail_amount[one] == kc->min_ma &&
+        if (lane < 0 || (one != 0 && !(leaf->fail[one].gen == gen && leaf->fail[one].amount == kc->min_ma &&
                                        leaf->fail_lane[one] >= 0))) {
             return pp;
         }
@@ -2585,7 +2625,7 @@ DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out,
         charger_scratch *x = &kx[k];
         const circuit_scratch *leaf = &cx[kc->circuit];
         const uint32_t used = x->used;
-        if (leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma) {
+        if (leaf->fail[used].gen == s->gen && leaf->fail[used].amount == kc->min_ma) {
             break;
         }
         const int32_t t = admit_take(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
@@ -2610,7 +2650,7 @@ static inline int remembered(const dlb_site *s, int32_t k)
     const dlb_charger *kc = &s->chg[k];
     const circuit_scratch *leaf = &s->cx[kc->circuit];
     const uint32_t used = s->kx[k].used;
-    return leaf->fail_gen[used] == s->gen && leaf->fail_amount[used] == kc->min_ma;
+    return leaf->fail[used].gen == s->gen && leaf->fail[used].amount == kc->min_ma;
 }
 
 
@@ -3033,9 +3073,9 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
 {
     const kpair *pp = s->pairs, *const end = s->pairs + n_items;
     s->adm_lowok = 0; /* the lower bounds below the root: found when first needed (admit_low) */
-    /* a failure's reason per root lane (budget[] does not change in stage 5) */
+    /* a failure's reason per root lane (bneg does not change in stage 5) */
     for (int ln = 0; ln < DLB_LANES; ln++) {
-        s->adm_rsn[ln] = s->cx[0].budget[ln] < 0 ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
+        s->adm_rsn[ln] = (s->cx[0].bneg >> ln) & 1u ? DLB_REASON_OVERLOAD : DLB_REASON_SCARCITY;
     }
     s->adm_m3 = 8; /* adm_rc and adm_ll are for no m3 yet */
     int fits = 0; /* admit_fails_root found that pp fits */
@@ -4709,21 +4749,21 @@ DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
     const uint64_t gen = s->gen;
     if (n < DLB_PHASES && s->unbal_path[c]) {
         int32_t ml;
-        cx[c].fail_amount[used] = path_room(s, k, 0, 0, &ml);
+        cx[c].fail[used].amount = path_room(s, k, 0, 0, &ml);
         cx[c].fail_lane[used] = ml;
-        cx[c].fail_gen[used] = gen;
+        cx[c].fail[used].gen = gen;
         return;
     }
     const int32_t *path = s->path + (size_t)c * DLB_MAX_DEPTH;
     const int32_t depth = s->plen[c];
     int32_t i = 1; /* path[0] = c: its entry is void */
-    while (i < depth && cx[path[i]].fail_gen[used] != gen) {
+    while (i < depth && cx[path[i]].fail[used].gen != gen) {
         i++;
     }
     int64_t room = ROOM_NONE;
     int32_t lane = -1;
     if (i < depth) {
-        room = cx[path[i]].fail_amount[used];
+        room = cx[path[i]].fail[used].amount;
         lane = cx[path[i]].fail_lane[used];
     }
     const int64_t off0 = (used & 1u) ? 0 : INF, off1 = (used & 2u) ? 0 : INF, off2 = (used & 4u) ? 0 : INF;
@@ -4751,9 +4791,9 @@ DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
             room = v;
             lane = a * 4 + ln;
         }
-        cs->fail_amount[used] = room;
+        cs->fail[used].amount = room;
         cs->fail_lane[used] = lane;
-        cs->fail_gen[used] = gen;
+        cs->fail[used].gen = gen;
     }
 }
 
@@ -4761,13 +4801,13 @@ DLB_NOINLINE static void room_memo(dlb_site *s, int32_t k)
 static inline void room_put(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
                             uint64_t gen)
 {
-    if (ps != NULL && ps->fail_amount[u] < v) { /* ties go to the earlier lane: c's own */
-        v = ps->fail_amount[u];
+    if (ps != NULL && ps->fail[u].amount < v) { /* ties go to the earlier lane: c's own */
+        v = ps->fail[u].amount;
         lane = ps->fail_lane[u];
     }
-    cs->fail_amount[u] = v;
+    cs->fail[u].amount = v;
     cs->fail_lane[u] = lane;
-    cs->fail_gen[u] = gen;
+    cs->fail[u].gen = gen;
 }
 
 /* room_put for a circuit whose unbalance limit is the only one on its path: its unbalance lane (uv, ulane),
@@ -4775,17 +4815,17 @@ static inline void room_put(circuit_scratch *cs, const circuit_scratch *ps, uint
 static inline void room_put_unbal(circuit_scratch *cs, const circuit_scratch *ps, uint32_t u, int64_t v, int32_t lane,
                                   int64_t uv, int32_t ulane, uint64_t gen)
 {
-    if (ps != NULL && ps->fail_amount[u] < v) {
-        v = ps->fail_amount[u];
+    if (ps != NULL && ps->fail[u].amount < v) {
+        v = ps->fail[u].amount;
         lane = ps->fail_lane[u];
     }
     if (uv < v) {
         v = uv;
         lane = ulane | ROOM_UNBAL;
     }
-    cs->fail_amount[u] = v;
+    cs->fail[u].amount = v;
     cs->fail_lane[u] = lane;
-    cs->fail_gen[u] = gen;
+    cs->fail[u].gen = gen;
 }
 
 /* room_fill for circuit c, ps its parent's scratch (NULL for a root); capped: has_power(s, c) (a constant at
@@ -4875,10 +4915,10 @@ static void room_fill(dlb_site *s)
 /* leaf and used: charger k's circuit scratch and used phases */
 static inline room_t room_of(dlb_site *s, int32_t k, const circuit_scratch *leaf, uint32_t used, int64_t want)
 {
-    if (leaf->fail_gen[used] != s->gen) {
+    if (leaf->fail[used].gen != s->gen) {
         room_memo(s, k);
     }
-    const int64_t mv = leaf->fail_amount[used];
+    const int64_t mv = leaf->fail[used].amount;
     const int32_t ml = leaf->fail_lane[used];
     room_t r = {want, -1};
     if (mv < want) {
@@ -5169,20 +5209,14 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
     return v;
 }
 
-/* Stage 1 per circuit: the sums of stages 1-3 (and stage 9's alloc) zeroed, the meters ingested */
+/* Stage 1 per circuit: the sums of stages 1-3 and stage 9's alloc zeroed, the meters ingested */
 DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters, int64_t now)
 {
     const int32_t nc = s->nc;
-    circuit_scratch *const cx = s->cx;
     const dlb_circuit *const circ = s->circ;
-    _Static_assert(offsetof(circuit_scratch, childbase) == offsetof(circuit_scratch, evsum) + 3 * sizeof(int64_t) &&
-                       offsetof(circuit_scratch, meas_d) == offsetof(circuit_scratch, fixed) + 4 * sizeof(int64_t),
-                   "evsum and childbase, fixed and meas_d are adjacent");
+    circuit_acc *const ca = s->ca;
     for (int32_t c = 0; c < nc; c++) {
-        char *cs = (char *)&cx[c];
-        memset(cs + offsetof(circuit_scratch, evsum), 0, 6 * sizeof(int64_t)); /* evsum, childbase */
-        memset(cs + offsetof(circuit_scratch, alloc), 0, sizeof(cx[c].alloc));
-        memset(cs + offsetof(circuit_scratch, fixed), 0, 8 * sizeof(int64_t)); /* fixed, meas_d */
+        memset(&ca[c], 0, offsetof(circuit_acc, amask)); /* (amask is all zero already) */
         if (circ[c].has_meter) {
             ingest_meter(s, c, &meters[c], now);
         }
@@ -5190,7 +5224,7 @@ DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters,
 }
 
 /* Stage 3 per circuit, after the chargers' sums: base load, the power lane's sums, the children's sums
- * into their parent's, then budgets, headroom, status and the lanes over budget. Children come after
+ * into their parent's, then run[], headroom, status and the lanes over budget. Children come after
  * their parent (parent < own index), so in descending order every circuit's sums are complete when it is
  * reached (its budgets read nothing of its parent's); the lanes over budget along each path then take
  * one pass in ascending order. */
@@ -5199,18 +5233,20 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
     const dlb_params *p = &s->p;
     const int32_t nc = s->nc;
     circuit_scratch *const cx = s->cx;
+    circuit_acc *const ca = s->ca;
     uint32_t *const over_own = s->over_own, *const over_path = s->over_path;
     const int32_t *const has_pw = s->hp;
     const dlb_circuit *cc = s->circ + nc;
     for (int32_t c = nc - 1; c >= 0; c--) {
         cc--; /* &s->circ[c] (a pointer step: the stride is 44 bytes) */
         circuit_scratch *cs = &cx[c];
+        circuit_acc *as = &ca[c];
         int64_t a0, a1, a2; /* base */
         uint32_t status = 0; /* (set here first in a step) */
         if (cc->has_meter) {
             meter_state *ms = &s->ms[c];
             int64_t ev_seen[DLB_PHASES];
-            ev_window(p, ms, cs->evsum, now, ev_seen);
+            ev_window(p, ms, as->evsum, now, ev_seen);
             if (!ms->stale) {
                 a0 = ms->ma[0] - ev_seen[0];
                 a1 = ms->ma[1] - ev_seen[1];
@@ -5223,26 +5259,26 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
                                                                                 : DLB_CIRCUIT_METER_STALE;
             }
         } else {
-            a0 = cc->fallback_base_ma[0] + cs->childbase[0];
-            a1 = cc->fallback_base_ma[1] + cs->childbase[1];
-            a2 = cc->fallback_base_ma[2] + cs->childbase[2];
+            a0 = cc->fallback_base_ma[0] + as->base[0]; /* base[]: the children's, so far */
+            a1 = cc->fallback_base_ma[1] + as->base[1];
+            a2 = cc->fallback_base_ma[2] + as->base[2];
         }
-        cs->base[0] = a0;
-        cs->base[1] = a1;
-        cs->base[2] = a2;
+        as->base[0] = a0;
+        as->base[1] = a1;
+        as->base[2] = a2;
         /* every charger adds to the power lane what it adds to its phases (stage 1 leaves that lane
          * out), and the children's sums are in by now. (fixed and meas_d are read here alone: the power
          * lane's sums are not stored.) */
-        const int64_t f0 = cs->fixed[0], f1 = cs->fixed[1], f2 = cs->fixed[2], fp = f0 + f1 + f2;
-        const int64_t m0 = cs->meas_d[0], m1 = cs->meas_d[1], m2 = cs->meas_d[2], mp = m0 + m1 + m2;
+        const int64_t f0 = as->fixed[0], f1 = as->fixed[1], f2 = as->fixed[2], fp = f0 + f1 + f2;
+        const int64_t m0 = as->meas_d[0], m1 = as->meas_d[1], m2 = as->meas_d[2], mp = m0 + m1 + m2;
         if (cc->parent != DLB_NONE) {
-            circuit_scratch *ps = &cx[cc->parent];
-            ps->evsum[0] += cs->evsum[0];
-            ps->evsum[1] += cs->evsum[1];
-            ps->evsum[2] += cs->evsum[2];
-            ps->childbase[0] += a0;
-            ps->childbase[1] += a1;
-            ps->childbase[2] += a2;
+            circuit_acc *ps = &ca[cc->parent];
+            ps->evsum[0] += as->evsum[0];
+            ps->evsum[1] += as->evsum[1];
+            ps->evsum[2] += as->evsum[2];
+            ps->base[0] += a0; /* (the parent's children's sum: it is reached later) */
+            ps->base[1] += a1;
+            ps->base[2] += a2;
             ps->fixed[0] += f0;
             ps->fixed[1] += f1;
             ps->fixed[2] += f2;
@@ -5250,34 +5286,36 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
             ps->meas_d[1] += m1;
             ps->meas_d[2] += m2;
         }
-        /* per lane: budget = run = cap - load, hr = that - meas_d; a lane without a cap holds INF */
+        /* per lane: the budget run = cap - load (bneg: its sign), hr = that - meas_d; a lane without a cap
+         * holds INF */
         const int64_t b0 = (int64_t)cc->limit_ma[0] - cc->margin_ma - a0 - f0;
         const int64_t b1 = (int64_t)cc->limit_ma[1] - cc->margin_ma - a1 - f1;
         const int64_t b2 = (int64_t)cc->limit_ma[2] - cc->margin_ma - a2 - f2;
         const int64_t h0 = b0 - m0, h1 = b1 - m1, h2 = b2 - m2;
-        cs->budget[0] = cs->run[0] = b0;
-        cs->budget[1] = cs->run[1] = b1;
-        cs->budget[2] = cs->run[2] = b2;
+        cs->run[0] = b0;
+        cs->run[1] = b1;
+        cs->run[2] = b2;
         cs->hr[0] = h0;
         cs->hr[1] = h1;
         cs->hr[2] = h2;
         cs->evl[0] = m0;
         cs->evl[1] = m1;
         cs->evl[2] = m2;
-        int bo = (b0 < 0) | (b1 < 0) | (b2 < 0);
+        uint32_t bneg = (uint32_t)(b0 < 0) | ((uint32_t)(b1 < 0) << 1) | ((uint32_t)(b2 < 0) << 2);
         uint32_t over = (uint32_t)(h0 < 0) | ((uint32_t)(h1 < 0) << 1) | ((uint32_t)(h2 < 0) << 2);
         if (has_pw[c] != 0) { /* has_power */
             const int64_t bp = s->power_cap[c] - (a0 + a1 + a2 + fp);
             const int64_t hp = bp - mp;
-            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = bp;
+            cs->run[DLB_LANE_POWER] = bp;
             cs->hr[DLB_LANE_POWER] = hp;
-            bo |= bp < 0;
+            bneg |= (uint32_t)(bp < 0) << DLB_LANE_POWER;
             over |= (uint32_t)(hp < 0) << DLB_LANE_POWER;
         } else {
-            cs->budget[DLB_LANE_POWER] = cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
+            cs->run[DLB_LANE_POWER] = cs->hr[DLB_LANE_POWER] = INF;
         }
-        cs->status =
-            status | ((uint32_t)bo * DLB_CIRCUIT_BASE_OVERLOAD) | ((uint32_t)(over != 0) * DLB_CIRCUIT_OVERLOADED);
+        cs->bneg = bneg;
+        cs->status = status | ((uint32_t)(bneg != 0) * DLB_CIRCUIT_BASE_OVERLOAD) |
+                     ((uint32_t)(over != 0) * DLB_CIRCUIT_OVERLOADED);
         over_own[c] = over;
     }
     s->gen += (uint64_t)nc; /* run[] set afresh (once per circuit): every cached path minimum and first_short
@@ -5294,25 +5332,28 @@ DLB_NOINLINE static void circuit_sums(dlb_site *s, int64_t now)
 DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, int by_mask)
 {
     circuit_scratch *const cx = s->cx;
+    circuit_acc *const ca = s->ca;
     const int32_t nc = s->nc;
     /* alloc[] holds the lost chargers' set-points (stage 1) and, unless by_mask, the admitted ones'; else
      * amask[] holds those per used-phase mask: phase p's sum is over the masks with bit p set (a pass of
      * its own: in the loop below the compiler's vector code made it cost twice as much) */
     for (int32_t c = 0; by_mask && c < nc; c++) {
-        circuit_scratch *cs = &cx[c];
-        const int64_t *am = cs->amask;
+        circuit_acc *as = &ca[c];
+        int64_t *al = as->alloc;
+        const int64_t *am = as->amask;
         const int64_t a37 = am[3] + am[7];
-        cs->alloc[0] += am[1] + am[5] + a37;
-        cs->alloc[1] += am[2] + am[6] + a37;
-        cs->alloc[2] += am[4] + am[5] + am[6] + am[7];
-        memset(cs->amask, 0, sizeof(cs->amask));
+        al[0] += am[1] + am[5] + a37;
+        al[1] += am[2] + am[6] + a37;
+        al[2] += am[4] + am[5] + am[6] + am[7];
+        memset(as->amask, 0, sizeof(as->amask));
     }
     for (int32_t c = nc - 1; c >= 0; c--) {
         const circuit_scratch *cs = &cx[c];
+        const circuit_acc *as = &ca[c];
         dlb_circuit_output *co = &cout[c];
-        const int64_t a0 = cs->alloc[0], a1 = cs->alloc[1], a2 = cs->alloc[2];
+        const int64_t a0 = as->alloc[0], a1 = as->alloc[1], a2 = as->alloc[2];
         const int64_t h0 = cs->hr[0], h1 = cs->hr[1], h2 = cs->hr[2];
-        const int64_t b0 = cs->base[0], b1 = cs->base[1], b2 = cs->base[2];
+        const int64_t b0 = as->base[0], b1 = as->base[1], b2 = as->base[2];
         /* v + 2^31 (mod 2^64) < 2^32 exactly when v fits in int32: the nine values of a circuit usually
          * do, and then need no clamping */
         const uint64_t h = (uint64_t)1 << 31;
@@ -5344,9 +5385,9 @@ DLB_NOINLINE static void circuit_outputs(dlb_site *s, dlb_circuit_output *cout, 
         co->status = cs->status;
         const int32_t par = s->circ[c].parent;
         if (par != DLB_NONE) {
-            cx[par].alloc[0] += a0;
-            cx[par].alloc[1] += a1;
-            cx[par].alloc[2] += a2;
+            ca[par].alloc[0] += a0;
+            ca[par].alloc[1] += a1;
+            ca[par].alloc[2] += a2;
         }
     }
 }
@@ -5518,10 +5559,10 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             const uint32_t used = x->used;
             const int64_t hi = x->hi;
             if (sp < hi) {
-                if (leaf->fail_gen[used] != s->gen) { /* room_of's entry */
+                if (leaf->fail[used].gen != s->gen) { /* room_of's entry */
                     room_memo(s, k);
                 }
-                const int64_t mv = leaf->fail_amount[used];
+                const int64_t mv = leaf->fail[used].amount;
                 const int64_t base = max64(m, target);
                 if (mv >= 0 && mv >= sp + (step_sw & INT32_MAX) - base) {
                     sp = topup_general(s, k, o, sp, mv, leaf->fail_lane[used]);
@@ -5553,11 +5594,12 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             }
             o->setpoint_ma = (int32_t)sp;
             if (by_mask) {
-                leaf->amask[used] += sp;
+                s->ca[x->circ16].amask[used] += sp;
             } else {
-                leaf->alloc[0] += sp * (int64_t)(used & 1u);
-                leaf->alloc[1] += sp * (int64_t)((used >> 1) & 1u);
-                leaf->alloc[2] += sp * (int64_t)((used >> 2) & 1u);
+                int64_t *al = s->ca[x->circ16].alloc;
+                al[0] += sp * (int64_t)(used & 1u);
+                al[1] += sp * (int64_t)((used >> 1) & 1u);
+                al[2] += sp * (int64_t)((used >> 2) & 1u);
             }
         }
         const charger_state *st = &s->ks[k];

@@ -285,8 +285,8 @@ typedef struct dlb_site dlb_site; /* opaque; lives inside the caller's buffer */
 void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
- * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.3 kB + 1.38 kB per circuit
- * + 0.68 kB per charger on LP64 (x86-64 gcc: 795,240 bytes for 81 circuits and 1,000 chargers;
+ * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.5 kB + 1.35 kB per circuit
+ * + 0.68 kB per charger on LP64 (x86-64 gcc: 793,416 bytes for 81 circuits and 1,000 chargers;
  * 7.9 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
