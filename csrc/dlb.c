@@ -172,8 +172,8 @@ typedef struct {
  * over the circuits (81 of them at N = 1000, more than L1 holds between passes) then reads or writes one
  * to three lines per circuit instead of four to seven of one 664-byte record. The records are an odd
  * number of lines long (3 and 7): with a power of two (2 and 8) a pass touching one line of each circuit
- * fills only every second (every eighth) set of the 8-way L1 (simulated misses of the fill's flushes up
- * 80%).
+ * fills only every second (every eighth) set of the 8-way L1 (simulated misses of the fill's flushes 75%
+ * more).
  * circuit_acc: stages 1-3's sums on its first line (stage 1's per-charger adds: a block of 64 chargers adds
  * to every leaf, one line each, which then stay in L1 through the block), stage 9's on the other two. */
 typedef struct {
