@@ -100,9 +100,11 @@ typedef struct {
 } meter_state;
 
 /* per-charger scratch of one step: 64 bytes, one cache line (the site's array of them is aligned to 64
- * bytes, see layout): the fill, transition and top-up read a charger's record in admission order, not in
- * memory order, and a record over two lines cost each of them a second L2 access per charger. Currents
- * in mA fit int32 (DLB_MAX_CURRENT_MA); arithmetic on them is done in int64. */
+ * bytes, see layout): admission, the fill, transition and top-up read a charger's record in admission
+ * order, not in memory order, and a record over two lines cost each of them a second L2 access per
+ * charger; so does every other record they read per charger (dlb_charger, charger_state): the
+ * configuration and state these passes need are copied into this one (min_ma ... sw1, sp0). Currents in
+ * mA fit int32 (DLB_MAX_CURRENT_MA); arithmetic on them is done in int64. */
 typedef struct {
     /* ideal: the fill's share; stage 7 cuts it where a lane was overloaded before the grants and from then
      * on it is the charger's target (what the transition aims at, reserved up to it when cut) */
@@ -114,24 +116,29 @@ typedef struct {
      * m gets its target, which stage 8 reads from ideal) */
     int32_t sp;
     uint32_t used;      /* bit p set: loads site phase p */
-    uint32_t narrowed;  /* counted on its measured conductors only */
-    int32_t n_used, kind, hi_reason, tier;
-    uint8_t started, frozen;
-    /* stages 7-9 (transition_pass, topup_pass): the charger's circuit and step_ma | can_switch_phases << 31
-     * (step_ma < 2^31), set by dlb_init (outputs_cfg) and never written again (configuration). In the
-     * struct's tail padding: these loops then read no dlb_charger in the usual cases, and no other pass
-     * strides further */
-    uint16_t circ16;
+    /* sp0: charger_state.sp as stage 4 read it, written there for every charger (ceilings_kept, ceilings_fair
+     * and ceilings_general): only remember() (stage 9) writes sp, after the top-up read its charger's copy */
+    int32_t sp0;
+    /* stages 5-9: configuration copied by dlb_init (outputs_cfg) and never written again: min_ma, max_ma,
+     * the charger's circuit, step_ma | can_switch_phases << 31 (step_ma < 2^31), weight and sw1 (1 <<
+     * phase_map[0] if it can switch phases, else 0). These passes then read no dlb_charger in the usual
+     * cases */
+    int32_t min_ma, max_ma;
     int32_t step_sw;
+    uint16_t circ16;
+    /* narrowed 0 or 1, n_used 0..3, kind KIND_*, hi_reason a dlb_reason (<= 16), tier TIER_* | TIER_WAITING
+     * (<= 11): 8 bits each (see the _Static_asserts); started and frozen 0 or 1 */
+    uint8_t narrowed;   /* counted on its measured conductors only */
+    uint8_t n_used, kind, hi_reason, tier;
+    uint8_t started, frozen;
+    uint8_t weight, sw1;
 } charger_scratch;
 _Static_assert(sizeof(charger_scratch) == 64, "charger_scratch is one cache line");
 _Static_assert(DLB_MAX_CIRCUITS <= 65536 && DLB_MAX_CURRENT_MA < INT32_MAX,
                "charger_scratch's circuit and currents fit its 16 and 32 bits");
-
-/* stage 5 (admit_batch): a charger's circuit and min_ma, copied from its dlb_charger (see dlb_site.adm_kc) */
-typedef struct {
-    int32_t circuit, min_ma;
-} adm_charger;
+_Static_assert(DLB_MAX_WEIGHT <= 255 && DLB_REASON_OVERLOAD <= 255 && (TIER_IDLE | TIER_WAITING) <= 255 &&
+                   KIND_LOST <= 255 && DLB_PHASES <= 255,
+               "charger_scratch's weight, hi_reason, tier, kind and n_used fit their 8 bits");
 
 /* the admission order (stage 5): item is a charger; key is the sort fallback's copy of akey[item] (the
  * usual repair reads akey[] and leaves key as it was) */
@@ -324,14 +331,9 @@ struct dlb_site {
     uint32_t adm_m3; /* the m3 adm_rc and adm_ll are for (8: none) */
     /* stage 5 (admit_quick): a summary of the configuration, found by dlb_init (admit_cfg; nothing changes
      * the configuration afterwards): bit 0 always set, bit 1 if a charger can switch phases, bit 2 if
-     * every charger has the same min_ma */
+     * every charger has the same min_ma. (Stage 5 reads each charger's circuit, min_ma and phase switch
+     * from charger_scratch's copy, a line it reads anyway.) */
     uint32_t adm_cfg;
-    /* stage 5 (admit_fails_wide), found with adm_cfg: per charger, 1 << phase_map[0] if it can switch
-     * phases, else 0 (nk entries) */
-    uint8_t *adm_sw;
-    /* stage 5 (admit_batch, admit_fails_wide), found with adm_cfg: each charger's circuit and min_ma, 8
-     * bytes apart (their loops read them without a multiply by dlb_charger's size) */
-    adm_charger *adm_kc;
     int64_t adm_wa;  /* stage 5 (admit_fails_root): the a and ms of admit_fails_wide's call (adm_failed -3) */
     uint32_t adm_ms;
     /* stage 6 (start_batch), found by dlb_init (fill_cfg; START levels min * Q / w never change): per
@@ -952,7 +954,7 @@ static int has_power(const dlb_site *s, int32_t c) { return s->hp[c] != 0; }
 /* the ancestors of charger k's circuit (itself first), and how many */
 static const int32_t *path_of(const dlb_site *s, int32_t k, int32_t *depth)
 {
-    int32_t leaf = s->chg[k].circuit;
+    int32_t leaf = s->kx[k].circ16;
     *depth = s->plen[leaf];
     return s->path + (size_t)leaf * DLB_MAX_DEPTH;
 }
@@ -1223,18 +1225,15 @@ typedef struct {
                     their own, which would grow dlb_init's frame) */
 } layout;
 
-/* stage 5's arrays (dlb_site.adm_acc, adm_sw) at the end of the layout: their size, and their places */
-static size_t admit_bytes(size_t nc, size_t nk)
+/* stage 5's array (dlb_site.adm_acc) at the end of the layout: its size, and its place */
+static size_t admit_bytes(size_t nc)
 {
-    return align8(nc * ADM_ACC * sizeof(int64_t)) + align8(nk) + align8(nk * sizeof(adm_charger));
+    return align8(nc * ADM_ACC * sizeof(int64_t));
 }
 
-static void admit_arrays(dlb_site *s, unsigned char *at, size_t nc)
+static void admit_arrays(dlb_site *s, unsigned char *at)
 {
     s->adm_acc = (int64_t *)(void *)at;
-    at += align8(nc * ADM_ACC * sizeof(int64_t));
-    s->adm_sw = at;
-    s->adm_kc = (adm_charger *)(void *)(at + align8((size_t)s->nk));
 }
 
 static int make_layout(size_t nc, size_t nk, layout *l)
@@ -1334,7 +1333,7 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nk * sizeof(kept_key));
     l->akey = o;
     o += align8(nk * sizeof(uint64_t));
-    o += admit_bytes(nc, nk);
+    o += admit_bytes(nc);
     o += align8(nk * sizeof(int32_t)); /* stage 6's start_run, the last array (fill_cfg) */
     l->total = o;
     return 1;
@@ -1539,7 +1538,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->pairs_tmp = (kpair *)(void *)(base + l.pairs_tmp);
     s->kk4 = (kept_key *)(void *)(base + l.kk4);
     s->akey = (uint64_t *)(void *)(base + l.akey);
-    admit_arrays(s, base + l.akey + align8(n_chargers * sizeof(uint64_t)), n_circuits);
+    admit_arrays(s, base + l.akey + align8(n_chargers * sizeof(uint64_t)));
     s->bm = (uint64_t *)(void *)(base + l.bm);
     s->n_words = (s->nk + 63) / 64;
     memset(s->bm, 0, 3 * (size_t)s->n_words * sizeof(uint64_t));
@@ -1902,7 +1901,7 @@ static void ingest_charger(dlb_site *s, int32_t k, charger_state *st, const dlb_
 static void classify_none(charger_scratch *x, int32_t kind)
 {
     x->narrowed = 0;
-    x->kind = kind;
+    x->kind = (uint8_t)kind; /* KIND_* */
     x->used = 0;
     x->n_used = 0;
     x->m = 0;
@@ -1982,7 +1981,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         x->n_used = 1;
         x->drawn = (int32_t)c0; /* stored currents passed the range check: >= 0 */
         x->m = (int32_t)m;
-        x->narrowed = (uint32_t)(c0 >= thr && follow_done(st, cut));
+        x->narrowed = (uint8_t)(c0 >= thr && follow_done(st, cut));
         cs->evsum[ph] += c0;
         cs->meas_d[ph] += m;
         if (kc->phases == 3) { /* conductors outside its counted set are fixed loads */
@@ -2035,7 +2034,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         const int64_t m = held_sp(s, k, st, now, max64(dr, st->sp));
         x->used = used;
         x->narrowed = 1;
-        x->n_used = n_used;
+        x->n_used = (uint8_t)n_used; /* <= 3 */
         x->drawn = (int32_t)dr;
         x->m = (int32_t)m;
         for (int i = 0; i < 3; i++) {
@@ -2047,7 +2046,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     }
     const int64_t m = held_sp(s, k, st, now, max64(drawn, st->sp)); /* all three: a 3-phase map is a permutation */
     x->used = 7u;
-    x->narrowed = narrowed;
+    x->narrowed = (uint8_t)narrowed; /* 0 or 1 */
     x->n_used = 3;
     x->drawn = (int32_t)drawn;
     x->m = (int32_t)m;
@@ -2227,7 +2226,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
                 x->drawn = 0;
                 x->used = three ? 7u : kn->used1;
                 x->narrowed = 0;
-                x->n_used = 1 + 2 * three;
+                x->n_used = (uint8_t)(1 + 2 * three);
                 x->kind = KIND_DEMAND;
             }
             if (now < st->hold_end) {
@@ -2281,7 +2280,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
                 x->drawn = (int32_t)drawn;
                 x->m = (int32_t)m;
                 x->used = 7u;
-                x->narrowed = narrowed;
+                x->narrowed = (uint8_t)narrowed; /* 0 or 1 */
                 x->n_used = 3;
                 kn->esum = (int32_t)(c0 + c1 + c2);
                 /* all three phases: a 3-phase map is a permutation */
@@ -2420,7 +2419,7 @@ static inline int64_t policy_pkey(const dlb_site *s, int32_t k, const charger_st
 
 /* stage 5 detail: the admission key (smaller first) */
 static DLB_INLINE uint64_t admission_key(const dlb_site *s, int32_t k, const charger_state *st,
-                                         const dlb_charger *kc, int64_t drawn, int64_t now, int32_t *tier_out)
+                                         const dlb_charger *kc, int64_t drawn, int64_t now, uint8_t *tier_out)
 {
     const dlb_params *p = &s->p;
     int on = st->sp > 0;
@@ -2445,7 +2444,7 @@ static DLB_INLINE uint64_t admission_key(const dlb_site *s, int32_t k, const cha
         pkey = policy_pkey(s, k, st, kc, now);
     }
     pkey = max64(0, min64(pkey, KEY_PKEY_MAX));
-    *tier_out = tier;
+    *tier_out = (uint8_t)tier; /* TIER_* */
     return ((uint64_t)(must_stay ? 0 : 1) << 62) | ((uint64_t)cls << 54) | ((uint64_t)tier << KEY_PKEY_BITS) |
            (uint64_t)pkey;
 }
@@ -2542,15 +2541,13 @@ static DLB_INLINE int32_t admit_walk(dlb_site *s, int32_t c, uint32_t used, int6
  * the rest of their leaf circuit and phases after one walk, and most of them stage 4 saw paused and
  * already waiting (their outputs need no state: see admit_fail). Those take the inner loop, of few live
  * values; the rest the outer one. A function of its own, so that both keep their values in registers.
- * Both read the compact records (adm_kc, adm_sw) rather than dlb_charger. A charger that may switch phases
- * (adm_sw: one = 1 << phase_map[0]) fails here only if the memo already says that its minimum does not
+ * Both read charger_scratch's copy of the configuration (circ16, min_ma, sw1), not dlb_charger. A charger that
+ * may switch phases (sw1: one = 1 << phase_map[0]) fails here only if the memo already says that its minimum does not
  * fit on that phase alone either (switch_to_one would return 0: its other conditions have no side
  * effects); under scarcity most do. Returns where it stopped. */
 DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const adm_charger *const akc = s->adm_kc;
-    const uint8_t *const swb = s->adm_sw;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const cx = s->cx;
     const uint64_t gen = s->gen;
@@ -2558,14 +2555,13 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
         int64_t k = pp->item;
         for (;;) {
             const charger_scratch *x = &kx[k];
-            const adm_charger *ak = &akc[k];
-            const circuit_scratch *lf = &cx[ak->circuit];
-            const uint32_t used = x->used, one = swb[k];
-            if (!(x->tier & TIER_WAITING) || lf->fail[used].gen != gen || lf->fail[used].amount != ak->min_ma) {
+            const circuit_scratch *lf = &cx[x->circ16];
+            const uint32_t used = x->used, one = x->sw1;
+            if (!(x->tier & TIER_WAITING) || lf->fail[used].gen != gen || lf->fail[used].amount != x->min_ma) {
                 break;
             }
             const int32_t lane = lf->fail_lane[used];
-            if (lane < 0 || (one != 0 && !(lf->fail[one].gen == gen && lf->fail[one].amount == ak->min_ma &&
+            if (lane < 0 || (one != 0 && !(lf->fail[one].gen == gen && lf->fail[one].amount == x->min_ma &&
                                            lf->fail_lane[one] >= 0))) {
                 break;
             }
@@ -2580,16 +2576,15 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             }
             k = pp->item;
         }
-        const adm_charger *kc = &akc[k];
         const charger_scratch *x = &kx[k];
-        circuit_scratch *leaf = &cx[kc->circuit];
-        const uint32_t used = x->used, one = swb[k];
+        circuit_scratch *leaf = &cx[x->circ16];
+        const uint32_t used = x->used, one = x->sw1;
         int32_t lane;
-        if (leaf->fail[used].gen == gen && leaf->fail[used].amount == kc->min_ma) {
+        if (leaf->fail[used].gen == gen && leaf->fail[used].amount == x->min_ma) {
             lane = leaf->fail_lane[used];
         } else {
-            const int64_t amount = kc->min_ma;
-            lane = admit_walk(s, kc->circuit, used, amount, amount * x->n_used);
+            const int64_t amount = x->min_ma;
+            lane = admit_walk(s, x->circ16, used, amount, amount * x->n_used);
             if (lane < 0) {
                 return pp; /* it fits: the caller takes it */
             }
@@ -2597,7 +2592,7 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
             leaf->fail[used].amount = amount;
             leaf->fail_lane[used] = lane;
         }
-        if (lane < 0 || (one != 0 && !(leaf->fail[one].gen == gen && leaf->fail[one].amount == kc->min_ma &&
+        if (lane < 0 || (one != 0 && !(leaf->fail[one].gen == gen && leaf->fail[one].amount == x->min_ma &&
                                        leaf->fail_lane[one] >= 0))) {
             return pp;
         }
@@ -2613,7 +2608,6 @@ DLB_NOINLINE static const kpair *admit_fails(dlb_site *s, dlb_charger_output *ou
 DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                            const kpair *const end, int32_t *n_adm, int32_t *r)
 {
-    const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     const circuit_scratch *const cx = s->cx;
     int32_t *const adm = s->adm;
@@ -2621,14 +2615,13 @@ DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out,
     *r = -1;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
         charger_scratch *x = &kx[k];
-        const circuit_scratch *leaf = &cx[kc->circuit];
+        const circuit_scratch *leaf = &cx[x->circ16];
         const uint32_t used = x->used;
-        if (leaf->fail[used].gen == s->gen && leaf->fail[used].amount == kc->min_ma) {
+        if (leaf->fail[used].gen == s->gen && leaf->fail[used].amount == x->min_ma) {
             break;
         }
-        const int32_t t = admit_take(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+        const int32_t t = admit_take(s, x->circ16, used, x->min_ma, x->min_ma * (int64_t)x->n_used);
         if (t != -2) {
             *r = t;
             break;
@@ -2647,10 +2640,10 @@ DLB_NOINLINE static const kpair *admit_run(dlb_site *s, dlb_charger_output *out,
 /* stage 5 detail: charger k's fit is remembered for this run[] (a short lane, see admit_take) */
 static inline int remembered(const dlb_site *s, int32_t k)
 {
-    const dlb_charger *kc = &s->chg[k];
-    const circuit_scratch *leaf = &s->cx[kc->circuit];
-    const uint32_t used = s->kx[k].used;
-    return leaf->fail[used].gen == s->gen && leaf->fail[used].amount == kc->min_ma;
+    const charger_scratch *x = &s->kx[k];
+    const circuit_scratch *leaf = &s->cx[x->circ16];
+    const uint32_t used = x->used;
+    return leaf->fail[used].gen == s->gen && leaf->fail[used].amount == x->min_ma;
 }
 
 
@@ -2724,7 +2717,7 @@ DLB_NOINLINE static int64_t admit_flush(dlb_site *s, int32_t n0)
     if (2 * (s->adm_n - n0) < s->nc) {
         for (int32_t i = n0; i < s->adm_n; i++) {
             const int32_t k = s->adm[i];
-            const int32_t c = s->adm_kc[k].circuit;
+            const int32_t c = s->kx[k].circ16;
             int64_t *acc = accs + (size_t)c * ADM_ACC;
             if (acc[s->kx[k].used] == 0) { /* flushed with an earlier charger of its circuit (its sum was > 0) */
                 continue;
@@ -2785,8 +2778,8 @@ DLB_NOINLINE static void admit_undo(dlb_site *s, dlb_charger_output *out, int32_
 {
     for (int32_t i = n0; i < n; i++) {
         const int32_t k = s->adm[i];
-        const int32_t c = s->chg[k].circuit;
-        const int64_t a = s->chg[k].min_ma;
+        const int32_t c = s->kx[k].circ16;
+        const int64_t a = s->kx[k].min_ma;
         out[k].flags &= ~DLB_CHARGER_ADMITTED;
         path_subtract(s, s->path + (size_t)c * DLB_MAX_DEPTH, s->plen[c], s->kx[k].used, -a, -a * s->kx[k].n_used);
     }
@@ -2807,22 +2800,21 @@ static inline void admitted_outputs(dlb_charger_output *o)
 static DLB_INLINE const kpair *batch_first(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                            const kpair *const end, int32_t **app, int64_t g, int same)
 {
-    const adm_charger *const chg = s->adm_kc;
     const charger_scratch *const kx = s->kx;
     int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
-    const int64_t a_all = chg[0].min_ma; /* (nk >= 1: there is a charger at pp) */
+    const int64_t a_all = kx[0].min_ma; /* (nk >= 1: there is a charger at pp) */
     int32_t *ap = *app;
     for (; pp < end; pp++) {
         const int64_t k = pp->item; /* a charger's index: 0 <= k < nk */
-        const adm_charger *kc = &chg[k];
-        const int64_t a = same ? a_all : kc->min_ma;
+        const charger_scratch *x = &kx[k];
+        const int64_t a = same ? a_all : x->min_ma;
         g -= a;
         if (g < 0) {
             break;
         }
-        const uint32_t used = kx[k].used;
+        const uint32_t used = x->used;
         bs[used] += a;
-        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
+        accs[(size_t)x->circ16 * ADM_ACC + used] += a;
         admitted_outputs(&out[k]);
         *ap++ = (int32_t)k;
     }
@@ -2836,7 +2828,6 @@ static DLB_INLINE const kpair *batch_first(dlb_site *s, dlb_charger_output *out,
 DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                              const kpair *const end)
 {
-    const adm_charger *const chg = s->adm_kc;
     const charger_scratch *const kx = s->kx;
     int32_t *ap = s->adm + s->adm_n;
     int64_t *const accs = s->adm_acc, *const bs = s->adm_bsum;
@@ -2856,11 +2847,10 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
     int64_t r0 = rr[0] - s0, r1 = rr[1] - s1, r2 = rr[2] - s2, r3 = rr[DLB_LANE_POWER] - (s0 + s1 + s2);
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const adm_charger *kc = &chg[k];
         const charger_scratch *x = &kx[k];
         const uint32_t used = x->used;
         const int64_t *const lm = lane_mask[used];
-        const int64_t a = kc->min_ma;
+        const int64_t a = x->min_ma;
         const int64_t a0 = a & lm[0], a1 = a & lm[1], a2 = a & lm[2], an = a * x->n_used;
         r0 -= a0;
         r1 -= a1;
@@ -2869,7 +2859,7 @@ DLB_NOINLINE static const kpair *admit_batch(dlb_site *s, dlb_charger_output *ou
         if ((r0 | r1 | r2 | r3) < 0) {
             break;
         }
-        accs[(size_t)kc->circuit * ADM_ACC + used] += a;
+        accs[(size_t)x->circ16 * ADM_ACC + used] += a;
         admitted_outputs(&out[k]);
         *ap++ = k;
     }
@@ -2893,16 +2883,14 @@ DLB_NOINLINE static void admit_fail_cold(dlb_site *s, int32_t k, dlb_charger_out
  * (admit_fails_root takes it), returns where it stopped. */
 /* admit_fails_wide's loop, in copies by three constants: chk, whether a charger's min_ma may differ from a
  * (not if every charger's is the same: adm_cfg); sw, whether a charger that may switch phases is to be
- * asked (adm_sw); one, whether m3 is a single lane (then every such failure has the outputs of adm_rc[m3]
+ * asked (sw1); one, whether m3 is a single lane (then every such failure has the outputs of adm_rc[m3]
  * and adm_ll[m3], kept in registers: the lowest lane of m3 & used is m3's). Without chk it reads neither
- * min_ma (adm_kc) nor its place. */
+ * min_ma nor its place. */
 static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                const kpair *const end, int32_t a, uint32_t m3, int chk, int sw,
                                                int one)
 {
-    const adm_charger *const chg = s->adm_kc;
     const charger_scratch *const kx = s->kx;
-    const uint8_t *const swb = s->adm_sw;
     const uint32_t nm3 = ~m3 & 7u;
     const uint64_t rc_m3 = s->adm_rc[m3];
     const int32_t ll_m3 = s->adm_ll[m3];
@@ -2910,8 +2898,8 @@ static DLB_INLINE const kpair *fails_wide_loop(const dlb_site *s, dlb_charger_ou
         const int64_t k = pp->item;
         const charger_scratch *x = &kx[k];
         const uint32_t shortm = m3 & x->used;
-        if ((chk && chg[k].min_ma != a) || shortm == 0 || !(x->tier & TIER_WAITING) || (sw && (swb[k] & nm3) != 0)) {
-            break; /* (swb[k] & nm3: it can switch phases and its one phase is not short at the root) */
+        if ((chk && x->min_ma != a) || shortm == 0 || !(x->tier & TIER_WAITING) || (sw && (x->sw1 & nm3) != 0)) {
+            break; /* (sw1 & nm3: it can switch phases and its one phase is not short at the root) */
         }
         /* reason and limit_circuit in one store (adjacent in dlb_charger_output) */
         dlb_charger_output *o = &out[k];
@@ -2977,7 +2965,6 @@ DLB_NOINLINE static void admit_low(dlb_site *s)
 DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_output *out, const kpair *pp,
                                                   const kpair *const end)
 {
-    const dlb_charger *const chg = s->chg;
     const charger_scratch *const kx = s->kx;
     circuit_scratch *const root = &s->cx[0];
     const int64_t r3 = root->run[DLB_LANE_POWER];
@@ -2989,9 +2976,8 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
     int32_t res = -1;
     for (; pp < end; pp++) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &chg[k];
         const charger_scratch *x = &kx[k];
-        const int64_t a = kc->min_ma;
+        const int64_t a = x->min_ma;
         if (a != ca) {
             const int64_t *rr = root->run;
             ca = a;
@@ -3013,7 +2999,8 @@ DLB_NOINLINE static const kpair *admit_fails_root(dlb_site *s, dlb_charger_outpu
             break;
         }
         const int32_t lane = lowest_lane[shortm]; /* circuit 0: the lane id is the lane */
-        if ((kc->can_switch_phases && ((m3 >> kc->phase_map[0]) & 1u) == 0 && r3 >= a) || !(x->tier & TIER_WAITING)) {
+        /* (sw1 != 0: it can switch phases; sw1 & m3 == 0: its one phase, phase_map[0], is not short) */
+        if ((x->sw1 != 0 && (x->sw1 & m3) == 0 && r3 >= a) || !(x->tier & TIER_WAITING)) {
             res = lane - 8;
             break;
         }
@@ -3053,15 +3040,12 @@ static const kpair *admit_take_batch(dlb_site *s, dlb_charger_output *out, const
     return q;
 }
 
-/* adm_cfg, adm_sw and adm_kc (see dlb_site), found by dlb_init: the configuration does not change after it */
+/* adm_cfg (see dlb_site), found by dlb_init: the configuration does not change after it */
 DLB_NOINLINE static void admit_cfg(dlb_site *s)
 {
     uint32_t cfg = 1u | 4u;
     for (int32_t k = 0; k < s->nk; k++) {
         cfg |= s->chg[k].can_switch_phases ? 2u : 0u;
-        s->adm_sw[k] = (uint8_t)(s->chg[k].can_switch_phases ? 1u << s->chg[k].phase_map[0] : 0u);
-        s->adm_kc[k].circuit = s->chg[k].circuit;
-        s->adm_kc[k].min_ma = s->chg[k].min_ma;
         cfg &= s->chg[k].min_ma == s->chg[0].min_ma ? ~0u : ~4u;
     }
     s->adm_cfg = cfg;
@@ -3132,18 +3116,17 @@ DLB_NOINLINE static int32_t admit_quick(dlb_site *s, dlb_charger_output *out, in
         }
         fits = 0;
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &s->chg[k];
         charger_scratch *x = &s->kx[k];
         dlb_charger_output *o = &out[k];
         if (failed == -2) {
-            failed = first_short(s, k, x->used, x->n_used, kc->min_ma);
+            failed = first_short(s, k, x->used, x->n_used, x->min_ma);
         } else if (failed < -2) {
             failed += 8;
         }
-        if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
-            run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase if it switched */
-            const int32_t *const path = s->path + (size_t)kc->circuit * DLB_MAX_DEPTH;
-            for (int32_t i = 0; i < s->plen[kc->circuit] - 1 && s->adm_lowok; i++) { /* adm_low below the root */
+        if (failed < 0 || (x->sw1 != 0 && switch_to_one(s, k, o, now))) {
+            run_take(s, k, x->used, x->n_used, x->min_ma); /* on its new phase if it switched */
+            const int32_t *const path = s->path + (size_t)x->circ16 * DLB_MAX_DEPTH;
+            for (int32_t i = 0; i < s->plen[x->circ16] - 1 && s->adm_lowok; i++) { /* adm_low below the root */
                 const int64_t *run = s->cx[path[i]].run;
                 s->adm_low[0] = min64(s->adm_low[0], min64(run[0], min64(run[1], run[2])));
                 s->adm_low[1] = min64(s->adm_low[1], run[DLB_LANE_POWER]);
@@ -3173,21 +3156,20 @@ DLB_NOINLINE static int32_t admit_seq(dlb_site *s, int32_t from)
     pp = admit_run(s, out, pp, end, &n_adm, &r);
     while (pp < end) {
         const int32_t k = (int32_t)pp->item;
-        const dlb_charger *kc = &s->chg[k];
         charger_scratch *x = &s->kx[k];
         const uint32_t used = x->used;
         dlb_charger_output *o = &out[k];
         int32_t failed;
         if (remembered(s, k)) {
-            failed = s->cx[kc->circuit].fail_lane[used];
+            failed = s->cx[x->circ16].fail_lane[used];
         } else if (r == -1) {
-            failed = admit_miss(s, kc->circuit, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+            failed = admit_miss(s, x->circ16, used, x->min_ma, x->min_ma * (int64_t)x->n_used);
         } else {
-            failed = admit_short(s, kc->circuit, r, used, kc->min_ma, kc->min_ma * (int64_t)x->n_used);
+            failed = admit_short(s, x->circ16, r, used, x->min_ma, x->min_ma * (int64_t)x->n_used);
         }
-        if (failed < 0 || (kc->can_switch_phases && switch_to_one(s, k, o, now))) {
+        if (failed < 0 || (x->sw1 != 0 && switch_to_one(s, k, o, now))) {
             if (failed >= 0) {
-                run_take(s, k, x->used, x->n_used, kc->min_ma); /* on its new phase */
+                run_take(s, k, x->used, x->n_used, x->min_ma); /* on its new phase */
             } /* else a remembered fit: a minimum of 0 after a phase switch (run_take left the gen) */
             o->reason = DLB_REASON_NONE;
             o->limit_circuit = DLB_NONE;
@@ -3383,7 +3365,7 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
                 until = st->on_since + min_on;
             } else {
                 const int32_t tier = on_for < rot ? TIER_STICKY : TIER_OTHER;
-                x->tier = tier;
+                x->tier = (uint8_t)tier;
                 bits = ((uint64_t)1 << 62) | cls | ((uint64_t)tier << KEY_PKEY_BITS);
                 until = on_for < rot ? st->on_since + rot : INT64_MAX;
             }
@@ -3437,11 +3419,12 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
  * which writes the rest). Reason and limit only where final: here for one not eligible, in stage 5 for
  * the others (each fails there, which names the lane, or is admitted). */
 static DLB_INLINE int ceilings_kept(dlb_site *s, dlb_charger_output *o, const charger_state *st,
-                                    const charger_scratch *x, const kept_key *e, uint64_t *key_k, int32_t k,
+                                    charger_scratch *x, const kept_key *e, uint64_t *key_k, int32_t k,
                                     int64_t now, int64_t margin)
 {
     o->setpoint_ma = 0;
     o->phases = st->mode;
+    x->sp0 = st->sp; /* (see charger_scratch) */
     o->flags = x->narrowed * DLB_CHARGER_NARROWED; /* where the entry does not hold ceilings_one rewrites it */
     if ((x->kind | st->sp) == 0) { /* KIND_DEMAND (0) and paused */
         if (now < e->until) {
@@ -3487,7 +3470,7 @@ DLB_NOINLINE static int ceilings_one_fair(dlb_site *s, dlb_charger_output *o, in
 DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, int64_t now, int32_t k0, int32_t k1)
 {
     const charger_state *const ks = s->ks;
-    const charger_scratch *const kx = s->kx;
+    charger_scratch *const kx = s->kx;
     uint64_t *const key = s->akey;
     const kept_key *const kk4 = s->kk4;
     const int64_t margin = s->p.reclaim_margin_ma;
@@ -3501,6 +3484,7 @@ DLB_NOINLINE static int32_t ceilings_fair(dlb_site *s, dlb_charger_output *out, 
     if (k < k1) { /* an odd last one: without its kept entry (ceilings_one's result is the same) */
         out[k].setpoint_ma = 0;
         out[k].phases = s->ks[k].mode;
+        s->kx[k].sp0 = s->ks[k].sp;
         n_rest += ceilings_one_fair(s, &out[k], k, now);
     }
     return n_rest;
@@ -3518,6 +3502,7 @@ DLB_NOINLINE static int32_t ceilings_general(dlb_site *s, dlb_charger_output *ou
         dlb_charger_output *o = &out[k];
         o->setpoint_ma = 0;
         o->phases = s->ks[k].mode;
+        s->kx[k].sp0 = s->ks[k].sp;
         n_rest += ceilings_one(s, o, k, now, ramp_add, 0);
     }
     return nk - n_rest;
@@ -3631,7 +3616,7 @@ static inline void lanes_pend(dlb_site *s, int32_t k, int64_t dW)
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
     const int64_t n = x->n_used;
-    const int32_t c = s->chg[k].circuit;
+    const int32_t c = x->circ16;
     circuit_scratch *cs = &s->cx[c];
     if (cs->pmask == 0) {
         pend_push(s, c);
@@ -3769,7 +3754,7 @@ static inline void lanes_pend_run(dlb_site *s, int32_t k, int64_t amount)
 {
     const charger_scratch *x = &s->kx[k];
     const uint32_t used = x->used;
-    const int32_t c = s->chg[k].circuit;
+    const int32_t c = x->circ16;
     circuit_scratch *cs = &s->cx[c];
     if (cs->pmask == 0) {
         pend_push(s, c);
@@ -3881,7 +3866,7 @@ static int32_t glist_lower_bound(const dlb_site *s, int32_t n, int32_t pos)
 }
 
 /* level of charger k's next event in one of the fill's sorted event lists */
-static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->chg[k].min_ma * s->qw[k]; }
+static int64_t start_level(const dlb_site *s, int32_t k) { return (int64_t)s->kx[k].min_ma * s->qw[k]; }
 static int64_t end_level(const dlb_site *s, int32_t k) { return (int64_t)s->kx[k].hi * s->qw[k]; }
 
 /* bitmaps of positions in a presorted list (the fill's large groups); zero outside a fill */
@@ -3982,7 +3967,6 @@ static DLB_INLINE int32_t start_batch_of(dlb_site *s, int32_t is, int32_t ks, in
     }
     uint64_t *const bm_end = bm + s->n_words;
     const int32_t *const rank_end = s->rank_end;
-    const dlb_charger *const chg = s->chg;
     charger_scratch *const kx = s->kx;
     int32_t e_low = s->n_words;
     for (int32_t i = 0; i < n; i++) {
@@ -3993,7 +3977,7 @@ static DLB_INLINE int32_t start_batch_of(dlb_site *s, int32_t is, int32_t ks, in
             bit_set(bm_end, r);
             e_low = r >> 6 < e_low ? r >> 6 : e_low;
         }
-        lanes_pend(s, k, chg[k].weight);
+        lanes_pend(s, k, kx[k].weight);
     }
     s->n_live += n;
     return e_low;
@@ -4072,21 +4056,19 @@ DLB_NOINLINE static int32_t events_large(dlb_site *s, const int32_t *group, int3
     uint64_t *const bm_start = s->bm;
     const int32_t *const rank = s->rank_start;
     charger_scratch *const kx = s->kx;
-    const dlb_charger *const chg = s->chg;
     int32_t *const ev_other = s->ev_other;
     int32_t n_other = 0;
     for (int32_t i = 0; i < n_group; i++) {
         const int32_t k = group[i];
         charger_scratch *x = &kx[k];
-        const dlb_charger *kc = &chg[k];
-        const int64_t hi = x->hi, mn = kc->min_ma;
+        const int64_t hi = x->hi, mn = x->min_ma;
         x->started = 0;
         x->frozen = 0;
         if (mn >= hi) {
             continue;
         }
         bit_set(bm_start, rank[k]);
-        if (hi != kc->max_ma) { /* rare (reclaim, ramp): their keys below, out of this loop */
+        if (hi != x->max_ma) { /* rare (reclaim, ramp): their keys below, out of this loop */
             ev_other[n_other++] = k;
         }
     }
@@ -4125,7 +4107,7 @@ static DLB_INLINE int32_t freeze_loop(dlb_site *s, int32_t lo, int32_t hi, uint3
                 const int32_t r = s->rank_end[k];
                 bm_end[r >> 6] &= ~((uint64_t)1 << (r & 63));
             }
-            x->value = (int64_t)s->chg[k].weight * level / DLB_Q;
+            x->value = (int64_t)x->weight * level / DLB_Q;
             s->tmp[n_fz++] = k;
         } else { /* it stays at its minimum (not started: fill_take reads no value) */
             if (clr & 1) {
@@ -4210,13 +4192,12 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
         for (int32_t i = 0; i < n_group; i++) {
             int32_t k = group[i];
             charger_scratch *x = &s->kx[k];
-            const dlb_charger *kc = &s->chg[k];
             x->started = 0;
             x->frozen = 0;
-            if (kc->min_ma >= x->hi) {
+            if (x->min_ma >= x->hi) {
                 continue;
             }
-            if (x->hi != kc->max_ma) {
+            if (x->hi != x->max_ma) {
                 s->key[k] = (uint64_t)end_level(s, k);
                 s->ev_other[n_other++] = k;
                 s->ev_start[n_start++] = k;
@@ -4234,7 +4215,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
     } else if (!lazy_end) {
         for (int32_t i = 0; i < n_group; i++) { /* the END bits the loop above left to lazy_end */
             const int32_t k = group[i];
-            if (s->chg[k].min_ma < s->kx[k].hi && s->kx[k].hi == s->chg[k].max_ma) {
+            if (s->kx[k].min_ma < s->kx[k].hi && s->kx[k].hi == s->kx[k].max_ma) {
                 bit_set(bm_end, s->rank_end[k]);
             }
         }
@@ -4287,8 +4268,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                     s->n_live -= x->started; /* started: its END is after its START */
                     x->value = x->hi;
                     if (!check_below) {
-                        lanes_pend(s, ke, -(int64_t)s->chg[ke].weight);
-                    } else if (lanes_adjust(s, ke, -(int64_t)s->chg[ke].weight, -(int64_t)x->hi * DLB_Q, ev_level)) {
+                        lanes_pend(s, ke, -(int64_t)x->weight);
+                    } else if (lanes_adjust(s, ke, -(int64_t)x->weight, -(int64_t)x->hi * DLB_Q, ev_level)) {
                         below = 1;
                         break;
                     }
@@ -4322,8 +4303,8 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                             ie = r >> 6 < ie ? r >> 6 : ie;
                         }
                         if (!check_below) {
-                            lanes_pend(s, ks, s->chg[ks].weight);
-                        } else if (lanes_adjust(s, ks, s->chg[ks].weight, (int64_t)s->chg[ks].min_ma * DLB_Q,
+                            lanes_pend(s, ks, x->weight);
+                        } else if (lanes_adjust(s, ks, x->weight, (int64_t)x->min_ma * DLB_Q,
                                                 ev_level)) {
                             break;
                         }
@@ -4393,7 +4374,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                         if (lazy_end) {
                             bit_set(bm_end, s->rank_end[k]);
                         }
-                    } else if (s->chg[k].min_ma < x->hi) { /* it has events: its START not read */
+                    } else if (x->min_ma < x->hi) { /* it has events: its START not read */
                         bit_set(bm_start, s->rank_start[k]);
                     }
                 }
@@ -4407,7 +4388,7 @@ static void progressive_fill(dlb_site *s, const int32_t *group, int32_t n_group)
                 continue;
             }
             for (int32_t i = 0; i < n_fz; i++) {
-                lanes_pend(s, s->tmp[i], -(int64_t)s->chg[s->tmp[i]].weight); /* the tree is not consulted here */
+                lanes_pend(s, s->tmp[i], -(int64_t)s->kx[s->tmp[i]].weight); /* the tree is not consulted here */
             }
             /* lane ln of c is re-keyed (its chargers had W > 0 on it and froze, so it is pending: marked
              * here all the same) */
@@ -4473,9 +4454,8 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
     for (int32_t i = n_group - 1; i >= 0; i--) {
         int32_t k = group[i];
         charger_scratch *x = &s->kx[k];
-        const dlb_charger *kc = &s->chg[k];
-        const int64_t step = kc->step_ma;
-        const int64_t mn = kc->min_ma;
+        const int64_t step = x->step_sw & INT32_MAX; /* step_ma (charger_scratch's copy) */
+        const int64_t mn = x->min_ma;
         int64_t v = mn;
         if (x->started) { /* else at its minimum (see the fill's end); val >= min >= 1: C's remainder floors */
             const int64_t val = x->value;
@@ -4538,8 +4518,8 @@ static void fill_take(dlb_site *s, const int32_t *group, int32_t n_group)
                 live &= ~(1u << mb);
             }
             const int32_t k = group[i];
-            const int64_t step = s->chg[k].step_ma;
             charger_scratch *x = &s->kx[k];
+            const int64_t step = x->step_sw & INT32_MAX;
             if (s->single_root) {
                 if (s->top_rmin[x->used & 7u] < step || s->top_rmin[8] < step * x->n_used) {
                     continue;
@@ -5179,13 +5159,17 @@ DLB_NOINLINE static void transition(dlb_site *s, int32_t k, int64_t t, dlb_charg
     }
 }
 
-/* charger_scratch's circ16 and step_sw (see there), found by dlb_init: the configuration does not change */
+/* charger_scratch's configuration (circ16 ... sw1, see there), copied by dlb_init: the configuration does not change */
 static void outputs_cfg(dlb_site *s)
 {
     for (int32_t k = 0; k < s->nk; k++) {
         const dlb_charger *kc = &s->chg[k];
         s->kx[k].circ16 = (uint16_t)kc->circuit;
         s->kx[k].step_sw = (int32_t)((uint32_t)kc->step_ma | (kc->can_switch_phases ? 1u << 31 : 0u));
+        s->kx[k].min_ma = kc->min_ma;
+        s->kx[k].max_ma = kc->max_ma;
+        s->kx[k].weight = (uint8_t)kc->weight;
+        s->kx[k].sw1 = (uint8_t)(kc->can_switch_phases ? 1u << kc->phase_map[0] : 0u);
     }
 }
 
@@ -5532,7 +5516,10 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
         const int32_t k = adm[i];
         const charger_scratch *x = &s->kx[k];
         dlb_charger_output *o = &out[k];
-        /* its circuit, step and can_switch_phases from charger_scratch's copy: no dlb_charger read */
+        /* its circuit, step and can_switch_phases from charger_scratch's copy: no dlb_charger read; and no
+         * charger_state read in the usual cases: its mode is o->phases (stage 4 wrote st->mode there for
+         * every charger, switch_to_one sets both to 1, and nothing else changes either before switch_up,
+         * after this pass) and its stored set-point st->sp is x->sp0 (see charger_scratch) */
         const int32_t step_sw = x->step_sw;
         /* its output set-point is 0 until here (stage 4), so spk is sp (0 adds nothing to the sums). A
          * charger whose target is at or below its counted draw m has it as set-point (stage 7), the others
@@ -5545,11 +5532,10 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
             if (lc != DLB_NONE) {
                 s->cx[lc].status |= DLB_CIRCUIT_LIMITING;
             }
-            const charger_state *st = &s->ks[k];
-            if ((step_sw < 0) & (st->mode == 1)) {
+            if ((step_sw < 0) & (o->phases == 1)) {
                 adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
             }
-            if (st->sp != 0 || st->wait_since == TNONE) {
+            if (x->sp0 != 0 || s->ks[k].wait_since == TNONE) {
                 remember(s, k, KIND_DEMAND, 0, now);
             }
             continue;
@@ -5602,12 +5588,11 @@ DLB_INLINE static int32_t topup_pass(dlb_site *s, dlb_charger_output *out, int32
                 al[2] += sp * (int64_t)((used >> 2) & 1u);
             }
         }
-        const charger_state *st = &s->ks[k];
         const int32_t spk = (int32_t)sp;
-        if ((step_sw < 0) & (st->mode == 1)) { /* one branch, usually not taken */
+        if ((step_sw < 0) & (o->phases == 1)) { /* one branch, usually not taken */
             adm[n_sw++] = k; /* n_sw <= i: adm[i] was read */
         }
-        if (spk != st->sp) { /* spk != 0: on or already marked waiting is no change */
+        if (spk != x->sp0) { /* spk != 0: on or already marked waiting is no change */
             remember(s, k, KIND_DEMAND, spk, now);
         }
     }

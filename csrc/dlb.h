@@ -34,8 +34,8 @@
  *                 when many are);
  *       C*P       per-circuit passes (base load, lanes, outputs) and each class's fill set-up.
  *     With the header's limits (D <= 16, C <= 4096, P <= 256) that is O(N log N + C). No recursion;
- *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 224 + ceilings_fair 144 +
- *     ceilings_one_fair 128 + stop_probe 8 = 504; dlb_init 448 + merge_sort 56 = 504; `make -C csrc test`
+ *     stack use is constant: < 512 bytes (gcc -O2 x86-64: dlb_step 224 + ceilings_fair 128 +
+ *     ceilings_one_fair 128 + stop_probe 8 = 488; dlb_init 448 + merge_sort 56 = 504; `make -C csrc test`
  *     checks the bound on gcc's call graph).
  *
  * Phases. The site has three phases L1, L2, L3 (indices 0..2). A circuit constraint has four lanes:
@@ -286,8 +286,8 @@ void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
  * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.5 kB + 1.35 kB per circuit
- * + 0.68 kB per charger on LP64 (x86-64 gcc: 793,416 bytes for 81 circuits and 1,000 chargers;
- * 7.9 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
+ * + 0.67 kB per charger on LP64 (x86-64 gcc: 784,400 bytes for 81 circuits and 1,000 chargers;
+ * 7.8 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
 
