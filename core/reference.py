@@ -86,6 +86,9 @@ class _ChargerState:
         self.probing = False
         self.probe_since = NONE
         self.holds = []              # (set-point, until): lowered set-points the EV may still apply
+        # the value holds[0] is sure to keep until its expiry: its own, or after a merge the younger of
+        # the two it merged (the older one's own expiry is gone, see _remember)
+        self.hold_lo = 0
 
 
 class _MeterState:
@@ -193,11 +196,15 @@ class ReferenceCore:
         narrowed = [False] * nk   # counted on its measured conductors only
         for k in range(nk):
             kind[k], used[k], m[k], drawn[k], narrowed[k] = self._classify(k, now)
+        # what m counts above the rule of dlb.h stage 5 at most (a merged staircase head): m - m_sure
+        m_over = [m[k] - self._m_sure(k, drawn[k], now) if kind[k] == KIND_DEMAND else 0 for k in range(nk)]
 
         # ---- 3. base load, fixed loads and measured demand per circuit (children before parents)
         evsum = [[0, 0, 0] for _ in range(nc)]
         fixed = [[0, 0, 0, 0] for _ in range(nc)]
         meas_d = [[0, 0, 0, 0] for _ in range(nc)]
+        # per phase: how much meas_d may count above the EV load of dlb.h's rule (merged staircases)
+        over_d = [[0, 0, 0] for _ in range(nc)]
         childbase = [[0, 0, 0] for _ in range(nc)]
         for k in range(nk):
             s, kc, c = self.ks[k], cfg[k], cfg[k].circuit
@@ -221,6 +228,7 @@ class ReferenceCore:
                         fixed[c][LANE_POWER] += s.meas[i]
                 for ph in used[k]:
                     meas_d[c][ph] += m[k]
+                    over_d[c][ph] += m_over[k]
                 meas_d[c][LANE_POWER] += m[k] * len(used[k])
         base = [[0, 0, 0] for _ in range(nc)]
         for c in range(nc - 1, -1, -1):
@@ -242,6 +250,8 @@ class ReferenceCore:
                 for ln in range(4):
                     fixed[par][ln] += fixed[c][ln]
                     meas_d[par][ln] += meas_d[c][ln]
+                for ph in range(PHASES):
+                    over_d[par][ph] += over_d[c][ph]
         budget = {}     # lane id -> limit - margin - base - fixed (set-point terms)
         headroom = {}   # lane id -> budget - measured draws of demanding chargers (real terms)
         status = [0] * nc
@@ -376,6 +386,11 @@ class ReferenceCore:
         # load (counted on an unused phase it would let another charger rise above the real load)
         evl = {c: [meas_d[c][0], meas_d[c][1], meas_d[c][2]] for c in range(nc)
                if self.circuits[c].unbalance_limit_ma > 0}
+        # A merged staircase counts m above dlb.h's rule (safe for capacity: it only holds chargers back).
+        # The unbalance room measured from the least-loaded unused phase must not rise by it: that phase's
+        # EV load is taken as evl - evo, which never exceeds the EV load of the rule (evl never falls
+        # below it), so the over-count still only holds chargers back
+        evo = {c: over_d[c] for c in evl}
         hr = dict(headroom)
         sp = [0] * nk
         target = [0] * nk         # what the transition stage aimed at (reserved up to it when cut)
@@ -393,7 +408,7 @@ class ReferenceCore:
             if t <= m[k]:
                 sp[k] = t
                 continue
-            room, bind = self._room(k, t - m[k], lanes[k], used[k], hr, evl)
+            room, bind = self._room(k, t - m[k], lanes[k], used[k], hr, evl, evo)
             v = floor_grid(m[k] + max(room, 0), kc.step_ma)
             sp[k] = v if v >= kc.min_ma else 0
             self._pay(k, sp[k] - m[k], lanes[k], used[k], hr, evl)
@@ -411,7 +426,7 @@ class ReferenceCore:
                 # a charger cut in the transition has what it waits for reserved: counted up to target
                 counted = max(sp[k], m[k], target[k])
                 # its unbalance room is measured from its EV load, max(sp, m), not from counted
-                room, bind = self._room(k, max(hi[k] - counted, 0), lanes[k], used[k], hr, evl,
+                room, bind = self._room(k, max(hi[k] - counted, 0), lanes[k], used[k], hr, evl, evo,
                                         counted - max(sp[k], m[k]))
                 if room >= 0:
                     v = min(hi[k], floor_grid(counted + room, kc.step_ma))
@@ -572,6 +587,15 @@ class ReferenceCore:
         drawn = max(s.meas[i] for i in active)
         held = max((v for v, until in s.holds if now < until), default=0)
         return KIND_DEMAND, sorted(kc.phase_map[i] for i in active), max(drawn, s.sp, held), drawn, narrowed
+
+    def _m_sure(self, k, drawn, now):
+        """The part of a demanding charger's counted draw m that dlb.h's rule is sure to count: m itself
+        unless a merged staircase head is in effect, which counts only the value it is sure to keep
+        (hold_lo). Never above the rule's m, never above the counted m."""
+        s = self.ks[k]
+        held = max(((s.hold_lo if i == 0 else v) for i, (v, until) in enumerate(s.holds) if now < until),
+                   default=0)
+        return max(drawn, s.sp, held)
 
     def _reclaim(self, k, mk, now):
         """An EV drawing clearly less than its set-point for reclaim_hold_ms is capped at its draw plus
@@ -742,8 +766,10 @@ class ReferenceCore:
                     run[j] -= extra * a
                 ideal[k] += extra
 
-    def _room(self, k, want, lanes, used, hr, evl, own=0):
-        """How far charger k may rise over real headroom (and the unbalance limit), and which lane binds."""
+    def _room(self, k, want, lanes, used, hr, evl, evo, own=0):
+        """How far charger k may rise over real headroom (and the unbalance limit), and which lane binds.
+        The unbalance limit measures its phases' EV load as counted (evl, at least the rule's) against the
+        least-loaded unused phase's at its sure part (evl - evo, at most the rule's)."""
         room, bind = want, None
         for j, c, ln, a in lanes:
             r = hr[j] // a
@@ -754,7 +780,7 @@ class ReferenceCore:
                 if c not in evl:
                     continue
                 u = self.circuits[c].unbalance_limit_ma
-                low = min(evl[c][q] for q in range(PHASES) if q not in used)
+                low = min(evl[c][q] - evo[c][q] for q in range(PHASES) if q not in used)
                 for ph in used:
                     r = u + low - evl[c][ph] - own
                     if r < room:
@@ -809,11 +835,16 @@ class ReferenceCore:
             # The EV may still apply the higher value for follow_time_ms. Holds form a staircase:
             # values fall as expiries rise; a new hold hides the lower ones before it; at most HOLDS
             # entries, the two oldest merged conservatively (larger value, later expiry).
-            holds = [(v, u) for v, u in s.holds if u > now and v > s.sp]
-            holds.append((s.sp, now + self.p.follow_time_ms))
+            keep = [i for i, (v, u) in enumerate(s.holds) if u > now and v > s.sp]
+            holds = [s.holds[i] for i in keep] + [(s.sp, now + self.p.follow_time_ms)]
+            # hold_lo: what the head is sure to keep until its expiry (its own value unless merged)
+            lo = s.hold_lo if keep and keep[0] == 0 else holds[0][0]
             if len(holds) > HOLDS:
+                # the merged head keeps the older value to the younger one's expiry; until then the rule
+                # is only sure of the younger one's value (the older one's expiry is gone)
+                lo = holds[1][0]
                 holds[0:2] = [(holds[0][0], holds[1][1])]
-            s.holds = holds
+            s.holds, s.hold_lo = holds, lo
         if spk > 0 and s.sp == 0:
             s.on_since, s.off_since, s.wait_since = now, NONE, NONE
             s.starts = (s.starts + [now])[-16:]

@@ -56,7 +56,7 @@ typedef struct {
 /* What the core remembers about one charger, split by use: charger_state holds what a step reads for
  * every charger (also a paused or waiting one), charger_cold what only a change of set-point, a start or
  * a phase switch touches. Every pass over the chargers then streams 184 bytes per charger instead of
- * 384 (at N = 10000, 1.8 MB instead of 3.8 MB). hold_end and cap_until summarise the cold histories so
+ * 408 (at N = 10000, 1.8 MB instead of 4.1 MB). hold_end and cap_until summarise the cold histories so
  * that the per-step checks need not read them (see held_sp and stage 4). */
 typedef struct {
     /* (t_last: as of the last charger_general, which first sets it to the previous step's now after a
@@ -82,6 +82,9 @@ typedef struct {
     int64_t up_since;
     int32_t hold_sp[DLB_HOLDS + 1];
     int32_t switches, n_starts, n_holds;
+    /* what hold_sp[0] is sure to keep until hold_until[0]: its own value, or for a merged head the younger
+     * of the two it merged (the older one's own expiry is gone; see remember and held_count) */
+    int32_t hold_lo;
     uint64_t gen_step; /* stage 1: the step (dlb_site.n_steps) of the last charger_general for it (see there) */
 } charger_cold;
 
@@ -273,6 +276,11 @@ struct dlb_site {
      * hp[c] = 1 if c has a power cap. Every per-charger walk up the tree reads these. */
     int32_t *path, *plen, *hp;
     int32_t *unbal_path;  /* 1 if a circuit on c's path (c included) has an unbalance limit */
+    /* evo[c * 3 + p], on circuits with an unbalance limit: how much the counted draws m of this step's
+     * demanding chargers on phase p below c exceed what dlb.h's rule is sure to count (a merged staircase
+     * head, held_count); all zero unless evo_any (set by held_count, cleared with evo by circuits_in) */
+    int64_t *evo;
+    int32_t evo_any;
     uint32_t *over_own, *over_path; /* per step: lanes of c with initial headroom < 0; OR along c's path */
     /* fill: Q / weight per charger (levels are min * qw and hi * qw, exact), chargers presorted by
      * (min * qw, index) and by (max * qw, index) at init, the event lists of one fill, dirty circuits */
@@ -1297,6 +1305,8 @@ static int make_layout(size_t nc, size_t nk, layout *l)
     o += align8(nc * sizeof(int32_t));
     l->unbal_path = o;
     o += align8(nc * sizeof(int32_t));
+    /* evo: right after unbal_path (no field of its own, which would grow dlb_init's frame) */
+    o += align8(nc * DLB_PHASES * sizeof(int64_t));
     l->over_own = o;
     o += align8(nc * sizeof(uint32_t));
     l->over_path = o;
@@ -1522,6 +1532,7 @@ int dlb_init(void *mem, size_t mem_size, const dlb_params *params, const dlb_cir
     s->hp = (int32_t *)(void *)(base + l.hp);
     s->dirty = (int32_t *)(void *)(base + l.dirty);
     s->unbal_path = (int32_t *)(void *)(base + l.unbal_path);
+    s->evo = (int64_t *)(void *)(base + l.unbal_path + align8(n_circuits * sizeof(int32_t))); /* (make_layout) */
     s->over_own = (uint32_t *)(void *)(base + l.over_own);
     s->over_path = (uint32_t *)(void *)(base + l.over_path);
     s->qw = (int32_t *)(void *)(base + l.qw);
@@ -1923,23 +1934,57 @@ static inline int follow_done(const charger_state *st, int64_t cut)
     return st->state == DLB_STATE_CHARGING && follow_charging(st, cut);
 }
 
-/* the largest lowered set-point the EV may still apply while one may be in effect (out of line: rare) */
-DLB_NOINLINE static int64_t held_scan(const dlb_site *s, int32_t k, int64_t now)
+/* charger k's counted draw m counts over more than dlb.h's rule is sure to on its used phases: recorded in
+ * evo on every circuit of its path with an unbalance limit (out of line: rare) */
+DLB_NOINLINE static void evo_add(dlb_site *s, int32_t k, int64_t over, uint32_t used)
 {
-    int64_t held = 0;
+    int32_t depth;
+    const int32_t *path = path_of(s, k, &depth);
+    for (int32_t i = 0; i < depth; i++) {
+        const int32_t c = path[i];
+        if (s->circ[c].unbalance_limit_ma > 0) {
+            int64_t *eo = &s->evo[(size_t)c * DLB_PHASES];
+            for (int ph = 0; ph < DLB_PHASES; ph++) {
+                eo[ph] += ((used >> ph) & 1u) ? over : 0;
+            }
+        }
+    }
+    s->evo_any = 1;
+}
+
+/* v, or the largest lowered set-point the EV may still apply if that is larger: the counted draw m of
+ * charger k on its used phases while a hold may be in effect. A merged staircase head counts the older
+ * value up to the younger one's expiry, more than dlb.h's rule once the older one's own expiry has passed:
+ * safe for capacity (it only holds chargers back), but counted as EV load on the least-loaded phase that
+ * another charger's unbalance room is measured from it would let that charger rise further. What m counts
+ * above the sure part (the head at hold_lo) is recorded in evo, and the unbalance room takes that phase
+ * at evl - evo (path_scan, room_fill_one). */
+static DLB_INLINE int64_t held_count(dlb_site *s, int32_t k, int64_t now, int64_t v, uint32_t used)
+{
+    int64_t m = v, sure = v;
     const charger_cold *cd = &s->kcold[k];
     for (int32_t i = 0; i < cd->n_holds; i++) {
         if (now < cd->hold_until[i]) {
-            held = max64(held, cd->hold_sp[i]);
+            m = max64(m, cd->hold_sp[i]);
+            sure = max64(sure, i == 0 ? cd->hold_lo : cd->hold_sp[i]);
         }
     }
-    return held;
+    if (sure < m && s->unbal_path[s->chg[k].circuit]) {
+        evo_add(s, k, m - sure, used);
+    }
+    return m;
 }
 
-/* v, or the largest lowered set-point the EV may still apply if that is larger */
-static inline int64_t held_sp(const dlb_site *s, int32_t k, const charger_state *st, int64_t now, int64_t v)
+/* held_count out of line (rare) */
+DLB_NOINLINE static int64_t held_scan(dlb_site *s, int32_t k, int64_t now, int64_t v, uint32_t used)
 {
-    return now < st->hold_end ? max64(v, held_scan(s, k, now)) : v; /* else every hold has expired */
+    return held_count(s, k, now, v, used);
+}
+
+/* v, or the largest lowered set-point the EV may still apply if that is larger (held_count) */
+static inline int64_t held_sp(dlb_site *s, int32_t k, const charger_state *st, int64_t now, int64_t v, uint32_t used)
+{
+    return now < st->hold_end ? held_scan(s, k, now, v, used) : v; /* else every hold has expired */
 }
 
 /* In session and not lost (as the last ingest left it): the energy over the elapsed interval, before
@@ -1967,7 +2012,7 @@ static DLB_INLINE void classify_nodemand(const charger_state *st, const dlb_char
  * sums of its circuit cs. The power lane's fixed and meas_d are not summed here: every charger adds to
  * it what it adds to its phases, so it is their sum (taken per circuit in dlb_step). drawing: a stored
  * current is known not 0. */
-static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
+static DLB_INLINE void classify_demand(dlb_site *s, int32_t k, const charger_state *st, const dlb_charger *kc,
                                        charger_scratch *x, circuit_acc *cs, int64_t now, int64_t thr, int64_t cut,
                                        int drawing)
 {
@@ -1976,7 +2021,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     x->kind = KIND_DEMAND;
     if (st->mode != 3) { /* conductor 0 alone (mode 3 only on a 3-phase charger) */
         const int32_t ph = pmap[0];
-        const int64_t m = held_sp(s, k, st, now, max64(c0, st->sp));
+        const int64_t m = held_sp(s, k, st, now, max64(c0, st->sp), 1u << ph);
         x->used = 1u << ph;
         x->n_used = 1;
         x->drawn = (int32_t)c0; /* stored currents passed the range check: >= 0 */
@@ -1995,7 +2040,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
     }
     const int64_t c1 = st->meas[1], c2 = st->meas[2];
     if (!drawing && (c0 | c1 | c2) == 0) { /* a waiting EV: no conductor draws, no EV current; sp, held >= 0 */
-        const int64_t m = held_sp(s, k, st, now, st->sp);
+        const int64_t m = held_sp(s, k, st, now, st->sp, 7u);
         x->used = 7u;
         x->narrowed = 0;
         x->n_used = 3;
@@ -2031,7 +2076,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
                 cs->fixed[pmap[i]] += st->meas[i];
             }
         }
-        const int64_t m = held_sp(s, k, st, now, max64(dr, st->sp));
+        const int64_t m = held_sp(s, k, st, now, max64(dr, st->sp), used);
         x->used = used;
         x->narrowed = 1;
         x->n_used = (uint8_t)n_used; /* <= 3 */
@@ -2044,7 +2089,7 @@ static DLB_INLINE void classify_demand(const dlb_site *s, int32_t k, const charg
         }
         return;
     }
-    const int64_t m = held_sp(s, k, st, now, max64(drawn, st->sp)); /* all three: a 3-phase map is a permutation */
+    const int64_t m = held_sp(s, k, st, now, max64(drawn, st->sp), 7u); /* all three: a 3-phase map is a permutation */
     x->used = 7u;
     x->narrowed = (uint8_t)narrowed; /* 0 or 1 */
     x->n_used = 3;
@@ -2118,13 +2163,8 @@ static inline void put_m(char *cb, const charger_in *kn, charger_scratch *x, int
 DLB_NOINLINE static void put_held(dlb_site *s, const charger_state *st, int64_t now, int64_t v, charger_scratch *x,
                                   int three)
 {
-    const charger_cold *cd = &s->kcold[st - s->ks];
-    for (int32_t i = 0; i < cd->n_holds; i++) { /* held_scan's */
-        if (now < cd->hold_until[i]) {
-            v = max64(v, cd->hold_sp[i]);
-        }
-    }
-    put_m((char *)s->ca, &st->in, x, v, three);
+    const int64_t m = held_count(s, (int32_t)(st - s->ks), now, v, three ? 7u : st->in.used1);
+    put_m((char *)s->ca, &st->in, x, m, three);
 }
 
 /* A fresh reading that changes the state of a charger in the usual case IK_WAIT or IK_DRAW (demanding, not
@@ -4666,9 +4706,17 @@ DLB_INLINE static int64_t path_scan(dlb_site *s, int32_t k, int64_t own, int64_t
                 continue;
             }
             const circuit_scratch *cs = &s->cx[c];
+            /* the least-loaded unused phase at its sure part: evl - evo (see held_count) */
+            int64_t lo[DLB_PHASES] = {cs->evl[0], cs->evl[1], cs->evl[2]};
+            if (s->evo_any) {
+                const int64_t *eo = &s->evo[(size_t)c * DLB_PHASES];
+                lo[0] -= eo[0];
+                lo[1] -= eo[1];
+                lo[2] -= eo[2];
+            }
             if (n == 1) { /* one phase p: the lowest of the other two */
                 const int32_t p = lowest_lane[used];
-                const int64_t v = u + min64(cs->evl[p == 0 ? 1 : 0], cs->evl[p == 2 ? 1 : 2]) - cs->evl[p] - own;
+                const int64_t v = u + min64(lo[p == 0 ? 1 : 0], lo[p == 2 ? 1 : 2]) - cs->evl[p] - own;
                 if (v < r.room) {
                     r.room = v;
                     r.lane = c * 4 + p;
@@ -4679,7 +4727,7 @@ DLB_INLINE static int64_t path_scan(dlb_site *s, int32_t k, int64_t own, int64_t
             int64_t low = INF;
             for (int q = 0; q < DLB_PHASES; q++) {
                 if (!((used >> q) & 1u)) {
-                    low = min64(low, cs->evl[q]);
+                    low = min64(low, lo[q]);
                 }
             }
             for (int ph = 0; ph < DLB_PHASES; ph++) {
@@ -4837,20 +4885,27 @@ DLB_INLINE static void room_fill_one(dlb_site *s, int32_t c, const circuit_scrat
             return; /* more than one unbalance limit may be on its path: left to room_memo */
         }
         /* the first unbalance limit on the path is c's own: one phase p used, it allows
-         * limit + min(evl of the other two) - evl[p] */
+         * limit + min(evl - evo of the other two) - evl[p] (evo: see held_count) */
         const int64_t lim = s->circ[c].unbalance_limit_ma;
         const int64_t e0 = cs->evl[0], e1 = cs->evl[1], e2 = cs->evl[2];
+        int64_t l0 = e0, l1 = e1, l2 = e2;
+        if (s->evo_any) {
+            const int64_t *eo = &s->evo[(size_t)c * DLB_PHASES];
+            l0 -= eo[0];
+            l1 -= eo[1];
+            l2 -= eo[2];
+        }
         if (!capped) {
-            room_put_unbal(cs, ps, 1u, h0, c4, lim + min64(e1, e2) - e0, c4, gen);
-            room_put_unbal(cs, ps, 2u, h1, c4 + 1, lim + min64(e0, e2) - e1, c4 + 1, gen);
-            room_put_unbal(cs, ps, 4u, h2, c4 + 2, lim + min64(e0, e1) - e2, c4 + 2, gen);
+            room_put_unbal(cs, ps, 1u, h0, c4, lim + min64(l1, l2) - e0, c4, gen);
+            room_put_unbal(cs, ps, 2u, h1, c4 + 1, lim + min64(l0, l2) - e1, c4 + 1, gen);
+            room_put_unbal(cs, ps, 4u, h2, c4 + 2, lim + min64(l0, l1) - e2, c4 + 2, gen);
             return;
         }
-        room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(e1, e2) - e0,
+        room_put_unbal(cs, ps, 1u, hp < h0 ? hp : h0, c4 + (hp < h0 ? DLB_LANE_POWER : 0), lim + min64(l1, l2) - e0,
                        c4, gen);
-        room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(e0, e2) - e1,
+        room_put_unbal(cs, ps, 2u, hp < h1 ? hp : h1, c4 + (hp < h1 ? DLB_LANE_POWER : 1), lim + min64(l0, l2) - e1,
                        c4 + 1, gen);
-        room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(e0, e1) - e2,
+        room_put_unbal(cs, ps, 4u, hp < h2 ? hp : h2, c4 + (hp < h2 ? DLB_LANE_POWER : 2), lim + min64(l0, l1) - e2,
                        c4 + 2, gen);
         return;
     }
@@ -5063,8 +5118,10 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
          * oldest merged conservatively (larger value, later expiry). */
         charger_cold *cd = &s->kcold[k];
         int32_t n = 0;
+        int keep0 = 0; /* the head (index 0) is kept, at index 0 again */
         for (int32_t i = 0; i < cd->n_holds; i++) {
             if (cd->hold_until[i] > now && cd->hold_sp[i] > st->sp) {
+                keep0 |= i == 0;
                 cd->hold_sp[n] = cd->hold_sp[i];
                 cd->hold_until[n] = cd->hold_until[i];
                 n++;
@@ -5073,7 +5130,12 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
         cd->hold_sp[n] = st->sp;
         cd->hold_until[n] = now + s->p.follow_time_ms;
         n++;
+        /* hold_lo: what the head is sure to keep until its expiry: its own value unless merged */
+        int32_t lo = keep0 ? cd->hold_lo : cd->hold_sp[0];
         if (n > DLB_HOLDS) {
+            /* the merged head keeps the older value to the younger one's expiry; until then the rule is
+             * only sure of the younger one's value */
+            lo = cd->hold_sp[1];
             cd->hold_until[0] = cd->hold_until[1];
             for (int32_t i = 1; i + 1 < n; i++) {
                 cd->hold_sp[i] = cd->hold_sp[i + 1];
@@ -5082,6 +5144,7 @@ static void remember(dlb_site *s, int32_t k, int32_t kind, int32_t spk, int64_t 
             n--;
         }
         cd->n_holds = n;
+        cd->hold_lo = lo;
         st->hold_end = TNONE;
         for (int32_t i = 0; i < n; i++) {
             st->hold_end = max64(st->hold_end, cd->hold_until[i]);
@@ -5197,6 +5260,10 @@ DLB_NOINLINE static int64_t raise(dlb_site *s, int32_t k, int64_t up, int64_t ev
 DLB_NOINLINE static void circuits_in(dlb_site *s, const dlb_meter_input *meters, int64_t now)
 {
     const int32_t nc = s->nc;
+    if (s->evo_any) { /* the previous step's over-counts (held_count): this step's stage 1 records its own */
+        memset(s->evo, 0, (size_t)nc * DLB_PHASES * sizeof(int64_t));
+        s->evo_any = 0;
+    }
     const dlb_circuit *const circ = s->circ;
     circuit_acc *const ca = s->ca;
     for (int32_t c = 0; c < nc; c++) {

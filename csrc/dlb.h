@@ -72,12 +72,14 @@
  *      because the EV may still apply any of them. (The lowered set-points are kept per charger on a
  *      staircase of 4 entries, with no heap: a fifth reduction within follow_time_ms merges the two
  *      oldest into the larger value with the later expiry, so m may count more than this rule until
- *      then, never less: it only holds chargers back.) With real headroom = limit - margin - base - fixed
- *      loads - sum of m, each charger in admission order gets its ideal value only as far as real
- *      headroom allows (keeping a value it already had costs nothing); a charger not yet drawing its
- *      minimum waits (reason TRANSITION) for others to follow their reductions, and what it still
- *      waits for stays reserved on its lanes. On a lane that is already overloaded (sum of m above
- *      it), no charger is raised above max(its previous set-point, its measured draw).
+ *      then, never less: it only holds chargers back. The unbalance limit measures from the least-loaded
+ *      unused phase's EV load as the rule is sure to count it, so the over-count never lifts that one.)
+ *      With real headroom = limit - margin - base - fixed loads - sum of m, each charger in admission
+ *      order gets its ideal value only as far as real headroom allows (keeping a value it already had
+ *      costs nothing); a charger not yet drawing its minimum waits (reason TRANSITION) for others to
+ *      follow their reductions, and what it still waits for stays reserved on its lanes. On a lane
+ *      that is already overloaded (sum of m above it), no charger is raised above max(its previous
+ *      set-point, its measured draw).
  *   6. top-up (work conservation): real headroom left after the grants and the reservations goes to
  *      admitted chargers in admission order. Reported headroom is what is left after both.
  *
@@ -285,9 +287,9 @@ typedef struct dlb_site dlb_site; /* opaque; lives inside the caller's buffer */
 void dlb_params_default(dlb_params *p);
 
 /* Bytes needed for a site of n_circuits circuits and n_chargers chargers (0 if out of limits).
- * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.5 kB + 1.35 kB per circuit
- * + 0.67 kB per charger on LP64 (x86-64 gcc: 784,400 bytes for 81 circuits and 1,000 chargers;
- * 7.8 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
+ * O(1). The buffer must be aligned to 8 bytes. The size is linear: about 2.5 kB + 1.38 kB per circuit
+ * + 0.68 kB per charger on LP64 (x86-64 gcc: 794,360 bytes for 81 circuits and 1,000 chargers;
+ * 7.9 MB for 786 and 10,000). Most of it is state kept between steps; the rest is per-step scratch
  * (so the stack stays small). */
 size_t dlb_memory_size(size_t n_circuits, size_t n_chargers);
 

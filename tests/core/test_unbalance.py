@@ -81,3 +81,41 @@ def test_a_set_point_up_to_the_staircase_count_is_no_raise(backend):
     trace = H.run_world(site, 866487, 20, backend, dt_choices=(0, 1000))  # the oracle checks every step
     # the world still reaches the case: k6 from 10 A to 12 A at the last step
     assert [outs[6].setpoint_ma for outs, _ in trace[-2:]] == [10000, 12000]
+
+
+@pytest.mark.parametrize("backend", ["c", "reference"])
+def test_a_merged_staircase_does_not_lift_the_least_loaded_phase(backend):
+    """The staircase of held set-points (4 entries, dlb.h stage 5) merges the two oldest after a fifth
+    reduction within follow_time_ms and then counts the older value up to the younger one's expiry: more
+    than dlb.h's rule once the older one's own expiry has passed. That is safe for capacity (it only holds
+    chargers back), but counted as EV load on the least-loaded phase that another charger's unbalance room
+    is measured from, it let that charger rise further. Random exploration (DLBRIG_HYPOTHESIS=core-dev)
+    found both backends raising two 1-phase chargers on L1 to an EV load of [59.2, 64.242, 43.1] A under a
+    16 A limit, with 7 A more counted on L3 for a charger whose merged head had outlived the exact hold.
+
+    Here: one metered circuit, 6 A unbalance limit; d draws 26 A on L1, b 32 A on L2. x (L3, idle EV) is
+    lowered 32 -> 30 -> ... -> 22 A at t = 1..5 s by a rising base load on L3; the fifth hold merges
+    (32 A, held until 12 s; sure of 30 A). At t = 11 s the exact hold of 32 A has expired: x's EV load is
+    30 A, so a, which arrives on L1, may rise to 30 + 6 - 26 = 10 A (the merged 32 A let it reach 12 A,
+    EV load [38, 32, 30] A)."""
+    params = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, ramp_up_ma_per_s=0,
+                          reclaim_hold_ms=model.MAX_DURATION_MS, probe_interval_ms=model.MAX_DURATION_MS,
+                          follow_time_ms=10000)
+    circuits = [Circuit(parent=-1, limit_ma=[63000, 63000, 32000], margin_ma=0, power_limit_w=0,
+                        fallback_base_ma=[0, 0, 0], unbalance_limit_ma=6000, has_meter=1)]
+    chargers = [_one_phase(2, 32000), _one_phase(1, 32000), _one_phase(0, 26000), _one_phase(0, 32000)]  # x b d a
+    site = H.make_site(params, circuits, chargers)
+    al, oracle = Allocator(site, backend=backend), H.Oracle(site)
+    for t in range(12):
+        base3 = 2000 * min(t, 5)
+        meters = [MeterInput(1, [26000, 32000, base3])]
+        ks = [_inp(IDLE, [0, 0, 0]), _inp(CHARGING, [32000, 0, 0]), _inp(CHARGING, [26000, 0, 0]),
+              _inp(IDLE if t == 11 else model.STATE_DISCONNECTED, [0, 0, 0])]
+        outs, couts = al.step_raw(t * 1000, meters, ks)
+        bad = oracle.check(t * 1000, meters, ks, outs, couts)
+        assert not bad, (t, bad)
+        if 1 <= t <= 5:
+            assert outs[0].setpoint_ma == 32000 - 2000 * t, (t, outs[0])
+    assert oracle.tracker.stair[0][0] == (32000, 12000)          # the merged head, counted until 12 s
+    assert [o.setpoint_ma for o in outs] == [22000, 32000, 26000, 10000], outs
+    assert outs[3].reason == model.REASON_UNBALANCE and (outs[3].limit_circuit, outs[3].limit_lane) == (0, 0)
