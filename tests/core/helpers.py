@@ -382,6 +382,7 @@ class Tracker:
         self.on_since = [None] * nk             # when the current set-point > 0 began
         self.last_switch = [None] * nk          # last phase switch in this session
         self.in_session = [False] * nk
+        self.session_start = [False] * nk       # a session started in this step
         self.prev_phases = [k.phases for k in site.chargers]
         self.prev_now = None
 
@@ -398,9 +399,7 @@ class Tracker:
         for k, o in enumerate(outs):
             if o.flags & CHARGER_SWITCHED:
                 self.last_switch[k] = now
-            elif o.phases == 3 and self.prev_phases[k] == 1 and self.in_session[k]:
-                self.last_switch[k] = self.prev_now       # switched up at the end of the previous step
-            self.prev_phases[k] = o.phases
+            self.prev_phases[k] = o.phases     # (a switch-up was taken into account by switched_up())
             old, new = self.prev_sp[k], o.setpoint_ma
             if new > 0 and old == 0:
                 self.on_since[k] = now
@@ -415,6 +414,23 @@ class Tracker:
                 self.stair[k] = stair
             self.prev_sp[k] = new
         self.prev_now = now
+
+    def switched_up(self, outs):
+        """Before the step's outputs are checked: a 1p -> 3p switch-up is decided at the end of a step
+        (dlb.h: "takes effect next step"); the core's switch time is that step's. The oracle sees it only
+        in THIS step's outputs, as phases 3 after phases 1 in the same session (no CHARGER_SWITCHED),
+        or, with phase_switch_hold_ms = 0, as a 3p -> 1p switch-down in this very step (CHARGER_SWITCHED
+        after phases 1: the charger began this step at 3 phases). "Counted phases" applies the switch
+        already in this step: the charger is counted on all three conductors until follow_time_ms has
+        passed since the switch-up (its measured draw is still the 1-phase one: narrowing it to that
+        would count nothing on the conductors it was just given). Noting the switch-up only in
+        remember(), after the check (or, before a switch-down, not at all), judged this step by the
+        previous switch and wanted the core to narrow; both backends rightly did not. A session that
+        starts in this step (the core resets the mode to the charger's phase count) is no switch."""
+        for k, o in enumerate(outs):
+            if self.prev_phases[k] == 1 and self.in_session[k] and not self.session_start[k] and \
+                    (o.phases == 3 or o.flags & CHARGER_SWITCHED):
+                self.last_switch[k] = self.prev_now
 
     def settled(self, k, now):
         """dlb.h "Counted phases": on for follow_time_ms, and follow_time_ms since a phase switch."""
@@ -432,9 +448,11 @@ class Tracker:
             self.mladder[c].update(now, ok)
         for k, ci in enumerate(chargers):
             ok = charger_valid(ci)
+            self.session_start[k] = False
             if ok:
                 if ci.state in DEMANDING and not self.in_session[k]:
                     self.in_session[k], self.last_switch[k] = True, None     # a new session
+                    self.session_start[k] = True
                 if ci.state == STATE_DISCONNECTED:
                     self.in_session[k] = False
                 self.state[k], self.meas[k] = ci.state, list(ci.current_ma)
@@ -497,6 +515,7 @@ class Oracle:
         ramp and reclaim off) extends that to every admitted charger below its max."""
         site, tr, p = self.site, self.tracker, self.site.params
         tr.ingest(now, meters, chargers)
+        tr.switched_up(outs)
         nc, nk = len(site.circuits), len(site.chargers)
         bad = []
         circ = site.circuits

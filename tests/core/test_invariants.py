@@ -9,6 +9,7 @@ inputs and outputs; it never calls into the reference's internals.
 """
 from __future__ import annotations
 
+import copy
 import random
 from fractions import Fraction
 
@@ -17,8 +18,8 @@ from hypothesis import given, strategies as st
 
 import core_helpers as H
 from dlbrig.core import Allocator, Site, model
-from dlbrig.core.model import (CHARGER_ADMITTED, ChargerInput, MeterInput, STATE_CONNECTED_IDLE,
-                               STATE_DISCONNECTED)
+from dlbrig.core.model import (CHARGER_ADMITTED, ChargerInput, MeterInput, STATE_CHARGING,
+                               STATE_CONNECTED_IDLE, STATE_DISCONNECTED)
 
 backends = st.sampled_from(["c", "c", "reference"])
 
@@ -97,6 +98,87 @@ def test_top_up_leaves_headroom_on_the_lane_it_names():
         assert r.chargers["b"].current_a == 0 and r.chargers["b"].reason == "transition main L1"
         if a.reason == "circuit main L1":
             assert main.headroom_a[0] < 1.0, (backend, a, main)
+
+
+def test_switch_up_counts_all_three_conductors_until_settled():
+    """Regression: core-dev found runs where both backends failed the oracle identically at the first
+    step after a 1p -> 3p switch-up ("narrowed flag False but counted conductors [0]").
+
+    dlb.h "Counted phases": a charger is counted on its measured conductors only once follow_time_ms
+    has passed since a phase switch. The switch-up is decided at the end of a step and shows first in
+    the next step's outputs (phases 3, no CHARGER_SWITCHED); the core counts from the deciding step's
+    time. The EV's draw is still the 1-phase one ([16, 0, 0]), so the core rightly counts the charger
+    on L1, L2 and L3 (allocation [16, 16, 16]) until then. The oracle learned of the switch-up only
+    after checking that step and expected it narrowed to L1: zero on the two conductors the EV was
+    just given. Here: admitted at 1 phase at t=0 (L2 full), room from t=3 s, switch-up decided at
+    t=11 s (hold 8 s), 3-phase outputs from 12 s, counted on all three until 21 s."""
+    p = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, follow_time_ms=10000,
+                     phase_switch_hold_ms=8000, reclaim_hold_ms=model.MAX_DURATION_MS,
+                     probe_interval_ms=model.MAX_DURATION_MS)
+    c = model.Circuit(limit_ma=[40000] * 3, has_meter=1)
+    k = model.Charger(circuit=0, phases=3, phase_map=[0, 1, 2], min_ma=6000, max_ma=16000, step_ma=1000,
+                      can_switch_phases=1)
+    site = H.make_site(p, [c], [k])
+    for backend in ("c", "reference"):
+        al, oracle, sp = Allocator(site, backend=backend), H.Oracle(site), 0
+        for t in range(0, 23000, 1000):
+            draw = [sp, 0, 0]                                   # a 1-phase EV, following at once
+            meters = [MeterInput(1, [sp, 38000 if t < 3000 else 0, 0])]
+            chargers = [ChargerInput(1, STATE_CHARGING, list(draw))]
+            outs, couts = al.step_raw(t, meters, chargers)
+            o, alloc = outs[0], couts[0].allocated_ma
+            assert o.setpoint_ma == 16000, (backend, t, o)
+            assert o.phases == (1 if t < 12000 else 3), (backend, t, o)
+            narrowed = bool(o.flags & H.CHARGER_NARROWED)
+            if 12000 <= t < 21000:      # switched up at 11 s: all three conductors until 21 s
+                assert not narrowed and alloc == [16000] * 3, (backend, t, o, alloc)
+            elif t >= 21000:
+                assert narrowed and alloc == [16000, 0, 0], (backend, t, o, alloc)
+            if t == 12000:
+                # the oracle still catches a core that would narrow right after the switch-up
+                liar = copy.deepcopy(oracle)
+                bad_outs, bad_couts = copy.deepcopy(outs), copy.deepcopy(couts)
+                bad_outs[0].flags |= H.CHARGER_NARROWED
+                bad_couts[0].allocated_ma = [16000, 0, 0]
+                bad_couts[0].headroom_ma = [24000, 40000, 40000]
+                bad = liar.check(t, meters, chargers, bad_outs, bad_couts)
+                assert any("narrowed flag True but counted conductors [0, 1, 2]" in b for b in bad), bad
+                assert any("reported allocation [16000, 0, 0] != [16000, 16000, 16000]" in b for b in bad), bad
+            bad = oracle.check(t, meters, chargers, outs, couts, reasons=True)
+            assert not bad, (backend, bad)
+            sp = o.setpoint_ma
+
+
+def test_switch_up_then_switch_down_counts_the_old_draw_on_three_conductors():
+    """Regression (the same oracle fix, found by core-dev right after it): with phase_switch_hold_ms = 0
+    a switch-up decided at the end of a step can be undone by a switch-down in the next step's
+    admission; the outputs then never show phases 3, only CHARGER_SWITCHED after phases 1. The charger
+    began that step at 3 phases, switched up within follow_time_ms, so its old draw is counted on all
+    three conductors (dlb.h "Counted phases"; stage 3 keeps the old draw on the old phases): L2 shows
+    38 + 16 A against 40 A. The oracle judged the step by the switch before (13 s ago), counted L1 only
+    and expected 2 A of headroom on L2 and no overload (both backends failed identically)."""
+    p = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, follow_time_ms=10000,
+                     phase_switch_hold_ms=0, reclaim_hold_ms=model.MAX_DURATION_MS,
+                     probe_interval_ms=model.MAX_DURATION_MS)
+    c = model.Circuit(limit_ma=[40000] * 3, has_meter=1)
+    k = model.Charger(circuit=0, phases=3, phase_map=[0, 1, 2], min_ma=6000, max_ma=16000, step_ma=1000,
+                      can_switch_phases=1)
+    site = H.make_site(p, [c], [k])
+    for backend in ("c", "reference"):
+        al, oracle, sp = Allocator(site, backend=backend), H.Oracle(site), 0
+        for t in range(0, 16000, 1000):
+            meters = [MeterInput(1, [sp, 0 if t in (11000, 12000) else 38000, 0])]   # L2 free 11-12 s
+            chargers = [ChargerInput(1, STATE_CHARGING, [sp, 0, 0])]               # a 1-phase EV
+            outs, couts = al.step_raw(t, meters, chargers)
+            o, co = outs[0], couts[0]
+            assert (o.setpoint_ma, o.phases) == (16000, 1), (backend, t, o)
+            assert bool(o.flags & H.CHARGER_SWITCHED) == (t in (0, 13000)), (backend, t, o)
+            if t == 13000:              # switched up at the end of 12 s, down again at 13 s
+                assert co.headroom_ma == [24000, -14000, 24000] and co.status & H.CIRCUIT_OVERLOADED, \
+                    (backend, co)
+            bad = oracle.check(t, meters, chargers, outs, couts, reasons=True)
+            assert not bad, (backend, bad)
+            sp = o.setpoint_ma
 
 
 # ----------------------------------------------------------------------------------- policies
