@@ -3293,6 +3293,17 @@ static inline uint64_t pkey_clamped(const dlb_site *s, int32_t k, const charger_
     return (uint64_t)max64(0, min64(policy_pkey(s, k, st, kc, now), KEY_PKEY_MAX));
 }
 
+/* stage 4 detail: the ramp's ceiling (a paused charger restarts at its minimum), then hi on the step grid */
+static inline void ramp_hi(charger_scratch *x, const dlb_charger *kc, int64_t sp, int64_t ramp_add)
+{
+    const int64_t cap = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
+    if (cap < x->hi) {
+        x->hi = (int32_t)cap;
+        x->hi_reason = DLB_REASON_RAMP;
+    }
+    x->hi = (int32_t)(floor_grid(x->hi, kc->step_ma));
+}
+
 /* ceilings_one's end for a charger on or with reclaim state, past reclaim(): its flags, hi, and its
  * admission key (0) or held off (1). Also run for a deferred probe claim (see probe_claim) at the end of
  * the blocked stages 1-4: hi is still kc->max_ma then (ceilings_one's start), and nothing else it reads
@@ -3313,12 +3324,7 @@ static DLB_INLINE int ceilings_reclaimed(dlb_site *s, dlb_charger_output *o, int
         x->hi_reason = DLB_REASON_EV;
     }
     if (ramp > 0) {
-        const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-        if (ramp_hi < x->hi) {
-            x->hi = (int32_t)ramp_hi;
-            x->hi_reason = DLB_REASON_RAMP;
-        }
-        x->hi = (int32_t)(floor_grid(x->hi, kc->step_ma));
+        ramp_hi(x, kc, sp, ramp_add);
     } /* else hi is max_ma or a reclaim cap, both on the step grid already: no division */
     const int64_t off_lim = max64(now - s->p.min_off_ms, TNONE);
     if (sp == 0 && held_off(s, k, st, o, now, off_lim, &key[k])) {
@@ -3386,12 +3392,7 @@ static DLB_INLINE int ceilings_one(dlb_site *s, dlb_charger_output *o, int32_t k
          * reclaim (IDLE) test, with what was tested here not tested again. */
         o->flags = x->narrowed * DLB_CHARGER_NARROWED;
         if (ramp > 0) {
-            const int64_t ramp_hi = sp > 0 ? max64(kc->min_ma, sp + ramp_add) : kc->min_ma;
-            if (ramp_hi < x->hi) {
-                x->hi = (int32_t)ramp_hi;
-                x->hi_reason = DLB_REASON_RAMP;
-            }
-            x->hi = (int32_t)(floor_grid(x->hi, kc->step_ma));
+            ramp_hi(x, kc, sp, ramp_add);
         }
         const uint64_t cls = policy == DLB_POLICY_PRIORITY ? (uint64_t)(255 - kc->priority) << 54 : 0u;
         if (sp > 0) { /* on: no held-off or starving test; must stay, sticky or other by its time on */

@@ -100,6 +100,18 @@ def test_top_up_leaves_headroom_on_the_lane_it_names():
             assert main.headroom_a[0] < 1.0, (backend, a, main)
 
 
+def _switching_site(phase_switch_hold_ms):
+    """One 3-phase charger (6-16 A, may switch 1p/3p, follow_time 10 s, reclaim off) on a metered 40 A
+    circuit: the site of the switch-up regressions below."""
+    p = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, follow_time_ms=10000,
+                     phase_switch_hold_ms=phase_switch_hold_ms, reclaim_hold_ms=model.MAX_DURATION_MS,
+                     probe_interval_ms=model.MAX_DURATION_MS)
+    c = model.Circuit(limit_ma=[40000] * 3, has_meter=1)
+    k = model.Charger(circuit=0, phases=3, phase_map=[0, 1, 2], min_ma=6000, max_ma=16000, step_ma=1000,
+                      can_switch_phases=1)
+    return H.make_site(p, [c], [k])
+
+
 def test_switch_up_counts_all_three_conductors_until_settled():
     """Regression: core-dev found runs where both backends failed the oracle identically at the first
     step after a 1p -> 3p switch-up ("narrowed flag False but counted conductors [0]").
@@ -112,13 +124,7 @@ def test_switch_up_counts_all_three_conductors_until_settled():
     after checking that step and expected it narrowed to L1: zero on the two conductors the EV was
     just given. Here: admitted at 1 phase at t=0 (L2 full), room from t=3 s, switch-up decided at
     t=11 s (hold 8 s), 3-phase outputs from 12 s, counted on all three until 21 s."""
-    p = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, follow_time_ms=10000,
-                     phase_switch_hold_ms=8000, reclaim_hold_ms=model.MAX_DURATION_MS,
-                     probe_interval_ms=model.MAX_DURATION_MS)
-    c = model.Circuit(limit_ma=[40000] * 3, has_meter=1)
-    k = model.Charger(circuit=0, phases=3, phase_map=[0, 1, 2], min_ma=6000, max_ma=16000, step_ma=1000,
-                      can_switch_phases=1)
-    site = H.make_site(p, [c], [k])
+    site = _switching_site(phase_switch_hold_ms=8000)
     for backend in ("c", "reference"):
         al, oracle, sp = Allocator(site, backend=backend), H.Oracle(site), 0
         for t in range(0, 23000, 1000):
@@ -157,13 +163,7 @@ def test_switch_up_then_switch_down_counts_the_old_draw_on_three_conductors():
     three conductors (dlb.h "Counted phases"; stage 3 keeps the old draw on the old phases): L2 shows
     38 + 16 A against 40 A. The oracle judged the step by the switch before (13 s ago), counted L1 only
     and expected 2 A of headroom on L2 and no overload (both backends failed identically)."""
-    p = model.Params(min_on_ms=0, min_off_ms=0, max_starts_per_hour=0, follow_time_ms=10000,
-                     phase_switch_hold_ms=0, reclaim_hold_ms=model.MAX_DURATION_MS,
-                     probe_interval_ms=model.MAX_DURATION_MS)
-    c = model.Circuit(limit_ma=[40000] * 3, has_meter=1)
-    k = model.Charger(circuit=0, phases=3, phase_map=[0, 1, 2], min_ma=6000, max_ma=16000, step_ma=1000,
-                      can_switch_phases=1)
-    site = H.make_site(p, [c], [k])
+    site = _switching_site(phase_switch_hold_ms=0)
     for backend in ("c", "reference"):
         al, oracle, sp = Allocator(site, backend=backend), H.Oracle(site), 0
         for t in range(0, 16000, 1000):
