@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* Inlining hints, which gcc -O2 gets wrong both ways here: the once-called passes (charger_pass,
- * ceilings_pass, sort_pairs, admit) kept out of dlb_step keep its frame (the deepest call chain, see
+ * ceilings_fair, sort_pairs, admit) kept out of dlb_step keep its frame (the deepest call chain, see
  * dlb.h) from growing; the path walk inlined into the admission loop saves a call and six saved
  * registers per walk. */
 #if defined(__GNUC__)
@@ -2377,7 +2377,7 @@ DLB_NOINLINE static const dlb_charger_input *charger_pass(dlb_site *s, const dlb
     return ce;
 }
 
-/* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from ceilings_pass, their
+/* stage 4 detail: reclaim and probing (inlined, as admission_key is: called from stage 4's loops, their
  * frames made dlb_step's call chain deeper than the one dlb.h names) */
 static DLB_INLINE int reclaim(dlb_site *s, int32_t k, int64_t mk, int64_t now, const int defer)
 {
